@@ -10,3 +10,12 @@
 #include <adaquant/core/tensor_shape.hpp>
 #include <adaquant/core/tensor_traits.hpp>
 #include <adaquant/core/tensor_view.hpp>
+
+#include <adaquant/quant/int4.hpp>
+#include <adaquant/quant/quant_params.hpp>
+#include <adaquant/quant/quantizer.hpp>
+#include <adaquant/quant/rounding.hpp>
+#include <adaquant/quant/scheme.hpp>
+
+#include <adaquant/kernels/fake_quant.hpp>
+#include <adaquant/kernels/quantize.hpp>

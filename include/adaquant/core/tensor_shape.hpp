@@ -5,13 +5,13 @@
 
 #include <adaquant/core/error.hpp>
 
-#include <algorithm>
 #include <array>
 #include <cstddef>
 #include <initializer_list>
 #include <numeric>
 #include <span>
 #include <string>
+#include <utility>
 
 namespace adaquant {
 
@@ -60,8 +60,9 @@ struct tensor_shape {
     std::size_t m = 0;
     for (std::size_t i = 0; i < rank; ++i)
       if (extents[i] > 1) axes[m++] = i;
-    std::sort(axes.begin(), axes.begin() + static_cast<std::ptrdiff_t>(m),
-              [&](std::size_t a, std::size_t b) { return strides[a] < strides[b]; });
+    for (std::size_t k = 1; k < m; ++k)  // insertion sort by stride: rank <= 8
+      for (std::size_t j = k; j > 0 && strides[axes[j]] < strides[axes[j - 1]]; --j)
+        std::swap(axes[j], axes[j - 1]);
     std::ptrdiff_t expect = 1;
     for (std::size_t k = 0; k < m; ++k) {
       if (strides[axes[k]] != expect) return false;

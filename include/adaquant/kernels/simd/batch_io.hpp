@@ -1,0 +1,65 @@
+#pragma once
+// Loads and stores shared by the SIMD kernels.
+
+#include <xsimd/xsimd.hpp>
+
+#include <cstddef>
+#include <cstdint>
+
+#if defined(__SSE2__)
+#include <immintrin.h>
+#endif
+
+namespace adaquant::detail::simd {
+
+using fbatch = xsimd::batch<float>;
+inline constexpr std::size_t lanes = fbatch::size;
+
+// Outputs at least this large are written with non-temporal stores: they do not fit in cache, so
+// bypassing it avoids reading every destination line before writing it (as memcpy does).
+inline constexpr std::size_t streaming_threshold_bytes = std::size_t{8} << 20;
+
+// Non-temporal store of a batch to a lane-aligned address (plain aligned store where the ISA or
+// xsimd arch has no streaming store we know of).
+inline void store_stream(float* p, const fbatch& v) noexcept {
+#if defined(__AVX512F__)
+  if constexpr (lanes == 16) {
+    _mm512_stream_ps(p, v);
+    return;
+  }
+#endif
+#if defined(__AVX__)
+  if constexpr (lanes == 8) {
+    _mm256_stream_ps(p, v);
+    return;
+  }
+#endif
+#if defined(__SSE2__)
+  if constexpr (lanes == 4) {
+    _mm_stream_ps(p, v);
+    return;
+  }
+#endif
+  v.store_aligned(p);
+}
+
+inline void stream_fence() noexcept {
+#if defined(__SSE2__)
+  _mm_sfence();
+#endif
+}
+
+// Writes the lanes of a comparison result as 0/1 bytes.
+inline void store_mask(const xsimd::batch_bool<float>& m, std::uint8_t* out) noexcept {
+  alignas(64) float tmp[lanes];
+  xsimd::select(m, fbatch(1.0f), fbatch(0.0f)).store_aligned(tmp);
+  for (std::size_t j = 0; j < lanes; ++j) out[j] = static_cast<std::uint8_t>(tmp[j] != 0.0f);
+}
+
+// The clamp of reference.hpp, lane-wise: NaN passes through.
+inline fbatch clamp_nan_through(const fbatch& q, const fbatch& lo, const fbatch& hi) noexcept {
+  const fbatch a = xsimd::select(q < lo, lo, q);
+  return xsimd::select(a > hi, hi, a);
+}
+
+}  // namespace adaquant::detail::simd
