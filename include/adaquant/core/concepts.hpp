@@ -28,9 +28,10 @@ using tensor_value_t = typename traits_of<T>::value_type;
 template <class T>
 concept DenseTensor = TensorLike<T> && std::is_arithmetic_v<tensor_value_t<T>>;
 
+// Mutability follows what tensor_traits::data yields for T as given (with its constness): a
+// const std::vector is read-only, a const tensor_view<float> still refers to mutable data.
 template <class T>
-concept MutableDenseTensor = DenseTensor<T> && !std::is_const_v<std::remove_reference_t<T>> &&
-                             requires(std::remove_cvref_t<T> & t) {
+concept MutableDenseTensor = DenseTensor<T> && requires(std::remove_reference_t<T>& t) {
   { traits_of<T>::data(t) } -> std::same_as<tensor_value_t<T>*>;
 };
 

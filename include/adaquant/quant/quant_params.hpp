@@ -6,7 +6,8 @@
 // params_from_range(scheme, lo, hi), in float32 like torch.ao.quantization's _calculate_qparams:
 //   lo' = min(lo, 0), hi' = max(hi, 0)              (the range always contains real 0)
 //   symmetric:  scale = max(-lo', hi') / ((qmax - qmin) / 2)
-//               zero_point = 0 (signed) or (qmin + qmax + 1) / 2 (unsigned, 128 for 8 bits)
+//               zero_point = 0 (signed) or (qmin + qmax) / 2 (unsigned: 127 for 8 bits, as PyTorch
+//               picks for an explicit quant_min/quant_max; its default quint8 range picks 128)
 //   affine:     scale = (hi' - lo') / (qmax - qmin)
 //               zero_point = clamp(qmin - round_half_even(lo' / scale), qmin, qmax)
 //   scale = max(scale, FLT_EPSILON)
@@ -137,7 +138,7 @@ constexpr quant_params params_from_range(const quant_scheme& scheme, float lo, f
     const float m = -lo0 > hi0 ? -lo0 : hi0;
     const float s = m / (static_cast<float>(qmax - qmin) / 2.0f);
     p.scale = s > eps ? s : eps;
-    p.zero_point = scheme.is_signed ? 0 : (qmin + qmax + 1) / 2;
+    p.zero_point = scheme.is_signed ? 0 : (qmin + qmax) / 2;
   } else {
     const float s = (hi0 - lo0) / static_cast<float>(qmax - qmin);
     p.scale = s > eps ? s : eps;

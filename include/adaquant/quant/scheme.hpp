@@ -4,9 +4,9 @@
 //   signed:   [qmin, qmax] = [-2^(bits-1), 2^(bits-1) - 1]   (narrow_range: qmin = -2^(bits-1) + 1)
 //   unsigned: [qmin, qmax] = [0, 2^bits - 1]                  (narrow_range: qmax = 2^bits - 2)
 //
-// symmetric: zero_point is fixed (0 when signed, the grid's midpoint when unsigned) and the range
-// is [-max|x|, max|x|]; asymmetric (affine): zero_point is chosen so that [min, max] maps onto
-// [qmin, qmax] with real 0 exactly representable. bits is in [2, 16].
+// symmetric: zero_point is fixed (0 when signed, the grid's lower midpoint when unsigned); the
+// range is [-max|x|, max|x|]; asymmetric (affine): zero_point is chosen so that [min, max] maps
+// onto [qmin, qmax] with real 0 exactly representable. bits is in [2, 16].
 
 #include <adaquant/core/error.hpp>
 
