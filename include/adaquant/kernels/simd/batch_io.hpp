@@ -21,21 +21,22 @@ inline constexpr std::size_t streaming_threshold_bytes = std::size_t{8} << 20;
 
 // Non-temporal store of a batch to a lane-aligned address (plain aligned store where the ISA or
 // xsimd arch has no streaming store we know of).
-inline void store_stream(float* p, const fbatch& v) noexcept {
+template <class B>  // a template so that only the branch for B's width is instantiated
+void store_stream(float* p, const B& v) noexcept {
 #if defined(__AVX512F__)
-  if constexpr (lanes == 16) {
+  if constexpr (B::size == 16) {
     _mm512_stream_ps(p, v);
     return;
   }
 #endif
 #if defined(__AVX__)
-  if constexpr (lanes == 8) {
+  if constexpr (B::size == 8) {
     _mm256_stream_ps(p, v);
     return;
   }
 #endif
 #if defined(__SSE2__)
-  if constexpr (lanes == 4) {
+  if constexpr (B::size == 4) {
     _mm_stream_ps(p, v);
     return;
   }
