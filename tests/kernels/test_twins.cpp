@@ -91,6 +91,27 @@ TEST_CASE("fake_quant_per_tensor: the streaming path (large outputs) equals the 
   }
 }
 
+TEST_CASE("fake_quant_per_channel: the streaming path (large outputs) equals the twin") {
+  const std::size_t channels = 7, inner = (std::size_t{9} << 20) / sizeof(float) / channels + 3;
+  const std::size_t n = channels * inner;
+  const auto src = test_data(n, 0.1f, 3);
+  aq::channel_params p;
+  p.qmin = -8;
+  p.qmax = 7;
+  for (std::size_t c = 0; c < channels; ++c) {
+    p.scale.push_back(0.02f * static_cast<float>(c + 1));
+    p.zero_point.push_back(static_cast<std::int32_t>(c) - 3);
+  }
+  std::vector<float> a(n + 1, sentinel), b(n + 1, sentinel);
+  const aq::tensor_view<const float> x(src.data(), {channels, inner});
+  aq::fake_quant_per_channel(x, aq::tensor_view<float>(a.data(), {channels, inner}), p);
+  aq::fake_quant_per_channel_ref(x, aq::tensor_view<float>(b.data(), {channels, inner}), p);
+  std::size_t diff = 0;
+  for (std::size_t i = 0; i < a.size(); ++i) diff += !same_bits(a[i], b[i]);
+  CHECK(diff == 0);
+  CHECK(a[n] == sentinel);
+}
+
 TEMPLATE_TEST_CASE("fake_quant_per_channel: SIMD == twin on every layout path", "",
                    aq::round_pytorch, aq::round_onnx, aq::round_half_away) {
   // (outer, channels, inner) shapes covering inner >= lanes, inner == 1 with many channels,

@@ -5,6 +5,7 @@
 #include <adaquant/kernels/reference.hpp>
 #include <adaquant/kernels/simd/batch_io.hpp>
 
+#include <algorithm>
 #include <vector>
 
 namespace adaquant::detail::simd {
@@ -28,23 +29,33 @@ void fake_quant_block(const float* x, float* y, std::uint8_t* mask, std::size_t 
   fake_quant_per_tensor_ref<R>(x + vn, y + vn, WithMask ? mask + vn : nullptr, n - vn, p);
 }
 
+// One run of elements sharing parameters. `stream`: write with non-temporal stores (the caller
+// decides from the total output size and issues the fence).
+template <RoundingPolicy R>
+void fake_quant_run(const float* x, float* y, std::uint8_t* mask, std::size_t n, float s, float inv,
+                    float zf, float lo, float hi, bool stream) noexcept {
+  if (mask) return fake_quant_block<R, true, false>(x, y, mask, n, s, inv, zf, lo, hi);
+  const auto addr = reinterpret_cast<std::uintptr_t>(y);
+  const std::size_t head_bytes = (alignof(fbatch) - addr % alignof(fbatch)) % alignof(fbatch);
+  if (!stream || x == y || head_bytes % sizeof(float) != 0)
+    return fake_quant_block<R, false, false>(x, y, nullptr, n, s, inv, zf, lo, hi);
+  // Peel to a lane-aligned destination, stream the body.
+  const std::size_t head = std::min(n, head_bytes / sizeof(float));
+  fake_quant_block<R, false, false>(x, y, nullptr, head, s, inv, zf, lo, hi);
+  fake_quant_block<R, false, true>(x + head, y + head, nullptr, n - head, s, inv, zf, lo, hi);
+}
+
+inline bool use_streaming(const float* x, const float* y, std::size_t n) noexcept {
+  return x != y && n * sizeof(float) >= streaming_threshold_bytes;
+}
+
 template <RoundingPolicy R>
 void fake_quant_per_tensor(const float* x, float* y, std::uint8_t* mask, std::size_t n,
                            const quant_params& p) noexcept {
-  const float s = p.scale, inv = p.inv_scale(), zf = static_cast<float>(p.zero_point);
-  const float lo = static_cast<float>(p.qmin), hi = static_cast<float>(p.qmax);
-  if (mask) return fake_quant_block<R, true, false>(x, y, mask, n, s, inv, zf, lo, hi);
-  if (n * sizeof(float) < streaming_threshold_bytes || x == y)
-    return fake_quant_block<R, false, false>(x, y, nullptr, n, s, inv, zf, lo, hi);
-  // Peel to a lane-aligned destination, stream the body.
-  const auto addr = reinterpret_cast<std::uintptr_t>(y);
-  std::size_t head = (alignof(fbatch) - addr % alignof(fbatch)) % alignof(fbatch);
-  if (head % sizeof(float) != 0)  // float-misaligned destination: no streaming
-    return fake_quant_block<R, false, false>(x, y, nullptr, n, s, inv, zf, lo, hi);
-  head /= sizeof(float);
-  fake_quant_per_tensor_ref<R>(x, y, nullptr, head, p);
-  fake_quant_block<R, false, true>(x + head, y + head, nullptr, n - head, s, inv, zf, lo, hi);
-  stream_fence();
+  const bool stream = use_streaming(x, y, n);
+  fake_quant_run<R>(x, y, mask, n, p.scale, p.inv_scale(), static_cast<float>(p.zero_point),
+                    static_cast<float>(p.qmin), static_cast<float>(p.qmax), stream);
+  if (stream) stream_fence();
 }
 
 // Per channel. inner >= lanes: broadcast each channel's parameters over its run of `inner`
@@ -56,15 +67,15 @@ void fake_quant_per_channel(const float* x, float* y, std::uint8_t* mask, const 
                             std::int32_t qmax) {
   const float lo = static_cast<float>(qmin), hi = static_cast<float>(qmax);
   if (l.inner >= lanes) {
+    const bool stream = use_streaming(x, y, l.size());
     std::size_t o = 0;
     for (std::size_t b = 0; b < l.outer; ++b)
       for (std::size_t c = 0; c < l.channels; ++c, o += l.inner) {
         const float s = scale[c], inv = 1.0f / s, zf = static_cast<float>(zero_point[c]);
-        if (mask)
-          fake_quant_block<R, true, false>(x + o, y + o, mask + o, l.inner, s, inv, zf, lo, hi);
-        else
-          fake_quant_block<R, false, false>(x + o, y + o, nullptr, l.inner, s, inv, zf, lo, hi);
+        fake_quant_run<R>(x + o, y + o, mask ? mask + o : nullptr, l.inner, s, inv, zf, lo, hi,
+                          stream);
       }
+    if (stream) stream_fence();
     return;
   }
   if (l.inner != 1 || l.channels < lanes)

@@ -1,0 +1,126 @@
+// Fake-quant throughput against memcpy of the same bytes, in the same binary and run.
+// bytes/s counts what is read plus what is written (2 * 4 * n), for memcpy and the kernels alike.
+#include <adaquant/adaquant.hpp>
+
+#include <benchmark/benchmark.h>
+
+#include <cstring>
+#include <random>
+#include <vector>
+
+namespace {
+namespace aq = adaquant;
+
+constexpr std::int64_t big = 16777216;    // 16M floats: 64 MiB in, 64 MiB out
+constexpr std::int64_t resident = 16384;  // 64 KiB: stays in L2
+
+std::vector<float> random_floats(std::size_t n) {
+  std::mt19937 rng(1);
+  std::normal_distribution<float> d(0.0f, 1.0f);
+  std::vector<float> v(n);
+  for (auto& x : v) x = d(rng);
+  return v;
+}
+
+void set_bytes(benchmark::State& st, std::size_t n) {
+  st.SetBytesProcessed(static_cast<std::int64_t>(st.iterations()) * 2 *
+                       static_cast<std::int64_t>(n * sizeof(float)));
+}
+
+void bm_memcpy(benchmark::State& st) {
+  const auto n = static_cast<std::size_t>(st.range(0));
+  const auto x = random_floats(n);
+  std::vector<float> y(n);
+  for (auto _ : st) {
+    std::memcpy(y.data(), x.data(), n * sizeof(float));
+    benchmark::DoNotOptimize(y.data());
+    benchmark::ClobberMemory();
+  }
+  set_bytes(st, n);
+}
+
+void bm_fake_quant_per_tensor(benchmark::State& st) {
+  const auto n = static_cast<std::size_t>(st.range(0));
+  const int bits = static_cast<int>(st.range(1));
+  const auto x = random_floats(n);
+  std::vector<float> y(n);
+  const auto p = aq::params_from_range({bits, true, true, false}, -3.0f, 3.0f);
+  const aq::tensor_view<const float> xv(x.data(), {n});
+  const aq::tensor_view<float> yv(y.data(), {n});
+  for (auto _ : st) {
+    aq::fake_quant_per_tensor(xv, yv, p);
+    benchmark::DoNotOptimize(y.data());
+    benchmark::ClobberMemory();
+  }
+  set_bytes(st, n);
+}
+
+// Weights-like layout [out_channels, rest]: 256 channels, per-channel scales along axis 0.
+void bm_fake_quant_per_channel(benchmark::State& st) {
+  const auto n = static_cast<std::size_t>(st.range(0));
+  const int bits = static_cast<int>(st.range(1));
+  const std::size_t channels = 256;
+  const auto x = random_floats(n);
+  std::vector<float> y(n);
+  std::vector<float> lo(channels, -3.0f), hi(channels);
+  for (std::size_t c = 0; c < channels; ++c) hi[c] = 1.0f + 0.01f * static_cast<float>(c);
+  const auto p = aq::channel_params_from_ranges({bits, true, true, false}, lo, hi, 0);
+  const aq::tensor_view<const float> xv(x.data(), {channels, n / channels});
+  const aq::tensor_view<float> yv(y.data(), {channels, n / channels});
+  for (auto _ : st) {
+    aq::fake_quant_per_channel(xv, yv, p);
+    benchmark::DoNotOptimize(y.data());
+    benchmark::ClobberMemory();
+  }
+  set_bytes(st, n);
+}
+
+void bm_fake_quant_per_tensor_ref(benchmark::State& st) {
+  const auto n = static_cast<std::size_t>(st.range(0));
+  const auto x = random_floats(n);
+  std::vector<float> y(n);
+  const auto p =
+      aq::params_from_range({static_cast<int>(st.range(1)), true, true, false}, -3.0f, 3.0f);
+  for (auto _ : st) {
+    aq::fake_quant_per_tensor_ref(aq::tensor_view<const float>(x.data(), {n}),
+                                  aq::tensor_view<float>(y.data(), {n}), p);
+    benchmark::DoNotOptimize(y.data());
+    benchmark::ClobberMemory();
+  }
+  set_bytes(st, n);
+}
+
+void bm_quantize_int8_per_tensor(benchmark::State& st) {
+  const auto n = static_cast<std::size_t>(st.range(0));
+  const auto x = random_floats(n);
+  std::vector<std::int8_t> q(n);
+  const auto p = aq::params_from_range({8, true, true, false}, -3.0f, 3.0f);
+  for (auto _ : st) {
+    aq::quantize_per_tensor(aq::tensor_view<const float>(x.data(), {n}),
+                            aq::tensor_view<std::int8_t>(q.data(), {n}), p);
+    benchmark::DoNotOptimize(q.data());
+    benchmark::ClobberMemory();
+  }
+  st.SetBytesProcessed(static_cast<std::int64_t>(st.iterations()) *
+                       static_cast<std::int64_t>(n * 5));
+}
+}  // namespace
+
+BENCHMARK(bm_memcpy)->Arg(big)->Arg(resident)->Unit(benchmark::kMicrosecond);
+BENCHMARK(bm_fake_quant_per_tensor)
+    ->Args({big, 8})
+    ->Args({big, 4})
+    ->Args({resident, 8})
+    ->Args({resident, 4})
+    ->Unit(benchmark::kMicrosecond);
+BENCHMARK(bm_fake_quant_per_channel)
+    ->Args({big, 8})
+    ->Args({big, 4})
+    ->Args({resident, 8})
+    ->Args({resident, 4})
+    ->Unit(benchmark::kMicrosecond);
+BENCHMARK(bm_fake_quant_per_tensor_ref)
+    ->Args({big, 4})
+    ->Args({resident, 4})
+    ->Unit(benchmark::kMicrosecond);
+BENCHMARK(bm_quantize_int8_per_tensor)->Arg(big)->Arg(resident)->Unit(benchmark::kMicrosecond);
