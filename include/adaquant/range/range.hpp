@@ -1,0 +1,102 @@
+#pragma once
+// Ranges produced by the range estimators (min_max.hpp, percentile.hpp, mse_search.hpp) and the
+// argument checks they share.
+//
+//   range           [lo, hi] for a whole tensor; lo <= hi once an estimator returns it.
+//   channel_ranges  lo[c], hi[c] for every index c along `axis`.
+//
+// A range is what params_from_range (quant/quant_params.hpp) consumes: it widens [lo, hi] to
+// contain 0 and derives scale and zero point with PyTorch's observer formulas.
+//
+// Error contract shared by every estimator: an empty tensor is errc::empty_input; a NaN or +-inf
+// element is errc::non_finite, and the message names the argument, the offset of the first bad
+// element (in memory order) and what it is ("element 17 is NaN").
+
+#include <adaquant/core/error.hpp>
+#include <adaquant/core/tensor_view.hpp>
+#include <adaquant/quant/quant_params.hpp>
+
+#include <cstddef>
+#include <span>
+#include <string>
+#include <vector>
+
+namespace adaquant {
+
+struct range {
+  float lo = 0.0f;
+  float hi = 0.0f;
+
+  [[nodiscard]] constexpr float width() const noexcept { return hi - lo; }
+  // max(|lo|, |hi|): the half-width of the symmetric range that covers this one.
+  [[nodiscard]] constexpr float abs_max() const noexcept {
+    const float a = lo < 0.0f ? -lo : lo;
+    const float b = hi < 0.0f ? -hi : hi;
+    return a > b ? a : b;
+  }
+  [[nodiscard]] constexpr range symmetric() const noexcept { return {-abs_max(), abs_max()}; }
+  [[nodiscard]] constexpr range scaled(float alpha) const noexcept {
+    return {lo * alpha, hi * alpha};
+  }
+  [[nodiscard]] constexpr bool contains(float v) const noexcept { return v >= lo && v <= hi; }
+  // The smallest range covering both.
+  [[nodiscard]] constexpr range merged(const range& o) const noexcept {
+    return {o.lo < lo ? o.lo : lo, o.hi > hi ? o.hi : hi};
+  }
+  friend constexpr bool operator==(const range&, const range&) = default;
+};
+
+// Per-channel ranges along `axis`; lo.size() == hi.size() == extent of the axis.
+struct channel_ranges {
+  std::vector<float> lo;
+  std::vector<float> hi;
+  std::size_t axis = 0;
+
+  [[nodiscard]] std::size_t channels() const noexcept { return lo.size(); }
+  [[nodiscard]] range channel(std::size_t c) const { return {lo[c], hi[c]}; }
+  friend bool operator==(const channel_ranges&, const channel_ranges&) = default;
+};
+
+// quant_params for a range (params_from_range with the range's ends).
+[[nodiscard]] constexpr quant_params params_for(const quant_scheme& scheme, const range& r,
+                                                zero_range on_zero = zero_range::reject) {
+  return params_from_range(scheme, r.lo, r.hi, on_zero);
+}
+
+[[nodiscard]] inline channel_params params_for(const quant_scheme& scheme, const channel_ranges& r,
+                                               zero_range on_zero = zero_range::reject) {
+  return channel_params_from_ranges(scheme, r.lo, r.hi, r.axis, on_zero);
+}
+
+namespace detail {
+
+inline std::string describe_non_finite(float v) {
+  return v != v ? "NaN" : (v > 0.0f ? "+inf" : "-inf");
+}
+
+// Throws errc::empty_input naming `where` when n == 0.
+inline void check_not_empty(std::size_t n, std::string_view where) {
+  if (!(n > 0)) fail(errc::empty_input, where, "tensor is empty (0 elements)");
+}
+
+// Throws errc::non_finite for the first NaN or +-inf in x[0, n), with its offset. Used on the
+// error path of the one-pass kernels (which only flag that something was non-finite) and by
+// estimators that have no such pass.
+inline void check_finite(const float* x, std::size_t n, std::string_view where) {
+  for (std::size_t i = 0; i < n; ++i)
+    if (!is_finite(x[i]))
+      fail(errc::non_finite, where,
+           "element " + std::to_string(i) + " is " + describe_non_finite(x[i]) +
+               " (range estimators need finite values)");
+}
+
+// Throws errc::invalid_argument unless `axis` is an axis of `s`.
+inline void check_axis(const tensor_shape& s, std::size_t axis, std::string_view where) {
+  if (!(axis < s.rank))
+    fail(errc::invalid_argument, where,
+         "axis " + std::to_string(axis) + " is out of range for a tensor of rank " +
+             std::to_string(s.rank) + " (shape " + to_string(s) + ")");
+}
+
+}  // namespace detail
+}  // namespace adaquant
