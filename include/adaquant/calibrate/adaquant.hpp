@@ -1,0 +1,328 @@
+#pragma once
+// AdaQuant for one layer: minimise layer_objective (objectives/layer_objective.hpp) with Adam over
+// mini-batches of the cached calibration samples, starting from round-to-nearest.
+//
+//   adaquant_optimize(objective, options [, initial params])  -> layer_result
+//   adaquant_layer(geometry, W, b, X, Y, activation, options [, initial params]) -> layer_result
+//
+// Learning rates (adaquant_learning_rates). Two modes:
+//   relative (our default): a rate is a fraction of the size of what it moves, per iteration:
+//     V: rate * s_w[c] (a fraction of the channel's quantization step), s_w: rate * s_w[c],
+//     z_w, z_a: rate grid units, s_a: rate * s_a, b': rate * RMS of the channel's target output.
+//     Adam's step is about the rate in magnitude, so these transfer across layers and models.
+//     Defaults (weight 1e-2, bias 1e-3, weight quantizer 1e-3, act quantizer 1e-3) let V travel
+//     up to ~10 steps over 1000 iterations while scales move <= 0.1% per iteration.
+//   absolute: the paper's code (adaquant_options::paper(): weights 1e-5, bias 1e-3, activation
+//     quantizer 1e-1, weight quantizer 1e-3, batch 50, 1000 iterations). At 1e-5 the weights of
+//     small CNNs move only a few percent of a 4-bit step (FINDINGS.md), hence the relative default.
+// Beyond the paper: a held-out split (holdout_fraction) evaluated every eval_every steps; the
+// parameters with the lowest held-out MSE (the initial ones included, so never worse than
+// round-to-nearest on held-out data) are returned, and optimisation stops after `patience`
+// evaluations without improvement. bounded_offset keeps |V| <= s_w/2 (learn the rounding only,
+// AdaRound-style). Scales are kept >= 1e-3 of their initial value, zero points inside the grid.
+// Initial parameters: given by the caller (e.g. MSE-searched ranges) or min/max of W per channel
+// and of X per tensor. Deterministic: the seed fixes the split and the mini-batches; the same run
+// gives bit-identical results.
+// Errors: those of layer_objective, plus options out of their domain (errc::invalid_argument:
+// batch_size, iterations, a zero or negative rate for a trained group, holdout_fraction outside
+// [0, 0.9], eval_every 0), a non-finite loss during optimisation (errc::non_finite).
+
+#include <adaquant/calibrate/report.hpp>
+#include <adaquant/core/error.hpp>
+#include <adaquant/objectives/layer_objective.hpp>
+#include <adaquant/optim/adam.hpp>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdint>
+#include <span>
+#include <string>
+#include <vector>
+
+namespace adaquant {
+
+enum class lr_mode { relative, absolute };
+
+struct adaquant_learning_rates {
+  lr_mode mode = lr_mode::relative;
+  float weight = 1e-2f;        // V
+  float bias = 1e-3f;          // b'
+  float weight_quant = 1e-3f;  // s_w, z_w
+  float act_quant = 1e-3f;     // s_a, z_a
+
+  // The paper's official code: absolute rates.
+  [[nodiscard]] static constexpr adaquant_learning_rates paper() noexcept {
+    return {lr_mode::absolute, 1e-5f, 1e-3f, 1e-3f, 1e-1f};
+  }
+};
+
+struct adaquant_options {
+  // Grids and rounding; `activation` is taken from the layer (adaquant_layer's argument).
+  layer_quant_config quant{};
+  trainable_groups train{};
+  adaquant_learning_rates lr{};
+  adam_config adam{};
+  std::size_t batch_size = 50;  // samples per step (the whole train split if smaller)
+  std::size_t iterations = 1000;
+  std::uint64_t seed = 0;
+  bool bounded_offset = false;    // |V| <= s_w / 2
+  float holdout_fraction = 0.1f;  // 0: no held-out split, no early stopping
+  std::size_t eval_every = 50;    // held-out evaluation period, in steps
+  std::size_t patience = 4;       // evaluations without improvement before stopping; 0: never
+
+  // The paper's settings (absolute rates, no held-out split).
+  [[nodiscard]] static adaquant_options paper() {
+    adaquant_options o;
+    o.lr = adaquant_learning_rates::paper();
+    o.holdout_fraction = 0.0f;
+    return o;
+  }
+};
+
+struct initial_quant_params {
+  channel_params weight;  // per output channel, axis 0
+  quant_params act;       // per tensor (ignored when activations are not quantized)
+};
+
+struct layer_result {
+  layer_state state;             // V, b', scales and continuous zero points
+  std::vector<float> weights;    // Q_w(W + V), dequantized, in W's layout
+  std::vector<float> bias;       // b'
+  channel_params weight_params;  // integer-grid weight parameters
+  quant_params act_params;       // input quantizer (meaningless if not quantized)
+  layer_report report;
+};
+
+namespace detail {
+// SplitMix64: a tiny, portable generator, so results do not depend on the standard library.
+struct splitmix64 {
+  std::uint64_t state;
+  std::uint64_t next() noexcept {
+    std::uint64_t z = (state += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+  }
+  std::size_t below(std::size_t n) noexcept {  // n > 0; modulo bias < 2^-40 for our sizes
+    return static_cast<std::size_t>(next() % n);
+  }
+};
+inline void shuffle(std::vector<std::size_t>& v, splitmix64& rng) {
+  for (std::size_t i = v.size(); i > 1; --i) std::swap(v[i - 1], v[rng.below(i)]);
+}
+
+// --- Private min/max initialisation. To be replaced by range/ estimators when they land. ---
+inline initial_quant_params min_max_init(const layer_objective& obj) {
+  const layer_quant_config& cfg = obj.config();
+  const std::size_t oc = obj.geometry().out_channels(), k = obj.geometry().weights_per_channel();
+  const auto w = obj.weight();
+  std::vector<float> lo(oc), hi(oc);
+  for (std::size_t c = 0; c < oc; ++c) {
+    const auto [mn, mx] = std::minmax_element(w.begin() + static_cast<std::ptrdiff_t>(c * k),
+                                              w.begin() + static_cast<std::ptrdiff_t>((c + 1) * k));
+    lo[c] = *mn;
+    hi[c] = *mx;
+  }
+  initial_quant_params p;
+  p.weight = channel_params_from_ranges(cfg.weight_scheme, lo, hi, 0, zero_range::use_epsilon);
+  const auto x = obj.inputs();
+  const auto [xl, xh] = std::minmax_element(x.begin(), x.end());
+  p.act = params_from_range(cfg.act_scheme, *xl, *xh, zero_range::use_epsilon);
+  return p;
+}
+// --- end of private min/max initialisation ---
+
+inline void validate_options(const adaquant_options& o) {
+  const auto bad = [](const char* arg, const std::string& why) {
+    fail(errc::invalid_argument, std::string("adaquant: options.") + arg, why);
+  };
+  if (!(o.batch_size > 0)) bad("batch_size", "must be > 0");
+  if (!(o.iterations > 0)) bad("iterations", "must be > 0");
+  if (!(o.eval_every > 0)) bad("eval_every", "must be > 0");
+  if (!(o.holdout_fraction >= 0.0f && o.holdout_fraction <= 0.9f))
+    bad("holdout_fraction", "must be in [0, 0.9], got " + std::to_string(o.holdout_fraction));
+  const auto rate = [&](bool on, float r, const char* name) {
+    if (on && !(r > 0.0f && is_finite(r)))
+      bad(name, "learning rate of a trained group must be finite and > 0, got " +
+                    std::to_string(r) + " (freeze the group in options.train instead)");
+  };
+  rate(o.train.weight_offset, o.lr.weight, "lr.weight");
+  rate(o.train.bias, o.lr.bias, "lr.bias");
+  rate(o.train.weight_quant, o.lr.weight_quant, "lr.weight_quant");
+  rate(o.train.act_quant && o.quant.quantize_activations, o.lr.act_quant, "lr.act_quant");
+}
+}  // namespace detail
+
+// Optimises one layer. `init` (optional) gives the starting quantization parameters; otherwise
+// min/max. The objective's config (grids, rounding, activation) is used; options.quant is not.
+inline layer_result adaquant_optimize(layer_objective& obj, const adaquant_options& opt,
+                                      const initial_quant_params* init = nullptr) {
+  detail::validate_options(opt);
+  const auto t0 = std::chrono::steady_clock::now();
+  const layer_quant_config& cfg = obj.config();
+  const layer_geometry& g = obj.geometry();
+  const std::size_t oc = g.out_channels(), k = g.weights_per_channel();
+  const std::size_t N = obj.samples();
+
+  const initial_quant_params start = init ? *init : detail::min_max_init(obj);
+  layer_state state = obj.initial_state(start.weight, start.act);
+  const std::vector<float> scale0 = state.weight_scale;
+  const float act_scale0 = state.act_scale;
+
+  // Split.
+  detail::splitmix64 rng{opt.seed};
+  std::vector<std::size_t> order(N);
+  for (std::size_t i = 0; i < N; ++i) order[i] = i;
+  detail::shuffle(order, rng);
+  std::size_t n_hold =
+      static_cast<std::size_t>(static_cast<double>(N) * static_cast<double>(opt.holdout_fraction));
+  if (n_hold >= N) n_hold = N - 1;
+  std::vector<std::size_t> hold(order.begin(), order.begin() + static_cast<std::ptrdiff_t>(n_hold));
+  std::vector<std::size_t> train(order.begin() + static_cast<std::ptrdiff_t>(n_hold), order.end());
+  std::sort(hold.begin(), hold.end());  // evaluation order independent of the shuffle
+  std::vector<std::size_t> train_sorted = train;
+  std::sort(train_sorted.begin(), train_sorted.end());
+
+  layer_report rep;
+  rep.train_samples = train.size();
+  rep.heldout_samples = hold.size();
+  rep.mse_before = obj.value(state, train_sorted);
+  if (!hold.empty()) rep.heldout_before = obj.value(state, hold);
+
+  // Per-channel RMS of the targets: the unit of the relative bias rate.
+  std::vector<float> bias_unit(oc, 1.0f);
+  if (opt.lr.mode == lr_mode::relative) {
+    const auto y = obj.targets();
+    const std::size_t P = g.out_positions();
+    std::vector<double> acc(oc, 0.0);
+    for (std::size_t n = 0; n < N; ++n)
+      for (std::size_t c = 0; c < oc; ++c)
+        for (std::size_t p = 0; p < P; ++p) {
+          const double v = y[(n * oc + c) * P + p];
+          acc[c] += v * v;
+        }
+    for (std::size_t c = 0; c < oc; ++c)
+      bias_unit[c] = static_cast<float>(std::sqrt(acc[c] / static_cast<double>(N * P))) + 1e-6f;
+  }
+
+  const trainable_groups& tr = opt.train;
+  const bool train_act = tr.act_quant && cfg.quantize_activations;
+  const bool w_zp = tr.weight_quant && !cfg.weight_scheme.symmetric;
+  const bool a_zp = train_act && !cfg.act_scheme.symmetric;
+  adam opt_v(tr.weight_offset ? state.weight_offset.size() : 0, opt.adam);
+  adam opt_b(tr.bias ? oc : 0, opt.adam);
+  adam opt_ws(tr.weight_quant ? oc : 0, opt.adam);
+  adam opt_wz(w_zp ? oc : 0, opt.adam);
+  adam opt_as(train_act ? 1 : 0, opt.adam);
+  adam opt_az(a_zp ? 1 : 0, opt.adam);
+  const bool rel = opt.lr.mode == lr_mode::relative;
+  std::vector<float> lr_v(oc), lr_b(oc), lr_ws(oc);
+
+  layer_state grad, best = state;
+  double best_hold = rep.heldout_before;
+  std::size_t since_best = 0;
+  const std::size_t B = std::min(opt.batch_size, train.size());
+  std::vector<std::size_t> perm = train;
+  std::size_t cursor = perm.size();  // forces a shuffle on the first step
+  std::vector<std::size_t> batch(B);
+  const float wqmin = static_cast<float>(cfg.weight_scheme.qmin());
+  const float wqmax = static_cast<float>(cfg.weight_scheme.qmax());
+  const float aqmin = static_cast<float>(cfg.act_scheme.qmin());
+  const float aqmax = static_cast<float>(cfg.act_scheme.qmax());
+
+  std::size_t it = 0;
+  while (it < opt.iterations) {
+    for (std::size_t j = 0; j < B; ++j) {
+      if (cursor == perm.size()) {
+        detail::shuffle(perm, rng);
+        cursor = 0;
+      }
+      batch[j] = perm[cursor++];
+    }
+    const double loss = obj.gradient(state, batch, grad, tr);
+    if (!std::isfinite(loss))
+      detail::fail(errc::non_finite, "adaquant: loss",
+                   "became " + std::to_string(loss) + " at step " + std::to_string(it + 1));
+    ++it;
+    for (std::size_t c = 0; c < oc; ++c) {
+      lr_v[c] = rel ? opt.lr.weight * state.weight_scale[c] : opt.lr.weight;
+      lr_b[c] = rel ? opt.lr.bias * bias_unit[c] : opt.lr.bias;
+      lr_ws[c] = rel ? opt.lr.weight_quant * state.weight_scale[c] : opt.lr.weight_quant;
+    }
+    if (tr.weight_offset) opt_v.step(state.weight_offset, grad.weight_offset, lr_v, k);
+    if (tr.bias) opt_b.step(state.bias, grad.bias, lr_b, 1);
+    if (tr.weight_quant) {
+      opt_ws.step(state.weight_scale, grad.weight_scale, lr_ws, 1);
+      for (std::size_t c = 0; c < oc; ++c)
+        state.weight_scale[c] = std::max(state.weight_scale[c], 1e-3f * scale0[c]);
+    }
+    if (w_zp) {
+      const float r = opt.lr.weight_quant;
+      opt_wz.step(state.weight_zero_point, grad.weight_zero_point, std::span<const float>(&r, 1));
+      for (float& z : state.weight_zero_point) z = std::clamp(z, wqmin, wqmax);
+    }
+    if (train_act) {
+      opt_as.step(state.act_scale, grad.act_scale,
+                  rel ? opt.lr.act_quant * state.act_scale : opt.lr.act_quant);
+      state.act_scale = std::max(state.act_scale, 1e-3f * act_scale0);
+    }
+    if (a_zp) {
+      opt_az.step(state.act_zero_point, grad.act_zero_point, opt.lr.act_quant);
+      state.act_zero_point = std::clamp(state.act_zero_point, aqmin, aqmax);
+    }
+    if (opt.bounded_offset && tr.weight_offset)
+      for (std::size_t c = 0; c < oc; ++c) {
+        const float h = 0.5f * state.weight_scale[c];
+        for (std::size_t j = 0; j < k; ++j) {
+          float& v = state.weight_offset[c * k + j];
+          v = std::clamp(v, -h, h);
+        }
+      }
+    if (!hold.empty() && (it % opt.eval_every == 0 || it == opt.iterations)) {
+      const double h = obj.value(state, hold);
+      if (h < best_hold) {
+        best_hold = h;
+        best = state;
+        rep.best_iteration = it;
+        since_best = 0;
+      } else if (opt.patience > 0 && ++since_best >= opt.patience) {
+        rep.stopped_early = true;
+        break;
+      }
+    }
+  }
+  rep.iterations = it;
+  if (!hold.empty())
+    state = best;
+  else
+    rep.best_iteration = it;
+
+  layer_result res;
+  res.report = rep;
+  res.report.mse_after = obj.value(state, train_sorted);
+  if (!hold.empty()) res.report.heldout_after = obj.value(state, hold);
+  res.weights = obj.quantized_weights(state);
+  res.bias = state.bias;
+  res.weight_params = obj.weight_params(state);
+  res.act_params = obj.act_params(state);
+  res.state = std::move(state);
+  res.report.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  return res;
+}
+
+// Convenience: builds the objective from cached data (X [N, ...], Y [N, ...]; see
+// objectives/geometry.hpp) with options.quant and the given activation, and optimises it.
+inline layer_result adaquant_layer(const layer_geometry& geometry, std::span<const float> weight,
+                                   std::span<const float> bias, std::span<const float> inputs,
+                                   std::span<const float> targets, output_activation activation,
+                                   const adaquant_options& opt,
+                                   const initial_quant_params* init = nullptr) {
+  detail::validate_options(opt);
+  layer_quant_config cfg = opt.quant;
+  cfg.activation = activation;
+  layer_objective obj(geometry, weight, bias, inputs, targets, cfg);
+  return adaquant_optimize(obj, opt, init);
+}
+
+}  // namespace adaquant

@@ -1,0 +1,287 @@
+#pragma once
+// Central-difference check of layer_objective::gradient against an independent evaluation of the
+// same surrogate.
+//
+// The surrogate L~(theta; anchor) is the straight-through linearisation of the objective at
+// `anchor` (quant/ste.hpp): for every weight and input element the rounding residual
+// r = round(u) - u (u = value / scale) and the clamp decision (inside, below, above) are taken at
+// the anchor and then held fixed, and the continuous zero points carry their anchor rounding
+// residual, so
+//   inside: q(theta) = (u(theta) + r) * s(theta)      clamped: q(theta) = (bound - z(theta) - rz) *
+//   s(theta)
+// L~(anchor; anchor) equals value(anchor); the STE/LSQ gradient is the exact gradient of L~ at the
+// anchor. straight_through_surrogate() evaluates L~ in double with direct loops (no GEMM, no
+// im2col), so the check also cross-validates the forward. Central differences of L~ are smooth
+// except at the ReLU kinks of the outputs, which a small step does not cross in practice.
+
+#include <adaquant/objectives/layer_objective.hpp>
+
+#include <algorithm>
+#include <cmath>
+#include <cstddef>
+#include <span>
+#include <string>
+#include <vector>
+
+namespace adaquant {
+
+struct gradient_check_result {
+  double max_error = 0.0;  // max over checked coordinates of |analytic - numeric| / group scale
+  std::string worst;       // "group[index]" of the worst coordinate
+  std::size_t checked = 0;
+};
+
+namespace detail {
+// Per-element frozen linearisation of one fake quantizer at the anchor.
+struct frozen_quant {
+  std::vector<double> residual;     // r (inside elements)
+  std::vector<signed char> region;  // 0 inside, -1 below, +1 above
+  double zero_residual = 0.0;       // round(z0) - z0
+};
+
+template <class R>
+void freeze(const float* v, std::size_t n, float s, float z_cont, std::int32_t qmin,
+            std::int32_t qmax, frozen_quant& f, std::size_t offset) {
+  const std::int32_t zr = round_zero_point(z_cont, qmin, qmax);
+  const float zf = static_cast<float>(zr);
+  f.zero_residual = static_cast<double>(zr) - static_cast<double>(z_cont);
+  for (std::size_t i = 0; i < n; ++i) {
+    const float g = R::to_grid(v[i], s, 1.0f / s) + zf;
+    const std::size_t o = offset + i;
+    f.region[o] = g < static_cast<float>(qmin) ? -1 : (g > static_cast<float>(qmax) ? 1 : 0);
+    f.residual[o] = static_cast<double>(g - zf) - static_cast<double>(v[i]) / s;
+  }
+}
+
+inline double frozen_value(double v, double s, double z, std::int32_t qmin, std::int32_t qmax,
+                           signed char region, double residual, double zero_residual) {
+  if (region == 0) return (v / s + residual) * s;
+  const double bound = region < 0 ? qmin : qmax;
+  return (bound - (z + zero_residual)) * s;
+}
+}  // namespace detail
+
+// L~(s; anchor) over `batch` (all samples when empty), in double.
+inline double straight_through_surrogate(const layer_objective& obj, const layer_state& s,
+                                         const layer_state& anchor,
+                                         std::span<const std::size_t> batch = {}) {
+  const layer_geometry& g = obj.geometry();
+  const layer_quant_config& cfg = obj.config();
+  std::vector<std::size_t> all;
+  if (batch.empty()) {
+    all.resize(obj.samples());
+    for (std::size_t i = 0; i < all.size(); ++i) all[i] = i;
+    batch = all;
+  }
+  const std::size_t oc = g.out_channels(), k = g.weights_per_channel();
+  const std::size_t in = g.input_per_sample(), out = g.output_per_sample(), B = batch.size();
+  const auto W = obj.weight();
+  const auto X = obj.inputs();
+  const auto Y = obj.targets();
+
+  // Anchor decisions.
+  detail::frozen_quant fw, fa;
+  fw.residual.resize(oc * k);
+  fw.region.resize(oc * k);
+  std::vector<double> wzr(oc);
+  std::vector<float> wf0(k), xb0(B * in);
+  const std::int32_t wqmin = cfg.weight_scheme.qmin(), wqmax = cfg.weight_scheme.qmax();
+  const std::int32_t aqmin = cfg.act_scheme.qmin(), aqmax = cfg.act_scheme.qmax();
+  with_rounding(cfg.rounding, [&](auto r) {
+    using R = decltype(r);
+    for (std::size_t c = 0; c < oc; ++c) {
+      for (std::size_t j = 0; j < k; ++j) wf0[j] = W[c * k + j] + anchor.weight_offset[c * k + j];
+      detail::freeze<R>(wf0.data(), k, anchor.weight_scale[c], anchor.weight_zero_point[c], wqmin,
+                        wqmax, fw, c * k);
+      wzr[c] = fw.zero_residual;
+    }
+    if (cfg.quantize_activations) {
+      for (std::size_t n = 0; n < B; ++n)
+        std::copy_n(X.data() + batch[n] * in, in, xb0.data() + n * in);
+      fa.residual.resize(B * in);
+      fa.region.resize(B * in);
+      detail::freeze<R>(xb0.data(), B * in, anchor.act_scale, anchor.act_zero_point, aqmin, aqmax,
+                        fa, 0);
+    }
+  });
+
+  // Surrogate weights and inputs at s.
+  std::vector<double> wq(oc * k), xq(B * in);
+  for (std::size_t c = 0; c < oc; ++c)
+    for (std::size_t j = 0; j < k; ++j) {
+      const std::size_t i = c * k + j;
+      const double v = static_cast<double>(W[i]) + static_cast<double>(s.weight_offset[i]);
+      wq[i] = detail::frozen_value(v, s.weight_scale[c], s.weight_zero_point[c], wqmin, wqmax,
+                                   fw.region[i], fw.residual[i], wzr[c]);
+    }
+  for (std::size_t n = 0; n < B; ++n)
+    for (std::size_t e = 0; e < in; ++e) {
+      const double v = X[batch[n] * in + e];
+      xq[n * in + e] = cfg.quantize_activations
+                           ? detail::frozen_value(v, s.act_scale, s.act_zero_point, aqmin, aqmax,
+                                                  fa.region[n * in + e], fa.residual[n * in + e],
+                                                  fa.zero_residual)
+                           : v;
+    }
+
+  // Direct evaluation of the layer.
+  const auto act = [&](double v) {
+    switch (cfg.activation) {
+      case output_activation::relu:
+        return v > 0.0 ? v : 0.0;
+      case output_activation::relu6:
+        return v > 0.0 ? (v < 6.0 ? v : 6.0) : 0.0;
+      case output_activation::none:
+        break;
+    }
+    return v;
+  };
+  double total = 0.0;
+  std::vector<double> y(out);
+  for (std::size_t n = 0; n < B; ++n) {
+    const double* x = xq.data() + n * in;
+    if (g.kind == layer_kind::linear) {
+      for (std::size_t o = 0; o < oc; ++o) {
+        double a = s.bias[o];
+        for (std::size_t j = 0; j < k; ++j) a += wq[o * k + j] * x[j];
+        y[o] = a;
+      }
+    } else {
+      const conv2d_geometry& c = g.conv;
+      const std::size_t cin = c.in_channels / c.groups, cg = oc / c.groups;
+      const std::size_t oh = c.out_h(), ow = c.out_w();
+      for (std::size_t o = 0; o < oc; ++o) {
+        const std::size_t gr = o / cg;
+        for (std::size_t oy = 0; oy < oh; ++oy)
+          for (std::size_t ox = 0; ox < ow; ++ox) {
+            double a = s.bias[o];
+            for (std::size_t ci = 0; ci < cin; ++ci)
+              for (std::size_t i = 0; i < c.kernel_h; ++i)
+                for (std::size_t j = 0; j < c.kernel_w; ++j) {
+                  const auto iy = static_cast<std::ptrdiff_t>(oy * c.stride_h + i * c.dilation_h) -
+                                  static_cast<std::ptrdiff_t>(c.pad_h);
+                  const auto ix = static_cast<std::ptrdiff_t>(ox * c.stride_w + j * c.dilation_w) -
+                                  static_cast<std::ptrdiff_t>(c.pad_w);
+                  if (iy < 0 || ix < 0 || iy >= static_cast<std::ptrdiff_t>(c.in_h) ||
+                      ix >= static_cast<std::ptrdiff_t>(c.in_w))
+                    continue;
+                  a += wq[((o * cin + ci) * c.kernel_h + i) * c.kernel_w + j] *
+                       x[((gr * cin + ci) * c.in_h + static_cast<std::size_t>(iy)) * c.in_w +
+                         static_cast<std::size_t>(ix)];
+                }
+            y[(o * oh + oy) * ow + ox] = a;
+          }
+      }
+    }
+    for (std::size_t e = 0; e < out; ++e) {
+      const double d = act(y[e]) - act(static_cast<double>(Y[batch[n] * out + e]));
+      total += d * d;
+    }
+  }
+  return total / static_cast<double>(B * out);
+}
+
+// Compares obj.gradient(s, batch) with central differences of straight_through_surrogate around
+// s, for up to `per_group` evenly spread coordinates of every trainable group. The step for a
+// coordinate is rel_step times its natural size (a quantization step for V, the scale for scales,
+// one grid unit for zero points, max(|b|, 1) for biases). Errors are normalised by the group's
+// largest |numeric gradient| (at least 1e-3 of the largest over all groups).
+inline gradient_check_result check_gradient(layer_objective& obj, const layer_state& s,
+                                            std::span<const std::size_t> batch = {},
+                                            const trainable_groups& which = {},
+                                            double rel_step = 1e-3, std::size_t per_group = 48) {
+  layer_state grad;
+  obj.gradient(s, batch, grad, which);
+  gradient_check_result res;
+  const layer_quant_config& cfg = obj.config();
+  const std::size_t k = obj.geometry().weights_per_channel();
+
+  struct coord {
+    float* value;
+    float analytic;
+    double step;
+    std::string name;
+  };
+  layer_state probe = s;
+  struct outcome {
+    double analytic, numeric, group_scale;
+    std::string name;
+  };
+  std::vector<outcome> results;
+  double overall = 0.0;
+  const auto run_group = [&](std::vector<coord> coords) {
+    std::vector<double> numeric(coords.size());
+    double scale = 0.0;
+    for (std::size_t i = 0; i < coords.size(); ++i) {
+      float* p = coords[i].value;
+      const float orig = *p;
+      const double h = coords[i].step;
+      *p = static_cast<float>(orig + h);
+      const double hp = static_cast<double>(*p) - orig;
+      const double fp = straight_through_surrogate(obj, probe, s, batch);
+      *p = static_cast<float>(orig - h);
+      const double hm = orig - static_cast<double>(*p);
+      const double fm = straight_through_surrogate(obj, probe, s, batch);
+      *p = orig;
+      numeric[i] = (fp - fm) / (hp + hm);
+      scale = std::max(scale, std::abs(numeric[i]));
+    }
+    for (std::size_t i = 0; i < coords.size(); ++i)
+      results.push_back({coords[i].analytic, numeric[i], scale, coords[i].name});
+    overall = std::max(overall, scale);
+  };
+  const auto spread = [&](std::size_t n) {
+    std::vector<std::size_t> idx;
+    const std::size_t m = std::min(n, per_group);
+    for (std::size_t i = 0; i < m; ++i) idx.push_back(i * n / m);
+    return idx;
+  };
+  if (which.weight_offset) {
+    std::vector<coord> cs;
+    for (std::size_t i : spread(probe.weight_offset.size()))
+      cs.push_back({&probe.weight_offset[i], grad.weight_offset[i],
+                    rel_step * s.weight_scale[i / k], "weight_offset[" + std::to_string(i) + "]"});
+    run_group(cs);
+  }
+  if (which.bias) {
+    std::vector<coord> cs;
+    for (std::size_t i : spread(probe.bias.size()))
+      cs.push_back({&probe.bias[i], grad.bias[i],
+                    rel_step * std::max(1.0, std::abs(static_cast<double>(s.bias[i]))),
+                    "bias[" + std::to_string(i) + "]"});
+    run_group(cs);
+  }
+  if (which.weight_quant) {
+    std::vector<coord> cs;
+    for (std::size_t i : spread(probe.weight_scale.size()))
+      cs.push_back({&probe.weight_scale[i], grad.weight_scale[i], rel_step * s.weight_scale[i],
+                    "weight_scale[" + std::to_string(i) + "]"});
+    run_group(cs);
+    if (!cfg.weight_scheme.symmetric) {
+      cs.clear();
+      for (std::size_t i : spread(probe.weight_zero_point.size()))
+        cs.push_back({&probe.weight_zero_point[i], grad.weight_zero_point[i], rel_step,
+                      "weight_zero_point[" + std::to_string(i) + "]"});
+      run_group(cs);
+    }
+  }
+  if (which.act_quant && cfg.quantize_activations) {
+    run_group({{&probe.act_scale, grad.act_scale, rel_step * s.act_scale, "act_scale"}});
+    if (!cfg.act_scheme.symmetric)
+      run_group({{&probe.act_zero_point, grad.act_zero_point, rel_step, "act_zero_point"}});
+  }
+  // A group whose gradient is tiny next to the others is judged on the others' scale (float
+  // round-off in the analytic gradient is relative to the largest terms).
+  for (const outcome& o : results) {
+    const double e =
+        std::abs(o.analytic - o.numeric) / (std::max(o.group_scale, 1e-3 * overall) + 1e-30);
+    ++res.checked;
+    if (e > res.max_error) {
+      res.max_error = e;
+      res.worst = o.name;
+    }
+  }
+  return res;
+}
+
+}  // namespace adaquant

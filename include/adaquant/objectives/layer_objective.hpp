@@ -1,0 +1,452 @@
+#pragma once
+// The AdaQuant layer objective (Hubara et al., "Accurate Post Training Quantization With Small
+// Calibration Sets"): for cached calibration inputs X and full-precision outputs Y of one linear or
+// conv2d layer (geometry.hpp),
+//
+//   L(V, b', s_w, z_w, s_a, z_a) = mean over samples and output elements of
+//                                  ( f(Y) - f( Q_w(W + V) * Q_a(X) + b' ) )^2
+//
+// where * is the layer's operator (matmul or convolution), f the activation that follows the layer
+// (none, ReLU or ReLU6; the paper's code compares after the ReLU), Q_w the per-output-channel fake
+// quantizer (axis 0 of W, scale s_w[c], zero point round(z_w[c])) and Q_a the per-tensor input
+// fake quantizer (s_a, round(z_a)); both as kernels/fake_quant.hpp with the configured rounding.
+// Symmetric schemes fix the zero point (0 signed, midpoint unsigned) and its gradient is 0.
+//
+// Gradients (gradient()) are the exact gradients of the straight-through linearisation described
+// in quant/ste.hpp: rounding residuals and clamp decisions are frozen at the evaluation point, so
+//   dL/dV = dL/dWq * mask_w,     dL/ds_w[c] = sum_k dL/dWq * (Wq - mask_w (W+V)) / s_w[c],
+//   dL/dz_w[c] = sum_k dL/dWq * (mask_w - 1) s_w[c],   likewise for s_a, z_a through dL/dXq,
+//   dL/db' = sum over samples (and positions) of dL/dY.
+// objectives/gradient_check.hpp evaluates that surrogate independently (double precision, direct
+// loops instead of GEMM/im2col) and compares with central differences.
+//
+// The objective references X, Y, W and the bias (the caller keeps them alive) and owns scratch
+// buffers: use one objective per thread. Layout: X [N, in] / [N, C, H, W], Y [N, out] /
+// [N, out_c, out_h, out_w] (PyTorch's). Cost of gradient() per sample: the forward GEMM, dWq and
+// (when the activation quantizer is trained) dXq: three GEMMs.
+//
+// Errors: invalid geometry or schemes (errc::invalid_argument); sizes that disagree
+// (errc::shape_mismatch); no samples (errc::empty_input); NaN/inf in W, bias, X or Y
+// (errc::non_finite); a state whose sizes do not match (errc::shape_mismatch) or whose scales are
+// not positive (errc::invalid_argument); a sample index >= N (errc::invalid_argument).
+
+#include <adaquant/core/error.hpp>
+#include <adaquant/kernels/fake_quant.hpp>
+#include <adaquant/objectives/forward.hpp>
+#include <adaquant/quant/quant_params.hpp>
+#include <adaquant/quant/rounding.hpp>
+#include <adaquant/quant/scheme.hpp>
+#include <adaquant/quant/ste.hpp>
+
+#include <algorithm>
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <span>
+#include <string>
+#include <vector>
+
+namespace adaquant {
+
+// How a layer is quantized.
+struct layer_quant_config {
+  quant_scheme weight_scheme{4, true, true, false};  // per output channel, symmetric signed
+  quant_scheme act_scheme{4, false, false, false};   // per tensor, affine unsigned
+  bool quantize_activations = true;                  // false: Q_a is the identity
+  rounding_mode rounding = rounding_mode::pytorch;
+  output_activation activation = output_activation::none;  // f in the objective
+};
+
+// The optimised variables (and, with the same shapes, their gradients).
+struct layer_state {
+  std::vector<float> weight_offset;      // V, same size and layout as W
+  std::vector<float> bias;               // b', one per output channel
+  std::vector<float> weight_scale;       // s_w, one per output channel
+  std::vector<float> weight_zero_point;  // z_w, continuous; the forward uses round(z_w)
+  float act_scale = 1.0f;                // s_a
+  float act_zero_point = 0.0f;           // z_a, continuous; the forward uses round(z_a)
+};
+
+// Which groups of variables move. A frozen group keeps its value bit for bit.
+struct trainable_groups {
+  bool weight_offset = true;
+  bool bias = true;
+  bool weight_quant = true;  // s_w (and z_w when the weight scheme is asymmetric)
+  bool act_quant = true;     // s_a (and z_a when the activation scheme is asymmetric)
+};
+
+namespace detail {
+inline std::int32_t round_zero_point(float z, std::int32_t qmin, std::int32_t qmax) noexcept {
+  const float r = round_half_even(z);
+  if (!(r >= static_cast<float>(qmin))) return qmin;  // also NaN
+  if (r > static_cast<float>(qmax)) return qmax;
+  return static_cast<std::int32_t>(r);
+}
+inline std::int32_t fixed_zero_point(const quant_scheme& s) noexcept {
+  return s.is_signed ? 0 : (s.qmin() + s.qmax() + 1) / 2;
+}
+inline void check_all_finite(std::span<const float> v, const std::string& where) {
+  for (std::size_t i = 0; i < v.size(); ++i)
+    if (!is_finite(v[i]))
+      fail(errc::non_finite, where,
+           "element " + std::to_string(i) + " is " +
+               (v[i] != v[i] ? std::string("NaN") : std::string("infinite")));
+}
+}  // namespace detail
+
+class layer_objective {
+ public:
+  // weight: W in the layout of geometry.hpp; bias: empty or one per output channel (empty means
+  // a zero bias, which AdaQuant may still learn); inputs/targets: N samples each.
+  layer_objective(const layer_geometry& geometry, std::span<const float> weight,
+                  std::span<const float> bias, std::span<const float> inputs,
+                  std::span<const float> targets, const layer_quant_config& config)
+      : g_(geometry), cfg_(config), w_(weight), b0_(bias), x_(inputs), y_(targets) {
+    constexpr const char* fn = "layer_objective";
+    const std::string f(fn);
+    g_.validate(f + ": geometry");
+    cfg_.weight_scheme.validate("layer_objective: config.weight_scheme.bits");
+    cfg_.act_scheme.validate("layer_objective: config.act_scheme.bits");
+    if (!(w_.size() == g_.weight_size()))
+      detail::fail(errc::shape_mismatch, f + ": weight",
+                   "has " + std::to_string(w_.size()) + " elements, the geometry needs " +
+                       std::to_string(g_.weight_size()));
+    if (!(b0_.empty() || b0_.size() == g_.out_channels()))
+      detail::fail(errc::shape_mismatch, f + ": bias",
+                   "has " + std::to_string(b0_.size()) + " elements, expected 0 or " +
+                       std::to_string(g_.out_channels()));
+    if (!(!x_.empty())) detail::fail(errc::empty_input, f + ": inputs", "no calibration samples");
+    if (!(x_.size() % g_.input_per_sample() == 0))
+      detail::fail(errc::shape_mismatch, f + ": inputs",
+                   std::to_string(x_.size()) + " elements is not a multiple of the " +
+                       std::to_string(g_.input_per_sample()) + " inputs per sample");
+    n_ = x_.size() / g_.input_per_sample();
+    if (!(y_.size() == n_ * g_.output_per_sample()))
+      detail::fail(errc::shape_mismatch, f + ": targets",
+                   "has " + std::to_string(y_.size()) + " elements, " + std::to_string(n_) +
+                       " samples of " + std::to_string(g_.output_per_sample()) + " outputs need " +
+                       std::to_string(n_ * g_.output_per_sample()));
+    detail::check_all_finite(w_, f + ": weight");
+    detail::check_all_finite(b0_, f + ": bias");
+    detail::check_all_finite(x_, f + ": inputs");
+    detail::check_all_finite(y_, f + ": targets");
+    wparams_.qmin = cfg_.weight_scheme.qmin();
+    wparams_.qmax = cfg_.weight_scheme.qmax();
+    wparams_.axis = 0;
+  }
+
+  [[nodiscard]] const layer_geometry& geometry() const noexcept { return g_; }
+  [[nodiscard]] const layer_quant_config& config() const noexcept { return cfg_; }
+  [[nodiscard]] std::size_t samples() const noexcept { return n_; }
+  [[nodiscard]] std::span<const float> weight() const noexcept { return w_; }
+  [[nodiscard]] std::span<const float> bias() const noexcept { return b0_; }
+  [[nodiscard]] std::span<const float> inputs() const noexcept { return x_; }
+  [[nodiscard]] std::span<const float> targets() const noexcept { return y_; }
+
+  // The state that reproduces plain round-to-nearest with the given quantization parameters:
+  // V = 0, b' = bias, scales and zero points copied. act is ignored when activations are not
+  // quantized.
+  [[nodiscard]] layer_state initial_state(const channel_params& w, const quant_params& a) const {
+    constexpr const char* fn = "layer_objective::initial_state";
+    w.validate("layer_objective::initial_state: weight params");
+    if (!(w.channels() == g_.out_channels()))
+      detail::fail(errc::shape_mismatch, std::string(fn) + ": weight params",
+                   std::to_string(w.channels()) + " channels, the layer has " +
+                       std::to_string(g_.out_channels()));
+    if (!(w.qmin == cfg_.weight_scheme.qmin() && w.qmax == cfg_.weight_scheme.qmax()))
+      detail::fail(errc::invalid_argument, std::string(fn) + ": weight params",
+                   "grid [" + std::to_string(w.qmin) + ", " + std::to_string(w.qmax) +
+                       "] differs from the weight scheme's");
+    layer_state s;
+    s.weight_offset.assign(g_.weight_size(), 0.0f);
+    s.bias.assign(g_.out_channels(), 0.0f);
+    if (!b0_.empty()) std::copy(b0_.begin(), b0_.end(), s.bias.begin());
+    s.weight_scale = w.scale;
+    s.weight_zero_point.resize(w.channels());
+    for (std::size_t c = 0; c < w.channels(); ++c)
+      s.weight_zero_point[c] = static_cast<float>(cfg_.weight_scheme.symmetric
+                                                      ? detail::fixed_zero_point(cfg_.weight_scheme)
+                                                      : w.zero_point[c]);
+    if (cfg_.quantize_activations) {
+      a.validate("layer_objective::initial_state: act params");
+      if (!(a.qmin == cfg_.act_scheme.qmin() && a.qmax == cfg_.act_scheme.qmax()))
+        detail::fail(errc::invalid_argument, std::string(fn) + ": act params",
+                     "grid [" + std::to_string(a.qmin) + ", " + std::to_string(a.qmax) +
+                         "] differs from the activation scheme's");
+      s.act_scale = a.scale;
+      s.act_zero_point = static_cast<float>(
+          cfg_.act_scheme.symmetric ? detail::fixed_zero_point(cfg_.act_scheme) : a.zero_point);
+    }
+    return s;
+  }
+
+  // The integer-grid parameters a state stands for (zero points rounded and clamped).
+  [[nodiscard]] channel_params weight_params(const layer_state& s) const {
+    check_state(s, "layer_objective::weight_params");
+    channel_params p;
+    p.qmin = cfg_.weight_scheme.qmin();
+    p.qmax = cfg_.weight_scheme.qmax();
+    p.axis = 0;
+    p.scale = s.weight_scale;
+    p.zero_point.resize(s.weight_scale.size());
+    for (std::size_t c = 0; c < p.scale.size(); ++c)
+      p.zero_point[c] = detail::round_zero_point(s.weight_zero_point[c], p.qmin, p.qmax);
+    return p;
+  }
+  [[nodiscard]] quant_params act_params(const layer_state& s) const {
+    return {
+        s.act_scale,
+        detail::round_zero_point(s.act_zero_point, cfg_.act_scheme.qmin(), cfg_.act_scheme.qmax()),
+        cfg_.act_scheme.qmin(), cfg_.act_scheme.qmax()};
+  }
+
+  // Q_w(W + V), dequantized, in W's layout.
+  [[nodiscard]] std::vector<float> quantized_weights(const layer_state& s) {
+    check_state(s, "layer_objective::quantized_weights");
+    quantize_weights(s, false);
+    return wq_;
+  }
+
+  // MSE over the given samples (all samples when `batch` is empty).
+  [[nodiscard]] double value(const layer_state& s, std::span<const std::size_t> batch = {}) {
+    check_state(s, "layer_objective::value");
+    check_batch(batch, "layer_objective::value");
+    quantize_weights(s, false);
+    double total = 0.0;
+    std::size_t count = 0;
+    const std::size_t chunk = eval_chunk();
+    std::vector<std::size_t> all;
+    if (batch.empty()) {
+      all.resize(n_);
+      for (std::size_t i = 0; i < n_; ++i) all[i] = i;
+      batch = all;
+    }
+    for (std::size_t first = 0; first < batch.size(); first += chunk) {
+      const std::size_t m = std::min(chunk, batch.size() - first);
+      total += forward(s, batch.subspan(first, m), false);
+      count += m;
+    }
+    return total / static_cast<double>(count * g_.output_per_sample());
+  }
+
+  // Gradient of value(s, batch) into grad (resized to s's shapes; frozen groups get 0); returns
+  // value(s, batch). The batch is processed in one piece.
+  double gradient(const layer_state& s, std::span<const std::size_t> batch, layer_state& grad,
+                  const trainable_groups& which = {}) {
+    check_state(s, "layer_objective::gradient");
+    check_batch(batch, "layer_objective::gradient");
+    std::vector<std::size_t> all;
+    if (batch.empty()) {
+      all.resize(n_);
+      for (std::size_t i = 0; i < n_; ++i) all[i] = i;
+      batch = all;
+    }
+    quantize_weights(s, true);
+    const double sum = forward(s, batch, true);
+    backward(s, batch.size(), grad, which);
+    return sum / static_cast<double>(batch.size() * g_.output_per_sample());
+  }
+
+ private:
+  void check_state(const layer_state& s, const char* fn) const {
+    const auto need = [&](std::size_t got, std::size_t want, const char* name) {
+      if (!(got == want))
+        detail::fail(errc::shape_mismatch, std::string(fn) + ": state." + name,
+                     "has " + std::to_string(got) + " elements, expected " + std::to_string(want));
+    };
+    need(s.weight_offset.size(), g_.weight_size(), "weight_offset");
+    need(s.bias.size(), g_.out_channels(), "bias");
+    need(s.weight_scale.size(), g_.out_channels(), "weight_scale");
+    need(s.weight_zero_point.size(), g_.out_channels(), "weight_zero_point");
+    for (float v : s.weight_scale)
+      if (!(v > 0.0f && detail::is_finite(v)))
+        detail::fail(errc::invalid_argument, std::string(fn) + ": state.weight_scale",
+                     "scales must be finite and > 0, got " + std::to_string(v));
+    if (cfg_.quantize_activations && !(s.act_scale > 0.0f && detail::is_finite(s.act_scale)))
+      detail::fail(errc::invalid_argument, std::string(fn) + ": state.act_scale",
+                   "must be finite and > 0, got " + std::to_string(s.act_scale));
+  }
+  void check_batch(std::span<const std::size_t> batch, const char* fn) const {
+    for (std::size_t i : batch)
+      if (!(i < n_))
+        detail::fail(
+            errc::invalid_argument, std::string(fn) + ": batch",
+            "sample index " + std::to_string(i) + " >= " + std::to_string(n_) + " samples");
+  }
+  [[nodiscard]] std::size_t eval_chunk() const noexcept {
+    std::size_t per = g_.input_per_sample() + 2 * g_.output_per_sample();
+    if (g_.kind == layer_kind::conv2d)
+      per += g_.conv.in_channels * g_.conv.kernel_h * g_.conv.kernel_w * g_.out_positions();
+    return std::max<std::size_t>(1, (std::size_t{1} << 22) / per);
+  }
+
+  void quantize_weights(const layer_state& s, bool want_mask) {
+    const std::size_t nw = g_.weight_size();
+    wf_.resize(nw);
+    wq_.resize(nw);
+    wmask_.resize(want_mask ? nw : 0);
+    for (std::size_t i = 0; i < nw; ++i) wf_[i] = w_[i] + s.weight_offset[i];
+    wparams_.scale = s.weight_scale;
+    wparams_.zero_point.resize(s.weight_scale.size());
+    for (std::size_t c = 0; c < wparams_.scale.size(); ++c)
+      wparams_.zero_point[c] =
+          detail::round_zero_point(s.weight_zero_point[c], wparams_.qmin, wparams_.qmax);
+    const auto oc = g_.out_channels(), k = g_.weights_per_channel();
+    with_rounding(cfg_.rounding, [&](auto r) {
+      fake_quant_per_channel<decltype(r)>(tensor_view<const float>(wf_.data(), {oc, k}),
+                                          tensor_view<float>(wq_.data(), {oc, k}), wparams_,
+                                          std::span<std::uint8_t>(wmask_));
+    });
+  }
+
+  // Quantized forward over `batch` (weights already quantized); returns the sum of squared errors.
+  // With keep, leaves dL/dY (for the sum, times 2; scaled in backward) in dy_.
+  double forward(const layer_state& s, std::span<const std::size_t> batch, bool keep) {
+    const std::size_t B = batch.size(), in = g_.input_per_sample(), out = g_.output_per_sample();
+    xb_.resize(B * in);
+    for (std::size_t n = 0; n < B; ++n)
+      std::memcpy(xb_.data() + n * in, x_.data() + batch[n] * in, in * sizeof(float));
+    const float* xq = xb_.data();
+    if (cfg_.quantize_activations) {
+      xq_.resize(B * in);
+      xmask_.resize(keep ? B * in : 0);
+      const quant_params ap = act_params(s);
+      with_rounding(cfg_.rounding, [&](auto r) {
+        fake_quant_per_tensor<decltype(r)>(tensor_view<const float>(xb_.data(), {B * in}),
+                                           tensor_view<float>(xq_.data(), {B * in}), ap,
+                                           std::span<std::uint8_t>(xmask_));
+      });
+      xq = xq_.data();
+    }
+    yq_.resize(B * out);
+    if (g_.kind == layer_kind::linear) {
+      detail::linear_forward_raw(g_.linear, B, xq, wq_.data(), s.bias.data(), yq_.data());
+    } else {
+      const conv2d_geometry& c = g_.conv;
+      const std::size_t kp = g_.weights_per_channel() * g_.out_positions();
+      cols_.resize(keep ? B * c.groups * kp : kp);
+      detail::conv2d_forward_raw(c, B, xq, wq_.data(), s.bias.data(), yq_.data(), cols_.data(),
+                                 keep);
+    }
+    if (keep) dy_.resize(B * out);
+    const output_activation act = cfg_.activation;
+    double total = 0.0;
+    for (std::size_t n = 0; n < B; ++n) {
+      const float* t = y_.data() + batch[n] * out;
+      const float* q = yq_.data() + n * out;
+      double acc = 0.0;
+      for (std::size_t e = 0; e < out; ++e) {
+        const float d = detail::apply_activation(act, q[e]) - detail::apply_activation(act, t[e]);
+        acc += static_cast<double>(d) * static_cast<double>(d);
+        if (keep) dy_[n * out + e] = d * detail::activation_slope(act, q[e]);
+      }
+      total += acc;
+    }
+    return total;
+  }
+
+  void backward(const layer_state& s, std::size_t B, layer_state& grad,
+                const trainable_groups& which) {
+    using detail::const_row_map;
+    using detail::row_map;
+    using Eigen::Index;
+    const std::size_t oc = g_.out_channels(), k = g_.weights_per_channel();
+    const std::size_t P = g_.out_positions(), in = g_.input_per_sample();
+    const float norm = 2.0f / static_cast<float>(B * g_.output_per_sample());
+    for (float& v : dy_) v *= norm;
+
+    grad.weight_offset.assign(g_.weight_size(), 0.0f);
+    grad.bias.assign(oc, 0.0f);
+    grad.weight_scale.assign(oc, 0.0f);
+    grad.weight_zero_point.assign(oc, 0.0f);
+    grad.act_scale = 0.0f;
+    grad.act_zero_point = 0.0f;
+
+    if (which.bias) {
+      std::vector<double> acc(oc, 0.0);
+      for (std::size_t n = 0; n < B; ++n)
+        for (std::size_t c = 0; c < oc; ++c) {
+          const float* d = dy_.data() + (n * oc + c) * P;
+          double a = 0.0;
+          for (std::size_t p = 0; p < P; ++p) a += static_cast<double>(d[p]);
+          acc[c] += a;
+        }
+      for (std::size_t c = 0; c < oc; ++c) grad.bias[c] = static_cast<float>(acc[c]);
+    }
+
+    const bool want_w = which.weight_offset || which.weight_quant;
+    const bool want_a = which.act_quant && cfg_.quantize_activations;
+    const float* xq = cfg_.quantize_activations ? xq_.data() : xb_.data();
+    if (want_w) {
+      dwq_.resize(g_.weight_size());
+      if (g_.kind == layer_kind::linear) {
+        row_map(dwq_.data(), static_cast<Index>(oc), static_cast<Index>(k)).noalias() =
+            const_row_map(dy_.data(), static_cast<Index>(B), static_cast<Index>(oc)).transpose() *
+            const_row_map(xq, static_cast<Index>(B), static_cast<Index>(k));
+      } else {
+        const std::size_t groups = g_.conv.groups, cg = oc / groups;
+        for (std::size_t gr = 0; gr < groups; ++gr) {
+          row_map dW(dwq_.data() + gr * cg * k, static_cast<Index>(cg), static_cast<Index>(k));
+          for (std::size_t n = 0; n < B; ++n) {
+            const_row_map dY(dy_.data() + (n * oc + gr * cg) * P, static_cast<Index>(cg),
+                             static_cast<Index>(P));
+            const_row_map C(cols_.data() + (n * groups + gr) * k * P, static_cast<Index>(k),
+                            static_cast<Index>(P));
+            if (n == 0)
+              dW.noalias() = dY * C.transpose();
+            else
+              dW.noalias() += dY * C.transpose();
+          }
+        }
+      }
+      for (std::size_t c = 0; c < oc; ++c) {
+        double gs = 0.0, gz = 0.0;
+        detail::fq_backward_run(wf_.data() + c * k, wq_.data() + c * k, wmask_.data() + c * k,
+                                dwq_.data() + c * k, k, s.weight_scale[c],
+                                which.weight_offset ? grad.weight_offset.data() + c * k : nullptr,
+                                gs, gz);
+        if (which.weight_quant) {
+          grad.weight_scale[c] = static_cast<float>(gs);
+          if (!cfg_.weight_scheme.symmetric) grad.weight_zero_point[c] = static_cast<float>(gz);
+        }
+      }
+    }
+    if (want_a) {
+      dxq_.assign(B * in, 0.0f);
+      if (g_.kind == layer_kind::linear) {
+        row_map(dxq_.data(), static_cast<Index>(B), static_cast<Index>(in)).noalias() =
+            const_row_map(dy_.data(), static_cast<Index>(B), static_cast<Index>(oc)) *
+            const_row_map(wq_.data(), static_cast<Index>(oc), static_cast<Index>(k));
+      } else {
+        const std::size_t groups = g_.conv.groups, cg = oc / groups;
+        dcols_.resize(k * P);
+        for (std::size_t n = 0; n < B; ++n)
+          for (std::size_t gr = 0; gr < groups; ++gr) {
+            row_map(dcols_.data(), static_cast<Index>(k), static_cast<Index>(P)).noalias() =
+                const_row_map(wq_.data() + gr * cg * k, static_cast<Index>(cg),
+                              static_cast<Index>(k))
+                    .transpose() *
+                const_row_map(dy_.data() + (n * oc + gr * cg) * P, static_cast<Index>(cg),
+                              static_cast<Index>(P));
+            detail::col2im_add(g_.conv, dcols_.data(), gr, dxq_.data() + n * in);
+          }
+      }
+      double gs = 0.0, gz = 0.0;
+      detail::fq_backward_run(xb_.data(), xq_.data(), xmask_.data(), dxq_.data(), B * in,
+                              s.act_scale, nullptr, gs, gz);
+      grad.act_scale = static_cast<float>(gs);
+      if (!cfg_.act_scheme.symmetric) grad.act_zero_point = static_cast<float>(gz);
+    }
+  }
+
+  layer_geometry g_;
+  layer_quant_config cfg_;
+  std::span<const float> w_, b0_, x_, y_;
+  std::size_t n_ = 0;
+  channel_params wparams_;
+  std::vector<float> wf_, wq_, xb_, xq_, yq_, dy_, cols_, dwq_, dxq_, dcols_;
+  std::vector<std::uint8_t> wmask_, xmask_;
+};
+
+}  // namespace adaquant

@@ -1,0 +1,92 @@
+#pragma once
+// Adam (Kingma & Ba) for one group of parameters, with bias correction, as torch.optim.Adam
+// (no weight decay, no amsgrad):
+//
+//   m = b1 m + (1 - b1) g      v = b2 v + (1 - b2) g^2      t += 1
+//   x -= lr_i * (m / (1 - b1^t)) / (sqrt(v / (1 - b2^t)) + eps)
+//
+// The rate may vary along the group: lr_i = lr[i / block] (lr.size() == 1: one rate for all),
+// which is how AdaQuant makes weight steps a fraction of each channel's quantization step.
+// Element-wise, fixed order: deterministic.
+// Errors: sizes that disagree (errc::shape_mismatch); a negative or non-finite rate
+// (errc::invalid_argument); a non-finite gradient (errc::non_finite, naming its index).
+
+#include <adaquant/core/error.hpp>
+#include <adaquant/quant/quant_params.hpp>
+
+#include <cmath>
+#include <cstddef>
+#include <span>
+#include <string>
+#include <vector>
+
+namespace adaquant {
+
+struct adam_config {
+  float beta1 = 0.9f;
+  float beta2 = 0.999f;
+  float epsilon = 1e-8f;
+};
+
+class adam {
+ public:
+  adam() = default;
+  explicit adam(std::size_t size, const adam_config& cfg = {})
+      : cfg_(cfg), m_(size, 0.0f), v_(size, 0.0f) {
+    if (!(cfg.beta1 >= 0.0f && cfg.beta1 < 1.0f && cfg.beta2 >= 0.0f && cfg.beta2 < 1.0f))
+      detail::fail(errc::invalid_argument, "adam: config",
+                   "beta1 and beta2 must be in [0, 1), got " + std::to_string(cfg.beta1) + " and " +
+                       std::to_string(cfg.beta2));
+    if (!(cfg.epsilon > 0.0f && detail::is_finite(cfg.epsilon)))
+      detail::fail(errc::invalid_argument, "adam: config.epsilon",
+                   "must be finite and > 0, got " + std::to_string(cfg.epsilon));
+  }
+
+  [[nodiscard]] std::size_t size() const noexcept { return m_.size(); }
+  [[nodiscard]] std::size_t steps() const noexcept { return t_; }
+
+  void step(std::span<float> x, std::span<const float> grad, std::span<const float> lr,
+            std::size_t block = 1) {
+    constexpr const char* fn = "adam::step";
+    if (!(x.size() == m_.size() && grad.size() == m_.size()))
+      detail::fail(errc::shape_mismatch, std::string(fn) + ": grad",
+                   "parameters " + std::to_string(x.size()) + ", gradient " +
+                       std::to_string(grad.size()) + ", optimiser state " +
+                       std::to_string(m_.size()));
+    if (!(block > 0 && (lr.size() == 1 || lr.size() * block == x.size())))
+      detail::fail(errc::shape_mismatch, std::string(fn) + ": lr",
+                   std::to_string(lr.size()) + " rates in blocks of " + std::to_string(block) +
+                       " for " + std::to_string(x.size()) + " parameters");
+    for (float r : lr)
+      if (!(r >= 0.0f && detail::is_finite(r)))
+        detail::fail(errc::invalid_argument, std::string(fn) + ": lr",
+                     "rates must be finite and >= 0, got " + std::to_string(r));
+    for (std::size_t i = 0; i < grad.size(); ++i)
+      if (!detail::is_finite(grad[i]))
+        detail::fail(errc::non_finite, std::string(fn) + ": grad",
+                     "element " + std::to_string(i) + " is not finite");
+    ++t_;
+    const float c1 = 1.0f - static_cast<float>(std::pow(double{cfg_.beta1}, double(t_)));
+    const float c2 = 1.0f - static_cast<float>(std::pow(double{cfg_.beta2}, double(t_)));
+    const float b1 = cfg_.beta1, b2 = cfg_.beta2, eps = cfg_.epsilon;
+    const float inv_c1 = 1.0f / c1, inv_c2 = 1.0f / c2;
+    for (std::size_t i = 0; i < x.size(); ++i) {
+      const float g = grad[i];
+      m_[i] = b1 * m_[i] + (1.0f - b1) * g;
+      v_[i] = b2 * v_[i] + (1.0f - b2) * g * g;
+      const float r = lr.size() == 1 ? lr[0] : lr[i / block];
+      x[i] -= r * (m_[i] * inv_c1) / (std::sqrt(v_[i] * inv_c2) + eps);
+    }
+  }
+  // One scalar parameter.
+  void step(float& x, float grad, float lr) {
+    step(std::span<float>(&x, 1), std::span<const float>(&grad, 1), std::span<const float>(&lr, 1));
+  }
+
+ private:
+  adam_config cfg_{};
+  std::vector<float> m_, v_;
+  std::size_t t_ = 0;
+};
+
+}  // namespace adaquant

@@ -1,0 +1,200 @@
+// Layer objectives: forward against direct loops, gradients against central differences of the
+// straight-through surrogate, input validation.
+
+#include "test_util.hpp"
+
+#include <adaquant/objectives/gradient_check.hpp>
+
+#include <catch2/catch.hpp>
+
+#include <cmath>
+
+using namespace adaquant;
+using adaquant_test::conv_geom;
+using adaquant_test::linear_geom;
+using adaquant_test::random_layer;
+
+namespace {
+
+// A state away from round-to-nearest: random V, bias shift, scales and zero points off-grid.
+layer_state perturbed_state(layer_objective& obj) {
+  const auto init = detail::min_max_init(obj);
+  layer_state s = obj.initial_state(init.weight, init.act);
+  const auto v = adaquant_test::randn(s.weight_offset.size(), 1.0f, 77);
+  const std::size_t k = obj.geometry().weights_per_channel();
+  for (std::size_t i = 0; i < v.size(); ++i)
+    s.weight_offset[i] = 0.3f * v[i] * s.weight_scale[i / k];
+  for (std::size_t c = 0; c < s.bias.size(); ++c) {
+    s.bias[c] += 0.01f * static_cast<float>(c % 3);
+    s.weight_scale[c] *= 0.83f + 0.01f * static_cast<float>(c % 5);  // some clamping
+    s.weight_zero_point[c] += 0.23f;
+  }
+  s.act_scale *= 0.71f;  // clamp some inputs above
+  s.act_zero_point += 0.31f;
+  return s;
+}
+
+void check(const layer_geometry& g, const layer_quant_config& cfg, std::size_t n,
+           bool relu_inputs) {
+  random_layer L(g, n, 11, relu_inputs);
+  layer_objective obj(g, L.w, L.b, L.x, L.y, cfg);
+  const layer_state s = perturbed_state(obj);
+  std::vector<std::size_t> batch;
+  for (std::size_t i = 0; i < n; i += 2) batch.push_back(i);
+  // Forward: GEMM/im2col path against the direct double evaluation at the anchor.
+  const double fast = obj.value(s, batch);
+  const double ref = straight_through_surrogate(obj, s, s, batch);
+  CHECK(fast == Approx(ref).epsilon(1e-4));
+  const gradient_check_result r = check_gradient(obj, s, batch);
+  INFO("worst: " << r.worst << " error " << r.max_error);
+  CHECK(r.checked > 0);
+  CHECK(r.max_error < 1e-4);
+}
+
+}  // namespace
+
+TEST_CASE("linear objective: gradients match central differences of the surrogate",
+          "[objective][gradient]") {
+  layer_quant_config cfg;
+  SECTION("symmetric weights, affine unsigned inputs, no activation") {
+    check(linear_geom(24, 10), cfg, 12, true);
+  }
+  SECTION("asymmetric weights, signed affine inputs, ReLU") {
+    cfg.weight_scheme = {4, true, false, false};
+    cfg.act_scheme = {4, true, false, false};
+    cfg.activation = output_activation::relu;
+    check(linear_geom(20, 9), cfg, 10, false);
+  }
+  SECTION("3 bits, ReLU6, ONNX rounding") {
+    cfg.weight_scheme.bits = 3;
+    cfg.act_scheme.bits = 3;
+    cfg.rounding = rounding_mode::onnx;
+    cfg.activation = output_activation::relu6;
+    check(linear_geom(16, 8), cfg, 8, true);
+  }
+  SECTION("unquantized activations") {
+    cfg.quantize_activations = false;
+    check(linear_geom(16, 8), cfg, 8, false);
+  }
+}
+
+TEST_CASE("conv2d objective: gradients match central differences of the surrogate",
+          "[objective][gradient]") {
+  layer_quant_config cfg;
+  SECTION("3x3, padding 1") { check(conv_geom(3, 4, 6, 5, 3, 1, 1), cfg, 4, true); }
+  SECTION("stride 2, dilation 2, padding 2, groups 2, asymmetric, ReLU") {
+    cfg.weight_scheme = {4, true, false, false};
+    cfg.activation = output_activation::relu;
+    check(conv_geom(4, 6, 7, 7, 3, 2, 2, 2, 2), cfg, 3, true);
+  }
+  SECTION("depthwise 3x3, stride 2") { check(conv_geom(5, 5, 6, 6, 3, 2, 1, 1, 5), cfg, 4, true); }
+  SECTION("1x1 with ReLU6") {
+    cfg.activation = output_activation::relu6;
+    check(conv_geom(6, 3, 4, 4, 1), cfg, 3, false);
+  }
+}
+
+TEST_CASE("conv2d_forward matches a direct convolution", "[objective][forward]") {
+  const layer_geometry g = conv_geom(4, 6, 7, 6, 3, 2, 1, 2, 2);
+  random_layer L(g, 2, 5, false);
+  const conv2d_geometry& c = g.conv;
+  const std::size_t cin = 2, cg = 3, oh = c.out_h(), ow = c.out_w();
+  double max_err = 0.0;
+  for (std::size_t n = 0; n < 2; ++n)
+    for (std::size_t o = 0; o < 6; ++o)
+      for (std::size_t oy = 0; oy < oh; ++oy)
+        for (std::size_t ox = 0; ox < ow; ++ox) {
+          double a = L.b[o];
+          for (std::size_t ci = 0; ci < cin; ++ci)
+            for (std::size_t i = 0; i < 3; ++i)
+              for (std::size_t j = 0; j < 3; ++j) {
+                const long iy = static_cast<long>(oy * 2 + i * 2) - 1;
+                const long ix = static_cast<long>(ox * 2 + j * 2) - 1;
+                if (iy < 0 || ix < 0 || iy >= 7 || ix >= 6) continue;
+                a += L.w[((o * cin + ci) * 3 + i) * 3 + j] *
+                     L.x[((n * 4 + (o / cg) * cin + ci) * 7 + static_cast<std::size_t>(iy)) * 6 +
+                         static_cast<std::size_t>(ix)];
+              }
+          const double got = L.y[((n * 6 + o) * oh + oy) * ow + ox];
+          max_err = std::max(max_err, std::abs(got - a));
+        }
+  CHECK(max_err < 1e-5);
+}
+
+TEST_CASE("layer_objective rejects bad input with a clear error", "[objective][errors]") {
+  random_layer L(linear_geom(8, 4), 6, 3);
+  const layer_quant_config cfg;
+  const auto code_of = [](auto&& f) {
+    try {
+      f();
+    } catch (const error& e) {
+      return std::pair{e.code(), std::string(e.what())};
+    }
+    return std::pair{errc::corrupt_data, std::string("no throw")};
+  };
+  const auto g = L.geometry;
+  {
+    std::vector<float> x(L.x.begin(), L.x.end() - 1);
+    auto [c, m] = code_of([&] { layer_objective(g, L.w, L.b, x, L.y, cfg); });
+    CHECK(c == errc::shape_mismatch);
+    CHECK_THAT(m, Catch::Contains("inputs"));
+  }
+  {
+    std::vector<float> y(L.y.begin(), L.y.end() - 4);
+    auto [c, m] = code_of([&] { layer_objective(g, L.w, L.b, L.x, y, cfg); });
+    CHECK(c == errc::shape_mismatch);
+    CHECK_THAT(m, Catch::Contains("targets"));
+  }
+  {
+    std::vector<float> w(L.w.begin(), L.w.end() - 1);
+    auto [c, m] = code_of([&] { layer_objective(g, w, L.b, L.x, L.y, cfg); });
+    CHECK(c == errc::shape_mismatch);
+    CHECK_THAT(m, Catch::Contains("weight"));
+  }
+  {
+    auto [c, m] = code_of([&] {
+      layer_objective(g, L.w, L.b, std::span<const float>(), std::span<const float>(), cfg);
+    });
+    CHECK(c == errc::empty_input);
+    CHECK_THAT(m, Catch::Contains("inputs"));
+  }
+  {
+    std::vector<float> x = L.x;
+    x[5] = std::nanf("");
+    auto [c, m] = code_of([&] { layer_objective(g, L.w, L.b, x, L.y, cfg); });
+    CHECK(c == errc::non_finite);
+    CHECK_THAT(m, Catch::Contains("inputs") && Catch::Contains("element 5"));
+  }
+  {
+    std::vector<float> y = L.y;
+    y[2] = INFINITY;
+    auto [c, m] = code_of([&] { layer_objective(g, L.w, L.b, L.x, y, cfg); });
+    CHECK(c == errc::non_finite);
+    CHECK_THAT(m, Catch::Contains("targets"));
+  }
+  {
+    const layer_geometry bad = conv_geom(3, 4, 5, 5, 3, 1, 0, 1, 2);
+    auto [c, m] = code_of([&] { layer_objective(bad, L.w, L.b, L.x, L.y, cfg); });
+    CHECK(c == errc::invalid_argument);
+    CHECK_THAT(m, Catch::Contains("geometry") && Catch::Contains("groups"));
+  }
+  {
+    layer_objective obj(g, L.w, L.b, L.x, L.y, cfg);
+    const auto init = detail::min_max_init(obj);
+    layer_state s = obj.initial_state(init.weight, init.act);
+    s.weight_scale[1] = 0.0f;
+    auto [c, m] = code_of([&] { (void)obj.value(s); });
+    CHECK(c == errc::invalid_argument);
+    CHECK_THAT(m, Catch::Contains("weight_scale"));
+    s = obj.initial_state(init.weight, init.act);
+    s.bias.pop_back();
+    std::tie(c, m) = code_of([&] { (void)obj.value(s); });
+    CHECK(c == errc::shape_mismatch);
+    CHECK_THAT(m, Catch::Contains("state.bias"));
+    s = obj.initial_state(init.weight, init.act);
+    const std::size_t idx[] = {0, 6};
+    std::tie(c, m) = code_of([&] { (void)obj.value(s, idx); });
+    CHECK(c == errc::invalid_argument);
+    CHECK_THAT(m, Catch::Contains("batch"));
+  }
+}
