@@ -19,7 +19,8 @@
 //   on the data  mse_search(x, scheme)            exact E; weights and cached activations.
 //                O(n * (candidates + refine_iterations)); the error kernel is SIMD with a
 //                scalar twin (quant_error / quant_error_ref, equal bit for bit: squared float
-//                differences are exact in double, and both sum in the same lane order).
+//                differences are exact in double, and both add 2 * lanes partial sums in the
+//                same order).
 //   on a histogram  mse_search(histogram, scheme)  for streaming activations: each bin's mass is
 //                spread over `points_per_bin` evenly spaced points. O(bins * points_per_bin *
 //                (candidates + refine_iterations)), independent of the data size; E is then
@@ -40,6 +41,7 @@
 
 #include <cmath>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 namespace adaquant {
@@ -94,50 +96,121 @@ inline double error_term(float d, double p) noexcept {
   return std::pow(a, p);
 }
 
-// Scalar twin of the error kernel: returns sum_i |fq(x_i) - x_i|^p. Elements of the vector part
-// [0, n - n % lanes) are summed into `lanes` partial sums by i % lanes, those are added in lane
-// order, then the tail in order: the SIMD kernel sums in exactly this order.
+// Number of partial sums of the error kernel: element i of the vector part
+// [0, n - n % error_partials) goes to partial i % error_partials (two batches per step).
+inline constexpr std::size_t error_partials = 2 * simd::lanes;
+
+// Scalar twin of the error kernel: returns sum_i |fq(x_i) - x_i|^p. The partial sums are added
+// in index order, then the tail in order: the SIMD kernel sums in exactly this order.
 template <RoundingPolicy R>
 double quant_error_ref(const float* x, std::size_t n, const quant_params& q, double p) noexcept {
-  constexpr std::size_t lanes = simd::lanes;
+  constexpr std::size_t parts = error_partials;
   const float s = q.scale, inv = q.inv_scale(), zf = static_cast<float>(q.zero_point);
   const float lo = static_cast<float>(q.qmin), hi = static_cast<float>(q.qmax);
-  double acc[lanes] = {};
-  const std::size_t vn = n - n % lanes;
+  double acc[parts] = {};
+  const std::size_t vn = n - n % parts;
   for (std::size_t i = 0; i < vn; ++i)
-    acc[i % lanes] += error_term(fake_quant_one<R>(x[i], s, inv, zf, lo, hi) - x[i], p);
+    acc[i % parts] += error_term(fake_quant_one<R>(x[i], s, inv, zf, lo, hi) - x[i], p);
   double total = 0.0;
-  for (std::size_t j = 0; j < lanes; ++j) total += acc[j];
+  for (std::size_t j = 0; j < parts; ++j) total += acc[j];
   for (std::size_t i = vn; i < n; ++i)
     total += error_term(fake_quant_one<R>(x[i], s, inv, zf, lo, hi) - x[i], p);
   return total;
 }
 
 namespace simd {
+using dbatch = xsimd::batch<double>;
+static_assert(2 * dbatch::size == lanes, "float and double batches of the same width");
+
+// Lanes [0, lanes/2) and [lanes/2, lanes) of v, converted to double (exact).
+template <class F>
+void widen(const F& v, dbatch& lo, dbatch& hi) noexcept {
+  using reg = typename F::register_type;
+#if defined(__AVX512F__)
+  if constexpr (sizeof(reg) == 64 && F::size == 16) {
+    const __m512 f = v;
+    lo = _mm512_cvtps_pd(_mm512_castps512_ps256(f));
+    hi = _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(f), 1)));
+    return;
+  }
+#endif
+#if defined(__AVX__)
+  if constexpr (sizeof(reg) == 32 && F::size == 8) {
+    const __m256 f = v;
+    lo = _mm256_cvtps_pd(_mm256_castps256_ps128(f));
+    hi = _mm256_cvtps_pd(_mm256_extractf128_ps(f, 1));
+    return;
+  }
+#endif
+#if defined(__SSE2__)
+  if constexpr (sizeof(reg) == 16 && F::size == 4) {
+    const __m128 f = v;
+    lo = _mm_cvtps_pd(f);
+    hi = _mm_cvtps_pd(_mm_movehl_ps(f, f));
+    return;
+  }
+#endif
+  alignas(64) float t[lanes];
+  alignas(64) double d[lanes];
+  v.store_aligned(t);
+  for (std::size_t j = 0; j < lanes; ++j) d[j] = t[j];
+  lo = dbatch::load_aligned(d);
+  hi = dbatch::load_aligned(d + dbatch::size);
+}
+
+template <RoundingPolicy R>
+fbatch fake_quant_error(const fbatch& v, const fbatch& vs, const fbatch& vinv, const fbatch& vz,
+                        const fbatch& vlo, const fbatch& vhi) noexcept {
+  const fbatch g = clamp_nan_through(R::to_grid(v, vs, vinv) + vz, vlo, vhi);
+  return (g - vz) * vs - v;
+}
+
 template <RoundingPolicy R>
 double quant_error(const float* x, std::size_t n, const quant_params& q, double p) noexcept {
+  constexpr std::size_t parts = error_partials, h = dbatch::size;
   const float s = q.scale, inv = q.inv_scale(), zf = static_cast<float>(q.zero_point);
-  const fbatch vs(s), vinv(inv), vz(zf), vlo(static_cast<float>(q.qmin)),
-      vhi(static_cast<float>(q.qmax));
-  double acc[lanes] = {};
-  alignas(64) float d[lanes];
-  const std::size_t vn = n - n % lanes;
-  for (std::size_t i = 0; i < vn; i += lanes) {
-    const fbatch v = fbatch::load_unaligned(x + i);
-    const fbatch g = clamp_nan_through(R::to_grid(v, vs, vinv) + vz, vlo, vhi);
-    ((g - vz) * vs - v).store_aligned(d);
-    if (p == 2.0) {
-      for (std::size_t j = 0; j < lanes; ++j) {
-        const double a = static_cast<double>(d[j]);
-        acc[j] += a * a;
+  const float lo = static_cast<float>(q.qmin), hi = static_cast<float>(q.qmax);
+  const fbatch vs(s), vinv(inv), vz(zf), vlo(lo), vhi(hi);
+  const std::size_t vn = n - n % parts;
+  alignas(64) double acc[parts] = {};
+  if (p == 2.0 || p == 1.0) {
+    // Four accumulators: partials [0, h), [h, 2h), ... of each step. Products of widened
+    // floats are exact, so FMA contraction cannot change a bit.
+    dbatch a0(0.0), a1(0.0), a2(0.0), a3(0.0);
+    for (std::size_t i = 0; i < vn; i += parts) {
+      const fbatch d0 = fake_quant_error<R>(fbatch::load_unaligned(x + i), vs, vinv, vz, vlo, vhi);
+      const fbatch d1 =
+          fake_quant_error<R>(fbatch::load_unaligned(x + i + lanes), vs, vinv, vz, vlo, vhi);
+      dbatch w0, w1, w2, w3;
+      widen(d0, w0, w1);
+      widen(d1, w2, w3);
+      if (p == 2.0) {
+        a0 += w0 * w0;
+        a1 += w1 * w1;
+        a2 += w2 * w2;
+        a3 += w3 * w3;
+      } else {
+        a0 += xsimd::abs(w0);
+        a1 += xsimd::abs(w1);
+        a2 += xsimd::abs(w2);
+        a3 += xsimd::abs(w3);
       }
-    } else {
-      for (std::size_t j = 0; j < lanes; ++j) acc[j] += error_term(d[j], p);
+    }
+    a0.store_aligned(acc);
+    a1.store_aligned(acc + h);
+    a2.store_aligned(acc + 2 * h);
+    a3.store_aligned(acc + 3 * h);
+  } else {
+    alignas(64) float d[parts];
+    for (std::size_t i = 0; i < vn; i += parts) {
+      fake_quant_error<R>(fbatch::load_unaligned(x + i), vs, vinv, vz, vlo, vhi).store_aligned(d);
+      fake_quant_error<R>(fbatch::load_unaligned(x + i + lanes), vs, vinv, vz, vlo, vhi)
+          .store_aligned(d + lanes);
+      for (std::size_t j = 0; j < parts; ++j) acc[j] += error_term(d[j], p);
     }
   }
   double total = 0.0;
-  for (std::size_t j = 0; j < lanes; ++j) total += acc[j];
-  const float lo = static_cast<float>(q.qmin), hi = static_cast<float>(q.qmax);
+  for (std::size_t j = 0; j < parts; ++j) total += acc[j];
   for (std::size_t i = vn; i < n; ++i)
     total += error_term(fake_quant_one<R>(x[i], s, inv, zf, lo, hi) - x[i], p);
   return total;

@@ -131,8 +131,13 @@ class histogram {
     return b;
   }
 
-  // Makes the window cover [lo, hi] (re-binning if needed). lo <= hi, both finite.
+  // Makes the window cover [lo, hi] (re-binning if needed); then add_covered() may add values
+  // in [lo, hi]. Throws unless lo <= hi are finite. O(1), or O(bins) when the window moves.
   void cover(float lo, float hi) {
+    if (!(detail::is_finite(lo) && detail::is_finite(hi) && lo <= hi))
+      detail::fail(errc::invalid_argument, "histogram::cover: [lo, hi]",
+                   "must be a finite range with lo <= hi, got [" + detail::fmt_float(lo) + ", " +
+                       detail::fmt_float(hi) + "]");
     if (total_ == 0) {
       const double span = double{hi} - double{lo};
       const double amax = std::max(std::fabs(double{lo}), std::fabs(double{hi}));
@@ -154,7 +159,7 @@ class histogram {
     max_ = nhi;
   }
 
-  // Adds values already inside the window (after cover()).
+  // Adds values inside the window (see cover()); values outside it land in the end bins.
   void add_covered(const float* x, std::size_t n) noexcept {
     const std::int64_t last = static_cast<std::int64_t>(bins()) - 1;
     for (std::size_t i = 0; i < n; ++i) {
