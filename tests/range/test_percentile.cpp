@@ -160,6 +160,10 @@ TEST_CASE("percentile errors name the argument", "[range][percentile][errors]") 
   require_error([&] { (void)h.quantile(0.5); }, errc::empty_input, {"histogram::quantile"});
   h.add(x);
   require_error([&] { (void)h.quantile(1.5); }, errc::invalid_argument, {"histogram::quantile: q"});
+  require_error([&] { h.cover(2.0f, 1.0f); }, errc::invalid_argument,
+                {"histogram::cover: [lo, hi]"});
+  require_error([&] { h.cover(0.0f, std::numeric_limits<float>::infinity()); },
+                errc::invalid_argument, {"histogram::cover"});
   require_error([&] { (void)percentile_range_per_channel(x, 1, 99.0); }, errc::invalid_argument,
                 {"percentile_channel_observer::observe: axis"});
 }
