@@ -3,6 +3,7 @@
 
 #include "test_util.hpp"
 
+#include <adaquant/calibrate/adaquant.hpp>
 #include <adaquant/objectives/gradient_check.hpp>
 
 #include <catch2/catch.hpp>
@@ -18,7 +19,7 @@ namespace {
 
 // A state away from round-to-nearest: random V, bias shift, scales and zero points off-grid.
 layer_state perturbed_state(layer_objective& obj) {
-  const auto init = detail::min_max_init(obj);
+  const auto init = estimate_initial_params(obj, range_method::min_max, range_method::min_max);
   layer_state s = obj.initial_state(init.weight, init.act);
   const auto v = adaquant_test::randn(s.weight_offset.size(), 1.0f, 77);
   const std::size_t k = obj.geometry().weights_per_channel();
@@ -180,7 +181,7 @@ TEST_CASE("layer_objective rejects bad input with a clear error", "[objective][e
   }
   {
     layer_objective obj(g, L.w, L.b, L.x, L.y, cfg);
-    const auto init = detail::min_max_init(obj);
+    const auto init = estimate_initial_params(obj, range_method::min_max, range_method::min_max);
     layer_state s = obj.initial_state(init.weight, init.act);
     s.weight_scale[1] = 0.0f;
     auto [c, m] = code_of([&] { (void)obj.value(s); });

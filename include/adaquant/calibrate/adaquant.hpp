@@ -10,27 +10,31 @@
 //     V: rate * s_w[c] (a fraction of the channel's quantization step), s_w: rate * s_w[c],
 //     z_w, z_a: rate grid units, s_a: rate * s_a, b': rate * RMS of the channel's target output.
 //     Adam's step is about the rate in magnitude, so these transfer across layers and models.
-//     Defaults (weight 1e-2, bias 1e-3, weight quantizer 1e-3, act quantizer 1e-3) let V travel
-//     up to ~10 steps over 1000 iterations while scales move <= 0.1% per iteration.
+//     Defaults (weight 5e-4, bias 1e-2, weight quantizer 1e-3, act quantizer 1e-3, cosine decay)
+//     let V travel up to ~1/4 step over 1000 iterations: enough to flip the rounding of weights
+//     near a tie where that helps the layer's output. Larger weight rates let the straight-through
+//     gradient push many weights onto rounding ties, where they oscillate and the MSE rises
+//     (measured in docs/adaquant.md); the cosine decay lets the oscillation settle.
 //   absolute: the paper's code (adaquant_options::paper(): weights 1e-5, bias 1e-3, activation
 //     quantizer 1e-1, weight quantizer 1e-3, batch 50, 1000 iterations). At 1e-5 the weights of
 //     small CNNs move only a few percent of a 4-bit step (FINDINGS.md), hence the relative default.
 // Beyond the paper: a held-out split (holdout_fraction) evaluated every eval_every steps; the
 // parameters with the lowest held-out MSE (the initial ones included, so never worse than
-// round-to-nearest on held-out data) are returned, and optimisation stops after `patience`
+// round-to-nearest on held-out data) are returned; optionally optimisation stops after `patience`
 // evaluations without improvement. bounded_offset keeps |V| <= s_w/2 (learn the rounding only,
 // AdaRound-style). Scales are kept >= 1e-3 of their initial value, zero points inside the grid.
-// Initial parameters: given by the caller (e.g. MSE-searched ranges) or min/max of W per channel
-// and of X per tensor. Deterministic: the seed fixes the split and the mini-batches; the same run
-// gives bit-identical results.
-// Errors: those of layer_objective, plus options out of their domain (errc::invalid_argument:
-// batch_size, iterations, a zero or negative rate for a trained group, holdout_fraction outside
-// [0, 0.9], eval_every 0), a non-finite loss during optimisation (errc::non_finite).
+// Initial parameters: given by the caller, or from the range estimators (default: MSE-optimal
+// clipping of W per channel and of X per tensor; options.weight_range / act_range). Deterministic:
+// the seed fixes the split and the mini-batches; the same run gives bit-identical results. Errors:
+// those of layer_objective, plus options out of their domain (errc::invalid_argument: batch_size,
+// iterations, a zero or negative rate for a trained group, holdout_fraction outside [0, 0.9],
+// eval_every 0), a non-finite loss during optimisation (errc::non_finite).
 
 #include <adaquant/calibrate/report.hpp>
 #include <adaquant/core/error.hpp>
 #include <adaquant/objectives/layer_objective.hpp>
 #include <adaquant/optim/adam.hpp>
+#include <adaquant/range/estimator.hpp>
 
 #include <algorithm>
 #include <chrono>
@@ -43,17 +47,20 @@
 namespace adaquant {
 
 enum class lr_mode { relative, absolute };
+// Rate over the run: constant, or cosine decay from the rate to 0 at the last step.
+enum class lr_schedule { constant, cosine };
 
 struct adaquant_learning_rates {
   lr_mode mode = lr_mode::relative;
-  float weight = 1e-2f;        // V
-  float bias = 1e-3f;          // b'
+  float weight = 5e-4f;        // V
+  float bias = 1e-2f;          // b'
   float weight_quant = 1e-3f;  // s_w, z_w
   float act_quant = 1e-3f;     // s_a, z_a
+  lr_schedule schedule = lr_schedule::cosine;
 
   // The paper's official code: absolute rates.
   [[nodiscard]] static constexpr adaquant_learning_rates paper() noexcept {
-    return {lr_mode::absolute, 1e-5f, 1e-3f, 1e-3f, 1e-1f};
+    return {lr_mode::absolute, 1e-5f, 1e-3f, 1e-3f, 1e-1f, lr_schedule::constant};
   }
 };
 
@@ -69,7 +76,11 @@ struct adaquant_options {
   bool bounded_offset = false;    // |V| <= s_w / 2
   float holdout_fraction = 0.1f;  // 0: no held-out split, no early stopping
   std::size_t eval_every = 50;    // held-out evaluation period, in steps
-  std::size_t patience = 4;       // evaluations without improvement before stopping; 0: never
+  std::size_t patience = 0;       // evaluations without improvement before stopping; 0: never
+  // Initial ranges when the caller gives no initial parameters (range/estimator.hpp).
+  range_method weight_range = range_method::mse;
+  range_method act_range = range_method::mse;
+  estimate_options range{};
 
   // The paper's settings (absolute rates, no held-out split).
   [[nodiscard]] static adaquant_options paper() {
@@ -108,30 +119,14 @@ struct splitmix64 {
     return static_cast<std::size_t>(next() % n);
   }
 };
+inline float schedule_factor(lr_schedule s, std::size_t step, std::size_t steps) noexcept {
+  if (s == lr_schedule::constant) return 1.0f;
+  const double t = static_cast<double>(step) / static_cast<double>(steps);
+  return static_cast<float>(0.5 * (1.0 + std::cos(3.14159265358979323846 * t)));
+}
 inline void shuffle(std::vector<std::size_t>& v, splitmix64& rng) {
   for (std::size_t i = v.size(); i > 1; --i) std::swap(v[i - 1], v[rng.below(i)]);
 }
-
-// --- Private min/max initialisation. To be replaced by range/ estimators when they land. ---
-inline initial_quant_params min_max_init(const layer_objective& obj) {
-  const layer_quant_config& cfg = obj.config();
-  const std::size_t oc = obj.geometry().out_channels(), k = obj.geometry().weights_per_channel();
-  const auto w = obj.weight();
-  std::vector<float> lo(oc), hi(oc);
-  for (std::size_t c = 0; c < oc; ++c) {
-    const auto [mn, mx] = std::minmax_element(w.begin() + static_cast<std::ptrdiff_t>(c * k),
-                                              w.begin() + static_cast<std::ptrdiff_t>((c + 1) * k));
-    lo[c] = *mn;
-    hi[c] = *mx;
-  }
-  initial_quant_params p;
-  p.weight = channel_params_from_ranges(cfg.weight_scheme, lo, hi, 0, zero_range::use_epsilon);
-  const auto x = obj.inputs();
-  const auto [xl, xh] = std::minmax_element(x.begin(), x.end());
-  p.act = params_from_range(cfg.act_scheme, *xl, *xh, zero_range::use_epsilon);
-  return p;
-}
-// --- end of private min/max initialisation ---
 
 inline void validate_options(const adaquant_options& o) {
   const auto bad = [](const char* arg, const std::string& why) {
@@ -154,6 +149,26 @@ inline void validate_options(const adaquant_options& o) {
 }
 }  // namespace detail
 
+// Starting parameters from the range estimators (range/estimator.hpp): per output channel on W,
+// per tensor on all cached inputs X. An all-zero channel gets scale FLT_EPSILON.
+[[nodiscard]] inline initial_quant_params estimate_initial_params(
+    const layer_objective& obj, range_method weight_method = range_method::mse,
+    range_method act_method = range_method::mse, estimate_options eo = {}) {
+  const layer_quant_config& cfg = obj.config();
+  eo.on_zero = zero_range::use_epsilon;
+  eo.rounding = cfg.rounding;
+  const std::size_t oc = obj.geometry().out_channels(), k = obj.geometry().weights_per_channel();
+  initial_quant_params p;
+  p.weight = estimate_channel_params(tensor_view<const float>(obj.weight().data(), {oc, k}),
+                                     cfg.weight_scheme, 0, weight_method, eo);
+  if (cfg.quantize_activations)
+    p.act = estimate_tensor_params(tensor_view<const float>(obj.inputs()), cfg.act_scheme,
+                                   act_method, eo);
+  else
+    p.act = quant_params{1.0f, 0, cfg.act_scheme.qmin(), cfg.act_scheme.qmax()};
+  return p;
+}
+
 // Optimises one layer. `init` (optional) gives the starting quantization parameters; otherwise
 // min/max. The objective's config (grids, rounding, activation) is used; options.quant is not.
 inline layer_result adaquant_optimize(layer_objective& obj, const adaquant_options& opt,
@@ -165,7 +180,8 @@ inline layer_result adaquant_optimize(layer_objective& obj, const adaquant_optio
   const std::size_t oc = g.out_channels(), k = g.weights_per_channel();
   const std::size_t N = obj.samples();
 
-  const initial_quant_params start = init ? *init : detail::min_max_init(obj);
+  const initial_quant_params start =
+      init ? *init : estimate_initial_params(obj, opt.weight_range, opt.act_range, opt.range);
   layer_state state = obj.initial_state(start.weight, start.act);
   const std::vector<float> scale0 = state.weight_scale;
   const float act_scale0 = state.act_scale;
@@ -244,11 +260,14 @@ inline layer_result adaquant_optimize(layer_objective& obj, const adaquant_optio
     if (!std::isfinite(loss))
       detail::fail(errc::non_finite, "adaquant: loss",
                    "became " + std::to_string(loss) + " at step " + std::to_string(it + 1));
+    const float f = detail::schedule_factor(opt.lr.schedule, it, opt.iterations);
     ++it;
+    const float r_v = f * opt.lr.weight, r_b = f * opt.lr.bias;
+    const float r_wq = f * opt.lr.weight_quant, r_aq = f * opt.lr.act_quant;
     for (std::size_t c = 0; c < oc; ++c) {
-      lr_v[c] = rel ? opt.lr.weight * state.weight_scale[c] : opt.lr.weight;
-      lr_b[c] = rel ? opt.lr.bias * bias_unit[c] : opt.lr.bias;
-      lr_ws[c] = rel ? opt.lr.weight_quant * state.weight_scale[c] : opt.lr.weight_quant;
+      lr_v[c] = rel ? r_v * state.weight_scale[c] : r_v;
+      lr_b[c] = rel ? r_b * bias_unit[c] : r_b;
+      lr_ws[c] = rel ? r_wq * state.weight_scale[c] : r_wq;
     }
     if (tr.weight_offset) opt_v.step(state.weight_offset, grad.weight_offset, lr_v, k);
     if (tr.bias) opt_b.step(state.bias, grad.bias, lr_b, 1);
@@ -258,17 +277,16 @@ inline layer_result adaquant_optimize(layer_objective& obj, const adaquant_optio
         state.weight_scale[c] = std::max(state.weight_scale[c], 1e-3f * scale0[c]);
     }
     if (w_zp) {
-      const float r = opt.lr.weight_quant;
-      opt_wz.step(state.weight_zero_point, grad.weight_zero_point, std::span<const float>(&r, 1));
+      opt_wz.step(state.weight_zero_point, grad.weight_zero_point,
+                  std::span<const float>(&r_wq, 1));
       for (float& z : state.weight_zero_point) z = std::clamp(z, wqmin, wqmax);
     }
     if (train_act) {
-      opt_as.step(state.act_scale, grad.act_scale,
-                  rel ? opt.lr.act_quant * state.act_scale : opt.lr.act_quant);
+      opt_as.step(state.act_scale, grad.act_scale, rel ? r_aq * state.act_scale : r_aq);
       state.act_scale = std::max(state.act_scale, 1e-3f * act_scale0);
     }
     if (a_zp) {
-      opt_az.step(state.act_zero_point, grad.act_zero_point, opt.lr.act_quant);
+      opt_az.step(state.act_zero_point, grad.act_zero_point, r_aq);
       state.act_zero_point = std::clamp(state.act_zero_point, aqmin, aqmax);
     }
     if (opt.bounded_offset && tr.weight_offset)

@@ -1,0 +1,203 @@
+#pragma once
+// AdaQuant over a whole network (calibrate/network.hpp), layer by layer.
+//
+//   adaquant_calibrate(net, options) -> calibration_report
+//
+// parallel:   every layer is calibrated on full-precision inputs and targets, independently of
+//             the others; up to options.threads layers are optimised concurrently (std::thread).
+//             Results do not depend on the thread count: each layer's run is self-contained and
+//             seeded by (seed, layer id), and set_quantized is called in layer order.
+// sequential: each layer's inputs come from the network with the already-quantized preceding
+//             layers (capture_mode::quantized), over all calibration samples; its targets are
+//             the full-precision outputs (capture_mode::full_precision). Quantization errors of
+//             earlier layers are thus compensated by later ones.
+// Memory: samples are captured in chunks of capture_batch; the cache of one layer (inputs and
+// outputs of all calibration samples) is held at a time in sequential mode, `threads` layers'
+// caches in parallel mode.
+// Per-layer settings: options.configure(desc, layer_options) may change anything for one layer
+// (bits for the first/last layer, frozen groups, iterations), or return false to leave the layer
+// in full precision (it is then not given to set_quantized).
+// Errors: an empty calibration set or no layers (errc::empty_input); duplicate layer ids
+// (errc::invalid_argument); a capture whose sizes disagree with the layer's geometry
+// (errc::shape_mismatch); everything adaquant_optimize throws (the first failing layer in layer
+// order is reported).
+
+#include <adaquant/calibrate/adaquant.hpp>
+#include <adaquant/calibrate/network.hpp>
+#include <adaquant/calibrate/report.hpp>
+
+#include <algorithm>
+#include <chrono>
+#include <exception>
+#include <functional>
+#include <optional>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace adaquant {
+
+enum class calibration_order { parallel, sequential };
+
+struct calibration_options {
+  adaquant_options layer{};  // defaults for every layer (activation comes from the layer)
+  calibration_order order = calibration_order::sequential;
+  std::size_t capture_batch = 64;  // samples per capture call
+  std::size_t threads = 1;         // parallel order: layers optimised concurrently
+  // Optional per-layer override; return false to skip (keep full precision) the layer.
+  std::function<bool(const layer_desc&, adaquant_options&)> configure;
+  // Optional per-layer initial parameters (e.g. from a pipeline's own range search).
+  std::function<std::optional<initial_quant_params>(const layer_desc&, const layer_objective&)>
+      initial_params;
+  // Optional progress callback, called in layer order.
+  std::function<void(const layer_report&)> on_layer;
+};
+
+namespace detail {
+inline std::uint64_t layer_seed(std::uint64_t seed, std::size_t id) noexcept {
+  splitmix64 r{seed ^ (0xD1B54A32D192ED03ull * (static_cast<std::uint64_t>(id) + 1))};
+  return r.next();
+}
+
+template <QuantizableNetwork Net>
+void capture_all(Net& net, const layer_desc& d, std::size_t n, std::size_t chunk, capture_mode mode,
+                 bool want_inputs, bool want_outputs, layer_io& out) {
+  const std::size_t in = d.geometry.input_per_sample(), outn = d.geometry.output_per_sample();
+  if (want_inputs) out.inputs.resize(n * in);
+  if (want_outputs) out.outputs.resize(n * outn);
+  for (std::size_t first = 0; first < n; first += chunk) {
+    const std::size_t m = std::min(chunk, n - first);
+    const layer_io io = net.capture(d.id, first, m, mode);
+    const std::string where = "adaquant_calibrate: capture(layer " + std::to_string(d.id) + ")";
+    if (want_inputs) {
+      if (!(io.inputs.size() == m * in))
+        fail(errc::shape_mismatch, where + ".inputs",
+             "returned " + std::to_string(io.inputs.size()) + " floats for " + std::to_string(m) +
+                 " samples of " + std::to_string(in));
+      std::copy(io.inputs.begin(), io.inputs.end(),
+                out.inputs.begin() + static_cast<std::ptrdiff_t>(first * in));
+    }
+    if (want_outputs) {
+      if (!(io.outputs.size() == m * outn))
+        fail(errc::shape_mismatch, where + ".outputs",
+             "returned " + std::to_string(io.outputs.size()) + " floats for " + std::to_string(m) +
+                 " samples of " + std::to_string(outn));
+      std::copy(io.outputs.begin(), io.outputs.end(),
+                out.outputs.begin() + static_cast<std::ptrdiff_t>(first * outn));
+    }
+  }
+}
+
+struct layer_job {
+  const layer_desc* desc = nullptr;
+  adaquant_options opt;
+  layer_io io;
+  layer_result result;
+  std::exception_ptr error;
+  std::function<std::optional<initial_quant_params>(const layer_desc&, const layer_objective&)>
+      init;
+
+  void run() {
+    try {
+      layer_quant_config cfg = opt.quant;
+      cfg.activation = desc->activation;
+      layer_objective obj(desc->geometry, desc->weight, desc->bias, io.inputs, io.outputs, cfg);
+      std::optional<initial_quant_params> ip;
+      if (init) ip = init(*desc, obj);
+      result = adaquant_optimize(obj, opt, ip ? &*ip : nullptr);
+      result.report.layer_id = desc->id;
+    } catch (...) {
+      error = std::current_exception();
+    }
+    io = {};  // release the cache as soon as the layer is done
+  }
+};
+
+inline quantized_layer to_quantized(std::size_t id, const layer_result& r, bool quantize_input) {
+  quantized_layer q;
+  q.id = id;
+  q.weight = r.weights;
+  q.bias = r.bias;
+  q.weight_params = r.weight_params;
+  q.act_params = r.act_params;
+  q.quantize_input = quantize_input;
+  return q;
+}
+}  // namespace detail
+
+template <QuantizableNetwork Net>
+calibration_report adaquant_calibrate(Net& net, const calibration_options& options) {
+  const auto t0 = std::chrono::steady_clock::now();
+  const std::size_t n = net.calibration_size();
+  if (!(n > 0))
+    detail::fail(errc::empty_input, "adaquant_calibrate: net", "calibration set is empty");
+  const std::vector<layer_desc> layers = net.quantizable_layers();
+  if (!(!layers.empty()))
+    detail::fail(errc::empty_input, "adaquant_calibrate: net", "no quantizable layers");
+  {
+    std::set<std::size_t> ids;
+    for (const layer_desc& d : layers)
+      if (!ids.insert(d.id).second)
+        detail::fail(errc::invalid_argument, "adaquant_calibrate: net",
+                     "layer id " + std::to_string(d.id) + " appears twice");
+  }
+  if (!(options.capture_batch > 0))
+    detail::fail(errc::invalid_argument, "adaquant_calibrate: options.capture_batch",
+                 "must be > 0");
+  detail::validate_options(options.layer);
+
+  // Per-layer options, decided up front so that they do not depend on the order of execution.
+  std::vector<detail::layer_job> jobs;
+  jobs.reserve(layers.size());
+  for (const layer_desc& d : layers) {
+    detail::layer_job j;
+    j.desc = &d;
+    j.opt = options.layer;
+    j.opt.seed = detail::layer_seed(options.layer.seed, d.id);
+    if (options.configure && !options.configure(d, j.opt)) continue;
+    detail::validate_options(j.opt);
+    j.init = options.initial_params;
+    jobs.push_back(std::move(j));
+  }
+
+  calibration_report report;
+  const auto finish = [&](detail::layer_job& j) {
+    if (j.error) std::rethrow_exception(j.error);
+    net.set_quantized(detail::to_quantized(j.desc->id, j.result, j.opt.quant.quantize_activations));
+    report.layers.push_back(j.result.report);
+    if (options.on_layer) options.on_layer(j.result.report);
+    j.result = {};
+  };
+
+  if (options.order == calibration_order::sequential) {
+    for (detail::layer_job& j : jobs) {
+      detail::capture_all(net, *j.desc, n, options.capture_batch, capture_mode::quantized, true,
+                          false, j.io);
+      detail::capture_all(net, *j.desc, n, options.capture_batch, capture_mode::full_precision,
+                          false, true, j.io);
+      j.run();
+      finish(j);
+    }
+  } else {
+    const std::size_t width = std::max<std::size_t>(1, options.threads);
+    for (std::size_t first = 0; first < jobs.size(); first += width) {
+      const std::size_t last = std::min(jobs.size(), first + width);
+      for (std::size_t i = first; i < last; ++i)
+        detail::capture_all(net, *jobs[i].desc, n, options.capture_batch,
+                            capture_mode::full_precision, true, true, jobs[i].io);
+      if (last - first == 1) {
+        jobs[first].run();
+      } else {
+        std::vector<std::thread> pool;
+        for (std::size_t i = first; i < last; ++i) pool.emplace_back([&jobs, i] { jobs[i].run(); });
+        for (std::thread& t : pool) t.join();
+      }
+      for (std::size_t i = first; i < last; ++i) finish(jobs[i]);
+    }
+  }
+  report.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  return report;
+}
+
+}  // namespace adaquant

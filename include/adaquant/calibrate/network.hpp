@@ -1,0 +1,65 @@
+#pragma once
+// How AdaQuant's calibration drivers (calibrate/driver.hpp) see a user's network: four members.
+//
+//   std::size_t calibration_size() const;
+//       number of calibration samples the network holds (indices 0 .. size-1).
+//   std::vector<layer_desc> quantizable_layers() const;
+//       the layers to calibrate, in execution order (a layer's inputs depend only on earlier
+//       ones). Weight/bias spans must stay valid while the driver runs.
+//   layer_io capture(std::size_t layer_id, std::size_t first, std::size_t count, capture_mode m);
+//       run calibration samples [first, first + count) up to layer `layer_id` and return what it
+//       sees: inputs (count * input_per_sample floats, before the layer's own input quantizer)
+//       and its pre-activation outputs (count * output_per_sample floats), in the layouts of
+//       objectives/geometry.hpp. full_precision: every layer runs with its original parameters.
+//       quantized: every layer already given to set_quantized runs quantized (its quantized
+//       weights and bias, its input fake-quantized with act_params when quantize_input).
+//   void set_quantized(const quantized_layer& q);
+//       remember q for layer q.id (used by later captures in quantized mode, and by the user).
+//
+// Any framework can implement this with per-layer hooks: record a layer's input/output, replace
+// its weights, transform its input. See tests/adaquant/test_driver.cpp for a 40-line example.
+
+#include <adaquant/objectives/geometry.hpp>
+#include <adaquant/quant/quant_params.hpp>
+
+#include <concepts>
+#include <cstddef>
+#include <span>
+#include <vector>
+
+namespace adaquant {
+
+enum class capture_mode { full_precision, quantized };
+
+struct layer_desc {
+  std::size_t id = 0;
+  layer_geometry geometry{};
+  output_activation activation = output_activation::none;  // the activation that follows it
+  std::span<const float> weight;                           // W, layout of geometry.hpp
+  std::span<const float> bias;                             // empty: no bias
+};
+
+struct layer_io {
+  std::vector<float> inputs;
+  std::vector<float> outputs;
+};
+
+struct quantized_layer {
+  std::size_t id = 0;
+  std::vector<float> weight;  // Q_w(W + V), dequantized (exactly on the grid of weight_params)
+  std::vector<float> bias;    // b', one per output channel
+  channel_params weight_params;
+  quant_params act_params;
+  bool quantize_input = true;  // fake-quantize the layer's input with act_params
+};
+
+template <class N>
+concept QuantizableNetwork = requires(N& net, const N& cnet, std::size_t id, capture_mode mode,
+                                      const quantized_layer& q) {
+  { cnet.calibration_size() } -> std::convertible_to<std::size_t>;
+  { cnet.quantizable_layers() } -> std::convertible_to<std::vector<layer_desc>>;
+  { net.capture(id, id, id, mode) } -> std::convertible_to<layer_io>;
+  net.set_quantized(q);
+};
+
+}  // namespace adaquant
