@@ -1,0 +1,230 @@
+// fashion_mnist_ptq: quantize a reference model with the naive, light or advanced pipeline and
+// measure top-1 accuracy on the full 10k Fashion-MNIST test set.
+//
+//   fashion_mnist_ptq --model resnet|mobilenetv2 --pipeline naive|light|advanced
+//                     [--wbits 4] [--abits 4] [--max-size-ratio R] [--calib 1000] [--seed 0]
+//                     [--json FILE] [--iterations N] [--test-limit N] [--no-bn-tuning]
+//                     [--no-bias] [--all-layers] [--order sequential|parallel] [--quiet]
+//
+// naive    = round-to-nearest, min/max ranges, every layer at --wbits/--abits
+// light    = MSE ranges, first/last layer 8-bit, [bit allocation], BN tuning, bias correction
+// advanced = AdaQuant, first/last layer 8-bit, [bit allocation], BN tuning, bias tuning
+// Bad arguments (unknown model or pipeline, calibration size 0 or above 60000, bits outside
+// [2, 16], an infeasible size ratio) print an error and exit 2 without writing anything.
+#include "ptq_network.hpp"
+
+#include <adaquant/pipeline/advanced.hpp>
+#include <adaquant/pipeline/light.hpp>
+#include <adaquant_runtime/models.hpp>
+
+#include <nlohmann/json.hpp>
+
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+#include <iostream>
+#include <optional>
+#include <string>
+
+namespace aq = adaquant;
+namespace ex = adaquant::examples;
+
+namespace {
+struct args {
+  std::string model, pipeline, json, order = "sequential";
+  int wbits = 4, abits = 4;
+  std::optional<double> max_size_ratio;
+  std::size_t calib = 1000, iterations = 0, test_limit = 0;
+  std::uint64_t seed = 0;
+  bool bn_tuning = true, bias = true, all_layers = false, quiet = false;
+  std::string models_dir = ADAQUANT_MODELS_DIR, data_dir = ADAQUANT_FASHION_MNIST_DIR;
+};
+
+[[noreturn]] void usage_error(const std::string& msg) {
+  throw aq::error(aq::errc::invalid_argument, "fashion_mnist_ptq: " + msg);
+}
+
+long long parse_int(const std::string& flag, const std::string& v) {
+  std::size_t used = 0;
+  long long x = 0;
+  try {
+    x = std::stoll(v, &used);
+  } catch (const std::exception&) {
+    used = 0;
+  }
+  if (used != v.size() || v.empty()) usage_error(flag + ": not an integer: '" + v + "'");
+  return x;
+}
+
+args parse(int argc, char** argv) {
+  args a;
+  for (int i = 1; i < argc; ++i) {
+    const std::string f = argv[i];
+    auto value = [&]() -> std::string {
+      if (i + 1 >= argc) usage_error(f + " needs a value");
+      return argv[++i];
+    };
+    if (f == "--model")
+      a.model = value();
+    else if (f == "--pipeline")
+      a.pipeline = value();
+    else if (f == "--wbits")
+      a.wbits = static_cast<int>(parse_int(f, value()));
+    else if (f == "--abits")
+      a.abits = static_cast<int>(parse_int(f, value()));
+    else if (f == "--max-size-ratio") {
+      const std::string v = value();
+      try {
+        std::size_t used = 0;
+        a.max_size_ratio = std::stod(v, &used);
+        if (used != v.size()) throw std::invalid_argument(v);
+      } catch (const std::exception&) {
+        usage_error("--max-size-ratio: not a number: '" + v + "'");
+      }
+    } else if (f == "--calib") {
+      const long long c = parse_int(f, value());
+      if (c <= 0) usage_error("--calib must be > 0, got " + std::to_string(c));
+      a.calib = static_cast<std::size_t>(c);
+    } else if (f == "--seed")
+      a.seed = static_cast<std::uint64_t>(parse_int(f, value()));
+    else if (f == "--json")
+      a.json = value();
+    else if (f == "--iterations")
+      a.iterations = static_cast<std::size_t>(parse_int(f, value()));
+    else if (f == "--test-limit")
+      a.test_limit = static_cast<std::size_t>(parse_int(f, value()));
+    else if (f == "--order")
+      a.order = value();
+    else if (f == "--models")
+      a.models_dir = value();
+    else if (f == "--data")
+      a.data_dir = value();
+    else if (f == "--no-bn-tuning")
+      a.bn_tuning = false;
+    else if (f == "--no-bias")
+      a.bias = false;
+    else if (f == "--all-layers")
+      a.all_layers = true;
+    else if (f == "--quiet")
+      a.quiet = true;
+    else
+      usage_error("unknown argument '" + f + "'");
+  }
+  if (a.model != "resnet" && a.model != "mobilenetv2")
+    usage_error("--model must be resnet or mobilenetv2, got '" + a.model + "'");
+  if (a.pipeline != "naive" && a.pipeline != "light" && a.pipeline != "advanced")
+    usage_error("--pipeline must be naive, light or advanced, got '" + a.pipeline + "'");
+  if (a.order != "sequential" && a.order != "parallel")
+    usage_error("--order must be sequential or parallel, got '" + a.order + "'");
+  for (int b : {a.wbits, a.abits})
+    if (b < 2 || b > 16)
+      usage_error("--wbits/--abits must be in [2, 16], got " + std::to_string(b));
+  if (a.max_size_ratio && !(*a.max_size_ratio > 0.0 && *a.max_size_ratio <= 1.0))
+    usage_error("--max-size-ratio must be in (0, 1]");
+  return a;
+}
+
+std::function<void(const aq::pipeline_progress&)> progress_bar(bool quiet) {
+  if (quiet) return {};
+  return [](const aq::pipeline_progress& p) {
+    const int width = 30;
+    const int fill = p.total ? static_cast<int>(width * p.done / p.total) : width;
+    std::fprintf(stderr, "\r  %-16s [%.*s%*s] %zu/%zu", p.step.c_str(), fill,
+                 "##############################", width - fill, "", p.done, p.total);
+    if (p.done == p.total) std::fputc('\n', stderr);
+  };
+}
+
+int run(const args& a) {
+  const auto t0 = std::chrono::steady_clock::now();
+  const std::string name = a.model == "resnet" ? "resnet_fm" : "mobilenetv2_fm";
+  ex::reference_model model = ex::load_reference_model(a.models_dir, name);
+  const ex::image_dataset train = ex::load_fashion_mnist(a.data_dir, "train");
+  const ex::image_dataset test = ex::load_fashion_mnist(a.data_dir, "test");
+  if (a.calib > train.count)
+    usage_error("--calib must be at most " + std::to_string(train.count) + ", got " +
+                std::to_string(a.calib));
+
+  ex::eval_options eo;
+  eo.limit = a.test_limit;
+  if (!a.quiet) eo.progress = ex::stderr_progress("fp32 eval");
+  const ex::eval_result fp = ex::evaluate(model.net, test, model.norm, eo);
+
+  ex::ptq_network net(model.net, ex::calibration_images(train, model.norm, a.calib, a.seed));
+
+  aq::pipeline_config cfg;
+  cfg.weight_bits = a.wbits;
+  cfg.act_bits = a.abits;
+  cfg.max_size_ratio = a.max_size_ratio;
+  cfg.first_last_8bit = !a.all_layers && a.pipeline != "naive";
+  cfg.bn_tuning = a.bn_tuning && a.pipeline != "naive";
+  cfg.bias_correction = a.bias && a.pipeline != "naive";
+  if (a.pipeline == "naive") cfg.weight_range = cfg.act_range = aq::range_method::min_max;
+  cfg.calibration.layer.seed = a.seed;
+  cfg.calibration.order =
+      a.order == "parallel" ? aq::calibration_order::parallel : aq::calibration_order::sequential;
+  if (a.iterations) {
+    cfg.calibration.layer.iterations = a.iterations;
+    cfg.bias_tuning.iterations = a.iterations;
+  }
+  cfg.calibration_loss = [&net] { return net.calibration_loss(256); };
+  cfg.progress = progress_bar(a.quiet);
+
+  const aq::pipeline_report rep =
+      a.pipeline == "advanced" ? aq::advanced_pipeline(net, cfg) : aq::light_pipeline(net, cfg);
+
+  if (!a.quiet) eo.progress = ex::stderr_progress("quant eval");
+  const ex::eval_result qr = ex::evaluate(net.quantized(), test, model.norm, eo);
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+
+  std::printf(
+      "%s %s W%dA%d%s: fp32 top-1 %.2f%%, quantized top-1 %.2f%% (%+.2f), %zu test images, "
+      "weights %.1f%% of fp32, %.1f s\n",
+      a.model.c_str(), a.pipeline.c_str(), a.wbits, a.abits,
+      cfg.first_last_8bit ? " (first/last 8-bit)" : "", 100 * fp.accuracy, 100 * qr.accuracy,
+      100 * (qr.accuracy - fp.accuracy), qr.images, 100 * rep.size_ratio(), seconds);
+  nlohmann::json steps = nlohmann::json::array();
+  for (const auto& s : rep.steps) {
+    std::printf("  %-16s %8.2f s  %s\n", s.name.c_str(), s.seconds, s.summary.c_str());
+    steps.push_back({{"name", s.name}, {"seconds", s.seconds}, {"summary", s.summary}});
+  }
+  if (!a.json.empty()) {
+    const nlohmann::json j = {
+        {"model", a.model},
+        {"pipeline", a.pipeline},
+        {"wbits", a.wbits},
+        {"abits", a.abits},
+        {"max_size_ratio",
+         a.max_size_ratio ? nlohmann::json(*a.max_size_ratio) : nlohmann::json(nullptr)},
+        {"first_last_8bit", cfg.first_last_8bit},
+        {"fp32_top1", fp.accuracy},
+        {"quant_top1", qr.accuracy},
+        {"test_images", qr.images},
+        {"calib", a.calib},
+        {"seed", a.seed},
+        {"size_ratio", rep.size_ratio()},
+        {"layer_weight_bits", rep.weight_bits},
+        {"seconds", seconds},
+        {"steps", steps}};
+    std::ofstream out(a.json);
+    out << j.dump(2) << '\n';
+    if (!out)
+      throw aq::error(aq::errc::invalid_argument,
+                      "fashion_mnist_ptq: --json: cannot write " + a.json);
+  }
+  return 0;
+}
+}  // namespace
+
+int main(int argc, char** argv) {
+  try {
+    return run(parse(argc, argv));
+  } catch (const aq::error& e) {
+    std::fprintf(stderr, "\n%s\n", e.what());
+    return 2;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "\nfashion_mnist_ptq: %s\n", e.what());
+    return 1;
+  }
+}

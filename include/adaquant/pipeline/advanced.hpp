@@ -1,0 +1,102 @@
+#pragma once
+// The advanced pipeline: one call over a network whose batch norms are folded.
+//
+//   1. adaquant         every layer calibrated by AdaQuant (calibrate/driver.hpp) at its bits,
+//                       in cfg.calibration.order (parallel or sequential)
+//      with cfg.max_size_ratio: every layer is calibrated (parallel order, on full-precision
+//      inputs, so options can be mixed) at each entry of cfg.weight_bit_options below 8 bits;
+//      8-bit options are round-to-nearest. 2. bit_allocation then picks one option per layer by
+//      the exact integer program over the measured loss increases.
+//   3. bn_tuning        batch-norm statistics re-estimated on the quantized network, refolded
+//   4. bias_tuning      per layer, in order, only the bias is optimised (AdaQuant's objective with
+//                       every other group frozen) against the full-precision outputs, with inputs
+//                       from the quantized network. This is the per-layer form of the paper's bias
+//                       tuning; the end-to-end form would need a backward pass through the whole
+//                       network, which the network interface does not ask for.
+// Errors: as light_pipeline, plus whatever AdaQuant throws.
+
+#include <adaquant/pipeline/steps.hpp>
+
+namespace adaquant {
+
+template <PipelineNetwork Net>
+pipeline_report advanced_pipeline(Net& net, const pipeline_config& cfg) {
+  constexpr const char* fn = "advanced_pipeline";
+  detail::pipeline_state st = detail::init_state(net, cfg, fn);
+  detail::check_size_budget(st, cfg, fn);
+  pipeline_report rep;
+  auto t = std::chrono::steady_clock::now();
+  const auto layer_summary = [](const calibration_report& r) {
+    double before = 0, after = 0;
+    for (const auto& l : r.layers) {
+      before += l.mse_before;
+      after += l.mse_after;
+    }
+    char buf[160];
+    std::snprintf(buf, sizeof buf, "%zu layers, summed output MSE %.4g -> %.4g", r.layers.size(),
+                  before, after);
+    return std::string(buf);
+  };
+  if (!cfg.max_size_ratio) {
+    if (cfg.adaquant) {
+      const calibration_report r =
+          detail::adaquant_step(net, st, cfg, cfg.calibration.order, st.wbits);
+      rep.steps.push_back({"adaquant", detail::seconds_since(t), layer_summary(r)});
+    } else {
+      detail::range_step(net, st, cfg);
+      rep.steps.push_back({"ranges", detail::seconds_since(t), "round-to-nearest"});
+    }
+  } else {
+    // Round-to-nearest forms first: the 8-bit options and the base configuration.
+    detail::range_step(net, st, cfg);
+    const std::size_t n = st.layers.size();
+    std::vector<std::vector<detail::layer_option>> options(n);
+    std::vector<quantized_layer> base(n);
+    for (std::size_t i = 0; i < n; ++i) {
+      base[i] = st.q[i];
+      detail::quantize_weights(st.layers[i], 8, cfg, base[i]);
+      const bool fixed = cfg.first_last_8bit && (i == 0 || i + 1 == n);
+      if (fixed) options[i].push_back({8, base[i]});
+    }
+    std::string summary;
+    for (int b : cfg.weight_bit_options) {
+      std::vector<int> wb(n);
+      for (std::size_t i = 0; i < n; ++i) wb[i] = b;
+      if (b >= 8 || !cfg.adaquant) {
+        for (std::size_t i = 0; i < n; ++i)
+          if (!(cfg.first_last_8bit && (i == 0 || i + 1 == n))) {
+            detail::layer_option o{b, base[i]};
+            detail::quantize_weights(st.layers[i], b, cfg, o.q);
+            options[i].push_back(std::move(o));
+          }
+        continue;
+      }
+      for (std::size_t i = 0; i < n; ++i) wb[i] = detail::layer_bits(cfg, i, n, b);
+      const calibration_report r =
+          detail::adaquant_step(net, st, cfg, calibration_order::parallel, wb);
+      summary += (summary.empty() ? "" : "; ") + std::to_string(b) + " bits: " + layer_summary(r);
+      for (std::size_t i = 0; i < n; ++i)
+        if (!(cfg.first_last_8bit && (i == 0 || i + 1 == n))) options[i].push_back({b, st.q[i]});
+    }
+    rep.steps.push_back({"adaquant", detail::seconds_since(t), summary});
+    t = std::chrono::steady_clock::now();
+    const std::string chosen = detail::bit_allocation_step(net, st, cfg, options, base);
+    rep.steps.push_back({"bit_allocation", detail::seconds_since(t), chosen});
+  }
+  if (cfg.bn_tuning) {
+    t = std::chrono::steady_clock::now();
+    const std::size_t tuned = detail::bn_tuning_step(net, st, cfg);
+    rep.steps.push_back({"bn_tuning", detail::seconds_since(t),
+                         std::to_string(tuned) + " batch norms re-estimated"});
+  }
+  if (cfg.bias_correction) {
+    t = std::chrono::steady_clock::now();
+    const double gain = detail::bias_tuning_step(net, st, cfg);
+    rep.steps.push_back({"bias_tuning", detail::seconds_since(t),
+                         "summed output MSE reduced by " + std::to_string(gain)});
+  }
+  detail::finish_report(st, rep);
+  return rep;
+}
+
+}  // namespace adaquant

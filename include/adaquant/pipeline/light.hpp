@@ -1,0 +1,65 @@
+#pragma once
+// The light pipeline (no backpropagation): one call over a network whose batch norms are folded.
+//
+//   1. ranges           round-to-nearest weights (per channel, cfg.weight_range) and activation
+//                       ranges (per tensor, cfg.act_range) from full-precision calibration inputs
+//   2. bit_allocation   (cfg.max_size_ratio) per-layer weight bits from cfg.weight_bit_options by
+//                       the exact integer program over measured loss increases
+//   3. bn_tuning        batch-norm statistics re-estimated on the quantized network and refolded
+//   4. bias_correction  b += E[y_fp - y_q] per output channel, layer by layer
+//
+// Set bn_tuning/bias_correction false, weight_range/act_range min_max and first_last_8bit false
+// for the naive baseline (round-to-nearest, min/max ranges, every layer at the same bits).
+// Errors: bits outside [2, 16], max_size_ratio outside (0, 1] or below the smallest achievable
+// ratio (errc::infeasible), an empty calibration set or network (errc::empty_input), bit
+// allocation without a calibration_loss, and whatever the steps throw.
+
+#include <adaquant/pipeline/steps.hpp>
+
+namespace adaquant {
+
+template <PipelineNetwork Net>
+pipeline_report light_pipeline(Net& net, const pipeline_config& cfg) {
+  constexpr const char* fn = "light_pipeline";
+  detail::pipeline_state st = detail::init_state(net, cfg, fn);
+  detail::check_size_budget(st, cfg, fn);
+  pipeline_report rep;
+  auto t = std::chrono::steady_clock::now();
+  detail::range_step(net, st, cfg);
+  rep.steps.push_back({"ranges", detail::seconds_since(t),
+                       std::string("weights ") + std::string(to_string(cfg.weight_range)) +
+                           ", activations " + std::string(to_string(cfg.act_range))});
+  if (cfg.max_size_ratio) {
+    t = std::chrono::steady_clock::now();
+    std::vector<std::vector<detail::layer_option>> options(st.layers.size());
+    std::vector<quantized_layer> base(st.layers.size());
+    for (std::size_t i = 0; i < st.layers.size(); ++i) {
+      base[i] = st.q[i];
+      detail::quantize_weights(st.layers[i], 8, cfg, base[i]);
+      const bool fixed = cfg.first_last_8bit && (i == 0 || i + 1 == st.layers.size());
+      for (int b : fixed ? std::vector<int>{8} : cfg.weight_bit_options) {
+        detail::layer_option o{b, st.q[i]};
+        detail::quantize_weights(st.layers[i], b, cfg, o.q);
+        options[i].push_back(std::move(o));
+      }
+    }
+    const std::string summary = detail::bit_allocation_step(net, st, cfg, options, base);
+    rep.steps.push_back({"bit_allocation", detail::seconds_since(t), summary});
+  }
+  if (cfg.bn_tuning) {
+    t = std::chrono::steady_clock::now();
+    const std::size_t tuned = detail::bn_tuning_step(net, st, cfg);
+    rep.steps.push_back({"bn_tuning", detail::seconds_since(t),
+                         std::to_string(tuned) + " batch norms re-estimated"});
+  }
+  if (cfg.bias_correction) {
+    t = std::chrono::steady_clock::now();
+    const double largest = detail::bias_correction_step(net, st, cfg);
+    rep.steps.push_back({"bias_correction", detail::seconds_since(t),
+                         "largest correction " + std::to_string(largest)});
+  }
+  detail::finish_report(st, rep);
+  return rep;
+}
+
+}  // namespace adaquant

@@ -1,0 +1,370 @@
+#pragma once
+// The steps the light and advanced pipelines are made of. Each works on a PipelineNetwork and a
+// pipeline_state (the current quantized form of every layer), and hands every change to the
+// network through set_quantized.
+
+#include <adaquant/bias/bias_correction.hpp>
+#include <adaquant/bitalloc/solver.hpp>
+#include <adaquant/bn/channel_moments.hpp>
+#include <adaquant/bn/retune.hpp>
+#include <adaquant/calibrate/driver.hpp>
+#include <adaquant/kernels/fake_quant.hpp>
+#include <adaquant/kernels/quantize.hpp>
+#include <adaquant/pipeline/config.hpp>
+#include <adaquant/pipeline/network.hpp>
+#include <adaquant/range/estimator.hpp>
+
+#include <chrono>
+#include <cstdio>
+#include <map>
+#include <string>
+#include <vector>
+
+namespace adaquant::detail {
+
+struct pipeline_state {
+  std::vector<layer_desc> layers;
+  std::vector<quantized_layer> q;  // current quantized form, by position in `layers`
+  std::vector<int> wbits, abits;
+};
+
+inline double seconds_since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+inline void report_progress(const pipeline_config& cfg, const char* step, std::size_t done,
+                            std::size_t total) {
+  if (cfg.progress) cfg.progress({step, done, total});
+}
+
+inline tensor_view<const float> weight_matrix(const layer_desc& d) {
+  return {d.weight.data(), {d.geometry.out_channels(), d.geometry.weights_per_channel()}};
+}
+
+// Bits of layer i under the configuration: 8 for the first and last when the convention holds.
+inline int layer_bits(const pipeline_config& cfg, std::size_t i, std::size_t n, int bits) {
+  return cfg.first_last_8bit && (i == 0 || i + 1 == n) ? 8 : bits;
+}
+
+inline quant_scheme weight_scheme(int bits) { return {bits, true, true, false}; }
+inline quant_scheme act_scheme(int bits) { return {bits, false, false, false}; }
+
+// All calibration samples' inputs or outputs of one layer, in `mode`.
+template <QuantizableNetwork Net>
+layer_io capture_layer(Net& net, const layer_desc& d, capture_mode mode, bool inputs, bool outputs,
+                       std::size_t chunk) {
+  layer_io io;
+  capture_all(net, d, net.calibration_size(), chunk, mode, inputs, outputs, io);
+  return io;
+}
+
+inline tensor_view<const float> outputs_view(const layer_desc& d, const std::vector<float>& out,
+                                             std::size_t samples) {
+  return {out.data(), {samples, d.geometry.out_channels(), d.geometry.out_positions()}};
+}
+
+// Round-to-nearest weights of a layer at `bits` with ranges from cfg.weight_range.
+inline void quantize_weights(const layer_desc& d, int bits, const pipeline_config& cfg,
+                             quantized_layer& q) {
+  estimate_options eo = cfg.range_options;
+  eo.on_zero = zero_range::use_epsilon;  // a dead channel must not stop the pipeline
+  eo.rounding = cfg.rounding;
+  q.weight_params =
+      estimate_channel_params(weight_matrix(d), weight_scheme(bits), 0, cfg.weight_range, eo);
+  q.weight.resize(d.weight.size());
+  with_rounding(cfg.rounding, [&](auto r) {
+    fake_quant_per_channel<decltype(r)>(
+        weight_matrix(d), tensor_view<float>(q.weight.data(), weight_matrix(d).shape()),
+        q.weight_params);
+  });
+}
+
+// Step "ranges": round-to-nearest weights and activation ranges estimated on the full-precision
+// inputs of every layer.
+template <PipelineNetwork Net>
+void range_step(Net& net, pipeline_state& st, const pipeline_config& cfg) {
+  const std::size_t n = st.layers.size();
+  const std::size_t samples = net.calibration_size();
+  for (std::size_t i = 0; i < n; ++i) {
+    const layer_desc& d = st.layers[i];
+    quantized_layer& q = st.q[i];
+    q.id = d.id;
+    quantize_weights(d, st.wbits[i], cfg, q);
+    q.bias.assign(d.bias.begin(), d.bias.end());
+    if (q.bias.empty()) q.bias.assign(d.geometry.out_channels(), 0.0f);
+    const layer_io io =
+        capture_layer(net, d, capture_mode::full_precision, true, false, cfg.capture_batch);
+    estimate_options eo = cfg.range_options;
+    eo.on_zero = zero_range::use_epsilon;
+    eo.rounding = cfg.rounding;
+    q.act_params = estimate_tensor_params(
+        tensor_view<const float>(io.inputs.data(), {samples, d.geometry.input_per_sample()}),
+        act_scheme(st.abits[i]), cfg.act_range, eo);
+    q.quantize_input = true;
+    net.set_quantized(q);
+    report_progress(cfg, "ranges", i + 1, n);
+  }
+}
+
+// Step "bn_tuning": re-estimate the statistics of every layer with a folded batch norm on the
+// quantized network's own activations (exact averages over all calibration samples, in layer
+// order so each layer sees its tuned predecessors) and refold, keeping weights on their grid.
+template <PipelineNetwork Net>
+std::size_t bn_tuning_step(Net& net, pipeline_state& st, const pipeline_config& cfg) {
+  std::size_t tuned = 0;
+  const std::size_t samples = net.calibration_size();
+  for (std::size_t i = 0; i < st.layers.size(); ++i) {
+    const layer_desc& d = st.layers[i];
+    const batch_norm_params* bn = net.folded_batch_norm(d.id);
+    report_progress(cfg, "bn_tuning", i + 1, st.layers.size());
+    if (!bn) continue;
+    quantized_layer& q = st.q[i];
+    layer_io io = capture_layer(net, d, capture_mode::quantized, false, true, cfg.capture_batch);
+    const std::size_t oc = d.geometry.out_channels(), pos = d.geometry.out_positions();
+    for (std::size_t s = 0; s < samples; ++s)  // u = Q x: remove the current bias
+      for (std::size_t c = 0; c < oc; ++c)
+        for (std::size_t p = 0; p < pos; ++p) io.outputs[(s * oc + c) * pos + p] -= q.bias[c];
+    channel_moments m(oc, 1);
+    m.observe(outputs_view(d, io.outputs, samples));
+    const bn_retune_result r = retune_batch_norm(*bn, m);
+    // Same integers, scales multiplied by r: the weights stay on their (rescaled) grid.
+    const auto shape = weight_matrix(d).shape();
+    std::vector<std::int32_t> ints(q.weight.size());
+    quantize_per_channel_ref(tensor_view<const float>(q.weight.data(), shape),
+                             tensor_view<std::int32_t>(ints.data(), shape), q.weight_params);
+    for (std::size_t c = 0; c < oc; ++c) q.weight_params.scale[c] *= r.weight_scale_factor[c];
+    dequantize_per_channel(tensor_view<const std::int32_t>(ints.data(), shape),
+                           tensor_view<float>(q.weight.data(), shape), q.weight_params);
+    q.bias = r.bias;
+    net.set_quantized(q);
+    ++tuned;
+  }
+  return tuned;
+}
+
+// Step "bias_correction" (light): b += E[y_fp - y_q] per channel, layer by layer.
+template <PipelineNetwork Net>
+double bias_correction_step(Net& net, pipeline_state& st, const pipeline_config& cfg) {
+  double largest = 0.0;
+  const std::size_t samples = net.calibration_size();
+  for (std::size_t i = 0; i < st.layers.size(); ++i) {
+    const layer_desc& d = st.layers[i];
+    const layer_io fp =
+        capture_layer(net, d, capture_mode::full_precision, false, true, cfg.capture_batch);
+    const layer_io qo =
+        capture_layer(net, d, capture_mode::quantized, false, true, cfg.capture_batch);
+    bias_correction bc(d.geometry.out_channels(), 1);
+    bc.observe(outputs_view(d, fp.outputs, samples), outputs_view(d, qo.outputs, samples));
+    for (float v : bc.correction()) largest = std::max(largest, static_cast<double>(std::abs(v)));
+    bc.apply(st.q[i].bias);
+    net.set_quantized(st.q[i]);
+    report_progress(cfg, "bias_correction", i + 1, st.layers.size());
+  }
+  return largest;
+}
+
+// Step "bias_tuning" (advanced): per layer, in order, optimise only the bias of the quantized
+// layer so that its output (after the following activation) matches the full-precision output on
+// the quantized network's inputs. Weights and quantizer parameters stay bit for bit.
+template <PipelineNetwork Net>
+double bias_tuning_step(Net& net, pipeline_state& st, const pipeline_config& cfg) {
+  double gain = 0.0;
+  for (std::size_t i = 0; i < st.layers.size(); ++i) {
+    const layer_desc& d = st.layers[i];
+    quantized_layer& q = st.q[i];
+    const layer_io in =
+        capture_layer(net, d, capture_mode::quantized, true, false, cfg.capture_batch);
+    const layer_io fp =
+        capture_layer(net, d, capture_mode::full_precision, false, true, cfg.capture_batch);
+    layer_quant_config lq;
+    lq.weight_scheme = weight_scheme(st.wbits[i]);
+    lq.act_scheme = act_scheme(st.abits[i]);
+    lq.quantize_activations = q.quantize_input;
+    lq.rounding = cfg.rounding;
+    lq.activation = d.activation;
+    layer_objective obj(d.geometry, q.weight, q.bias, in.inputs, fp.outputs, lq);
+    adaquant_options opt = cfg.bias_tuning;
+    opt.quant = lq;
+    opt.train = {false, true, false, false};
+    opt.seed = cfg.calibration.layer.seed + d.id;
+    initial_quant_params init{q.weight_params, q.act_params};
+    const layer_result r = adaquant_optimize(obj, opt, &init);
+    gain += r.report.mse_before - r.report.mse_after;
+    q.bias = r.bias;
+    net.set_quantized(q);
+    report_progress(cfg, "bias_tuning", i + 1, st.layers.size());
+  }
+  return gain;
+}
+
+// A network wrapper that records what set_quantized receives (the AdaQuant driver's results).
+template <QuantizableNetwork Net>
+struct recording_network {
+  Net& net;
+  std::map<std::size_t, quantized_layer> received;
+
+  std::size_t calibration_size() const { return net.calibration_size(); }
+  std::vector<layer_desc> quantizable_layers() const { return net.quantizable_layers(); }
+  layer_io capture(std::size_t id, std::size_t first, std::size_t count, capture_mode m) {
+    return net.capture(id, first, count, m);
+  }
+  void set_quantized(const quantized_layer& q) {
+    net.set_quantized(q);
+    received[q.id] = q;
+  }
+};
+
+// Step "adaquant": the driver at each layer's bits; records the results into st.q.
+template <PipelineNetwork Net>
+calibration_report adaquant_step(Net& net, pipeline_state& st, const pipeline_config& cfg,
+                                 calibration_order order, const std::vector<int>& wbits) {
+  recording_network<Net> rec{net, {}};
+  calibration_options co = cfg.calibration;
+  co.order = order;
+  co.capture_batch = cfg.capture_batch;
+  std::map<std::size_t, std::size_t> pos;
+  for (std::size_t i = 0; i < st.layers.size(); ++i) pos[st.layers[i].id] = i;
+  const auto user_configure = co.configure;
+  co.configure = [&](const layer_desc& d, adaquant_options& o) {
+    const std::size_t i = pos.at(d.id);
+    o.quant.weight_scheme = weight_scheme(wbits[i]);
+    o.quant.act_scheme = act_scheme(st.abits[i]);
+    o.quant.rounding = cfg.rounding;
+    o.weight_range = cfg.weight_range;
+    o.act_range = cfg.act_range;
+    return user_configure ? user_configure(d, o) : true;
+  };
+  std::size_t done = 0;
+  const auto user_on_layer = co.on_layer;
+  co.on_layer = [&](const layer_report& r) {
+    report_progress(cfg, "adaquant", ++done, st.layers.size());
+    if (user_on_layer) user_on_layer(r);
+  };
+  calibration_report rep = adaquant_calibrate(rec, co);
+  for (auto& [id, q] : rec.received) st.q[pos.at(id)] = q;
+  return rep;
+}
+
+inline double weight_bytes(const layer_desc& d, int bits) {
+  return static_cast<double>(d.geometry.weight_size()) * bits / 8.0;
+}
+
+// One candidate form of a layer for bit allocation.
+struct layer_option {
+  int wbits = 8;
+  quantized_layer q;
+};
+
+// Step "bit_allocation": measure each layer's loss increase at each option from the base
+// configuration (`options` holds, per layer, the quantized forms to try; `base` the 8-bit one),
+// solve the multiple-choice knapsack under the size budget exactly, and install the chosen options.
+// Additivity assumption: the network's loss increase is the sum of the per-layer increases measured
+// one layer at a time (the paper's Eq. 5).
+template <PipelineNetwork Net>
+std::string bit_allocation_step(Net& net, pipeline_state& st, const pipeline_config& cfg,
+                                const std::vector<std::vector<layer_option>>& options,
+                                const std::vector<quantized_layer>& base) {
+  if (!cfg.calibration_loss)
+    fail(errc::invalid_argument, "pipeline: calibration_loss",
+         "bit allocation needs a calibration loss callback");
+  const std::size_t n = st.layers.size();
+  for (std::size_t i = 0; i < n; ++i) net.set_quantized(base[i]);
+  const double base_loss = cfg.calibration_loss();
+  bit_allocation_problem prob;
+  prob.resource_names = {"size_bytes"};
+  double fp32 = 0.0;
+  std::size_t done = 0, total = 0;
+  for (std::size_t i = 0; i < n; ++i) total += options[i].size();
+  for (std::size_t i = 0; i < n; ++i) {
+    const layer_desc& d = st.layers[i];
+    fp32 += weight_bytes(d, 32);
+    bit_allocation_layer layer;
+    layer.name = std::to_string(d.id);
+    for (const layer_option& o : options[i]) {
+      net.set_quantized(o.q);
+      const double loss = cfg.calibration_loss();
+      net.set_quantized(base[i]);
+      bit_option opt;
+      opt.bits = {o.wbits, st.abits[i]};
+      // A loss that drops below the base is noise of the measurement: no gain is credited.
+      opt.loss_delta = std::max(0.0, loss - base_loss);
+      opt.resources = {weight_bytes(d, o.wbits)};
+      layer.options.push_back(opt);
+      report_progress(cfg, "bit_allocation", ++done, total);
+    }
+    prob.layers.push_back(std::move(layer));
+  }
+  const double budget = *cfg.max_size_ratio * fp32;
+  const bit_allocation_result r = minimize_loss(prob, {budget});
+  for (std::size_t i = 0; i < n; ++i) {
+    st.q[i] = options[i][r.choice[i]].q;
+    st.wbits[i] = options[i][r.choice[i]].wbits;
+    net.set_quantized(st.q[i]);
+  }
+  char buf[200];
+  std::snprintf(buf, sizeof buf, "%s, %.0f of %.0f budget bytes, predicted loss +%.4f, %llu nodes",
+                std::string(to_string(r.status)).c_str(), r.resources[0], budget, r.loss_delta,
+                static_cast<unsigned long long>(r.nodes));
+  return buf;
+}
+
+template <PipelineNetwork Net>
+pipeline_state init_state(Net& net, const pipeline_config& cfg, const char* fn) {
+  if (!(cfg.weight_bits >= 2 && cfg.weight_bits <= 16))
+    fail(errc::invalid_argument, std::string(fn) + ": config.weight_bits",
+         "must be in [2, 16], got " + std::to_string(cfg.weight_bits));
+  if (!(cfg.act_bits >= 2 && cfg.act_bits <= 16))
+    fail(errc::invalid_argument, std::string(fn) + ": config.act_bits",
+         "must be in [2, 16], got " + std::to_string(cfg.act_bits));
+  if (cfg.max_size_ratio && !(*cfg.max_size_ratio > 0.0 && *cfg.max_size_ratio <= 1.0))
+    fail(errc::invalid_argument, std::string(fn) + ": config.max_size_ratio",
+         "must be in (0, 1], got " + std::to_string(*cfg.max_size_ratio));
+  if (net.calibration_size() == 0)
+    fail(errc::empty_input, std::string(fn) + ": network", "the calibration set is empty");
+  pipeline_state st;
+  st.layers = net.quantizable_layers();
+  if (st.layers.empty()) fail(errc::empty_input, std::string(fn) + ": network", "no layers");
+  const std::size_t n = st.layers.size();
+  st.q.resize(n);
+  for (std::size_t i = 0; i < n; ++i) {
+    st.wbits.push_back(layer_bits(cfg, i, n, cfg.weight_bits));
+    st.abits.push_back(layer_bits(cfg, i, n, cfg.act_bits));
+  }
+  return st;
+}
+
+inline void finish_report(const pipeline_state& st, pipeline_report& rep) {
+  rep.weight_bits = st.wbits;
+  rep.act_bits = st.abits;
+  rep.weight_bytes = rep.fp32_weight_bytes = 0.0;
+  for (std::size_t i = 0; i < st.layers.size(); ++i) {
+    rep.weight_bytes += weight_bytes(st.layers[i], st.wbits[i]);
+    rep.fp32_weight_bytes += weight_bytes(st.layers[i], 32);
+  }
+}
+
+// Validates that bit allocation can meet its budget before any work is done.
+inline void check_size_budget(const pipeline_state& st, const pipeline_config& cfg,
+                              const char* fn) {
+  if (!cfg.max_size_ratio) return;
+  if (cfg.weight_bit_options.empty())
+    fail(errc::invalid_argument, std::string(fn) + ": config.weight_bit_options", "is empty");
+  for (int b : cfg.weight_bit_options)
+    if (!(b >= 2 && b <= 16))
+      fail(errc::invalid_argument, std::string(fn) + ": config.weight_bit_options",
+           "bits must be in [2, 16], got " + std::to_string(b));
+  const int smallest =
+      *std::min_element(cfg.weight_bit_options.begin(), cfg.weight_bit_options.end());
+  double least = 0.0, fp32 = 0.0;
+  for (std::size_t i = 0; i < st.layers.size(); ++i) {
+    const bool fixed = cfg.first_last_8bit && (i == 0 || i + 1 == st.layers.size());
+    least += weight_bytes(st.layers[i], fixed ? 8 : smallest);
+    fp32 += weight_bytes(st.layers[i], 32);
+  }
+  if (!(least <= *cfg.max_size_ratio * fp32 * (1 + 1e-12)))
+    fail(errc::infeasible, std::string(fn) + ": config.max_size_ratio",
+         "size ratio " + std::to_string(*cfg.max_size_ratio) +
+             " is below the smallest achievable " + std::to_string(least / fp32));
+}
+
+}  // namespace adaquant::detail
