@@ -5,17 +5,38 @@
 
 #include <adaquant/version.hpp>
 
+// Tensors and the error contract.
 #include <adaquant/core/concepts.hpp>
 #include <adaquant/core/error.hpp>
 #include <adaquant/core/tensor_shape.hpp>
 #include <adaquant/core/tensor_traits.hpp>
 #include <adaquant/core/tensor_view.hpp>
 
+// Quantizers, kernels, range estimators.
+#include <adaquant/kernels/fake_quant.hpp>
+#include <adaquant/kernels/quantize.hpp>
 #include <adaquant/quant/int4.hpp>
 #include <adaquant/quant/quant_params.hpp>
 #include <adaquant/quant/quantizer.hpp>
 #include <adaquant/quant/rounding.hpp>
 #include <adaquant/quant/scheme.hpp>
+#include <adaquant/quant/ste.hpp>
+#include <adaquant/range/estimator.hpp>
 
-#include <adaquant/kernels/fake_quant.hpp>
-#include <adaquant/kernels/quantize.hpp>
+// AdaQuant: layer objectives, Adam, calibration drivers.
+#include <adaquant/calibrate/adaquant.hpp>
+#include <adaquant/calibrate/driver.hpp>
+#include <adaquant/objectives/layer_objective.hpp>
+#include <adaquant/optim/adam.hpp>
+
+// Bit allocation (integer program).
+#include <adaquant/bitalloc/problem.hpp>
+#include <adaquant/bitalloc/solver.hpp>
+
+// Batch-norm tuning, bias correction, pipelines.
+#include <adaquant/bias/bias_correction.hpp>
+#include <adaquant/bn/batch_norm.hpp>
+#include <adaquant/bn/channel_moments.hpp>
+#include <adaquant/bn/retune.hpp>
+#include <adaquant/pipeline/advanced.hpp>
+#include <adaquant/pipeline/light.hpp>
