@@ -1,9 +1,53 @@
 #!/usr/bin/env bash
-# The main job: builds the examples and runs the end-to-end demo.
+# The main job: quantize the two reference models (ResNet- and MobileNetV2-style, trained on
+# Fashion-MNIST) with the naive, light and advanced pipelines; accuracy on the full 10k test set.
+# Prints one markdown table and writes every run's JSON to out/demo/. DEMO_CALIB=N changes the
+# calibration size (default 1000).
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 source "$here/scripts/deps.sh"
 adaquant_install_deps
 cmake -S "$here" -B "$here/build" -DCMAKE_BUILD_TYPE=Release >/dev/null
-cmake --build "$here/build" -j "$(nproc)" --target quantize_tensor
-"$here/build/examples/quantize_tensor"
+cmake --build "$here/build" -j "$(nproc)" --target fashion_mnist_ptq
+ptq="$here/build/examples/fashion_mnist_ptq/fashion_mnist_ptq"
+out="$here/out/demo"
+mkdir -p "$out"
+calib=${DEMO_CALIB:-1000}
+
+# name | arguments
+runs=(
+  "naive_w8a8|--pipeline naive --wbits 8 --abits 8"
+  "naive_w4a4|--pipeline naive --wbits 4 --abits 4"
+  "light_w8a8|--pipeline light --wbits 8 --abits 8"
+  "light_w4a4_ranges|--pipeline light --wbits 4 --abits 4 --no-bn-tuning --no-bias"
+  "light_w4a4_bn|--pipeline light --wbits 4 --abits 4 --no-bias"
+  "light_w4a4|--pipeline light --wbits 4 --abits 4"
+  "advanced_w4a4_adaquant|--pipeline advanced --wbits 4 --abits 4 --no-bn-tuning --no-bias"
+  "advanced_w4a4|--pipeline advanced --wbits 4 --abits 4"
+  "advanced_w4a4_size13|--pipeline advanced --wbits 4 --abits 4 --max-size-ratio 0.13"
+)
+
+json_field() { sed -n "s/^  \"$2\": \\(.*\\),\$/\\1/p" "$1" | head -1 | tr -d '"'; }
+
+start=$(date +%s)
+table="| model | run | first/last 8-bit | weights % of FP32 | FP32 top-1 | quantized top-1 | delta | seconds |
+|---|---|---|---|---|---|---|---|"
+for model in resnet mobilenetv2; do
+  for run in "${runs[@]}"; do
+    name=${run%%|*}
+    args=${run#*|}
+    echo "== $model $name ($args)" >&2
+    # shellcheck disable=SC2086
+    "$ptq" --model "$model" $args --calib "$calib" --seed 0 --json "$out/${model}_${name}.json"
+    j="$out/${model}_${name}.json"
+    fp=$(json_field "$j" fp32_top1)
+    q=$(json_field "$j" quant_top1)
+    table+=$'\n'$(awk -v m="$model" -v n="$name" -v fl="$(json_field "$j" first_last_8bit)" \
+      -v r="$(json_field "$j" size_ratio)" -v fp="$fp" -v q="$q" -v s="$(json_field "$j" seconds)" \
+      'BEGIN { printf "| %s | %s | %s | %.1f | %.2f | %.2f | %+.2f | %.0f |", m, n, fl, 100 * r, 100 * fp, 100 * q, 100 * (q - fp), s }')
+  done
+done
+echo
+echo "$table" | tee "$out/results.md"
+echo
+echo "demo finished in $(( $(date +%s) - start )) s; JSON in $out"

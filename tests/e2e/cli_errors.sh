@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Bad input to fashion_mnist_ptq: a clear error, a non-zero exit, nothing written.
+set -uo pipefail
+ptq=$1 work=$2
+rm -rf "$work" && mkdir -p "$work"
+fails=0 passed=0
+expect_error() {  # expect_error "message fragment" args...
+  local want=$1
+  shift
+  local out
+  out=$("$ptq" "$@" --quiet --json "$work/out.json" 2>&1)
+  local rc=$?
+  if [ $rc -ne 0 ] && [[ "$out" == *"$want"* ]] && [ ! -e "$work/out.json" ]; then
+    passed=$((passed + 1))
+  else
+    echo "FAILED: '$*' exited $rc, wrote $(ls "$work"), said: $out"
+    fails=$((fails + 1))
+  fi
+  rm -f "$work/out.json"
+}
+expect_error "--calib must be > 0" --model resnet --pipeline naive --calib 0
+expect_error "--calib must be at most 60000" --model resnet --pipeline naive --calib 60001
+expect_error "--model must be resnet or mobilenetv2" --model vgg --pipeline naive
+expect_error "--pipeline must be naive, light or advanced" --model resnet --pipeline heavy
+expect_error "--wbits/--abits must be in [2, 16]" --model resnet --pipeline light --wbits 1
+expect_error "smallest achievable" --model resnet --pipeline light --max-size-ratio 0.01
+expect_error "unknown argument" --model resnet --pipeline light --frobnicate
+expect_error "not an integer" --model resnet --pipeline light --calib ten
+echo "$passed passed, $fails failed"
+[ "$fails" -eq 0 ]
