@@ -19,10 +19,10 @@
 
 #include <adaquant/core/error.hpp>
 
+#include <charconv>
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
-#include <cstdio>
 #include <limits>
 #include <span>
 #include <string>
@@ -118,8 +118,8 @@ inline std::string format_number(double v) {
   if (std::isfinite(v) && std::fabs(v) < 9.0e15 && v == std::floor(v))
     return std::to_string(static_cast<long long>(v));
   char buf[64];
-  std::snprintf(buf, sizeof buf, "%.17g", v);
-  return buf;
+  const auto res = std::to_chars(buf, buf + sizeof buf, v);  // shortest round-trip form
+  return std::string(buf, res.ptr);
 }
 }  // namespace detail
 
