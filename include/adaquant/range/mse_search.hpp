@@ -96,6 +96,25 @@ inline double error_term(float d, double p) noexcept {
   return std::pow(a, p);
 }
 
+// The error of one element, d = fake_quant(x) - x in float. The dequantized value is formed as
+// y = clamp(t * s, (qmin - z) * s, (qmax - z) * s), t = to_grid(x): the same float as the
+// kernels' (clamp(t + z) - z) * s (rounding is monotone), but the subtraction then consumes a
+// min/max, never a product, so -mfma cannot fuse y - x into an FMA in one path and not another.
+struct dequant_bounds {
+  float ylo, yhi;  // (qmin - z) * s and (qmax - z) * s, as the kernels compute them
+  explicit dequant_bounds(const quant_params& q) noexcept
+      : ylo((static_cast<float>(q.qmin) - static_cast<float>(q.zero_point)) * q.scale),
+        yhi((static_cast<float>(q.qmax) - static_cast<float>(q.zero_point)) * q.scale) {}
+};
+
+template <RoundingPolicy R>
+float error_of(float x, float s, float inv, float ylo, float yhi) noexcept {
+  float y = R::to_grid(x, s, inv) * s;
+  y = y < ylo ? ylo : y;
+  y = y > yhi ? yhi : y;
+  return y - x;
+}
+
 // Number of partial sums of the error kernel: element i of the vector part
 // [0, n - n % error_partials) goes to partial i % error_partials (two batches per step).
 inline constexpr std::size_t error_partials = 2 * simd::lanes;
@@ -105,16 +124,15 @@ inline constexpr std::size_t error_partials = 2 * simd::lanes;
 template <RoundingPolicy R>
 double quant_error_ref(const float* x, std::size_t n, const quant_params& q, double p) noexcept {
   constexpr std::size_t parts = error_partials;
-  const float s = q.scale, inv = q.inv_scale(), zf = static_cast<float>(q.zero_point);
-  const float lo = static_cast<float>(q.qmin), hi = static_cast<float>(q.qmax);
+  const float s = q.scale, inv = q.inv_scale();
+  const auto [ylo, yhi] = dequant_bounds(q);
   double acc[parts] = {};
   const std::size_t vn = n - n % parts;
   for (std::size_t i = 0; i < vn; ++i)
-    acc[i % parts] += error_term(fake_quant_one<R>(x[i], s, inv, zf, lo, hi) - x[i], p);
+    acc[i % parts] += error_term(error_of<R>(x[i], s, inv, ylo, yhi), p);
   double total = 0.0;
   for (std::size_t j = 0; j < parts; ++j) total += acc[j];
-  for (std::size_t i = vn; i < n; ++i)
-    total += error_term(fake_quant_one<R>(x[i], s, inv, zf, lo, hi) - x[i], p);
+  for (std::size_t i = vn; i < n; ++i) total += error_term(error_of<R>(x[i], s, inv, ylo, yhi), p);
   return total;
 }
 
@@ -123,8 +141,9 @@ using dbatch = xsimd::batch<double>;
 static_assert(2 * dbatch::size == lanes, "float and double batches of the same width");
 
 // Lanes [0, lanes/2) and [lanes/2, lanes) of v, converted to double (exact).
-template <class F>
-void widen(const F& v, dbatch& lo, dbatch& hi) noexcept {
+// A template in both types so that the branches for other ISAs are never checked.
+template <class F, class D>
+void widen(const F& v, D& lo, D& hi) noexcept {
   using reg = typename F::register_type;
 #if defined(__AVX512F__)
   if constexpr (sizeof(reg) == 64 && F::size == 16) {
@@ -154,23 +173,24 @@ void widen(const F& v, dbatch& lo, dbatch& hi) noexcept {
   alignas(64) double d[lanes];
   v.store_aligned(t);
   for (std::size_t j = 0; j < lanes; ++j) d[j] = t[j];
-  lo = dbatch::load_aligned(d);
-  hi = dbatch::load_aligned(d + dbatch::size);
+  lo = D::load_aligned(d);
+  hi = D::load_aligned(d + D::size);
 }
 
+// error_of lane-wise.
 template <RoundingPolicy R>
-fbatch fake_quant_error(const fbatch& v, const fbatch& vs, const fbatch& vinv, const fbatch& vz,
-                        const fbatch& vlo, const fbatch& vhi) noexcept {
-  const fbatch g = clamp_nan_through(R::to_grid(v, vs, vinv) + vz, vlo, vhi);
-  return (g - vz) * vs - v;
+fbatch fake_quant_error(const fbatch& v, const fbatch& vs, const fbatch& vinv, const fbatch& vylo,
+                        const fbatch& vyhi) noexcept {
+  const fbatch y = xsimd::min(xsimd::max(R::to_grid(v, vs, vinv) * vs, vylo), vyhi);
+  return y - v;
 }
 
 template <RoundingPolicy R>
 double quant_error(const float* x, std::size_t n, const quant_params& q, double p) noexcept {
   constexpr std::size_t parts = error_partials, h = dbatch::size;
-  const float s = q.scale, inv = q.inv_scale(), zf = static_cast<float>(q.zero_point);
-  const float lo = static_cast<float>(q.qmin), hi = static_cast<float>(q.qmax);
-  const fbatch vs(s), vinv(inv), vz(zf), vlo(lo), vhi(hi);
+  const float s = q.scale, inv = q.inv_scale();
+  const auto [ylo, yhi] = dequant_bounds(q);
+  const fbatch vs(s), vinv(inv), vylo(ylo), vyhi(yhi);
   const std::size_t vn = n - n % parts;
   alignas(64) double acc[parts] = {};
   if (p == 2.0 || p == 1.0) {
@@ -178,9 +198,9 @@ double quant_error(const float* x, std::size_t n, const quant_params& q, double 
     // floats are exact, so FMA contraction cannot change a bit.
     dbatch a0(0.0), a1(0.0), a2(0.0), a3(0.0);
     for (std::size_t i = 0; i < vn; i += parts) {
-      const fbatch d0 = fake_quant_error<R>(fbatch::load_unaligned(x + i), vs, vinv, vz, vlo, vhi);
+      const fbatch d0 = fake_quant_error<R>(fbatch::load_unaligned(x + i), vs, vinv, vylo, vyhi);
       const fbatch d1 =
-          fake_quant_error<R>(fbatch::load_unaligned(x + i + lanes), vs, vinv, vz, vlo, vhi);
+          fake_quant_error<R>(fbatch::load_unaligned(x + i + lanes), vs, vinv, vylo, vyhi);
       dbatch w0, w1, w2, w3;
       widen(d0, w0, w1);
       widen(d1, w2, w3);
@@ -203,16 +223,15 @@ double quant_error(const float* x, std::size_t n, const quant_params& q, double 
   } else {
     alignas(64) float d[parts];
     for (std::size_t i = 0; i < vn; i += parts) {
-      fake_quant_error<R>(fbatch::load_unaligned(x + i), vs, vinv, vz, vlo, vhi).store_aligned(d);
-      fake_quant_error<R>(fbatch::load_unaligned(x + i + lanes), vs, vinv, vz, vlo, vhi)
+      fake_quant_error<R>(fbatch::load_unaligned(x + i), vs, vinv, vylo, vyhi).store_aligned(d);
+      fake_quant_error<R>(fbatch::load_unaligned(x + i + lanes), vs, vinv, vylo, vyhi)
           .store_aligned(d + lanes);
       for (std::size_t j = 0; j < parts; ++j) acc[j] += error_term(d[j], p);
     }
   }
   double total = 0.0;
   for (std::size_t j = 0; j < parts; ++j) total += acc[j];
-  for (std::size_t i = vn; i < n; ++i)
-    total += error_term(fake_quant_one<R>(x[i], s, inv, zf, lo, hi) - x[i], p);
+  for (std::size_t i = vn; i < n; ++i) total += error_term(error_of<R>(x[i], s, inv, ylo, yhi), p);
   return total;
 }
 }  // namespace simd
@@ -389,12 +408,11 @@ template <RoundingPolicy R = round_pytorch>
   const double inv_total = 1.0 / static_cast<double>(h.total());
   const range r{h.min(), h.max()};
   return detail::search_alpha(r, scheme, options, [&](const quant_params& q) {
-    const float s = q.scale, inv = q.inv_scale(), zf = static_cast<float>(q.zero_point);
-    const float lo = static_cast<float>(q.qmin), hi = static_cast<float>(q.qmax);
+    const float s = q.scale, inv = q.inv_scale();
+    const auto [ylo, yhi] = detail::dequant_bounds(q);
     double e = 0.0;
     for (std::size_t i = 0; i < pts.size(); ++i)
-      e += wts[i] * detail::error_term(
-                        detail::fake_quant_one<R>(pts[i], s, inv, zf, lo, hi) - pts[i], options.p);
+      e += wts[i] * detail::error_term(detail::error_of<R>(pts[i], s, inv, ylo, yhi), options.p);
     return e * inv_total;
   });
 }
