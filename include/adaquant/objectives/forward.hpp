@@ -51,6 +51,32 @@ inline float activation_slope(output_activation a, float v) noexcept {
   return 1.0f;
 }
 
+// Activations as types, so loops over outputs compile without a switch per element.
+struct act_none {
+  static float value(float v) noexcept { return v; }
+  static float slope(float) noexcept { return 1.0f; }
+};
+struct act_relu {
+  static float value(float v) noexcept { return v > 0.0f ? v : 0.0f; }
+  static float slope(float v) noexcept { return v > 0.0f ? 1.0f : 0.0f; }
+};
+struct act_relu6 {
+  static float value(float v) noexcept { return v > 0.0f ? (v < 6.0f ? v : 6.0f) : 0.0f; }
+  static float slope(float v) noexcept { return (v > 0.0f && v < 6.0f) ? 1.0f : 0.0f; }
+};
+template <class F>
+decltype(auto) with_activation(output_activation a, F&& f) {
+  switch (a) {
+    case output_activation::relu:
+      return f(act_relu{});
+    case output_activation::relu6:
+      return f(act_relu6{});
+    case output_activation::none:
+      break;
+  }
+  return f(act_none{});
+}
+
 // y[B, out] = x[B, in] w^T + b.
 inline void linear_forward_raw(const linear_geometry& g, std::size_t batch, const float* x,
                                const float* w, const float* b, float* y) {

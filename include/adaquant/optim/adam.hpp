@@ -20,6 +20,8 @@
 #include <string>
 #include <vector>
 
+#include <xsimd/xsimd.hpp>
+
 namespace adaquant {
 
 struct adam_config {
@@ -61,23 +63,49 @@ class adam {
       if (!(r >= 0.0f && detail::is_finite(r)))
         detail::fail(errc::invalid_argument, std::string(fn) + ": lr",
                      "rates must be finite and >= 0, got " + std::to_string(r));
-    for (std::size_t i = 0; i < grad.size(); ++i)
-      if (!detail::is_finite(grad[i]))
-        detail::fail(errc::non_finite, std::string(fn) + ": grad",
-                     "element " + std::to_string(i) + " is not finite");
+    bool finite = true;
+    for (float g : grad) finite &= detail::is_finite(g);
+    if (!finite)
+      for (std::size_t i = 0; i < grad.size(); ++i)
+        if (!detail::is_finite(grad[i]))
+          detail::fail(errc::non_finite, std::string(fn) + ": grad",
+                       "element " + std::to_string(i) + " is not finite");
     ++t_;
     const float c1 = 1.0f - static_cast<float>(std::pow(double{cfg_.beta1}, double(t_)));
     const float c2 = 1.0f - static_cast<float>(std::pow(double{cfg_.beta2}, double(t_)));
     const float b1 = cfg_.beta1, b2 = cfg_.beta2, eps = cfg_.epsilon;
     const float inv_c1 = 1.0f / c1, inv_c2 = 1.0f / c2;
-    for (std::size_t i = 0; i < x.size(); ++i) {
-      const float g = grad[i];
-      m_[i] = b1 * m_[i] + (1.0f - b1) * g;
-      v_[i] = b2 * v_[i] + (1.0f - b2) * g * g;
-      const float r = lr.size() == 1 ? lr[0] : lr[i / block];
-      x[i] -= r * (m_[i] * inv_c1) / (std::sqrt(v_[i] * inv_c2) + eps);
+    const std::size_t run = lr.size() == 1 ? x.size() : block;
+    for (std::size_t first = 0; first < x.size(); first += run) {
+      const float r = lr.size() == 1 ? lr[0] : lr[first / block];
+      float* xp = x.data() + first;
+      float* mp = m_.data() + first;
+      float* vp = v_.data() + first;
+      const float* gp = grad.data() + first;
+      using V = xsimd::batch<float>;
+      const std::size_t vn = run - run % V::size;
+      const V vb1(b1), vb2(b2), vc1(1.0f - b1), vc2(1.0f - b2), vr(r), vi1(inv_c1), vi2(inv_c2),
+          veps(eps);
+      for (std::size_t i = 0; i < vn; i += V::size) {
+        const V g = V::load_unaligned(gp + i);
+        const V m = vb1 * V::load_unaligned(mp + i) + vc1 * g;
+        const V v = vb2 * V::load_unaligned(vp + i) + vc2 * g * g;
+        m.store_unaligned(mp + i);
+        v.store_unaligned(vp + i);
+        (V::load_unaligned(xp + i) - vr * (m * vi1) / (xsimd::sqrt(v * vi2) + veps))
+            .store_unaligned(xp + i);
+      }
+      for (std::size_t i = vn; i < run; ++i) {
+        const float g = gp[i];
+        const float m = b1 * mp[i] + (1.0f - b1) * g;
+        const float v = b2 * vp[i] + (1.0f - b2) * g * g;
+        mp[i] = m;
+        vp[i] = v;
+        xp[i] -= r * (m * inv_c1) / (std::sqrt(v * inv_c2) + eps);
+      }
     }
   }
+
   // One scalar parameter.
   void step(float& x, float grad, float lr) {
     step(std::span<float>(&x, 1), std::span<const float>(&grad, 1), std::span<const float>(&lr, 1));

@@ -29,11 +29,14 @@
 #include <adaquant/kernels/fake_quant.hpp>
 #include <adaquant/kernels/validate.hpp>
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <span>
 #include <string>
 #include <vector>
+
+#include <xsimd/xsimd.hpp>
 
 namespace adaquant {
 
@@ -45,19 +48,52 @@ struct quantizer_grad {
 
 namespace detail {
 // Accumulates dL/ds and dL/dz for a run of n elements sharing (s); writes grad_x if non-null.
-inline void fq_backward_run(const float* x, const float* y, const std::uint8_t* mask,
-                            const float* gy, std::size_t n, float s, float* gx, double& gs,
-                            double& gz) noexcept {
+// SIMD lanes accumulate in float and are flushed into double every 512 elements; the order is
+// fixed for a given build (results are deterministic, not identical across ISAs).
+template <bool WithGx>
+void fq_backward_body(const float* x, const float* y, const std::uint8_t* mask, const float* gy,
+                      std::size_t n, float s, float* gx, double& gs, double& gz) noexcept {
+  using B = xsimd::batch<float>;
+  constexpr std::size_t L = B::size, flush = 512;
   const float inv = 1.0f / s;
+  const B vinv(inv);
   double acc_s = 0.0, acc_out = 0.0;
-  for (std::size_t i = 0; i < n; ++i) {
-    const float in = mask[i] ? 1.0f : 0.0f;
-    if (gx) gx[i] = gy[i] * in;
+  std::size_t i = 0;
+  alignas(64) float m[L];
+  alignas(64) float lane[L];
+  while (i + L <= n) {
+    B ls(0.0f), lo(0.0f);
+    const std::size_t end = std::min(n - (n - i) % L, i + flush);
+    for (; i < end; i += L) {
+      for (std::size_t j = 0; j < L; ++j) m[j] = static_cast<float>(mask[i + j]);
+      const B in = B::load_aligned(m), g = B::load_unaligned(gy + i);
+      const B gin = g * in;
+      if constexpr (WithGx) gin.store_unaligned(gx + i);
+      ls += g * ((B::load_unaligned(y + i) - in * B::load_unaligned(x + i)) * vinv);
+      lo += g - gin;
+    }
+    ls.store_aligned(lane);
+    for (std::size_t j = 0; j < L; ++j) acc_s += static_cast<double>(lane[j]);
+    lo.store_aligned(lane);
+    for (std::size_t j = 0; j < L; ++j) acc_out += static_cast<double>(lane[j]);
+  }
+  for (; i < n; ++i) {
+    const float in = static_cast<float>(mask[i]);
+    if constexpr (WithGx) gx[i] = gy[i] * in;
     acc_s += static_cast<double>(gy[i] * ((y[i] - in * x[i]) * inv));
-    acc_out += static_cast<double>(gy[i] * (1.0f - in));
+    acc_out += static_cast<double>(gy[i] - gy[i] * in);
   }
   gs += acc_s;
   gz -= acc_out * static_cast<double>(s);
+}
+
+inline void fq_backward_run(const float* x, const float* y, const std::uint8_t* mask,
+                            const float* gy, std::size_t n, float s, float* gx, double& gs,
+                            double& gz) noexcept {
+  if (gx)
+    fq_backward_body<true>(x, y, mask, gy, n, s, gx, gs, gz);
+  else
+    fq_backward_body<false>(x, y, mask, gy, n, s, gx, gs, gz);
 }
 
 inline void check_len(std::size_t got, std::size_t want, const char* fn, const char* name) {

@@ -1,0 +1,111 @@
+// One AdaQuant optimisation step (quantized forward + backward + Adam on V, bias, weight scales
+// and the activation scale) against the plain FP32 forward of the same layer, at two shapes:
+//   conv   64 -> 64 channels, 3x3, padding 1, 14x14 input, batch 32
+//   linear 512 -> 512, batch 256
+// 4-bit weights (per channel, symmetric) and activations (per tensor, affine). Counter: steps (or
+// forwards) per second as items_per_second.
+
+#include <adaquant/calibrate/adaquant.hpp>
+
+#include <benchmark/benchmark.h>
+
+#include <random>
+#include <vector>
+
+namespace {
+
+using namespace adaquant;
+
+std::vector<float> random_vector(std::size_t n, float sd, unsigned seed, bool relu = false) {
+  std::mt19937 gen(seed);
+  std::normal_distribution<float> d(0.0f, sd);
+  std::vector<float> v(n);
+  for (float& x : v) {
+    x = d(gen);
+    if (relu && x < 0.0f) x = 0.0f;
+  }
+  return v;
+}
+
+layer_geometry conv_shape() {
+  conv2d_geometry c;
+  c.in_channels = c.out_channels = 64;
+  c.in_h = c.in_w = 14;
+  c.kernel_h = c.kernel_w = 3;
+  c.pad_h = c.pad_w = 1;
+  return layer_geometry::of(c);
+}
+layer_geometry linear_shape() { return layer_geometry::of(linear_geometry{512, 512}); }
+
+struct layer_data {
+  layer_geometry g;
+  std::size_t batch;
+  std::vector<float> w, b, x, y;
+  layer_data(const layer_geometry& geom, std::size_t n) : g(geom), batch(n) {
+    w = random_vector(g.weight_size(), 0.05f, 1);
+    b = random_vector(g.out_channels(), 0.1f, 2);
+    x = random_vector(n * g.input_per_sample(), 1.0f, 3, true);
+    y.resize(n * g.output_per_sample());
+    forward(y);
+  }
+  void forward(std::vector<float>& out, std::vector<float>* ws = nullptr) const {
+    if (g.kind == layer_kind::linear)
+      linear_forward(g.linear, x, w, b, out);
+    else
+      conv2d_forward(g.conv, x, w, b, out, output_activation::none, ws);
+  }
+};
+
+void adaquant_step(benchmark::State& st, const layer_geometry& g, std::size_t n) {
+  const layer_data d(g, n);
+  layer_quant_config cfg;  // W4 per channel symmetric, A4 per tensor affine
+  layer_objective obj(g, d.w, d.b, d.x, d.y, cfg);
+  const initial_quant_params init =
+      estimate_initial_params(obj, range_method::min_max, range_method::min_max);
+  layer_state s = obj.initial_state(init.weight, init.act);
+  const std::size_t oc = g.out_channels(), k = g.weights_per_channel();
+  adam av(s.weight_offset.size()), ab(oc), aws(oc), aas(1);
+  std::vector<float> lr_v(oc, 1e-4f), lr_b(oc, 1e-3f), lr_s(oc, 1e-5f);
+  std::vector<std::size_t> batch(n);
+  for (std::size_t i = 0; i < n; ++i) batch[i] = i;
+  layer_state grad;
+  for (auto _ : st) {
+    const double loss = obj.gradient(s, batch, grad);
+    av.step(s.weight_offset, grad.weight_offset, lr_v, k);
+    ab.step(s.bias, grad.bias, lr_b, 1);
+    aws.step(s.weight_scale, grad.weight_scale, lr_s, 1);
+    aas.step(s.act_scale, grad.act_scale, 1e-5f);
+    benchmark::DoNotOptimize(loss);
+    benchmark::ClobberMemory();
+  }
+  st.SetItemsProcessed(static_cast<std::int64_t>(st.iterations()));
+}
+
+void fp32_forward(benchmark::State& st, const layer_geometry& g, std::size_t n) {
+  const layer_data d(g, n);
+  std::vector<float> y(d.y.size()), ws;
+  for (auto _ : st) {
+    d.forward(y, &ws);
+    benchmark::DoNotOptimize(y.data());
+    benchmark::ClobberMemory();
+  }
+  st.SetItemsProcessed(static_cast<std::int64_t>(st.iterations()));
+}
+
+void BM_adaquant_step_conv64_3x3_14x14_b32(benchmark::State& st) {
+  adaquant_step(st, conv_shape(), 32);
+}
+void BM_fp32_forward_conv64_3x3_14x14_b32(benchmark::State& st) {
+  fp32_forward(st, conv_shape(), 32);
+}
+void BM_adaquant_step_linear512_b256(benchmark::State& st) {
+  adaquant_step(st, linear_shape(), 256);
+}
+void BM_fp32_forward_linear512_b256(benchmark::State& st) { fp32_forward(st, linear_shape(), 256); }
+
+BENCHMARK(BM_adaquant_step_conv64_3x3_14x14_b32)->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_fp32_forward_conv64_3x3_14x14_b32)->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_adaquant_step_linear512_b256)->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_fp32_forward_linear512_b256)->Unit(benchmark::kMillisecond);
+
+}  // namespace
