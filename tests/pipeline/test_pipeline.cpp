@@ -92,6 +92,22 @@ TEST_CASE("bit allocation meets the size budget and spends bits where they matte
   CHECK(std::isfinite(net.output_mse()));
 }
 
+TEST_CASE("advanced bit allocation chooses among AdaQuant-calibrated options within budget") {
+  toy::network net(300);
+  auto c = advanced(4, 8);
+  c.calibration.layer.iterations = 100;
+  c.max_size_ratio = 0.1;
+  c.weight_bit_options = {2, 3, 4};
+  c.calibration_loss = [&net] { return net.output_mse(); };
+  const auto r = aq::advanced_pipeline(net, c);
+  CHECK(r.size_ratio() <= 0.1 + 1e-12);
+  REQUIRE(r.steps.size() == 4);
+  CHECK(r.steps[0].summary.find("2 bits:") != std::string::npos);
+  CHECK(r.steps[1].name == "bit_allocation");
+  CHECK(r.steps[1].summary.rfind("optimal", 0) == 0);
+  CHECK(std::isfinite(net.output_mse()));
+}
+
 TEST_CASE("pipelines are deterministic: the same seed gives bit-identical parameters") {
   toy::network a(200), b(200);
   auto c = advanced(4, 4);

@@ -50,37 +50,31 @@ pipeline_report advanced_pipeline(Net& net, const pipeline_config& cfg) {
     // Round-to-nearest forms first: the 8-bit options and the base configuration.
     detail::range_step(net, st, cfg);
     const std::size_t n = st.layers.size();
-    std::vector<std::vector<detail::layer_option>> options(n);
-    std::vector<quantized_layer> base(n);
-    for (std::size_t i = 0; i < n; ++i) {
-      base[i] = st.q[i];
-      detail::quantize_weights(st.layers[i], 8, cfg, base[i]);
-      const bool fixed = cfg.first_last_8bit && (i == 0 || i + 1 == n);
-      if (fixed) options[i].push_back({8, base[i]});
-    }
+    std::vector<detail::layer_options> options(n);
+    const std::vector<quantized_layer> rtn = st.q;  // round-to-nearest, original bias
+    std::vector<int> rtn_bits(cfg.weight_bit_options);
+    rtn_bits.push_back(8);
     std::string summary;
     for (int b : cfg.weight_bit_options) {
+      if (b >= 8 || !cfg.adaquant) continue;
       std::vector<int> wb(n);
-      for (std::size_t i = 0; i < n; ++i) wb[i] = b;
-      if (b >= 8 || !cfg.adaquant) {
-        for (std::size_t i = 0; i < n; ++i)
-          if (!(cfg.first_last_8bit && (i == 0 || i + 1 == n))) {
-            detail::layer_option o{b, base[i]};
-            detail::quantize_weights(st.layers[i], b, cfg, o.q);
-            options[i].push_back(std::move(o));
-          }
-        continue;
-      }
       for (std::size_t i = 0; i < n; ++i) wb[i] = detail::layer_bits(cfg, i, n, b);
       const calibration_report r =
           detail::adaquant_step(net, st, cfg, calibration_order::parallel, wb);
       summary += (summary.empty() ? "" : "; ") + std::to_string(b) + " bits: " + layer_summary(r);
-      for (std::size_t i = 0; i < n; ++i)
-        if (!(cfg.first_last_8bit && (i == 0 || i + 1 == n))) options[i].push_back({b, st.q[i]});
+      for (std::size_t i = 0; i < n; ++i) options[i][wb[i]] = st.q[i];
     }
+    // Round-to-nearest forms where AdaQuant did not run (8 bits, and the fixed layers' base).
+    for (std::size_t i = 0; i < n; ++i)
+      for (int b : rtn_bits)
+        if (!options[i].count(b)) {
+          quantized_layer q = rtn[i];
+          detail::quantize_weights(st.layers[i], b, cfg, q);
+          options[i][b] = std::move(q);
+        }
     rep.steps.push_back({"adaquant", detail::seconds_since(t), summary});
     t = std::chrono::steady_clock::now();
-    const std::string chosen = detail::bit_allocation_step(net, st, cfg, options, base);
+    const std::string chosen = detail::bit_allocation_step(net, st, cfg, options);
     rep.steps.push_back({"bit_allocation", detail::seconds_since(t), chosen});
   }
   if (cfg.bn_tuning) {

@@ -31,19 +31,16 @@ pipeline_report light_pipeline(Net& net, const pipeline_config& cfg) {
                            ", activations " + std::string(to_string(cfg.act_range))});
   if (cfg.max_size_ratio) {
     t = std::chrono::steady_clock::now();
-    std::vector<std::vector<detail::layer_option>> options(st.layers.size());
-    std::vector<quantized_layer> base(st.layers.size());
-    for (std::size_t i = 0; i < st.layers.size(); ++i) {
-      base[i] = st.q[i];
-      detail::quantize_weights(st.layers[i], 8, cfg, base[i]);
-      const bool fixed = cfg.first_last_8bit && (i == 0 || i + 1 == st.layers.size());
-      for (int b : fixed ? std::vector<int>{8} : cfg.weight_bit_options) {
-        detail::layer_option o{b, st.q[i]};
-        detail::quantize_weights(st.layers[i], b, cfg, o.q);
-        options[i].push_back(std::move(o));
+    std::vector<detail::layer_options> options(st.layers.size());
+    std::vector<int> bits(cfg.weight_bit_options);
+    bits.push_back(8);  // the base form
+    for (std::size_t i = 0; i < st.layers.size(); ++i)
+      for (int b : bits) {
+        quantized_layer q = st.q[i];
+        detail::quantize_weights(st.layers[i], b, cfg, q);
+        options[i][b] = std::move(q);
       }
-    }
-    const std::string summary = detail::bit_allocation_step(net, st, cfg, options, base);
+    const std::string summary = detail::bit_allocation_step(net, st, cfg, options);
     rep.steps.push_back({"bit_allocation", detail::seconds_since(t), summary});
   }
   if (cfg.bn_tuning) {

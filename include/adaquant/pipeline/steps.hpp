@@ -4,6 +4,7 @@
 // network through set_quantized.
 
 #include <adaquant/bias/bias_correction.hpp>
+#include <adaquant/bitalloc/sensitivity.hpp>
 #include <adaquant/bitalloc/solver.hpp>
 #include <adaquant/bn/channel_moments.hpp>
 #include <adaquant/bn/retune.hpp>
@@ -249,62 +250,72 @@ inline double weight_bytes(const layer_desc& d, int bits) {
   return static_cast<double>(d.geometry.weight_size()) * bits / 8.0;
 }
 
-// One candidate form of a layer for bit allocation.
-struct layer_option {
-  int wbits = 8;
-  quantized_layer q;
-};
+// The candidate forms of one layer for bit allocation, by weight bits (8 is the base form).
+using layer_options = std::map<int, quantized_layer>;
 
-// Step "bit_allocation": measure each layer's loss increase at each option from the base
-// configuration (`options` holds, per layer, the quantized forms to try; `base` the 8-bit one),
-// solve the multiple-choice knapsack under the size budget exactly, and install the chosen options.
-// Additivity assumption: the network's loss increase is the sum of the per-layer increases measured
-// one layer at a time (the paper's Eq. 5).
+inline bool fixed_at_8bit(const pipeline_config& cfg, std::size_t i, std::size_t n) {
+  return cfg.first_last_8bit && (i == 0 || i + 1 == n);
+}
+
+// Step "bit_allocation": the loss increase of every (layer, weight bits) from the all-8-bit base,
+// one layer at a time (bitalloc/sensitivity.hpp: additivity assumption), then the exact multiple
+// choice knapsack under the weight-size budget; installs the chosen forms.
 template <PipelineNetwork Net>
 std::string bit_allocation_step(Net& net, pipeline_state& st, const pipeline_config& cfg,
-                                const std::vector<std::vector<layer_option>>& options,
-                                const std::vector<quantized_layer>& base) {
+                                const std::vector<layer_options>& options) {
   if (!cfg.calibration_loss)
     fail(errc::invalid_argument, "pipeline: calibration_loss",
          "bit allocation needs a calibration loss callback");
   const std::size_t n = st.layers.size();
-  for (std::size_t i = 0; i < n; ++i) net.set_quantized(base[i]);
-  const double base_loss = cfg.calibration_loss();
+  std::vector<int> installed(n, 0);
+  const auto install = [&](std::size_t i, int bits) {
+    if (installed[i] == bits) return;
+    net.set_quantized(options[i].at(bits));
+    installed[i] = bits;
+  };
+  const int abits = cfg.act_bits;
+  std::vector<bit_config> candidates;
+  for (int b : cfg.weight_bit_options) candidates.push_back({b, abits});
+  std::size_t evaluations = 0;
+  const std::size_t total = 1 + n * candidates.size();
+  const sensitivity_table table = measure_sensitivity(
+      [&](std::span<const bit_config> c) {
+        for (std::size_t i = 0; i < n; ++i) install(i, fixed_at_8bit(cfg, i, n) ? 8 : c[i].bits_w);
+        report_progress(cfg, "bit_allocation", ++evaluations, total);
+        return cfg.calibration_loss();
+      },
+      n, candidates, bit_config{8, abits});
   bit_allocation_problem prob;
   prob.resource_names = {"size_bytes"};
   double fp32 = 0.0;
-  std::size_t done = 0, total = 0;
-  for (std::size_t i = 0; i < n; ++i) total += options[i].size();
+  std::vector<std::vector<int>> bits_of(n);
   for (std::size_t i = 0; i < n; ++i) {
     const layer_desc& d = st.layers[i];
     fp32 += weight_bytes(d, 32);
     bit_allocation_layer layer;
     layer.name = std::to_string(d.id);
-    for (const layer_option& o : options[i]) {
-      net.set_quantized(o.q);
-      const double loss = cfg.calibration_loss();
-      net.set_quantized(base[i]);
-      bit_option opt;
-      opt.bits = {o.wbits, st.abits[i]};
-      // A loss that drops below the base is noise of the measurement: no gain is credited.
-      opt.loss_delta = std::max(0.0, loss - base_loss);
-      opt.resources = {weight_bytes(d, o.wbits)};
-      layer.options.push_back(opt);
-      report_progress(cfg, "bit_allocation", ++done, total);
+    for (std::size_t c = 0; c < candidates.size(); ++c) {
+      const int b = fixed_at_8bit(cfg, i, n) ? 8 : candidates[c].bits_w;
+      if (std::find(bits_of[i].begin(), bits_of[i].end(), b) != bits_of[i].end()) continue;
+      bits_of[i].push_back(b);
+      layer.options.push_back(
+          {{b, abits}, b == 8 ? 0.0 : table.loss_delta[i][c], {weight_bytes(d, b)}});
     }
     prob.layers.push_back(std::move(layer));
   }
   const double budget = *cfg.max_size_ratio * fp32;
   const bit_allocation_result r = minimize_loss(prob, {budget});
   for (std::size_t i = 0; i < n; ++i) {
-    st.q[i] = options[i][r.choice[i]].q;
-    st.wbits[i] = options[i][r.choice[i]].wbits;
+    st.wbits[i] = bits_of[i][r.choice[i]];
+    st.q[i] = options[i].at(st.wbits[i]);
     net.set_quantized(st.q[i]);
   }
-  char buf[200];
-  std::snprintf(buf, sizeof buf, "%s, %.0f of %.0f budget bytes, predicted loss +%.4f, %llu nodes",
+  char buf[220];
+  std::snprintf(buf, sizeof buf,
+                "%s, %.0f of %.0f budget bytes, predicted loss +%.4f (base %.4f), %zu evaluations, "
+                "%llu nodes",
                 std::string(to_string(r.status)).c_str(), r.resources[0], budget, r.loss_delta,
-                static_cast<unsigned long long>(r.nodes));
+                table.base_loss, table.evaluations, static_cast<unsigned long long>(r.nodes));
   return buf;
 }
 
@@ -357,8 +368,7 @@ inline void check_size_budget(const pipeline_state& st, const pipeline_config& c
       *std::min_element(cfg.weight_bit_options.begin(), cfg.weight_bit_options.end());
   double least = 0.0, fp32 = 0.0;
   for (std::size_t i = 0; i < st.layers.size(); ++i) {
-    const bool fixed = cfg.first_last_8bit && (i == 0 || i + 1 == st.layers.size());
-    least += weight_bytes(st.layers[i], fixed ? 8 : smallest);
+    least += weight_bytes(st.layers[i], fixed_at_8bit(cfg, i, st.layers.size()) ? 8 : smallest);
     fp32 += weight_bytes(st.layers[i], 32);
   }
   if (!(least <= *cfg.max_size_ratio * fp32 * (1 + 1e-12)))
