@@ -17,6 +17,8 @@ TEST_CASE("packed shapes are dense in either order; holes and overlaps are not")
   overlap.strides[1] = 1;
   CHECK(!overlap.is_dense());
   CHECK(aq::tensor_shape::packed({0, 3}).size() == 0);
+  CHECK(aq::tensor_shape::packed({3, 0}).is_dense());  // empty, whatever the strides say
+  CHECK_NOTHROW(aq::tensor_view<float>(nullptr, {3, 0}));
 }
 
 TEST_CASE("channel_layout splits a dense tensor along an axis") {

@@ -54,8 +54,10 @@ struct tensor_shape {
     return packed(std::span<const std::size_t>(dims.begin(), dims.size()), order);
   }
 
-  // True when the strides of the non-unit axes, sorted, are packed (1, e0, e0*e1, ...).
+  // True when the strides of the non-unit axes, sorted, are packed (1, e0, e0*e1, ...), or when
+  // the tensor is empty.
   [[nodiscard]] constexpr bool is_dense() const noexcept {
+    if (size() == 0) return true;  // an empty tensor touches no memory
     std::array<std::size_t, max_rank> axes{};
     std::size_t m = 0;
     for (std::size_t i = 0; i < rank; ++i)

@@ -56,6 +56,7 @@ struct channel_params {
     return {scale[c], zero_point[c], qmin, qmax};
   }
   void validate(const char* where = "channel_params") const;
+  friend bool operator==(const channel_params&, const channel_params&) = default;
 };
 
 enum class zero_range { reject, use_epsilon };
