@@ -57,7 +57,8 @@ struct tensor_shape {
   // True when the strides of the non-unit axes, sorted, are packed (1, e0, e0*e1, ...), or when
   // the tensor is empty.
   [[nodiscard]] constexpr bool is_dense() const noexcept {
-    if (size() == 0) return true;  // an empty tensor touches no memory
+    for (std::size_t i = 0; i < rank; ++i)
+      if (extents[i] == 0) return true;  // an empty tensor touches no memory
     std::array<std::size_t, max_rank> axes{};
     std::size_t m = 0;
     for (std::size_t i = 0; i < rank; ++i)
