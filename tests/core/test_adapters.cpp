@@ -31,8 +31,9 @@ struct adaquant::tensor_traits<my_tensor> {
 };
 
 TEST_CASE("Eigen matrices: extents {rows, cols}, strides follow the storage order") {
-  Eigen::MatrixXf col(3, 4);
-  Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor> row(3, 4);
+  Eigen::MatrixXf col = Eigen::MatrixXf::Zero(3, 4);
+  Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor> row =
+      Eigen::MatrixXf::Zero(3, 4);
   const auto sc = aq::view(col).shape();
   const auto sr = aq::view(row).shape();
   CHECK(sc.extents[0] == 3);
