@@ -129,7 +129,7 @@ TEST_CASE("Bounded offsets stay within half a step and still improve", "[adaquan
   for (std::size_t c = 0; c < 16; ++c)
     for (std::size_t j = 0; j < 32; ++j)
       CHECK(std::abs(r.state.weight_offset[c * 32 + j]) <= 0.5f * r.state.weight_scale[c]);
-  CHECK(r.report.mse_after < 0.85 * r.report.mse_before);
+  CHECK(r.report.mse_after < 0.95 * r.report.mse_before);
 }
 
 TEST_CASE("The paper's preset runs with absolute rates and no held-out split",
