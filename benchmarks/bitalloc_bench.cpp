@@ -45,7 +45,8 @@ void run_solver(benchmark::State& state, bool two_budgets, double time_limit = i
     auto r = adaquant::minimize_loss(s.problem, budgets, opt);
     benchmark::DoNotOptimize(r.objective);
     nodes += static_cast<double>(r.nodes);
-    rel_gap += r.gap() / r.objective;
+    if (r.status != adaquant::allocation_status::no_solution && r.objective > 0)
+      rel_gap += r.gap() / r.objective;
     not_optimal += r.status != adaquant::allocation_status::optimal;
   }
   state.SetItemsProcessed(state.iterations() * static_cast<std::int64_t>(n));

@@ -382,6 +382,12 @@ class mckp_solver {
     return removed;
   }
 
+  [[nodiscard]] bool time_up() const {
+    if (!(lim_.time_limit < inf)) return false;
+    const std::chrono::duration<double> el = std::chrono::steady_clock::now() - start_;
+    return el.count() >= lim_.time_limit;
+  }
+
   bool out_of_budget() const {
     if (lim_.node_limit != 0 && nodes_ >= lim_.node_limit) return true;
     if (lim_.time_limit < inf && (nodes_ & 1023u) == 0) {
@@ -480,7 +486,10 @@ class mckp_solver {
       std::vector<double> priced;
       std::vector<seg> segs;
       std::vector<std::size_t> hull_start;
-      std::vector<double> cum_da, cum_dc, seg_eff;
+      // Fenwick trees over the segments (sorted by efficiency) of the layers still free:
+      // removing a layer is a point update and F is a prefix search, both O(log S).
+      std::vector<double> fen_da, fen_dc;
+      std::vector<std::size_t> seg_first, seg_pos;  // positions of layer k's segments
       double base_w = 0.0, base_c = 0.0;
     };
     std::vector<family> fams;
@@ -530,34 +539,84 @@ class mckp_solver {
     const auto& segs = fams[0].segs;
     const auto& hull_start = fams[0].hull_start;
     // F_k of every family as cumulative arrays over the segments of layers >= k.
-    auto build_F = [&](std::size_t k) {
-      for (auto& fm : fams) {
-        fm.cum_da.assign(1, 0.0);
-        fm.cum_dc.assign(1, 0.0);
-        fm.seg_eff.clear();
-        for (const auto& sg : fm.segs) {
-          if (sg.k < k) continue;
-          fm.cum_da.push_back(fm.cum_da.back() + sg.da);
-          fm.cum_dc.push_back(fm.cum_dc.back() + sg.dc);
-          fm.seg_eff.push_back(sg.eff);
+    std::size_t removed_upto = 0;  // layers [0, removed_upto) are out of every F
+    auto fen_rebuild = [&](family& fm) {
+      const std::size_t S = fm.segs.size();
+      fm.fen_da.assign(S + 1, 0.0);
+      fm.fen_dc.assign(S + 1, 0.0);
+      for (std::size_t i = 1; i <= S; ++i) {
+        const auto& sg = fm.segs[i - 1];
+        if (sg.k >= removed_upto) {
+          fm.fen_da[i] += sg.da;
+          fm.fen_dc[i] += sg.dc;
         }
-        fm.base_w = 0.0;
-        fm.base_c = 0.0;
-        for (std::size_t j = k; j < K; ++j) {
-          fm.base_w += p_.a(fm.hull_start[j], fm.q);
-          fm.base_c += fm.priced[fm.hull_start[j]];
+        const std::size_t up = i + (i & (~i + 1));
+        if (up <= S) {
+          fm.fen_da[up] += fm.fen_da[i];
+          fm.fen_dc[up] += fm.fen_dc[i];
+        }
+      }
+      fm.base_w = 0.0;
+      fm.base_c = 0.0;
+      for (std::size_t j = removed_upto; j < K; ++j) {
+        fm.base_w += p_.a(fm.hull_start[j], fm.q);
+        fm.base_c += fm.priced[fm.hull_start[j]];
+      }
+    };
+    for (auto& fm : fams) {
+      fm.seg_first.assign(K + 1, 0);
+      for (const auto& sg : fm.segs) ++fm.seg_first[sg.k + 1];
+      for (std::size_t k = 0; k < K; ++k) fm.seg_first[k + 1] += fm.seg_first[k];
+      fm.seg_pos.resize(fm.segs.size());
+      std::vector<std::size_t> fill(fm.seg_first.begin(), fm.seg_first.end() - 1);
+      for (std::size_t i = 0; i < fm.segs.size(); ++i) fm.seg_pos[fill[fm.segs[i].k]++] = i;
+      fen_rebuild(fm);
+    }
+    // F_k for every family: drop layers < k (exact rebuild every 256 layers bounds the drift of
+    // the incremental sums).
+    auto build_F = [&](std::size_t k) {
+      for (; removed_upto < k; ++removed_upto) {
+        const std::size_t j = removed_upto;
+        for (auto& fm : fams) {
+          const std::size_t S = fm.segs.size();
+          for (std::size_t t = fm.seg_first[j]; t < fm.seg_first[j + 1]; ++t) {
+            const std::size_t i0 = fm.seg_pos[t];
+            const double da = fm.segs[i0].da, dc = fm.segs[i0].dc;
+            for (std::size_t i = i0 + 1; i <= S; i += i & (~i + 1)) {
+              fm.fen_da[i] -= da;
+              fm.fen_dc[i] -= dc;
+            }
+          }
+          fm.base_w -= p_.a(fm.hull_start[j], fm.q);
+          fm.base_c -= fm.priced[fm.hull_start[j]];
+        }
+        if ((removed_upto + 1) % 256 == 0) {
+          ++removed_upto;
+          for (auto& fm : fams) fen_rebuild(fm);
+          --removed_upto;
         }
       }
     };
     auto F = [&](const family& fm, double x) {
       const double room = x - fm.base_w;
       if (!(room >= 0.0)) return inf;
-      const std::size_t i =
-          static_cast<std::size_t>(std::upper_bound(fm.cum_da.begin(), fm.cum_da.end(), room) -
-                                   fm.cum_da.begin()) -
-          1;
-      double v = fm.base_c - fm.cum_dc[i];
-      if (i < fm.seg_eff.size()) v -= (room - fm.cum_da[i]) * fm.seg_eff[i];
+      const std::size_t S = fm.segs.size();
+      std::size_t pos = 0;
+      double left = room, gained = 0.0;
+      std::size_t step = 1;
+      while (step * 2 <= S) step *= 2;
+      for (; step > 0; step >>= 1) {
+        const std::size_t nxt = pos + step;
+        if (nxt <= S && fm.fen_da[nxt] <= left) {
+          pos = nxt;
+          left -= fm.fen_da[nxt];
+          gained += fm.fen_dc[nxt];
+        }
+      }
+      // segments [0, pos) of the free layers fit whole; segment pos (free, else past the end)
+      // breaks at efficiency eff
+      double v = fm.base_c - gained;
+      if (pos < S) v -= std::max(0.0, left) * fm.segs[pos].eff;
       return v;
     };
     // Bound of a state with cost c and use u[] (remaining layers from the built stage on).
@@ -643,6 +702,7 @@ class mckp_solver {
         if (exact) pruned_min_ = std::min(pruned_min_, b);
       };
       for (std::size_t k = 0; k < K; ++k) {
+        if (!exact && time_up()) return false;  // the heuristic pass gives way to the limit
         const std::size_t g = core[k];
         build_F(k + 1);
         nc.clear();
@@ -757,7 +817,8 @@ class mckp_solver {
           if (exact) out = finish(true);
           return exact;
         }
-        if (k + 1 < K) complete(k + 1, best_idx);
+        // greedy completion of the best state on ~64 stages per pass (each costs O(segments))
+        if (k + 1 < K && (k % std::max<std::size_t>(1, K / 64) == 0)) complete(k + 1, best_idx);
       }
       // Final stage: every state is a complete feasible choice.
       std::size_t best = 0;
