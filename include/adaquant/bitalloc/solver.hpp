@@ -702,7 +702,8 @@ class mckp_solver {
         if (exact) pruned_min_ = std::min(pruned_min_, b);
       };
       for (std::size_t k = 0; k < K; ++k) {
-        if (!exact && time_up()) return false;  // the heuristic pass gives way to the limit
+        if (!exact && ub_ < inf && time_up())
+          return false;  // yield to the limit once a solution exists
         const std::size_t g = core[k];
         build_F(k + 1);
         nc.clear();
