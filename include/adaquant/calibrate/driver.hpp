@@ -47,7 +47,8 @@ struct calibration_options {
   std::size_t threads = 1;         // parallel order: layers optimised concurrently
   // Optional per-layer override; return false to skip (keep full precision) the layer.
   std::function<bool(const layer_desc&, adaquant_options&)> configure;
-  // Optional per-layer initial parameters (e.g. from a pipeline's own range search).
+  // Optional per-layer initial parameters (e.g. from a pipeline's own range search). Called on
+  // the worker threads in parallel order: it must be safe to call concurrently.
   std::function<std::optional<initial_quant_params>(const layer_desc&, const layer_objective&)>
       initial_params;
   // Optional progress callback, called in layer order.

@@ -1,0 +1,58 @@
+// Adam: matches the textbook update, per-block rates, argument checks.
+
+#include <adaquant/optim/adam.hpp>
+
+#include <catch2/catch.hpp>
+
+#include <cmath>
+#include <vector>
+
+using namespace adaquant;
+
+TEST_CASE("adam matches the bias-corrected update, with per-block rates", "[adam]") {
+  const std::size_t n = 37;  // not a multiple of any SIMD width: exercises the tail
+  std::vector<float> x(n), g(n), ref(n);
+  for (std::size_t i = 0; i < n; ++i) x[i] = ref[i] = 0.1f * static_cast<float>(i);
+  std::vector<double> m(n, 0.0), v(n, 0.0);
+  adam opt(n);
+  const std::vector<float> lr = {0.01f, 0.02f, 0.03f, 0.04f, 0.05f, 0.06f, 0.07f};  // blocks of 5
+  REQUIRE_THROWS_AS(opt.step(x, g, lr, 5), error);                                  // 7 * 5 != 37
+  adam opt2(35);
+  std::vector<float> x2(x.begin(), x.begin() + 35), g2(35), r2(x2);
+  for (int t = 1; t <= 5; ++t) {
+    for (std::size_t i = 0; i < 35; ++i) g2[i] = std::sin(static_cast<float>(i + t)) * 0.5f;
+    opt2.step(x2, g2, lr, 5);
+    for (std::size_t i = 0; i < 35; ++i) {
+      m[i] = 0.9 * m[i] + 0.1 * g2[i];
+      v[i] = 0.999 * v[i] + 0.001 * double(g2[i]) * g2[i];
+      const double mh = m[i] / (1 - std::pow(0.9, t)), vh = v[i] / (1 - std::pow(0.999, t));
+      r2[i] = static_cast<float>(r2[i] - lr[i / 5] * mh / (std::sqrt(vh) + 1e-8));
+    }
+  }
+  for (std::size_t i = 0; i < 35; ++i) CHECK(x2[i] == Approx(r2[i]).margin(1e-5));
+  CHECK(opt2.steps() == 5);
+}
+
+TEST_CASE("adam rejects bad rates and non-finite gradients", "[adam][errors]") {
+  adam opt(4);
+  std::vector<float> x(4, 1.0f), g(4, 0.5f);
+  const std::vector<float> neg = {-1.0f};
+  try {
+    opt.step(x, g, neg);
+    FAIL("no throw");
+  } catch (const error& e) {
+    CHECK(e.code() == errc::invalid_argument);
+    CHECK_THAT(std::string(e.what()), Catch::Contains("lr"));
+  }
+  g[2] = std::nanf("");
+  const std::vector<float> lr = {0.1f};
+  try {
+    opt.step(x, g, lr);
+    FAIL("no throw");
+  } catch (const error& e) {
+    CHECK(e.code() == errc::non_finite);
+    CHECK_THAT(std::string(e.what()), Catch::Contains("element 2"));
+  }
+  CHECK(x == std::vector<float>(4, 1.0f));  // a rejected step changes nothing
+  CHECK_THROWS_AS(adam(3, adam_config{1.0f, 0.999f, 1e-8f}), error);
+}
