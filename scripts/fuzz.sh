@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# Builds the parser fuzzers (tests/fuzz) with clang-14 + libFuzzer + ASan + UBSan in build-fuzz/,
+# seeds each corpus with small valid and invalid files, and runs each fuzzer for a bounded time
+# (ADAQUANT_FUZZ_SECONDS, default 20). Fails on any crash, sanitizer report or leak.
+set -euo pipefail
+here=$(cd "$(dirname "$0")/.." && pwd)
+build="$here/build-fuzz"
+seconds=${ADAQUANT_FUZZ_SECONDS:-20}
+san="-fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer"
+
+CC=clang-14 CXX=clang++-14 cmake -S "$here" -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+  -DADAQUANT_BUILD_FUZZERS=ON -DADAQUANT_BUILD_TESTS=ON -DADAQUANT_BUILD_EXAMPLES=ON \
+  -DADAQUANT_BUILD_BENCHMARKS=OFF \
+  -DCMAKE_CXX_FLAGS="-fsanitize=fuzzer-no-link $san" \
+  -DCMAKE_EXE_LINKER_FLAGS="$san" >/dev/null
+cmake --build "$build" -j "$(nproc)" --target fuzz_idx fuzz_safetensors
+
+# Seeds: a few valid files and their truncated / corrupted variants.
+corpus="$build/corpus"
+rm -rf "$corpus"
+mkdir -p "$corpus/idx" "$corpus/safetensors"
+idx_header() { printf '\x00\x00\x08\x03\x00\x00\x00\x02\x00\x00\x00\x03\x00\x00\x00\x02'; }
+{ idx_header; printf 'abcdefghijkl'; } >"$corpus/idx/valid3"
+printf '\x00\x00\x08\x01\x00\x00\x00\x04\x01\x02\x03\x09' >"$corpus/idx/labels"
+gzip -c "$corpus/idx/valid3" >"$corpus/idx/valid3.gz"
+head -c 20 "$corpus/idx/valid3" >"$corpus/idx/truncated"
+head -c 25 "$corpus/idx/valid3.gz" >"$corpus/idx/truncated.gz"
+printf '\x1f\x8b\x08\x00garbage-garbage' >"$corpus/idx/garbage.gz"
+st() {  # st <file> <json header> <data bytes printf format>
+  local h=$2 n=${#2}
+  printf "$(printf '\\x%02x\\x%02x\\x00\\x00\\x00\\x00\\x00\\x00' $((n % 256)) $((n / 256)))" >"$1"
+  printf '%s' "$h" >>"$1"
+  printf "$3" >>"$1"
+}
+st "$corpus/safetensors/valid" \
+  '{"__metadata__":{"format":"pt"},"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"b":{"dtype":"F32","shape":[1,1],"data_offsets":[8,12]}}' \
+  '\x00\x00\x80\x3f\x00\x00\x00\x40\x00\x00\x40\x40'
+st "$corpus/safetensors/bad_dtype" '{"a":{"dtype":"F16","shape":[2],"data_offsets":[0,4]}}' '\x00\x00\x00\x00'
+st "$corpus/safetensors/bad_offsets" '{"a":{"dtype":"F32","shape":[2],"data_offsets":[4,12]}}' '\x00\x00\x00\x00'
+head -c 30 "$corpus/safetensors/valid" >"$corpus/safetensors/truncated"
+
+export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1
+export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+for parser in idx safetensors; do
+  echo "== fuzz_$parser for ${seconds}s"
+  dict=()
+  [ "$parser" = safetensors ] && dict=(-dict="$here/tests/fuzz/safetensors.dict")
+  mkdir -p "$build/artifacts/$parser"
+  (cd "$build" && "./tests/fuzz/fuzz_$parser" "${dict[@]}" -max_total_time="$seconds" -max_len=4096 \
+    -rss_limit_mb=2048 -timeout=10 -print_final_stats=1 \
+    -artifact_prefix="$build/artifacts/$parser/" "$corpus/$parser") 2>&1 | tail -n 12
+done
