@@ -52,8 +52,8 @@ int main() {
     w -= 0.2f * dw;
     for (Eigen::Index c = 0; c < out; ++c) wp.scale[size_t(c)] -= 1e-3f * dws[size_t(c)];
     xp.scale -= 1e-3f * dx.scale;
-    std::printf("grad: |dL/dW| %.4g, dL/ds_x %.4g, dL/dz_x %.4g\n",
-                dw.norm(), dx.scale, dx.zero_point);
+    std::printf("grad: |dL/dW| %.4g, dL/ds_x %.4g, dL/dz_x %.4g\n", dw.norm(), dx.scale,
+                dx.zero_point);
     return loss;
   };
   const float before = step(true);
