@@ -304,3 +304,33 @@ TEST_CASE("results are deterministic", "[bitalloc]") {
   CHECK(a.lower_bound == b.lower_bound);
   CHECK(a.nodes == b.nodes);
 }
+
+TEST_CASE("two budgets: partial backward completion sets joined to forward states", "[bitalloc]") {
+  // A node limit makes the backward completion set cover only the last layers, so the forward
+  // states meet it in the middle; whatever finishes must match enumeration.
+  rng g(2024);
+  int optimal = 0;
+  for (int it = 0; it < 400; ++it) {
+    const auto p = random_problem(g, 11, 3, 2, g.below(2) == 0);
+    const auto t = to_tables(p);
+    std::vector<double> budgets(2);
+    for (std::size_t r = 0; r < 2; ++r) {
+      const auto lh = sum_range(p, r, true);
+      budgets[r] = std::floor((lh[0] + 0.45 * (lh[1] - lh[0])) * 8) / 8;
+    }
+    const auto ref = detail::enumerate_min(t.loss, t.res, budgets);
+    if (!ref.feasible) continue;
+    for (std::uint64_t limit : {100u, 300u, 1000u, 3000u}) {
+      const auto r = minimize_loss(p, budgets, {.node_limit = limit});
+      INFO("iteration " << it << " limit " << limit);
+      CHECK(r.lower_bound <= ref.objective + 1e-12);
+      if (r.status == allocation_status::no_solution) continue;
+      CHECK(r.objective >= ref.objective - 1e-12);
+      if (r.status == allocation_status::optimal) {
+        CHECK(r.objective == Approx(ref.objective).margin(1e-12));
+        ++optimal;
+      }
+    }
+  }
+  CHECK(optimal > 200);
+}

@@ -28,6 +28,7 @@
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
+#include <iterator>
 #include <limits>
 #include <map>
 #include <numeric>
@@ -693,6 +694,163 @@ class mckp_solver {
     // bound per stage (its discards prove nothing); beam == 0: the exact pass. Returns true when
     // the exact pass has finished (out holds the outcome).
     mckp_outcome out;
+    // Two budgets, exact pass: meet in the middle. The Pareto set of the last core layers'
+    // completions, (row 0, row 1, cost) with dominated points removed, is built backwards while it
+    // stays small; at that stage every forward state is completed exactly by a 2-D dominance
+    // query (least cost with row 0 <= and row 1 <= the state's residuals), which closes the
+    // search without enumerating the last layers state by state.
+    struct back_level {
+      std::vector<double> w0, w1, c;
+      std::vector<std::uint32_t> parent, option;
+    };
+    std::vector<back_level> back;  // back[i] holds the completions of layers kstar + i ..
+    std::size_t kstar = K;         // K: no join
+    if (beam == 0 && R == 2) {
+      constexpr std::size_t level_cap = std::size_t{1} << 15, total_cap = std::size_t{1} << 21;
+      // lightest and cheapest prefixes, for feasibility and cost pruning of completions
+      std::vector<double> pre0(K + 1, a0[0]), pre1(K + 1, a0[1]), prec(K + 1, c0);
+      for (std::size_t k = 0; k < K; ++k) {
+        double m0 = inf, m1 = inf, mc = inf;
+        for (std::size_t o = p_.begin[core[k]]; o < p_.begin[core[k] + 1]; ++o) {
+          m0 = std::min(m0, p_.a(o, 0));
+          m1 = std::min(m1, p_.a(o, 1));
+          mc = std::min(mc, p_.cost[o]);
+        }
+        pre0[k + 1] = pre0[k] + m0;
+        pre1[k + 1] = pre1[k] + m1;
+        prec[k + 1] = prec[k] + mc;
+      }
+      std::vector<back_level> levels;  // built from the end: levels[0] = completions of nothing
+      levels.push_back({{0.0}, {0.0}, {0.0}, {0}, {0}});
+      std::size_t total = 1;
+      std::vector<std::size_t> order;
+      for (std::size_t k = K; k-- > 0;) {
+        const auto& nx = levels.back();
+        back_level lv;
+        for (std::size_t i = 0; i < nx.c.size(); ++i)
+          for (std::size_t o = p_.begin[core[k]]; o < p_.begin[core[k] + 1]; ++o) {
+            const double w0 = nx.w0[i] + p_.a(o, 0), w1 = nx.w1[i] + p_.a(o, 1);
+            const double c = nx.c[i] + p_.cost[o];
+            if (!(pre0[k] + w0 <= p_.cap[0] && pre1[k] + w1 <= p_.cap[1])) continue;
+            if (prec[k] + c >= ub_ - eps()) continue;  // cannot beat the incumbent
+            lv.w0.push_back(w0);
+            lv.w1.push_back(w1);
+            lv.c.push_back(c);
+            lv.parent.push_back(static_cast<std::uint32_t>(i));
+            lv.option.push_back(static_cast<std::uint32_t>(o));
+          }
+        // dominance: sort by cost, keep a point unless an earlier one is no heavier in both rows
+        order.resize(lv.c.size());
+        std::iota(order.begin(), order.end(), std::size_t{0});
+        std::sort(order.begin(), order.end(), [&](std::size_t i, std::size_t j) {
+          if (lv.c[i] != lv.c[j]) return lv.c[i] < lv.c[j];
+          if (lv.w0[i] != lv.w0[j]) return lv.w0[i] < lv.w0[j];
+          if (lv.w1[i] != lv.w1[j]) return lv.w1[i] < lv.w1[j];
+          return i < j;
+        });
+        std::map<double, double> stair;
+        back_level kept;
+        for (std::size_t i : order) {
+          auto it = stair.upper_bound(lv.w0[i]);
+          if (it != stair.begin() && std::prev(it)->second <= lv.w1[i]) continue;
+          auto pos = stair.insert_or_assign(lv.w0[i], lv.w1[i]).first;
+          for (auto nx2 = std::next(pos); nx2 != stair.end() && nx2->second >= lv.w1[i];)
+            nx2 = stair.erase(nx2);
+          kept.w0.push_back(lv.w0[i]);
+          kept.w1.push_back(lv.w1[i]);
+          kept.c.push_back(lv.c[i]);
+          kept.parent.push_back(lv.parent[i]);
+          kept.option.push_back(lv.option[i]);
+        }
+        if (kept.c.size() > level_cap || total + kept.c.size() > total_cap) break;
+        if (lim_.node_limit != 0 && nodes_ + kept.c.size() >= lim_.node_limit / 2) break;
+        total += kept.c.size();
+        nodes_ += kept.c.size();
+        levels.push_back(std::move(kept));
+        kstar = k;
+      }
+      if (kstar < K) {
+        // reorder so that back[0] is the level of layer kstar
+        back.assign(std::make_move_iterator(levels.rbegin()),
+                    std::make_move_iterator(levels.rend()));
+      }
+    }
+    // Completes every state of stage kstar exactly; returns through `out`.
+    auto join = [&]() {
+      const auto& P = back[0];
+      std::vector<std::size_t> pts(P.c.size()), qs(sc.size());
+      std::iota(pts.begin(), pts.end(), std::size_t{0});
+      std::iota(qs.begin(), qs.end(), std::size_t{0});
+      std::sort(pts.begin(), pts.end(), [&](std::size_t i, std::size_t j) {
+        return P.w0[i] != P.w0[j] ? P.w0[i] < P.w0[j] : i < j;
+      });
+      std::vector<double> res0(sc.size()), res1(sc.size());
+      for (std::size_t s = 0; s < sc.size(); ++s) {
+        res0[s] = p_.cap[0] - sa[2 * s];
+        res1[s] = p_.cap[1] - sa[2 * s + 1];
+      }
+      std::sort(qs.begin(), qs.end(), [&](std::size_t i, std::size_t j) {
+        return res0[i] != res0[j] ? res0[i] < res0[j] : i < j;
+      });
+      std::vector<double> ys(P.w1);
+      std::sort(ys.begin(), ys.end());
+      ys.erase(std::unique(ys.begin(), ys.end()), ys.end());
+      const std::size_t Y = ys.size();
+      std::vector<double> fen(Y + 1, inf);
+      std::vector<std::size_t> fen_arg(Y + 1, 0);
+      auto better = [&](double c, std::size_t a, double c2, std::size_t a2) {
+        return c < c2 || (c == c2 && a < a2);
+      };
+      std::size_t next = 0;
+      double best = inf;
+      std::size_t best_state = 0, best_point = 0;
+      for (std::size_t s : qs) {
+        if (sb[s] >= ub_ - eps()) {
+          pruned_min_ = std::min(pruned_min_, sb[s]);
+          continue;
+        }
+        while (next < pts.size() && P.w0[pts[next]] <= res0[s]) {
+          const std::size_t i = pts[next++];
+          const std::size_t y = static_cast<std::size_t>(
+              std::lower_bound(ys.begin(), ys.end(), P.w1[i]) - ys.begin());
+          for (std::size_t t = y + 1; t <= Y; t += t & (~t + 1))
+            if (better(P.c[i], i, fen[t], fen_arg[t])) {
+              fen[t] = P.c[i];
+              fen_arg[t] = i;
+            }
+        }
+        std::size_t n =
+            static_cast<std::size_t>(std::upper_bound(ys.begin(), ys.end(), res1[s]) - ys.begin());
+        double m = inf;
+        std::size_t arg = 0;
+        for (; n > 0; n -= n & (~n + 1))
+          if (better(fen[n], fen_arg[n], m, arg)) {
+            m = fen[n];
+            arg = fen_arg[n];
+          }
+        if (m == inf) continue;  // no completion fits
+        const double total = sc[s] + m;
+        if (total < best || (total == best && s < best_state)) {
+          best = total;
+          best_state = s;
+          best_point = arg;
+        }
+      }
+      if (best < ub_) {
+        std::vector<std::size_t> full(G);
+        for (std::size_t g = 0; g < G; ++g) full[g] = p_.begin[g];
+        choice_of(kstar, best_state, full);
+        std::size_t i = best_point;
+        for (std::size_t lv = 0; lv + 1 < back.size(); ++lv) {
+          full[core[kstar + lv]] = back[lv].option[i];
+          i = back[lv].parent[i];
+        }
+        try_incumbent(full);
+        if (ub_ > best) pruned_min_ = std::min(pruned_min_, best);  // rejected by the exact re-sum
+      }
+      out = finish(true);
+    };
+
     auto stages = [&](std::size_t beam) -> bool {
       sc.assign(1, c0);
       sa = a0;
@@ -702,6 +860,10 @@ class mckp_solver {
         if (exact) pruned_min_ = std::min(pruned_min_, b);
       };
       for (std::size_t k = 0; k < K; ++k) {
+        if (exact && k == kstar) {
+          join();
+          return true;
+        }
         if (!exact && ub_ < inf && time_up())
           return false;  // yield to the limit once a solution exists
         const std::size_t g = core[k];
