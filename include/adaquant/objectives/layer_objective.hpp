@@ -303,7 +303,7 @@ class layer_objective {
   // Sum of (f(q) - f(t))^2 over n outputs; with dy, writes (f(q) - f(t)) f'(q). 8 float lanes
   // flushed into double every 512 elements: vectorisable, fixed order.
   template <class Act>
-  static double squared_error(Act act, const float* t, const float* q, float* dy,
+  static double squared_error(Act act, const float* t, const float* q, float* dy, float dscale,
                               std::size_t n) noexcept {
     constexpr std::size_t L = 8, flush = 512;
     double total = 0.0;
@@ -315,14 +315,14 @@ class layer_objective {
         for (std::size_t j = 0; j < L; ++j) {
           const float d = act.value(q[i + j]) - act.value(t[i + j]);
           acc[j] += d * d;
-          if (dy) dy[i + j] = d * act.slope(q[i + j]);
+          if (dy) dy[i + j] = (d * act.slope(q[i + j])) * dscale;
         }
       for (std::size_t j = 0; j < L; ++j) total += static_cast<double>(acc[j]);
     }
     for (; i < n; ++i) {
       const float d = act.value(q[i]) - act.value(t[i]);
       total += static_cast<double>(d * d);
-      if (dy) dy[i] = d * act.slope(q[i]);
+      if (dy) dy[i] = (d * act.slope(q[i])) * dscale;
     }
     return total;
   }
@@ -357,11 +357,12 @@ class layer_objective {
                                  keep);
     }
     if (keep) dy_.resize(B * out);
+    const float dscale = 2.0f / static_cast<float>(B * out);
     double total = 0.0;
     for (std::size_t n = 0; n < B; ++n)
       total += detail::with_activation(cfg_.activation, [&](auto act) {
         return squared_error(act, y_.data() + batch[n] * out, yq_.data() + n * out,
-                             keep ? dy_.data() + n * out : nullptr, out);
+                             keep ? dy_.data() + n * out : nullptr, dscale, out);
       });
     return total;
   }
@@ -373,8 +374,7 @@ class layer_objective {
     using Eigen::Index;
     const std::size_t oc = g_.out_channels(), k = g_.weights_per_channel();
     const std::size_t P = g_.out_positions(), in = g_.input_per_sample();
-    const float norm = 2.0f / static_cast<float>(B * g_.output_per_sample());
-    for (float& v : dy_) v *= norm;
+    // dy_ already holds dL/dY (forward scaled it by 2 / (B * outputs)).
 
     // weight_offset is overwritten below when trained.
     if (which.weight_offset)
@@ -389,13 +389,26 @@ class layer_objective {
 
     if (which.bias) {
       std::vector<double> acc(oc, 0.0);
-      for (std::size_t n = 0; n < B; ++n)
-        for (std::size_t c = 0; c < oc; ++c) {
-          const float* d = dy_.data() + (n * oc + c) * P;
-          double a = 0.0;
-          for (std::size_t p = 0; p < P; ++p) a += static_cast<double>(d[p]);
-          acc[c] += a;
+      if (P == 1) {  // linear: float partial sums across channels, flushed every 64 rows
+        std::vector<float> part(oc, 0.0f);
+        for (std::size_t n = 0; n < B; ++n) {
+          const float* d = dy_.data() + n * oc;
+          for (std::size_t c = 0; c < oc; ++c) part[c] += d[c];
+          if ((n + 1) % 64 == 0 || n + 1 == B)
+            for (std::size_t c = 0; c < oc; ++c) {
+              acc[c] += static_cast<double>(part[c]);
+              part[c] = 0.0f;
+            }
         }
+      } else {
+        for (std::size_t n = 0; n < B; ++n)
+          for (std::size_t c = 0; c < oc; ++c) {
+            const float* d = dy_.data() + (n * oc + c) * P;
+            double a = 0.0;
+            for (std::size_t p = 0; p < P; ++p) a += static_cast<double>(d[p]);
+            acc[c] += a;
+          }
+      }
       for (std::size_t c = 0; c < oc; ++c) grad.bias[c] = static_cast<float>(acc[c]);
     }
 
