@@ -1,4 +1,5 @@
 // Kernels against naive loops, batch/thread invariance, BN folding and the quantization hooks.
+#include <adaquant_runtime/evaluate.hpp>
 #include <adaquant_runtime/network.hpp>
 
 #include <catch2/catch.hpp>
@@ -205,4 +206,45 @@ TEST_CASE("hooks: input transforms, captures, BN observers, weight replacement",
   CHECK_THROWS_AS(net.set_weight("fc", tensor({3, 8})), adaquant::error);
   CHECK_THROWS_AS(net.set_bias("stem_bn", {1.0f}), adaquant::error);
   CHECK_THROWS_AS(net.index_of("nope"), adaquant::error);
+}
+
+TEST_CASE("evaluate gives identical results for any thread count and batch size", "[evaluate]") {
+  std::mt19937 rng(6);
+  const network net = small_net(rng);
+  image_dataset d;
+  d.count = 53;
+  d.rows = d.cols = 12;
+  for (std::size_t i = 0; i < d.count * 144; ++i)
+    d.pixels.push_back(static_cast<std::uint8_t>(rng()));
+  for (std::size_t i = 0; i < d.count; ++i)
+    d.labels.push_back(static_cast<std::uint8_t>(rng() % 4));
+  const normalisation norm{0.3f, 0.4f};
+  eval_options o;
+  o.threads = 1;
+  o.batch = 53;
+  const eval_result ref = evaluate(net, d, norm, o);
+  CHECK(ref.images == 53);
+  for (const std::size_t threads : {1, 2, 3}) {
+    for (const bool progress : {false, true}) {
+      eval_options p;
+      p.threads = threads;
+      p.batch = 7;
+      std::size_t last = 0, calls = 0;
+      if (progress)
+        p.progress = [&](std::size_t done, std::size_t total) {
+          CHECK(done >= last);
+          CHECK(total == 53);
+          last = done;
+          ++calls;
+        };
+      const eval_result r = evaluate(net, d, norm, p);
+      CHECK(r.correct == ref.correct);
+      CHECK(r.predictions == ref.predictions);
+      CHECK(r.mean_cross_entropy == ref.mean_cross_entropy);  // bit-exact
+      if (progress) CHECK((last == 53 && calls > 0));
+    }
+  }
+  eval_options bad;
+  bad.batch = 0;
+  CHECK_THROWS_AS(evaluate(net, d, norm, bad), adaquant::error);
 }

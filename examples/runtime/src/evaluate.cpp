@@ -23,7 +23,7 @@ eval_result evaluate(const network& net, const image_dataset& data, const normal
   eval_result r;
   r.images = total;
   r.predictions.assign(total, 0);
-  std::vector<double> chunk_loss(chunks, 0.0);
+  std::vector<double> image_loss(total, 0.0);  // summed in image order: batch-independent
   std::vector<std::size_t> chunk_correct(chunks, 0);
   std::atomic<std::size_t> next{0};
   std::mutex m;
@@ -44,7 +44,7 @@ eval_result evaluate(const network& net, const image_dataset& data, const normal
           const auto pred = static_cast<std::uint8_t>(std::max_element(z, z + k) - z);
           r.predictions[begin + i] = pred;
           chunk_correct[c] += pred == labels[i];
-          chunk_loss[c] += loss[i];
+          image_loss[begin + i] = loss[i];
         }
         if (threads == 1) {
           done += n;
@@ -67,28 +67,25 @@ eval_result evaluate(const network& net, const image_dataset& data, const normal
     work();
   } else {
     for (std::size_t t = 0; t < threads; ++t) pool.emplace_back(work);
-    // Main thread only reports progress, so callbacks never race.
+    // The main thread only reports progress, so callbacks never race.
     std::unique_lock lock(m);
-    std::size_t reported = static_cast<std::size_t>(-1);
+    std::size_t reported = 0;
     while (done < total && !error) {
-      if (opt.progress && done != reported) {
-        reported = done;
+      cv.wait(lock, [&] { return done != reported || error; });
+      if (error) break;
+      reported = done;
+      if (opt.progress) {
         lock.unlock();
         opt.progress(reported, total);
         lock.lock();
       }
-      cv.wait(lock, [&] { return done != reported || error; });
     }
-    lock.unlock();
-    if (opt.progress && !error) opt.progress(total, total);
   }
   for (auto& t : pool) t.join();
   if (error) std::rethrow_exception(error);
   double loss = 0.0;
-  for (std::size_t c = 0; c < chunks; ++c) {
-    loss += chunk_loss[c];
-    r.correct += chunk_correct[c];
-  }
+  for (const double l : image_loss) loss += l;
+  for (const std::size_t c : chunk_correct) r.correct += c;
   r.accuracy = static_cast<double>(r.correct) / static_cast<double>(total);
   r.mean_cross_entropy = loss / static_cast<double>(total);
   return r;

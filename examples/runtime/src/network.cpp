@@ -150,10 +150,14 @@ tensor linear(const tensor& x, const tensor& w, const std::vector<float>& bias) 
   require(bias.empty() || bias.size() == o, where, "bias size");
   tensor y({n, o});
   if (n == 0) return y;
-  Eigen::Map<const row_matrix> xm(x.data(), static_cast<ptrdiff_t>(n), static_cast<ptrdiff_t>(f));
+  // One matrix-vector product per image: Eigen picks different kernels for different batch
+  // sizes, and per-image results must not depend on the batch.
   Eigen::Map<const row_matrix> wm(w.data(), static_cast<ptrdiff_t>(o), static_cast<ptrdiff_t>(f));
-  Eigen::Map<row_matrix> ym(y.data(), static_cast<ptrdiff_t>(n), static_cast<ptrdiff_t>(o));
-  ym.noalias() = xm * wm.transpose();
+  for (std::size_t i = 0; i < n; ++i) {
+    Eigen::Map<const Eigen::VectorXf> xi(x.data() + i * f, static_cast<ptrdiff_t>(f));
+    Eigen::Map<Eigen::VectorXf> yi(y.data() + i * o, static_cast<ptrdiff_t>(o));
+    yi.noalias() = wm * xi;
+  }
   if (!bias.empty())
     for (std::size_t i = 0; i < n; ++i)
       for (std::size_t j = 0; j < o; ++j) y[i * o + j] += bias[j];
