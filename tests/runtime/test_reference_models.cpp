@@ -1,5 +1,7 @@
 // The committed reference models load and the C++ FP32 runtime reproduces the training script's
 // logits of the first test images within 1e-4 (unfolded and BN-folded).
+#include "test_helpers.hpp"
+
 #include <adaquant_runtime/models.hpp>
 
 #include <catch2/catch.hpp>
@@ -46,8 +48,7 @@ TEST_CASE("reference models reproduce the script's logits within 1e-4", "[models
 }
 
 TEST_CASE("reference model loading rejects a corrupted weights file", "[models]") {
-  const auto dir = std::filesystem::temp_directory_path() / "adaquant_models_corrupt";
-  std::filesystem::create_directories(dir);
+  const auto dir = test_helpers::temp_dir("models_corrupt");
   std::filesystem::copy_file(std::filesystem::path(ADAQUANT_MODELS_DIR) / "resnet_fm.json",
                              dir / "resnet_fm.json",
                              std::filesystem::copy_options::overwrite_existing);
