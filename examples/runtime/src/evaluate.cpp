@@ -80,6 +80,11 @@ eval_result evaluate(const network& net, const image_dataset& data, const normal
         lock.lock();
       }
     }
+    // The workers may finish while the callback runs or before the first wait.
+    if (opt.progress && !error && reported != total) {
+      lock.unlock();
+      opt.progress(total, total);
+    }
   }
   for (auto& t : pool) t.join();
   if (error) std::rethrow_exception(error);
