@@ -13,6 +13,9 @@ ptq="$here/build/examples/fashion_mnist_ptq/fashion_mnist_ptq"
 out="$here/out/demo"
 mkdir -p "$out"
 calib=${DEMO_CALIB:-1000}
+# AdaQuant iterations per layer (the paper's code uses up to 1000; 200 keeps the demo within
+# 15 minutes on 2 cores, see README).
+iters=${DEMO_ITERATIONS:-200}
 
 # name | arguments
 runs=(
@@ -24,7 +27,7 @@ runs=(
   "light_w4a4|--pipeline light --wbits 4 --abits 4"
   "advanced_w4a4_adaquant|--pipeline advanced --wbits 4 --abits 4 --no-bn-tuning --no-bias"
   "advanced_w4a4|--pipeline advanced --wbits 4 --abits 4"
-  "advanced_w4a4_size13|--pipeline advanced --wbits 4 --abits 4 --max-size-ratio 0.13"
+  "advanced_w4a4_size13|--pipeline advanced --wbits 4 --abits 4 --max-size-ratio 0.13 --bit-options 2,4,8"
 )
 
 json_field() { sed -n "s/^  \"$2\": \\(.*\\),\$/\\1/p" "$1" | head -1 | tr -d '"'; }
@@ -38,7 +41,7 @@ for model in resnet mobilenetv2; do
     args=${run#*|}
     echo "== $model $name ($args)" >&2
     # shellcheck disable=SC2086
-    "$ptq" --model "$model" $args --calib "$calib" --seed 0 --json "$out/${model}_${name}.json"
+    "$ptq" --model "$model" $args --calib "$calib" --iterations "$iters" --seed 0 --json "$out/${model}_${name}.json"
     j="$out/${model}_${name}.json"
     fp=$(json_field "$j" fp32_top1)
     q=$(json_field "$j" quant_top1)

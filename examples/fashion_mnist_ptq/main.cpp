@@ -5,6 +5,7 @@
 //                     [--wbits 4] [--abits 4] [--max-size-ratio R] [--calib 1000] [--seed 0]
 //                     [--json FILE] [--iterations N] [--test-limit N] [--no-bn-tuning]
 //                     [--no-bias] [--all-layers] [--order sequential|parallel] [--quiet]
+//                     [--bit-options 2,3,4,8]   (weight bits bit allocation chooses from)
 //
 // naive    = round-to-nearest, min/max ranges, every layer at --wbits/--abits
 // light    = MSE ranges, first/last layer 8-bit, [bit allocation], BN tuning, bias correction
@@ -25,6 +26,7 @@
 #include <iostream>
 #include <optional>
 #include <string>
+#include <vector>
 
 namespace aq = adaquant;
 namespace ex = adaquant::examples;
@@ -34,6 +36,7 @@ struct args {
   std::string model, pipeline, json, order = "sequential";
   int wbits = 4, abits = 4;
   std::optional<double> max_size_ratio;
+  std::vector<int> bit_options{2, 3, 4, 8};
   std::size_t calib = 1000, iterations = 0, test_limit = 0;
   std::uint64_t seed = 0;
   bool bn_tuning = true, bias = true, all_layers = false, quiet = false;
@@ -156,6 +159,7 @@ int run(const args& a) {
   cfg.weight_bits = a.wbits;
   cfg.act_bits = a.abits;
   cfg.max_size_ratio = a.max_size_ratio;
+  cfg.weight_bit_options = a.bit_options;
   cfg.first_last_8bit = !a.all_layers && a.pipeline != "naive";
   cfg.bn_tuning = a.bn_tuning && a.pipeline != "naive";
   cfg.bias_correction = a.bias && a.pipeline != "naive";

@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
-# A reduced demo run (200 calibration images, 150 AdaQuant iterations per layer, the first 2000
+# A reduced demo run (200 calibration images, 80 AdaQuant iterations per layer, the first 2000
 # test images): on the MobileNetV2-style model, advanced W4A4 must beat naive W4A4 by a clear
 # margin and stay within a few points of FP32; the same seed must reproduce the same accuracy.
 set -euo pipefail
 ptq=$1 work=$2
 rm -rf "$work" && mkdir -p "$work"
-common=(--model mobilenetv2 --wbits 4 --abits 4 --calib 200 --iterations 150 --test-limit 2000 --quiet)
+common=(--model mobilenetv2 --wbits 4 --abits 4 --calib 200 --iterations 80 --test-limit 2000 --quiet)
 field() { sed -n "s/^  \"$2\": \\(.*\\),\$/\\1/p" "$1" | head -1; }
 
 "$ptq" "${common[@]}" --pipeline naive --json "$work/naive.json"
