@@ -98,7 +98,15 @@ args parse(int argc, char** argv) {
       a.test_limit = static_cast<std::size_t>(parse_int(f, value()));
     else if (f == "--order")
       a.order = value();
-    else if (f == "--models")
+    else if (f == "--bit-options") {
+      a.bit_options.clear();
+      const std::string list = value();
+      for (std::size_t p = 0; p <= list.size();) {
+        const std::size_t q = std::min(list.find(',', p), list.size());
+        a.bit_options.push_back(static_cast<int>(parse_int(f, list.substr(p, q - p))));
+        p = q + 1;
+      }
+    } else if (f == "--models")
       a.models_dir = value();
     else if (f == "--data")
       a.data_dir = value();
@@ -171,7 +179,7 @@ int run(const args& a) {
     cfg.calibration.layer.iterations = a.iterations;
     cfg.bias_tuning.iterations = a.iterations;
   }
-  cfg.calibration_loss = [&net] { return net.calibration_loss(256); };
+  cfg.calibration_loss = [&net] { return net.calibration_loss(); };
   cfg.progress = progress_bar(a.quiet);
 
   const aq::pipeline_report rep =

@@ -1,13 +1,13 @@
 #pragma once
-// The example runtime's network seen through adaquant's PipelineNetwork interface: batch norms
-// folded (with adaquant::fold_batch_norm, recording each one for BN tuning), a full-precision and
-// a quantized copy, and calibration images held as one normalised tensor.
+// The example runtime's network seen through adaquant's PipelineNetwork interface: the runtime's
+// calibration_network (QuantizableNetwork) plus what the pipelines need beyond it: batch norms
+// folded with adaquant::fold_batch_norm and remembered for BN tuning, a quantized copy kept up to
+// date for evaluation, and the calibration loss used by bit allocation.
 
 #include <adaquant/bn/batch_norm.hpp>
-#include <adaquant/kernels/fake_quant.hpp>
 #include <adaquant/pipeline/network.hpp>
+#include <adaquant_runtime/calibration.hpp>
 #include <adaquant_runtime/evaluate.hpp>
-#include <adaquant_runtime/network.hpp>
 
 #include <map>
 #include <vector>
@@ -17,31 +17,33 @@ namespace adaquant::examples {
 class ptq_network {
  public:
   // `net` is the trained network with its batch norms; `calibration` is [N, 1, 28, 28].
-  ptq_network(network net, tensor calibration);
+  // The calibration loss uses the first `loss_samples` calibration images.
+  ptq_network(network net, const tensor& calibration, std::size_t loss_samples = 256);
 
   // PipelineNetwork
-  [[nodiscard]] std::size_t calibration_size() const noexcept { return calib_.dim(0); }
-  [[nodiscard]] std::vector<layer_desc> quantizable_layers() const;
+  [[nodiscard]] std::size_t calibration_size() const noexcept { return cal_.calibration_size(); }
+  [[nodiscard]] std::vector<layer_desc> quantizable_layers() const {
+    return cal_.quantizable_layers();
+  }
   adaquant::layer_io capture(std::size_t id, std::size_t first, std::size_t count,
-                             capture_mode mode);
+                             capture_mode mode) {
+    return cal_.capture(id, first, count, mode);
+  }
   void set_quantized(const quantized_layer& q);
   [[nodiscard]] const adaquant::batch_norm_params* folded_batch_norm(std::size_t id) const;
 
-  // The folded full-precision network and the quantized one.
-  [[nodiscard]] const network& full_precision() const noexcept { return fp_; }
+  // The quantized network as configured so far (evaluate this one).
   [[nodiscard]] const network& quantized() const noexcept { return q_; }
-  // Mean cross-entropy of the quantized network against the full-precision predictions' labels
-  // on the first `limit` calibration images (bit allocation's loss).
-  [[nodiscard]] double calibration_loss(std::size_t limit) const;
+  // Mean cross-entropy of the quantized network against the full-precision network's
+  // predictions on the loss images (bit allocation's loss; no labels needed).
+  [[nodiscard]] double calibration_loss() const;
 
  private:
-  network fp_, q_;
-  tensor calib_;
-  std::vector<std::size_t> layers_;                           // quantizable node indices
-  std::map<std::size_t, std::vector<std::size_t>> in_shape_;  // per layer: C, H, W (conv) or F
-  std::map<std::size_t, output_activation> activation_;
-  std::map<std::size_t, adaquant::batch_norm_params> folded_;
-  std::vector<std::uint8_t> fp_labels_;  // argmax of the FP network on the calibration images
+  std::map<std::size_t, adaquant::batch_norm_params> folded_;  // before cal_: filled first
+  calibration_network cal_;
+  network q_;
+  tensor loss_inputs_;
+  std::vector<std::uint8_t> fp_labels_;
 };
 
 static_assert(PipelineNetwork<ptq_network>);
