@@ -77,18 +77,13 @@ pipeline_report advanced_pipeline(Net& net, const pipeline_config& cfg) {
     const std::string chosen = detail::bit_allocation_step(net, st, cfg, options);
     rep.steps.push_back({"bit_allocation", detail::seconds_since(t), chosen});
   }
-  if (cfg.bn_tuning) {
-    t = std::chrono::steady_clock::now();
-    const std::size_t tuned = detail::bn_tuning_step(net, st, cfg);
-    rep.steps.push_back({"bn_tuning", detail::seconds_since(t),
-                         std::to_string(tuned) + " batch norms re-estimated"});
-  }
-  if (cfg.bias_correction) {
-    t = std::chrono::steady_clock::now();
-    const double gain = detail::bias_tuning_step(net, st, cfg);
-    rep.steps.push_back({"bias_tuning", detail::seconds_since(t),
-                         "summed output MSE reduced by " + std::to_string(gain)});
-  }
+  if (cfg.bn_tuning)
+    detail::timed_step(rep, "bn_tuning", [&] { return detail::bn_tuning_step(net, st, cfg); });
+  if (cfg.bias_correction)
+    detail::timed_step(rep, "bias_tuning", [&] {
+      return "summed output MSE reduced by " +
+             std::to_string(detail::bias_tuning_step(net, st, cfg));
+    });
   detail::finish_report(st, rep);
   return rep;
 }

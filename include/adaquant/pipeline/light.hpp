@@ -24,37 +24,30 @@ pipeline_report light_pipeline(Net& net, const pipeline_config& cfg) {
   detail::pipeline_state st = detail::init_state(net, cfg, fn);
   detail::check_size_budget(st, cfg, fn);
   pipeline_report rep;
-  auto t = std::chrono::steady_clock::now();
-  detail::range_step(net, st, cfg);
-  rep.steps.push_back({"ranges", detail::seconds_since(t),
-                       std::string("weights ") + std::string(to_string(cfg.weight_range)) +
-                           ", activations " + std::string(to_string(cfg.act_range))});
-  if (cfg.max_size_ratio) {
-    t = std::chrono::steady_clock::now();
-    std::vector<detail::layer_options> options(st.layers.size());
-    std::vector<int> bits(cfg.weight_bit_options);
-    bits.push_back(8);  // the base form
-    for (std::size_t i = 0; i < st.layers.size(); ++i)
-      for (int b : bits) {
-        quantized_layer q = st.q[i];
-        detail::quantize_weights(st.layers[i], b, cfg, q);
-        options[i][b] = std::move(q);
-      }
-    const std::string summary = detail::bit_allocation_step(net, st, cfg, options);
-    rep.steps.push_back({"bit_allocation", detail::seconds_since(t), summary});
-  }
-  if (cfg.bn_tuning) {
-    t = std::chrono::steady_clock::now();
-    const std::size_t tuned = detail::bn_tuning_step(net, st, cfg);
-    rep.steps.push_back({"bn_tuning", detail::seconds_since(t),
-                         std::to_string(tuned) + " batch norms re-estimated"});
-  }
-  if (cfg.bias_correction) {
-    t = std::chrono::steady_clock::now();
-    const double largest = detail::bias_correction_step(net, st, cfg);
-    rep.steps.push_back({"bias_correction", detail::seconds_since(t),
-                         "largest correction " + std::to_string(largest)});
-  }
+  detail::timed_step(rep, "ranges", [&] {
+    detail::range_step(net, st, cfg);
+    return "weights " + std::string(to_string(cfg.weight_range)) + ", activations " +
+           std::string(to_string(cfg.act_range));
+  });
+  if (cfg.max_size_ratio)
+    detail::timed_step(rep, "bit_allocation", [&] {
+      std::vector<detail::layer_options> options(st.layers.size());
+      std::vector<int> bits(cfg.weight_bit_options);
+      bits.push_back(8);  // the base form
+      for (std::size_t i = 0; i < st.layers.size(); ++i)
+        for (int b : bits) {
+          quantized_layer q = st.q[i];
+          detail::quantize_weights(st.layers[i], b, cfg, q);
+          options[i][b] = std::move(q);
+        }
+      return detail::bit_allocation_step(net, st, cfg, options);
+    });
+  if (cfg.bn_tuning)
+    detail::timed_step(rep, "bn_tuning", [&] { return detail::bn_tuning_step(net, st, cfg); });
+  if (cfg.bias_correction)
+    detail::timed_step(rep, "bias_correction", [&] {
+      return "largest correction " + std::to_string(detail::bias_correction_step(net, st, cfg));
+    });
   detail::finish_report(st, rep);
   return rep;
 }

@@ -33,6 +33,14 @@ inline double seconds_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
 
+// Runs f (which returns the step's one-line summary) and appends the timed step to the report.
+template <class F>
+void timed_step(pipeline_report& rep, const char* name, F&& f) {
+  const auto t0 = std::chrono::steady_clock::now();
+  std::string summary = f();
+  rep.steps.push_back({name, seconds_since(t0), std::move(summary)});
+}
+
 inline void report_progress(const pipeline_config& cfg, const char* step, std::size_t done,
                             std::size_t total) {
   if (cfg.progress) cfg.progress({step, done, total});
@@ -111,7 +119,7 @@ void range_step(Net& net, pipeline_state& st, const pipeline_config& cfg) {
 // quantized network's own activations (exact averages over all calibration samples, in layer
 // order so each layer sees its tuned predecessors) and refold, keeping weights on their grid.
 template <PipelineNetwork Net>
-std::size_t bn_tuning_step(Net& net, pipeline_state& st, const pipeline_config& cfg) {
+std::size_t bn_tuning_layers(Net& net, pipeline_state& st, const pipeline_config& cfg) {
   std::size_t tuned = 0;
   const std::size_t samples = net.calibration_size();
   for (std::size_t i = 0; i < st.layers.size(); ++i) {
@@ -196,6 +204,11 @@ double bias_tuning_step(Net& net, pipeline_state& st, const pipeline_config& cfg
     report_progress(cfg, "bias_tuning", i + 1, st.layers.size());
   }
   return gain;
+}
+
+template <PipelineNetwork Net>
+std::string bn_tuning_step(Net& net, pipeline_state& st, const pipeline_config& cfg) {
+  return std::to_string(bn_tuning_layers(net, st, cfg)) + " batch norms re-estimated";
 }
 
 // A network wrapper that records what set_quantized receives (the AdaQuant driver's results).
