@@ -7,28 +7,8 @@
 
 namespace adaquant::examples {
 namespace {
-// Folds every batch norm that directly follows a conv/linear read by nothing else (the BN node
-// becomes an identity) and records its parameters by layer.
 network fold_recording(network net, std::map<std::size_t, adaquant::batch_norm_params>& folded) {
-  for (std::size_t i = 0; i < net.size(); ++i) {
-    node& bn = net.at(i);
-    if (bn.kind != op_kind::batch_norm) continue;
-    const std::size_t src = bn.inputs.at(0);
-    std::size_t readers = 0;
-    for (std::size_t j = src + 1; j < net.size(); ++j)
-      readers += static_cast<std::size_t>(
-          std::count(net.at(j).inputs.begin(), net.at(j).inputs.end(), src));
-    if (!net.at(src).quantizable() || readers != 1) continue;
-    node& layer = net.at(src);
-    adaquant::batch_norm_params p{bn.bn.gamma, bn.bn.beta, bn.bn.running_mean, bn.bn.running_var,
-                                  bn.bn.eps};
-    if (layer.bias.empty()) layer.bias.assign(p.channels(), 0.0f);
-    const std::size_t oc = layer.weight.dim(0);
-    fold_batch_norm(tensor_view<float>(layer.weight.data(), {oc, layer.weight.size() / oc}),
-                    layer.bias, p);
-    folded[src] = std::move(p);
-    bn.kind = op_kind::identity;
-  }
+  folded = fold_batch_norms_recorded(net);
   return net;
 }
 

@@ -459,8 +459,8 @@ std::size_t network::macs_per_image(std::size_t c, std::size_t h, std::size_t w)
   return macs;
 }
 
-std::size_t fold_batch_norms(network& net) {
-  std::size_t folded = 0;
+std::map<std::size_t, adaquant::batch_norm_params> fold_batch_norms_recorded(network& net) {
+  std::map<std::size_t, adaquant::batch_norm_params> folded;
   for (std::size_t i = 1; i < net.size(); ++i) {
     node& bn = net.at(i);
     if (bn.kind != op_kind::batch_norm) continue;
@@ -471,19 +471,20 @@ std::size_t fold_batch_norms(network& net) {
     for (const node& m : net.nodes())
       readers += static_cast<std::size_t>(std::count(m.inputs.begin(), m.inputs.end(), src));
     if (readers != 1) continue;
-    const std::size_t o = layer.weight.dim(0), per = layer.weight.size() / o;
+    const std::size_t o = layer.weight.dim(0);
     if (layer.bias.empty()) layer.bias.assign(o, 0.0f);
-    for (std::size_t k = 0; k < o; ++k) {
-      const float scale = bn.bn.gamma[k] / std::sqrt(bn.bn.running_var[k] + bn.bn.eps);
-      for (std::size_t j = 0; j < per; ++j) layer.weight[k * per + j] *= scale;
-      layer.bias[k] = bn.bn.beta[k] + (layer.bias[k] - bn.bn.running_mean[k]) * scale;
-    }
+    adaquant::batch_norm_params p{bn.bn.gamma, bn.bn.beta, bn.bn.running_mean, bn.bn.running_var,
+                                  bn.bn.eps};
+    adaquant::fold_batch_norm(tensor_view<float>(layer.weight.data(), {o, layer.weight.size() / o}),
+                              layer.bias, p);
+    folded[src] = std::move(p);
     bn.kind = op_kind::identity;
     bn.bn = {};
     bn.bn_observer = nullptr;
-    ++folded;
   }
   return folded;
 }
+
+std::size_t fold_batch_norms(network& net) { return fold_batch_norms_recorded(net).size(); }
 
 }  // namespace adaquant::examples

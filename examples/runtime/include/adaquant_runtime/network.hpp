@@ -16,7 +16,10 @@
 // forward() is const; hooks are called from the calling thread. Copy a network to quantize it
 // while keeping the FP32 original.
 
+#include <adaquant/bn/batch_norm.hpp>
 #include <adaquant_runtime/tensor.hpp>
+
+#include <map>
 
 #include <cstddef>
 #include <functional>
@@ -129,6 +132,9 @@ class network {
 // sqrt(var + eps); the BN node becomes an identity (names and indices stay stable). Returns the
 // number of folded BNs. Quantizer parameters are not touched (a later stage's job).
 std::size_t fold_batch_norms(network& net);
+// The same fold (adaquant::fold_batch_norm), returning for each folded layer (by node index) the
+// batch norm that went into it, as BN tuning needs it.
+std::map<std::size_t, adaquant::batch_norm_params> fold_batch_norms_recorded(network& net);
 
 // Kernels, exposed for tests and for objectives that recompute one layer.
 [[nodiscard]] tensor conv2d(const tensor& x, const tensor& w, const std::vector<float>& bias,
