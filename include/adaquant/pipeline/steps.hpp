@@ -15,6 +15,7 @@
 #include <adaquant/pipeline/network.hpp>
 #include <adaquant/range/estimator.hpp>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <map>
@@ -290,7 +291,10 @@ std::string bit_allocation_step(Net& net, pipeline_state& st, const pipeline_con
   std::vector<bit_config> candidates;
   for (int b : cfg.weight_bit_options) candidates.push_back({b, abits});
   std::size_t evaluations = 0;
-  const std::size_t total = 1 + n * candidates.size();
+  // measure_sensitivity evaluates the base once and every candidate other than the base per layer.
+  const auto non_base = static_cast<std::size_t>(std::count_if(
+      candidates.begin(), candidates.end(), [&](const bit_config& c) { return c.bits_w != 8; }));
+  const std::size_t total = 1 + n * non_base;
   const sensitivity_table table = measure_sensitivity(
       [&](std::span<const bit_config> c) {
         for (std::size_t i = 0; i < n; ++i) install(i, fixed_at_8bit(cfg, i, n) ? 8 : c[i].bits_w);
