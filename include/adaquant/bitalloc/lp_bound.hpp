@@ -117,6 +117,23 @@ void hull_push(std::vector<std::size_t>& hull, std::size_t base, std::size_t o, 
   hull.push_back(o);
 }
 
+// The lower hull of one group's options sorted[b..e) (ordered by weight) into hull (cleared first).
+// Equal weights may be out of cost order after a cost shift: the cheapest of each run is fed.
+template <class Cost, class Weight>
+void group_hull(std::vector<std::size_t>& hull, const std::vector<std::size_t>& sorted,
+                std::size_t b, std::size_t e, Cost& cost, Weight& weight) {
+  hull.clear();
+  for (std::size_t i = b; i < e;) {
+    std::size_t j = i, best = sorted[i];
+    while (j < e && weight(sorted[j]) == weight(sorted[i])) {
+      if (cost(sorted[j]) < cost(best)) best = sorted[j];
+      ++j;
+    }
+    hull_push(hull, 0, best, cost, weight);
+    i = j;
+  }
+}
+
 struct lp1_result {
   bool feasible = false;
   double lambda = 0.0;  // optimal multiplier: efficiency of the break segment (0 if none)
@@ -161,19 +178,7 @@ lp1_result lp_one_row(const mckp& p, std::size_t row, double cap, Cost&& cost, l
   auto weight = [&](std::size_t o) { return p.a(o, row); };
   double base = 0.0;
   for (std::size_t g = 0; g < G; ++g) {
-    ws.hull.clear();
-    // Equal weights may be out of cost order after a cost shift: feed the cheapest of each run.
-    const std::size_t b = p.begin[g], e = p.begin[g + 1];
-    std::size_t i = b;
-    while (i < e) {
-      std::size_t j = i, best = ws.sorted[i];
-      while (j < e && weight(ws.sorted[j]) == weight(ws.sorted[i])) {
-        if (cost(ws.sorted[j]) < cost(best)) best = ws.sorted[j];
-        ++j;
-      }
-      hull_push(ws.hull, 0, best, cost, weight);
-      i = j;
-    }
+    group_hull(ws.hull, ws.sorted, p.begin[g], p.begin[g + 1], cost, weight);
     out.x[g] = ws.hull.front();
     base += weight(ws.hull.front());
     for (std::size_t k = 0; k + 1 < ws.hull.size(); ++k) {

@@ -513,17 +513,7 @@ class mckp_solver {
       fm.hull_start.resize(K);
       for (std::size_t k = 0; k < K; ++k) {
         const std::size_t g = core[k];
-        ws.hull.clear();
-        const std::size_t b = p_.begin[g], e = p_.begin[g + 1];
-        for (std::size_t i = b; i < e;) {
-          std::size_t j = i, best = ws.sorted[i];
-          while (j < e && weight(ws.sorted[j]) == weight(ws.sorted[i])) {
-            if (cost(ws.sorted[j]) < cost(best)) best = ws.sorted[j];
-            ++j;
-          }
-          hull_push(ws.hull, 0, best, cost, weight);
-          i = j;
-        }
+        group_hull(ws.hull, ws.sorted, p_.begin[g], p_.begin[g + 1], cost, weight);
         fm.hull_start[k] = ws.hull.front();
         for (std::size_t h = 0; h + 1 < ws.hull.size(); ++h) {
           const std::size_t from = ws.hull[h], to = ws.hull[h + 1];
