@@ -6,6 +6,13 @@
 //                     [--json FILE] [--iterations N] [--test-limit N] [--no-bn-tuning]
 //                     [--no-bias] [--all-layers] [--order sequential|parallel] [--quiet]
 //                     [--bit-options 2,3,4,8]   (weight bits bit allocation chooses from)
+//                     [--threads N]   (0 = every core; results do not depend on it)
+//   fashion_mnist_ptq --plan FILE --json-dir DIR [common arguments]
+//                     runs every line "name arguments..." of FILE (blank lines and # comments
+//                     skipped) with the common arguments first; the data are loaded and each
+//                     model's FP32 accuracy measured once; run `name` of model M writes
+//                     DIR/M_name.json. Every line's arguments are checked before anything runs;
+//                     a run that fails later stops the plan (earlier runs' JSON files stay).
 //
 // naive    = round-to-nearest, min/max ranges, every layer at --wbits/--abits
 // light    = MSE ranges, first/last layer 8-bit, [bit allocation], BN tuning, bias correction
@@ -20,11 +27,14 @@
 
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <fstream>
 #include <iostream>
+#include <map>
 #include <optional>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -37,7 +47,7 @@ struct args {
   int wbits = 4, abits = 4;
   std::optional<double> max_size_ratio;
   std::vector<int> bit_options{2, 3, 4, 8};
-  std::size_t calib = 1000, iterations = 0, test_limit = 0;
+  std::size_t calib = 1000, iterations = 0, test_limit = 0, threads = 0;
   std::uint64_t seed = 0;
   bool bn_tuning = true, bias = true, all_layers = false, quiet = false;
   std::string models_dir = ADAQUANT_MODELS_DIR, data_dir = ADAQUANT_FASHION_MNIST_DIR;
@@ -59,9 +69,10 @@ long long parse_int(const std::string& flag, const std::string& v) {
   return x;
 }
 
-args parse(int argc, char** argv) {
+args parse(const std::vector<std::string>& argv) {
   args a;
-  for (int i = 1; i < argc; ++i) {
+  const std::size_t argc = argv.size();
+  for (std::size_t i = 0; i < argc; ++i) {
     const std::string f = argv[i];
     auto value = [&]() -> std::string {
       if (i + 1 >= argc) usage_error(f + " needs a value");
@@ -94,6 +105,8 @@ args parse(int argc, char** argv) {
       a.json = value();
     else if (f == "--iterations")
       a.iterations = static_cast<std::size_t>(parse_int(f, value()));
+    else if (f == "--threads")
+      a.threads = static_cast<std::size_t>(parse_int(f, value()));
     else if (f == "--test-limit")
       a.test_limit = static_cast<std::size_t>(parse_int(f, value()));
     else if (f == "--order")
@@ -146,22 +159,43 @@ std::function<void(const aq::pipeline_progress&)> progress_bar(bool quiet) {
   };
 }
 
-int run(const args& a) {
+// What runs share: the data, and each model with its FP32 accuracy (measured once).
+struct session {
+  std::optional<ex::image_dataset> train, test;
+  struct model_entry {
+    ex::reference_model model;
+    ex::eval_result fp32;
+  };
+  std::map<std::string, model_entry> models;  // by "models dir/name/test limit"
+};
+
+int run(const args& a, session& s) {
   const auto t0 = std::chrono::steady_clock::now();
   const std::string name = a.model == "resnet" ? "resnet_fm" : "mobilenetv2_fm";
-  ex::reference_model model = ex::load_reference_model(a.models_dir, name);
-  const ex::image_dataset train = ex::load_fashion_mnist(a.data_dir, "train");
-  const ex::image_dataset test = ex::load_fashion_mnist(a.data_dir, "test");
+  if (!s.train) s.train = ex::load_fashion_mnist(a.data_dir, "train");
+  if (!s.test) s.test = ex::load_fashion_mnist(a.data_dir, "test");
+  const ex::image_dataset& train = *s.train;
+  const ex::image_dataset& test = *s.test;
   if (a.calib > train.count)
     usage_error("--calib must be at most " + std::to_string(train.count) + ", got " +
                 std::to_string(a.calib));
 
   ex::eval_options eo;
   eo.limit = a.test_limit;
-  if (!a.quiet) eo.progress = ex::stderr_progress("fp32 eval");
-  const ex::eval_result fp = ex::evaluate(model.net, test, model.norm, eo);
+  eo.threads = a.threads;
+  const std::string key = a.models_dir + "/" + name + "/" + std::to_string(a.test_limit);
+  auto it = s.models.find(key);
+  if (it == s.models.end()) {
+    session::model_entry e{ex::load_reference_model(a.models_dir, name), {}};
+    if (!a.quiet) eo.progress = ex::stderr_progress("fp32 eval");
+    e.fp32 = ex::evaluate(e.model.net, test, e.model.norm, eo);
+    it = s.models.emplace(key, std::move(e)).first;
+  }
+  const ex::reference_model& model = it->second.model;
+  const ex::eval_result& fp = it->second.fp32;
 
-  ex::ptq_network net(model.net, ex::calibration_images(train, model.norm, a.calib, a.seed));
+  ex::ptq_network net(model.net, ex::calibration_images(train, model.norm, a.calib, a.seed), 256,
+                     a.threads);
 
   aq::pipeline_config cfg;
   cfg.weight_bits = a.wbits;
@@ -173,11 +207,11 @@ int run(const args& a) {
   cfg.bias_correction = a.bias && a.pipeline != "naive";
   if (a.pipeline == "naive") cfg.weight_range = cfg.act_range = aq::range_method::min_max;
   cfg.calibration.layer.seed = a.seed;
+  cfg.threads = a.threads;
   cfg.calibration.order =
       a.order == "parallel" ? aq::calibration_order::parallel : aq::calibration_order::sequential;
   if (a.iterations) {
     cfg.calibration.layer.iterations = a.iterations;
-    cfg.bias_tuning.iterations = a.iterations;
   }
   cfg.calibration_loss = [&net] { return net.calibration_loss(); };
   cfg.progress = progress_bar(a.quiet);
@@ -227,11 +261,66 @@ int run(const args& a) {
   }
   return 0;
 }
+
+// Lines "name arguments..." of a plan file, each parsed with `common` first.
+std::vector<std::pair<std::string, args>> read_plan(const std::string& file,
+                                                   const std::vector<std::string>& common) {
+  std::ifstream in(file);
+  if (!in) usage_error("--plan: cannot read " + file);
+  std::vector<std::pair<std::string, args>> runs;
+  for (std::string line; std::getline(in, line);) {
+    std::istringstream words(line);
+    std::string run_name, w;
+    if (!(words >> run_name) || run_name[0] == '#') continue;
+    std::vector<std::string> argv = common;
+    while (words >> w) argv.push_back(w);
+    try {
+      runs.emplace_back(run_name, parse(argv));
+    } catch (const aq::error& e) {
+      usage_error("--plan: run '" + run_name + "': " + e.what());
+    }
+  }
+  if (runs.empty()) usage_error("--plan: " + file + " has no runs");
+  return runs;
+}
+
+int run_plan(std::vector<std::string> argv) {
+  std::string plan, dir;
+  std::vector<std::string> common;
+  for (std::size_t i = 0; i < argv.size(); ++i) {
+    if (argv[i] == "--plan" && i + 1 < argv.size())
+      plan = argv[++i];
+    else if (argv[i] == "--json-dir" && i + 1 < argv.size())
+      dir = argv[++i];
+    else
+      common.push_back(argv[i]);
+  }
+  if (plan.empty() || dir.empty()) usage_error("--plan FILE needs --json-dir DIR");
+  auto runs = read_plan(plan, common);
+  session s;
+  s.train = ex::load_fashion_mnist(runs[0].second.data_dir, "train");
+  for (const auto& [run_name, a] : runs) {
+    if (a.data_dir != runs[0].second.data_dir)
+      usage_error("--plan: run '" + run_name + "': --data must be the same for every run");
+    if (a.calib > s.train->count)
+      usage_error("--plan: run '" + run_name + "': --calib must be at most " +
+                  std::to_string(s.train->count) + ", got " + std::to_string(a.calib));
+  }
+  for (auto& [run_name, a] : runs) {
+    a.json = dir + "/" + a.model + "_" + run_name + ".json";
+    if (!a.quiet) std::fprintf(stderr, "== %s %s\n", a.model.c_str(), run_name.c_str());
+    run(a, s);
+  }
+  return 0;
+}
 }  // namespace
 
 int main(int argc, char** argv) {
   try {
-    return run(parse(argc, argv));
+    const std::vector<std::string> args(argv + 1, argv + argc);
+    if (std::find(args.begin(), args.end(), "--plan") != args.end()) return run_plan(args);
+    session s;
+    return run(parse(args), s);
   } catch (const aq::error& e) {
     std::fprintf(stderr, "\n%s\n", e.what());
     return 2;

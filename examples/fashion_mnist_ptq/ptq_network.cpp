@@ -1,5 +1,7 @@
 #include "ptq_network.hpp"
 
+#include <adaquant/core/parallel.hpp>
+
 #include <adaquant/calibrate/adaquant.hpp>
 
 #include <algorithm>
@@ -12,29 +14,34 @@ network fold_recording(network net, std::map<std::size_t, adaquant::batch_norm_p
   return net;
 }
 
-tensor first_items(const tensor& x, std::size_t count) {
+// Items [begin, end) of x.
+tensor items(const tensor& x, std::size_t begin, std::size_t end) {
   std::vector<std::size_t> shape = x.shape();
-  shape[0] = count;
-  return tensor(shape, std::vector<float>(x.data(), x.data() + count * x.item_size()));
+  shape[0] = end - begin;
+  return tensor(shape, std::vector<float>(x.data() + begin * x.item_size(),
+                                          x.data() + end * x.item_size()));
 }
 }  // namespace
 
-ptq_network::ptq_network(network net, const tensor& calibration, std::size_t loss_samples)
-    : cal_(fold_recording(std::move(net), folded_), calibration),
-      q_(cal_.full_precision()),
-      loss_inputs_(first_items(calibration, std::min(loss_samples, calibration.dim(0)))) {
-  const tensor logits = cal_.full_precision().forward(loss_inputs_);
+ptq_network::ptq_network(network net, const tensor& calibration, std::size_t loss_samples,
+                         std::size_t threads)
+    : cal_(fold_recording(std::move(net), folded_), calibration, threads) {
+  const std::size_t n = std::min(loss_samples, calibration.dim(0));
+  const tensor logits = cal_.full_precision().forward(items(calibration, 0, n));
   const std::size_t k = logits.dim(1);
-  fp_labels_.resize(loss_inputs_.dim(0));
-  for (std::size_t s = 0; s < fp_labels_.size(); ++s) {
+  fp_labels_.resize(n);
+  for (std::size_t s = 0; s < n; ++s) {
     const float* row = logits.data() + s * k;
     fp_labels_[s] = static_cast<std::uint8_t>(std::max_element(row, row + k) - row);
   }
+  const std::size_t parts = std::min(resolve_threads(threads), n);
+  for (std::size_t p = 0; p < parts; ++p)
+    loss_passes_.emplace_back(items(calibration, n * p / parts, n * (p + 1) / parts));
 }
 
 void ptq_network::set_quantized(const quantized_layer& q) {
   cal_.set_quantized(q);
-  apply_quantized_layer(q_, q);
+  for (resumable_forward& p : loss_passes_) p.invalidate_from(q.id);
 }
 
 const adaquant::batch_norm_params* ptq_network::folded_batch_norm(std::size_t id) const {
@@ -42,9 +49,20 @@ const adaquant::batch_norm_params* ptq_network::folded_batch_norm(std::size_t id
   return it == folded_.end() ? nullptr : &it->second;
 }
 
-double ptq_network::calibration_loss() const {
-  const auto ce = softmax_cross_entropy(q_.forward(loss_inputs_), fp_labels_);
-  return std::accumulate(ce.begin(), ce.end(), 0.0) / static_cast<double>(ce.size());
+double ptq_network::calibration_loss() {
+  const network& q = cal_.quantized();
+  const std::size_t parts = loss_passes_.size(), n = fp_labels_.size(), last = q.size() - 1;
+  std::vector<double> loss(n);
+  parallel_for(parts, parts, [&](std::size_t p) {
+    // Keep the state before the earliest change: the next change is at or after it.
+    resumable_forward& pass = loss_passes_[p];
+    const tensor logits = pass.run(q, last, pass.dirty());
+    const std::size_t b = n * p / parts, e = n * (p + 1) / parts;
+    const auto ce = softmax_cross_entropy(
+        logits, std::span<const std::uint8_t>(fp_labels_.data() + b, e - b));
+    std::copy(ce.begin(), ce.end(), loss.begin() + static_cast<std::ptrdiff_t>(b));
+  });
+  return std::accumulate(loss.begin(), loss.end(), 0.0) / static_cast<double>(n);
 }
 
 tensor calibration_images(const image_dataset& train, const normalisation& norm, std::size_t count,

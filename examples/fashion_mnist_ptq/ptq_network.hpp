@@ -8,6 +8,7 @@
 #include <adaquant/pipeline/network.hpp>
 #include <adaquant_runtime/calibration.hpp>
 #include <adaquant_runtime/evaluate.hpp>
+#include <adaquant_runtime/resumable_forward.hpp>
 
 #include <map>
 #include <vector>
@@ -17,8 +18,10 @@ namespace adaquant::examples {
 class ptq_network {
  public:
   // `net` is the trained network with its batch norms; `calibration` is [N, 1, 28, 28].
-  // The calibration loss uses the first `loss_samples` calibration images.
-  ptq_network(network net, const tensor& calibration, std::size_t loss_samples = 256);
+  // The calibration loss uses the first `loss_samples` calibration images. Captures and the loss
+  // run on `threads` threads (0: every core); results do not depend on it.
+  ptq_network(network net, const tensor& calibration, std::size_t loss_samples = 256,
+              std::size_t threads = 0);
 
   // PipelineNetwork
   [[nodiscard]] std::size_t calibration_size() const noexcept { return cal_.calibration_size(); }
@@ -33,16 +36,16 @@ class ptq_network {
   [[nodiscard]] const adaquant::batch_norm_params* folded_batch_norm(std::size_t id) const;
 
   // The quantized network as configured so far (evaluate this one).
-  [[nodiscard]] const network& quantized() const noexcept { return q_; }
+  [[nodiscard]] const network& quantized() const noexcept { return cal_.quantized(); }
   // Mean cross-entropy of the quantized network against the full-precision network's
-  // predictions on the loss images (bit allocation's loss; no labels needed).
-  [[nodiscard]] double calibration_loss() const;
+  // predictions on the loss images (bit allocation's loss; no labels needed). Bit allocation
+  // changes one layer between calls, so each call resumes from just before the earliest change.
+  [[nodiscard]] double calibration_loss();
 
  private:
   std::map<std::size_t, adaquant::batch_norm_params> folded_;  // before cal_: filled first
   calibration_network cal_;
-  network q_;
-  tensor loss_inputs_;
+  std::vector<resumable_forward> loss_passes_;  // the loss images, one part per thread
   std::vector<std::uint8_t> fp_labels_;
 };
 

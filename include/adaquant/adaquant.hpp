@@ -8,6 +8,7 @@
 // Tensors and the error contract.
 #include <adaquant/core/concepts.hpp>
 #include <adaquant/core/error.hpp>
+#include <adaquant/core/parallel.hpp>
 #include <adaquant/core/tensor_shape.hpp>
 #include <adaquant/core/tensor_traits.hpp>
 #include <adaquant/core/tensor_view.hpp>
@@ -35,6 +36,7 @@
 
 // Batch-norm tuning, bias correction, pipelines.
 #include <adaquant/bias/bias_correction.hpp>
+#include <adaquant/bias/bias_tuning.hpp>
 #include <adaquant/bn/batch_norm.hpp>
 #include <adaquant/bn/channel_moments.hpp>
 #include <adaquant/bn/retune.hpp>

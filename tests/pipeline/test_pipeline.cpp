@@ -28,7 +28,6 @@ aq::pipeline_config advanced(int wbits, int abits) {
   aq::pipeline_config c = light(wbits, abits);
   c.calibration.layer.iterations = 600;
   c.calibration.layer.seed = 7;
-  c.bias_tuning.iterations = 60;
   return c;
 }
 }  // namespace

@@ -1,6 +1,7 @@
 // Kernels against naive loops, batch/thread invariance, BN folding and the quantization hooks.
 #include <adaquant_runtime/evaluate.hpp>
 #include <adaquant_runtime/network.hpp>
+#include <adaquant_runtime/resumable_forward.hpp>
 
 #include <catch2/catch.hpp>
 
@@ -145,6 +146,43 @@ TEST_CASE("forward is independent of batch composition", "[network]") {
   CHECK(net.batch_norm_layers().size() == 3);
   CHECK(net.parameter_count() == 72 + 72 + 64 + 8 + 32 + 4 + 3 * 16);
   CHECK(net.macs_per_image(1, 12, 12) == 144 * 72 + 36 * 72 + 36 * 64 + 32);
+}
+
+TEST_CASE("a forward pass resumed from a saved state equals the full pass", "[network]") {
+  std::mt19937 rng(21);
+  network net = small_net(rng);
+  const tensor x = random_tensor({3, 1, 12, 12}, rng);
+  const std::size_t pw = net.index_of("pw"), last = net.size() - 1;
+  // The state before "pw" keeps the residual branch's value (read by "add" after pw).
+  forward_state before_pw;
+  const tensor full = net.forward_from(net.start(x), last, pw, &before_pw);
+  CHECK(before_pw.next == pw);
+  CHECK(before_pw.live.count(net.at("add").inputs[0]) == 1);
+  CHECK(net.forward_from(before_pw, last).values() == full.values());  // bit-exact
+  // Changing pw (at or after the saved node) and resuming equals a full pass of the changed net.
+  net.at("pw").bias.assign(8, 0.7f);
+  CHECK(net.forward_from(before_pw, last).values() == net.forward(x).values());
+  CHECK(net.forward_from(before_pw, pw).values() == net.forward_until(x, pw).values());
+
+  resumable_forward pass(x);
+  CHECK(pass.run(net, last, pw).values() == net.forward(x).values());
+  CHECK(pass.kept().next == pw);
+  net.at("fc").bias.assign(4, -1.0f);
+  pass.invalidate_from(net.index_of("fc"));
+  CHECK(pass.dirty() == net.index_of("fc"));
+  CHECK(pass.run(net, last, pass.dirty()).values() == net.forward(x).values());
+  // A change before the kept state forces a pass from the input; it is still exact.
+  net.at("stem").bias.assign(8, 0.2f);
+  pass.invalidate_from(net.index_of("stem"));
+  CHECK(pass.run(net, last, last).values() == net.forward(x).values());
+
+  CHECK_THROWS_AS(net.forward_from(net.start(x), last + 1), adaquant::error);
+  CHECK_THROWS_AS(net.forward_from(before_pw, pw - 1), adaquant::error);
+  forward_state missing = before_pw;
+  missing.live.clear();
+  CHECK_THROWS_WITH(net.forward_from(missing, last), Catch::Contains("not in the state"));
+  forward_state unused;
+  CHECK_THROWS_AS(net.forward_from(net.start(x), pw, last, &unused), adaquant::error);
 }
 
 TEST_CASE("fold_batch_norms keeps the function and turns BNs into identities", "[network]") {

@@ -1,5 +1,7 @@
 #include <adaquant_runtime/calibration.hpp>
 
+#include <adaquant/core/parallel.hpp>
+
 #include <adaquant/kernels/fake_quant.hpp>
 
 #include <algorithm>
@@ -48,8 +50,12 @@ output_activation following_activation(const network& net, std::size_t v) {
 
 }  // namespace
 
-calibration_network::calibration_network(network net, tensor calibration_inputs)
-    : net_(std::move(net)), inputs_(std::move(calibration_inputs)) {
+calibration_network::calibration_network(network net, tensor calibration_inputs,
+                                         std::size_t threads)
+    : net_(std::move(net)),
+      quantized_net_(net_),
+      inputs_(std::move(calibration_inputs)),
+      threads_(resolve_threads(threads)) {
   if (!(inputs_.rank() == 4 && inputs_.dim(0) > 0))
     detail::fail(errc::shape_mismatch, "calibration_network: calibration_inputs",
                  "expected a non-empty N x C x H x W tensor, got " + shape_string(inputs_.shape()));
@@ -108,31 +114,47 @@ adaquant::layer_io calibration_network::capture(std::size_t layer_id, std::size_
   if (!(first <= calibration_size() && count <= calibration_size() - first))
     detail::fail(errc::invalid_argument, "calibration_network::capture: first, count",
                  "samples beyond the " + std::to_string(calibration_size()) + " held");
-  network run = mode == capture_mode::quantized ? quantized() : net_;
-  adaquant::layer_io io;
-  run.at(layer_id).capture = [&](const examples::layer_io& l) {
-    io.inputs = l.input.values();
-    io.outputs = l.output.values();
-  };
+  const network& run = mode == capture_mode::quantized ? quantized_net_ : net_;
   const std::size_t per = inputs_.item_size();
-  std::vector<std::size_t> shape = inputs_.shape();
-  shape[0] = count;
-  tensor x(shape, std::vector<float>(inputs_.data() + first * per,
-                                     inputs_.data() + (first + count) * per));
-  (void)run.forward_until(x, layer_id);
+  const std::size_t input_value = run.at(layer_id).inputs[0];
+  // One part per thread; the parts (and so the cached passes) depend only on (first, count).
+  const std::size_t parts = std::max<std::size_t>(1, std::min(threads_, count));
+  std::vector<resumable_forward*> pass(parts);
+  std::vector<std::size_t> begin(parts + 1);
+  for (std::size_t p = 0; p <= parts; ++p) begin[p] = first + count * p / parts;
+  for (std::size_t p = 0; p < parts; ++p) {
+    const std::size_t b = begin[p], n = begin[p + 1] - b;
+    auto [it, fresh] = passes_.try_emplace({mode, b, n});
+    if (fresh) {
+      std::vector<std::size_t> shape = inputs_.shape();
+      shape[0] = n;
+      it->second = resumable_forward(tensor(
+          shape, std::vector<float>(inputs_.data() + b * per, inputs_.data() + (b + n) * per)));
+    }
+    pass[p] = &it->second;
+  }
+  adaquant::layer_io io;
+  const layer_desc* d = nullptr;
+  for (const layer_desc& l : layers_)
+    if (l.id == layer_id) d = &l;
+  const std::size_t in_per = d->geometry.input_per_sample(),
+                    out_per = d->geometry.output_per_sample();
+  io.inputs.resize(count * in_per);
+  io.outputs.resize(count * out_per);
+  parallel_for(parts, threads_, [&](std::size_t p) {
+    const tensor out = pass[p]->run(run, layer_id, layer_id);
+    const tensor& in = pass[p]->kept().live.at(input_value);
+    const std::size_t at = begin[p] - first;
+    std::copy(in.data(), in.data() + in.size(), io.inputs.begin() + at * in_per);
+    std::copy(out.data(), out.data() + out.size(), io.outputs.begin() + at * out_per);
+  });
   return io;
 }
 
 void calibration_network::set_quantized(const quantized_layer& q) {
-  network probe = net_;  // validate before remembering
-  apply_quantized_layer(probe, q);
-  quantized_[q.id] = q;
-}
-
-network calibration_network::quantized() const {
-  network q = net_;
-  for (const auto& [id, layer] : quantized_) apply_quantized_layer(q, layer);
-  return q;
+  apply_quantized_layer(quantized_net_, q);  // validates before changing anything
+  for (auto& [key, pass] : passes_)
+    if (std::get<0>(key) == capture_mode::quantized) pass.invalidate_from(q.id);
 }
 
 }  // namespace adaquant::examples

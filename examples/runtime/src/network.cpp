@@ -287,18 +287,41 @@ std::size_t network::add_global_avg_pool(std::string name, std::size_t input) {
 tensor network::forward(const tensor& x) const { return forward_until(x, nodes_.size() - 1); }
 
 tensor network::forward_until(const tensor& x, std::size_t last) const {
-  if (!(last < nodes_.size()))
-    detail::fail(errc::invalid_argument, "network::forward_until: last",
-                 "node " + std::to_string(last) + " does not exist");
+  return forward_from(start(x), last);
+}
+
+forward_state network::start(tensor x) const {
   if (!(x.rank() == 4)) detail::fail(errc::shape_mismatch, "network::forward: x", "expected NCHW");
-  // The last node that reads each value, so values are moved or freed as soon as possible.
-  std::vector<std::size_t> last_use(last + 1, 0);
-  for (std::size_t i = 1; i <= last; ++i)
+  forward_state s;
+  s.live.emplace(0, std::move(x));
+  return s;
+}
+
+tensor network::forward_from(forward_state s, std::size_t last, std::size_t save_before,
+                             forward_state* saved) const {
+  if (!(s.next >= 1 && s.next <= last && last < nodes_.size()))
+    detail::fail(errc::invalid_argument, "network::forward_from: last",
+                 "node " + std::to_string(last) + " is not in [" + std::to_string(s.next) + ", " +
+                     std::to_string(nodes_.size() - 1) + "]");
+  if (saved && !(save_before >= s.next && save_before <= last))
+    detail::fail(errc::invalid_argument, "network::forward_from: save_before",
+                 "node " + std::to_string(save_before) + " is not in [" + std::to_string(s.next) +
+                     ", " + std::to_string(last) + "]");
+  // The last node (anywhere in the network) that reads each value: a value is freed or moved
+  // once nothing reads it any more, and a saved state keeps what later nodes still read.
+  constexpr std::size_t never = std::numeric_limits<std::size_t>::max();
+  std::vector<std::size_t> last_use(nodes_.size(), 0);
+  for (std::size_t i = 1; i < nodes_.size(); ++i)
     for (const std::size_t v : nodes_[i].inputs) last_use[v] = std::max(last_use[v], i);
-  last_use[last] = std::numeric_limits<std::size_t>::max();
+  last_use[last] = never;
 
   std::vector<tensor> values(last + 1);
-  values[0] = x;
+  std::vector<bool> have(last + 1, false);
+  for (auto& [v, t] : s.live)
+    if (v < s.next) {
+      values[v] = std::move(t);
+      have[v] = true;
+    }
   // The input value of node i: moved out when node i is its last reader and reads it once.
   auto take = [&](std::size_t i, std::size_t k) -> tensor {
     const std::size_t v = nodes_[i].inputs[k];
@@ -306,8 +329,18 @@ tensor network::forward_until(const tensor& x, std::size_t last) const {
     if (last_use[v] == i && once) return std::move(values[v]);
     return values[v];
   };
-  for (std::size_t i = 1; i <= last; ++i) {
+  for (std::size_t i = s.next; i <= last; ++i) {
+    if (saved && i == save_before) {
+      saved->next = i;
+      saved->live.clear();
+      for (std::size_t v = 0; v < i; ++v)
+        if (have[v] && last_use[v] >= i) saved->live.emplace(v, values[v]);
+    }
     const node& nd = nodes_[i];
+    for (const std::size_t v : nd.inputs)
+      if (!have[v])
+        detail::fail(errc::invalid_argument, "network::forward_from: s",
+                     "value " + std::to_string(v) + " read by " + nd.name + " is not in the state");
     switch (nd.kind) {
       case op_kind::conv2d:
       case op_kind::linear: {
@@ -369,8 +402,12 @@ tensor network::forward_until(const tensor& x, std::size_t last) const {
       case op_kind::input:
         break;
     }
+    have[i] = true;
     for (const std::size_t v : nd.inputs)
-      if (last_use[v] == i) values[v] = tensor();
+      if (last_use[v] == i) {
+        values[v] = tensor();
+        have[v] = false;
+      }
   }
   return std::move(values[last]);
 }

@@ -25,6 +25,7 @@
 #include <adaquant/calibrate/adaquant.hpp>
 #include <adaquant/calibrate/network.hpp>
 #include <adaquant/calibrate/report.hpp>
+#include <adaquant/core/parallel.hpp>
 
 #include <algorithm>
 #include <chrono>
@@ -33,7 +34,6 @@
 #include <optional>
 #include <set>
 #include <string>
-#include <thread>
 #include <vector>
 
 namespace adaquant {
@@ -187,13 +187,7 @@ calibration_report adaquant_calibrate(Net& net, const calibration_options& optio
       for (std::size_t i = first; i < last; ++i)
         detail::capture_all(net, *jobs[i].desc, n, options.capture_batch,
                             capture_mode::full_precision, true, true, jobs[i].io);
-      if (last - first == 1) {
-        jobs[first].run();
-      } else {
-        std::vector<std::thread> pool;
-        for (std::size_t i = first; i < last; ++i) pool.emplace_back([&jobs, i] { jobs[i].run(); });
-        for (std::thread& t : pool) t.join();
-      }
+      parallel_for(last - first, width, [&](std::size_t k) { jobs[first + k].run(); });
       for (std::size_t i = first; i < last; ++i) finish(jobs[i]);
     }
   }

@@ -8,11 +8,12 @@
 //      8-bit options are round-to-nearest. 2. bit_allocation then picks one option per layer by
 //      the exact integer program over the measured loss increases.
 //   3. bn_tuning        batch-norm statistics re-estimated on the quantized network, refolded
-//   4. bias_tuning      per layer, in order, only the bias is optimised (AdaQuant's objective with
-//                       every other group frozen) against the full-precision outputs, with inputs
-//                       from the quantized network. This is the per-layer form of the paper's bias
-//                       tuning; the end-to-end form would need a backward pass through the whole
-//                       network, which the network interface does not ask for.
+//   4. bias_tuning      per layer, in order, only the bias is refitted (bias/bias_tuning.hpp:
+//                       AdaQuant's objective with everything else frozen, solved per channel)
+//                       against the full-precision outputs, with inputs from the quantized
+//                       network. This is the per-layer form of the paper's bias tuning; the
+//                       end-to-end form would need a backward pass through the whole network,
+//                       which the network interface does not ask for.
 // Errors: as light_pipeline, plus whatever AdaQuant throws.
 
 #include <adaquant/pipeline/steps.hpp>
@@ -81,8 +82,10 @@ pipeline_report advanced_pipeline(Net& net, const pipeline_config& cfg) {
     detail::timed_step(rep, "bn_tuning", [&] { return detail::bn_tuning_step(net, st, cfg); });
   if (cfg.bias_correction)
     detail::timed_step(rep, "bias_tuning", [&] {
-      return "summed output MSE reduced by " +
-             std::to_string(detail::bias_tuning_step(net, st, cfg));
+      const auto [before, after] = detail::bias_tuning_step(net, st, cfg);
+      char buf[120];
+      std::snprintf(buf, sizeof buf, "summed output MSE %.4g -> %.4g", before, after);
+      return std::string(buf);
     });
   detail::finish_report(st, rep);
   return rep;

@@ -42,9 +42,12 @@ struct pipeline_config {
   bool bias_correction = true;  // light: empirical bias correction; advanced: per-layer bias tuning
   bool adaquant = true;         // advanced only
   calibration_options calibration{};  // advanced: AdaQuant driver settings (bits are set here)
-  adaquant_options bias_tuning{};     // advanced: settings of the bias-only optimisation
 
   std::size_t capture_batch = 100;  // samples per capture call
+  // Threads (0: the hardware's) for work that is independent per layer: range estimation
+  // (`threads` layers at a time) and AdaQuant in parallel order (at least `threads` layers at a
+  // time, or calibration.threads if larger). Results never depend on the thread count.
+  std::size_t threads = 1;
   std::function<void(const pipeline_progress&)> progress;
 };
 

@@ -4,11 +4,13 @@
 // network through set_quantized.
 
 #include <adaquant/bias/bias_correction.hpp>
+#include <adaquant/bias/bias_tuning.hpp>
 #include <adaquant/bitalloc/sensitivity.hpp>
 #include <adaquant/bitalloc/solver.hpp>
 #include <adaquant/bn/channel_moments.hpp>
 #include <adaquant/bn/retune.hpp>
 #include <adaquant/calibrate/driver.hpp>
+#include <adaquant/core/parallel.hpp>
 #include <adaquant/kernels/fake_quant.hpp>
 #include <adaquant/kernels/quantize.hpp>
 #include <adaquant/pipeline/config.hpp>
@@ -20,6 +22,7 @@
 #include <cstdio>
 #include <map>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace adaquant::detail {
@@ -90,29 +93,39 @@ inline void quantize_weights(const layer_desc& d, int bits, const pipeline_confi
 }
 
 // Step "ranges": round-to-nearest weights and activation ranges estimated on the full-precision
-// inputs of every layer.
+// inputs of every layer; cfg.threads layers are estimated at a time (captures stay in order).
 template <PipelineNetwork Net>
 void range_step(Net& net, pipeline_state& st, const pipeline_config& cfg) {
   const std::size_t n = st.layers.size();
   const std::size_t samples = net.calibration_size();
-  for (std::size_t i = 0; i < n; ++i) {
-    const layer_desc& d = st.layers[i];
-    quantized_layer& q = st.q[i];
-    q.id = d.id;
-    quantize_weights(d, st.wbits[i], cfg, q);
-    q.bias.assign(d.bias.begin(), d.bias.end());
-    if (q.bias.empty()) q.bias.assign(d.geometry.out_channels(), 0.0f);
-    const layer_io io =
-        capture_layer(net, d, capture_mode::full_precision, true, false, cfg.capture_batch);
-    estimate_options eo = cfg.range_options;
-    eo.on_zero = zero_range::use_epsilon;
-    eo.rounding = cfg.rounding;
-    q.act_params = estimate_tensor_params(
-        tensor_view<const float>(io.inputs.data(), {samples, d.geometry.input_per_sample()}),
-        act_scheme(st.abits[i]), cfg.act_range, eo);
-    q.quantize_input = true;
-    net.set_quantized(q);
-    report_progress(cfg, "ranges", i + 1, n);
+  const std::size_t width = resolve_threads(cfg.threads);
+  estimate_options eo = cfg.range_options;
+  eo.on_zero = zero_range::use_epsilon;  // a dead channel must not stop the pipeline
+  eo.rounding = cfg.rounding;
+  for (std::size_t first = 0; first < n; first += width) {
+    const std::size_t last = std::min(n, first + width);
+    std::vector<layer_io> io(last - first);
+    for (std::size_t i = first; i < last; ++i)
+      io[i - first] = capture_layer(net, st.layers[i], capture_mode::full_precision, true, false,
+                                    cfg.capture_batch);
+    parallel_for(last - first, width, [&](std::size_t k) {
+      const std::size_t i = first + k;
+      const layer_desc& d = st.layers[i];
+      quantized_layer& q = st.q[i];
+      q.id = d.id;
+      quantize_weights(d, st.wbits[i], cfg, q);
+      q.bias.assign(d.bias.begin(), d.bias.end());
+      if (q.bias.empty()) q.bias.assign(d.geometry.out_channels(), 0.0f);
+      q.act_params = estimate_tensor_params(
+          tensor_view<const float>(io[k].inputs.data(), {samples, d.geometry.input_per_sample()}),
+          act_scheme(st.abits[i]), cfg.act_range, eo);
+      q.quantize_input = true;
+      io[k] = {};
+    });
+    for (std::size_t i = first; i < last; ++i) {
+      net.set_quantized(st.q[i]);
+      report_progress(cfg, "ranges", i + 1, n);
+    }
   }
 }
 
@@ -173,38 +186,36 @@ double bias_correction_step(Net& net, pipeline_state& st, const pipeline_config&
   return largest;
 }
 
-// Step "bias_tuning" (advanced): per layer, in order, optimise only the bias of the quantized
-// layer so that its output (after the following activation) matches the full-precision output on
-// the quantized network's inputs. Weights and quantizer parameters stay bit for bit.
+// Step "bias_tuning" (advanced): per layer, in order, only the bias of the quantized layer is
+// refitted (bias/bias_tuning.hpp) so that its output after the following activation matches the
+// full-precision output, with inputs from the quantized network. Weights and quantizer
+// parameters stay bit for bit. Returns the summed per-layer output MSE before and after.
 template <PipelineNetwork Net>
-double bias_tuning_step(Net& net, pipeline_state& st, const pipeline_config& cfg) {
-  double gain = 0.0;
+std::pair<double, double> bias_tuning_step(Net& net, pipeline_state& st,
+                                           const pipeline_config& cfg) {
+  double before = 0.0, after = 0.0;
+  const std::size_t samples = net.calibration_size();
   for (std::size_t i = 0; i < st.layers.size(); ++i) {
     const layer_desc& d = st.layers[i];
     quantized_layer& q = st.q[i];
-    const layer_io in =
-        capture_layer(net, d, capture_mode::quantized, true, false, cfg.capture_batch);
+    layer_io qo = capture_layer(net, d, capture_mode::quantized, false, true, cfg.capture_batch);
     const layer_io fp =
         capture_layer(net, d, capture_mode::full_precision, false, true, cfg.capture_batch);
-    layer_quant_config lq;
-    lq.weight_scheme = weight_scheme(st.wbits[i]);
-    lq.act_scheme = act_scheme(st.abits[i]);
-    lq.quantize_activations = q.quantize_input;
-    lq.rounding = cfg.rounding;
-    lq.activation = d.activation;
-    layer_objective obj(d.geometry, q.weight, q.bias, in.inputs, fp.outputs, lq);
-    adaquant_options opt = cfg.bias_tuning;
-    opt.quant = lq;
-    opt.train = {false, true, false, false};
-    opt.seed = cfg.calibration.layer.seed + d.id;
-    initial_quant_params init{q.weight_params, q.act_params};
-    const layer_result r = adaquant_optimize(obj, opt, &init);
-    gain += r.report.mse_before - r.report.mse_after;
+    const std::size_t oc = d.geometry.out_channels(), pos = d.geometry.out_positions();
+    for (std::size_t s = 0; s < samples; ++s)  // u = Q(W) Q(x): remove the current bias
+      for (std::size_t c = 0; c < oc; ++c)
+        for (std::size_t p = 0; p < pos; ++p) qo.outputs[(s * oc + c) * pos + p] -= q.bias[c];
+    const bias_tuning_result r = tune_bias(outputs_view(d, qo.outputs, samples),
+                                           outputs_view(d, fp.outputs, samples), q.bias,
+                                           d.activation);
+    const auto elements = static_cast<double>(qo.outputs.size());
+    before += r.loss_before / elements;
+    after += r.loss_after / elements;
     q.bias = r.bias;
     net.set_quantized(q);
     report_progress(cfg, "bias_tuning", i + 1, st.layers.size());
   }
-  return gain;
+  return {before, after};
 }
 
 template <PipelineNetwork Net>
@@ -237,6 +248,8 @@ calibration_report adaquant_step(Net& net, pipeline_state& st, const pipeline_co
   calibration_options co = cfg.calibration;
   co.order = order;
   co.capture_batch = cfg.capture_batch;
+  if (order == calibration_order::parallel)
+    co.threads = std::max(co.threads, resolve_threads(cfg.threads));
   std::map<std::size_t, std::size_t> pos;
   for (std::size_t i = 0; i < st.layers.size(); ++i) pos[st.layers[i].id] = i;
   const auto user_configure = co.configure;

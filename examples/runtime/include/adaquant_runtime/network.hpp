@@ -81,6 +81,14 @@ struct node {
   }
 };
 
+// Where a forward pass stands: the next node to run and every earlier value that any node from
+// `next` on reads. A state saved before node p stays valid for any later target as long as only
+// nodes >= p change (their weights, bias or input transform): resume it with forward_from.
+struct forward_state {
+  std::size_t next = 1;
+  std::map<std::size_t, tensor> live;  // value index -> value
+};
+
 class network {
  public:
   network();  // holds the input node
@@ -100,6 +108,13 @@ class network {
   [[nodiscard]] tensor forward(const tensor& x) const;
   // Runs nodes [1, last] only and returns value `last` (e.g. to capture an early layer cheaply).
   [[nodiscard]] tensor forward_until(const tensor& x, std::size_t last) const;
+  // The state before node 1 for input x, and a resumed pass: runs nodes [s.next, last] and
+  // returns value `last`. When `saved` is given, it receives the state before node save_before,
+  // which must lie in [s.next, last]. Errors: errc::invalid_argument for a bad range or a state
+  // missing a value a node reads.
+  [[nodiscard]] forward_state start(tensor x) const;
+  [[nodiscard]] tensor forward_from(forward_state s, std::size_t last, std::size_t save_before = 0,
+                                    forward_state* saved = nullptr) const;
 
   [[nodiscard]] std::size_t size() const noexcept { return nodes_.size(); }
   [[nodiscard]] const std::vector<node>& nodes() const noexcept { return nodes_; }
