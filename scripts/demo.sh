@@ -17,39 +17,39 @@ calib=${DEMO_CALIB:-1000}
 # 15 minutes on 2 cores, see README).
 iters=${DEMO_ITERATIONS:-200}
 
-# name | arguments
-runs=(
-  "naive_w8a8|--pipeline naive --wbits 8 --abits 8"
-  "naive_w4a4|--pipeline naive --wbits 4 --abits 4"
-  "light_w8a8|--pipeline light --wbits 8 --abits 8"
-  "light_w4a4_ranges|--pipeline light --wbits 4 --abits 4 --no-bn-tuning --no-bias"
-  "light_w4a4_bn|--pipeline light --wbits 4 --abits 4 --no-bias"
-  "light_w4a4|--pipeline light --wbits 4 --abits 4"
-  "advanced_w4a4_adaquant|--pipeline advanced --wbits 4 --abits 4 --no-bn-tuning --no-bias"
-  "advanced_w4a4|--pipeline advanced --wbits 4 --abits 4"
-  "advanced_w4a4_size13|--pipeline advanced --wbits 4 --abits 4 --max-size-ratio 0.13 --bit-options 2,4,8"
-)
+# One process runs every line (data loaded and each model's FP32 accuracy measured once).
+plan="$out/plan.txt"
+{
+  echo "# name  arguments (common: --calib $calib --iterations $iters --seed 0)"
+  for model in resnet mobilenetv2; do
+    echo "naive_w8a8 --model $model --pipeline naive --wbits 8 --abits 8"
+    echo "naive_w4a4 --model $model --pipeline naive --wbits 4 --abits 4"
+    echo "light_w8a8 --model $model --pipeline light --wbits 8 --abits 8"
+    echo "light_w4a4_ranges --model $model --pipeline light --wbits 4 --abits 4 --no-bn-tuning --no-bias"
+    echo "light_w4a4_bn --model $model --pipeline light --wbits 4 --abits 4 --no-bias"
+    echo "light_w4a4 --model $model --pipeline light --wbits 4 --abits 4"
+    echo "advanced_w4a4_adaquant --model $model --pipeline advanced --wbits 4 --abits 4 --no-bn-tuning --no-bias"
+    echo "advanced_w4a4 --model $model --pipeline advanced --wbits 4 --abits 4"
+    echo "advanced_w4a4_size13 --model $model --pipeline advanced --wbits 4 --abits 4 --max-size-ratio 0.13 --bit-options 2,4,8"
+  done
+} > "$plan"
 
-json_field() { sed -n "s/^  \"$2\": \\(.*\\),\$/\\1/p" "$1" | head -1 | tr -d '"'; }
+json_field() { sed -n "s/^  \"$2\": \(.*\),\$/\1/p" "$1" | head -1 | tr -d '"'; }
 
 start=$(date +%s)
+"$ptq" --plan "$plan" --json-dir "$out" --calib "$calib" --iterations "$iters" --seed 0
 table="| model | run | first/last 8-bit | weights % of FP32 | FP32 top-1 | quantized top-1 | delta | seconds |
 |---|---|---|---|---|---|---|---|"
-for model in resnet mobilenetv2; do
-  for run in "${runs[@]}"; do
-    name=${run%%|*}
-    args=${run#*|}
-    echo "== $model $name ($args)" >&2
-    # shellcheck disable=SC2086
-    "$ptq" --model "$model" $args --calib "$calib" --iterations "$iters" --seed 0 --json "$out/${model}_${name}.json"
-    j="$out/${model}_${name}.json"
-    fp=$(json_field "$j" fp32_top1)
-    q=$(json_field "$j" quant_top1)
-    table+=$'\n'$(awk -v m="$model" -v n="$name" -v fl="$(json_field "$j" first_last_8bit)" \
-      -v r="$(json_field "$j" size_ratio)" -v fp="$fp" -v q="$q" -v s="$(json_field "$j" seconds)" \
-      'BEGIN { printf "| %s | %s | %s | %.1f | %.2f | %.2f | %+.2f | %.0f |", m, n, fl, 100 * r, 100 * fp, 100 * q, 100 * (q - fp), s }')
-  done
-done
+while read -r name args; do
+  case $name in '#'*|'') continue ;; esac
+  model=$(set -- $args; echo "$2")
+  j="$out/${model}_${name}.json"
+  fp=$(json_field "$j" fp32_top1)
+  q=$(json_field "$j" quant_top1)
+  table+=$'\n'$(awk -v m="$model" -v n="$name" -v fl="$(json_field "$j" first_last_8bit)" \
+    -v r="$(json_field "$j" size_ratio)" -v fp="$fp" -v q="$q" -v s="$(json_field "$j" seconds)" \
+    'BEGIN { printf "| %s | %s | %s | %.1f | %.2f | %.2f | %+.2f | %.0f |", m, n, fl, 100 * r, 100 * fp, 100 * q, 100 * (q - fp), s }')
+done < "$plan"
 echo
 echo "$table" | tee "$out/results.md"
 echo

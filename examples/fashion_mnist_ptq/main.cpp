@@ -7,6 +7,7 @@
 //                     [--no-bias] [--all-layers] [--order sequential|parallel] [--quiet]
 //                     [--bit-options 2,3,4,8]   (weight bits bit allocation chooses from)
 //                     [--threads N]   (0 = every core; results do not depend on it)
+//                     [--bn-target running|fp]   (BN tuning's reference statistics)
 //   fashion_mnist_ptq --plan FILE --json-dir DIR [common arguments]
 //                     runs every line "name arguments..." of FILE (blank lines and # comments
 //                     skipped) with the common arguments first; the data are loaded and each
@@ -43,7 +44,7 @@ namespace ex = adaquant::examples;
 
 namespace {
 struct args {
-  std::string model, pipeline, json, order = "sequential";
+  std::string model, pipeline, json, order = "sequential", bn_target = "running";
   int wbits = 4, abits = 4;
   std::optional<double> max_size_ratio;
   std::vector<int> bit_options{2, 3, 4, 8};
@@ -123,6 +124,8 @@ args parse(const std::vector<std::string>& argv) {
       a.models_dir = value();
     else if (f == "--data")
       a.data_dir = value();
+    else if (f == "--bn-target")
+      a.bn_target = value();
     else if (f == "--no-bn-tuning")
       a.bn_tuning = false;
     else if (f == "--no-bias")
@@ -138,6 +141,8 @@ args parse(const std::vector<std::string>& argv) {
     usage_error("--model must be resnet or mobilenetv2, got '" + a.model + "'");
   if (a.pipeline != "naive" && a.pipeline != "light" && a.pipeline != "advanced")
     usage_error("--pipeline must be naive, light or advanced, got '" + a.pipeline + "'");
+  if (a.bn_target != "running" && a.bn_target != "fp")
+    usage_error("--bn-target must be running or fp, got '" + a.bn_target + "'");
   if (a.order != "sequential" && a.order != "parallel")
     usage_error("--order must be sequential or parallel, got '" + a.order + "'");
   for (int b : {a.wbits, a.abits})
@@ -205,6 +210,8 @@ int run(const args& a, session& s) {
   cfg.first_last_8bit = !a.all_layers && a.pipeline != "naive";
   cfg.bn_tuning = a.bn_tuning && a.pipeline != "naive";
   cfg.bias_correction = a.bias && a.pipeline != "naive";
+  cfg.bn_target = a.bn_target == "fp" ? aq::bn_reference::full_precision
+                                      : aq::bn_reference::running_statistics;
   if (a.pipeline == "naive") cfg.weight_range = cfg.act_range = aq::range_method::min_max;
   cfg.calibration.layer.seed = a.seed;
   cfg.threads = a.threads;
@@ -235,6 +242,7 @@ int run(const args& a, session& s) {
     std::printf("  %-16s %8.2f s  %s\n", s.name.c_str(), s.seconds, s.summary.c_str());
     steps.push_back({{"name", s.name}, {"seconds", s.seconds}, {"summary", s.summary}});
   }
+  std::fflush(stdout);  // one run at a time in --plan mode, also when piped
   if (!a.json.empty()) {
     const nlohmann::json j = {
         {"model", a.model},
@@ -277,7 +285,11 @@ std::vector<std::pair<std::string, args>> read_plan(const std::string& file,
     try {
       runs.emplace_back(run_name, parse(argv));
     } catch (const aq::error& e) {
-      usage_error("--plan: run '" + run_name + "': " + e.what());
+      std::string why = e.what();  // "adaquant: fashion_mnist_ptq: <reason>"
+      const std::string prefix = "fashion_mnist_ptq: ";
+      if (const auto at = why.find(prefix); at != std::string::npos)
+        why = why.substr(at + prefix.size());
+      usage_error("--plan: run '" + run_name + "': " + why);
     }
   }
   if (runs.empty()) usage_error("--plan: " + file + " has no runs");

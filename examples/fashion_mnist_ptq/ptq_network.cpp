@@ -5,6 +5,7 @@
 #include <adaquant/calibrate/adaquant.hpp>
 
 #include <algorithm>
+#include <cmath>
 #include <numeric>
 
 namespace adaquant::examples {
@@ -27,13 +28,7 @@ ptq_network::ptq_network(network net, const tensor& calibration, std::size_t los
                          std::size_t threads)
     : cal_(fold_recording(std::move(net), folded_), calibration, threads) {
   const std::size_t n = std::min(loss_samples, calibration.dim(0));
-  const tensor logits = cal_.full_precision().forward(items(calibration, 0, n));
-  const std::size_t k = logits.dim(1);
-  fp_labels_.resize(n);
-  for (std::size_t s = 0; s < n; ++s) {
-    const float* row = logits.data() + s * k;
-    fp_labels_[s] = static_cast<std::uint8_t>(std::max_element(row, row + k) - row);
-  }
+  fp_logits_ = cal_.full_precision().forward(items(calibration, 0, n));
   const std::size_t parts = std::min(resolve_threads(threads), n);
   for (std::size_t p = 0; p < parts; ++p)
     loss_passes_.emplace_back(items(calibration, n * p / parts, n * (p + 1) / parts));
@@ -49,18 +44,36 @@ const adaquant::batch_norm_params* ptq_network::folded_batch_norm(std::size_t id
   return it == folded_.end() ? nullptr : &it->second;
 }
 
+namespace {
+// log softmax of one row, in double.
+void log_softmax(const float* z, std::size_t k, std::vector<double>& out) {
+  const double m = *std::max_element(z, z + k);
+  double sum = 0.0;
+  for (std::size_t j = 0; j < k; ++j) sum += std::exp(z[j] - m);
+  const double lse = m + std::log(sum);
+  out.resize(k);
+  for (std::size_t j = 0; j < k; ++j) out[j] = z[j] - lse;
+}
+}  // namespace
+
 double ptq_network::calibration_loss() {
   const network& q = cal_.quantized();
-  const std::size_t parts = loss_passes_.size(), n = fp_labels_.size(), last = q.size() - 1;
+  const std::size_t parts = loss_passes_.size(), n = fp_logits_.dim(0), k = fp_logits_.dim(1);
+  const std::size_t last = q.size() - 1;
   std::vector<double> loss(n);
   parallel_for(parts, parts, [&](std::size_t p) {
     // Keep the state before the earliest change: the next change is at or after it.
     resumable_forward& pass = loss_passes_[p];
     const tensor logits = pass.run(q, last, pass.dirty());
-    const std::size_t b = n * p / parts, e = n * (p + 1) / parts;
-    const auto ce = softmax_cross_entropy(
-        logits, std::span<const std::uint8_t>(fp_labels_.data() + b, e - b));
-    std::copy(ce.begin(), ce.end(), loss.begin() + static_cast<std::ptrdiff_t>(b));
+    const std::size_t b = n * p / parts;
+    std::vector<double> lp, lq;
+    for (std::size_t i = 0; i < logits.dim(0); ++i) {  // KL(p_fp || p_q)
+      log_softmax(fp_logits_.data() + (b + i) * k, k, lp);
+      log_softmax(logits.data() + i * k, k, lq);
+      double kl = 0.0;
+      for (std::size_t j = 0; j < k; ++j) kl += std::exp(lp[j]) * (lp[j] - lq[j]);
+      loss[b + i] = kl;
+    }
   });
   return std::accumulate(loss.begin(), loss.end(), 0.0) / static_cast<double>(n);
 }

@@ -20,7 +20,7 @@ class ptq_network {
   // `net` is the trained network with its batch norms; `calibration` is [N, 1, 28, 28].
   // The calibration loss uses the first `loss_samples` calibration images. Captures and the loss
   // run on `threads` threads (0: every core); results do not depend on it.
-  ptq_network(network net, const tensor& calibration, std::size_t loss_samples = 256,
+  ptq_network(network net, const tensor& calibration, std::size_t loss_samples = 512,
               std::size_t threads = 0);
 
   // PipelineNetwork
@@ -37,8 +37,9 @@ class ptq_network {
 
   // The quantized network as configured so far (evaluate this one).
   [[nodiscard]] const network& quantized() const noexcept { return cal_.quantized(); }
-  // Mean cross-entropy of the quantized network against the full-precision network's
-  // predictions on the loss images (bit allocation's loss; no labels needed). Bit allocation
+  // Mean KL divergence KL(p_fp || p_q) between the full-precision and the quantized network's
+  // softmax outputs on the loss images (bit allocation's loss; no labels needed, and smooth in
+  // small perturbations, unlike a loss against hard predicted labels). Bit allocation
   // changes one layer between calls, so each call resumes from just before the earliest change.
   [[nodiscard]] double calibration_loss();
 
@@ -46,7 +47,7 @@ class ptq_network {
   std::map<std::size_t, adaquant::batch_norm_params> folded_;  // before cal_: filled first
   calibration_network cal_;
   std::vector<resumable_forward> loss_passes_;  // the loss images, one part per thread
-  std::vector<std::uint8_t> fp_labels_;
+  tensor fp_logits_;  // of the loss images
 };
 
 static_assert(PipelineNetwork<ptq_network>);

@@ -26,5 +26,29 @@ expect_error "--wbits/--abits must be in [2, 16]" --model resnet --pipeline ligh
 expect_error "smallest achievable" --model resnet --pipeline light --max-size-ratio 0.01
 expect_error "unknown argument" --model resnet --pipeline light --frobnicate
 expect_error "not an integer" --model resnet --pipeline light --calib ten
+expect_error "--bn-target must be running or fp" --model resnet --pipeline light --bn-target x
+
+# --plan: every line is checked before anything runs, so nothing is written.
+expect_plan_error() {  # expect_plan_error "message fragment" plan-lines
+  local want=$1
+  printf '%s\n' "$2" > "$work/plan.txt"
+  mkdir -p "$work/runs"
+  local out
+  out=$("$ptq" --plan "$work/plan.txt" --json-dir "$work/runs" --quiet 2>&1)
+  local rc=$?
+  if [ $rc -ne 0 ] && [[ "$out" == *"$want"* ]] && [ -z "$(ls "$work/runs")" ]; then
+    passed=$((passed + 1))
+  else
+    echo "FAILED: plan '$2' exited $rc, wrote $(ls "$work/runs"), said: $out"
+    fails=$((fails + 1))
+  fi
+  rm -rf "$work/runs" "$work/plan.txt"
+}
+expect_plan_error "run 'bad': --pipeline must be" $'good --model resnet --pipeline naive\nbad --model resnet --pipeline heavy'
+expect_plan_error "run 'big': --calib must be at most 60000" $'good --model resnet --pipeline naive\nbig --model resnet --pipeline naive --calib 70000'
+expect_plan_error "has no runs" '# only a comment'
+out=$("$ptq" --plan "$work/none.txt" 2>&1)
+if [ $? -eq 2 ] && [[ "$out" == *"needs --json-dir"* ]]; then passed=$((passed + 1)); else
+  echo "FAILED: --plan without --json-dir said: $out"; fails=$((fails + 1)); fi
 echo "$passed passed, $fails failed"
 [ "$fails" -eq 0 ]

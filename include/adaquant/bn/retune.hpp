@@ -13,6 +13,16 @@
 //
 // so the quantized weights stay on their grid. A channel with gamma = 0 (f = 0) keeps r = 1 and
 // b = beta. Errors: invalid bn, moments with another channel count or a channel with no data.
+//
+// match_output_moments is the variant whose reference is the full-precision network on the same
+// calibration set instead of the trained running statistics. With M_c, S2_c the mean and variance
+// of the full-precision folded layer's output y_fp (inputs from the full-precision network):
+//
+//   r_c    = sqrt((S2_c + eps) / (v_c + eps)),   b_new = M_c - r_c * m_c
+//
+// A quantized layer that already reproduces the full-precision layer's statistics is left as it
+// is, whereas retune_batch_norm also moves it by the gap between the running statistics and the
+// calibration set's (which on our models undid part of what AdaQuant gained; see README).
 
 #include <adaquant/bn/batch_norm.hpp>
 #include <adaquant/bn/channel_moments.hpp>
@@ -51,6 +61,29 @@ inline bn_retune_result retune_batch_norm(const batch_norm_params& bn,
     const double r = std::sqrt(static_cast<double>(bn.var[c]) + eps) / std::sqrt(v / (f * f) + eps);
     out.weight_scale_factor[c] = static_cast<float>(r);
     out.bias[c] = static_cast<float>(bn.beta[c] - r * m);
+  }
+  return out;
+}
+
+inline bn_retune_result match_output_moments(const channel_moments& full_precision_output,
+                                             const channel_moments& quantized_output,
+                                             double eps = 1e-5) {
+  if (!(quantized_output.channels() == full_precision_output.channels()))
+    detail::fail(errc::shape_mismatch, "match_output_moments: quantized_output",
+                 std::to_string(quantized_output.channels()) + " channels, full precision has " +
+                     std::to_string(full_precision_output.channels()));
+  if (!(eps > 0.0 && std::isfinite(eps)))
+    detail::fail(errc::invalid_argument, "match_output_moments: eps", "must be finite and > 0");
+  full_precision_output.require_data("match_output_moments: full_precision_output");
+  quantized_output.require_data("match_output_moments: quantized_output");
+  bn_retune_result out;
+  out.weight_scale_factor.resize(quantized_output.channels());
+  out.bias.resize(quantized_output.channels());
+  for (std::size_t c = 0; c < quantized_output.channels(); ++c) {
+    const double r = std::sqrt((full_precision_output.variance(c) + eps) /
+                               (quantized_output.variance(c) + eps));
+    out.weight_scale_factor[c] = static_cast<float>(r);
+    out.bias[c] = static_cast<float>(full_precision_output.mean(c) - r * quantized_output.mean(c));
   }
   return out;
 }

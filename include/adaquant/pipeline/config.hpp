@@ -19,6 +19,8 @@ struct pipeline_progress {
   std::size_t done = 0, total = 0;
 };
 
+enum class bn_reference { running_statistics, full_precision };
+
 struct pipeline_config {
   int weight_bits = 4;  // per output channel, symmetric signed
   int act_bits = 4;     // per tensor, affine unsigned (covers signed inputs through the zero point)
@@ -39,6 +41,10 @@ struct pipeline_config {
   std::function<double()> calibration_loss;
 
   bool bn_tuning = true;
+  // What BN tuning matches the quantized layer's output statistics to: the trained running
+  // statistics (the paper's Eq. 6-8) or the full-precision layer's statistics on the calibration
+  // set (bn/retune.hpp, match_output_moments).
+  bn_reference bn_target = bn_reference::running_statistics;
   bool bias_correction = true;  // light: empirical bias correction; advanced: per-layer bias tuning
   bool adaquant = true;         // advanced only
   calibration_options calibration{};  // advanced: AdaQuant driver settings (bits are set here)

@@ -132,6 +132,7 @@ void range_step(Net& net, pipeline_state& st, const pipeline_config& cfg) {
 // Step "bn_tuning": re-estimate the statistics of every layer with a folded batch norm on the
 // quantized network's own activations (exact averages over all calibration samples, in layer
 // order so each layer sees its tuned predecessors) and refold, keeping weights on their grid.
+// The target statistics are the BN's running ones or the full-precision layer's (cfg.bn_target).
 template <PipelineNetwork Net>
 std::size_t bn_tuning_layers(Net& net, pipeline_state& st, const pipeline_config& cfg) {
   std::size_t tuned = 0;
@@ -149,7 +150,16 @@ std::size_t bn_tuning_layers(Net& net, pipeline_state& st, const pipeline_config
         for (std::size_t p = 0; p < pos; ++p) io.outputs[(s * oc + c) * pos + p] -= q.bias[c];
     channel_moments m(oc, 1);
     m.observe(outputs_view(d, io.outputs, samples));
-    const bn_retune_result r = retune_batch_norm(*bn, m);
+    bn_retune_result r;
+    if (cfg.bn_target == bn_reference::full_precision) {
+      const layer_io fp =
+          capture_layer(net, d, capture_mode::full_precision, false, true, cfg.capture_batch);
+      channel_moments mf(oc, 1);
+      mf.observe(outputs_view(d, fp.outputs, samples));
+      r = match_output_moments(mf, m, bn->eps);
+    } else {
+      r = retune_batch_norm(*bn, m);
+    }
     // Same integers, scales multiplied by r: the weights stay on their (rescaled) grid.
     const auto shape = weight_matrix(d).shape();
     std::vector<std::int32_t> ints(q.weight.size());
