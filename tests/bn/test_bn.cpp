@@ -182,3 +182,36 @@ TEST_CASE("BN tuning restores the full-precision output statistics of a drifted 
     worst = std::max(worst, std::abs(drift.variance(c) / (bn.gamma[c] * bn.gamma[c]) - 1.0));
   CHECK(worst > 0.01);  // the 3-bit quantization really had moved the statistics
 }
+
+TEST_CASE("matching full-precision output moments rescales a drifted output and leaves an exact "
+          "one alone") {
+  const std::size_t n = 3000, c = 2;
+  // Quantized output u = a_c * y_fp + d_c before its bias (drifted scale and mean).
+  const auto y = normal(n * c, 1.5f, 8, 0.4f);
+  const float a[c] = {0.7f, 1.3f}, d[c] = {0.2f, -0.5f};
+  std::vector<float> u(y.size());
+  for (std::size_t i = 0; i < y.size(); ++i) u[i] = a[i % c] * y[i] + d[i % c];
+  aq::channel_moments fp(c, 1), q(c, 1);
+  fp.observe(aq::tensor_view<const float>(y.data(), {n, c}));
+  q.observe(aq::tensor_view<const float>(u.data(), {n, c}));
+  const auto r = aq::match_output_moments(fp, q, 1e-12);
+  for (std::size_t k = 0; k < c; ++k) {
+    // r * u + b reproduces y exactly: r = 1 / a, b = -d / a.
+    CHECK(r.weight_scale_factor[k] == Approx(1.0 / a[k]).epsilon(1e-5));
+    CHECK(r.bias[k] == Approx(-d[k] / a[k]).epsilon(1e-4));
+  }
+  // A quantized output equal to the full-precision one (bias removed) keeps r = 1, b = bias.
+  std::vector<float> no_bias(y.size());
+  for (std::size_t i = 0; i < y.size(); ++i) no_bias[i] = y[i] - 0.25f;
+  aq::channel_moments same(c, 1);
+  same.observe(aq::tensor_view<const float>(no_bias.data(), {n, c}));
+  const auto id = aq::match_output_moments(fp, same);
+  for (std::size_t k = 0; k < c; ++k) {
+    CHECK(id.weight_scale_factor[k] == Approx(1.0).epsilon(1e-6));
+    CHECK(id.bias[k] == Approx(0.25).epsilon(1e-4));
+  }
+  aq::channel_moments three(3, 1), empty(c, 1);
+  CHECK_THROWS_WITH(aq::match_output_moments(fp, three), Catch::Contains("channels"));
+  CHECK_THROWS_AS(aq::match_output_moments(fp, empty), aq::error);
+  CHECK_THROWS_WITH(aq::match_output_moments(fp, q, 0.0), Catch::Contains("eps"));
+}

@@ -59,8 +59,17 @@ TEST_CASE("each light step lowers the output error of a coarse quantization") {
   (void)aq::light_pipeline(with_bn, c);
   c.bias_correction = true;
   (void)aq::light_pipeline(with_bias, c);
-  INFO(ranges_only.output_mse() << " " << with_bn.output_mse() << " " << with_bias.output_mse());
+  toy::network fp_target(400);
+  c.bias_correction = false;
+  c.bn_target = aq::bn_reference::full_precision;
+  (void)aq::light_pipeline(fp_target, c);
+  INFO(ranges_only.output_mse() << " " << with_bn.output_mse() << " " << with_bias.output_mse()
+                                << " " << fp_target.output_mse());
   CHECK(with_bias.output_mse() < ranges_only.output_mse());
+  CHECK(fp_target.output_mse() < ranges_only.output_mse());
+  // The toy's running statistics are its full-precision statistics on the calibration set, so
+  // both BN targets must agree (up to float rounding of the stored statistics).
+  CHECK(fp_target.output_mse() == Approx(with_bn.output_mse()).epsilon(1e-4));
   // BN tuning keeps weights on a grid: same integers, rescaled per channel.
   for (const auto& [id, q] : with_bn.quantized()) {
     std::vector<std::int32_t> ints(q.weight.size());
