@@ -9,8 +9,11 @@ rm -rf "$work" && mkdir -p "$work"
 common=(--model mobilenetv2 --wbits 4 --abits 4 --calib 200 --iterations 80 --test-limit 2000 --quiet)
 field() { sed -n "s/^  \"$2\": \\(.*\\),\$/\\1/p" "$1" | head -1; }
 
-"$ptq" "${common[@]}" --pipeline naive --json "$work/naive.json"
-"$ptq" "${common[@]}" --pipeline advanced --seed 3 --json "$work/adv1.json"
+# The first two runs go through --plan (one process, FP32 measured once), the repeat alone.
+printf '%s\n' "# e2e plan" "naive --pipeline naive" "adv1 --pipeline advanced --seed 3" > "$work/plan.txt"
+"$ptq" --plan "$work/plan.txt" --json-dir "$work" "${common[@]}"
+mv "$work/mobilenetv2_naive.json" "$work/naive.json"
+mv "$work/mobilenetv2_adv1.json" "$work/adv1.json"
 "$ptq" "${common[@]}" --pipeline advanced --seed 3 --threads 1 --json "$work/adv2.json"
 
 fp=$(field "$work/naive.json" fp32_top1)
