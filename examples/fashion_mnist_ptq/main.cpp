@@ -199,7 +199,8 @@ int run(const args& a, session& s) {
   const ex::reference_model& model = it->second.model;
   const ex::eval_result& fp = it->second.fp32;
 
-  ex::ptq_network net(model.net, ex::calibration_images(train, model.norm, a.calib, a.seed), 256,
+  ex::ptq_network net(model.net, ex::calibration_images(train, model.norm, a.calib, a.seed),
+                     /*loss_samples=*/256,
                      a.threads);
 
   aq::pipeline_config cfg;

@@ -20,7 +20,7 @@ class ptq_network {
   // `net` is the trained network with its batch norms; `calibration` is [N, 1, 28, 28].
   // The calibration loss uses the first `loss_samples` calibration images. Captures and the loss
   // run on `threads` threads (0: every core); results do not depend on it.
-  ptq_network(network net, const tensor& calibration, std::size_t loss_samples = 512,
+  ptq_network(network net, const tensor& calibration, std::size_t loss_samples = 256,
               std::size_t threads = 0);
 
   // PipelineNetwork
