@@ -15,23 +15,16 @@ network fold_recording(network net, std::map<std::size_t, adaquant::batch_norm_p
   return net;
 }
 
-// Items [begin, end) of x.
-tensor items(const tensor& x, std::size_t begin, std::size_t end) {
-  std::vector<std::size_t> shape = x.shape();
-  shape[0] = end - begin;
-  return tensor(shape, std::vector<float>(x.data() + begin * x.item_size(),
-                                          x.data() + end * x.item_size()));
-}
 }  // namespace
 
 ptq_network::ptq_network(network net, const tensor& calibration, std::size_t loss_samples,
                          std::size_t threads)
     : cal_(fold_recording(std::move(net), folded_), calibration, threads) {
   const std::size_t n = std::min(loss_samples, calibration.dim(0));
-  fp_logits_ = cal_.full_precision().forward(items(calibration, 0, n));
+  fp_logits_ = cal_.full_precision().forward(calibration.items(0, n));
   const std::size_t parts = std::min(resolve_threads(threads), n);
   for (std::size_t p = 0; p < parts; ++p)
-    loss_passes_.emplace_back(items(calibration, n * p / parts, n * (p + 1) / parts));
+    loss_passes_.emplace_back(calibration.items(n * p / parts, n * (p + 1) / parts));
 }
 
 void ptq_network::set_quantized(const quantized_layer& q) {

@@ -148,6 +148,19 @@ TEST_CASE("forward is independent of batch composition", "[network]") {
   CHECK(net.macs_per_image(1, 12, 12) == 144 * 72 + 36 * 72 + 36 * 64 + 32);
 }
 
+TEST_CASE("tensor::items copies a range of the leading axis and rejects one outside it",
+          "[network]") {
+  std::mt19937 rng(2);
+  const tensor x = random_tensor({4, 2, 3}, rng);
+  const tensor mid = x.items(1, 3);
+  CHECK(mid.shape() == std::vector<std::size_t>{2, 2, 3});
+  CHECK(std::equal(mid.data(), mid.data() + mid.size(), x.data() + 6));
+  CHECK(x.items(4, 4).shape() == std::vector<std::size_t>{0, 2, 3});
+  CHECK_THROWS_AS(x.items(3, 5), adaquant::error);
+  CHECK_THROWS_AS(x.items(3, 2), adaquant::error);
+  CHECK_THROWS_AS(tensor().items(0, 0), adaquant::error);
+}
+
 TEST_CASE("a forward pass resumed from a saved state equals the full pass", "[network]") {
   std::mt19937 rng(21);
   network net = small_net(rng);

@@ -115,7 +115,6 @@ adaquant::layer_io calibration_network::capture(std::size_t layer_id, std::size_
     detail::fail(errc::invalid_argument, "calibration_network::capture: first, count",
                  "samples beyond the " + std::to_string(calibration_size()) + " held");
   const network& run = mode == capture_mode::quantized ? quantized_net_ : net_;
-  const std::size_t per = inputs_.item_size();
   const std::size_t input_value = run.at(layer_id).inputs[0];
   // One part per thread; the parts (and so the cached passes) depend only on (first, count).
   const std::size_t parts = std::max<std::size_t>(1, std::min(threads_, count));
@@ -125,12 +124,7 @@ adaquant::layer_io calibration_network::capture(std::size_t layer_id, std::size_
   for (std::size_t p = 0; p < parts; ++p) {
     const std::size_t b = begin[p], n = begin[p + 1] - b;
     auto [it, fresh] = passes_.try_emplace({mode, b, n});
-    if (fresh) {
-      std::vector<std::size_t> shape = inputs_.shape();
-      shape[0] = n;
-      it->second = resumable_forward(tensor(
-          shape, std::vector<float>(inputs_.data() + b * per, inputs_.data() + (b + n) * per)));
-    }
+    if (fresh) it->second = resumable_forward(inputs_.items(b, b + n));
     pass[p] = &it->second;
   }
   adaquant::layer_io io;

@@ -219,6 +219,15 @@ std::size_t network::push(node n) {
   return nodes_.size() - 1;
 }
 
+// A node of kind k reading values `in`; the builders add what their kind needs.
+static node simple(std::string name, op_kind k, std::vector<std::size_t> in) {
+  node n;
+  n.name = std::move(name);
+  n.kind = k;
+  n.inputs = std::move(in);
+  return n;
+}
+
 std::size_t network::add_conv2d(std::string name, std::size_t input, tensor weight,
                                 std::vector<float> bias, conv_geometry g) {
   if (!(weight.rank() == 4 && g.groups >= 1 && g.stride >= 1 && weight.dim(0) % g.groups == 0 &&
@@ -226,10 +235,7 @@ std::size_t network::add_conv2d(std::string name, std::size_t input, tensor weig
     detail::fail(errc::shape_mismatch, "network::add_conv2d: " + name,
                  "weights " + shape_string(weight.shape()) + ", bias " +
                      std::to_string(bias.size()) + ", groups " + std::to_string(g.groups));
-  node n;
-  n.name = std::move(name);
-  n.kind = op_kind::conv2d;
-  n.inputs = {input};
+  node n = simple(std::move(name), op_kind::conv2d, {input});
   n.weight = std::move(weight);
   n.bias = std::move(bias);
   n.geometry = g;
@@ -242,10 +248,7 @@ std::size_t network::add_linear(std::string name, std::size_t input, tensor weig
     detail::fail(
         errc::shape_mismatch, "network::add_linear: " + name,
         "weights " + shape_string(weight.shape()) + ", bias " + std::to_string(bias.size()));
-  node n;
-  n.name = std::move(name);
-  n.kind = op_kind::linear;
-  n.inputs = {input};
+  node n = simple(std::move(name), op_kind::linear, {input});
   n.weight = std::move(weight);
   n.bias = std::move(bias);
   return push(std::move(n));
@@ -256,21 +259,11 @@ std::size_t network::add_batch_norm(std::string name, std::size_t input, batch_n
   if (!(p.beta.size() == c && p.running_mean.size() == c && p.running_var.size() == c && p.eps > 0))
     detail::fail(errc::shape_mismatch, "network::add_batch_norm: " + name,
                  "gamma, beta, mean and var must have the same size and eps > 0");
-  node n;
-  n.name = std::move(name);
-  n.kind = op_kind::batch_norm;
-  n.inputs = {input};
+  node n = simple(std::move(name), op_kind::batch_norm, {input});
   n.bn = std::move(p);
   return push(std::move(n));
 }
 
-static node simple(std::string name, op_kind k, std::vector<std::size_t> in) {
-  node n;
-  n.name = std::move(name);
-  n.kind = k;
-  n.inputs = std::move(in);
-  return n;
-}
 std::size_t network::add_relu(std::string name, std::size_t input) {
   return push(simple(std::move(name), op_kind::relu, {input}));
 }

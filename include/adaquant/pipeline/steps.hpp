@@ -76,6 +76,15 @@ inline tensor_view<const float> outputs_view(const layer_desc& d, const std::vec
   return {out.data(), {samples, d.geometry.out_channels(), d.geometry.out_positions()}};
 }
 
+// outputs [samples, C, P] of layer d -= bias per channel: the layer's output before its bias.
+inline void remove_bias(const layer_desc& d, const std::vector<float>& bias, std::size_t samples,
+                        std::vector<float>& outputs) {
+  const std::size_t oc = d.geometry.out_channels(), pos = d.geometry.out_positions();
+  for (std::size_t s = 0; s < samples; ++s)
+    for (std::size_t c = 0; c < oc; ++c)
+      for (std::size_t p = 0; p < pos; ++p) outputs[(s * oc + c) * pos + p] -= bias[c];
+}
+
 // Round-to-nearest weights of a layer at `bits` with ranges from cfg.weight_range.
 inline void quantize_weights(const layer_desc& d, int bits, const pipeline_config& cfg,
                              quantized_layer& q) {
@@ -144,10 +153,8 @@ std::size_t bn_tuning_layers(Net& net, pipeline_state& st, const pipeline_config
     if (!bn) continue;
     quantized_layer& q = st.q[i];
     layer_io io = capture_layer(net, d, capture_mode::quantized, false, true, cfg.capture_batch);
-    const std::size_t oc = d.geometry.out_channels(), pos = d.geometry.out_positions();
-    for (std::size_t s = 0; s < samples; ++s)  // u = Q x: remove the current bias
-      for (std::size_t c = 0; c < oc; ++c)
-        for (std::size_t p = 0; p < pos; ++p) io.outputs[(s * oc + c) * pos + p] -= q.bias[c];
+    const std::size_t oc = d.geometry.out_channels();
+    remove_bias(d, q.bias, samples, io.outputs);  // u = Q x
     channel_moments m(oc, 1);
     m.observe(outputs_view(d, io.outputs, samples));
     bn_retune_result r;
@@ -211,10 +218,7 @@ std::pair<double, double> bias_tuning_step(Net& net, pipeline_state& st,
     layer_io qo = capture_layer(net, d, capture_mode::quantized, false, true, cfg.capture_batch);
     const layer_io fp =
         capture_layer(net, d, capture_mode::full_precision, false, true, cfg.capture_batch);
-    const std::size_t oc = d.geometry.out_channels(), pos = d.geometry.out_positions();
-    for (std::size_t s = 0; s < samples; ++s)  // u = Q(W) Q(x): remove the current bias
-      for (std::size_t c = 0; c < oc; ++c)
-        for (std::size_t p = 0; p < pos; ++p) qo.outputs[(s * oc + c) * pos + p] -= q.bias[c];
+    remove_bias(d, q.bias, samples, qo.outputs);  // u = Q(W) Q(x)
     const bias_tuning_result r = tune_bias(outputs_view(d, qo.outputs, samples),
                                            outputs_view(d, fp.outputs, samples), q.bias,
                                            d.activation);

@@ -54,6 +54,19 @@ class tensor {
   [[nodiscard]] std::size_t item_size() const noexcept {
     return shape_.empty() || shape_[0] == 0 ? 0 : data_.size() / shape_[0];
   }
+  // A copy of items [begin, end) of the leading axis (errc::invalid_argument outside it).
+  [[nodiscard]] tensor items(std::size_t begin, std::size_t end) const {
+    if (!(!shape_.empty() && begin <= end && end <= shape_[0]))
+      detail::fail(errc::invalid_argument, "tensor::items: begin, end",
+                   std::to_string(begin) + " to " + std::to_string(end) +
+                       " is not within the leading axis");
+    std::vector<std::size_t> shape = shape_;
+    shape[0] = end - begin;
+    const auto per = static_cast<std::ptrdiff_t>(item_size());
+    return tensor(std::move(shape),
+                  std::vector<float>(data_.begin() + static_cast<std::ptrdiff_t>(begin) * per,
+                                     data_.begin() + static_cast<std::ptrdiff_t>(end) * per));
+  }
 
   static std::size_t element_count(const std::vector<std::size_t>& s) {
     return std::accumulate(s.begin(), s.end(), std::size_t{1}, std::multiplies<>());
