@@ -61,7 +61,7 @@ void adaquant_step(benchmark::State& st, const layer_geometry& g, std::size_t n)
   layer_quant_config cfg;  // W4 per channel symmetric, A4 per tensor affine
   layer_objective obj(g, d.w, d.b, d.x, d.y, cfg);
   const initial_quant_params init =
-      estimate_initial_params(obj, range_method::min_max, range_method::min_max);
+      estimate_initial_params(obj, quantizers_of(obj.config(), range_method::min_max, range_method::min_max));
   layer_state s = obj.initial_state(init.weight, init.act);
   const std::size_t oc = g.out_channels(), k = g.weights_per_channel();
   adam av(s.weight_offset.size()), ab(oc), aws(oc), aas(1);

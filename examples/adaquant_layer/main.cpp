@@ -39,7 +39,11 @@ void print(const char* name, const adaquant::layer_result& r) {
 int main() {
   std::mt19937 gen(1);
   std::normal_distribution<float> g(0.0f, 1.0f);
-  adaquant::adaquant_options opt;  // W4 per channel symmetric, A4 per tensor affine
+  // What the layers are quantized to: W4 per output channel symmetric, A4 per tensor affine,
+  // starting from MSE-optimal ranges. How AdaQuant optimises: 500 Adam steps, default rates.
+  const adaquant::layer_quantizers w4a4{adaquant::quantizer_spec::weights(4),
+                                        adaquant::quantizer_spec::activations(4)};
+  adaquant::adaquant_options opt;
   opt.iterations = 500;
 
   // Linear 128 -> 64: Y = X W^T + b, with Eigen row-major matrices (PyTorch's layout).
@@ -54,7 +58,7 @@ int main() {
     const adaquant::layer_result r = adaquant::adaquant_layer(
         adaquant::layer_geometry::of(adaquant::linear_geometry{128, 64}),
         {w.data(), size_t(w.size())}, {b.data(), size_t(b.size())}, {x.data(), size_t(x.size())},
-        {y.data(), size_t(y.size())}, adaquant::output_activation::relu, opt);
+        {y.data(), size_t(y.size())}, adaquant::output_activation::relu, w4a4, opt);
     print("linear 128->64 + ReLU", r);
     // r.weights (on the 4-bit grid), r.bias, r.weight_params and r.act_params are what a
     // runtime needs; e.g. back into Eigen:
@@ -80,7 +84,7 @@ int main() {
     const std::span<const float> xs(x.data(), size_t(x.size()));
     adaquant::conv2d_forward(c, xs, w, b, y);
     const adaquant::layer_result r =
-        adaquant::adaquant_layer(geo, w, b, xs, y, adaquant::output_activation::relu, opt);
+        adaquant::adaquant_layer(geo, w, b, xs, y, adaquant::output_activation::relu, w4a4, opt);
     print("conv 16->32 3x3 s2 + ReLU", r);
   }
   return 0;

@@ -153,15 +153,55 @@ args parse(const std::vector<std::string>& argv) {
   return a;
 }
 
-std::function<void(const aq::pipeline_progress&)> progress_bar(bool quiet) {
+std::function<void(const aq::progress_event&)> progress_bar(bool quiet) {
   if (quiet) return {};
-  return [](const aq::pipeline_progress& p) {
+  return [](const aq::progress_event& p) {
     const int width = 30;
     const int fill = p.total ? static_cast<int>(width * p.done / p.total) : width;
-    std::fprintf(stderr, "\r  %-16s [%.*s%*s] %zu/%zu", p.step.c_str(), fill,
-                 "##############################", width - fill, "", p.done, p.total);
+    std::fprintf(stderr, "\r  %-16.*s [%.*s%*s] %zu/%zu", static_cast<int>(p.step.size()),
+                 p.step.data(), fill, "##############################", width - fill, "", p.done,
+                 p.total);
     if (p.done == p.total) std::fputc('\n', stderr);
   };
+}
+
+// The pipeline configuration a run's arguments describe: every flag has one place here.
+aq::quantization_spec quantization(const args& a) {
+  aq::quantization_spec q;
+  q.weights = aq::quantizer_spec::weights(a.wbits);
+  q.activations = aq::quantizer_spec::activations(a.abits);
+  q.first_last_8bit = !a.all_layers && a.pipeline != "naive";
+  if (a.pipeline == "naive") q.weights.range = q.activations.range = aq::range_method::min_max;
+  return q;
+}
+std::optional<aq::bit_allocation_budget> bit_allocation(const args& a) {
+  if (!a.max_size_ratio) return std::nullopt;
+  return aq::bit_allocation_budget{*a.max_size_ratio, a.bit_options};
+}
+std::optional<aq::bn_tuning_options> bn_tuning(const args& a) {
+  if (!a.bn_tuning || a.pipeline == "naive") return std::nullopt;
+  return aq::bn_tuning_options{a.bn_target == "fp" ? aq::bn_reference::full_precision
+                                                   : aq::bn_reference::running_statistics};
+}
+aq::light_config light_config(const args& a) {
+  aq::light_config c;
+  c.quant = quantization(a);
+  c.bit_allocation = bit_allocation(a);
+  c.bn_tuning = bn_tuning(a);
+  c.bias_correction = a.bias && a.pipeline != "naive";
+  return c;
+}
+aq::advanced_config advanced_config(const args& a) {
+  aq::advanced_config c;
+  c.quant = quantization(a);
+  c.adaquant->layer.seed = a.seed;
+  if (a.iterations) c.adaquant->layer.iterations = a.iterations;
+  c.adaquant->order =
+      a.order == "parallel" ? aq::calibration_order::parallel : aq::calibration_order::sequential;
+  c.bit_allocation = bit_allocation(a);
+  c.bn_tuning = bn_tuning(a);
+  c.bias_tuning = a.bias;
+  return c;
 }
 
 // What runs share: the data, and each model with its FP32 accuracy (measured once).
@@ -203,29 +243,11 @@ int run(const args& a, session& s) {
                      /*loss_samples=*/256,
                      a.threads);
 
-  aq::pipeline_config cfg;
-  cfg.weight_bits = a.wbits;
-  cfg.act_bits = a.abits;
-  cfg.max_size_ratio = a.max_size_ratio;
-  cfg.weight_bit_options = a.bit_options;
-  cfg.first_last_8bit = !a.all_layers && a.pipeline != "naive";
-  cfg.bn_tuning = a.bn_tuning && a.pipeline != "naive";
-  cfg.bias_correction = a.bias && a.pipeline != "naive";
-  cfg.bn_target = a.bn_target == "fp" ? aq::bn_reference::full_precision
-                                      : aq::bn_reference::running_statistics;
-  if (a.pipeline == "naive") cfg.weight_range = cfg.act_range = aq::range_method::min_max;
-  cfg.calibration.layer.seed = a.seed;
-  cfg.threads = a.threads;
-  cfg.calibration.order =
-      a.order == "parallel" ? aq::calibration_order::parallel : aq::calibration_order::sequential;
-  if (a.iterations) {
-    cfg.calibration.layer.iterations = a.iterations;
-  }
-  cfg.calibration_loss = [&net] { return net.calibration_loss(); };
-  cfg.progress = progress_bar(a.quiet);
-
-  const aq::pipeline_report rep =
-      a.pipeline == "advanced" ? aq::advanced_pipeline(net, cfg) : aq::light_pipeline(net, cfg);
+  const aq::execution_context ctx{a.threads, 100, progress_bar(a.quiet)};
+  const aq::pipeline_report rep = a.pipeline == "advanced"
+                                      ? aq::advanced_pipeline(net, advanced_config(a), ctx)
+                                      : aq::light_pipeline(net, light_config(a), ctx);
+  const bool first_last_8bit = quantization(a).first_last_8bit;
 
   if (!a.quiet) eo.progress = ex::stderr_progress("quant eval");
   const ex::eval_result qr = ex::evaluate(net.quantized(), test, model.norm, eo);
@@ -236,7 +258,7 @@ int run(const args& a, session& s) {
       "%s %s W%dA%d%s: fp32 top-1 %.2f%%, quantized top-1 %.2f%% (%+.2f), %zu test images, "
       "weights %.1f%% of fp32, %.1f s\n",
       a.model.c_str(), a.pipeline.c_str(), a.wbits, a.abits,
-      cfg.first_last_8bit ? " (first/last 8-bit)" : "", 100 * fp.accuracy, 100 * qr.accuracy,
+      first_last_8bit ? " (first/last 8-bit)" : "", 100 * fp.accuracy, 100 * qr.accuracy,
       100 * (qr.accuracy - fp.accuracy), qr.images, 100 * rep.size_ratio(), seconds);
   nlohmann::json steps = nlohmann::json::array();
   for (const auto& s : rep.steps) {
@@ -252,7 +274,7 @@ int run(const args& a, session& s) {
         {"abits", a.abits},
         {"max_size_ratio",
          a.max_size_ratio ? nlohmann::json(*a.max_size_ratio) : nlohmann::json(nullptr)},
-        {"first_last_8bit", cfg.first_last_8bit},
+        {"first_last_8bit", first_last_8bit},
         {"fp32_top1", fp.accuracy},
         {"quant_top1", qr.accuracy},
         {"test_images", qr.images},

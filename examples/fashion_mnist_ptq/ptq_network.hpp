@@ -50,7 +50,7 @@ class ptq_network {
   tensor fp_logits_;  // of the loss images
 };
 
-static_assert(PipelineNetwork<ptq_network>);
+static_assert(PipelineNetwork<ptq_network> && LossNetwork<ptq_network>);
 
 // Calibration images [count, 1, 28, 28]: `count` distinct training images chosen by `seed`.
 [[nodiscard]] tensor calibration_images(const image_dataset& train, const normalisation& norm,

@@ -8,6 +8,7 @@
 // Tensors and the error contract.
 #include <adaquant/core/concepts.hpp>
 #include <adaquant/core/error.hpp>
+#include <adaquant/core/execution.hpp>
 #include <adaquant/core/parallel.hpp>
 #include <adaquant/core/tensor_shape.hpp>
 #include <adaquant/core/tensor_traits.hpp>
@@ -23,6 +24,7 @@
 #include <adaquant/quant/scheme.hpp>
 #include <adaquant/quant/ste.hpp>
 #include <adaquant/range/estimator.hpp>
+#include <adaquant/range/quantizer_spec.hpp>
 
 // AdaQuant: layer objectives, Adam, calibration drivers.
 #include <adaquant/calibrate/adaquant.hpp>

@@ -14,14 +14,16 @@ using adaquant_test::linear_geom;
 using adaquant_test::random_layer;
 
 namespace {
-layer_result run(const random_layer& L, const adaquant_options& o,
-                 output_activation act = output_activation::none) {
-  return adaquant_layer(L.geometry, L.w, L.b, L.x, L.y, act, o);
+// W<bits>A<bits>: weights per channel symmetric, inputs per tensor affine, MSE ranges.
+layer_quantizers quantizers(int bits) {
+  return {quantizer_spec::weights(bits), quantizer_spec::activations(bits)};
 }
-adaquant_options fast_options(int bits, std::size_t iters = 300) {
+layer_result run(const random_layer& L, const adaquant_options& o, int bits = 4,
+                 output_activation act = output_activation::none) {
+  return adaquant_layer(L.geometry, L.w, L.b, L.x, L.y, act, quantizers(bits), o);
+}
+adaquant_options fast_options(std::size_t iters = 300) {
   adaquant_options o;
-  o.quant.weight_scheme.bits = bits;
-  o.quant.act_scheme.bits = bits;
   o.iterations = iters;
   o.batch_size = 32;
   o.eval_every = 25;
@@ -38,7 +40,7 @@ TEST_CASE("AdaQuant beats round-to-nearest with MSE-optimal ranges on random lay
   const random_layer conv(conv_geom(8, 8, 6, 6, 3, 1, 1), 96, 2);
   for (int bits : {4, 3, 2}) {
     for (const random_layer* L : {&lin, &conv}) {
-      const layer_result r = run(*L, fast_options(bits));
+      const layer_result r = run(*L, fast_options(), bits);
       const layer_report& rep = r.report;
       WARN((L == &lin ? "linear" : "conv")
            << " W" << bits << "A" << bits << ": " << to_string(rep));
@@ -56,7 +58,7 @@ TEST_CASE("AdaQuant beats round-to-nearest with MSE-optimal ranges on random lay
 
 TEST_CASE("AdaQuant output matches the quantized grid it reports", "[adaquant][layer]") {
   const random_layer L(linear_geom(16, 8), 64, 3);
-  const layer_result r = run(L, fast_options(4, 60), output_activation::relu);
+  const layer_result r = run(L, fast_options(60), 4, output_activation::relu);
   // Every returned weight is on its channel's grid.
   for (std::size_t c = 0; c < 8; ++c)
     for (std::size_t j = 0; j < 16; ++j) {
@@ -71,7 +73,7 @@ TEST_CASE("AdaQuant output matches the quantized grid it reports", "[adaquant][l
 
 TEST_CASE("Frozen groups stay bit-identical", "[adaquant][layer]") {
   const random_layer L(conv_geom(4, 6, 5, 5, 3, 1, 1), 32, 4);
-  adaquant_options base = fast_options(4, 40);
+  adaquant_options base = fast_options(40);
   const layer_result ref = run(L, base);  // everything trained: the frozen runs must differ from it
   SECTION("bias") {
     adaquant_options o = base;
@@ -90,8 +92,10 @@ TEST_CASE("Frozen groups stay bit-identical", "[adaquant][layer]") {
     adaquant_options o = base;
     o.train.weight_quant = false;
     o.train.act_quant = false;
-    layer_objective obj(L.geometry, L.w, L.b, L.x, L.y, o.quant);
-    const initial_quant_params init = estimate_initial_params(obj);
+    const layer_quantizers q = quantizers(4);
+    layer_objective obj(L.geometry, L.w, L.b, L.x, L.y,
+                        q.objective_config(output_activation::none, "test"));
+    const initial_quant_params init = estimate_initial_params(obj, q);
     const layer_result r = run(L, o);
     CHECK(bit_equal(r.weight_params.scale, init.weight.scale));
     CHECK(r.weight_params.zero_point == init.weight.zero_point);
@@ -110,7 +114,7 @@ TEST_CASE("Frozen groups stay bit-identical", "[adaquant][layer]") {
 
 TEST_CASE("AdaQuant is deterministic for a seed", "[adaquant][layer]") {
   const random_layer L(linear_geom(24, 12), 128, 5);
-  adaquant_options o = fast_options(4, 80);
+  adaquant_options o = fast_options(80);
   o.seed = 42;
   const layer_result a = run(L, o), b = run(L, o);
   CHECK(bit_equal(a.weights, b.weights));
@@ -123,7 +127,7 @@ TEST_CASE("AdaQuant is deterministic for a seed", "[adaquant][layer]") {
 
 TEST_CASE("Bounded offsets stay within half a step and still improve", "[adaquant][layer]") {
   const random_layer L(linear_geom(32, 16), 256, 6);
-  adaquant_options o = fast_options(4);
+  adaquant_options o = fast_options();
   o.bounded_offset = true;
   const layer_result r = run(L, o);
   for (std::size_t c = 0; c < 16; ++c)
@@ -154,33 +158,54 @@ TEST_CASE("Bad options get a clear error", "[adaquant][errors]") {
       CHECK_THAT(std::string(e.what()), Catch::Contains(name));
     }
   };
-  adaquant_options o = fast_options(4, 10);
+  adaquant_options o = fast_options(10);
   o.iterations = 0;
   expect(o, errc::invalid_argument, "options.iterations");
-  o = fast_options(4, 10);
+  o = fast_options(10);
   o.batch_size = 0;
   expect(o, errc::invalid_argument, "options.batch_size");
-  o = fast_options(4, 10);
+  o = fast_options(10);
   o.lr.weight = 0.0f;
   expect(o, errc::invalid_argument, "lr.weight");
-  o = fast_options(4, 10);
+  o = fast_options(10);
   o.lr.act_quant = -1.0f;
   expect(o, errc::invalid_argument, "lr.act_quant");
-  o = fast_options(4, 10);
+  o = fast_options(10);
   o.lr.bias = std::nanf("");
   expect(o, errc::invalid_argument, "lr.bias");
-  o = fast_options(4, 10);
+  o = fast_options(10);
   o.holdout_fraction = 0.95f;
   expect(o, errc::invalid_argument, "holdout_fraction");
-  o = fast_options(17, 10);
-  expect(o, errc::invalid_argument, "bits");
+  try {
+    (void)run(L, fast_options(10), 17);
+    FAIL("no throw for 17 bits");
+  } catch (const error& e) {
+    CHECK(e.code() == errc::invalid_argument);
+    CHECK_THAT(std::string(e.what()), Catch::Contains("adaquant_layer: quantizers.weights.scheme.bits"));
+  }
+  // Quantizers the objective cannot take.
+  layer_quantizers q = quantizers(4);
+  q.activations->rounding = rounding_mode::onnx;
+  CHECK_THROWS_WITH(adaquant_layer(L.geometry, L.w, L.b, L.x, L.y, output_activation::none, q,
+                                   fast_options(10)),
+                    Catch::Contains("quantizers.activations.rounding"));
+  q = quantizers(4);
+  q.weights.gran = granularity::per_channel(1);
+  CHECK_THROWS_WITH(adaquant_layer(L.geometry, L.w, L.b, L.x, L.y, output_activation::none, q,
+                                   fast_options(10)),
+                    Catch::Contains("quantizers.weights.gran"));
+  // Quantizers that differ from the objective's configuration.
+  q = quantizers(4);
+  layer_objective obj(L.geometry, L.w, L.b, L.x, L.y,
+                      q.objective_config(output_activation::none, "test"));
+  CHECK_THROWS_WITH(estimate_initial_params(obj, quantizers(3)),
+                    Catch::Contains("differ from the objective"));
   // Mismatched initial parameters.
-  layer_objective obj(L.geometry, L.w, L.b, L.x, L.y, fast_options(4).quant);
-  initial_quant_params init = estimate_initial_params(obj);
+  initial_quant_params init = estimate_initial_params(obj, q);
   init.weight.scale.pop_back();
   init.weight.zero_point.pop_back();
   try {
-    (void)adaquant_optimize(obj, fast_options(4, 10), &init);
+    (void)adaquant_optimize(obj, fast_options(10), init);
     FAIL("no throw");
   } catch (const error& e) {
     CHECK(e.code() == errc::shape_mismatch);

@@ -108,12 +108,15 @@ static_assert(!QuantizableNetwork<int>);
 calibration_options options(calibration_order order, std::size_t iterations = 150) {
   calibration_options o;
   o.order = order;
-  o.capture_batch = 24;  // several chunks: every sample must be captured
   o.layer.iterations = iterations;
   o.layer.batch_size = 16;
   o.layer.eval_every = 25;
-  o.layer.quant.act_scheme.bits = 8;  // W4A8: weight rounding dominates, which AdaQuant targets
   return o;
+}
+// W4A8: weight rounding dominates, which AdaQuant targets.
+const layer_quantizers w4a8{quantizer_spec::weights(4), quantizer_spec::activations(8)};
+execution_context context(std::size_t threads = 1) {
+  return {threads, 24, {}};  // several chunks: every sample must be captured
 }
 
 bool same_quantization(const tiny_net& a, const tiny_net& b) {
@@ -133,9 +136,9 @@ TEST_CASE("Sequential AdaQuant beats round-to-nearest end to end", "[driver]") {
   calibration_options frozen = options(calibration_order::sequential, 1);
   frozen.layer.train = {false, false, false, false};
   frozen.layer.holdout_fraction = 0.0f;
-  (void)adaquant_calibrate(rtn, frozen);
-  const calibration_report rs = adaquant_calibrate(seq, options(calibration_order::sequential));
-  const calibration_report rp = adaquant_calibrate(par, options(calibration_order::parallel));
+  (void)adaquant_calibrate(rtn, w4a8, frozen, context());
+  const calibration_report rs = adaquant_calibrate(seq, w4a8, options(calibration_order::sequential), context());
+  const calibration_report rp = adaquant_calibrate(par, w4a8, options(calibration_order::parallel), context());
   REQUIRE(rs.layers.size() == 3);
   REQUIRE(rp.layers.size() == 3);
   for (const layer_report& r : rs.layers) {
@@ -158,16 +161,14 @@ TEST_CASE("Sequential AdaQuant beats round-to-nearest end to end", "[driver]") {
 TEST_CASE("Parallel results do not depend on the thread count; runs are repeatable", "[driver]") {
   tiny_net a(48), b(48), c(48);
   calibration_options o = options(calibration_order::parallel, 40);
-  (void)adaquant_calibrate(a, o);
-  o.threads = 3;
-  (void)adaquant_calibrate(b, o);
-  o.threads = 2;
-  (void)adaquant_calibrate(c, o);
+  (void)adaquant_calibrate(a, w4a8, o, context(1));
+  (void)adaquant_calibrate(b, w4a8, o, context(3));
+  (void)adaquant_calibrate(c, w4a8, o, context(2));
   CHECK(same_quantization(a, b));
   CHECK(same_quantization(a, c));
   tiny_net s1(48), s2(48);
-  (void)adaquant_calibrate(s1, options(calibration_order::sequential, 40));
-  (void)adaquant_calibrate(s2, options(calibration_order::sequential, 40));
+  (void)adaquant_calibrate(s1, w4a8, options(calibration_order::sequential, 40), context());
+  (void)adaquant_calibrate(s2, w4a8, options(calibration_order::sequential, 40), context(2));
   CHECK(same_quantization(s1, s2));
 }
 
@@ -175,17 +176,25 @@ TEST_CASE("Per-layer configuration: 8-bit first layer, skipped layers", "[driver
   tiny_net net(48);
   calibration_options o = options(calibration_order::sequential, 20);
   o.configure = [](const layer_desc& d, adaquant_options& lo) {
-    if (d.id == 1) {
-      lo.quant.weight_scheme.bits = 8;
-      lo.quant.act_scheme.bits = 8;
-    }
+    if (d.id == 11) lo.iterations = 5;
     return d.id != 21;  // keep the head in full precision
   };
-  std::vector<std::size_t> seen;
-  o.on_layer = [&](const layer_report& r) { seen.push_back(r.layer_id); };
-  const calibration_report r = adaquant_calibrate(net, o);
-  CHECK(r.layers.size() == 2);
-  CHECK(seen == std::vector<std::size_t>{1, 11});
+  const layer_quantizers w8a8{quantizer_spec::weights(8), quantizer_spec::activations(8)};
+  const std::vector<layer_quantizers> per_layer{w8a8, w4a8, w4a8};
+  std::vector<std::size_t> progress;
+  execution_context ctx = context();
+  ctx.progress = [&](const progress_event& e) {
+    CHECK(e.step == "adaquant");
+    CHECK(e.total == 2);
+    progress.push_back(e.done);
+  };
+  const calibration_report r =
+      adaquant_calibrate(net, std::span<const layer_quantizers>(per_layer), o, ctx);
+  REQUIRE(r.layers.size() == 2);
+  CHECK(r.layers[0].layer_id == 1);
+  CHECK(r.layers[1].layer_id == 11);
+  CHECK(r.layers[1].iterations == 5);
+  CHECK(progress == std::vector<std::size_t>{1, 2});
   CHECK(net.layers[0].q->weight_params.qmax == 127);
   CHECK_FALSE(net.layers[2].q.has_value());
 }
@@ -193,7 +202,7 @@ TEST_CASE("Per-layer configuration: 8-bit first layer, skipped layers", "[driver
 TEST_CASE("Driver errors: empty calibration set, bad captures", "[driver][errors]") {
   tiny_net empty(0);
   try {
-    (void)adaquant_calibrate(empty, options(calibration_order::sequential, 5));
+    (void)adaquant_calibrate(empty, w4a8, options(calibration_order::sequential, 5));
     FAIL("no throw");
   } catch (const error& e) {
     CHECK(e.code() == errc::empty_input);
@@ -202,10 +211,26 @@ TEST_CASE("Driver errors: empty calibration set, bad captures", "[driver][errors
   tiny_net broken(8);
   broken.break_capture = true;
   try {
-    (void)adaquant_calibrate(broken, options(calibration_order::parallel, 5));
+    (void)adaquant_calibrate(broken, w4a8, options(calibration_order::parallel, 5));
     FAIL("no throw");
   } catch (const error& e) {
     CHECK(e.code() == errc::shape_mismatch);
     CHECK_THAT(std::string(e.what()), Catch::Contains("capture(layer 1).outputs"));
   }
+  tiny_net net(8);
+  const std::vector<layer_quantizers> two{w4a8, w4a8};
+  try {
+    (void)adaquant_calibrate(net, std::span<const layer_quantizers>(two),
+                             options(calibration_order::sequential, 5));
+    FAIL("no throw");
+  } catch (const error& e) {
+    CHECK(e.code() == errc::shape_mismatch);
+    CHECK_THAT(std::string(e.what()), Catch::Contains("quantizers: has 2 entries for 3 layers"));
+  }
+  layer_quantizers per_tensor_weights = w4a8;
+  per_tensor_weights.weights.gran = granularity::per_tensor();
+  CHECK_THROWS_WITH(
+      adaquant_calibrate(net, per_tensor_weights, options(calibration_order::sequential, 5)),
+      Catch::Contains("quantizers[layer 1].weights.gran"));
+  CHECK_FALSE(net.layers[0].q.has_value());  // rejected before any layer was changed
 }

@@ -19,7 +19,7 @@ namespace {
 
 // A state away from round-to-nearest: random V, bias shift, scales and zero points off-grid.
 layer_state perturbed_state(layer_objective& obj) {
-  const auto init = estimate_initial_params(obj, range_method::min_max, range_method::min_max);
+  const auto init = estimate_initial_params(obj, quantizers_of(obj.config(), range_method::min_max, range_method::min_max));
   layer_state s = obj.initial_state(init.weight, init.act);
   const auto v = adaquant_test::randn(s.weight_offset.size(), 1.0f, 77);
   const std::size_t k = obj.geometry().weights_per_channel();
@@ -181,7 +181,7 @@ TEST_CASE("layer_objective rejects bad input with a clear error", "[objective][e
   }
   {
     layer_objective obj(g, L.w, L.b, L.x, L.y, cfg);
-    const auto init = estimate_initial_params(obj, range_method::min_max, range_method::min_max);
+    const auto init = estimate_initial_params(obj, quantizers_of(obj.config(), range_method::min_max, range_method::min_max));
     layer_state s = obj.initial_state(init.weight, init.act);
     s.weight_scale[1] = 0.0f;
     auto [c, m] = code_of([&] { (void)obj.value(s); });
@@ -197,5 +197,28 @@ TEST_CASE("layer_objective rejects bad input with a clear error", "[objective][e
     std::tie(c, m) = code_of([&] { (void)obj.value(s, idx); });
     CHECK(c == errc::invalid_argument);
     CHECK_THAT(m, Catch::Contains("batch"));
+  }
+}
+
+TEST_CASE("symmetric unsigned grids: the objective's zero point is the library's",
+          "[objective][params]") {
+  // One definition (quant_scheme::symmetric_zero_point): the objective once used
+  // (qmin + qmax + 1) / 2 = 128 at 8 bits where params_from_range uses 127.
+  const random_layer L(linear_geom(8, 4), 16, 12);
+  for (int bits : {2, 4, 8}) {
+    layer_quant_config cfg;
+    cfg.weight_scheme = {bits, false, true, false};
+    cfg.act_scheme = {bits, false, true, false};
+    layer_objective obj(L.geometry, L.w, L.b, L.x, L.y, cfg);
+    const auto init = estimate_initial_params(
+        obj, quantizers_of(cfg, range_method::min_max, range_method::min_max));
+    CHECK(init.act.zero_point == params_from_range(cfg.act_scheme, -1.0f, 1.0f).zero_point);
+    const layer_state s = obj.initial_state(init.weight, init.act);
+    INFO("bits " << bits);
+    CHECK(s.act_zero_point == static_cast<float>(init.act.zero_point));
+    CHECK(obj.act_params(s).zero_point == init.act.zero_point);
+    for (float z : s.weight_zero_point) CHECK(z == static_cast<float>(init.weight.zero_point[0]));
+    CHECK(obj.weight_params(s).zero_point == init.weight.zero_point);
+    CHECK(cfg.act_scheme.symmetric_zero_point() == ((1 << bits) - 1) / 2);
   }
 }

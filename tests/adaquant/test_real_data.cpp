@@ -64,13 +64,12 @@ std::vector<float> patch(const std::vector<float>& img, std::size_t n, std::size
 layer_result run(const layer_geometry& g, const std::vector<float>& w, const std::vector<float>& b,
                  const std::vector<float>& x, const std::vector<float>& y, output_activation act,
                  int bits, const char* name) {
+  layer_quantizers q{quantizer_spec::weights(bits), quantizer_spec::activations(bits)};
+  q.activations->scheme.is_signed = true;  // normalised images and patches are signed
   adaquant_options o;
-  o.quant.weight_scheme.bits = bits;
-  o.quant.act_scheme.bits = bits;
-  o.quant.act_scheme.is_signed = true;  // normalised images and patches are signed
   o.iterations = 500;
   o.seed = 1;
-  layer_result r = adaquant_layer(g, w, b, x, y, act, o);
+  layer_result r = adaquant_layer(g, w, b, x, y, act, q, o);
   WARN(name << " W" << bits << "A" << bits << ": " << to_string(r.report) << " | held-out x"
             << r.report.heldout_before / r.report.heldout_after);
   return r;

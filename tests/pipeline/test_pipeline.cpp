@@ -8,35 +8,44 @@
 namespace aq = adaquant;
 
 namespace {
-aq::pipeline_config naive(int wbits, int abits) {
-  aq::pipeline_config c;
-  c.weight_bits = wbits;
-  c.act_bits = abits;
-  c.first_last_8bit = false;
-  c.weight_range = c.act_range = aq::range_method::min_max;
-  c.bn_tuning = c.bias_correction = false;
-  c.capture_batch = 64;
+const aq::execution_context ctx{1, 64, {}};
+
+aq::light_config light(int wbits, int abits) {
+  aq::light_config c;
+  c.quant.weights = aq::quantizer_spec::weights(wbits);
+  c.quant.activations = aq::quantizer_spec::activations(abits);
+  c.quant.first_last_8bit = false;
   return c;
 }
-aq::pipeline_config light(int wbits, int abits) {
-  aq::pipeline_config c = naive(wbits, abits);
-  c.weight_range = c.act_range = aq::range_method::mse;
-  c.bn_tuning = c.bias_correction = true;
+aq::advanced_config advanced(int wbits, int abits) {
+  aq::advanced_config c;
+  c.quant = light(wbits, abits).quant;
+  c.adaquant->layer.iterations = 600;
+  c.adaquant->layer.seed = 7;
   return c;
 }
-aq::pipeline_config advanced(int wbits, int abits) {
-  aq::pipeline_config c = light(wbits, abits);
-  c.calibration.layer.iterations = 600;
-  c.calibration.layer.seed = 7;
-  return c;
-}
+
+// The toy network without the loss member: bit allocation must refuse it.
+struct no_loss_network {
+  toy::network& net;
+  std::size_t calibration_size() const { return net.calibration_size(); }
+  std::vector<aq::layer_desc> quantizable_layers() const { return net.quantizable_layers(); }
+  aq::layer_io capture(std::size_t id, std::size_t first, std::size_t count, aq::capture_mode m) {
+    return net.capture(id, first, count, m);
+  }
+  void set_quantized(const aq::quantized_layer& q) { net.set_quantized(q); }
+  const aq::batch_norm_params* folded_batch_norm(std::size_t id) const {
+    return net.folded_batch_norm(id);
+  }
+};
+static_assert(aq::PipelineNetwork<no_loss_network> && !aq::LossNetwork<no_loss_network>);
 }  // namespace
 
 TEST_CASE("light beats naive and advanced beats light at W3A4 on the final output") {
   toy::network a(400), b(400), c(400);
-  const auto rn = aq::light_pipeline(a, naive(3, 4));
-  const auto rl = aq::light_pipeline(b, light(3, 4));
-  const auto ra = aq::advanced_pipeline(c, advanced(3, 4));
+  const auto rn = aq::light_pipeline(a, aq::light_config::naive(3, 4), ctx);
+  const auto rl = aq::light_pipeline(b, light(3, 4), ctx);
+  const auto ra = aq::advanced_pipeline(c, advanced(3, 4), ctx);
   const double mn = a.output_mse(), ml = b.output_mse(), ma = c.output_mse();
   INFO("naive " << mn << " light " << ml << " advanced " << ma);
   CHECK(ml < 0.8 * mn);
@@ -53,16 +62,17 @@ TEST_CASE("light beats naive and advanced beats light at W3A4 on the final outpu
 TEST_CASE("each light step lowers the output error of a coarse quantization") {
   toy::network ranges_only(400), with_bn(400), with_bias(400);
   auto c = light(3, 4);
-  c.bn_tuning = c.bias_correction = false;
-  (void)aq::light_pipeline(ranges_only, c);
-  c.bn_tuning = true;
-  (void)aq::light_pipeline(with_bn, c);
+  c.bn_tuning.reset();
+  c.bias_correction = false;
+  (void)aq::light_pipeline(ranges_only, c, ctx);
+  c.bn_tuning = aq::bn_tuning_options{};
+  (void)aq::light_pipeline(with_bn, c, ctx);
   c.bias_correction = true;
-  (void)aq::light_pipeline(with_bias, c);
+  (void)aq::light_pipeline(with_bias, c, ctx);
   toy::network fp_target(400);
   c.bias_correction = false;
-  c.bn_target = aq::bn_reference::full_precision;
-  (void)aq::light_pipeline(fp_target, c);
+  c.bn_tuning->target = aq::bn_reference::full_precision;
+  (void)aq::light_pipeline(fp_target, c, ctx);
   INFO(ranges_only.output_mse() << " " << with_bn.output_mse() << " " << with_bias.output_mse()
                                 << " " << fp_target.output_mse());
   CHECK(with_bias.output_mse() < ranges_only.output_mse());
@@ -86,28 +96,22 @@ TEST_CASE("each light step lowers the output error of a coarse quantization") {
 TEST_CASE("bit allocation meets the size budget and spends bits where they matter") {
   toy::network net(300);
   auto c = light(4, 8);
-  c.max_size_ratio = 0.1;  // 3.2 bits per weight on average
-  c.weight_bit_options = {2, 3, 4, 8};
-  c.calibration_loss = [&net] { return net.output_mse(); };
-  const auto r = aq::light_pipeline(net, c);
+  c.bit_allocation = aq::bit_allocation_budget{0.1, {2, 3, 4, 8}};  // 3.2 bits per weight
+  const auto r = aq::light_pipeline(net, c, ctx);
   CHECK(r.size_ratio() <= 0.1 + 1e-12);
   REQUIRE(r.weight_bits.size() == 3);
   for (int b : r.weight_bits) CHECK((b == 2 || b == 3 || b == 4 || b == 8));
   CHECK(r.steps[1].name == "bit_allocation");
   CHECK(r.steps[1].summary.rfind("optimal", 0) == 0);
-  // The allocation is not uniform: a uniform 3-bit choice would fit too, the optimum differs or
-  // equals it, but it never exceeds the budget and its loss is finite.
   CHECK(std::isfinite(net.output_mse()));
 }
 
 TEST_CASE("advanced bit allocation chooses among AdaQuant-calibrated options within budget") {
   toy::network net(300);
   auto c = advanced(4, 8);
-  c.calibration.layer.iterations = 100;
-  c.max_size_ratio = 0.1;
-  c.weight_bit_options = {2, 3, 4};
-  c.calibration_loss = [&net] { return net.output_mse(); };
-  const auto r = aq::advanced_pipeline(net, c);
+  c.adaquant->layer.iterations = 100;
+  c.bit_allocation = aq::bit_allocation_budget{0.1, {2, 3, 4}};
+  const auto r = aq::advanced_pipeline(net, c, ctx);
   CHECK(r.size_ratio() <= 0.1 + 1e-12);
   REQUIRE(r.steps.size() == 4);
   CHECK(r.steps[0].summary.find("2 bits:") != std::string::npos);
@@ -117,11 +121,13 @@ TEST_CASE("advanced bit allocation chooses among AdaQuant-calibrated options wit
 }
 
 TEST_CASE("pipelines are deterministic: the same seed gives bit-identical parameters") {
-  toy::network a(200), b(200);
+  toy::network a(200), b(200), t(200);
   auto c = advanced(4, 4);
-  c.calibration.layer.iterations = 40;
-  (void)aq::advanced_pipeline(a, c);
-  (void)aq::advanced_pipeline(b, c);
+  c.adaquant->layer.iterations = 40;
+  (void)aq::advanced_pipeline(a, c, ctx);
+  (void)aq::advanced_pipeline(b, c, ctx);
+  c.adaquant->order = aq::calibration_order::parallel;  // more threads than layers
+  (void)aq::advanced_pipeline(t, c, {3, 17, {}});
   for (const auto& [id, q] : a.quantized()) {
     CHECK(q.weight == b.quantized().at(id).weight);
     CHECK(q.bias == b.quantized().at(id).bias);
@@ -129,12 +135,46 @@ TEST_CASE("pipelines are deterministic: the same seed gives bit-identical parame
   }
 }
 
+TEST_CASE("AdaQuant starts from the ranges the quantizer specs ask for, settings included") {
+  // Every group frozen: AdaQuant returns its starting point, which must be what the weight and
+  // activation specs estimate (range method and its settings; the settings were once dropped).
+  for (const double pct : {90.0, 99.9}) {
+    toy::network net(200);
+    auto c = advanced(4, 4);
+    c.adaquant->layer.iterations = 1;
+    c.adaquant->layer.train = {false, false, false, false};
+    c.bn_tuning.reset();
+    c.bias_tuning = false;
+    c.quant.weights.range = c.quant.activations.range = aq::range_method::percentile;
+    c.quant.weights.settings.percentile = c.quant.activations.settings.percentile = pct;
+    (void)aq::advanced_pipeline(net, c, ctx);
+    const auto layers = net.quantizable_layers();
+    for (const auto& d : layers) {
+      const auto& q = net.quantized().at(d.id);
+      const auto expect = aq::estimate_channel_params(
+          aq::tensor_view<const float>(d.weight.data(), {d.geometry.out_channels(),
+                                                         d.geometry.weights_per_channel()}),
+          c.quant.weights, aq::zero_range::use_epsilon);
+      INFO("percentile " << pct << " layer " << d.id);
+      CHECK(q.weight_params.scale == expect.scale);
+      // The input range of the first layer comes from the network input (no earlier layer).
+      if (d.id == 0) {
+        const auto io = net.capture(0, 0, net.calibration_size(), aq::capture_mode::full_precision);
+        const auto a = aq::estimate_tensor_params(
+            aq::tensor_view<const float>(io.inputs.data(), {io.inputs.size()}),
+            c.quant.activations, aq::zero_range::use_epsilon);
+        CHECK(q.act_params == a);
+      }
+    }
+  }
+}
+
 TEST_CASE("pipelines reject bad configurations before changing the network") {
   toy::network net(100);
-  auto check = [&](aq::pipeline_config c, aq::errc code, const char* text) {
+  auto check = [&](const aq::light_config& c, aq::errc code, const char* text) {
     const std::size_t calls = net.set_calls;
     try {
-      (void)aq::light_pipeline(net, c);
+      (void)aq::light_pipeline(net, c, ctx);
       FAIL("expected an error");
     } catch (const aq::error& e) {
       CHECK(e.code() == code);
@@ -142,18 +182,39 @@ TEST_CASE("pipelines reject bad configurations before changing the network") {
     }
     CHECK(net.set_calls == calls);
   };
-  check(light(17, 4), aq::errc::invalid_argument, "weight_bits");
-  check(light(4, 1), aq::errc::invalid_argument, "act_bits");
+  check(light(17, 4), aq::errc::invalid_argument, "config.quant.weights.scheme.bits");
+  check(light(4, 1), aq::errc::invalid_argument, "config.quant.activations.scheme.bits");
   auto c = light(4, 4);
-  c.max_size_ratio = 0.01;  // below 2 bits everywhere
-  c.calibration_loss = [] { return 0.0; };
+  c.quant.weights.gran = aq::granularity::per_tensor();
+  check(c, aq::errc::invalid_argument, "config.quant.weights.gran");
+  c = light(4, 4);
+  c.quant.activations.gran = aq::granularity::per_channel(1);
+  check(c, aq::errc::invalid_argument, "config.quant.activations.gran");
+  c = light(4, 4);
+  c.quant.activations.rounding = aq::rounding_mode::onnx;
+  check(c, aq::errc::invalid_argument, "rounding");
+  c = light(4, 4);
+  c.bit_allocation = aq::bit_allocation_budget{0.01, {2, 4}};  // below 2 bits everywhere
   check(c, aq::errc::infeasible, "smallest achievable");
-  c.max_size_ratio = 1.5;
+  c.bit_allocation->max_size_ratio = 1.5;
   check(c, aq::errc::invalid_argument, "max_size_ratio");
+  c.bit_allocation = aq::bit_allocation_budget{0.5, {}};
+  check(c, aq::errc::invalid_argument, "weight_bits");
+  c.bit_allocation = aq::bit_allocation_budget{0.5, {1, 4}};
+  check(c, aq::errc::invalid_argument, "weight_bits");
   toy::network empty(0);
-  CHECK_THROWS_WITH(aq::light_pipeline(empty, light(4, 4)),
+  CHECK_THROWS_WITH(aq::light_pipeline(empty, light(4, 4), ctx),
                     Catch::Contains("calibration set is empty"));
   c = light(4, 4);
-  c.max_size_ratio = 0.5;
-  CHECK_THROWS_WITH(aq::light_pipeline(net, c), Catch::Contains("calibration_loss"));
+  c.bit_allocation = aq::bit_allocation_budget{0.5, {2, 4}};
+  no_loss_network plain{net};
+  const std::size_t calls = net.set_calls;
+  CHECK_THROWS_WITH(aq::light_pipeline(plain, c, ctx), Catch::Contains("calibration_loss"));
+  auto adv = advanced(4, 4);
+  adv.bit_allocation = c.bit_allocation;
+  CHECK_THROWS_WITH(aq::advanced_pipeline(plain, adv, ctx), Catch::Contains("calibration_loss"));
+  adv = advanced(4, 4);
+  adv.adaquant->layer.iterations = 0;
+  CHECK_THROWS_WITH(aq::advanced_pipeline(net, adv, ctx), Catch::Contains("iterations"));
+  CHECK(net.set_calls == calls);
 }

@@ -94,6 +94,8 @@ class network {
     for (std::size_t i = 0; i < y.size(); ++i) s += std::pow(y[i] - fp_out_[i], 2);
     return s / static_cast<double>(y.size());
   }
+  // LossNetwork: bit allocation minimises the final output's error.
+  double calibration_loss() { return output_mse(); }
   const std::map<std::size_t, aq::quantized_layer>& quantized() const { return q_; }
   std::size_t set_calls = 0;
 
@@ -134,5 +136,5 @@ class network {
   std::map<std::size_t, aq::quantized_layer> q_;
 };
 
-static_assert(aq::PipelineNetwork<network>);
+static_assert(aq::PipelineNetwork<network> && aq::LossNetwork<network>);
 }  // namespace toy

@@ -79,8 +79,9 @@ TEST_CASE("AdaQuant's driver calibrates a runtime network end to end", "[calibra
   adaquant::calibration_options opt;
   opt.layer.iterations = 30;
   opt.layer.batch_size = 16;
-  opt.capture_batch = 32;
-  const adaquant::calibration_report report = adaquant::adaquant_calibrate(cn, opt);
+  const adaquant::layer_quantizers w4a4{};  // weights per channel, inputs per tensor, MSE ranges
+  const adaquant::calibration_report report =
+      adaquant::adaquant_calibrate(cn, w4a4, opt, {1, 32, {}});
   CHECK(report.layers.size() == 4);
   // Layers given to set_quantized change the quantized network (weights on an 8-bit grid, inputs
   // fake-quantized), but the result stays close to full precision at 8 bits.

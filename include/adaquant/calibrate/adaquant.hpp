@@ -2,8 +2,14 @@
 // AdaQuant for one layer: minimise layer_objective (objectives/layer_objective.hpp) with Adam over
 // mini-batches of the cached calibration samples, starting from round-to-nearest.
 //
-//   adaquant_optimize(objective, options [, initial params])  -> layer_result
-//   adaquant_layer(geometry, W, b, X, Y, activation, options [, initial params]) -> layer_result
+//   adaquant_layer(geometry, W, b, X, Y, activation, quantizers, options [, initial params])
+//   adaquant_optimize(objective, options, initial params)           -> layer_result
+//
+// What the layer is quantized to is `layer_quantizers`: a quantizer_spec (range/quantizer_spec.hpp)
+// for the weights (per output channel, axis 0) and, unless activations stay float, one for the
+// layer's input (per tensor); both with the same rounding policy. Their range methods give the
+// starting parameters (estimate_initial_params; the defaults are MSE-optimal clipping of W per
+// channel and of X per tensor). adaquant_options holds only how the optimisation runs.
 //
 // Learning rates (adaquant_learning_rates). Two modes:
 //   relative (our default): a rate is a fraction of the size of what it moves, per iteration:
@@ -14,33 +20,35 @@
 //     to 0) let V travel up to about one quantization step over 1000 iterations. Measured on
 //     real-data layers (docs/adaquant.md): 2e-3 to 5e-3 works best; much larger rates let the
 //     straight-through gradient park many weights on rounding ties, where they oscillate; the
-//     cosine decay lets that settle. 2e-3 is also FINDINGS.md's best absolute 1e-4 in relative
-//     terms on small CNNs.
+//     cosine decay lets that settle.
 //   absolute: the paper's code (adaquant_options::paper(): weights 1e-5, bias 1e-3, activation
-//     quantizer 1e-1, weight quantizer 1e-3, batch 50, 1000 iterations). At 1e-5 the weights of
-//     small CNNs move only a few percent of a 4-bit step (FINDINGS.md), hence the relative default.
+//     quantizer 1e-1, weight quantizer 1e-3, batch 50, 1000 iterations). Measured with PyTorch
+//     fake-quant simulations of small Fashion-MNIST CNNs, weights moved by an absolute 1e-5 travel
+//     only 3-8% of a 4-bit step over 1000 iterations (1e-4 worked best there), hence the relative
+//     default: absolute rates do not transfer across models.
 // Beyond the paper: a held-out split (holdout_fraction) evaluated every eval_every steps; the
 // parameters with the lowest held-out MSE (the initial ones included, so never worse than
 // round-to-nearest on held-out data) are returned; optionally optimisation stops after `patience`
 // evaluations without improvement. bounded_offset keeps |V| <= s_w/2 (learn the rounding only,
 // AdaRound-style). Scales are kept >= 1e-3 of their initial value, zero points inside the grid.
-// Initial parameters: given by the caller, or from the range estimators (default: MSE-optimal
-// clipping of W per channel and of X per tensor; options.weight_range / act_range). Deterministic:
-// the seed fixes the split and the mini-batches; the same run gives bit-identical results. Errors:
-// those of layer_objective, plus options out of their domain (errc::invalid_argument: batch_size,
-// iterations, a zero or negative rate for a trained group, holdout_fraction outside [0, 0.9],
-// eval_every 0), a non-finite loss during optimisation (errc::non_finite).
+// Deterministic: the seed fixes the split and the mini-batches; the same run gives bit-identical
+// results. Errors: those of layer_objective, plus options out of their domain
+// (errc::invalid_argument: batch_size, iterations, a zero or negative rate for a trained group,
+// holdout_fraction outside [0, 0.9], eval_every 0), quantizers the objective cannot take
+// (errc::invalid_argument: weights not per channel along axis 0, inputs not per tensor, two
+// rounding policies), a non-finite loss during optimisation (errc::non_finite).
 
 #include <adaquant/calibrate/report.hpp>
 #include <adaquant/core/error.hpp>
 #include <adaquant/objectives/layer_objective.hpp>
 #include <adaquant/optim/adam.hpp>
-#include <adaquant/range/estimator.hpp>
+#include <adaquant/range/quantizer_spec.hpp>
 
 #include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdint>
+#include <optional>
 #include <span>
 #include <string>
 #include <vector>
@@ -65,9 +73,42 @@ struct adaquant_learning_rates {
   }
 };
 
+// How one layer is quantized: its weight quantizer and, unless `inputs` is empty (activations stay
+// float), the quantizer of its input.
+struct layer_quantizers {
+  quantizer_spec weights = quantizer_spec::weights(4);
+  std::optional<quantizer_spec> activations = quantizer_spec::activations(4);
+
+  // The objective's view (grids, rounding, whether inputs are quantized) for a layer followed by
+  // `activation`. Throws errc::invalid_argument (naming `where`) for bits outside [2, 16], weights
+  // not per channel along axis 0, inputs not per tensor, or two different rounding policies.
+  [[nodiscard]] layer_quant_config objective_config(output_activation activation,
+                                                    const std::string& where) const {
+    weights.validate(where + ".weights");
+    if (!(weights.gran == granularity::per_channel(0)))
+      detail::fail(errc::invalid_argument, where + ".weights.gran",
+                   "AdaQuant's objective quantizes weights per output channel (axis 0)");
+    layer_quant_config c;
+    c.weight_scheme = weights.scheme;
+    c.rounding = weights.rounding;
+    c.activation = activation;
+    c.quantize_activations = activations.has_value();
+    if (activations) {
+      activations->validate(where + ".activations");
+      if (!(activations->gran == granularity::per_tensor()))
+        detail::fail(errc::invalid_argument, where + ".activations.gran",
+                     "AdaQuant's objective quantizes a layer's input per tensor");
+      if (!(activations->rounding == weights.rounding))
+        detail::fail(errc::invalid_argument, where + ".activations.rounding",
+                     "must equal weights.rounding (one rounding policy per layer)");
+      c.act_scheme = activations->scheme;
+    }
+    return c;
+  }
+};
+
+// How AdaQuant optimises one layer (not what it quantizes to: layer_quantizers).
 struct adaquant_options {
-  // Grids and rounding; `activation` is taken from the layer (adaquant_layer's argument).
-  layer_quant_config quant{};
   trainable_groups train{};
   adaquant_learning_rates lr{};
   adam_config adam{};
@@ -78,10 +119,6 @@ struct adaquant_options {
   float holdout_fraction = 0.1f;  // 0: no held-out split, no early stopping
   std::size_t eval_every = 50;    // held-out evaluation period, in steps
   std::size_t patience = 0;       // evaluations without improvement before stopping; 0: never
-  // Initial ranges when the caller gives no initial parameters (range/estimator.hpp).
-  range_method weight_range = range_method::mse;
-  range_method act_range = range_method::mse;
-  estimate_options range{};
 
   // The paper's settings (absolute rates, no held-out split).
   [[nodiscard]] static adaquant_options paper() {
@@ -146,34 +183,52 @@ inline void validate_options(const adaquant_options& o) {
   rate(o.train.weight_offset, o.lr.weight, "lr.weight");
   rate(o.train.bias, o.lr.bias, "lr.bias");
   rate(o.train.weight_quant, o.lr.weight_quant, "lr.weight_quant");
-  rate(o.train.act_quant && o.quant.quantize_activations, o.lr.act_quant, "lr.act_quant");
+  rate(o.train.act_quant, o.lr.act_quant, "lr.act_quant");
 }
 }  // namespace detail
 
-// Starting parameters from the range estimators (range/estimator.hpp): per output channel on W,
-// per tensor on all cached inputs X. An all-zero channel gets scale FLT_EPSILON.
-[[nodiscard]] inline initial_quant_params estimate_initial_params(
-    const layer_objective& obj, range_method weight_method = range_method::mse,
-    range_method act_method = range_method::mse, estimate_options eo = {}) {
+// The quantizers an objective's configuration stands for, with the given range methods (for
+// callers that build a layer_objective themselves).
+[[nodiscard]] inline layer_quantizers quantizers_of(const layer_quant_config& c,
+                                                    range_method weights = range_method::mse,
+                                                    range_method activations = range_method::mse) {
+  layer_quantizers q;
+  q.weights = {c.weight_scheme, granularity::per_channel(0), c.rounding, weights, {}};
+  if (c.quantize_activations)
+    q.activations = quantizer_spec{c.act_scheme, granularity::per_tensor(), c.rounding,
+                                   activations, {}};
+  else
+    q.activations.reset();
+  return q;
+}
+
+// Starting parameters from the quantizers' range methods (range/quantizer_spec.hpp): per output
+// channel on W, per tensor on all cached inputs X. An all-zero channel gets scale FLT_EPSILON.
+[[nodiscard]] inline initial_quant_params estimate_initial_params(const layer_objective& obj,
+                                                                 const layer_quantizers& q) {
   const layer_quant_config& cfg = obj.config();
-  eo.on_zero = zero_range::use_epsilon;
-  eo.rounding = cfg.rounding;
+  (void)q.objective_config(cfg.activation, "estimate_initial_params: quantizers");
+  if (!(q.weights.scheme == cfg.weight_scheme && q.weights.rounding == cfg.rounding &&
+        q.activations.has_value() == cfg.quantize_activations &&
+        (!q.activations || q.activations->scheme == cfg.act_scheme)))
+    detail::fail(errc::invalid_argument, "estimate_initial_params: quantizers",
+                 "differ from the objective's configuration");
   const std::size_t oc = obj.geometry().out_channels(), k = obj.geometry().weights_per_channel();
   initial_quant_params p;
   p.weight = estimate_channel_params(tensor_view<const float>(obj.weight().data(), {oc, k}),
-                                     cfg.weight_scheme, 0, weight_method, eo);
-  if (cfg.quantize_activations)
-    p.act = estimate_tensor_params(tensor_view<const float>(obj.inputs()), cfg.act_scheme,
-                                   act_method, eo);
+                                     q.weights, zero_range::use_epsilon);
+  if (q.activations)
+    p.act = estimate_tensor_params(tensor_view<const float>(obj.inputs()), *q.activations,
+                                   zero_range::use_epsilon);
   else
     p.act = quant_params{1.0f, 0, cfg.act_scheme.qmin(), cfg.act_scheme.qmax()};
   return p;
 }
 
-// Optimises one layer. `init` (optional) gives the starting quantization parameters; otherwise
-// min/max. The objective's config (grids, rounding, activation) is used; options.quant is not.
+// Optimises one layer from the starting parameters `init` (e.g. estimate_initial_params). The
+// objective's config (grids, rounding, activation) is used.
 inline layer_result adaquant_optimize(layer_objective& obj, const adaquant_options& opt,
-                                      const initial_quant_params* init = nullptr) {
+                                      const initial_quant_params& init) {
   detail::validate_options(opt);
   const auto t0 = std::chrono::steady_clock::now();
   const layer_quant_config& cfg = obj.config();
@@ -181,9 +236,7 @@ inline layer_result adaquant_optimize(layer_objective& obj, const adaquant_optio
   const std::size_t oc = g.out_channels(), k = g.weights_per_channel();
   const std::size_t N = obj.samples();
 
-  const initial_quant_params start =
-      init ? *init : estimate_initial_params(obj, opt.weight_range, opt.act_range, opt.range);
-  layer_state state = obj.initial_state(start.weight, start.act);
+  layer_state state = obj.initial_state(init.weight, init.act);
   const std::vector<float> scale0 = state.weight_scale;
   const float act_scale0 = state.act_scale;
 
@@ -331,17 +384,17 @@ inline layer_result adaquant_optimize(layer_objective& obj, const adaquant_optio
 }
 
 // Convenience: builds the objective from cached data (X [N, ...], Y [N, ...]; see
-// objectives/geometry.hpp) with options.quant and the given activation, and optimises it.
+// objectives/geometry.hpp) for `quantizers` and the given activation, and optimises it from
+// `init`, or from the quantizers' estimated ranges when init is null.
 inline layer_result adaquant_layer(const layer_geometry& geometry, std::span<const float> weight,
                                    std::span<const float> bias, std::span<const float> inputs,
                                    std::span<const float> targets, output_activation activation,
-                                   const adaquant_options& opt,
+                                   const layer_quantizers& quantizers, const adaquant_options& opt,
                                    const initial_quant_params* init = nullptr) {
   detail::validate_options(opt);
-  layer_quant_config cfg = opt.quant;
-  cfg.activation = activation;
-  layer_objective obj(geometry, weight, bias, inputs, targets, cfg);
-  return adaquant_optimize(obj, opt, init);
+  layer_objective obj(geometry, weight, bias, inputs, targets,
+                      quantizers.objective_config(activation, "adaquant_layer: quantizers"));
+  return adaquant_optimize(obj, opt, init ? *init : estimate_initial_params(obj, quantizers));
 }
 
 }  // namespace adaquant

@@ -1,30 +1,37 @@
 #pragma once
 // AdaQuant over a whole network (calibrate/network.hpp), layer by layer.
 //
-//   adaquant_calibrate(net, options) -> calibration_report
+//   adaquant_calibrate(net, quantizers, options [, context]) -> calibration_report
+//
+// quantizers: one layer_quantizers (calibrate/adaquant.hpp) for every layer, or one per layer in
+// the order of net.quantizable_layers(). options: how AdaQuant optimises (calibrate/adaquant.hpp)
+// and in which order layers are calibrated. context (core/execution.hpp): threads, capture batch,
+// progress ("adaquant", layers done, layers).
 //
 // parallel:   every layer is calibrated on full-precision inputs and targets, independently of
-//             the others; up to options.threads layers are optimised concurrently (std::thread).
+//             the others; up to context.threads layers are optimised concurrently (std::thread).
 //             Results do not depend on the thread count: each layer's run is self-contained and
 //             seeded by (seed, layer id), and set_quantized is called in layer order.
 // sequential: each layer's inputs come from the network with the already-quantized preceding
 //             layers (capture_mode::quantized), over all calibration samples; its targets are
 //             the full-precision outputs (capture_mode::full_precision). Quantization errors of
 //             earlier layers are thus compensated by later ones.
-// Memory: samples are captured in chunks of capture_batch; the cache of one layer (inputs and
-// outputs of all calibration samples) is held at a time in sequential mode, `threads` layers'
+// Memory: samples are captured in chunks of context.capture_batch; the cache of one layer (inputs
+// and outputs of all calibration samples) is held at a time in sequential mode, `threads` layers'
 // caches in parallel mode.
-// Per-layer settings: options.configure(desc, layer_options) may change anything for one layer
-// (bits for the first/last layer, frozen groups, iterations), or return false to leave the layer
-// in full precision (it is then not given to set_quantized).
+// Per-layer optimisation settings: options.configure(desc, layer_options) may change how one
+// layer is optimised (frozen groups, iterations), or return false to leave the layer in full
+// precision (it is then not given to set_quantized).
 // Errors: an empty calibration set or no layers (errc::empty_input); duplicate layer ids
 // (errc::invalid_argument); a capture whose sizes disagree with the layer's geometry
+// (errc::shape_mismatch); a quantizers list whose length is not the number of layers
 // (errc::shape_mismatch); everything adaquant_optimize throws (the first failing layer in layer
 // order is reported).
 
 #include <adaquant/calibrate/adaquant.hpp>
 #include <adaquant/calibrate/network.hpp>
 #include <adaquant/calibrate/report.hpp>
+#include <adaquant/core/execution.hpp>
 #include <adaquant/core/parallel.hpp>
 
 #include <algorithm>
@@ -33,6 +40,7 @@
 #include <functional>
 #include <optional>
 #include <set>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -41,18 +49,14 @@ namespace adaquant {
 enum class calibration_order { parallel, sequential };
 
 struct calibration_options {
-  adaquant_options layer{};  // defaults for every layer (activation comes from the layer)
+  adaquant_options layer{};  // for every layer (its seed is mixed with the layer id)
   calibration_order order = calibration_order::sequential;
-  std::size_t capture_batch = 64;  // samples per capture call
-  std::size_t threads = 1;         // parallel order: layers optimised concurrently
-  // Optional per-layer override; return false to skip (keep full precision) the layer.
+  // Optional per-layer override of the optimisation; return false to skip (keep full precision).
   std::function<bool(const layer_desc&, adaquant_options&)> configure;
-  // Optional per-layer initial parameters (e.g. from a pipeline's own range search). Called on
+  // Optional per-layer initial parameters (otherwise the quantizers' range methods). Called on
   // the worker threads in parallel order: it must be safe to call concurrently.
   std::function<std::optional<initial_quant_params>(const layer_desc&, const layer_objective&)>
       initial_params;
-  // Optional progress callback, called in layer order.
-  std::function<void(const layer_report&)> on_layer;
 };
 
 namespace detail {
@@ -92,6 +96,7 @@ void capture_all(Net& net, const layer_desc& d, std::size_t n, std::size_t chunk
 
 struct layer_job {
   const layer_desc* desc = nullptr;
+  const layer_quantizers* quantizers = nullptr;
   adaquant_options opt;
   layer_io io;
   layer_result result;
@@ -101,12 +106,13 @@ struct layer_job {
 
   void run() {
     try {
-      layer_quant_config cfg = opt.quant;
-      cfg.activation = desc->activation;
+      const layer_quant_config cfg = quantizers->objective_config(
+          desc->activation, "adaquant_calibrate: quantizers[layer " + std::to_string(desc->id) + "]");
       layer_objective obj(desc->geometry, desc->weight, desc->bias, io.inputs, io.outputs, cfg);
       std::optional<initial_quant_params> ip;
       if (init) ip = init(*desc, obj);
-      result = adaquant_optimize(obj, opt, ip ? &*ip : nullptr);
+      if (!ip) ip = estimate_initial_params(obj, *quantizers);
+      result = adaquant_optimize(obj, opt, *ip);
       result.report.layer_id = desc->id;
     } catch (...) {
       error = std::current_exception();
@@ -128,7 +134,9 @@ inline quantized_layer to_quantized(std::size_t id, const layer_result& r, bool 
 }  // namespace detail
 
 template <QuantizableNetwork Net>
-calibration_report adaquant_calibrate(Net& net, const calibration_options& options) {
+calibration_report adaquant_calibrate(Net& net, std::span<const layer_quantizers> quantizers,
+                                      const calibration_options& options,
+                                      const execution_context& context = {}) {
   const auto t0 = std::chrono::steady_clock::now();
   const std::size_t n = net.calibration_size();
   if (!(n > 0))
@@ -143,17 +151,26 @@ calibration_report adaquant_calibrate(Net& net, const calibration_options& optio
         detail::fail(errc::invalid_argument, "adaquant_calibrate: net",
                      "layer id " + std::to_string(d.id) + " appears twice");
   }
-  if (!(options.capture_batch > 0))
-    detail::fail(errc::invalid_argument, "adaquant_calibrate: options.capture_batch",
+  if (!(quantizers.size() == layers.size()))
+    detail::fail(errc::shape_mismatch, "adaquant_calibrate: quantizers",
+                 "has " + std::to_string(quantizers.size()) + " entries for " +
+                     std::to_string(layers.size()) + " layers");
+  if (!(context.capture_batch > 0))
+    detail::fail(errc::invalid_argument, "adaquant_calibrate: context.capture_batch",
                  "must be > 0");
   detail::validate_options(options.layer);
+  const std::size_t chunk = context.capture_batch;
 
   // Per-layer options, decided up front so that they do not depend on the order of execution.
   std::vector<detail::layer_job> jobs;
   jobs.reserve(layers.size());
-  for (const layer_desc& d : layers) {
+  for (std::size_t i = 0; i < layers.size(); ++i) {
+    const layer_desc& d = layers[i];
     detail::layer_job j;
     j.desc = &d;
+    j.quantizers = &quantizers[i];
+    (void)j.quantizers->objective_config(
+        d.activation, "adaquant_calibrate: quantizers[layer " + std::to_string(d.id) + "]");
     j.opt = options.layer;
     j.opt.seed = detail::layer_seed(options.layer.seed, d.id);
     if (options.configure && !options.configure(d, j.opt)) continue;
@@ -165,34 +182,42 @@ calibration_report adaquant_calibrate(Net& net, const calibration_options& optio
   calibration_report report;
   const auto finish = [&](detail::layer_job& j) {
     if (j.error) std::rethrow_exception(j.error);
-    net.set_quantized(detail::to_quantized(j.desc->id, j.result, j.opt.quant.quantize_activations));
+    net.set_quantized(
+        detail::to_quantized(j.desc->id, j.result, j.quantizers->activations.has_value()));
     report.layers.push_back(j.result.report);
-    if (options.on_layer) options.on_layer(j.result.report);
+    context.report("adaquant", report.layers.size(), jobs.size());
     j.result = {};
   };
 
   if (options.order == calibration_order::sequential) {
     for (detail::layer_job& j : jobs) {
-      detail::capture_all(net, *j.desc, n, options.capture_batch, capture_mode::quantized, true,
-                          false, j.io);
-      detail::capture_all(net, *j.desc, n, options.capture_batch, capture_mode::full_precision,
-                          false, true, j.io);
+      detail::capture_all(net, *j.desc, n, chunk, capture_mode::quantized, true, false, j.io);
+      detail::capture_all(net, *j.desc, n, chunk, capture_mode::full_precision, false, true, j.io);
       j.run();
       finish(j);
     }
   } else {
-    const std::size_t width = std::max<std::size_t>(1, options.threads);
+    const std::size_t width = resolve_threads(context.threads);
     for (std::size_t first = 0; first < jobs.size(); first += width) {
       const std::size_t last = std::min(jobs.size(), first + width);
       for (std::size_t i = first; i < last; ++i)
-        detail::capture_all(net, *jobs[i].desc, n, options.capture_batch,
-                            capture_mode::full_precision, true, true, jobs[i].io);
+        detail::capture_all(net, *jobs[i].desc, n, chunk, capture_mode::full_precision, true, true,
+                            jobs[i].io);
       parallel_for(last - first, width, [&](std::size_t k) { jobs[first + k].run(); });
       for (std::size_t i = first; i < last; ++i) finish(jobs[i]);
     }
   }
   report.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   return report;
+}
+
+// The same quantizers for every layer.
+template <QuantizableNetwork Net>
+calibration_report adaquant_calibrate(Net& net, const layer_quantizers& quantizers,
+                                      const calibration_options& options,
+                                      const execution_context& context = {}) {
+  const std::vector<layer_quantizers> all(net.quantizable_layers().size(), quantizers);
+  return adaquant_calibrate(net, std::span<const layer_quantizers>(all), options, context);
 }
 
 }  // namespace adaquant

@@ -83,9 +83,6 @@ inline std::int32_t round_zero_point(float z, std::int32_t qmin, std::int32_t qm
   if (r > static_cast<float>(qmax)) return qmax;
   return static_cast<std::int32_t>(r);
 }
-inline std::int32_t fixed_zero_point(const quant_scheme& s) noexcept {
-  return s.is_signed ? 0 : (s.qmin() + s.qmax() + 1) / 2;
-}
 inline void check_all_finite(std::span<const float> v, const std::string& where) {
   for (std::size_t i = 0; i < v.size(); ++i)
     if (!is_finite(v[i]))
@@ -166,7 +163,7 @@ class layer_objective {
     s.weight_zero_point.resize(w.channels());
     for (std::size_t c = 0; c < w.channels(); ++c)
       s.weight_zero_point[c] = static_cast<float>(cfg_.weight_scheme.symmetric
-                                                      ? detail::fixed_zero_point(cfg_.weight_scheme)
+                                                      ? cfg_.weight_scheme.symmetric_zero_point()
                                                       : w.zero_point[c]);
     if (cfg_.quantize_activations) {
       a.validate("layer_objective::initial_state: act params");
@@ -176,7 +173,7 @@ class layer_objective {
                          "] differs from the activation scheme's");
       s.act_scale = a.scale;
       s.act_zero_point = static_cast<float>(
-          cfg_.act_scheme.symmetric ? detail::fixed_zero_point(cfg_.act_scheme) : a.zero_point);
+          cfg_.act_scheme.symmetric ? cfg_.act_scheme.symmetric_zero_point() : a.zero_point);
     }
     return s;
   }

@@ -1,19 +1,23 @@
 #pragma once
 // The advanced pipeline: one call over a network whose batch norms are folded.
 //
-//   1. adaquant         every layer calibrated by AdaQuant (calibrate/driver.hpp) at its bits,
-//                       in cfg.calibration.order (parallel or sequential)
-//      with cfg.max_size_ratio: every layer is calibrated (parallel order, on full-precision
-//      inputs, so options can be mixed) at each entry of cfg.weight_bit_options below 8 bits;
-//      8-bit options are round-to-nearest. 2. bit_allocation then picks one option per layer by
-//      the exact integer program over the measured loss increases.
-//   3. bn_tuning        batch-norm statistics re-estimated on the quantized network, refolded
-//   4. bias_tuning      per layer, in order, only the bias is refitted (bias/bias_tuning.hpp:
-//                       AdaQuant's objective with everything else frozen, solved per channel)
-//                       against the full-precision outputs, with inputs from the quantized
-//                       network. This is the per-layer form of the paper's bias tuning; the
-//                       end-to-end form would need a backward pass through the whole network,
-//                       which the network interface does not ask for.
+//   advanced_pipeline(net, advanced_config, execution_context = {}) -> pipeline_report
+//
+//   1. adaquant         every layer calibrated by AdaQuant (calibrate/driver.hpp) at its bits with
+//                       config.adaquant's options and order (parallel or sequential); without
+//                       config.adaquant, round-to-nearest from the quantizers' ranges ("ranges")
+//      with config.bit_allocation: every layer is calibrated (parallel order, on full-precision
+//      inputs, so options can be mixed) at each of its weight_bits below 8; 8-bit options are
+//      round-to-nearest. 2. bit_allocation then picks one option per layer by the exact integer
+//      program over the measured loss increases (the network's calibration_loss).
+//   3. bn_tuning        (config.bn_tuning) batch-norm statistics re-estimated on the quantized
+//                       network, refolded
+//   4. bias_tuning      (config.bias_tuning) per layer, in order, only the bias is refitted
+//                       (bias/bias_tuning.hpp: AdaQuant's objective with everything else frozen,
+//                       solved per channel) against the full-precision outputs, with inputs from
+//                       the quantized network. This is the per-layer form of the paper's bias
+//                       tuning; the end-to-end form would need a backward pass through the whole
+//                       network, which the network interface does not ask for.
 // Errors: as light_pipeline, plus whatever AdaQuant throws.
 
 #include <adaquant/pipeline/steps.hpp>
@@ -21,10 +25,12 @@
 namespace adaquant {
 
 template <PipelineNetwork Net>
-pipeline_report advanced_pipeline(Net& net, const pipeline_config& cfg) {
+pipeline_report advanced_pipeline(Net& net, const advanced_config& cfg,
+                                  const execution_context& ctx = {}) {
   constexpr const char* fn = "advanced_pipeline";
-  detail::pipeline_state st = detail::init_state(net, cfg, fn);
-  detail::check_size_budget(st, cfg, fn);
+  detail::pipeline_state st = detail::init_state(net, cfg.quant, fn);
+  if (cfg.bit_allocation) detail::check_bit_allocation<Net>(st, *cfg.bit_allocation, fn);
+  if (cfg.adaquant) detail::validate_options(cfg.adaquant->layer);
   pipeline_report rep;
   auto t = std::chrono::steady_clock::now();
   const auto layer_summary = [](const calibration_report& r) {
@@ -38,30 +44,31 @@ pipeline_report advanced_pipeline(Net& net, const pipeline_config& cfg) {
                   before, after);
     return std::string(buf);
   };
-  if (!cfg.max_size_ratio) {
+  if (!cfg.bit_allocation) {
     if (cfg.adaquant) {
       const calibration_report r =
-          detail::adaquant_step(net, st, cfg, cfg.calibration.order, st.wbits);
+          detail::adaquant_step(net, st, *cfg.adaquant, cfg.adaquant->order, st.wbits, ctx);
       rep.steps.push_back({"adaquant", detail::seconds_since(t), layer_summary(r)});
     } else {
-      detail::range_step(net, st, cfg);
+      detail::range_step(net, st, ctx);
       rep.steps.push_back({"ranges", detail::seconds_since(t), "round-to-nearest"});
     }
   } else {
+    const bit_allocation_budget& ba = *cfg.bit_allocation;
     // Round-to-nearest forms first: the 8-bit options and the base configuration.
-    detail::range_step(net, st, cfg);
+    detail::range_step(net, st, ctx);
     const std::size_t n = st.layers.size();
     std::vector<detail::layer_options> options(n);
     const std::vector<quantized_layer> rtn = st.q;  // round-to-nearest, original bias
-    std::vector<int> rtn_bits(cfg.weight_bit_options);
+    std::vector<int> rtn_bits(ba.weight_bits);
     rtn_bits.push_back(8);
     std::string summary;
-    for (int b : cfg.weight_bit_options) {
+    for (int b : ba.weight_bits) {
       if (b >= 8 || !cfg.adaquant) continue;
       std::vector<int> wb(n);
-      for (std::size_t i = 0; i < n; ++i) wb[i] = detail::layer_bits(cfg, i, n, b);
+      for (std::size_t i = 0; i < n; ++i) wb[i] = detail::layer_bits(st.quant, i, n, b);
       const calibration_report r =
-          detail::adaquant_step(net, st, cfg, calibration_order::parallel, wb);
+          detail::adaquant_step(net, st, *cfg.adaquant, calibration_order::parallel, wb, ctx);
       summary += (summary.empty() ? "" : "; ") + std::to_string(b) + " bits: " + layer_summary(r);
       for (std::size_t i = 0; i < n; ++i) options[i][wb[i]] = st.q[i];
     }
@@ -70,19 +77,20 @@ pipeline_report advanced_pipeline(Net& net, const pipeline_config& cfg) {
       for (int b : rtn_bits)
         if (!options[i].count(b)) {
           quantized_layer q = rtn[i];
-          detail::quantize_weights(st.layers[i], b, cfg, q);
+          detail::quantize_weights(st.layers[i], st.quant.weights.with_bits(b), q);
           options[i][b] = std::move(q);
         }
     rep.steps.push_back({"adaquant", detail::seconds_since(t), summary});
     t = std::chrono::steady_clock::now();
-    const std::string chosen = detail::bit_allocation_step(net, st, cfg, options);
+    const std::string chosen = detail::bit_allocation_step(net, st, ba, options, ctx);
     rep.steps.push_back({"bit_allocation", detail::seconds_since(t), chosen});
   }
   if (cfg.bn_tuning)
-    detail::timed_step(rep, "bn_tuning", [&] { return detail::bn_tuning_step(net, st, cfg); });
-  if (cfg.bias_correction)
+    detail::timed_step(rep, "bn_tuning",
+                       [&] { return detail::bn_tuning_step(net, st, *cfg.bn_tuning, ctx); });
+  if (cfg.bias_tuning)
     detail::timed_step(rep, "bias_tuning", [&] {
-      const auto [before, after] = detail::bias_tuning_step(net, st, cfg);
+      const auto [before, after] = detail::bias_tuning_step(net, st, ctx);
       char buf[120];
       std::snprintf(buf, sizeof buf, "summed output MSE %.4g -> %.4g", before, after);
       return std::string(buf);

@@ -1,60 +1,90 @@
 #pragma once
-// Configuration and reports of the light and advanced pipelines (pipeline/light.hpp,
-// pipeline/advanced.hpp).
+// What the light and advanced pipelines compute (pipeline/light.hpp, pipeline/advanced.hpp), each
+// setting in one place:
+//
+//   quantization_spec     the numerics: the weight and the activation quantizer (scheme,
+//                         granularity, rounding, range method: range/quantizer_spec.hpp) and the
+//                         paper's first/last-layer convention
+//   light_config          + the light steps: bit allocation, BN tuning, bias correction
+//   advanced_config       + the advanced steps: AdaQuant (its optimisation options live only
+//                         here), bit allocation, BN tuning, bias tuning
+//
+// How the work runs (threads, capture batch, progress) is the execution_context
+// (core/execution.hpp) passed beside the config; it never changes a result. The loss bit
+// allocation minimises is the network's own (pipeline/network.hpp, LossNetwork).
+//
+//   adaquant::advanced_config cfg;
+//   cfg.quant.weights = adaquant::quantizer_spec::weights(4);          // per channel, MSE ranges
+//   cfg.quant.activations = adaquant::quantizer_spec::activations(4);  // per tensor, affine
+//   cfg.adaquant->layer.iterations = 200;
+//   cfg.bit_allocation = adaquant::bit_allocation_budget{0.13, {2, 4, 8}};
+//   adaquant::execution_context ctx{.threads = 0};
+//   adaquant::pipeline_report r = adaquant::advanced_pipeline(net, cfg, ctx);
 
 #include <adaquant/calibrate/driver.hpp>
-#include <adaquant/range/estimator.hpp>
+#include <adaquant/core/execution.hpp>
+#include <adaquant/range/quantizer_spec.hpp>
 
-#include <cstdint>
-#include <functional>
 #include <optional>
 #include <string>
 #include <vector>
 
 namespace adaquant {
 
-// Progress of a long step: `done` of `total` units (layers, options) of step `step`.
-struct pipeline_progress {
-  std::string step;
-  std::size_t done = 0, total = 0;
-};
-
-enum class bn_reference { running_statistics, full_precision };
-
-struct pipeline_config {
-  int weight_bits = 4;  // per output channel, symmetric signed
-  int act_bits = 4;     // per tensor, affine unsigned (covers signed inputs through the zero point)
+// The numerics of a quantized network.
+struct quantization_spec {
+  // Weights per output channel, symmetric signed; activations (each layer's input) per tensor,
+  // affine unsigned (which covers signed inputs through the zero point). MSE-optimal ranges.
+  quantizer_spec weights = quantizer_spec::weights(4);
+  quantizer_spec activations = quantizer_spec::activations(4);
   // The paper's convention: the first and the last quantizable layer stay at 8 bits.
   bool first_last_8bit = true;
-  rounding_mode rounding = rounding_mode::pytorch;
-  range_method weight_range = range_method::mse;
-  range_method act_range = range_method::mse;
-  estimate_options range_options{};
+};
 
-  // Bit allocation (when set): choose each layer's weight bits among weight_bit_options so that
-  // weight storage is at most max_size_ratio of FP32 and the summed loss increase is smallest.
-  std::optional<double> max_size_ratio;
-  std::vector<int> weight_bit_options{2, 3, 4, 8};
-  // Loss of the network in its current quantized state on calibration data (needed for bit
-  // allocation; lower is better). The pipeline calls it once per (layer, option) and once for
-  // the base configuration.
-  std::function<double()> calibration_loss;
+// Bit allocation: choose each layer's weight bits among weight_bits so that weight storage is at
+// most max_size_ratio of FP32 and the summed calibration-loss increase is smallest.
+struct bit_allocation_budget {
+  double max_size_ratio = 0.13;
+  std::vector<int> weight_bits{2, 3, 4, 8};
+};
 
-  bool bn_tuning = true;
-  // What BN tuning matches the quantized layer's output statistics to: the trained running
-  // statistics (the paper's Eq. 6-8) or the full-precision layer's statistics on the calibration
-  // set (bn/retune.hpp, match_output_moments).
-  bn_reference bn_target = bn_reference::running_statistics;
-  bool bias_correction = true;  // light: empirical bias correction; advanced: per-layer bias tuning
-  bool adaquant = true;         // advanced only
-  calibration_options calibration{};  // advanced: AdaQuant driver settings (bits are set here)
+// What BN tuning matches each quantized layer's output statistics to: the trained running
+// statistics (the paper's Eq. 6-8) or the full-precision layer's statistics on the calibration
+// set (bn/retune.hpp, match_output_moments).
+enum class bn_reference { running_statistics, full_precision };
+struct bn_tuning_options {
+  bn_reference target = bn_reference::running_statistics;
+};
 
-  std::size_t capture_batch = 100;  // samples per capture call
-  // Threads (0: the hardware's) for work that is independent per layer: range estimation
-  // (`threads` layers at a time) and AdaQuant in parallel order (at least `threads` layers at a
-  // time, or calibration.threads if larger). Results never depend on the thread count.
-  std::size_t threads = 1;
-  std::function<void(const pipeline_progress&)> progress;
+// The light pipeline (no backpropagation). The naive baseline: min/max ranges, every step off,
+// first_last_8bit false (light_config::naive).
+struct light_config {
+  quantization_spec quant{};
+  std::optional<bit_allocation_budget> bit_allocation{};
+  std::optional<bn_tuning_options> bn_tuning = bn_tuning_options{};
+  bool bias_correction = true;  // b += E[y_fp - y_q] per output channel, layer by layer
+
+  // Round-to-nearest with min/max ranges, every layer at the given bits, no further step.
+  [[nodiscard]] static light_config naive(int weight_bits, int act_bits) {
+    light_config c;
+    c.quant.weights = quantizer_spec::weights(weight_bits);
+    c.quant.activations = quantizer_spec::activations(act_bits);
+    c.quant.weights.range = c.quant.activations.range = range_method::min_max;
+    c.quant.first_last_8bit = false;
+    c.bn_tuning.reset();
+    c.bias_correction = false;
+    return c;
+  }
+};
+
+// The advanced pipeline.
+struct advanced_config {
+  quantization_spec quant{};
+  // AdaQuant per layer (nullopt: round-to-nearest from the quantizers' ranges instead).
+  std::optional<calibration_options> adaquant = calibration_options{};
+  std::optional<bit_allocation_budget> bit_allocation{};
+  std::optional<bn_tuning_options> bn_tuning = bn_tuning_options{};
+  bool bias_tuning = true;  // per layer, only the bias refitted to AdaQuant's objective
 };
 
 struct step_report {

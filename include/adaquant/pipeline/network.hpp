@@ -4,17 +4,31 @@
 //
 //   const batch_norm_params* folded_batch_norm(std::size_t layer_id) const;   // nullptr: none
 //
+// and, only when bit allocation runs, the loss it minimises (LossNetwork):
+//
+//   double calibration_loss();
+//       the loss of the network in its current quantized state (every layer given to
+//       set_quantized) on calibration data; lower is better. Called once for the base
+//       configuration and once per (layer, bit option).
+//
 // The pipelines expect batch norms already folded into the preceding layers (the deployed form),
 // and layer_desc::weight/bias to be the folded full-precision parameters.
 
 #include <adaquant/bn/batch_norm.hpp>
 #include <adaquant/calibrate/network.hpp>
 
+#include <concepts>
+
 namespace adaquant {
 
 template <class N>
 concept PipelineNetwork = QuantizableNetwork<N> && requires(const N& n, std::size_t id) {
   { n.folded_batch_norm(id) } -> std::convertible_to<const batch_norm_params*>;
+};
+
+template <class N>
+concept LossNetwork = requires(N& n) {
+  { n.calibration_loss() } -> std::convertible_to<double>;
 };
 
 }  // namespace adaquant

@@ -31,6 +31,13 @@ struct pipeline_state {
   std::vector<layer_desc> layers;
   std::vector<quantized_layer> q;  // current quantized form, by position in `layers`
   std::vector<int> wbits, abits;
+  quantization_spec quant;  // the configuration's numerics
+
+  // Layer i's quantizers at its current bits (weights at `wbits` when given).
+  [[nodiscard]] layer_quantizers quantizers(std::size_t i, int weight_bits = 0) const {
+    return {quant.weights.with_bits(weight_bits ? weight_bits : wbits[i]),
+            quant.activations.with_bits(abits[i])};
+  }
 };
 
 inline double seconds_since(std::chrono::steady_clock::time_point t0) {
@@ -45,22 +52,17 @@ void timed_step(pipeline_report& rep, const char* name, F&& f) {
   rep.steps.push_back({name, seconds_since(t0), std::move(summary)});
 }
 
-inline void report_progress(const pipeline_config& cfg, const char* step, std::size_t done,
-                            std::size_t total) {
-  if (cfg.progress) cfg.progress({step, done, total});
-}
-
 inline tensor_view<const float> weight_matrix(const layer_desc& d) {
   return {d.weight.data(), {d.geometry.out_channels(), d.geometry.weights_per_channel()}};
 }
 
-// Bits of layer i under the configuration: 8 for the first and last when the convention holds.
-inline int layer_bits(const pipeline_config& cfg, std::size_t i, std::size_t n, int bits) {
-  return cfg.first_last_8bit && (i == 0 || i + 1 == n) ? 8 : bits;
+inline bool fixed_at_8bit(const quantization_spec& q, std::size_t i, std::size_t n) {
+  return q.first_last_8bit && (i == 0 || i + 1 == n);
 }
-
-inline quant_scheme weight_scheme(int bits) { return {bits, true, true, false}; }
-inline quant_scheme act_scheme(int bits) { return {bits, false, false, false}; }
+// Bits of layer i under the configuration: 8 for the first and last when the convention holds.
+inline int layer_bits(const quantization_spec& q, std::size_t i, std::size_t n, int bits) {
+  return fixed_at_8bit(q, i, n) ? 8 : bits;
+}
 
 // All calibration samples' inputs or outputs of one layer, in `mode`.
 template <QuantizableNetwork Net>
@@ -85,16 +87,12 @@ inline void remove_bias(const layer_desc& d, const std::vector<float>& bias, std
       for (std::size_t p = 0; p < pos; ++p) outputs[(s * oc + c) * pos + p] -= bias[c];
 }
 
-// Round-to-nearest weights of a layer at `bits` with ranges from cfg.weight_range.
-inline void quantize_weights(const layer_desc& d, int bits, const pipeline_config& cfg,
-                             quantized_layer& q) {
-  estimate_options eo = cfg.range_options;
-  eo.on_zero = zero_range::use_epsilon;  // a dead channel must not stop the pipeline
-  eo.rounding = cfg.rounding;
-  q.weight_params =
-      estimate_channel_params(weight_matrix(d), weight_scheme(bits), 0, cfg.weight_range, eo);
+// Round-to-nearest weights of a layer with the weight quantizer `spec` (its range method; a dead
+// channel gets scale FLT_EPSILON rather than stopping the pipeline).
+inline void quantize_weights(const layer_desc& d, const quantizer_spec& spec, quantized_layer& q) {
+  q.weight_params = estimate_channel_params(weight_matrix(d), spec, zero_range::use_epsilon);
   q.weight.resize(d.weight.size());
-  with_rounding(cfg.rounding, [&](auto r) {
+  with_rounding(spec.rounding, [&](auto r) {
     fake_quant_per_channel<decltype(r)>(
         weight_matrix(d), tensor_view<float>(q.weight.data(), weight_matrix(d).shape()),
         q.weight_params);
@@ -102,38 +100,36 @@ inline void quantize_weights(const layer_desc& d, int bits, const pipeline_confi
 }
 
 // Step "ranges": round-to-nearest weights and activation ranges estimated on the full-precision
-// inputs of every layer; cfg.threads layers are estimated at a time (captures stay in order).
+// inputs of every layer; ctx.threads layers are estimated at a time (captures stay in order).
 template <PipelineNetwork Net>
-void range_step(Net& net, pipeline_state& st, const pipeline_config& cfg) {
+void range_step(Net& net, pipeline_state& st, const execution_context& ctx) {
   const std::size_t n = st.layers.size();
   const std::size_t samples = net.calibration_size();
-  const std::size_t width = resolve_threads(cfg.threads);
-  estimate_options eo = cfg.range_options;
-  eo.on_zero = zero_range::use_epsilon;  // a dead channel must not stop the pipeline
-  eo.rounding = cfg.rounding;
+  const std::size_t width = resolve_threads(ctx.threads);
   for (std::size_t first = 0; first < n; first += width) {
     const std::size_t last = std::min(n, first + width);
     std::vector<layer_io> io(last - first);
     for (std::size_t i = first; i < last; ++i)
       io[i - first] = capture_layer(net, st.layers[i], capture_mode::full_precision, true, false,
-                                    cfg.capture_batch);
+                                    ctx.capture_batch);
     parallel_for(last - first, width, [&](std::size_t k) {
       const std::size_t i = first + k;
       const layer_desc& d = st.layers[i];
       quantized_layer& q = st.q[i];
       q.id = d.id;
-      quantize_weights(d, st.wbits[i], cfg, q);
+      const layer_quantizers lq = st.quantizers(i);
+      quantize_weights(d, lq.weights, q);
       q.bias.assign(d.bias.begin(), d.bias.end());
       if (q.bias.empty()) q.bias.assign(d.geometry.out_channels(), 0.0f);
       q.act_params = estimate_tensor_params(
           tensor_view<const float>(io[k].inputs.data(), {samples, d.geometry.input_per_sample()}),
-          act_scheme(st.abits[i]), cfg.act_range, eo);
+          *lq.activations, zero_range::use_epsilon);
       q.quantize_input = true;
       io[k] = {};
     });
     for (std::size_t i = first; i < last; ++i) {
       net.set_quantized(st.q[i]);
-      report_progress(cfg, "ranges", i + 1, n);
+      ctx.report("ranges", i + 1, n);
     }
   }
 }
@@ -141,26 +137,27 @@ void range_step(Net& net, pipeline_state& st, const pipeline_config& cfg) {
 // Step "bn_tuning": re-estimate the statistics of every layer with a folded batch norm on the
 // quantized network's own activations (exact averages over all calibration samples, in layer
 // order so each layer sees its tuned predecessors) and refold, keeping weights on their grid.
-// The target statistics are the BN's running ones or the full-precision layer's (cfg.bn_target).
+// The target statistics are the BN's running ones or the full-precision layer's (opt.target).
 template <PipelineNetwork Net>
-std::size_t bn_tuning_layers(Net& net, pipeline_state& st, const pipeline_config& cfg) {
+std::size_t bn_tuning_layers(Net& net, pipeline_state& st, const bn_tuning_options& opt,
+                             const execution_context& ctx) {
   std::size_t tuned = 0;
   const std::size_t samples = net.calibration_size();
   for (std::size_t i = 0; i < st.layers.size(); ++i) {
     const layer_desc& d = st.layers[i];
     const batch_norm_params* bn = net.folded_batch_norm(d.id);
-    report_progress(cfg, "bn_tuning", i + 1, st.layers.size());
+    ctx.report("bn_tuning", i + 1, st.layers.size());
     if (!bn) continue;
     quantized_layer& q = st.q[i];
-    layer_io io = capture_layer(net, d, capture_mode::quantized, false, true, cfg.capture_batch);
+    layer_io io = capture_layer(net, d, capture_mode::quantized, false, true, ctx.capture_batch);
     const std::size_t oc = d.geometry.out_channels();
     remove_bias(d, q.bias, samples, io.outputs);  // u = Q x
     channel_moments m(oc, 1);
     m.observe(outputs_view(d, io.outputs, samples));
     bn_retune_result r;
-    if (cfg.bn_target == bn_reference::full_precision) {
+    if (opt.target == bn_reference::full_precision) {
       const layer_io fp =
-          capture_layer(net, d, capture_mode::full_precision, false, true, cfg.capture_batch);
+          capture_layer(net, d, capture_mode::full_precision, false, true, ctx.capture_batch);
       channel_moments mf(oc, 1);
       mf.observe(outputs_view(d, fp.outputs, samples));
       r = match_output_moments(mf, m, bn->eps);
@@ -184,21 +181,21 @@ std::size_t bn_tuning_layers(Net& net, pipeline_state& st, const pipeline_config
 
 // Step "bias_correction" (light): b += E[y_fp - y_q] per channel, layer by layer.
 template <PipelineNetwork Net>
-double bias_correction_step(Net& net, pipeline_state& st, const pipeline_config& cfg) {
+double bias_correction_step(Net& net, pipeline_state& st, const execution_context& ctx) {
   double largest = 0.0;
   const std::size_t samples = net.calibration_size();
   for (std::size_t i = 0; i < st.layers.size(); ++i) {
     const layer_desc& d = st.layers[i];
     const layer_io fp =
-        capture_layer(net, d, capture_mode::full_precision, false, true, cfg.capture_batch);
+        capture_layer(net, d, capture_mode::full_precision, false, true, ctx.capture_batch);
     const layer_io qo =
-        capture_layer(net, d, capture_mode::quantized, false, true, cfg.capture_batch);
+        capture_layer(net, d, capture_mode::quantized, false, true, ctx.capture_batch);
     bias_correction bc(d.geometry.out_channels(), 1);
     bc.observe(outputs_view(d, fp.outputs, samples), outputs_view(d, qo.outputs, samples));
     for (float v : bc.correction()) largest = std::max(largest, static_cast<double>(std::abs(v)));
     bc.apply(st.q[i].bias);
     net.set_quantized(st.q[i]);
-    report_progress(cfg, "bias_correction", i + 1, st.layers.size());
+    ctx.report("bias_correction", i + 1, st.layers.size());
   }
   return largest;
 }
@@ -209,15 +206,15 @@ double bias_correction_step(Net& net, pipeline_state& st, const pipeline_config&
 // parameters stay bit for bit. Returns the summed per-layer output MSE before and after.
 template <PipelineNetwork Net>
 std::pair<double, double> bias_tuning_step(Net& net, pipeline_state& st,
-                                           const pipeline_config& cfg) {
+                                           const execution_context& ctx) {
   double before = 0.0, after = 0.0;
   const std::size_t samples = net.calibration_size();
   for (std::size_t i = 0; i < st.layers.size(); ++i) {
     const layer_desc& d = st.layers[i];
     quantized_layer& q = st.q[i];
-    layer_io qo = capture_layer(net, d, capture_mode::quantized, false, true, cfg.capture_batch);
+    layer_io qo = capture_layer(net, d, capture_mode::quantized, false, true, ctx.capture_batch);
     const layer_io fp =
-        capture_layer(net, d, capture_mode::full_precision, false, true, cfg.capture_batch);
+        capture_layer(net, d, capture_mode::full_precision, false, true, ctx.capture_batch);
     remove_bias(d, q.bias, samples, qo.outputs);  // u = Q(W) Q(x)
     const bias_tuning_result r = tune_bias(outputs_view(d, qo.outputs, samples),
                                            outputs_view(d, fp.outputs, samples), q.bias,
@@ -227,14 +224,15 @@ std::pair<double, double> bias_tuning_step(Net& net, pipeline_state& st,
     after += r.loss_after / elements;
     q.bias = r.bias;
     net.set_quantized(q);
-    report_progress(cfg, "bias_tuning", i + 1, st.layers.size());
+    ctx.report("bias_tuning", i + 1, st.layers.size());
   }
   return {before, after};
 }
 
 template <PipelineNetwork Net>
-std::string bn_tuning_step(Net& net, pipeline_state& st, const pipeline_config& cfg) {
-  return std::to_string(bn_tuning_layers(net, st, cfg)) + " batch norms re-estimated";
+std::string bn_tuning_step(Net& net, pipeline_state& st, const bn_tuning_options& opt,
+                           const execution_context& ctx) {
+  return std::to_string(bn_tuning_layers(net, st, opt, ctx)) + " batch norms re-estimated";
 }
 
 // A network wrapper that records what set_quantized receives (the AdaQuant driver's results).
@@ -254,35 +252,20 @@ struct recording_network {
   }
 };
 
-// Step "adaquant": the driver at each layer's bits; records the results into st.q.
+// Step "adaquant": the driver with every layer at its activation bits and at weight bits
+// `wbits` (by position), in `order`; records the results into st.q.
 template <PipelineNetwork Net>
-calibration_report adaquant_step(Net& net, pipeline_state& st, const pipeline_config& cfg,
-                                 calibration_order order, const std::vector<int>& wbits) {
+calibration_report adaquant_step(Net& net, pipeline_state& st, calibration_options co,
+                                 calibration_order order, const std::vector<int>& wbits,
+                                 const execution_context& ctx) {
   recording_network<Net> rec{net, {}};
-  calibration_options co = cfg.calibration;
   co.order = order;
-  co.capture_batch = cfg.capture_batch;
-  if (order == calibration_order::parallel)
-    co.threads = std::max(co.threads, resolve_threads(cfg.threads));
+  std::vector<layer_quantizers> quantizers;
+  for (std::size_t i = 0; i < st.layers.size(); ++i) quantizers.push_back(st.quantizers(i, wbits[i]));
+  calibration_report rep =
+      adaquant_calibrate(rec, std::span<const layer_quantizers>(quantizers), co, ctx);
   std::map<std::size_t, std::size_t> pos;
   for (std::size_t i = 0; i < st.layers.size(); ++i) pos[st.layers[i].id] = i;
-  const auto user_configure = co.configure;
-  co.configure = [&](const layer_desc& d, adaquant_options& o) {
-    const std::size_t i = pos.at(d.id);
-    o.quant.weight_scheme = weight_scheme(wbits[i]);
-    o.quant.act_scheme = act_scheme(st.abits[i]);
-    o.quant.rounding = cfg.rounding;
-    o.weight_range = cfg.weight_range;
-    o.act_range = cfg.act_range;
-    return user_configure ? user_configure(d, o) : true;
-  };
-  std::size_t done = 0;
-  const auto user_on_layer = co.on_layer;
-  co.on_layer = [&](const layer_report& r) {
-    report_progress(cfg, "adaquant", ++done, st.layers.size());
-    if (user_on_layer) user_on_layer(r);
-  };
-  calibration_report rep = adaquant_calibrate(rec, co);
   for (auto& [id, q] : rec.received) st.q[pos.at(id)] = q;
   return rep;
 }
@@ -294,96 +277,98 @@ inline double weight_bytes(const layer_desc& d, int bits) {
 // The candidate forms of one layer for bit allocation, by weight bits (8 is the base form).
 using layer_options = std::map<int, quantized_layer>;
 
-inline bool fixed_at_8bit(const pipeline_config& cfg, std::size_t i, std::size_t n) {
-  return cfg.first_last_8bit && (i == 0 || i + 1 == n);
-}
-
 // Step "bit_allocation": the loss increase of every (layer, weight bits) from the all-8-bit base,
 // one layer at a time (bitalloc/sensitivity.hpp: additivity assumption), then the exact multiple
-// choice knapsack under the weight-size budget; installs the chosen forms.
+// choice knapsack under the weight-size budget; installs the chosen forms. The loss is the
+// network's own calibration_loss() (LossNetwork).
 template <PipelineNetwork Net>
-std::string bit_allocation_step(Net& net, pipeline_state& st, const pipeline_config& cfg,
-                                const std::vector<layer_options>& options) {
-  if (!cfg.calibration_loss)
-    fail(errc::invalid_argument, "pipeline: calibration_loss",
-         "bit allocation needs a calibration loss callback");
-  const std::size_t n = st.layers.size();
-  std::vector<int> installed(n, 0);
-  const auto install = [&](std::size_t i, int bits) {
-    if (installed[i] == bits) return;
-    net.set_quantized(options[i].at(bits));
-    installed[i] = bits;
-  };
-  const int abits = cfg.act_bits;
-  std::vector<bit_config> candidates;
-  for (int b : cfg.weight_bit_options) candidates.push_back({b, abits});
-  std::size_t evaluations = 0;
-  // measure_sensitivity evaluates the base once and every candidate other than the base per layer.
-  const auto non_base = static_cast<std::size_t>(std::count_if(
-      candidates.begin(), candidates.end(), [&](const bit_config& c) { return c.bits_w != 8; }));
-  const std::size_t total = 1 + n * non_base;
-  const sensitivity_table table = measure_sensitivity(
-      [&](std::span<const bit_config> c) {
-        for (std::size_t i = 0; i < n; ++i) install(i, fixed_at_8bit(cfg, i, n) ? 8 : c[i].bits_w);
-        report_progress(cfg, "bit_allocation", ++evaluations, total);
-        return cfg.calibration_loss();
-      },
-      n, candidates, bit_config{8, abits});
-  bit_allocation_problem prob;
-  prob.resource_names = {"size_bytes"};
-  double fp32 = 0.0;
-  std::vector<std::vector<int>> bits_of(n);
-  for (std::size_t i = 0; i < n; ++i) {
-    const layer_desc& d = st.layers[i];
-    fp32 += weight_bytes(d, 32);
-    bit_allocation_layer layer;
-    layer.name = std::to_string(d.id);
-    for (std::size_t c = 0; c < candidates.size(); ++c) {
-      const int b = fixed_at_8bit(cfg, i, n) ? 8 : candidates[c].bits_w;
-      if (std::find(bits_of[i].begin(), bits_of[i].end(), b) != bits_of[i].end()) continue;
-      bits_of[i].push_back(b);
-      layer.options.push_back(
-          {{b, abits}, b == 8 ? 0.0 : table.loss_delta[i][c], {weight_bytes(d, b)}});
+std::string bit_allocation_step(Net& net, pipeline_state& st, const bit_allocation_budget& opt,
+                                const std::vector<layer_options>& options,
+                                const execution_context& ctx) {
+  if constexpr (!LossNetwork<Net>) {
+    fail(errc::invalid_argument, "pipeline: bit_allocation",
+         "the network has no calibration_loss() member (pipeline/network.hpp, LossNetwork)");
+  } else {
+    const std::size_t n = st.layers.size();
+    std::vector<int> installed(n, 0);
+    const auto install = [&](std::size_t i, int bits) {
+      if (installed[i] == bits) return;
+      net.set_quantized(options[i].at(bits));
+      installed[i] = bits;
+    };
+    const int abits = st.quant.activations.scheme.bits;
+    std::vector<bit_config> candidates;
+    for (int b : opt.weight_bits) candidates.push_back({b, abits});
+    std::size_t evaluations = 0;
+    // measure_sensitivity evaluates the base once and every candidate other than the base per
+    // layer.
+    const auto non_base = static_cast<std::size_t>(std::count_if(
+        candidates.begin(), candidates.end(), [&](const bit_config& c) { return c.bits_w != 8; }));
+    const std::size_t total = 1 + n * non_base;
+    const sensitivity_table table = measure_sensitivity(
+        [&](std::span<const bit_config> c) {
+          for (std::size_t i = 0; i < n; ++i)
+            install(i, fixed_at_8bit(st.quant, i, n) ? 8 : c[i].bits_w);
+          ctx.report("bit_allocation", ++evaluations, total);
+          return static_cast<double>(net.calibration_loss());
+        },
+        n, candidates, bit_config{8, abits});
+    bit_allocation_problem prob;
+    prob.resource_names = {"size_bytes"};
+    double fp32 = 0.0;
+    std::vector<std::vector<int>> bits_of(n);
+    for (std::size_t i = 0; i < n; ++i) {
+      const layer_desc& d = st.layers[i];
+      fp32 += weight_bytes(d, 32);
+      bit_allocation_layer layer;
+      layer.name = std::to_string(d.id);
+      for (std::size_t c = 0; c < candidates.size(); ++c) {
+        const int b = fixed_at_8bit(st.quant, i, n) ? 8 : candidates[c].bits_w;
+        if (std::find(bits_of[i].begin(), bits_of[i].end(), b) != bits_of[i].end()) continue;
+        bits_of[i].push_back(b);
+        layer.options.push_back(
+            {{b, abits}, b == 8 ? 0.0 : table.loss_delta[i][c], {weight_bytes(d, b)}});
+      }
+      prob.layers.push_back(std::move(layer));
     }
-    prob.layers.push_back(std::move(layer));
+    const double budget = opt.max_size_ratio * fp32;
+    const bit_allocation_result r = minimize_loss(prob, {budget});
+    for (std::size_t i = 0; i < n; ++i) {
+      st.wbits[i] = bits_of[i][r.choice[i]];
+      st.q[i] = options[i].at(st.wbits[i]);
+      net.set_quantized(st.q[i]);
+    }
+    char buf[220];
+    std::snprintf(buf, sizeof buf,
+                  "%s, %.0f of %.0f budget bytes, predicted loss +%.4f (base %.4f), %zu "
+                  "evaluations, %llu nodes",
+                  std::string(to_string(r.status)).c_str(), r.resources[0], budget, r.loss_delta,
+                  table.base_loss, table.evaluations, static_cast<unsigned long long>(r.nodes));
+    return buf;
   }
-  const double budget = *cfg.max_size_ratio * fp32;
-  const bit_allocation_result r = minimize_loss(prob, {budget});
-  for (std::size_t i = 0; i < n; ++i) {
-    st.wbits[i] = bits_of[i][r.choice[i]];
-    st.q[i] = options[i].at(st.wbits[i]);
-    net.set_quantized(st.q[i]);
-  }
-  char buf[220];
-  std::snprintf(buf, sizeof buf,
-                "%s, %.0f of %.0f budget bytes, predicted loss +%.4f (base %.4f), %zu evaluations, "
-                "%llu nodes",
-                std::string(to_string(r.status)).c_str(), r.resources[0], budget, r.loss_delta,
-                table.base_loss, table.evaluations, static_cast<unsigned long long>(r.nodes));
-  return buf;
 }
 
+// Validates the configuration's numerics and the network before any work is done.
 template <PipelineNetwork Net>
-pipeline_state init_state(Net& net, const pipeline_config& cfg, const char* fn) {
-  if (!(cfg.weight_bits >= 2 && cfg.weight_bits <= 16))
-    fail(errc::invalid_argument, std::string(fn) + ": config.weight_bits",
-         "must be in [2, 16], got " + std::to_string(cfg.weight_bits));
-  if (!(cfg.act_bits >= 2 && cfg.act_bits <= 16))
-    fail(errc::invalid_argument, std::string(fn) + ": config.act_bits",
-         "must be in [2, 16], got " + std::to_string(cfg.act_bits));
-  if (cfg.max_size_ratio && !(*cfg.max_size_ratio > 0.0 && *cfg.max_size_ratio <= 1.0))
-    fail(errc::invalid_argument, std::string(fn) + ": config.max_size_ratio",
-         "must be in (0, 1], got " + std::to_string(*cfg.max_size_ratio));
+pipeline_state init_state(Net& net, const quantization_spec& quant, const char* fn) {
+  const std::string f(fn);
+  quant.weights.validate(f + ": config.quant.weights");
+  quant.activations.validate(f + ": config.quant.activations");
+  // The objective's constraints (per-channel weights along axis 0, per-tensor inputs, one
+  // rounding policy) hold for every pipeline: both apply the quantizers to the same layers.
+  (void)layer_quantizers{quant.weights, quant.activations}.objective_config(
+      output_activation::none, f + ": config.quant");
   if (net.calibration_size() == 0)
-    fail(errc::empty_input, std::string(fn) + ": network", "the calibration set is empty");
+    fail(errc::empty_input, f + ": network", "the calibration set is empty");
   pipeline_state st;
+  st.quant = quant;
   st.layers = net.quantizable_layers();
-  if (st.layers.empty()) fail(errc::empty_input, std::string(fn) + ": network", "no layers");
+  if (st.layers.empty()) fail(errc::empty_input, f + ": network", "no layers");
   const std::size_t n = st.layers.size();
   st.q.resize(n);
   for (std::size_t i = 0; i < n; ++i) {
-    st.wbits.push_back(layer_bits(cfg, i, n, cfg.weight_bits));
-    st.abits.push_back(layer_bits(cfg, i, n, cfg.act_bits));
+    st.wbits.push_back(layer_bits(quant, i, n, quant.weights.scheme.bits));
+    st.abits.push_back(layer_bits(quant, i, n, quant.activations.scheme.bits));
   }
   return st;
 }
@@ -398,26 +383,33 @@ inline void finish_report(const pipeline_state& st, pipeline_report& rep) {
   }
 }
 
-// Validates that bit allocation can meet its budget before any work is done.
-inline void check_size_budget(const pipeline_state& st, const pipeline_config& cfg,
-                              const char* fn) {
-  if (!cfg.max_size_ratio) return;
-  if (cfg.weight_bit_options.empty())
-    fail(errc::invalid_argument, std::string(fn) + ": config.weight_bit_options", "is empty");
-  for (int b : cfg.weight_bit_options)
+// Validates that bit allocation can meet its budget before any work is done, and that the
+// network can give the loss it needs.
+template <PipelineNetwork Net>
+void check_bit_allocation(const pipeline_state& st, const bit_allocation_budget& opt,
+                          const char* fn) {
+  const std::string where = std::string(fn) + ": config.bit_allocation";
+  if (!LossNetwork<Net>)
+    fail(errc::invalid_argument, where,
+         "needs the network's calibration_loss() (pipeline/network.hpp, LossNetwork)");
+  if (!(opt.max_size_ratio > 0.0 && opt.max_size_ratio <= 1.0))
+    fail(errc::invalid_argument, where + ".max_size_ratio",
+         "must be in (0, 1], got " + std::to_string(opt.max_size_ratio));
+  if (opt.weight_bits.empty()) fail(errc::invalid_argument, where + ".weight_bits", "is empty");
+  for (int b : opt.weight_bits)
     if (!(b >= 2 && b <= 16))
-      fail(errc::invalid_argument, std::string(fn) + ": config.weight_bit_options",
+      fail(errc::invalid_argument, where + ".weight_bits",
            "bits must be in [2, 16], got " + std::to_string(b));
-  const int smallest =
-      *std::min_element(cfg.weight_bit_options.begin(), cfg.weight_bit_options.end());
+  const int smallest = *std::min_element(opt.weight_bits.begin(), opt.weight_bits.end());
   double least = 0.0, fp32 = 0.0;
   for (std::size_t i = 0; i < st.layers.size(); ++i) {
-    least += weight_bytes(st.layers[i], fixed_at_8bit(cfg, i, st.layers.size()) ? 8 : smallest);
+    least +=
+        weight_bytes(st.layers[i], fixed_at_8bit(st.quant, i, st.layers.size()) ? 8 : smallest);
     fp32 += weight_bytes(st.layers[i], 32);
   }
-  if (!(least <= *cfg.max_size_ratio * fp32 * (1 + 1e-12)))
-    fail(errc::infeasible, std::string(fn) + ": config.max_size_ratio",
-         "size ratio " + std::to_string(*cfg.max_size_ratio) +
+  if (!(least <= opt.max_size_ratio * fp32 * (1 + 1e-12)))
+    fail(errc::infeasible, where + ".max_size_ratio",
+         "size ratio " + std::to_string(opt.max_size_ratio) +
              " is below the smallest achievable " + std::to_string(least / fp32));
 }
 

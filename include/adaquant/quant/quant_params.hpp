@@ -139,7 +139,7 @@ constexpr quant_params params_from_range(const quant_scheme& scheme, float lo, f
     const float m = -lo0 > hi0 ? -lo0 : hi0;
     const float s = m / (static_cast<float>(qmax - qmin) / 2.0f);
     p.scale = s > eps ? s : eps;
-    p.zero_point = scheme.is_signed ? 0 : (qmin + qmax) / 2;
+    p.zero_point = scheme.symmetric_zero_point();
   } else {
     const float s = (hi0 - lo0) / static_cast<float>(qmax - qmin);
     p.scale = s > eps ? s : eps;

@@ -1,6 +1,8 @@
 #pragma once
 // Quantizer policies: a grid (quant_scheme) plus a rounding policy, fixed at compile time for
-// firmware builds (fixed_quantizer) or chosen at run time (quantizer).
+// firmware builds (fixed_quantizer, any type modelling QuantizerPolicy). The run-time
+// specification of a quantizer, which also says where its parameters vary and how they are
+// estimated, is quantizer_spec (range/spec.hpp); quantizer_spec::of<Q>() builds one from a policy.
 //
 // fixed_quantizer<Bits, Signed, Symmetric, Rounding, Narrow> evaluates in constant expressions:
 //   constexpr auto p = q4::params(-1.0f, 1.0f);                  // quant_params
@@ -79,23 +81,6 @@ concept QuantizerPolicy = requires {
   typename Q::storage_type;
 }
 &&RoundingPolicy<typename Q::rounding>;
-
-// Granularity of the parameters: one set for the tensor, or one per index along an axis.
-struct granularity {
-  enum class kind { per_tensor, per_channel } type = kind::per_tensor;
-  std::size_t axis = 0;
-  [[nodiscard]] static constexpr granularity per_tensor() noexcept { return {}; }
-  [[nodiscard]] static constexpr granularity per_channel(std::size_t axis) noexcept {
-    return {kind::per_channel, axis};
-  }
-};
-
-// The run-time counterpart: everything a configuration file can choose.
-struct quantizer {
-  quant_scheme scheme{};
-  rounding_mode rounding = rounding_mode::pytorch;
-  granularity gran{};
-};
 
 // Common compile-time policies.
 using int8_symmetric_quantizer = fixed_quantizer<8, true, true>;

@@ -120,4 +120,18 @@ decltype(auto) with_rounding(rounding_mode mode, F&& f) {
   return f(round_pytorch{});
 }
 
+// The run-time mode of one of the library's policies (a user's own policy has none: it is used
+// through the templates directly).
+template <RoundingPolicy R>
+[[nodiscard]] constexpr rounding_mode rounding_mode_of() noexcept {
+  if constexpr (std::is_same_v<R, round_onnx>)
+    return rounding_mode::onnx;
+  else if constexpr (std::is_same_v<R, round_half_away>)
+    return rounding_mode::half_away;
+  else {
+    static_assert(std::is_same_v<R, round_pytorch>, "no rounding_mode for this policy");
+    return rounding_mode::pytorch;
+  }
+}
+
 }  // namespace adaquant

@@ -16,7 +16,8 @@
 // tensor or channel gives (reject: errc::invalid_argument from params_from_range).
 // Errors: as each estimator (empty, non-finite with the offset, axis, options).
 
-#include <adaquant/quant/quantizer.hpp>
+#include <adaquant/quant/rounding.hpp>
+#include <adaquant/quant/scheme.hpp>
 #include <adaquant/range/min_max.hpp>
 #include <adaquant/range/mse_search.hpp>
 #include <adaquant/range/percentile.hpp>
@@ -51,10 +52,16 @@ enum class range_method { min_max, percentile, mse };
       "unknown range method \"" + std::string(s) + "\" (expected min_max, percentile or mse)");
 }
 
-struct estimate_options {
-  double percentile = 99.99;                        // method percentile
-  percentile_options histogram{};                   // method percentile: bins
-  mse_options mse{};                                // method mse (its on_zero is ignored)
+// The parameters of the range methods (what a quantizer_spec carries beside its method).
+struct range_settings {
+  double percentile = 99.99;       // method percentile
+  percentile_options histogram{};  // method percentile: bins
+  mse_options mse{};               // method mse (its on_zero is ignored)
+};
+
+// Everything an estimator call needs: the method's settings plus the rounding policy the MSE
+// search measures its error with and what an all-zero tensor or channel gives.
+struct estimate_options : range_settings {
   rounding_mode rounding = rounding_mode::pytorch;  // method mse: the policy E is measured with
   zero_range on_zero = zero_range::reject;          // all-zero tensor or channel
 };

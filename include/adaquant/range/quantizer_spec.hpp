@@ -1,0 +1,97 @@
+#pragma once
+// quantizer_spec: what a quantizer is, at run time, in one place.
+//
+//   scheme     the integer grid (quant/scheme.hpp): bits, signed or not, symmetric or affine,
+//              narrow range
+//   gran       one parameter set for the tensor, or one per index along an axis
+//   rounding   how a real value reaches the grid (quant/rounding.hpp): to_grid(x) =
+//              nearbyint(x * (1/s)) (pytorch), nearbyint(x / s) (onnx) or round-half-away
+//   range      how the clipping range, and from it scale and zero point, is estimated from data
+//              (range/estimator.hpp), with that method's `settings`
+//
+// q = clamp(to_grid(x) + zero_point, qmin, qmax), x_hat = (q - zero_point) * scale.
+// The pipelines take one spec for the weights and one for the activations; AdaQuant starts from
+// the parameters the spec estimates and then learns them. A compile-time policy
+// (quant/quantizer.hpp, QuantizerPolicy) converts with quantizer_spec::of<Q>().
+
+#include <adaquant/core/error.hpp>
+#include <adaquant/quant/quantizer.hpp>
+#include <adaquant/range/estimator.hpp>
+
+#include <string>
+#include <type_traits>
+#include <variant>
+
+namespace adaquant {
+
+struct quantizer_spec {
+  quant_scheme scheme{8, true, true, false};
+  granularity gran{};
+  rounding_mode rounding = rounding_mode::pytorch;
+  range_method range = range_method::mse;
+  range_settings settings{};
+
+  // Weights: per output channel (axis 0), symmetric signed, MSE-optimal clipping.
+  [[nodiscard]] static quantizer_spec weights(int bits) {
+    return {{bits, true, true, false}, granularity::per_channel(0)};
+  }
+  // Activations: per tensor, affine unsigned (signed inputs are covered by the zero point),
+  // MSE-optimal clipping.
+  [[nodiscard]] static quantizer_spec activations(int bits) {
+    return {{bits, false, false, false}, granularity::per_tensor()};
+  }
+  // The spec of a compile-time policy (fixed_quantizer<...> or a user's own QuantizerPolicy).
+  template <QuantizerPolicy Q>
+  [[nodiscard]] static constexpr quantizer_spec of(granularity g = {},
+                                                   range_method method = range_method::mse) {
+    return {Q::scheme, g, rounding_mode_of<typename Q::rounding>(), method, {}};
+  }
+
+  [[nodiscard]] quantizer_spec with_bits(int bits) const {
+    quantizer_spec s = *this;
+    s.scheme.bits = bits;
+    return s;
+  }
+  // The estimator options this spec implies; on_zero decides what an all-zero tensor gives.
+  [[nodiscard]] estimate_options estimate(zero_range on_zero = zero_range::reject) const {
+    estimate_options o;
+    static_cast<range_settings&>(o) = settings;
+    o.rounding = rounding;
+    o.on_zero = on_zero;
+    return o;
+  }
+  // Throws errc::invalid_argument naming `where` for bits outside [2, 16].
+  void validate(const std::string& where) const {
+    scheme.validate((where + ".scheme.bits").c_str());
+  }
+};
+
+// The parameters a spec gives for x: quant_params per tensor, channel_params per channel.
+template <FloatTensor T>
+[[nodiscard]] std::variant<quant_params, channel_params> estimate_params(
+    const T& x, const quantizer_spec& spec, zero_range on_zero = zero_range::reject) {
+  return estimate_params(x, spec.scheme, spec.gran, spec.range, spec.estimate(on_zero));
+}
+
+// Per-tensor parameters of a per-tensor spec (errc::invalid_argument for a per-channel one).
+template <FloatTensor T>
+[[nodiscard]] quant_params estimate_tensor_params(const T& x, const quantizer_spec& spec,
+                                                  zero_range on_zero = zero_range::reject) {
+  if (spec.gran.type != granularity::kind::per_tensor)
+    detail::fail(errc::invalid_argument, "estimate_tensor_params: spec.gran",
+                 "is per channel; use estimate_channel_params");
+  return estimate_tensor_params(x, spec.scheme, spec.range, spec.estimate(on_zero));
+}
+
+// Per-channel parameters of a per-channel spec (errc::invalid_argument for a per-tensor one).
+template <FloatTensor T>
+[[nodiscard]] channel_params estimate_channel_params(const T& x, const quantizer_spec& spec,
+                                                     zero_range on_zero = zero_range::reject) {
+  if (spec.gran.type != granularity::kind::per_channel)
+    detail::fail(errc::invalid_argument, "estimate_channel_params: spec.gran",
+                 "is per tensor; use estimate_tensor_params");
+  return estimate_channel_params(x, spec.scheme, spec.gran.axis, spec.range,
+                                 spec.estimate(on_zero));
+}
+
+}  // namespace adaquant
