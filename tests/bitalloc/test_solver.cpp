@@ -2,9 +2,7 @@
 // small random instances (both forms, 0-3 budgets, ties, integer and fractional data), the DP for
 // one integer budget, and limits that must report a valid gap.
 
-#include <adaquant/bitalloc/reference.hpp>
 #include <adaquant/bitalloc/solver.hpp>
-#include <adaquant/bitalloc/synthetic.hpp>
 
 #include <catch2/catch.hpp>
 
@@ -12,6 +10,9 @@
 #include <cstdint>
 #include <limits>
 #include <vector>
+
+#include "support/reference.hpp"
+#include "support/synthetic.hpp"
 
 using namespace adaquant;
 
