@@ -1,13 +1,13 @@
-// Bit allocation: the exact solver on seeded synthetic networks (adaquant/bitalloc/synthetic.hpp,
-// 8 options per layer), one budget (size) and two budgets (size + BOPs). Each benchmark cycles
-// through 5 seeded instances so one lucky instance cannot flatter the figure; counters report
-// layers/s and the mean search nodes. Baselines in the same binary: the textbook dynamic program
-// over an integer capacity (one budget, sizes counted in 4 KiB pages so the DP fits in memory),
-// and exhaustive enumeration (any budgets, 8 layers).
+// Bit allocation: the exact solver on seeded synthetic networks (8 options per layer; the
+// generator is test support, tests/bitalloc/support/synthetic.hpp), one budget (size) and two
+// budgets (size + BOPs). Each benchmark cycles through 5 seeded instances so one lucky instance
+// cannot flatter the figure; counters report layers/s and the mean search nodes. Baselines in the
+// same binary: the textbook dynamic program over an integer capacity (one budget, sizes counted in
+// 4 KiB pages so the DP fits in memory), and exhaustive enumeration (any budgets, 8 layers).
 
-#include <adaquant/bitalloc/reference.hpp>
 #include <adaquant/bitalloc/solver.hpp>
-#include <adaquant/bitalloc/synthetic.hpp>
+#include <bitalloc/support/reference.hpp>
+#include <bitalloc/support/synthetic.hpp>
 
 #include <benchmark/benchmark.h>
 

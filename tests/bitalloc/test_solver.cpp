@@ -2,16 +2,18 @@
 // small random instances (both forms, 0-3 budgets, ties, integer and fractional data), the DP for
 // one integer budget, and limits that must report a valid gap.
 
-#include <adaquant/bitalloc/reference.hpp>
 #include <adaquant/bitalloc/solver.hpp>
-#include <adaquant/bitalloc/synthetic.hpp>
 
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <limits>
 #include <vector>
+
+#include "support/reference.hpp"
+#include "support/synthetic.hpp"
 
 using namespace adaquant;
 
@@ -333,4 +335,50 @@ TEST_CASE("two budgets: partial backward completion sets joined to forward state
     }
   }
   CHECK(optimal > 200);
+}
+
+TEST_CASE("a node limit acts only where the search reaches it, and stops the search there",
+          "[bitalloc]") {
+  // A limit the run never reaches leaves every output bit-identical to the unlimited run (with two
+  // budgets the backward set is capped at 2^21 points, so the limit must clear twice that). A
+  // limit it reaches stops it within one layer's children of the limit, with a proven bound.
+  rng g(31337);
+  int stopped = 0;
+  for (int it = 0; it < 300; ++it) {
+    const std::size_t R = 1 + g.below(3);
+    const auto p = random_problem(g, 4 + g.below(5), 5, R, g.below(2) == 0);
+    const auto t = to_tables(p);
+    std::vector<double> budgets(R);
+    for (std::size_t r = 0; r < R; ++r) {
+      const auto lh = sum_range(p, r, true);
+      budgets[r] = std::floor((lh[0] + 0.4 * (lh[1] - lh[0])) * 8) / 8;
+    }
+    const auto ref = detail::enumerate_min(t.loss, t.res, budgets);
+    if (!ref.feasible) continue;
+    INFO("iteration " << it << " R " << R);
+    const auto full = minimize_loss(p, budgets);
+    REQUIRE(full.status == allocation_status::optimal);
+    CHECK(full.objective == Approx(ref.objective).margin(1e-12));
+    const auto unreached =
+        minimize_loss(p, budgets, {.node_limit = (std::uint64_t{1} << 23) + 2 * full.nodes});
+    CHECK(unreached.status == full.status);
+    CHECK(unreached.choice == full.choice);
+    CHECK(unreached.objective == full.objective);
+    CHECK(unreached.lower_bound == full.lower_bound);
+    CHECK(unreached.nodes == full.nodes);
+    std::size_t max_options = 0;
+    for (const auto& layer : p.layers) max_options = std::max(max_options, layer.options.size());
+    for (std::uint64_t limit : {std::uint64_t{1}, full.nodes / 2, full.nodes - 1}) {
+      if (limit == 0 || limit >= full.nodes) continue;
+      const auto r = minimize_loss(p, budgets, {.node_limit = limit});
+      CHECK(r.lower_bound <= ref.objective + 1e-12);
+      if (r.status == allocation_status::no_solution) continue;
+      CHECK(r.objective >= ref.objective - 1e-12);
+      if (r.status != allocation_status::gap) continue;
+      ++stopped;
+      CHECK(r.nodes >= limit);
+      CHECK(r.nodes < limit + max_options);
+    }
+  }
+  CHECK(stopped > 50);
 }

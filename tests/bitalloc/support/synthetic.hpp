@@ -1,7 +1,7 @@
 #pragma once
-// Seeded synthetic bit-allocation problems with a realistic shape, for benchmarks, tests and for
-// trying the solver before sensitivities are measured. Deterministic on every platform: the
-// generator is splitmix64 and no <random> distribution is involved.
+// Seeded synthetic bit-allocation problems with a realistic shape, for the tests and benchmarks
+// (test support, not installed). Deterministic on every platform: the generator is splitmix64
+// and no <random> distribution is involved.
 //
 // Each layer gets params ~ log-uniform [1e3, 1e7) and MACs = params x spatial positions
 // (log-uniform [1, 3136)). Options are bits_w in {2, 3, 4, 8} x bits_a in {4, 8}:

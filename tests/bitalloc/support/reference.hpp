@@ -1,6 +1,7 @@
 #pragma once
-// Straightforward reference solvers for the bit-allocation knapsack, kept for tests and as the
-// baseline beside the branch-and-bound figures in adaquant_bench. Not part of the public API.
+// Straightforward reference solvers for the bit-allocation knapsack: what the tests compare the
+// solver against, and the baselines beside its figures in adaquant_bench. Test support, not
+// installed.
 //
 //   enumerate_min: tries every choice (prod_l |options_l| of them); exact for any number of rows.
 //   dp_min:        one row with non-negative integer weights; O(layers x options x capacity).
