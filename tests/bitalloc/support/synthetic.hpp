@@ -12,6 +12,7 @@
 
 #include <adaquant/bitalloc/problem.hpp>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <string>

@@ -20,7 +20,7 @@ bool quantize_block(const float* x, Int* q, std::size_t n, const quant_params& p
   for (std::size_t i = 0; i < vn; i += lanes) {
     fbatch g =
         clamp_nan_through(R::to_grid(fbatch::load_unaligned(x + i), vs, vinv) + vz, vlo, vhi);
-    const auto is_nan = g != g;
+    const auto is_nan = xsimd::isnan(g);  // not g != g: xsimd 8.1 compares ordered on AVX
     nan_seen = nan_seen || is_nan;
     g = xsimd::select(is_nan, vz, g);
     const ibatch qi = xsimd::batch_cast<std::int32_t>(g);  // exact: g is an integer in range
