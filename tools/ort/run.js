@@ -142,6 +142,10 @@ async function main() {
   report.seconds = Number(process.hrtime.bigint() - t0) / 1e9;
   const k = logits.length / n;
 
+  if (a.outputs) {
+    writeNpy(a.outputs, 'float32', outShape, logits);
+    report.outputs = a.outputs;
+  }
   if (a.labels) {
     const y = readNpy(a.labels);
     if (y.dtype !== 'int64' || y.shape.length !== 1 || y.shape[0] !== n)
@@ -159,10 +163,6 @@ async function main() {
     for (let i = 0; i < logits.length; ++i) maxDiff = Math.max(maxDiff, Math.abs(logits[i] - r.data[i]));
     for (let i = 0; i < n; ++i) if (argmax(logits, i * k, k) !== argmax(r.data, i * k, k)) ++mismatches;
     report.compare = { reference: a.compare, max_abs_diff: maxDiff, argmax_mismatches: mismatches };
-  }
-  if (a.outputs) {
-    writeNpy(a.outputs, 'float32', outShape, logits);
-    report.outputs = a.outputs;
   }
   if (a.latency) {
     report.latency = { threads: a.threads, warmup: a.warmup, repeats: a.repeats, batches: [] };
