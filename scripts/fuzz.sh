@@ -51,8 +51,9 @@ npy "$corpus/npy/f4" 1 "{'descr': '<f4', 'fortran_order': False, 'shape': (2, 1)
   '\x00\x00\x80\x3f\x00\x00\x00\x40'
 npy "$corpus/npy/i8" 1 "{'descr': '<i8', 'fortran_order': False, 'shape': (1,), }" \
   '\x07\x00\x00\x00\x00\x00\x00\x00'
-npy "$corpus/npy/v2_scalar" 2 "{'shape': (), 'descr': '<f4', 'fortran_order': False}" '\x00\x00\x80\x3f'
-npy "$corpus/npy/overflow" 1 "{'descr': '<f4', 'fortran_order': False, 'shape': (65536, 65536), }" ''
+npy "$corpus/npy/v2_scalar" 2 "{'shape': (), 'descr': '<f4', 'fortran_order': False}" \
+  '\x00\x00\x80\x3f'
+npy "$corpus/npy/overflow" 1 "{'descr': '<f4', 'fortran_order': False, 'shape': (65536, 65536)}" ''
 head -c 70 "$corpus/npy/f4" >"$corpus/npy/truncated"
 
 export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1

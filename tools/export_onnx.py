@@ -71,7 +71,7 @@ def load_model(models_dir, name):
 
 
 def relu6_as_clip(g, x):
-    """ReLU6 as one Clip(x, 0, 6), the usual ONNX form (torch 1.13 writes Relu, then Clip of Casts)."""
+    """ReLU6 as one Clip(x, 0, 6), the usual ONNX form (torch 1.13 writes Relu, Clip of Casts)."""
     lo = g.op("Constant", value_t=torch.tensor(0.0, dtype=torch.float32))
     hi = g.op("Constant", value_t=torch.tensor(6.0, dtype=torch.float32))
     return g.op("Clip", x, lo, hi)
@@ -138,8 +138,8 @@ def main():
         m = export_bytes(model)
         convs, conv_bn, bn_next = bn_chains(m)
         bns = sum(1 for n in m.graph.node if n.op_type == "BatchNormalization")
-        print(f"{name}: {len(m.graph.node)} nodes, {convs} Conv, {conv_bn} Conv->BatchNormalization,"
-              f" {bns} BatchNormalization feeding {bn_next}")
+        print(f"{name}: {len(m.graph.node)} nodes, {convs} Conv, "
+              f"{conv_bn} Conv->BatchNormalization, {bns} BatchNormalization feeding {bn_next}")
         if not (convs > 0 and conv_bn == convs == bns):
             raise SystemExit(f"{name}: expected every Conv followed by its own BatchNormalization")
         os.makedirs(args.out, exist_ok=True)

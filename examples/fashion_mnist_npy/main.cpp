@@ -28,7 +28,8 @@ std::size_t parse_count(const char* flag, const std::string& v) {
     used = 0;
   }
   if (v.empty() || used != v.size() || v[0] == '-')
-    adaquant::detail::fail(adaquant::errc::invalid_argument, std::string("fashion_mnist_npy: ") + flag,
+    adaquant::detail::fail(adaquant::errc::invalid_argument,
+                           std::string("fashion_mnist_npy: ") + flag,
                            "not a non-negative integer: '" + v + "'");
   return static_cast<std::size_t>(x);
 }
@@ -76,11 +77,12 @@ int main(int argc, char** argv) try {
   const std::vector<std::int64_t> labels(test.labels.begin(), test.labels.end());
   const std::size_t label_shape[] = {labels.size()};
   write_npy<std::int64_t>(dir / "test_labels.npy", label_shape, labels);
-  std::printf("%s: calib.npy [%zu, 1, %zu, %zu] (seed %llu), test.npy [%zu, 1, %zu, %zu], "
-              "test_labels.npy [%zu]; mean %.4f std %.4f\n",
-              out.c_str(), calib, train.rows, train.cols, static_cast<unsigned long long>(seed),
-              test.count, test.rows, test.cols, labels.size(), static_cast<double>(norm.mean),
-              static_cast<double>(norm.std));
+  std::printf(
+      "%s: calib.npy [%zu, 1, %zu, %zu] (seed %llu), test.npy [%zu, 1, %zu, %zu], "
+      "test_labels.npy [%zu]; mean %.4f std %.4f\n",
+      out.c_str(), calib, train.rows, train.cols, static_cast<unsigned long long>(seed), test.count,
+      test.rows, test.cols, labels.size(), static_cast<double>(norm.mean),
+      static_cast<double>(norm.std));
   return 0;
 } catch (const std::exception& e) {
   std::fprintf(stderr, "%s\n", e.what());

@@ -12,7 +12,8 @@ here=$(cd "$(dirname "$0")/../.." && pwd)
 out=${1:-$here/out/ort}
 "$here/tools/ort/install.sh"
 "$here/scripts/fashion_mnist_data.sh" "$out/data" >/dev/null
-run=(node "$here/tools/ort/run.js" --inputs "$out/data/test.npy" --labels "$out/data/test_labels.npy")
+run=(node "$here/tools/ort/run.js" --inputs "$out/data/test.npy"
+  --labels "$out/data/test_labels.npy")
 status=0
 for m in resnet_fm mobilenetv2_fm; do
   compare=()
@@ -27,8 +28,8 @@ for m in resnet_fm mobilenetv2_fm; do
   fi
   if [ "${ORT_LATENCY:-0}" = 1 ]; then
     for t in ${ORT_THREADS:-1 2}; do
-      "${run[@]}" --model "$here/models/$m.onnx" --threads "$t" --latency --warmup 20 --repeats 200 \
-        --json "$out/${m}_ort_latency_t$t.json"
+      "${run[@]}" --model "$here/models/$m.onnx" --threads "$t" --latency --warmup 20 \
+        --repeats 200 --json "$out/${m}_ort_latency_t$t.json"
     done
   fi
 done

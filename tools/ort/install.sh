@@ -7,7 +7,8 @@ here=$(cd "$(dirname "$0")" && pwd)
 source "$here/../../scripts/deps.sh"
 adaquant_install_tool_deps
 want=$(node -p "require('$here/package.json').dependencies['onnxruntime-node']")
-have=$(node -p "try { require('$here/node_modules/onnxruntime-node/package.json').version } catch { '' }")
+have=$(node -p "try { require('$here/node_modules/onnxruntime-node/package.json').version }
+  catch { '' }")
 if [ "$have" = "$want" ]; then
   echo "tools/ort: onnxruntime-node $have already installed"
   exit 0

@@ -128,8 +128,7 @@ class header_parser {
     spaces();
     bool comma = false;
     while (peek() != ')') {
-      if (dims.size() == npy_max_rank)
-        fail("rank exceeds " + std::to_string(npy_max_rank));
+      if (dims.size() == npy_max_rank) fail("rank exceeds " + std::to_string(npy_max_rank));
       dims.push_back(integer());
       spaces();
       comma = peek() == ',';
@@ -233,9 +232,9 @@ std::vector<std::uint8_t> npy_bytes(std::span<const std::size_t> shape, std::spa
                  "shape " + shape_repr(shape) + " does not hold " + std::to_string(values.size()) +
                      " values");
   if (!(shape.size() <= npy_max_rank))
-    detail::fail(errc::invalid_argument, "npy_bytes: shape",
-                 "rank " + std::to_string(shape.size()) + " exceeds " +
-                     std::to_string(npy_max_rank));
+    detail::fail(
+        errc::invalid_argument, "npy_bytes: shape",
+        "rank " + std::to_string(shape.size()) + " exceeds " + std::to_string(npy_max_rank));
   // What numpy.save writes: keys sorted, spare spaces for growing the first axis, then spaces up
   // to a multiple of 64 bytes and '\n'. Up to rank 32 the header always fits format 1.0.
   std::string dict = "{'descr': '" + std::string(descr<T>()) +
@@ -252,7 +251,8 @@ std::vector<std::uint8_t> npy_bytes(std::span<const std::size_t> shape, std::spa
   out.reserve(out.size() + values.size() * sizeof(T));
   for (const T v : values) {
     const auto u = std::bit_cast<bits_of<T>>(v);
-    for (std::size_t b = 0; b < sizeof(T); ++b) out.push_back(static_cast<std::uint8_t>(u >> (8 * b)));
+    for (std::size_t b = 0; b < sizeof(T); ++b)
+      out.push_back(static_cast<std::uint8_t>(u >> (8 * b)));
   }
   return out;
 }
@@ -267,8 +267,9 @@ void write_npy(const std::filesystem::path& path, std::span<const std::size_t> s
                std::span<const T> values) {
   const std::vector<std::uint8_t> b = npy_bytes<T>(shape, values);
   std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  if (!(out && out.write(reinterpret_cast<const char*>(b.data()),
-                         static_cast<std::streamsize>(b.size())) &&
+  if (!(out &&
+        out.write(reinterpret_cast<const char*>(b.data()),
+                  static_cast<std::streamsize>(b.size())) &&
         out.flush()))
     detail::fail(errc::corrupt_data, "write_npy: " + path.string(), "cannot write the file");
 }

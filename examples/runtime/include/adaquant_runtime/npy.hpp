@@ -4,10 +4,11 @@
 // Layout: magic "\x93NUMPY", version (1.0: 2-byte little-endian header length; 2.0: 4-byte), an
 // ASCII header that is a Python dict literal ending in '\n', then the raw elements.
 // The writer makes exactly what numpy.save (numpy >= 1.23) makes: version 1.0, header padded with
-// spaces so the data start at a multiple of 64; output is byte-for-byte reproducible. The reader parses untrusted files: the dict must have exactly the keys 'descr',
-// 'fortran_order' (False) and 'shape' (a tuple of non-negative integers, rank <= 32), and the data
-// must be exactly product(shape) * itemsize bytes, checked with overflow checks before anything
-// is allocated. Every failure throws adaquant::error with errc::corrupt_data naming the source.
+// spaces so the data start at a multiple of 64; output is byte-for-byte reproducible. The reader
+// parses untrusted files: the dict must have exactly the keys 'descr', 'fortran_order' (False) and
+// 'shape' (a tuple of non-negative integers, rank <= 32), and the data must be exactly
+// product(shape) * itemsize bytes, checked with overflow checks before anything is allocated. Every
+// failure throws adaquant::error with errc::corrupt_data naming the source.
 
 #include <adaquant_runtime/tensor.hpp>
 
