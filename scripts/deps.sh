@@ -5,8 +5,7 @@
 ADAQUANT_DEBS=(cmake g++ make libeigen3-dev libxtensor-dev libxsimd-dev catch2 libbenchmark-dev
   zlib1g-dev nlohmann-json3-dev dataset-fashion-mnist clang-14 libfuzzer-14-dev libclang-rt-14-dev)
 
-# tools/train_reference.py, tools/export_onnx.py (run with /usr/bin/python3) and tools/ort/ (node,
-# npm). nodejs and npm are wanted only when no node/npm is on PATH (another build may provide them).
+# tools/train_reference.py and tools/export_onnx.py (run with /usr/bin/python3).
 ADAQUANT_TOOL_DEBS=(python3-torch python3-onnx python3-numpy dataset-fashion-mnist)
 
 # adaquant_install_debs PACKAGE...: apt-get installs the ones not installed yet.
@@ -27,8 +26,10 @@ adaquant_install_debs() {
 
 adaquant_install_deps() { adaquant_install_debs "${ADAQUANT_DEBS[@]}"; }
 
-adaquant_install_tool_deps() {
-  local node=()
-  command -v node >/dev/null && command -v npm >/dev/null || node=(nodejs npm)
-  adaquant_install_debs "${ADAQUANT_TOOL_DEBS[@]}" "${node[@]}"
+adaquant_install_tool_deps() { adaquant_install_debs "${ADAQUANT_TOOL_DEBS[@]}"; }
+
+# tools/ort: Debian's nodejs and npm, unless a node and npm are already on PATH.
+adaquant_install_node() {
+  command -v node >/dev/null && command -v npm >/dev/null && return 0
+  adaquant_install_debs nodejs npm
 }

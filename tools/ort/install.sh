@@ -5,7 +5,7 @@
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 source "$here/../../scripts/deps.sh"
-adaquant_install_tool_deps
+adaquant_install_node
 want=$(node -p "require('$here/package.json').dependencies['onnxruntime-node']")
 have=$(node -p "try { require('$here/node_modules/onnxruntime-node/package.json').version }
   catch { '' }")
