@@ -1,12 +1,17 @@
 #!/usr/bin/env bash
-# Installs the Debian packages adaquant's build, tests and demo need (sourced by test.sh/demo.sh).
+# Installs the Debian packages adaquant's build, tests and demo need (sourced by test.sh/demo.sh),
+# and on request those of the Python/Node tooling under tools/ (never a library dependency).
 # As root: apt-get installs what is missing. Otherwise: prints the exact command and fails.
 ADAQUANT_DEBS=(cmake g++ make libeigen3-dev libxtensor-dev libxsimd-dev catch2 libbenchmark-dev
   zlib1g-dev nlohmann-json3-dev dataset-fashion-mnist clang-14 libfuzzer-14-dev libclang-rt-14-dev)
 
-adaquant_install_deps() {
+# tools/train_reference.py and tools/export_onnx.py (run with /usr/bin/python3).
+ADAQUANT_TOOL_DEBS=(python3-torch python3-onnx python3-numpy dataset-fashion-mnist)
+
+# adaquant_install_debs PACKAGE...: apt-get installs the ones not installed yet.
+adaquant_install_debs() {
   local missing=()
-  for p in "${ADAQUANT_DEBS[@]}"; do
+  for p in "$@"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
   done
   [ ${#missing[@]} -eq 0 ] && return 0
@@ -17,4 +22,14 @@ adaquant_install_deps() {
   fi
   echo "adaquant: installing ${missing[*]}"
   apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}"
+}
+
+adaquant_install_deps() { adaquant_install_debs "${ADAQUANT_DEBS[@]}"; }
+
+adaquant_install_tool_deps() { adaquant_install_debs "${ADAQUANT_TOOL_DEBS[@]}"; }
+
+# tools/ort: Debian's nodejs and npm, unless a node and npm are already on PATH.
+adaquant_install_node() {
+  command -v node >/dev/null && command -v npm >/dev/null && return 0
+  adaquant_install_debs nodejs npm
 }

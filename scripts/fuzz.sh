@@ -14,12 +14,12 @@ CC=clang-14 CXX=clang++-14 cmake -S "$here" -B "$build" -DCMAKE_BUILD_TYPE=RelWi
   -DADAQUANT_BUILD_BENCHMARKS=OFF \
   -DCMAKE_CXX_FLAGS="-fsanitize=fuzzer-no-link $san -Wno-unknown-warning-option" \
   -DCMAKE_EXE_LINKER_FLAGS="$san" >/dev/null
-cmake --build "$build" -j "$(nproc)" --target fuzz_idx fuzz_safetensors
+cmake --build "$build" -j "$(nproc)" --target fuzz_idx fuzz_safetensors fuzz_npy
 
 # Seeds: a few valid files and their truncated / corrupted variants.
 corpus="$build/corpus"
 rm -rf "$corpus"
-mkdir -p "$corpus/idx" "$corpus/safetensors"
+mkdir -p "$corpus/idx" "$corpus/safetensors" "$corpus/npy"
 idx_header() { printf '\x00\x00\x08\x03\x00\x00\x00\x02\x00\x00\x00\x03\x00\x00\x00\x02'; }
 { idx_header; printf 'abcdefghijkl'; } >"$corpus/idx/valid3"
 printf '\x00\x00\x08\x01\x00\x00\x00\x04\x01\x02\x03\x09' >"$corpus/idx/labels"
@@ -39,13 +39,29 @@ st "$corpus/safetensors/valid" \
 st "$corpus/safetensors/bad_dtype" '{"a":{"dtype":"F16","shape":[2],"data_offsets":[0,4]}}' '\x00\x00\x00\x00'
 st "$corpus/safetensors/bad_offsets" '{"a":{"dtype":"F32","shape":[2],"data_offsets":[4,12]}}' '\x00\x00\x00\x00'
 head -c 30 "$corpus/safetensors/valid" >"$corpus/safetensors/truncated"
+npy() {  # npy <file> <major version> <header dict> <data bytes printf format>
+  local n=$((${#3} + 1)) len
+  len=$(printf '\\x%02x\\x%02x' $((n % 256)) $((n / 256)))
+  [ "$2" = 2 ] && len="$len\\x00\\x00"
+  printf "\\x93NUMPY\\x0$2\\x00$len" >"$1"
+  printf '%s\n' "$3" >>"$1"
+  printf "$4" >>"$1"
+}
+npy "$corpus/npy/f4" 1 "{'descr': '<f4', 'fortran_order': False, 'shape': (2, 1), }" \
+  '\x00\x00\x80\x3f\x00\x00\x00\x40'
+npy "$corpus/npy/i8" 1 "{'descr': '<i8', 'fortran_order': False, 'shape': (1,), }" \
+  '\x07\x00\x00\x00\x00\x00\x00\x00'
+npy "$corpus/npy/v2_scalar" 2 "{'shape': (), 'descr': '<f4', 'fortran_order': False}" \
+  '\x00\x00\x80\x3f'
+npy "$corpus/npy/overflow" 1 "{'descr': '<f4', 'fortran_order': False, 'shape': (65536, 65536)}" ''
+head -c 70 "$corpus/npy/f4" >"$corpus/npy/truncated"
 
 export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1
 export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
-for parser in idx safetensors; do
+for parser in idx safetensors npy; do
   echo "== fuzz_$parser for ${seconds}s"
   dict=()
-  [ "$parser" = safetensors ] && dict=(-dict="$here/tests/fuzz/safetensors.dict")
+  [ -f "$here/tests/fuzz/$parser.dict" ] && dict=(-dict="$here/tests/fuzz/$parser.dict")
   mkdir -p "$build/artifacts/$parser"
   (cd "$build" && "./tests/fuzz/fuzz_$parser" "${dict[@]}" -max_total_time="$seconds" -max_len=4096 \
     -rss_limit_mb=2048 -timeout=10 -print_final_stats=1 \

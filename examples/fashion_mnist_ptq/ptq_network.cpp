@@ -2,8 +2,6 @@
 
 #include <adaquant/core/parallel.hpp>
 
-#include <adaquant/calibrate/adaquant.hpp>
-
 #include <algorithm>
 #include <cmath>
 #include <numeric>
@@ -69,24 +67,6 @@ double ptq_network::calibration_loss() {
     }
   });
   return std::accumulate(loss.begin(), loss.end(), 0.0) / static_cast<double>(n);
-}
-
-tensor calibration_images(const image_dataset& train, const normalisation& norm, std::size_t count,
-                          std::uint64_t seed) {
-  if (!(count > 0 && count <= train.count))
-    detail::fail(
-        errc::invalid_argument, "calibration_images: count",
-        "must be in [1, " + std::to_string(train.count) + "], got " + std::to_string(count));
-  std::vector<std::size_t> idx(train.count);
-  std::iota(idx.begin(), idx.end(), std::size_t{0});
-  detail::splitmix64 rng{seed};
-  for (std::size_t i = 0; i < count; ++i)  // partial Fisher-Yates: the first `count` are chosen
-    std::swap(idx[i], idx[i + rng.below(train.count - i)]);
-  const std::size_t px = train.rows * train.cols;
-  tensor out({count, 1, train.rows, train.cols});
-  for (std::size_t i = 0; i < count; ++i)
-    for (std::size_t p = 0; p < px; ++p) out[i * px + p] = norm(train.pixels[idx[i] * px + p]);
-  return out;
 }
 
 }  // namespace adaquant::examples

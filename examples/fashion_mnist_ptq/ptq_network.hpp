@@ -52,8 +52,4 @@ class ptq_network {
 
 static_assert(PipelineNetwork<ptq_network> && LossNetwork<ptq_network>);
 
-// Calibration images [count, 1, 28, 28]: `count` distinct training images chosen by `seed`.
-[[nodiscard]] tensor calibration_images(const image_dataset& train, const normalisation& norm,
-                                        std::size_t count, std::uint64_t seed);
-
 }  // namespace adaquant::examples

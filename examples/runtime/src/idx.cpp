@@ -1,10 +1,13 @@
 #include <adaquant_runtime/idx.hpp>
 
+#include <adaquant/calibrate/adaquant.hpp>
+
 #include <zlib.h>
 
 #include <array>
 #include <fstream>
 #include <limits>
+#include <numeric>
 
 namespace adaquant::examples {
 namespace {
@@ -175,6 +178,24 @@ tensor make_batch(const image_dataset& d, std::size_t begin, std::size_t n,
   const std::uint8_t* src = d.pixels.data() + begin * px;
   for (std::size_t i = 0; i < n * px; ++i) t[i] = norm(src[i]);
   return t;
+}
+
+tensor calibration_images(const image_dataset& train, const normalisation& norm, std::size_t count,
+                          std::uint64_t seed) {
+  if (!(count > 0 && count <= train.count))
+    detail::fail(
+        errc::invalid_argument, "calibration_images: count",
+        "must be in [1, " + std::to_string(train.count) + "], got " + std::to_string(count));
+  std::vector<std::size_t> idx(train.count);
+  std::iota(idx.begin(), idx.end(), std::size_t{0});
+  detail::splitmix64 rng{seed};
+  for (std::size_t i = 0; i < count; ++i)  // partial Fisher-Yates: the first `count` are chosen
+    std::swap(idx[i], idx[i + rng.below(train.count - i)]);
+  const std::size_t px = train.rows * train.cols;
+  tensor out({count, 1, train.rows, train.cols});
+  for (std::size_t i = 0; i < count; ++i)
+    for (std::size_t p = 0; p < px; ++p) out[i * px + p] = norm(train.pixels[idx[i] * px + p]);
+  return out;
 }
 
 }  // namespace adaquant::examples

@@ -65,4 +65,10 @@ struct normalisation {
 [[nodiscard]] tensor make_batch(const image_dataset& d, std::size_t begin, std::size_t n,
                                 const normalisation& norm);
 
+// Calibration images [count, 1, rows, cols]: `count` distinct images of `train` chosen by `seed`
+// (partial Fisher-Yates with SplitMix64, so the choice is the same on every platform). The PTQ
+// demo and the .npy export both use this one selection.
+[[nodiscard]] tensor calibration_images(const image_dataset& train, const normalisation& norm,
+                                        std::size_t count, std::uint64_t seed);
+
 }  // namespace adaquant::examples
