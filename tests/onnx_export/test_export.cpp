@@ -119,7 +119,8 @@ TEST_CASE("W4A4: int4 packed two per byte (low nibble first), uint4 inputs, opse
   CHECK((static_cast<std::uint8_t>(w->raw_data()[0]) & 0x0F) == (static_cast<std::uint8_t>(q[0]) & 0x0F));
   CHECK(initializer(m, "x_zero_point")->data_type() == 21);
   CHECK(initializer(m, "flat_zero_point")->data_type() == 22);
-  CHECK(std::count(op_types(m).begin(), op_types(m).end(), "Clip") == 0);
+  const auto ops = op_types(m);
+  CHECK(std::count(ops.begin(), ops.end(), "Clip") == 0);
 }
 
 TEST_CASE("Grids no type expresses (3, 5, 6, 7 bits, signed 2 bits) get a Clip at the grid's ends") {

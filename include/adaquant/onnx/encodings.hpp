@@ -87,20 +87,20 @@ inline std::string encoding_json(const char* kind, int bits, const storage_type&
                   ", \"folded_batch_norm\": " +
                   (l.folded_batch_norm.empty() ? "null" : json_string(l.folded_batch_norm)) + "}";
     const channel_params& w = l.weight_params;
-    tensors[l.weight_initializer] =
-        encoding_json("weight", l.weight_bits, p.weight_type, w.qmin, w.qmax,
-                      std::to_string(p.weight_axis), w.scale, w.zero_point);
+    const auto add = [&](const std::string& name, const std::string& e) {
+      const auto [it, fresh] = tensors.emplace(name, e);
+      if (!fresh && it->second != e)
+        adaquant::detail::fail(errc::invalid_argument, "encodings_json: " + node_label(n),
+                               "tensor " + in_quotes(name) + " is quantized with two different grids");
+    };
+    add(l.weight_initializer, encoding_json("weight", l.weight_bits, p.weight_type, w.qmin, w.qmax,
+                                            std::to_string(p.weight_axis), w.scale, w.zero_point));
     if (l.input) {
       const quant_params& a = l.input->params;
       const float s[1] = {a.scale};
       const std::int32_t z[1] = {a.zero_point};
-      const std::string e =
-          encoding_json("activation", l.input->bits, *p.input_type, a.qmin, a.qmax, "null", s, z);
-      const auto [it, fresh] = tensors.emplace(n.input(0), e);
-      if (!fresh && it->second != e)
-        adaquant::detail::fail(errc::invalid_argument, "encodings_json: " + node_label(n),
-                               "tensor " + quoted(n.input(0)) +
-                                   " is quantized with two different grids");
+      add(n.input(0),
+          encoding_json("activation", l.input->bits, *p.input_type, a.qmin, a.qmax, "null", s, z));
     }
   }
   std::string tensor_rows;

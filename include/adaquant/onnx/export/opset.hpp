@@ -137,7 +137,7 @@ class opset_upgrader {
   void drop_unread_outputs(::onnx::NodeProto& m, const char* what) const {
     for (int k = 1; k < m.output_size(); ++k)
       if (!m.output(k).empty() && count_uses(g_, m.output(k)) != 0)
-        refuse(m, std::string("its ") + what + " " + quoted(m.output(k)) + " is read");
+        refuse(m, std::string("its ") + what + " " + in_quotes(m.output(k)) + " is read");
     while (m.output_size() > 1) m.mutable_output()->RemoveLast();
   }
 

@@ -99,11 +99,11 @@ inline const ::onnx::TensorProto& float_initializer(const ::onnx::GraphProto& g,
                                                     const std::string& name,
                                                     const std::string& where) {
   const int i = find_initializer(g, name);
-  if (i < 0) fail(errc::invalid_argument, where, "no initializer " + quoted(name));
+  if (i < 0) fail(errc::invalid_argument, where, "no initializer " + in_quotes(name));
   const auto& t = g.initializer(i);
   if (t.data_type() != onnx_float)
     fail(errc::invalid_argument, where,
-         "initializer " + quoted(name) + " has element type " + std::to_string(t.data_type()) +
+         "initializer " + in_quotes(name) + " has element type " + std::to_string(t.data_type()) +
              ", expected FLOAT (1)");
   return t;
 }
@@ -186,10 +186,10 @@ class layer_planner {
     const auto it = nodes_.find(name);
     if (name.empty() || it == nodes_.end())
       fail(errc::invalid_argument, std::string("export_qdq: ") + what,
-           "no node named " + quoted(name));
+           "no node named " + in_quotes(name));
     if (it->second < 0)
       fail(errc::invalid_argument, std::string("export_qdq: ") + what,
-           "several nodes are named " + quoted(name));
+           "several nodes are named " + in_quotes(name));
     return it->second;
   }
 
@@ -198,8 +198,8 @@ class layer_planner {
                           const std::string& where) {
     if (l.weight_initializer != n.input(1))
       fail(errc::invalid_argument, where,
-           "reads its weight from " + quoted(n.input(1)) + ", not " + quoted(l.weight_initializer));
-    const std::string wwhere = where + ": weight " + quoted(l.weight_initializer);
+           "reads its weight from " + in_quotes(n.input(1)) + ", not " + in_quotes(l.weight_initializer));
+    const std::string wwhere = where + ": weight " + in_quotes(l.weight_initializer);
     const auto& w = float_initializer(g_, l.weight_initializer, wwhere);
     p.weight_dims.assign(w.dims().begin(), w.dims().end());
     const bool transposed =
@@ -248,10 +248,10 @@ class layer_planner {
       bias = matmul_add_bias(n, l.bias_initializer, where);
     if (bias != l.bias_initializer)
       fail(errc::invalid_argument, where,
-           bias.empty() ? "has no bias " + quoted(l.bias_initializer)
-                        : "reads its bias from " + quoted(bias) + ", not " +
-                              quoted(l.bias_initializer));
-    const std::string bwhere = where + ": bias " + quoted(l.bias_initializer);
+           bias.empty() ? "has no bias " + in_quotes(l.bias_initializer)
+                        : "reads its bias from " + in_quotes(bias) + ", not " +
+                              in_quotes(l.bias_initializer));
+    const std::string bwhere = where + ": bias " + in_quotes(l.bias_initializer);
     if (!bias.empty()) {
       const auto& b = float_initializer(g_, bias, bwhere);
       if (element_count(b) != channels)
@@ -280,14 +280,14 @@ class layer_planner {
     const std::string& y = n.output(0);
     if (count_uses(g_, y) != 1)
       fail(errc::invalid_argument, where,
-           "bias " + quoted(named) + ": the MatMul's output must feed exactly one Add");
+           "bias " + in_quotes(named) + ": the MatMul's output must feed exactly one Add");
     for (const auto& c : g_.node())
       for (int k = 0; k < c.input_size(); ++k)
         if (c.input(k) == y && c.op_type() == "Add" && c.input_size() == 2 &&
             c.input(1 - k) == named)
           return named;
     fail(errc::invalid_argument, where,
-         "bias " + quoted(named) + " is not the other input of an Add reading the MatMul's output");
+         "bias " + in_quotes(named) + " is not the other input of an Add reading the MatMul's output");
   }
 
   int plan_batch_norm(const exported_layer& l, const ::onnx::NodeProto& n,
@@ -298,16 +298,16 @@ class layer_planner {
     if (bn.op_type() != "BatchNormalization" || !is_default_domain(bn))
       fail(errc::invalid_argument, bwhere, "is not a BatchNormalization");
     if (bn.input_size() < 1 || bn.input(0) != n.output(0))
-      fail(errc::invalid_argument, bwhere, "does not read the layer's output " + quoted(n.output(0)));
+      fail(errc::invalid_argument, bwhere, "does not read the layer's output " + in_quotes(n.output(0)));
     if (count_uses(g_, n.output(0)) != 1)
       fail(errc::invalid_argument, bwhere,
-           "the layer's output " + quoted(n.output(0)) + " has other readers than the batch norm");
+           "the layer's output " + in_quotes(n.output(0)) + " has other readers than the batch norm");
     if (int_attribute(bn, "training_mode", 0) != 0)
       fail(errc::invalid_argument, bwhere, "is in training mode");
     for (int k = 1; k < bn.output_size(); ++k)
       if (!bn.output(k).empty() && count_uses(g_, bn.output(k)) != 0)
         fail(errc::invalid_argument, bwhere,
-             "its training output " + quoted(bn.output(k)) + " is read");
+             "its training output " + in_quotes(bn.output(k)) + " is read");
     if (!used_.insert(b).second)
       fail(errc::invalid_argument, bwhere, "is folded into two layers");
     return b;

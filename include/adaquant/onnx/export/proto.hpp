@@ -31,10 +31,15 @@ inline std::string exact_float(float v) {
   return buf;
 }
 
-inline std::string quoted(std::string_view s) { return "'" + std::string(s) + "'"; }
+inline std::string in_quotes(std::string_view s) {
+  std::string out(1, '\'');  // appended, not "'" + s + "'": GCC 12 warns (-Wrestrict) on that
+  out += s;
+  out += '\'';
+  return out;
+}
 
 inline std::string node_label(const ::onnx::NodeProto& n) {
-  return "node " + quoted(n.name()) + " (" + n.op_type() + ")";
+  return "node " + in_quotes(n.name()) + " (" + n.op_type() + ")";
 }
 
 [[nodiscard]] inline bool is_default_domain(const ::onnx::NodeProto& n) {
