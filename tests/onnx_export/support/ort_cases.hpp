@@ -67,6 +67,27 @@ inline void write_ort_case(onnx::ModelProto m, const std::string& name,
   std::ofstream(dir / (name + ".json")) << json << "}}\n";
 }
 
+// A case whose expected outputs are what ONNX Runtime computes with `reference` on the same inputs.
+inline void write_ort_pair(const onnx::ModelProto& m, const onnx::ModelProto& reference,
+                           const std::string& name, const std::map<std::string, value>& inputs) {
+  const char* dir_env = ort_cases_dir();
+  if (!dir_env) return;
+  const std::filesystem::path dir(dir_env);
+  std::filesystem::create_directories(dir);
+  std::ofstream(dir / (name + ".onnx"), std::ios::binary) << m.SerializeAsString();
+  std::ofstream(dir / (name + ".reference.onnx"), std::ios::binary) << reference.SerializeAsString();
+  std::string json = "{\"model\": \"" + name + ".onnx\", \"compare_with\": \"" + name +
+                     ".reference.onnx\", \"inputs\": {";
+  bool first = true;
+  for (const auto& [k, v] : inputs) {
+    write_floats(dir / (name + ".in." + k + ".bin"), v.f);
+    json += std::string(first ? "" : ", ") + "\"" + k + "\": {\"shape\": " + shape_json(v.shape) +
+            ", \"file\": \"" + name + ".in." + k + ".bin\"}";
+    first = false;
+  }
+  std::ofstream(dir / (name + ".json")) << json << "}}\n";
+}
+
 inline void report_size(const std::string& what, std::size_t bytes) {
   if (ort_cases_dir()) std::printf("model size %s: %zu bytes\n", what.c_str(), bytes);
 }

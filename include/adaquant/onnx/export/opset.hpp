@@ -6,7 +6,7 @@
 // 10, Squeeze/Unsqueeze axes and ReduceSum axes and Split split at 13, the other Reduce* axes at
 // 18, Split num_outputs at 18); Softmax/LogSoftmax/Hardmax before 13 (coerced to 2-D at `axis`)
 // become Flatten -> op(axis -1) -> Reshape unless axis is -1; Dropout before 12 becomes Identity;
-// BatchNormalization before 14 loses its unread training outputs. Anything else (Upsample,
+// BatchNormalization before 14 with training outputs (training mode) is refused. Anything else (Upsample,
 // Resize-10, TopK-1, ops with subgraphs, ops not listed) throws adaquant::error naming the node.
 // Attribute-to-input rewrites assume float32 data for Clip and Pad's constant value.
 
@@ -81,7 +81,11 @@ class opset_upgrader {
     if (has_subgraphs(n)) refuse(n, "ops with subgraphs are not upgraded");
     ::onnx::NodeProto m = n;
     if (op == "BatchNormalization") {
-      if (crosses(14)) drop_unread_outputs(m, "training outputs");
+      // Before 14 the optional outputs select training mode (batch statistics): not an
+      // inference graph, and not expressible as BatchNormalization-14 with two outputs.
+      if (crosses(14) && std::any_of(m.output().begin() + 1, m.output().end(),
+                                     [](const std::string& o) { return !o.empty(); }))
+        refuse(n, "has training outputs, so it runs in training mode; export it in inference mode");
     } else if (op == "Clip") {
       if (crosses(11)) {
         const auto* lo = find_attribute(n, "min");

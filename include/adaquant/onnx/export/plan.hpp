@@ -304,10 +304,10 @@ class layer_planner {
            "the layer's output " + in_quotes(n.output(0)) + " has other readers than the batch norm");
     if (int_attribute(bn, "training_mode", 0) != 0)
       fail(errc::invalid_argument, bwhere, "is in training mode");
-    for (int k = 1; k < bn.output_size(); ++k)
-      if (!bn.output(k).empty() && count_uses(g_, bn.output(k)) != 0)
+    for (int k = 1; k < bn.output_size(); ++k)  // before opset 14 they mean training mode
+      if (!bn.output(k).empty())
         fail(errc::invalid_argument, bwhere,
-             "its training output " + in_quotes(bn.output(k)) + " is read");
+             "has training output " + in_quotes(bn.output(k)) + ": not an inference batch norm");
     if (!used_.insert(b).second)
       fail(errc::invalid_argument, bwhere, "is folded into two layers");
     return b;
