@@ -149,8 +149,10 @@ TEST_CASE("The exported graph computes exactly adaquant's round_onnx simulation"
       const value x = cnn_input(ls[0]);
       evaluator ev(m);
       const std::string x_q = node(m, "conv1").input(0);  // after the Clip when there is one
+      // Intermediate tensors too, so that a runtime's first divergence can be located.
       const auto out = ev.run({{"x", x}}, {"y", "conv1.weight_dequantized", "conv2.weight_dequantized",
-                                          "fc.weight_dequantized", x_q});
+                                          "fc.weight_dequantized", x_q, "bn1_out", node(m, "conv2").input(0),
+                                          "conv2_out", node(m, "fc").input(0)});
       // Weights: DequantizeLinear of the exported integers gives the layer's weights bit for bit.
       CHECK(same_bits(out.at("conv1.weight_dequantized").f, ls[0].weight));
       CHECK(same_bits(out.at("conv2.weight_dequantized").f, ls[1].weight));

@@ -5,7 +5,11 @@
 // the reference model). Prints, per case and output, the largest absolute difference and how many
 // values differ at all; exits 1 when a model fails to load or run, or a difference exceeds --tol.
 //
-//   node tools/ort/check_qdq.js <dir> [--tol 1e-4] [--optimize]   (default: graph optimizations off)
+//   node tools/ort/check_qdq.js <dir> [--tol 1e-4] [--level disabled|basic|extended|all]
+//
+// The default level, disabled, runs every node as the graph states it. From 'extended' on, ONNX
+// Runtime fuses DequantizeLinear into integer kernels (MatMulNBits for 4-bit weights, QGemm /
+// QLinearConv / MatMulIntegerToFloat for 8-bit), whose results differ from the float graph.
 //
 // Needs the npm package onnxruntime-node (installed with --ignore-scripts: its install script
 // fetches optional GPU libraries; the CPU library ships inside the package).
@@ -43,7 +47,8 @@ async function main() {
   const dir = args[0];
   const tolIdx = args.indexOf('--tol');
   const tol = tolIdx >= 0 ? Number(args[tolIdx + 1]) : 1e-4;
-  if (args.includes('--optimize')) level = 'all';
+  const levelIdx = args.indexOf('--level');
+  if (levelIdx >= 0) level = args[levelIdx + 1];
   if (!dir) {
     console.error('usage: check_qdq.js <dir> [--tol 1e-4]');
     process.exit(2);
