@@ -29,6 +29,19 @@ inline std::string shape_json(const std::vector<std::int64_t>& s) {
   return out + "]";
 }
 
+// Writes each tensor to <name>.<kind>.<tensor>.bin; returns their JSON object.
+inline std::string tensor_files(const std::filesystem::path& dir, const std::string& name,
+                                const std::string& kind, const std::map<std::string, value>& tensors) {
+  std::string json = "{";
+  for (const auto& [k, v] : tensors) {
+    const std::string file = name + "." + kind + "." + k + ".bin";
+    write_floats(dir / file, v.f);
+    json += std::string(json.size() > 1 ? ", " : "") + "\"" + k + "\": {\"shape\": " +
+            shape_json(v.shape) + ", \"file\": \"" + file + "\"}";
+  }
+  return json + "}";
+}
+
 // Graph outputs are added for every tensor in `outputs` the model does not output yet.
 inline void write_ort_case(onnx::ModelProto m, const std::string& name,
                            const std::map<std::string, value>& inputs,
@@ -48,23 +61,9 @@ inline void write_ort_case(onnx::ModelProto m, const std::string& name,
     }
   }
   std::ofstream(dir / (name + ".onnx"), std::ios::binary) << m.SerializeAsString();
-  std::string json = "{\"model\": \"" + name + ".onnx\", \"inputs\": {";
-  bool first = true;
-  for (const auto& [k, v] : inputs) {
-    write_floats(dir / (name + ".in." + k + ".bin"), v.f);
-    json += std::string(first ? "" : ", ") + "\"" + k + "\": {\"shape\": " + shape_json(v.shape) +
-            ", \"file\": \"" + name + ".in." + k + ".bin\"}";
-    first = false;
-  }
-  json += "}, \"outputs\": {";
-  first = true;
-  for (const auto& [k, v] : outputs) {
-    write_floats(dir / (name + ".out." + k + ".bin"), v.f);
-    json += std::string(first ? "" : ", ") + "\"" + k + "\": {\"shape\": " + shape_json(v.shape) +
-            ", \"file\": \"" + name + ".out." + k + ".bin\"}";
-    first = false;
-  }
-  std::ofstream(dir / (name + ".json")) << json << "}}\n";
+  std::ofstream(dir / (name + ".json")) << "{\"model\": \"" + name + ".onnx\", \"inputs\": " +
+                                               tensor_files(dir, name, "in", inputs) + ", \"outputs\": " +
+                                               tensor_files(dir, name, "out", outputs) + "}\n";
 }
 
 // A case whose expected outputs are what ONNX Runtime computes with `reference` on the same inputs.
@@ -76,16 +75,9 @@ inline void write_ort_pair(const onnx::ModelProto& m, const onnx::ModelProto& re
   std::filesystem::create_directories(dir);
   std::ofstream(dir / (name + ".onnx"), std::ios::binary) << m.SerializeAsString();
   std::ofstream(dir / (name + ".reference.onnx"), std::ios::binary) << reference.SerializeAsString();
-  std::string json = "{\"model\": \"" + name + ".onnx\", \"compare_with\": \"" + name +
-                     ".reference.onnx\", \"inputs\": {";
-  bool first = true;
-  for (const auto& [k, v] : inputs) {
-    write_floats(dir / (name + ".in." + k + ".bin"), v.f);
-    json += std::string(first ? "" : ", ") + "\"" + k + "\": {\"shape\": " + shape_json(v.shape) +
-            ", \"file\": \"" + name + ".in." + k + ".bin\"}";
-    first = false;
-  }
-  std::ofstream(dir / (name + ".json")) << json << "}}\n";
+  std::ofstream(dir / (name + ".json")) << "{\"model\": \"" + name + ".onnx\", \"compare_with\": \"" +
+                                               name + ".reference.onnx\", \"inputs\": " +
+                                               tensor_files(dir, name, "in", inputs) + "}\n";
 }
 
 inline void report_size(const std::string& what, std::size_t bytes) {
