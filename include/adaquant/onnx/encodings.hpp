@@ -1,0 +1,125 @@
+#pragma once
+// Encodings JSON: the quantization of an exported model for toolchains that do not read ONNX
+// (format in docs/onnx_export.md). Written by hand, floats as "%.9g" (reads back to the same
+// float32), so the component needs no JSON library.
+//
+//   {"format": "adaquant-encodings", "version": 1, "opset": 21,
+//    "quantize": "q = clamp(round_half_even(x / scale) + zero_point, qmin, qmax)",
+//    "dequantize": "x = (q - zero_point) * scale",
+//    "layers": [{"node": "conv1", "op": "Conv", "weight": "conv1.weight", "weight_bits": 4,
+//                "input": "x", "input_bits": 8, "folded_batch_norm": "bn1"}, ...],
+//    "tensors": {"conv1.weight": {"kind": "weight", "bits": 4, "signed": true,
+//                                 "dtype": "int4", "qmin": -8, "qmax": 7, "axis": 0,
+//                                 "scale": [...], "zero_point": [...]},
+//                "x": {"kind": "activation", ..., "axis": null, "scale": [s], "zero_point": [z]}}}
+//
+// Tensors are named as in the original model (weights by initializer, activations by the tensor
+// the layer reads). Validation is export_qdq's (same errors); an activation tensor quantized
+// with two different grids throws errc::invalid_argument (one encoding per tensor).
+
+#include <adaquant/onnx/export.hpp>
+
+#include <filesystem>
+#include <map>
+#include <span>
+#include <string>
+#include <string_view>
+
+namespace adaquant::onnx {
+namespace detail::exporting {
+
+inline std::string json_string(std::string_view s) {
+  std::string out = "\"";
+  for (const char ch : s) {
+    const auto c = static_cast<unsigned char>(ch);
+    if (c == '"' || c == '\\') {
+      out += '\\';
+      out += ch;
+    } else if (c < 0x20) {
+      char buf[8];
+      std::snprintf(buf, sizeof buf, "\\u%04x", c);
+      out += buf;
+    } else {
+      out += ch;
+    }
+  }
+  return out + "\"";
+}
+
+template <class T, class F>
+std::string json_array(std::span<const T> v, F&& format) {
+  std::string out = "[";
+  for (std::size_t i = 0; i < v.size(); ++i) out += (i ? ", " : "") + format(v[i]);
+  return out + "]";
+}
+
+inline std::string json_int(std::int64_t v) { return std::to_string(v); }
+
+inline std::string encoding_json(const char* kind, int bits, const storage_type& t,
+                                 std::int32_t qmin, std::int32_t qmax, const std::string& axis,
+                                 std::span<const float> scale, std::span<const std::int32_t> zp) {
+  return std::string("{\"kind\": \"") + kind + "\", \"bits\": " + std::to_string(bits) +
+         ", \"signed\": " + (qmin < 0 ? "true" : "false") + ", \"dtype\": \"" + t.name() +
+         "\", \"qmin\": " + std::to_string(qmin) + ", \"qmax\": " + std::to_string(qmax) +
+         ", \"axis\": " + axis + ", \"scale\": " + json_array(scale, exact_float) +
+         ", \"zero_point\": " + json_array(zp, [](std::int32_t z) { return json_int(z); }) + "}";
+}
+
+}  // namespace detail::exporting
+
+// The encodings of `layers` exported from `original` (see the file comment).
+[[nodiscard]] inline std::string encodings_json(const ::onnx::ModelProto& original,
+                                                std::span<const exported_layer> layers,
+                                                const export_options& options = {}) {
+  using namespace detail::exporting;
+  const export_plan plan = plan_export(original, layers, options);
+  std::string layer_rows;
+  std::map<std::string, std::string> tensors;  // name -> encoding, sorted by name
+  for (const planned_layer& p : plan.layers) {
+    const exported_layer& l = *p.layer;
+    const ::onnx::NodeProto& n = original.graph().node(p.node);
+    layer_rows += std::string(layer_rows.empty() ? "" : ",\n") + "    {\"node\": " +
+                  json_string(l.node) + ", \"op\": " + json_string(p.op) +
+                  ", \"weight\": " + json_string(l.weight_initializer) +
+                  ", \"weight_bits\": " + std::to_string(l.weight_bits) + ", \"input\": " +
+                  (l.input ? json_string(n.input(0)) : "null") + ", \"input_bits\": " +
+                  (l.input ? std::to_string(l.input->bits) : "null") +
+                  ", \"folded_batch_norm\": " +
+                  (l.folded_batch_norm.empty() ? "null" : json_string(l.folded_batch_norm)) + "}";
+    const channel_params& w = l.weight_params;
+    const auto add = [&](const std::string& name, const std::string& e) {
+      const auto [it, fresh] = tensors.emplace(name, e);
+      if (!fresh && it->second != e)
+        adaquant::detail::fail(errc::invalid_argument, "encodings_json: " + node_label(n),
+                               "tensor " + in_quotes(name) + " is quantized with two different grids");
+    };
+    add(l.weight_initializer, encoding_json("weight", l.weight_bits, p.weight_type, w.qmin, w.qmax,
+                                            std::to_string(p.weight_axis), w.scale, w.zero_point));
+    if (l.input) {
+      const quant_params& a = l.input->params;
+      const float s[1] = {a.scale};
+      const std::int32_t z[1] = {a.zero_point};
+      add(n.input(0),
+          encoding_json("activation", l.input->bits, *p.input_type, a.qmin, a.qmax, "null", s, z));
+    }
+  }
+  std::string tensor_rows;
+  for (const auto& [name, e] : tensors)
+    tensor_rows += std::string(tensor_rows.empty() ? "" : ",\n") + "    " + json_string(name) +
+                   ": " + e;
+  return "{\n  \"format\": \"adaquant-encodings\",\n  \"version\": 1,\n  \"opset\": " +
+         std::to_string(plan.opset_to) +
+         ",\n  \"quantize\": \"q = clamp(round_half_even(x / scale) + zero_point, qmin, qmax)\","
+         "\n  \"dequantize\": \"x = (q - zero_point) * scale\",\n  \"layers\": [\n" + layer_rows +
+         "\n  ],\n  \"tensors\": {\n" + tensor_rows + "\n  }\n}\n";
+}
+
+// Writes encodings_json(...) to `path` atomically.
+inline void write_encodings(const ::onnx::ModelProto& original,
+                            std::span<const exported_layer> layers,
+                            const std::filesystem::path& path,
+                            const export_options& options = {}) {
+  write_file_atomically(path, encodings_json(original, layers, options), "write_encodings");
+}
+
+}  // namespace adaquant::onnx

@@ -1,0 +1,343 @@
+#pragma once
+// First phase of the export: check every exported_layer against the model and decide what to
+// write (storage types, integer weights in the initializer's layout, the target opset). Nothing
+// is modified here, so a bad layer throws before any output exists.
+
+#include <adaquant/core/error.hpp>
+#include <adaquant/onnx/export/layer.hpp>
+#include <adaquant/onnx/export/proto.hpp>
+#include <adaquant/quant/rounding.hpp>
+
+#include <algorithm>
+#include <bit>
+#include <cmath>
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <set>
+#include <span>
+#include <string>
+#include <vector>
+
+namespace adaquant::onnx::detail::exporting {
+
+using adaquant::detail::fail;
+
+// The integer type a grid is stored in.
+struct storage_type {
+  std::int32_t onnx_type = onnx_int8;
+  int bits = 8;  // of the type: 4 or 8
+  bool is_signed = true;
+
+  [[nodiscard]] std::int32_t lowest() const noexcept {
+    return is_signed ? -(std::int32_t{1} << (bits - 1)) : 0;
+  }
+  [[nodiscard]] std::int32_t highest() const noexcept {
+    return is_signed ? (std::int32_t{1} << (bits - 1)) - 1 : (std::int32_t{1} << bits) - 1;
+  }
+  [[nodiscard]] const char* name() const noexcept {
+    if (bits == 4) return is_signed ? "int4" : "uint4";
+    return is_signed ? "int8" : "uint8";
+  }
+};
+
+inline constexpr int min_export_bits = 2, max_export_bits = 8;
+
+// 2-4 bits: int4/uint4 (when allowed), 5-8 bits: int8/uint8; signed when the grid has negative
+// values. The grid must fit `bits` and the type.
+inline storage_type choose_storage(int bits, std::int32_t qmin, std::int32_t qmax, bool allow_4bit,
+                                   const std::string& where) {
+  if (!(bits >= min_export_bits && bits <= max_export_bits))
+    fail(errc::invalid_argument, where,
+         "bits must be in [2, 8] for ONNX export, got " + std::to_string(bits));
+  const std::string grid = "[" + std::to_string(qmin) + ", " + std::to_string(qmax) + "]";
+  if (std::int64_t{qmax} - qmin >= (std::int64_t{1} << bits))
+    fail(errc::invalid_argument, where,
+         "grid " + grid + " has more than 2^" + std::to_string(bits) + " levels");
+  storage_type t;
+  t.is_signed = qmin < 0;
+  t.bits = bits <= 4 && allow_4bit ? 4 : 8;
+  t.onnx_type = t.bits == 4 ? (t.is_signed ? onnx_int4 : onnx_uint4)
+                            : (t.is_signed ? onnx_int8 : onnx_uint8);
+  if (qmin < t.lowest() || qmax > t.highest())
+    fail(errc::invalid_argument, where,
+         "grid " + grid + " does not fit " + t.name() + " [" + std::to_string(t.lowest()) + ", " +
+             std::to_string(t.highest()) + "]");
+  return t;
+}
+
+struct planned_layer {
+  const exported_layer* layer = nullptr;
+  int node = -1;  // index in the original graph
+  std::string op;
+  std::vector<std::int64_t> weight_dims;  // of the initializer
+  std::int64_t weight_axis = 0;           // output-channel axis of the initializer
+  storage_type weight_type;
+  std::vector<std::int32_t> weight_q;  // in the initializer's layout
+  std::optional<storage_type> input_type;
+  bool input_clip = false;  // the input grid is narrower than its type's range
+  int batch_norm = -1;      // node index of the folded batch norm
+};
+
+struct export_plan {
+  std::int64_t opset_from = 0, opset_to = 0, ir_version = 0;
+  std::vector<planned_layer> layers;  // in node order
+};
+
+[[nodiscard]] inline std::int64_t default_opset(const ::onnx::ModelProto& m) {
+  for (const auto& o : m.opset_import())
+    if (o.domain().empty() || o.domain() == "ai.onnx") return o.version();
+  fail(errc::corrupt_data, "export_qdq: model", "imports no default-domain opset");
+}
+
+// The lowest IR version that may carry a default-domain opset.
+[[nodiscard]] constexpr std::int64_t ir_version_for(std::int64_t opset) noexcept {
+  return opset <= 14 ? 7 : opset <= 18 ? 8 : opset <= 20 ? 9 : 10;
+}
+
+inline const ::onnx::TensorProto& float_initializer(const ::onnx::GraphProto& g,
+                                                    const std::string& name,
+                                                    const std::string& where) {
+  const int i = find_initializer(g, name);
+  if (i < 0) fail(errc::invalid_argument, where, "no initializer " + in_quotes(name));
+  const auto& t = g.initializer(i);
+  if (t.data_type() != onnx_float)
+    fail(errc::invalid_argument, where,
+         "initializer " + in_quotes(name) + " has element type " + std::to_string(t.data_type()) +
+             ", expected FLOAT (1)");
+  return t;
+}
+
+// The integers of the weights, in adaquant's layout [channels, per_channel].
+inline std::vector<std::int32_t> weight_integers(const exported_layer& l, std::size_t channels,
+                                                 const std::string& where) {
+  const channel_params& p = l.weight_params;
+  const std::size_t n = l.weight.empty() ? l.weight_integers.size() : l.weight.size();
+  const std::size_t per = n / channels;
+  std::vector<std::int32_t> q(n);
+  for (std::size_t i = 0; i < n; ++i) {
+    const std::size_t c = i / per;
+    if (!l.weight.empty()) {
+      const float w = l.weight[i];
+      if (!adaquant::detail::is_finite(w))
+        fail(errc::non_finite, where, "weight[" + std::to_string(i) + "] is " + exact_float(w));
+      const float s = p.scale[c];
+      const float g = adaquant::detail::round_half_even(w / s) + static_cast<float>(p.zero_point[c]);
+      const bool in_grid = g >= static_cast<float>(p.qmin) && g <= static_cast<float>(p.qmax);
+      q[i] = in_grid ? static_cast<std::int32_t>(g) : p.qmin;
+      const float back = static_cast<float>(q[i] - p.zero_point[c]) * s;
+      if (!in_grid || !(std::bit_cast<std::uint32_t>(back) == std::bit_cast<std::uint32_t>(w) ||
+                        (back == 0.0f && w == 0.0f)))
+        fail(errc::invalid_argument, where,
+             "weight[" + std::to_string(i) + "] = " + exact_float(w) +
+                 " is not on the grid of channel " +
+                 std::to_string(c) + " (scale " + exact_float(s) + ", zero point " +
+                 std::to_string(p.zero_point[c]) + ", [" + std::to_string(p.qmin) + ", " +
+                 std::to_string(p.qmax) + "])");
+    } else {
+      q[i] = l.weight_integers[i];
+      if (q[i] < p.qmin || q[i] > p.qmax)
+        fail(errc::invalid_argument, where,
+             "weight_integers[" + std::to_string(i) + "] = " + std::to_string(q[i]) +
+                 " is outside [" + std::to_string(p.qmin) + ", " + std::to_string(p.qmax) + "]");
+    }
+  }
+  return q;
+}
+
+class layer_planner {
+ public:
+  layer_planner(const ::onnx::GraphProto& g, const export_options& opt) : g_(g), opt_(opt) {
+    for (int i = 0; i < g.node_size(); ++i) {
+      const auto [it, fresh] = nodes_.emplace(g.node(i).name(), i);
+      if (!fresh) it->second = -1;  // ambiguous
+    }
+  }
+
+  planned_layer plan(const exported_layer& l) {
+    planned_layer p;
+    p.layer = &l;
+    p.node = find_node(l.node, "node");
+    const ::onnx::NodeProto& n = g_.node(p.node);
+    const std::string where = "export_qdq: " + node_label(n);
+    p.op = n.op_type();
+    if (!is_default_domain(n) || (p.op != "Conv" && p.op != "Gemm" && p.op != "MatMul"))
+      fail(errc::invalid_argument, where, "only Conv, Gemm and MatMul layers can be exported");
+    if (!used_.insert(p.node).second)
+      fail(errc::invalid_argument, where, "appears in two exported layers");
+    if (n.input_size() < 2 || n.input(0).empty() || n.output_size() < 1)
+      fail(errc::corrupt_data, where, "lacks an input or output");
+    const std::size_t channels = plan_weight(l, n, p, where);
+    plan_bias(l, n, channels, where);
+    if (l.input) {
+      const std::string w = where + ": input quantizer";
+      l.input->params.validate(w.c_str());
+      p.input_type = choose_storage(l.input->bits, l.input->params.qmin, l.input->params.qmax,
+                                    opt_.allow_4bit_types, w);
+      p.input_clip =
+          l.input->params.qmin != p.input_type->lowest() || l.input->params.qmax != p.input_type->highest();
+    }
+    if (!l.folded_batch_norm.empty()) p.batch_norm = plan_batch_norm(l, n, where);
+    return p;
+  }
+
+ private:
+  int find_node(const std::string& name, const char* what) const {
+    const auto it = nodes_.find(name);
+    if (name.empty() || it == nodes_.end())
+      fail(errc::invalid_argument, std::string("export_qdq: ") + what,
+           "no node named " + in_quotes(name));
+    if (it->second < 0)
+      fail(errc::invalid_argument, std::string("export_qdq: ") + what,
+           "several nodes are named " + in_quotes(name));
+    return it->second;
+  }
+
+  // Resolves the weight's layout and computes its integers; returns the output channel count.
+  std::size_t plan_weight(const exported_layer& l, const ::onnx::NodeProto& n, planned_layer& p,
+                          const std::string& where) {
+    if (l.weight_initializer != n.input(1))
+      fail(errc::invalid_argument, where,
+           "reads its weight from " + in_quotes(n.input(1)) + ", not " + in_quotes(l.weight_initializer));
+    const std::string wwhere = where + ": weight " + in_quotes(l.weight_initializer);
+    const auto& w = float_initializer(g_, l.weight_initializer, wwhere);
+    p.weight_dims.assign(w.dims().begin(), w.dims().end());
+    const bool transposed =
+        p.op == "MatMul" || (p.op == "Gemm" && int_attribute(n, "transB", 0) == 0);
+    if (p.op == "Conv" ? w.dims_size() < 3 : w.dims_size() != 2)
+      fail(errc::shape_mismatch, wwhere, "has unexpected shape " + dims_string(w));
+    p.weight_axis = transposed ? 1 : 0;
+    const auto channels = static_cast<std::size_t>(w.dims(static_cast<int>(p.weight_axis)));
+    const std::size_t count = element_count(w);
+    if (l.weight.empty() == l.weight_integers.empty())
+      fail(errc::invalid_argument, wwhere, "give exactly one of weight and weight_integers");
+    const std::size_t given = l.weight.empty() ? l.weight_integers.size() : l.weight.size();
+    if (given != count || channels == 0)
+      fail(errc::shape_mismatch, wwhere,
+           "has " + std::to_string(count) + " elements " + dims_string(w) + ", the layer gives " +
+               std::to_string(given));
+    l.weight_params.validate((wwhere + ": weight_params").c_str());
+    if (l.weight_params.axis != 0)
+      fail(errc::invalid_argument, wwhere,
+           "weight_params.axis must be 0 (output channels of adaquant's layout), got " +
+               std::to_string(l.weight_params.axis));
+    if (l.weight_params.channels() != channels)
+      fail(errc::shape_mismatch, wwhere,
+           "has " + std::to_string(channels) + " output channels " + dims_string(w) +
+               ", weight_params has " + std::to_string(l.weight_params.channels()));
+    p.weight_type = choose_storage(l.weight_bits, l.weight_params.qmin, l.weight_params.qmax,
+                                   opt_.allow_4bit_types, wwhere);
+    std::vector<std::int32_t> q = weight_integers(l, channels, wwhere);
+    if (transposed) {  // ours [N, K] -> the initializer's [K, N]
+      const std::size_t k = count / channels;
+      p.weight_q.resize(count);
+      for (std::size_t o = 0; o < channels; ++o)
+        for (std::size_t i = 0; i < k; ++i) p.weight_q[i * channels + o] = q[o * k + i];
+    } else {
+      p.weight_q = std::move(q);
+    }
+    return channels;
+  }
+
+  void plan_bias(const exported_layer& l, const ::onnx::NodeProto& n, std::size_t channels,
+                 const std::string& where) {
+    std::string bias;  // what the node reads today
+    if (has_bias_input(n))
+      bias = n.input_size() > 2 ? n.input(2) : std::string{};
+    else
+      bias = matmul_add_bias(n, l.bias_initializer, where);
+    if (bias != l.bias_initializer)
+      fail(errc::invalid_argument, where,
+           bias.empty() ? "has no bias " + in_quotes(l.bias_initializer)
+                        : "reads its bias from " + in_quotes(bias) + ", not " +
+                              in_quotes(l.bias_initializer));
+    const std::string bwhere = where + ": bias " + in_quotes(l.bias_initializer);
+    if (!bias.empty()) {
+      const auto& b = float_initializer(g_, bias, bwhere);
+      if (element_count(b) != channels)
+        fail(errc::shape_mismatch, bwhere,
+             "has shape " + dims_string(b) + ", the layer has " + std::to_string(channels) +
+                 " output channels");
+    }
+    if (!l.folded_batch_norm.empty() && l.bias.empty())
+      fail(errc::invalid_argument, where, "folds a batch norm, so its bias must be given");
+    if (!l.bias.empty() && l.bias.size() != channels)
+      fail(errc::shape_mismatch, where + ": bias",
+           "has " + std::to_string(l.bias.size()) + " values, the layer has " +
+               std::to_string(channels) + " output channels");
+    for (std::size_t c = 0; c < l.bias.size(); ++c)
+      if (!adaquant::detail::is_finite(l.bias[c]))
+        fail(errc::non_finite, where + ": bias",
+             "bias[" + std::to_string(c) + "] is " + exact_float(l.bias[c]));
+  }
+
+  static bool has_bias_input(const ::onnx::NodeProto& n) { return n.op_type() != "MatMul"; }
+
+  // A MatMul's bias: the constant input of the one Add reading its output (empty: none named).
+  std::string matmul_add_bias(const ::onnx::NodeProto& n, const std::string& named,
+                              const std::string& where) const {
+    if (named.empty()) return {};
+    const std::string& y = n.output(0);
+    if (count_uses(g_, y) != 1)
+      fail(errc::invalid_argument, where,
+           "bias " + in_quotes(named) + ": the MatMul's output must feed exactly one Add");
+    for (const auto& c : g_.node())
+      for (int k = 0; k < c.input_size(); ++k)
+        if (c.input(k) == y && c.op_type() == "Add" && c.input_size() == 2 &&
+            c.input(1 - k) == named)
+          return named;
+    fail(errc::invalid_argument, where,
+         "bias " + in_quotes(named) + " is not the other input of an Add reading the MatMul's output");
+  }
+
+  int plan_batch_norm(const exported_layer& l, const ::onnx::NodeProto& n,
+                      const std::string& where) {
+    const int b = find_node(l.folded_batch_norm, "folded_batch_norm");
+    const ::onnx::NodeProto& bn = g_.node(b);
+    const std::string bwhere = where + ": folded " + node_label(bn);
+    if (bn.op_type() != "BatchNormalization" || !is_default_domain(bn))
+      fail(errc::invalid_argument, bwhere, "is not a BatchNormalization");
+    if (bn.input_size() < 1 || bn.input(0) != n.output(0))
+      fail(errc::invalid_argument, bwhere, "does not read the layer's output " + in_quotes(n.output(0)));
+    if (count_uses(g_, n.output(0)) != 1)
+      fail(errc::invalid_argument, bwhere,
+           "the layer's output " + in_quotes(n.output(0)) + " has other readers than the batch norm");
+    if (int_attribute(bn, "training_mode", 0) != 0)
+      fail(errc::invalid_argument, bwhere, "is in training mode");
+    for (int k = 1; k < bn.output_size(); ++k)  // before opset 14 they mean training mode
+      if (!bn.output(k).empty())
+        fail(errc::invalid_argument, bwhere,
+             "has training output " + in_quotes(bn.output(k)) + ": not an inference batch norm");
+    if (!used_.insert(b).second)
+      fail(errc::invalid_argument, bwhere, "is folded into two layers");
+    return b;
+  }
+
+  const ::onnx::GraphProto& g_;
+  const export_options& opt_;
+  std::map<std::string, int> nodes_;
+  std::set<int> used_;
+};
+
+inline export_plan plan_export(const ::onnx::ModelProto& m, std::span<const exported_layer> layers,
+                               const export_options& opt) {
+  export_plan plan;
+  plan.opset_from = default_opset(m);
+  if (plan.opset_from < 9 || plan.opset_from > 21)
+    fail(errc::invalid_argument, "export_qdq: model",
+         "default-domain opset must be in [9, 21], got " + std::to_string(plan.opset_from));
+  layer_planner planner(m.graph(), opt);
+  bool four_bit = false;
+  for (const exported_layer& l : layers) {
+    plan.layers.push_back(planner.plan(l));
+    const planned_layer& p = plan.layers.back();
+    four_bit |= p.weight_type.bits == 4 || (p.input_type && p.input_type->bits == 4);
+  }
+  std::sort(plan.layers.begin(), plan.layers.end(),
+            [](const planned_layer& a, const planned_layer& b) { return a.node < b.node; });
+  plan.opset_to = four_bit ? 21 : std::max<std::int64_t>(plan.opset_from, 13);
+  plan.ir_version = std::max<std::int64_t>(m.ir_version(), ir_version_for(plan.opset_to));
+  return plan;
+}
+
+}  // namespace adaquant::onnx::detail::exporting
