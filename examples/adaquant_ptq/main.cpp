@@ -1,0 +1,613 @@
+// adaquant_ptq: quantize any ONNX CNN with the naive, light or advanced pipeline and write a QDQ
+// ONNX model (plus, optionally, an encodings JSON and a run report). `adaquant_ptq --help` prints
+// the usage with every default. Bad input (unknown or unsupported op, malformed file, calibration
+// data that does not fit the model input, bits out of range, infeasible budget, unwritable output)
+// exits 2 with a one-line error and writes nothing; outputs are written only at the end, each
+// atomically (temporary file, fsync, rename).
+#include "sha256.hpp"
+
+#include <adaquant/onnx/encodings.hpp>
+#include <adaquant/onnx/export.hpp>
+#include <adaquant/onnx/network.hpp>
+#include <adaquant/pipeline/advanced.hpp>
+#include <adaquant/pipeline/light.hpp>
+#include <adaquant_runtime/npy.hpp>
+
+#include <nlohmann/json.hpp>
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace aq = adaquant;
+namespace ax = adaquant::onnx;
+namespace ex = adaquant::examples;
+namespace fs = std::filesystem;
+
+namespace {
+
+constexpr const char* usage = R"(usage: adaquant_ptq --model IN.onnx --calib FILE|DIR --output OUT.onnx [options]
+
+Quantizes an ONNX model with adaquant's pipelines and writes a QDQ ONNX model that ONNX Runtime
+runs (weights as int8 / packed int4 initializers with DequantizeLinear per output channel, layer
+inputs through QuantizeLinear/DequantizeLinear with the calibrated parameters).
+
+inputs
+  --model FILE           the ONNX model (opset 9-21, self-contained: external data is refused)
+  --calib FILE|DIR       calibration inputs as NumPy .npy (float32, or int64 for token ids; first
+                         axis = samples): one file for a single-input model, or a directory with
+                         one <input name>.npy per model input
+  --calib-count N        use the first N calibration samples               [all]
+  --input-shape D,D,...  per-sample shape of the model input (without the sample axis) [from the
+                         model's declared shape, else from the calibration data]
+  --test-data FILE|DIR   test inputs, same format as --calib: report FP32 and quantized top-1
+  --test-labels FILE     int64 .npy, one label per test sample (needed with --test-data)
+
+what to compute
+  --pipeline P           naive | light | advanced                          [advanced]
+                           naive: round-to-nearest, min/max ranges, every layer at the bits
+                           light: MSE ranges, first/last layer 8-bit, [bit allocation], BN
+                                  tuning, bias correction
+                           advanced: AdaQuant, first/last layer 8-bit, [bit allocation], BN
+                                  tuning, bias tuning
+  --wbits N              weight bits, 2-16 (per output channel, symmetric)  [4]
+  --abits N              activation bits, 2-16 (per tensor, affine)         [4]
+  --all-layers           quantize the first and last layer at --wbits/--abits too
+  --weight-range M       min_max | percentile | mse                        [mse; naive: min_max]
+  --act-range M          min_max | percentile | mse                        [mse; naive: min_max]
+  --percentile P         the percentile of --*-range percentile            [99.99]
+  --rounding R           onnx | pytorch: how the simulation rounds          [onnx]
+                           onnx divides by the scale as QuantizeLinear does, so the exported
+                           model computes what was simulated; pytorch multiplies by 1/scale
+                           (can differ by one step near ties)
+  --max-size-ratio R     bit allocation: weights at most R of FP32, 0 < R <= 1  [off]
+  --bit-options LIST     weight bits bit allocation chooses from           [2,3,4,8]
+  --loss-samples N       calibration samples of bit allocation's loss      [256]
+  --iterations N         AdaQuant iterations per layer                     [1000]
+  --order O              sequential | parallel AdaQuant                    [sequential]
+  --seed N               AdaQuant's seed                                   [0]
+  --no-bn-tuning         skip BN tuning
+  --bn-target T          running | fp: BN tuning's reference statistics    [running]
+  --no-bias              skip bias correction (light) / bias tuning (advanced)
+
+outputs
+  --output FILE          the quantized QDQ ONNX model (required)
+  --encodings FILE       per-tensor encodings JSON (bits, signedness, scales, zero points, axis)
+  --json FILE            run report: model and data files with SHA-256, every setting, top-1,
+                         sizes, per-layer bits, step times
+  --no-4bit-types        store 2-4-bit grids in 8-bit types (opset 13) instead of int4/uint4
+                         (opset 21)
+
+execution
+  --threads N            0 = every core; results do not depend on it      [0]
+  --quiet                no progress on stderr
+  --help                 this text
+)";
+
+[[noreturn]] void bad(const std::string& msg) {
+  throw aq::error(aq::errc::invalid_argument, "adaquant_ptq: " + msg);
+}
+
+struct args {
+  std::string model, calib, test_data, test_labels, output, encodings, json;
+  std::vector<std::int64_t> input_shape;
+  std::size_t calib_count = 0, loss_samples = 256, iterations = 1000, threads = 0;
+  std::string pipeline = "advanced", order = "sequential", bn_target = "running",
+              rounding = "onnx", weight_range, act_range;
+  double percentile = 99.99;
+  int wbits = 4, abits = 4;
+  std::optional<double> max_size_ratio;
+  std::vector<int> bit_options{2, 3, 4, 8};
+  std::uint64_t seed = 0;
+  bool all_layers = false, bn_tuning = true, bias = true, four_bit_types = true, quiet = false;
+};
+
+long long to_int(const std::string& flag, const std::string& v) {
+  std::size_t used = 0;
+  long long x = 0;
+  try {
+    x = std::stoll(v, &used);
+  } catch (const std::exception&) {
+    used = 0;
+  }
+  if (v.empty() || used != v.size()) bad(flag + ": not an integer: '" + v + "'");
+  return x;
+}
+std::size_t to_count(const std::string& flag, const std::string& v) {
+  const long long x = to_int(flag, v);
+  if (x < 0) bad(flag + ": must be >= 0, got " + v);
+  return static_cast<std::size_t>(x);
+}
+double to_double(const std::string& flag, const std::string& v) {
+  std::size_t used = 0;
+  double x = 0;
+  try {
+    x = std::stod(v, &used);
+  } catch (const std::exception&) {
+    used = 0;
+  }
+  if (v.empty() || used != v.size()) bad(flag + ": not a number: '" + v + "'");
+  return x;
+}
+std::vector<long long> to_list(const std::string& flag, const std::string& v) {
+  std::vector<long long> out;
+  for (std::size_t p = 0; p <= v.size();) {
+    const std::size_t q = std::min(v.find(',', p), v.size());
+    out.push_back(to_int(flag, v.substr(p, q - p)));
+    p = q + 1;
+  }
+  return out;
+}
+void one_of(const std::string& flag, const std::string& v, std::initializer_list<const char*> ok) {
+  std::string all;
+  for (const char* o : ok) {
+    if (v == o) return;
+    all += (all.empty() ? "" : ", ") + std::string(o);
+  }
+  bad(flag + ": must be one of " + all + ", got '" + v + "'");
+}
+
+args parse(int argc, char** argv) {
+  args a;
+  for (int i = 1; i < argc; ++i) {
+    const std::string f = argv[i];
+    const auto value = [&]() -> std::string {
+      if (i + 1 >= argc) bad(f + " needs a value");
+      return argv[++i];
+    };
+    if (f == "--help" || f == "-h") {
+      std::fputs(usage, stdout);
+      std::exit(0);
+    } else if (f == "--model") a.model = value();
+    else if (f == "--calib") a.calib = value();
+    else if (f == "--calib-count") a.calib_count = to_count(f, value());
+    else if (f == "--input-shape") {
+      for (long long d : to_list(f, value())) {
+        if (d <= 0) bad("--input-shape: extents must be > 0");
+        a.input_shape.push_back(d);
+      }
+    } else if (f == "--test-data") a.test_data = value();
+    else if (f == "--test-labels") a.test_labels = value();
+    else if (f == "--pipeline") a.pipeline = value();
+    else if (f == "--wbits") a.wbits = static_cast<int>(to_int(f, value()));
+    else if (f == "--abits") a.abits = static_cast<int>(to_int(f, value()));
+    else if (f == "--all-layers") a.all_layers = true;
+    else if (f == "--weight-range") a.weight_range = value();
+    else if (f == "--act-range") a.act_range = value();
+    else if (f == "--percentile") a.percentile = to_double(f, value());
+    else if (f == "--rounding") a.rounding = value();
+    else if (f == "--max-size-ratio") a.max_size_ratio = to_double(f, value());
+    else if (f == "--bit-options") {
+      a.bit_options.clear();
+      for (long long b : to_list(f, value())) a.bit_options.push_back(static_cast<int>(b));
+    } else if (f == "--loss-samples") a.loss_samples = to_count(f, value());
+    else if (f == "--iterations") a.iterations = to_count(f, value());
+    else if (f == "--order") a.order = value();
+    else if (f == "--seed") a.seed = static_cast<std::uint64_t>(to_count(f, value()));
+    else if (f == "--no-bn-tuning") a.bn_tuning = false;
+    else if (f == "--bn-target") a.bn_target = value();
+    else if (f == "--no-bias") a.bias = false;
+    else if (f == "--output") a.output = value();
+    else if (f == "--encodings") a.encodings = value();
+    else if (f == "--json") a.json = value();
+    else if (f == "--no-4bit-types") a.four_bit_types = false;
+    else if (f == "--threads") a.threads = to_count(f, value());
+    else if (f == "--quiet") a.quiet = true;
+    else bad("unknown argument '" + f + "' (see --help)");
+  }
+  if (a.model.empty()) bad("--model is required (see --help)");
+  if (a.calib.empty()) bad("--calib is required");
+  if (a.output.empty()) bad("--output is required");
+  if (a.test_data.empty() != a.test_labels.empty())
+    bad("--test-data and --test-labels go together");
+  one_of("--pipeline", a.pipeline, {"naive", "light", "advanced"});
+  one_of("--order", a.order, {"sequential", "parallel"});
+  one_of("--bn-target", a.bn_target, {"running", "fp"});
+  one_of("--rounding", a.rounding, {"onnx", "pytorch"});
+  const std::string default_range = a.pipeline == "naive" ? "min_max" : "mse";
+  if (a.weight_range.empty()) a.weight_range = default_range;
+  if (a.act_range.empty()) a.act_range = default_range;
+  one_of("--weight-range", a.weight_range, {"min_max", "percentile", "mse"});
+  one_of("--act-range", a.act_range, {"min_max", "percentile", "mse"});
+  for (const auto& [flag, b] : {std::pair{"--wbits", a.wbits}, std::pair{"--abits", a.abits}})
+    if (b < 2 || b > 16) bad(std::string(flag) + ": must be in [2, 16], got " + std::to_string(b));
+  for (int b : a.bit_options)
+    if (b < 2 || b > 16) bad("--bit-options: bits must be in [2, 16], got " + std::to_string(b));
+  if (a.max_size_ratio && !(*a.max_size_ratio > 0.0 && *a.max_size_ratio <= 1.0))
+    bad("--max-size-ratio: must be in (0, 1]");
+  if (!(a.percentile > 0.0 && a.percentile <= 100.0)) bad("--percentile: must be in (0, 100]");
+  if (a.iterations == 0) bad("--iterations: must be > 0");
+  if (a.loss_samples == 0) bad("--loss-samples: must be > 0");
+  return a;
+}
+
+// An output path must be writable before any work starts: its folder exists and takes a file.
+void check_writable(const std::string& flag, const std::string& path) {
+  if (path.empty()) return;
+  const fs::path p(path);
+  const fs::path dir = p.has_parent_path() ? p.parent_path() : fs::path(".");
+  std::error_code ec;
+  if (!fs::is_directory(dir, ec)) bad(flag + ": folder " + dir.string() + " does not exist");
+  if (fs::is_directory(p, ec)) bad(flag + ": " + path + " is a folder");
+  const fs::path probe = dir / (".adaquant_ptq_probe_" + std::to_string(::getpid()));
+  {
+    std::ofstream o(probe);
+    if (!o) bad(flag + ": cannot write in folder " + dir.string());
+  }
+  fs::remove(probe, ec);
+}
+
+// The model's inputs as the importer lists them, with their ONNX element type.
+struct input_decl {
+  std::string name;
+  std::int32_t elem_type = 1;  // TensorProto::FLOAT
+};
+std::vector<input_decl> model_inputs(const ax::model& m) {
+  std::vector<input_decl> out;
+  for (const std::string& name : m.inputs) {
+    input_decl d{name, 1};
+    for (const auto& vi : m.graph().input())
+      if (vi.name() == name && vi.type().has_tensor_type())
+        d.elem_type = vi.type().tensor_type().elem_type();
+    out.push_back(d);
+  }
+  return out;
+}
+
+struct data_file {
+  std::string path, sha256;
+};
+
+// Reads one model input's samples from FILE (single-input models) or DIR/<name>.npy.
+ax::tensor read_input(const std::string& flag, const std::string& path, const input_decl& in,
+                      std::size_t n_inputs, std::vector<data_file>& files) {
+  fs::path file(path);
+  std::error_code ec;
+  if (fs::is_directory(file, ec)) {
+    file /= in.name + ".npy";
+    if (!fs::exists(file, ec))
+      bad(flag + ": " + path + " has no " + in.name + ".npy for model input '" + in.name + "'");
+  } else if (n_inputs != 1) {
+    bad(flag + ": the model has " + std::to_string(n_inputs) +
+        " inputs: give a folder with one <input name>.npy per input");
+  }
+  files.push_back({file.string(), ex::sha256_file(file)});
+  const bool integer = in.elem_type == 7 || in.elem_type == 6;  // INT64, INT32
+  const bool floating = in.elem_type == 1;
+  if (!integer && !floating)
+    bad(flag + ": model input '" + in.name + "' has ONNX element type " +
+        std::to_string(in.elem_type) + "; only float32 and int64/int32 inputs are read");
+  ax::shape_t shape;
+  ax::tensor t;
+  if (floating) {
+    ex::npy_array<float> a;
+    try {
+      a = ex::read_npy<float>(file);
+    } catch (const aq::error& e) {
+      throw aq::error(e.code(), std::string(e.what()) + " (model input '" + in.name +
+                                    "' is float32)");
+    }
+    for (std::size_t d : a.shape) shape.push_back(static_cast<std::int64_t>(d));
+    t = ax::tensor(shape, std::move(a.values));
+  } else {
+    ex::npy_array<std::int64_t> a;
+    try {
+      a = ex::read_npy<std::int64_t>(file);
+    } catch (const aq::error& e) {
+      throw aq::error(e.code(), std::string(e.what()) + " (model input '" + in.name +
+                                    "' takes int64 token ids)");
+    }
+    for (std::size_t d : a.shape) shape.push_back(static_cast<std::int64_t>(d));
+    t = ax::tensor(static_cast<ax::dtype>(in.elem_type), shape, std::move(a.values));
+  }
+  if (t.shape.empty() || t.shape[0] == 0)
+    throw aq::error(aq::errc::empty_input,
+                    "adaquant_ptq: " + flag + ": " + file.string() + " holds no samples");
+  return t;
+}
+
+std::vector<ax::tensor> read_inputs(const std::string& flag, const std::string& path,
+                                    const std::vector<input_decl>& decl,
+                                    std::vector<data_file>& files, std::size_t limit = 0) {
+  std::vector<ax::tensor> out;
+  for (const input_decl& in : decl) {
+    ax::tensor t = read_input(flag, path, in, decl.size(), files);
+    if (!out.empty() && t.shape[0] != out[0].shape[0])
+      throw aq::error(aq::errc::shape_mismatch,
+                      "adaquant_ptq: " + flag + ": input '" + in.name + "' has " +
+                          std::to_string(t.shape[0]) + " samples, input '" + decl[0].name +
+                          "' has " + std::to_string(out[0].shape[0]));
+    out.push_back(std::move(t));
+  }
+  if (limit > 0) {
+    if (limit > static_cast<std::size_t>(out[0].shape[0]))
+      bad("--calib-count: " + std::to_string(limit) + " is more than the " +
+          std::to_string(out[0].shape[0]) + " samples of " + path);
+    for (ax::tensor& t : out) t = t.items(0, limit);
+  }
+  return out;
+}
+
+// Per-sample shapes: --input-shape (single input), else the model's declared shape when fully
+// known, else the calibration data's. Data that disagree with the chosen shape are an error.
+std::vector<ax::shape_t> sample_shapes(const args& a, const ax::model& m,
+                                       const std::vector<input_decl>& decl,
+                                       const std::vector<ax::tensor>& calib) {
+  if (!a.input_shape.empty() && decl.size() != 1)
+    bad("--input-shape: the model has " + std::to_string(decl.size()) +
+        " inputs; it applies to single-input models");
+  std::vector<ax::shape_t> out;
+  for (std::size_t k = 0; k < decl.size(); ++k) {
+    const ax::shape_t data(calib[k].shape.begin() + 1, calib[k].shape.end());
+    ax::shape_t want = data;
+    if (!a.input_shape.empty()) {
+      want = a.input_shape;
+    } else {
+      const ax::shape_t declared = m.declared_input_shape(k);
+      if (declared.size() == data.size() + 1) {
+        const ax::shape_t tail(declared.begin() + 1, declared.end());
+        if (std::all_of(tail.begin(), tail.end(), [](std::int64_t d) { return d > 0; }))
+          want = tail;
+      }
+    }
+    if (want != data)
+      throw aq::error(aq::errc::shape_mismatch,
+                      "adaquant_ptq: calibration data for input '" + decl[k].name +
+                          "' has per-sample shape " + ax::shape_string(data) +
+                          ", the model input needs " + ax::shape_string(want));
+    out.push_back(want);
+  }
+  return out;
+}
+
+std::function<void(const aq::progress_event&)> progress_bar(bool quiet) {
+  if (quiet) return {};
+  return [](const aq::progress_event& p) {
+    const int width = 30;
+    const int fill = p.total ? static_cast<int>(width * p.done / p.total) : width;
+    std::fprintf(stderr, "\r  %-16.*s [%.*s%*s] %zu/%zu", static_cast<int>(p.step.size()),
+                 p.step.data(), fill, "##############################", width - fill, "", p.done,
+                 p.total);
+    if (p.done == p.total) std::fputc('\n', stderr);
+  };
+}
+
+// The pipeline configuration the arguments describe: every flag has one place here.
+aq::quantizer_spec spec(aq::quantizer_spec s, const std::string& range, const args& a) {
+  s.range = aq::parse_range_method(range);
+  s.settings.percentile = a.percentile;
+  s.rounding = a.rounding == "onnx" ? aq::rounding_mode::onnx : aq::rounding_mode::pytorch;
+  return s;
+}
+aq::quantization_spec quantization(const args& a) {
+  aq::quantization_spec q;
+  q.weights = spec(aq::quantizer_spec::weights(a.wbits), a.weight_range, a);
+  q.activations = spec(aq::quantizer_spec::activations(a.abits), a.act_range, a);
+  q.first_last_8bit = !a.all_layers && a.pipeline != "naive";
+  return q;
+}
+std::optional<aq::bit_allocation_budget> bit_allocation(const args& a) {
+  if (!a.max_size_ratio) return std::nullopt;
+  return aq::bit_allocation_budget{*a.max_size_ratio, a.bit_options};
+}
+std::optional<aq::bn_tuning_options> bn_tuning(const args& a) {
+  if (!a.bn_tuning || a.pipeline == "naive") return std::nullopt;
+  return aq::bn_tuning_options{a.bn_target == "fp" ? aq::bn_reference::full_precision
+                                                   : aq::bn_reference::running_statistics};
+}
+
+// The imported network, recording each layer's final quantized form for the exporter.
+struct recording_network {
+  ax::onnx_network& net;
+  std::map<std::size_t, aq::quantized_layer> layers;
+
+  std::size_t calibration_size() const { return net.calibration_size(); }
+  std::vector<aq::layer_desc> quantizable_layers() const { return net.quantizable_layers(); }
+  aq::layer_io capture(std::size_t id, std::size_t first, std::size_t count, aq::capture_mode m) {
+    return net.capture(id, first, count, m);
+  }
+  void set_quantized(const aq::quantized_layer& q) {
+    net.set_quantized(q);
+    layers[q.id] = q;
+  }
+  const aq::batch_norm_params* folded_batch_norm(std::size_t id) const {
+    return net.folded_batch_norm(id);
+  }
+  double calibration_loss() { return net.calibration_loss(); }
+};
+static_assert(aq::PipelineNetwork<recording_network> && aq::LossNetwork<recording_network>);
+
+void write_text_atomically(const std::string& path, const std::string& text) {
+  ax::write_file_atomically(path, text, "adaquant_ptq: --json");
+}
+
+int run(const args& a) {
+  const auto t0 = std::chrono::steady_clock::now();
+  for (const auto& [flag, path] : {std::pair{"--output", a.output},
+                                   std::pair{"--encodings", a.encodings},
+                                   std::pair{"--json", a.json}})
+    check_writable(flag, path);
+
+  const ax::model m = ax::load_model(a.model);
+  const std::vector<input_decl> decl = model_inputs(m);
+  if (decl.empty()) bad(a.model + ": the model has no inputs");
+  std::vector<data_file> calib_files, test_files;
+  std::vector<ax::tensor> calib = read_inputs("--calib", a.calib, decl, calib_files, a.calib_count);
+  std::vector<ax::tensor> test;
+  ex::npy_array<std::int64_t> labels;
+  if (!a.test_data.empty()) {
+    test = read_inputs("--test-data", a.test_data, decl, test_files);
+    labels = ex::read_npy<std::int64_t>(a.test_labels);
+    test_files.push_back({a.test_labels, ex::sha256_file(a.test_labels)});
+    if (!(labels.shape.size() == 1 &&
+          labels.shape[0] == static_cast<std::size_t>(test[0].shape[0])))
+      throw aq::error(aq::errc::shape_mismatch,
+                      "adaquant_ptq: --test-labels: " + a.test_labels + " has shape " +
+                          ax::shape_string(std::vector<std::int64_t>(labels.shape.begin(),
+                                                                     labels.shape.end())) +
+                          ", expected [" + std::to_string(test[0].shape[0]) + "]");
+  }
+  ax::network_options no;
+  no.compile.sample_shapes = sample_shapes(a, m, decl, calib);
+  no.loss_samples = std::min<std::size_t>(a.loss_samples, static_cast<std::size_t>(calib[0].shape[0]));
+  no.threads = a.threads;
+  if (!test.empty()) {
+    for (std::size_t k = 0; k < decl.size(); ++k) {
+      const ax::shape_t item(test[k].shape.begin() + 1, test[k].shape.end());
+      if (item != no.compile.sample_shapes[k])
+        throw aq::error(aq::errc::shape_mismatch,
+                        "adaquant_ptq: --test-data: input '" + decl[k].name +
+                            "' has per-sample shape " + ax::shape_string(item) +
+                            ", the model input needs " +
+                            ax::shape_string(no.compile.sample_shapes[k]));
+    }
+  }
+  ax::onnx_network net(m, calib, no);
+  recording_network rec{net, {}};
+
+  // Validate the whole configuration (bits, budget) before the first expensive step.
+  const aq::execution_context ctx{a.threads, 100, progress_bar(a.quiet)};
+  aq::pipeline_report rep;
+  if (a.pipeline == "advanced") {
+    aq::advanced_config c;
+    c.quant = quantization(a);
+    c.adaquant->layer.seed = a.seed;
+    c.adaquant->layer.iterations = a.iterations;
+    c.adaquant->order = a.order == "parallel" ? aq::calibration_order::parallel
+                                              : aq::calibration_order::sequential;
+    c.bit_allocation = bit_allocation(a);
+    c.bn_tuning = bn_tuning(a);
+    c.bias_tuning = a.bias;
+    rep = aq::advanced_pipeline(rec, c, ctx);
+  } else {
+    aq::light_config c;
+    c.quant = quantization(a);
+    c.bit_allocation = bit_allocation(a);
+    c.bn_tuning = bn_tuning(a);
+    c.bias_correction = a.bias && a.pipeline != "naive";
+    rep = aq::light_pipeline(rec, c, ctx);
+  }
+
+  // Export.
+  std::vector<ax::exported_layer> exported;
+  nlohmann::json layer_json = nlohmann::json::array();
+  const std::vector<ax::layer_origin> origins = net.layer_origins();
+  for (std::size_t i = 0; i < origins.size(); ++i) {
+    const ax::layer_origin& o = origins[i];
+    const auto it = rec.layers.find(o.id);
+    if (it == rec.layers.end()) continue;
+    exported.push_back(ax::make_exported_layer(it->second, o.node, o.weight_initializer,
+                                               o.bias_initializer, o.folded_batch_norm));
+    layer_json.push_back({{"node", o.node},
+                          {"op_type", o.op_type},
+                          {"weight_bits", exported.back().weight_bits},
+                          {"act_bits", exported.back().input ? exported.back().input->bits : 32},
+                          {"folded_batch_norm", o.folded_batch_norm}});
+  }
+  ax::export_options eo;
+  eo.allow_4bit_types = a.four_bit_types;
+  ::onnx::ModelProto out;
+  ax::export_qdq(m.proto, exported, eo, out);
+
+  // Accuracy of our own simulation.
+  std::optional<ax::eval_result> fp, qr;
+  if (!test.empty()) {
+    ax::eval_options ev;
+    ev.threads = a.threads;
+    fp = net.evaluate(test, labels.values, ev);
+    ev.quantized = true;
+    qr = net.evaluate(test, labels.values, ev);
+  }
+
+  // Outputs, each atomically.
+  ax::write_model(out, a.output);
+  if (!a.encodings.empty()) ax::write_encodings(m.proto, exported, a.encodings, eo);
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+
+  std::printf("%s %s W%dA%d%s: weights %.1f%% of fp32", a.model.c_str(), a.pipeline.c_str(),
+              a.wbits, a.abits, quantization(a).first_last_8bit ? " (first/last 8-bit)" : "",
+              100 * rep.size_ratio());
+  if (fp)
+    std::printf(", fp32 top-1 %.2f%%, quantized top-1 %.2f%% (%+.2f) on %zu samples",
+                100 * fp->accuracy, 100 * qr->accuracy, 100 * (qr->accuracy - fp->accuracy),
+                qr->samples);
+  std::printf(", %.1f s -> %s\n", seconds, a.output.c_str());
+  nlohmann::json steps = nlohmann::json::array();
+  for (const auto& s : rep.steps) {
+    std::printf("  %-16s %8.2f s  %s\n", s.name.c_str(), s.seconds, s.summary.c_str());
+    steps.push_back({{"name", s.name}, {"seconds", s.seconds}, {"summary", s.summary}});
+  }
+  if (!a.json.empty()) {
+    const auto files = [](const std::vector<data_file>& v) {
+      nlohmann::json j = nlohmann::json::array();
+      for (const data_file& f : v) j.push_back({{"path", f.path}, {"sha256", f.sha256}});
+      return j;
+    };
+    nlohmann::json j = {
+        {"tool", "adaquant_ptq"},
+        {"model", {{"path", a.model}, {"sha256", ex::sha256_file(a.model)}}},
+        {"calib", {{"files", files(calib_files)}, {"samples", calib[0].shape[0]}}},
+        {"settings",
+         {{"pipeline", a.pipeline},
+          {"wbits", a.wbits},
+          {"abits", a.abits},
+          {"first_last_8bit", quantization(a).first_last_8bit},
+          {"weight_range", a.weight_range},
+          {"act_range", a.act_range},
+          {"percentile", a.percentile},
+          {"rounding", a.rounding},
+          {"max_size_ratio",
+           a.max_size_ratio ? nlohmann::json(*a.max_size_ratio) : nlohmann::json(nullptr)},
+          {"bit_options", a.bit_options},
+          {"loss_samples", no.loss_samples},
+          {"iterations", a.pipeline == "advanced" ? nlohmann::json(a.iterations)
+                                                  : nlohmann::json(nullptr)},
+          {"order", a.order},
+          {"seed", a.seed},
+          {"bn_tuning", bn_tuning(a).has_value()},
+          {"bn_target", a.bn_target},
+          {"bias", a.bias && a.pipeline != "naive"},
+          {"four_bit_types", a.four_bit_types},
+          {"threads", a.threads}}},
+        {"size_ratio", rep.size_ratio()},
+        {"weight_bytes", rep.weight_bytes},
+        {"fp32_weight_bytes", rep.fp32_weight_bytes},
+        {"layers", layer_json},
+        {"steps", steps},
+        {"output", {{"path", a.output}, {"bytes", fs::file_size(a.output)}}},
+        {"seconds", seconds}};
+    if (!a.encodings.empty()) j["encodings"] = a.encodings;
+    if (fp) {
+      j["test"] = {{"files", files(test_files)}, {"samples", qr->samples}};
+      j["fp32_top1"] = fp->accuracy;
+      j["quant_top1"] = qr->accuracy;
+      j["fp32_correct"] = fp->correct;
+      j["quant_correct"] = qr->correct;
+    }
+    write_text_atomically(a.json, j.dump(2) + "\n");
+  }
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  try {
+    return run(parse(argc, argv));
+  } catch (const aq::error& e) {
+    std::fprintf(stderr, "\n%s\n", e.what());
+    return 2;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "\nadaquant_ptq: %s\n", e.what());
+    return 1;
+  }
+}
