@@ -1,7 +1,7 @@
 // AdaQuant on single layers: beats round-to-nearest with MSE-optimal ranges, low-bit runs stay
 // finite, frozen groups stay bit-identical, determinism, bounded offsets, option errors.
 
-#include "test_util.hpp"
+#include "support/adaquant_test_util.hpp"
 
 #include <catch2/catch.hpp>
 

@@ -1,7 +1,7 @@
 // Layer objectives: forward against direct loops, gradients against central differences of the
 // straight-through surrogate, input validation.
 
-#include "test_util.hpp"
+#include "support/adaquant_test_util.hpp"
 
 #include <adaquant/calibrate/adaquant.hpp>
 #include <adaquant/objectives/gradient_check.hpp>

@@ -1,7 +1,7 @@
 // Calibration drivers on a tiny synthetic network implementing QuantizableNetwork:
 // conv(2->4, 3x3, pad 1) ReLU -> conv(4->4, 3x3, stride 2, pad 1, groups 2) ReLU -> linear(36->5).
 
-#include "test_util.hpp"
+#include "support/adaquant_test_util.hpp"
 
 #include <adaquant/adapters/std.hpp>
 #include <adaquant/calibrate/driver.hpp>

@@ -1,6 +1,6 @@
 // Public QAT pieces: fake-quant backward (STE for x, LSQ for scale and zero point).
 
-#include "test_util.hpp"
+#include "support/adaquant_test_util.hpp"
 
 #include <adaquant/adapters/std.hpp>
 #include <adaquant/quant/ste.hpp>
