@@ -31,6 +31,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <map>
@@ -204,6 +205,23 @@ aq::advanced_config advanced_config(const args& a) {
   return c;
 }
 
+// An output path must be writable before any work starts: its folder exists and takes a file.
+void check_writable(const std::string& flag, const std::string& path, bool is_dir = false) {
+  if (path.empty()) return;
+  const std::filesystem::path p(path);
+  const std::filesystem::path dir =
+      is_dir ? p : (p.has_parent_path() ? p.parent_path() : std::filesystem::path("."));
+  std::error_code ec;
+  if (!std::filesystem::is_directory(dir, ec))
+    usage_error(flag + ": folder " + dir.string() + " does not exist");
+  const std::filesystem::path probe = dir / ".fashion_mnist_ptq_probe";
+  {
+    std::ofstream o(probe);
+    if (!o) usage_error(flag + ": cannot write in folder " + dir.string());
+  }
+  std::filesystem::remove(probe, ec);
+}
+
 // What runs share: the data, and each model with its FP32 accuracy (measured once).
 struct session {
   std::optional<ex::image_dataset> train, test;
@@ -332,6 +350,7 @@ int run_plan(std::vector<std::string> argv) {
   }
   if (plan.empty() || dir.empty()) usage_error("--plan FILE needs --json-dir DIR");
   auto runs = read_plan(plan, common);
+  check_writable("--json-dir", dir, true);
   session s;
   s.train = ex::load_fashion_mnist(runs[0].second.data_dir, "train");
   for (const auto& [run_name, a] : runs) {
@@ -355,7 +374,9 @@ int main(int argc, char** argv) {
     const std::vector<std::string> args(argv + 1, argv + argc);
     if (std::find(args.begin(), args.end(), "--plan") != args.end()) return run_plan(args);
     session s;
-    return run(parse(args), s);
+    const auto a = parse(args);
+    check_writable("--json", a.json);
+    return run(a, s);
   } catch (const aq::error& e) {
     std::fprintf(stderr, "\n%s\n", e.what());
     return 2;

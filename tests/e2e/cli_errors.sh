@@ -50,5 +50,18 @@ expect_plan_error "has no runs" '# only a comment'
 out=$("$ptq" --plan "$work/none.txt" 2>&1)
 if [ $? -eq 2 ] && [[ "$out" == *"needs --json-dir"* ]]; then passed=$((passed + 1)); else
   echo "FAILED: --plan without --json-dir said: $out"; fails=$((fails + 1)); fi
+# Output folders are checked before any work: a missing --json-dir or --json folder fails at once.
+printf '%s\n' "one --model resnet --pipeline naive" > "$work/plan.txt"
+start=$(date +%s)
+out=$("$ptq" --plan "$work/plan.txt" --json-dir "$work/missing" --quiet 2>&1)
+rc=$?
+if [ $rc -eq 2 ] && [[ "$out" == *"--json-dir: folder $work/missing does not exist"* ]] &&
+   [ $(( $(date +%s) - start )) -lt 5 ]; then passed=$((passed + 1)); else
+  echo "FAILED: --json-dir missing exited $rc, said: $out"; fails=$((fails + 1)); fi
+out=$("$ptq" --model resnet --pipeline naive --quiet --json "$work/missing/out.json" 2>&1)
+rc=$?
+if [ $rc -eq 2 ] && [[ "$out" == *"--json: folder $work/missing does not exist"* ]]; then
+  passed=$((passed + 1)); else
+  echo "FAILED: --json in a missing folder exited $rc, said: $out"; fails=$((fails + 1)); fi
 echo "$passed passed, $fails failed"
 [ "$fails" -eq 0 ]
