@@ -642,7 +642,15 @@ inline std::vector<tensor> graph::run_from(run_state s, std::size_t last, const 
       if (!in.back())
         env.fail(errc::invalid_argument, "value \"" + names_[static_cast<std::size_t>(v)] + "\" is not in the run state");
     }
-    detail::run_node(env, in, outs);
+    // Input 0 read for the last time (and once): its storage may become the output.
+    tensor* mv = nullptr;
+    if (!n.inputs.empty() && n.inputs[0] >= 0) {
+      const auto u = static_cast<std::size_t>(n.inputs[0]);
+      if (!constants_[u] && have[u] && last_use_[u] == i && !wanted[u] &&
+          std::count(n.inputs.begin(), n.inputs.end(), n.inputs[0]) == 1)
+        mv = &values[u];
+    }
+    detail::run_node(env, in, outs, mv);
     for (std::size_t k = 0; k < n.outputs.size(); ++k) {
       const int v = n.outputs[k];
       if (v < 0) continue;

@@ -189,7 +189,11 @@ inline void conv(const op_env& env, const tensor& x_in, const tensor& w, const f
     for (std::int64_t n0 = 0; n0 < n; n0 += per) {
       const std::int64_t ns = std::min(per, n - n0);
       const std::size_t cols = padded_cols(static_cast<std::size_t>(ns * p));
-      col.assign(static_cast<std::size_t>(k) * cols, 0.0f);
+      col.resize(static_cast<std::size_t>(k) * cols);
+      const auto used = static_cast<std::size_t>(ns * p);
+      for (std::int64_t r = 0; r < k; ++r)  // padding columns
+        std::fill(col.begin() + static_cast<std::ptrdiff_t>(static_cast<std::size_t>(r) * cols + used),
+                  col.begin() + static_cast<std::ptrdiff_t>((static_cast<std::size_t>(r) + 1) * cols), 0.0f);
       res.resize(cols * static_cast<std::size_t>(og));
       for (std::int64_t gi = 0; gi < groups; ++gi) {
         for (std::int64_t s = 0; s < ns; ++s)
@@ -198,11 +202,15 @@ inline void conv(const op_env& env, const tensor& x_in, const tensor& w, const f
         gemm_rm_rm(static_cast<std::size_t>(og), cols, static_cast<std::size_t>(k),
                    w.f.data() + gi * og * k, static_cast<std::size_t>(k), col.data(), cols,
                    res.data(), static_cast<std::size_t>(og));
+        // res is [positions][og]: transpose into the output planes in tiles of 64 positions.
         for (std::int64_t s = 0; s < ns; ++s)
-          for (std::int64_t oi = 0; oi < og; ++oi) {
-            float* plane = yp + ((n0 + s) * o + gi * og + oi) * p;
-            const float* r = res.data() + static_cast<std::size_t>(s * p * og + oi);
-            for (std::int64_t q = 0; q < p; ++q) plane[q] = r[q * og];
+          for (std::int64_t q0 = 0; q0 < p; q0 += 64) {
+            const std::int64_t q1 = std::min(p, q0 + 64);
+            for (std::int64_t oi = 0; oi < og; ++oi) {
+              float* plane = yp + ((n0 + s) * o + gi * og + oi) * p;
+              const float* r = res.data() + static_cast<std::size_t>(s * p * og + oi);
+              for (std::int64_t q = q0; q < q1; ++q) plane[q] = r[q * og];
+            }
           }
       }
     }

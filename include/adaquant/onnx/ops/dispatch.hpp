@@ -9,9 +9,10 @@
 namespace adaquant::onnx::detail {
 
 // `in` holds one pointer per node input (nullptr: absent optional input). `out` receives one
-// tensor per node output.
+// tensor per node output. `mv`, when given, is input 0's storage (read by nothing else
+// afterwards): elementwise and reshaping ops reuse it instead of copying.
 inline void run_node(const op_env& env, const std::vector<const tensor*>& in,
-                     std::vector<tensor>& out) {
+                     std::vector<tensor>& out, tensor* mv = nullptr) {
   const node& n = env.n;
   const std::string& op = n.op_type;
   out.assign(std::max<std::size_t>(n.outputs.size(), 1), tensor());
@@ -55,12 +56,12 @@ inline void run_node(const op_env& env, const std::vector<const tensor*>& in,
     extra_outputs(1);
     batch_norm(env, in, out[0]);
   } else if (op == "Add" || op == "Sub" || op == "Mul" || op == "Div" || op == "Pow") {
-    binary_op(env, need(0), need(1), out[0]);
+    binary_op(env, need(0), need(1), out[0], mv);
   } else if (op == "Relu" || op == "Sigmoid" || op == "Tanh" || op == "Erf" || op == "Sqrt" ||
              op == "Neg" || op == "Exp" || op == "Log" || op == "LeakyRelu" ||
              op == "HardSigmoid" || op == "HardSwish" || op == "Clip" || op == "Identity") {
     need(0);
-    unary_op(env, in, out[0]);
+    unary_op(env, in, out[0], mv);
   } else if (op == "Dropout") {
     need(0);
     if (env.opset >= 12 && in.size() > 2 && in[2] && in[2]->size() == 1 && in[2]->as_int(0) != 0)
@@ -85,18 +86,18 @@ inline void run_node(const op_env& env, const std::vector<const tensor*>& in,
     extra_outputs(1);
     pool(env, need(0), out[0]);
   } else if (op == "Flatten") {
-    flatten(env, need(0), out[0]);
+    flatten(env, need(0), out[0], mv);
   } else if (op == "Reshape") {
     need(0);
-    reshape(env, *in[0], in.size() > 1 ? in[1] : nullptr, out[0]);
+    reshape(env, *in[0], in.size() > 1 ? in[1] : nullptr, out[0], mv);
   } else if (op == "Transpose") {
     transpose(env, need(0), out[0]);
   } else if (op == "Squeeze") {
     need(0);
-    squeeze(env, in, out[0]);
+    squeeze(env, in, out[0], mv);
   } else if (op == "Unsqueeze") {
     need(0);
-    unsqueeze(env, in, out[0]);
+    unsqueeze(env, in, out[0], mv);
   } else if (op == "Concat") {
     concat(env, in, out[0]);
   } else if (op == "Slice") {

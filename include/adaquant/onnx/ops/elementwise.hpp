@@ -75,13 +75,28 @@ void broadcast_apply(const shape_t& out_shape, const shape_t& as, const std::vec
   }
 }
 
-inline void binary_op(const op_env& env, const tensor& a, const tensor& b, tensor& out) {
+// `movable`: a's storage, which may be reused for the output (a is not read afterwards).
+inline void binary_op(const op_env& env, const tensor& a, const tensor& b, tensor& out,
+                      tensor* movable = nullptr) {
   const std::string& op = env.n.op_type;
   const bool pow = op == "Pow";
   if (!pow && a.type != b.type)
     env.fail(errc::shape_mismatch, "element types differ (" + std::to_string(int(a.type)) +
                                        " and " + std::to_string(int(b.type)) + ")");
   const shape_t s = broadcast_shape(env, a.shape, b.shape);
+  if (movable && a.shape == s && a.floating() && b.floating()) {
+    out = std::move(*movable);
+    const std::vector<float>& av = out.f;
+    const std::string& o = op;
+    if (o == "Add") broadcast_apply<float>(s, s, av, b.shape, b.f, out.f, [](float x, float y) { return x + y; });
+    else if (o == "Sub") broadcast_apply<float>(s, s, av, b.shape, b.f, out.f, [](float x, float y) { return x - y; });
+    else if (o == "Mul") broadcast_apply<float>(s, s, av, b.shape, b.f, out.f, [](float x, float y) { return x * y; });
+    else if (o == "Div") broadcast_apply<float>(s, s, av, b.shape, b.f, out.f, [](float x, float y) { return x / y; });
+    else broadcast_apply<float>(s, s, av, b.shape, b.f, out.f, [](float x, float y) {
+      return static_cast<float>(std::pow(static_cast<double>(x), static_cast<double>(y)));
+    });
+    return;
+  }
   out = env.make(a.type, s);
   if (a.floating()) {
     std::vector<float> bf;  // Pow with an integer exponent
@@ -127,15 +142,21 @@ inline void binary_op(const op_env& env, const tensor& a, const tensor& b, tenso
 
 inline float erf_f(float x) { return std::erf(x); }
 
-// Unary float ops (Neg also on integers).
-inline void unary_op(const op_env& env, const std::vector<const tensor*>& in, tensor& out) {
+// Unary float ops (Neg also on integers). `movable`: input 0's storage, reusable for the output.
+inline void unary_op(const op_env& env, const std::vector<const tensor*>& in, tensor& out,
+                     tensor* movable = nullptr) {
   const std::string& op = env.n.op_type;
-  const tensor& x = *in.at(0);
-  out = x;
+  const dtype type = in.at(0)->type;
+  const bool floating = in[0]->floating();
+  if (movable)
+    out = std::move(*movable);
+  else
+    out = *in[0];
+  const tensor& x = out;  // the input's type and shape; values are read from out in place
   if (op == "Identity" || op == "Dropout") return;
-  if (!x.floating()) {
+  if (!floating) {
     if (op == "Neg") {
-      for (auto& v : out.i) v = wrap_to(x.type, static_cast<std::int64_t>(0ull - static_cast<std::uint64_t>(v)));
+      for (auto& v : out.i) v = wrap_to(type, static_cast<std::int64_t>(0ull - static_cast<std::uint64_t>(v)));
       return;
     }
     if (op == "Relu") {

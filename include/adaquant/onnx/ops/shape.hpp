@@ -26,21 +26,26 @@ inline void copy_elems(const tensor& from, std::size_t k, tensor& to, std::size_
     std::copy_n(from.i.begin() + static_cast<std::ptrdiff_t>(k), n, to.i.begin() + static_cast<std::ptrdiff_t>(j));
 }
 
-inline void reshape_to(const op_env& env, const tensor& x, shape_t s, tensor& y) {
+// `mv`: x's storage, reusable for y.
+inline void reshape_to(const op_env& env, const tensor& x, shape_t s, tensor& y, tensor* mv = nullptr) {
   if (checked_count(s, env.where()) != x.size())
     env.fail(errc::shape_mismatch, "cannot reshape " + shape_string(x.shape) + " to " + shape_string(s));
-  y = x;
+  if (mv)
+    y = std::move(*mv);
+  else
+    y = x;
   y.shape = std::move(s);
 }
 
-inline void flatten(const op_env& env, const tensor& x, tensor& y) {
+inline void flatten(const op_env& env, const tensor& x, tensor& y, tensor* mv = nullptr) {
   const std::size_t ax = env.axis(env.n.attr_int("axis", 1), x.rank(), 1);
   std::int64_t a = 1, b = 1;
   for (std::size_t d = 0; d < x.rank(); ++d) (d < ax ? a : b) *= x.shape[d];
-  reshape_to(env, x, {a, b}, y);
+  reshape_to(env, x, {a, b}, y, mv);
 }
 
-inline void reshape(const op_env& env, const tensor& x, const tensor* shape_in, tensor& y) {
+inline void reshape(const op_env& env, const tensor& x, const tensor* shape_in, tensor& y,
+                    tensor* mv = nullptr) {
   const auto& req = int_input(env, shape_in, "shape");
   const bool allowzero = env.n.attr_int("allowzero", 0) != 0;
   shape_t s(req.begin(), req.end());
@@ -66,7 +71,7 @@ inline void reshape(const op_env& env, const tensor& x, const tensor* shape_in, 
       env.fail(errc::shape_mismatch, "cannot reshape " + shape_string(x.shape) + " to " + shape_string(s));
     s[infer] = total / known;
   }
-  reshape_to(env, x, std::move(s), y);
+  reshape_to(env, x, std::move(s), y, mv);
 }
 
 inline void transpose(const op_env& env, const tensor& x, tensor& y) {
@@ -106,7 +111,8 @@ inline std::vector<std::int64_t> axes_of(const op_env& env, const std::vector<co
   return env.n.attr_ints("axes");
 }
 
-inline void squeeze(const op_env& env, const std::vector<const tensor*>& in, tensor& y) {
+inline void squeeze(const op_env& env, const std::vector<const tensor*>& in, tensor& y,
+                    tensor* mv = nullptr) {
   const tensor& x = *in[0];
   const auto axes = axes_of(env, in);
   std::vector<bool> drop(x.rank(), false);
@@ -120,10 +126,11 @@ inline void squeeze(const op_env& env, const std::vector<const tensor*>& in, ten
   shape_t s;
   for (std::size_t d = 0; d < x.rank(); ++d)
     if (!drop[d]) s.push_back(x.shape[d]);
-  reshape_to(env, x, s, y);
+  reshape_to(env, x, s, y, mv);
 }
 
-inline void unsqueeze(const op_env& env, const std::vector<const tensor*>& in, tensor& y) {
+inline void unsqueeze(const op_env& env, const std::vector<const tensor*>& in, tensor& y,
+                      tensor* mv = nullptr) {
   const tensor& x = *in[0];
   const auto axes = axes_of(env, in);
   const std::size_t r = x.rank() + axes.size();
@@ -136,7 +143,7 @@ inline void unsqueeze(const op_env& env, const std::vector<const tensor*>& in, t
   shape_t s;
   std::size_t k = 0;
   for (std::size_t d = 0; d < r; ++d) s.push_back(add[d] ? 1 : x.shape[k++]);
-  reshape_to(env, x, s, y);
+  reshape_to(env, x, s, y, mv);
 }
 
 inline void concat(const op_env& env, const std::vector<const tensor*>& in, tensor& y) {
