@@ -44,6 +44,9 @@ struct compile_options {
   bool batch_axis = true;
   bool fold_batch_norms = true;
   exec_limits limits;
+  // Without batch_axis: the values to probe with (default zeros). Give the real inputs when some
+  // input feeds shape parameters (Reshape's shape, Slice's starts, ...), as test cases do.
+  std::vector<tensor> probe_inputs;
 };
 
 // Why each Conv / ConvTranspose / Gemm / MatMul node is or is not a quantizable layer.
@@ -306,7 +309,14 @@ inline graph graph::compile(const model& m, const compile_options& opt) {
       if (cnt > opt.limits.max_elements)
         adaquant::detail::fail(errc::invalid_argument, src + ": input \"" + m.inputs[k] + "\"",
                                "shape " + shape_string(s) + " exceeds the element limit");
-      vals[v] = tensor::zeros(input_type(k), s);
+      if (!opt.batch_axis && k < opt.probe_inputs.size()) {
+        vals[v] = opt.probe_inputs[k];
+        if (vals[v].shape != s)
+          adaquant::detail::fail(errc::shape_mismatch, src + ": input \"" + m.inputs[k] + "\"",
+                                 "probe input shape " + shape_string(vals[v].shape) + " differs from " + shape_string(s));
+      } else {
+        vals[v] = tensor::zeros(input_type(k), s);
+      }
       have[v] = true;
       shapes[p][v] = s;
     }

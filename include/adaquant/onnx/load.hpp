@@ -115,6 +115,27 @@ inline float half_to_float(std::uint16_t h) noexcept {
   return std::bit_cast<float>(bits);
 }
 
+// float -> IEEE half (round to nearest even) -> float: what a FLOAT16 tensor can hold.
+inline float round_to_half(float f) noexcept {
+  const std::uint32_t x = std::bit_cast<std::uint32_t>(f);
+  const std::uint32_t sign = (x >> 16) & 0x8000u;
+  const std::uint32_t ax = x & 0x7fffffffu;
+  std::uint16_t h;
+  if (ax >= 0x7f800000u) {
+    h = static_cast<std::uint16_t>(sign | 0x7c00u | (ax > 0x7f800000u ? 0x200u : 0u));
+  } else if (ax >= 0x477ff000u) {  // rounds to >= 65520: infinity
+    h = static_cast<std::uint16_t>(sign | 0x7c00u);
+  } else if (ax < 0x38800000u) {  // subnormal half (or zero)
+    const float v = std::bit_cast<float>(ax) * 16777216.0f;  // * 2^24: units of the smallest half
+    h = static_cast<std::uint16_t>(sign | static_cast<std::uint32_t>(std::nearbyint(v)));
+  } else {
+    const std::uint32_t mant_odd = (ax >> 13) & 1u;
+    const std::uint32_t r = ax + 0xc8000fffu + mant_odd;  // rebias (-112 << 23) and round half even
+    h = static_cast<std::uint16_t>(sign | (r >> 13));
+  }
+  return half_to_float(h);
+}
+
 inline std::size_t element_bytes(dtype t) noexcept {
   switch (t) {
     case dtype::uint8:
@@ -263,9 +284,9 @@ inline shape_t model::declared_input_shape(std::size_t k) const {
       found = true;
     }
   if (!found)
-    fail(errc::invalid_argument, source, "no opset is imported for the default ONNX domain");
+    detail::fail_unsupported(source, "no opset is imported for the default ONNX domain");
   if (m.opset < min_opset || m.opset > max_opset)
-    fail(errc::invalid_argument, source,
+    detail::fail_unsupported(source,
          "opset " + std::to_string(m.opset) + " of the default domain is outside the supported " +
              std::to_string(min_opset) + ".." + std::to_string(max_opset));
   const ::onnx::GraphProto& g = m.proto.graph();
@@ -286,8 +307,17 @@ inline shape_t model::declared_input_shape(std::size_t k) const {
   }
   if (g.sparse_initializer_size() > 0)
     detail::fail_unsupported(source, "sparse initializers are not supported");
-  for (const auto& vi : g.input())
-    if (!m.initializer(vi.name())) m.inputs.push_back(vi.name());
+  for (const auto& vi : g.input()) {
+    if (m.initializer(vi.name())) continue;
+    if (!vi.type().has_tensor_type())
+      detail::fail_unsupported(source + ": input \"" + vi.name() + "\"",
+                               "only tensor inputs are supported (not sequences, maps or optionals)");
+    const std::int32_t t = vi.type().tensor_type().elem_type();
+    if (!is_supported_dtype(t))
+      detail::fail_unsupported(source + ": input \"" + vi.name() + "\"",
+                               "element type " + std::to_string(t) + " is not supported");
+    m.inputs.push_back(vi.name());
+  }
   for (const auto& vi : g.output()) m.outputs.push_back(vi.name());
   if (m.outputs.empty()) fail(errc::corrupt_data, source, "the graph has no outputs");
   return m;

@@ -341,8 +341,12 @@ inline void resize(const op_env& env, const std::vector<const tensor*>& in, tens
       double c;
       if (ctm == "half_pixel") c = (xo + 0.5) / sc[d] - 0.5;
       else if (ctm == "pytorch_half_pixel") c = out_len > 1 ? (xo + 0.5) / sc[d] - 0.5 : 0.0;
-      else if (ctm == "align_corners") c = out_len == 1 ? 0.0 : xo * (in_len - 1) / (out_len - 1);
+      else if (ctm == "align_corners") {
+        const double len = sizes ? out_len : in_len * sc[d];  // the unrounded length for scales
+        c = len == 1 ? 0.0 : xo * (in_len - 1) / (len - 1);
+      }
       else if (ctm == "asymmetric") c = xo / sc[d];
+      else if (ctm == "tf_half_pixel_for_nn") c = (xo + 0.5) / sc[d];
       else if (ctm == "half_pixel_symmetric") {
         const double adj = out_len / (in_len * sc[d]), center = in_len / 2;
         c = center * (1 - adj) + (xo + 0.5) / sc[d] - 0.5;

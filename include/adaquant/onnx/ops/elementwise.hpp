@@ -114,7 +114,15 @@ inline void binary_op(const op_env& env, const tensor& a, const tensor& b, tenso
     });
     return;
   }
-  if (pow && b.floating()) env.fail_unsupported("an integer base with a float exponent");
+  if (pow && b.floating()) {  // numpy: power in floating point, cast back to the base's type
+    std::vector<float> af(a.i.begin(), a.i.end()), of(out.size());
+    broadcast_apply<float>(s, a.shape, af, b.shape, b.f, of, [](float x, float y) {
+      return static_cast<float>(std::pow(static_cast<double>(x), static_cast<double>(y)));
+    });
+    for (std::size_t k = 0; k < of.size(); ++k)
+      out.i[k] = wrap_to(a.type, std::isfinite(of[k]) ? static_cast<std::int64_t>(std::clamp(of[k], -9.2e18f, 9.2e18f)) : 0);
+    return;
+  }
   const dtype t = a.type;
   auto wrap = [t](std::int64_t v) { return wrap_to(t, v); };
   using I = std::int64_t;

@@ -38,7 +38,11 @@ inline void reshape_to(const op_env& env, const tensor& x, shape_t s, tensor& y,
 }
 
 inline void flatten(const op_env& env, const tensor& x, tensor& y, tensor* mv = nullptr) {
-  const std::size_t ax = env.axis(env.n.attr_int("axis", 1), x.rank(), 1);
+  std::int64_t a0 = env.n.attr_int("axis", 1);
+  const auto r = static_cast<std::int64_t>(x.rank());
+  if (a0 < 0) a0 += r;
+  if (!(a0 >= 0 && a0 <= r)) env.fail(errc::shape_mismatch, "axis outside [-rank, rank]");
+  const auto ax = static_cast<std::size_t>(a0);
   std::int64_t a = 1, b = 1;
   for (std::size_t d = 0; d < x.rank(); ++d) (d < ax ? a : b) *= x.shape[d];
   reshape_to(env, x, {a, b}, y, mv);
@@ -278,7 +282,8 @@ inline void cast(const op_env& env, const tensor& x, tensor& y) {
   if (is_float(t)) {
     for (std::size_t k = 0; k < x.size(); ++k)
       y.f[k] = x.floating() ? x.f[k] : static_cast<float>(x.i[k]);
-    if (t == dtype::float16) env.fail_unsupported("Cast to FLOAT16");
+    if (t == dtype::float16)
+      for (float& v : y.f) v = round_to_half(v);
     return;
   }
   for (std::size_t k = 0; k < x.size(); ++k) {
