@@ -2,7 +2,8 @@
 # Installs the Debian packages adaquant's build, tests and demo need (sourced by test.sh/demo.sh).
 # As root: apt-get installs what is missing. Otherwise: prints the exact command and fails.
 ADAQUANT_DEBS=(cmake g++ make libeigen3-dev libxtensor-dev libxsimd-dev catch2 libbenchmark-dev
-  zlib1g-dev nlohmann-json3-dev dataset-fashion-mnist clang-14 libfuzzer-14-dev libclang-rt-14-dev)
+  zlib1g-dev nlohmann-json3-dev dataset-fashion-mnist clang-14 libfuzzer-14-dev libclang-rt-14-dev
+  libonnx-dev libprotobuf-dev protobuf-compiler libonnx-testdata)
 
 adaquant_install_deps() {
   local missing=()

@@ -46,11 +46,17 @@ using shape_t = std::vector<std::int64_t>;
   return out + "]";
 }
 
+// Tensors of higher rank are refused (no supported model needs more; it bounds per-element work).
+inline constexpr std::size_t max_rank = 32;
+
 namespace detail {
 // Product of the extents; errc::corrupt_data (naming `what`) on a negative extent or overflow
 // past `limit`.
 [[nodiscard]] inline std::size_t checked_count(const shape_t& s, const std::string& what,
                                                std::size_t limit = std::size_t{1} << 40) {
+  if (s.size() > max_rank)
+    adaquant::detail::fail(errc::corrupt_data, what,
+                           "rank " + std::to_string(s.size()) + " exceeds " + std::to_string(max_rank));
   std::size_t n = 1;
   for (const std::int64_t d : s) {
     if (d < 0)

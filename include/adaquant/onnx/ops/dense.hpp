@@ -331,6 +331,8 @@ inline void resize(const op_env& env, const std::vector<const tensor*>& in, tens
   }
   y = env.make(dtype::float32, os);
   if (y.size() == 0) return;
+  if (mode == "linear" && r > 8) env.fail_unsupported("linear Resize of rank > 8");
+  env.check_macs(static_cast<double>(y.size()) * static_cast<double>(mode == "linear" ? (std::size_t{1} << r) : r));
   // Per axis and output index: the source coordinate.
   std::vector<std::vector<double>> coord(r);
   for (std::size_t d = 0; d < r; ++d) {

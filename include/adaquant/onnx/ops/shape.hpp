@@ -28,7 +28,7 @@ inline void copy_elems(const tensor& from, std::size_t k, tensor& to, std::size_
 
 // `mv`: x's storage, reusable for y.
 inline void reshape_to(const op_env& env, const tensor& x, shape_t s, tensor& y, tensor* mv = nullptr) {
-  if (checked_count(s, env.where()) != x.size())
+  if (s.size() > max_rank || checked_count(s, env.where()) != x.size())
     env.fail(errc::shape_mismatch, "cannot reshape " + shape_string(x.shape) + " to " + shape_string(s));
   if (mv)
     y = std::move(*mv);
