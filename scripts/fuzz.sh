@@ -10,7 +10,7 @@ seconds=${ADAQUANT_FUZZ_SECONDS:-20}
 san="-fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer"
 
 CC=clang-14 CXX=clang++-14 cmake -S "$here" -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
-  -DADAQUANT_BUILD_FUZZERS=ON -DADAQUANT_BUILD_TESTS=ON -DADAQUANT_BUILD_EXAMPLES=OFF \
+  -DADAQUANT_BUILD_FUZZERS=ON -DADAQUANT_BUILD_TESTS=ON -DADAQUANT_BUILD_EXAMPLES=OFF -DADAQUANT_WITH_ONNX=ON \
   -DADAQUANT_BUILD_BENCHMARKS=OFF \
   -DCMAKE_CXX_FLAGS="-fsanitize=fuzzer-no-link $san -Wno-unknown-warning-option" \
   -DCMAKE_EXE_LINKER_FLAGS="$san" >/dev/null
