@@ -34,30 +34,18 @@ class fixed_blocking : public Eigen::internal::level3_blocking<float, float> {
   return (n + nr - 1) / nr * nr;
 }
 
-// C[m, n] (column-major, leading dimension ldc) = A[m, k] (row-major, lda) * B[k, n] (column-major:
-// column j at b + j * ldb). n must be a multiple of fixed_blocking::nr (padded_cols): pad B and C.
-inline void gemm_rm_cm(std::size_t m, std::size_t n, std::size_t k, const float* a, std::size_t lda,
-                       const float* b, std::size_t ldb, float* c, std::size_t ldc) {
+// C[m, n] (column-major, leading dimension ldc) = A[m, k] (row-major, lda) * B[k, n], B
+// column-major (RhsOrder = Eigen::ColMajor: column j at b + j * ldb) or row-major (row r at
+// b + r * ldb). n must be a multiple of fixed_blocking::nr (padded_cols): pad B and C.
+template <int RhsOrder>
+void gemm(std::size_t m, std::size_t n, std::size_t k, const float* a, std::size_t lda,
+          const float* b, std::size_t ldb, float* c, std::size_t ldc) {
   using Eigen::Index;
   std::fill(c, c + ldc * n, 0.0f);
   if (m == 0 || n == 0 || k == 0) return;
   fixed_blocking blocking(static_cast<Index>(m), static_cast<Index>(k));
   Eigen::internal::general_matrix_matrix_product<Index, float, Eigen::RowMajor, false, float,
-                                                 Eigen::ColMajor, false, Eigen::ColMajor, 1>::
-      run(static_cast<Index>(m), static_cast<Index>(n), static_cast<Index>(k), a,
-          static_cast<Index>(lda), b, static_cast<Index>(ldb), c, 1, static_cast<Index>(ldc),
-          1.0f, blocking, nullptr);
-}
-
-// Same, with B row-major (row r at b + r * ldb).
-inline void gemm_rm_rm(std::size_t m, std::size_t n, std::size_t k, const float* a, std::size_t lda,
-                       const float* b, std::size_t ldb, float* c, std::size_t ldc) {
-  using Eigen::Index;
-  std::fill(c, c + ldc * n, 0.0f);
-  if (m == 0 || n == 0 || k == 0) return;
-  fixed_blocking blocking(static_cast<Index>(m), static_cast<Index>(k));
-  Eigen::internal::general_matrix_matrix_product<Index, float, Eigen::RowMajor, false, float,
-                                                 Eigen::RowMajor, false, Eigen::ColMajor, 1>::
+                                                 RhsOrder, false, Eigen::ColMajor, 1>::
       run(static_cast<Index>(m), static_cast<Index>(n), static_cast<Index>(k), a,
           static_cast<Index>(lda), b, static_cast<Index>(ldb), c, 1, static_cast<Index>(ldc),
           1.0f, blocking, nullptr);
@@ -75,7 +63,7 @@ inline void linear_batch(const float* w, std::size_t out, std::size_t in, const 
     std::copy(x, x + samples * in, xp.begin());
     xb = xp.data();
   }
-  gemm_rm_cm(out, np, in, w, in, xb, in, yp.data(), out);
+  gemm<Eigen::ColMajor>(out, np, in, w, in, xb, in, yp.data(), out);
   std::copy(yp.begin(), yp.begin() + static_cast<std::ptrdiff_t>(samples * out), y);
 }
 

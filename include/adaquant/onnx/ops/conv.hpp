@@ -1,7 +1,7 @@
 #pragma once
 // Conv (1-D and 2-D, groups, strides, pads, auto_pad, dilations), ConvTranspose, and the pooling
 // ops that share their window arithmetic. Conv is im2col + one GEMM per group over a chunk of
-// samples (detail::gemm_rm_rm: a sample's result does not depend on the chunk); depthwise convs
+// samples (detail::gemm: a sample's result does not depend on the chunk); depthwise convs
 // (one input and one output channel per group) run a direct loop per channel.
 
 #include <adaquant/kernels/fake_quant.hpp>
@@ -183,8 +183,8 @@ inline void conv(const op_env& env, const tensor& x_in, const tensor& w, const f
         depthwise_plane(x.f.data() + (ni * c + ci) * hw, w.f.data() + ci * g.kh * g.kw, g,
                         yp + (ni * o + ci) * p);
   } else {
-    // Samples per chunk: bounded im2col buffer (about 16 MB), at least one sample.
-    const std::int64_t per = std::max<std::int64_t>(1, (std::int64_t{1} << 22) / std::max<std::int64_t>(1, k * p));
+    // Samples per GEMM: as many as an im2col buffer of 32 MB holds (at least one).
+    const std::int64_t per = std::max<std::int64_t>(1, (std::int64_t{1} << 23) / std::max<std::int64_t>(1, k * p));
     std::vector<float> col, res;
     for (std::int64_t n0 = 0; n0 < n; n0 += per) {
       const std::int64_t ns = std::min(per, n - n0);
@@ -199,7 +199,7 @@ inline void conv(const op_env& env, const tensor& x_in, const tensor& w, const f
         for (std::int64_t s = 0; s < ns; ++s)
           im2col(x.f.data() + ((n0 + s) * c + gi * cg) * hw, cg, g, col.data(), cols,
                  static_cast<std::size_t>(s * p));
-        gemm_rm_rm(static_cast<std::size_t>(og), cols, static_cast<std::size_t>(k),
+        gemm<Eigen::RowMajor>(static_cast<std::size_t>(og), cols, static_cast<std::size_t>(k),
                    w.f.data() + gi * og * k, static_cast<std::size_t>(k), col.data(), cols,
                    res.data(), static_cast<std::size_t>(og));
         // res is [positions][og]: transpose into the output planes in tiles of 64 positions.
