@@ -153,9 +153,14 @@ inline attribute convert_attribute(const ::onnx::AttributeProto& a, const std::s
   return r;
 }
 
-inline bool same_values(const tensor& a, const tensor& b) {
-  return a.type == b.type && a.shape == b.shape && a.f == b.f && a.i == b.i;
+// Two's complement arithmetic on int64 (ONNX integer ops wrap; no signed overflow).
+inline std::int64_t wrap_add(std::int64_t a, std::int64_t b) {
+  return static_cast<std::int64_t>(static_cast<std::uint64_t>(a) + static_cast<std::uint64_t>(b));
 }
+inline std::int64_t wrap_mul(std::int64_t a, std::int64_t b) {
+  return static_cast<std::int64_t>(static_cast<std::uint64_t>(a) * static_cast<std::uint64_t>(b));
+}
+
 
 }  // namespace detail
 
@@ -179,7 +184,7 @@ inline std::vector<std::size_t> graph::readers(int v) const {
 inline tensor graph::constant(int v, std::int64_t batch) const {
   tensor t = *constants_[static_cast<std::size_t>(v)];
   const auto& sl = slopes_[static_cast<std::size_t>(v)];
-  for (std::size_t k = 0; k < sl.size(); ++k) t.i[k] += sl[k] * batch;
+  for (std::size_t k = 0; k < sl.size(); ++k) t.i[k] = detail::wrap_add(t.i[k], detail::wrap_mul(sl[k], batch));
   return t;
 }
 
@@ -368,11 +373,11 @@ inline graph graph::compile(const model& m, const compile_options& opt) {
         const std::int64_t db = probes[p] - probes[0];
         if (slope.empty()) slope.assign(a.size(), 0);
         for (std::size_t k = 0; k < a.size() && ok; ++k) {
-          const std::int64_t d = b.i[k] - a.i[k];
+          const std::int64_t d = detail::wrap_add(b.i[k], detail::wrap_mul(a.i[k], -1));
           if (p == 1) {
             if (d % db != 0) ok = false;
             else slope[k] = d / db;
-          } else if (d != slope[k] * db) {
+          } else if (d != detail::wrap_mul(slope[k], db)) {
             ok = false;
           }
         }
@@ -382,7 +387,7 @@ inline graph graph::compile(const model& m, const compile_options& opt) {
     tensor c = a;
     bool any = false;
     for (std::size_t k = 0; k < slope.size(); ++k) {
-      c.i[k] -= slope[k] * probes[0];
+      c.i[k] = detail::wrap_add(c.i[k], detail::wrap_mul(slope[k], -probes[0]));
       any = any || slope[k] != 0;
     }
     g.constants_[v] = std::move(c);

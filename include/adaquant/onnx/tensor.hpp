@@ -57,14 +57,15 @@ namespace detail {
   if (s.size() > max_rank)
     adaquant::detail::fail(errc::corrupt_data, what,
                            "rank " + std::to_string(s.size()) + " exceeds " + std::to_string(max_rank));
-  std::size_t n = 1;
+  std::size_t n = 1, nonzero = 1;  // every extent is bounded, even next to a 0
   for (const std::int64_t d : s) {
     if (d < 0)
       adaquant::detail::fail(errc::corrupt_data, what,
                              "negative extent in shape " + shape_string(s));
-    if (d != 0 && n > limit / static_cast<std::size_t>(d))
+    if (d != 0 && nonzero > limit / static_cast<std::size_t>(d))
       adaquant::detail::fail(errc::corrupt_data, what,
                              "shape " + shape_string(s) + " has too many elements");
+    if (d != 0) nonzero *= static_cast<std::size_t>(d);
     n *= static_cast<std::size_t>(d);
   }
   return n;

@@ -144,7 +144,8 @@ inline window conv_window(const op_env& env, const shape_t& x, const shape_t& w,
   if (w.size() != x.size())
     env.fail(errc::shape_mismatch, "input " + shape_string(x) + " and weight " + shape_string(w) +
                                        " ranks differ");
-  if (!(groups >= 1 && x[1] == w[1] * groups && w[0] % groups == 0 && w[0] > 0))
+  if (!(groups >= 1 && groups <= std::max<std::int64_t>(x[1], 1) && x[1] == w[1] * groups &&
+        w[0] % groups == 0 && w[0] > 0))
     env.fail(errc::shape_mismatch, "input " + shape_string(x) + " does not fit weight " +
                                        shape_string(w) + " with group " + std::to_string(groups));
   const auto ks = env.n.attr_ints("kernel_shape", shape_t(w.begin() + 2, w.end()));
@@ -233,7 +234,7 @@ inline void conv_transpose(const op_env& env, const tensor& x, const tensor& w, 
     env.fail_unsupported("ConvTranspose supports 1-D and 2-D inputs only");
   const std::int64_t groups = nd.attr_int("group", 1);
   const std::int64_t n = x.shape[0], c = x.shape[1];
-  if (!(groups >= 1 && c == w.shape[0] && c % groups == 0))
+  if (!(groups >= 1 && groups <= std::max<std::int64_t>(c, 1) && c == w.shape[0] && c % groups == 0))
     env.fail(errc::shape_mismatch, "input " + shape_string(x.shape) + " does not fit weight " +
                                        shape_string(w.shape));
   const std::size_t sp = x.rank() - 2;
@@ -249,8 +250,13 @@ inline void conv_transpose(const op_env& env, const tensor& x, const tensor& w, 
   const std::string auto_pad = nd.attr_string("auto_pad", "NOTSET");
   shape_t out(sp);
   for (std::size_t a = 0; a < sp; ++a) {
-    if (!(strides[a] >= 1 && dil[a] >= 1 && k[a] >= 1 && strides[a] <= 4096 && dil[a] <= 4096))
-      env.fail(errc::invalid_argument, "strides, dilations and kernel must be >= 1");
+    constexpr std::int64_t big = std::int64_t{1} << 20;  // keeps the size arithmetic in range
+    if (!(strides[a] >= 1 && dil[a] >= 1 && k[a] >= 1 && strides[a] <= 4096 && dil[a] <= 4096 &&
+          k[a] <= big && outpad[a] >= 0 && outpad[a] < big && pads[a] >= 0 && pads[a] <= big &&
+          pads[a + sp] >= 0 && pads[a + sp] <= big &&
+          (out_shape.empty() || (out_shape[a] >= 1 && out_shape[a] <= (std::int64_t{1} << 40)))))
+      env.fail(errc::invalid_argument,
+               "strides, dilations and kernel must be >= 1, pads and output_padding >= 0");
     const std::int64_t full = strides[a] * (in[a] - 1) + outpad[a] + (k[a] - 1) * dil[a] + 1;
     if (!out_shape.empty() || auto_pad == "SAME_UPPER" || auto_pad == "SAME_LOWER") {
       out[a] = out_shape.empty() ? in[a] * strides[a] : out_shape[a];

@@ -31,6 +31,7 @@ inline void run_node(const op_env& env, const std::vector<const tensor*>& in,
       env.fail(errc::shape_mismatch, "bias must hold " + std::to_string(channels) + " floats");
     return in[k]->f.data();
   };
+  if (op != "Constant" && op != "ConstantOfShape") need(0);  // every other op reads input 0
   if (op == "Conv") {
     extra_outputs(1);
     if (n.layer) {
