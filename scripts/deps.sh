@@ -3,7 +3,8 @@
 # and on request those of the Python/Node tooling under tools/ (never a library dependency).
 # As root: apt-get installs what is missing. Otherwise: prints the exact command and fails.
 ADAQUANT_DEBS=(cmake g++ make libeigen3-dev libxtensor-dev libxsimd-dev catch2 libbenchmark-dev
-  zlib1g-dev nlohmann-json3-dev libonnx-dev libprotobuf-dev dataset-fashion-mnist clang-14 libfuzzer-14-dev libclang-rt-14-dev)
+  zlib1g-dev nlohmann-json3-dev dataset-fashion-mnist clang-14 libfuzzer-14-dev libclang-rt-14-dev
+  libonnx-dev libprotobuf-dev protobuf-compiler libonnx-testdata)
 
 # tools/train_reference.py and tools/export_onnx.py (run with /usr/bin/python3).
 ADAQUANT_TOOL_DEBS=(python3-torch python3-onnx python3-numpy dataset-fashion-mnist)

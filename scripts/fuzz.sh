@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Builds the parser fuzzers (tests/fuzz) with clang-14 + libFuzzer + ASan + UBSan in build-fuzz/,
+# Builds the parser fuzzers (tests/fuzz: IDX, safetensors, ONNX) with clang-14 + libFuzzer + ASan + UBSan in build-fuzz/,
 # seeds each corpus with small valid and invalid files, and runs each fuzzer for a bounded time
 # (ADAQUANT_FUZZ_SECONDS, default 20). Fails on any crash, sanitizer report or leak. Examples are
 # off: tests/fuzz adds the runtime itself, without the examples' GCC-specific flags.
@@ -10,16 +10,16 @@ seconds=${ADAQUANT_FUZZ_SECONDS:-20}
 san="-fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer"
 
 CC=clang-14 CXX=clang++-14 cmake -S "$here" -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
-  -DADAQUANT_BUILD_FUZZERS=ON -DADAQUANT_BUILD_TESTS=ON -DADAQUANT_BUILD_EXAMPLES=OFF \
+  -DADAQUANT_BUILD_FUZZERS=ON -DADAQUANT_BUILD_TESTS=ON -DADAQUANT_BUILD_EXAMPLES=OFF -DADAQUANT_WITH_ONNX=ON \
   -DADAQUANT_BUILD_BENCHMARKS=OFF \
   -DCMAKE_CXX_FLAGS="-fsanitize=fuzzer-no-link $san -Wno-unknown-warning-option" \
   -DCMAKE_EXE_LINKER_FLAGS="$san" >/dev/null
-cmake --build "$build" -j "$(nproc)" --target fuzz_idx fuzz_safetensors fuzz_npy
+cmake --build "$build" -j "$(nproc)" --target fuzz_idx fuzz_safetensors fuzz_npy fuzz_onnx
 
 # Seeds: a few valid files and their truncated / corrupted variants.
 corpus="$build/corpus"
 rm -rf "$corpus"
-mkdir -p "$corpus/idx" "$corpus/safetensors" "$corpus/npy"
+mkdir -p "$corpus/idx" "$corpus/safetensors" "$corpus/npy" "$corpus/onnx"
 idx_header() { printf '\x00\x00\x08\x03\x00\x00\x00\x02\x00\x00\x00\x03\x00\x00\x00\x02'; }
 { idx_header; printf 'abcdefghijkl'; } >"$corpus/idx/valid3"
 printf '\x00\x00\x08\x01\x00\x00\x00\x04\x01\x02\x03\x09' >"$corpus/idx/labels"
@@ -56,9 +56,13 @@ npy "$corpus/npy/v2_scalar" 2 "{'shape': (), 'descr': '<f4', 'fortran_order': Fa
 npy "$corpus/npy/overflow" 1 "{'descr': '<f4', 'fortran_order': False, 'shape': (65536, 65536)}" ''
 head -c 70 "$corpus/npy/f4" >"$corpus/npy/truncated"
 
+# ONNX: small valid models (tests/fuzz/onnx_seeds, written with the protobuf API) and truncations.
+cp "$here"/tests/fuzz/onnx_seeds/*.onnx "$corpus/onnx/"
+head -c 200 "$here/tests/fuzz/onnx_seeds/cnn.onnx" >"$corpus/onnx/truncated"
+
 export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1
 export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
-for parser in idx safetensors npy; do
+for parser in idx safetensors npy onnx; do
   echo "== fuzz_$parser for ${seconds}s"
   dict=()
   [ -f "$here/tests/fuzz/$parser.dict" ] && dict=(-dict="$here/tests/fuzz/$parser.dict")

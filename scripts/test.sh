@@ -9,12 +9,12 @@ adaquant_install_deps
 jobs=$(nproc)
 
 echo "== release build + tests"
-cmake -S "$here" -B "$here/build" -DCMAKE_BUILD_TYPE=Release >/dev/null
+cmake -S "$here" -B "$here/build" -DCMAKE_BUILD_TYPE=Release -DADAQUANT_WITH_ONNX=ON >/dev/null
 cmake --build "$here/build" -j "$jobs"
 ctest --test-dir "$here/build" --output-on-failure -j "$jobs"
 
 echo "== ASan + UBSan build + unit tests"
-cmake -S "$here" -B "$here/build-asan" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DADAQUANT_SANITIZE=ON \
+cmake -S "$here" -B "$here/build-asan" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DADAQUANT_SANITIZE=ON -DADAQUANT_WITH_ONNX=ON \
   -DADAQUANT_BUILD_BENCHMARKS=OFF -DADAQUANT_BUILD_EXAMPLES=OFF -DADAQUANT_HEADER_CHECKS=OFF >/dev/null
 cmake --build "$here/build-asan" -j "$jobs"
 ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \

@@ -1,0 +1,416 @@
+#pragma once
+// An imported ONNX model seen through adaquant::PipelineNetwork (pipeline/network.hpp), so the
+// light and advanced pipelines quantize it like the networks built in code.
+//
+//   adaquant::onnx::onnx_network net(adaquant::onnx::load_model("model.onnx"), {calibration});
+//   adaquant::light_pipeline(net, config);   // or the advanced one
+//   auto r = net.evaluate({test_images}, test_labels, /*quantized=*/true);
+//
+// Layers and ids. quantizable_layers() are the graph's layer nodes (graph.hpp: Conv, Gemm and
+// MatMul with constant weights, batch norms folded) in execution order; a layer's id is its node
+// index in graph::nodes(). layer_desc::weight/bias are the folded full-precision parameters.
+// Conv geometry has symmetric pads only: a conv with asymmetric pads (or auto_pad SAME with an
+// odd total) is described with its input padded explicitly and pad 0, and capture() returns that
+// padded input.
+//
+// Map to the ONNX file, for exporters (e.g. a QDQ writer): layer_origins() gives, per layer id,
+// the ONNX node name and op type, its weight and bias initializer names (bias empty when the node
+// has none), the BatchNormalization node folded into it (empty when none), whether the layer's
+// weight is the initializer transposed (Gemm transB = 0, MatMul) and the Gemm alpha folded into
+// it. model_proto() is the file's ModelProto unchanged. To write the quantized model, replace
+// each layer's weight initializer by quantized().at(id).layer->weight (transposed back when
+// weight_transposed, divided by weight_scale), its bias by ...->bias, drop the folded batch norm
+// (make it an Identity), and put Q/DQ pairs with the layer's act_params on its input.
+//
+// Captures and the calibration loss are resumable exactly as the example runtime's
+// calibration_network: each (mode, sample range) keeps the values live before the last captured
+// layer, and a rerun starts at the earliest layer changed since. Samples are split across
+// `threads` threads by index; results are identical for any thread count.
+
+#include <adaquant/calibrate/network.hpp>
+#include <adaquant/core/parallel.hpp>
+#include <adaquant/onnx/graph.hpp>
+#include <adaquant/pipeline/network.hpp>
+
+#include <algorithm>
+#include <cmath>
+#include <map>
+#include <numeric>
+#include <span>
+#include <tuple>
+
+namespace adaquant::onnx {
+
+// One batch's forward pass that remembers where it stood (see the runtime's resumable_forward).
+class resumable_pass {
+ public:
+  resumable_pass() = default;
+  explicit resumable_pass(std::vector<tensor> inputs) : inputs_(std::move(inputs)) {}
+
+  void invalidate_from(std::size_t node) noexcept { dirty_ = std::min(dirty_, node); }
+  [[nodiscard]] std::size_t dirty() const noexcept { return dirty_; }
+  [[nodiscard]] const run_state& kept() const noexcept { return state_; }
+
+  // Values `want` after running through node `last`; keeps the state before node keep_before
+  // (clamped to [resume point, last]).
+  std::vector<tensor> run(const graph& g, std::size_t last, const std::vector<int>& want,
+                          std::size_t keep_before) {
+    const bool resume = has_state_ && state_.next <= std::min(dirty_, last);
+    run_state from = resume ? std::move(state_) : g.start(inputs_);
+    keep_before = std::clamp(keep_before, from.next, last);
+    has_state_ = false;
+    std::vector<tensor> out = g.run_from(std::move(from), last, want, keep_before, &state_);
+    has_state_ = true;
+    dirty_ = graph::npos;
+    return out;
+  }
+
+ private:
+  std::vector<tensor> inputs_;
+  run_state state_;
+  bool has_state_ = false;
+  std::size_t dirty_ = graph::npos;
+};
+
+struct network_options {
+  compile_options compile;         // sample_shapes default to the calibration inputs' items
+  std::size_t loss_samples = 256;  // calibration samples of calibration_loss()
+  std::size_t threads = 0;         // 0: every core
+};
+
+struct layer_origin {
+  std::size_t id = 0;
+  std::string node, op_type, weight_initializer, bias_initializer, folded_batch_norm;
+  bool weight_transposed = false;
+  float weight_scale = 1.0f;
+};
+
+struct eval_options {
+  std::size_t batch = 100;  // samples per chunk; threads take whole chunks
+  std::size_t threads = 0;
+  bool quantized = false;
+};
+
+struct eval_result {
+  std::size_t samples = 0, correct = 0;
+  double accuracy = 0.0;
+  tensor logits;  // the first output, [samples, classes]
+};
+
+class onnx_network {
+ public:
+  // calibration: one tensor per model input, first axis = samples (float or int64).
+  onnx_network(const model& m, std::vector<tensor> calibration, network_options opt = {});
+
+  // --- PipelineNetwork ---
+  [[nodiscard]] std::size_t calibration_size() const noexcept { return samples_; }
+  [[nodiscard]] std::vector<layer_desc> quantizable_layers() const { return layers_; }
+  [[nodiscard]] adaquant::layer_io capture(std::size_t layer_id, std::size_t first,
+                                           std::size_t count, capture_mode mode);
+  void set_quantized(const quantized_layer& q);
+  [[nodiscard]] const batch_norm_params* folded_batch_norm(std::size_t id) const {
+    const auto it = fp_.folded_batch_norms().find(id);
+    return it == fp_.folded_batch_norms().end() ? nullptr : &it->second;
+  }
+  // ---
+
+  // Mean KL(p_fp || p_q) between the full-precision and the quantized model's softmax outputs
+  // (first output, last axis) over the first loss_samples calibration samples, in double.
+  [[nodiscard]] double calibration_loss();
+
+  // The outputs for inputs (first axis = samples), full precision or quantized.
+  [[nodiscard]] std::vector<tensor> forward(const std::vector<tensor>& inputs,
+                                            const eval_options& opt = {}) const;
+  // Top-1 of the first output against labels (one per sample).
+  [[nodiscard]] eval_result evaluate(const std::vector<tensor>& inputs,
+                                     std::span<const std::int64_t> labels,
+                                     const eval_options& opt = {}) const;
+
+  [[nodiscard]] const graph& full_precision() const noexcept { return fp_; }
+  [[nodiscard]] const graph& quantized() const noexcept { return q_; }
+  [[nodiscard]] const std::vector<layer_report_entry>& layer_report() const noexcept {
+    return fp_.layer_report();
+  }
+  [[nodiscard]] std::vector<layer_origin> layer_origins() const;
+  [[nodiscard]] const ::onnx::ModelProto& model_proto() const noexcept { return proto_; }
+
+ private:
+  [[nodiscard]] std::vector<tensor> calibration_items(std::size_t b, std::size_t e) const {
+    std::vector<tensor> out;
+    for (const tensor& t : calibration_) out.push_back(t.items(b, e));
+    return out;
+  }
+  [[nodiscard]] const layer_desc& desc(std::size_t id) const;
+
+  ::onnx::ModelProto proto_;
+  graph fp_, q_;
+  std::vector<tensor> calibration_;
+  std::size_t samples_ = 0, threads_ = 1;
+  std::vector<layer_desc> layers_;
+  std::map<std::tuple<capture_mode, std::size_t, std::size_t>, resumable_pass> passes_;
+  std::vector<resumable_pass> loss_passes_;
+  std::vector<std::size_t> loss_begin_;
+  tensor fp_logits_;
+};
+
+static_assert(PipelineNetwork<onnx_network>);
+
+namespace detail {
+
+// x [n, c, h, w] padded with zeros: pt rows on top, pb below, pl and pr columns.
+inline std::vector<float> pad_nchw(const tensor& x, std::int64_t pt, std::int64_t pb,
+                                   std::int64_t pl, std::int64_t pr) {
+  const std::int64_t n = x.shape[0], c = x.shape[1], h = x.shape[2], w = x.shape[3];
+  const std::int64_t hp = h + pt + pb, wp = w + pl + pr;
+  std::vector<float> out(static_cast<std::size_t>(n * c * hp * wp), 0.0f);
+  for (std::int64_t p = 0; p < n * c; ++p)
+    for (std::int64_t i = 0; i < h; ++i)
+      std::copy_n(x.f.data() + (p * h + i) * w, w, out.data() + (p * hp + i + pt) * wp + pl);
+  return out;
+}
+
+// log softmax of one row, in double.
+inline void log_softmax(const float* z, std::size_t k, std::vector<double>& out) {
+  const double m = *std::max_element(z, z + k);
+  double sum = 0.0;
+  for (std::size_t j = 0; j < k; ++j) sum += std::exp(z[j] - m);
+  const double lse = m + std::log(sum);
+  out.resize(k);
+  for (std::size_t j = 0; j < k; ++j) out[j] = z[j] - lse;
+}
+
+}  // namespace detail
+
+inline onnx_network::onnx_network(const model& m, std::vector<tensor> calibration,
+                                  network_options opt)
+    : proto_(m.proto), calibration_(std::move(calibration)), threads_(resolve_threads(opt.threads)) {
+  const std::string where = m.source + ": calibration inputs";
+  if (calibration_.size() != m.inputs.size())
+    adaquant::detail::fail(errc::shape_mismatch, where,
+                           "expected one tensor per model input (" + std::to_string(m.inputs.size()) +
+                               "), got " + std::to_string(calibration_.size()));
+  for (const tensor& t : calibration_)
+    if (t.rank() == 0 || t.shape[0] <= 0 || (samples_ && static_cast<std::size_t>(t.shape[0]) != samples_) ||
+        t.size() != onnx::detail::checked_count(t.shape, where))
+      adaquant::detail::fail(errc::shape_mismatch, where,
+                             "expected non-empty tensors with the same number of samples, got " +
+                                 shape_string(t.shape));
+    else
+      samples_ = static_cast<std::size_t>(t.shape[0]);
+  compile_options co = opt.compile;
+  co.batch_axis = true;
+  if (co.sample_shapes.empty())
+    for (const tensor& t : calibration_) co.sample_shapes.emplace_back(t.shape.begin() + 1, t.shape.end());
+  fp_ = graph::compile(m, co);
+  q_ = fp_;
+  for (std::size_t i = 0; i < fp_.nodes().size(); ++i) {
+    const node& n = fp_.at(i);
+    if (!n.layer) continue;
+    const shape_t& xs = fp_.probe_shape(n.inputs[0]);
+    const tensor& w = n.layer->weight;
+    layer_desc d;
+    d.id = i;
+    if (n.op_type == "Conv") {
+      const bool two_d = xs.size() == 4;
+      const op_env env{n, fp_.opset(), fp_.limits(), fp_.source()};
+      const detail::window g = detail::conv_window(env, xs, w.shape, n.attr_int("group", 1));
+      conv2d_geometry c;
+      c.in_channels = static_cast<std::size_t>(xs[1]);
+      c.out_channels = static_cast<std::size_t>(w.shape[0]);
+      c.in_h = static_cast<std::size_t>(two_d ? xs[2] : 1);
+      c.in_w = static_cast<std::size_t>(xs.back());
+      c.kernel_h = static_cast<std::size_t>(g.kh);
+      c.kernel_w = static_cast<std::size_t>(g.kw);
+      c.stride_h = static_cast<std::size_t>(g.sh);
+      c.stride_w = static_cast<std::size_t>(g.sw);
+      c.dilation_h = static_cast<std::size_t>(g.dh);
+      c.dilation_w = static_cast<std::size_t>(g.dw);
+      c.groups = static_cast<std::size_t>(n.attr_int("group", 1));
+      if (g.symmetric_pads()) {
+        c.pad_h = static_cast<std::size_t>(g.pt);
+        c.pad_w = static_cast<std::size_t>(g.pl);
+      } else {  // explicit padding before the layer
+        c.in_h += static_cast<std::size_t>(g.pt + g.pb);
+        c.in_w += static_cast<std::size_t>(g.pl + g.pr);
+      }
+      d.geometry = layer_geometry::of(c);
+    } else {
+      d.geometry = layer_geometry::of(linear_geometry{static_cast<std::size_t>(w.shape[1]),
+                                                      static_cast<std::size_t>(w.shape[0])});
+    }
+    d.geometry.validate(fp_.source() + ": layer \"" + n.name + "\"");
+    d.activation = fp_.activation_after(i);
+    d.weight = n.layer->weight.f;
+    d.bias = n.layer->bias;
+    layers_.push_back(d);
+  }
+  // The loss samples, split by index across threads.
+  const std::size_t ls = std::min(opt.loss_samples, samples_);
+  if (ls > 0) {
+    const std::size_t parts = std::min(threads_, ls);
+    for (std::size_t p = 0; p <= parts; ++p) loss_begin_.push_back(ls * p / parts);
+    for (std::size_t p = 0; p < parts; ++p)
+      loss_passes_.emplace_back(calibration_items(loss_begin_[p], loss_begin_[p + 1]));
+    eval_options eo;
+    eo.threads = threads_;
+    fp_logits_ = forward(calibration_items(0, ls), eo).at(0);
+  }
+}
+
+inline const layer_desc& onnx_network::desc(std::size_t id) const {
+  for (const layer_desc& l : layers_)
+    if (l.id == id) return l;
+  adaquant::detail::fail(errc::invalid_argument, "onnx_network: layer_id",
+                         std::to_string(id) + " is not a quantizable layer");
+}
+
+inline adaquant::layer_io onnx_network::capture(std::size_t layer_id, std::size_t first,
+                                                std::size_t count, capture_mode mode) {
+  const layer_desc& d = desc(layer_id);
+  if (!(first <= samples_ && count <= samples_ - first))
+    adaquant::detail::fail(errc::invalid_argument, "onnx_network::capture: first, count",
+                           "samples beyond the " + std::to_string(samples_) + " held");
+  const graph& run = mode == capture_mode::quantized ? q_ : fp_;
+  const node& n = run.at(layer_id);
+  const int in_v = n.inputs[0], out_v = n.outputs[0];
+  const std::size_t parts = std::max<std::size_t>(1, std::min(threads_, count));
+  std::vector<resumable_pass*> pass(parts);
+  std::vector<std::size_t> begin(parts + 1);
+  for (std::size_t p = 0; p <= parts; ++p) begin[p] = first + count * p / parts;
+  for (std::size_t p = 0; p < parts; ++p) {
+    const std::size_t b = begin[p], c = begin[p + 1] - b;
+    auto [it, fresh] = passes_.try_emplace({mode, b, c});
+    if (fresh) it->second = resumable_pass(calibration_items(b, b + c));
+    pass[p] = &it->second;
+  }
+  adaquant::layer_io io;
+  const std::size_t in_per = d.geometry.input_per_sample(), out_per = d.geometry.output_per_sample();
+  io.inputs.resize(count * in_per);
+  io.outputs.resize(count * out_per);
+  if (count == 0) return io;
+  parallel_for(parts, threads_, [&](std::size_t p) {
+    const tensor out = pass[p]->run(run, layer_id, {out_v}, layer_id).at(0);
+    const tensor& in = pass[p]->kept().live.at(in_v);
+    const std::size_t at = begin[p] - first;
+    if (n.op_type == "Conv") {
+      const op_env env{n, run.opset(), run.limits(), run.source()};
+      const detail::window g = detail::conv_window(env, in.shape, n.layer->weight.shape, n.attr_int("group", 1));
+      if (!g.symmetric_pads()) {
+        tensor in4 = in;
+        if (in4.rank() == 3) in4.shape.insert(in4.shape.begin() + 2, 1);
+        const std::vector<float> padded = detail::pad_nchw(in4, g.pt, g.pb, g.pl, g.pr);
+        std::copy(padded.begin(), padded.end(), io.inputs.begin() + static_cast<std::ptrdiff_t>(at * in_per));
+      } else {
+        std::copy(in.f.begin(), in.f.end(), io.inputs.begin() + static_cast<std::ptrdiff_t>(at * in_per));
+      }
+    } else {
+      std::copy(in.f.begin(), in.f.end(), io.inputs.begin() + static_cast<std::ptrdiff_t>(at * in_per));
+    }
+    std::copy(out.f.begin(), out.f.end(), io.outputs.begin() + static_cast<std::ptrdiff_t>(at * out_per));
+  });
+  return io;
+}
+
+inline void onnx_network::set_quantized(const quantized_layer& q) {
+  const layer_desc& d = desc(q.id);
+  if (!(q.weight.size() == d.weight.size() && q.bias.size() == d.geometry.out_channels()))
+    adaquant::detail::fail(errc::shape_mismatch, "onnx_network::set_quantized: q",
+                           "layer " + std::to_string(q.id) + " has " + std::to_string(d.weight.size()) +
+                               " weights and " + std::to_string(d.geometry.out_channels()) + " biases");
+  if (q.quantize_input) q.act_params.validate("onnx_network::set_quantized: act_params");
+  layer_params& l = *q_.at(q.id).layer;
+  l.weight.f = q.weight;
+  l.bias = q.bias;
+  l.input_quant = q.quantize_input ? std::optional<quant_params>(q.act_params) : std::nullopt;
+  for (auto& [key, pass] : passes_)
+    if (std::get<0>(key) == capture_mode::quantized) pass.invalidate_from(q.id);
+  for (resumable_pass& p : loss_passes_) p.invalidate_from(q.id);
+}
+
+inline double onnx_network::calibration_loss() {
+  if (loss_passes_.empty()) return 0.0;
+  const std::size_t n = static_cast<std::size_t>(fp_logits_.shape[0]);
+  const std::size_t k = n ? fp_logits_.size() / n : 0;
+  const std::size_t last = q_.nodes().empty() ? 0 : q_.nodes().size() - 1;
+  const int out_v = q_.output_values().at(0);
+  std::vector<double> loss(n, 0.0);
+  parallel_for(loss_passes_.size(), loss_passes_.size(), [&](std::size_t p) {
+    resumable_pass& pass = loss_passes_[p];
+    const tensor logits = pass.run(q_, last, {out_v}, pass.dirty()).at(0);
+    const std::size_t b = loss_begin_[p];
+    std::vector<double> lp, lq;
+    for (std::size_t i = 0; i + b < loss_begin_[p + 1]; ++i) {
+      detail::log_softmax(fp_logits_.f.data() + (b + i) * k, k, lp);
+      detail::log_softmax(logits.f.data() + i * k, k, lq);
+      double kl = 0.0;
+      for (std::size_t j = 0; j < k; ++j) kl += std::exp(lp[j]) * (lp[j] - lq[j]);
+      loss[b + i] = kl;
+    }
+  });
+  return std::accumulate(loss.begin(), loss.end(), 0.0) / static_cast<double>(n);
+}
+
+inline std::vector<tensor> onnx_network::forward(const std::vector<tensor>& inputs,
+                                                 const eval_options& opt) const {
+  const graph& g = opt.quantized ? q_ : fp_;
+  if (inputs.empty() || inputs[0].rank() == 0)
+    adaquant::detail::fail(errc::shape_mismatch, "onnx_network::forward: inputs", "expected [samples, ...] tensors");
+  const std::size_t n = static_cast<std::size_t>(inputs[0].shape[0]);
+  const std::size_t batch = std::max<std::size_t>(1, opt.batch);
+  const std::size_t chunks = (n + batch - 1) / batch;
+  std::vector<std::vector<tensor>> parts(chunks);
+  parallel_for(chunks, resolve_threads(opt.threads), [&](std::size_t c) {
+    std::vector<tensor> in;
+    for (const tensor& t : inputs) in.push_back(t.items(c * batch, std::min(n, (c + 1) * batch)));
+    parts[c] = g.forward(std::move(in));
+  });
+  std::vector<tensor> out;
+  for (std::size_t k = 0; k < g.output_values().size(); ++k) {
+    tensor t;
+    if (chunks) {
+      t.type = parts[0][k].type;
+      t.shape = parts[0][k].shape;
+      t.shape.at(0) = static_cast<std::int64_t>(n);
+    }
+    for (auto& p : parts) {
+      const tensor& s = p[k];
+      t.f.insert(t.f.end(), s.f.begin(), s.f.end());
+      t.i.insert(t.i.end(), s.i.begin(), s.i.end());
+    }
+    out.push_back(std::move(t));
+  }
+  return out;
+}
+
+inline eval_result onnx_network::evaluate(const std::vector<tensor>& inputs,
+                                          std::span<const std::int64_t> labels,
+                                          const eval_options& opt) const {
+  eval_result r;
+  r.logits = forward(inputs, opt).at(0);
+  const std::size_t n = static_cast<std::size_t>(r.logits.shape.at(0));
+  if (labels.size() != n || !r.logits.floating())
+    adaquant::detail::fail(errc::shape_mismatch, "onnx_network::evaluate: labels",
+                           std::to_string(labels.size()) + " labels for " + std::to_string(n) + " samples");
+  const std::size_t k = n ? r.logits.size() / n : 0;
+  r.samples = n;
+  for (std::size_t i = 0; i < n; ++i) {
+    const float* z = r.logits.f.data() + i * k;
+    const auto best = static_cast<std::int64_t>(std::max_element(z, z + k) - z);
+    r.correct += best == labels[i];
+  }
+  r.accuracy = n ? static_cast<double>(r.correct) / static_cast<double>(n) : 0.0;
+  return r;
+}
+
+inline std::vector<layer_origin> onnx_network::layer_origins() const {
+  std::vector<layer_origin> out;
+  for (const layer_desc& d : layers_) {
+    const node& n = fp_.at(d.id);
+    const layer_params& l = *n.layer;
+    out.push_back({d.id, n.name, n.op_type, l.weight_initializer, l.bias_initializer,
+                   l.folded_batch_norm_node, l.weight_transposed, l.weight_scale});
+  }
+  return out;
+}
+
+}  // namespace adaquant::onnx

@@ -1,0 +1,357 @@
+#pragma once
+// Conv (1-D and 2-D, groups, strides, pads, auto_pad, dilations), ConvTranspose, and the pooling
+// ops that share their window arithmetic. Conv is im2col + one GEMM per group over a chunk of
+// samples (detail::gemm: a sample's result does not depend on the chunk); depthwise convs
+// (one input and one output channel per group) run a direct loop per channel.
+
+#include <adaquant/kernels/fake_quant.hpp>
+#include <adaquant/onnx/gemm.hpp>
+#include <adaquant/onnx/ops/node.hpp>
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+
+namespace adaquant::onnx::detail {
+
+// 2-D window geometry (a 1-D op has h = kh = 1).
+struct window {
+  std::int64_t h = 1, w = 1, kh = 1, kw = 1, sh = 1, sw = 1, dh = 1, dw = 1;
+  std::int64_t pt = 0, pl = 0, pb = 0, pr = 0, ho = 1, wo = 1;
+  [[nodiscard]] bool symmetric_pads() const noexcept { return pt == pb && pl == pr; }
+};
+
+// Resolves kernel, strides, dilations, pads/auto_pad and the output size for spatial extents
+// `in` (1 or 2 of them) and kernel extents `k`. ceil_mode for pools.
+inline window resolve_window(const op_env& env, const shape_t& in, const shape_t& k,
+                             bool ceil_mode = false) {
+  const node& n = env.n;
+  const std::size_t sp = in.size();
+  if (!(sp == 1 || sp == 2) || k.size() != sp)
+    env.fail_unsupported("only 1-D and 2-D windows are supported, got " + std::to_string(sp) +
+                         " spatial axes");
+  const auto strides = n.attr_ints("strides", shape_t(sp, 1));
+  const auto dil = n.attr_ints("dilations", shape_t(sp, 1));
+  auto pads = n.attr_ints("pads", shape_t(2 * sp, 0));
+  if (strides.size() != sp || dil.size() != sp || pads.size() != 2 * sp)
+    env.fail(errc::shape_mismatch, "strides, dilations or pads do not match " +
+                                       std::to_string(sp) + " spatial axes");
+  for (std::size_t a = 0; a < sp; ++a)
+    if (!(k[a] >= 1 && strides[a] >= 1 && dil[a] >= 1 && pads[a] >= 0 && pads[a + sp] >= 0 &&
+          k[a] <= (1 << 20) && strides[a] <= (1 << 20) && dil[a] <= (1 << 20) &&
+          pads[a] <= (1 << 20) && pads[a + sp] <= (1 << 20)))
+      env.fail(errc::invalid_argument, "kernel, strides and dilations must be >= 1 and pads >= 0");
+  const std::string auto_pad = n.attr_string("auto_pad", "NOTSET");
+  std::vector<std::int64_t> out(sp);
+  for (std::size_t a = 0; a < sp; ++a) {
+    const std::int64_t ext = (k[a] - 1) * dil[a] + 1;
+    if (auto_pad == "SAME_UPPER" || auto_pad == "SAME_LOWER") {
+      out[a] = (in[a] + strides[a] - 1) / strides[a];
+      const std::int64_t total = std::max<std::int64_t>(0, (out[a] - 1) * strides[a] + ext - in[a]);
+      const std::int64_t small = total / 2;
+      pads[a] = auto_pad == "SAME_UPPER" ? small : total - small;
+      pads[a + sp] = total - pads[a];
+    } else if (auto_pad == "VALID") {
+      pads[a] = pads[a + sp] = 0;
+      out[a] = in[a] >= ext ? (in[a] - ext) / strides[a] + 1 : 0;
+    } else if (auto_pad == "NOTSET") {
+      const std::int64_t span = in[a] + pads[a] + pads[a + sp] - ext;
+      if (span < 0)
+        env.fail(errc::shape_mismatch, "the window is larger than the padded input");
+      out[a] = (ceil_mode ? (span + strides[a] - 1) / strides[a] : span / strides[a]) + 1;
+      if (ceil_mode && (out[a] - 1) * strides[a] >= in[a] + pads[a]) --out[a];
+    } else {
+      env.fail(errc::invalid_argument, "auto_pad \"" + auto_pad + "\" is not valid");
+    }
+    if (out[a] < 1) env.fail(errc::shape_mismatch, "the output would be empty");
+  }
+  window g;
+  const std::size_t o = sp - 1;  // the w axis
+  g.w = in[o], g.kw = k[o], g.sw = strides[o], g.dw = dil[o], g.pl = pads[o], g.pr = pads[o + sp];
+  g.wo = out[o];
+  if (sp == 2) {
+    g.h = in[0], g.kh = k[0], g.sh = strides[0], g.dh = dil[0], g.pt = pads[0], g.pb = pads[sp];
+    g.ho = out[0];
+  }
+  return g;
+}
+
+// Range [lo, hi) of output positions o with 0 <= o * s - p + j * d < n.
+inline std::pair<std::int64_t, std::int64_t> valid_range(std::int64_t out, std::int64_t s,
+                                                         std::int64_t p, std::int64_t jd,
+                                                         std::int64_t n) {
+  const std::int64_t a = p - jd;  // need o * s >= a
+  const std::int64_t lo = a <= 0 ? 0 : (a + s - 1) / s;
+  const std::int64_t b = n - 1 + p - jd;  // need o * s <= b
+  const std::int64_t hi = b < 0 ? 0 : std::min(out, b / s + 1);
+  return {std::min(lo, hi), hi};
+}
+
+// Rows (c, i, j) of the im2col matrix for one sample, written at column offset `col0` of a
+// row-major [Cg * kh * kw, ld] buffer.
+inline void im2col(const float* x, std::int64_t c, const window& g, float* col, std::size_t ld,
+                   std::size_t col0) {
+  const std::int64_t p = g.ho * g.wo;
+  for (std::int64_t ci = 0; ci < c; ++ci)
+    for (std::int64_t i = 0; i < g.kh; ++i)
+      for (std::int64_t j = 0; j < g.kw; ++j) {
+        float* row = col + static_cast<std::size_t>((ci * g.kh + i) * g.kw + j) * ld + col0;
+        const float* plane = x + ci * g.h * g.w;
+        const auto [lo, hi] = valid_range(g.wo, g.sw, g.pl, j * g.dw, g.w);
+        for (std::int64_t oh = 0; oh < g.ho; ++oh) {
+          float* out = row + oh * g.wo;
+          const std::int64_t ih = oh * g.sh - g.pt + i * g.dh;
+          if (ih < 0 || ih >= g.h) {
+            std::fill(out, out + g.wo, 0.0f);
+            continue;
+          }
+          const float* in = plane + ih * g.w - g.pl + j * g.dw;
+          std::fill(out, out + lo, 0.0f);
+          for (std::int64_t ow = lo; ow < hi; ++ow) out[ow] = in[ow * g.sw];
+          std::fill(out + hi, out + g.wo, 0.0f);
+        }
+      }
+  (void)p;
+}
+
+// One channel of a depthwise conv, accumulated tap by tap.
+inline void depthwise_plane(const float* in, const float* wk, const window& g, float* out) {
+  std::fill(out, out + g.ho * g.wo, 0.0f);
+  for (std::int64_t i = 0; i < g.kh; ++i)
+    for (std::int64_t j = 0; j < g.kw; ++j) {
+      const float wv = wk[i * g.kw + j];
+      const auto [lo, hi] = valid_range(g.wo, g.sw, g.pl, j * g.dw, g.w);
+      for (std::int64_t oh = 0; oh < g.ho; ++oh) {
+        const std::int64_t ih = oh * g.sh - g.pt + i * g.dh;
+        if (ih < 0 || ih >= g.h) continue;
+        const float* row = in + ih * g.w - g.pl + j * g.dw;
+        float* o = out + oh * g.wo;
+        if (g.sw == 1) {
+          for (std::int64_t ow = lo; ow < hi; ++ow) o[ow] += wv * row[ow];
+        } else {
+          for (std::int64_t ow = lo; ow < hi; ++ow) o[ow] += wv * row[ow * g.sw];
+        }
+      }
+    }
+}
+
+// The window of a Conv for input x and weight w (checks ranks and channels).
+inline window conv_window(const op_env& env, const shape_t& x, const shape_t& w,
+                          std::int64_t groups) {
+  if (!(x.size() == 3 || x.size() == 4))
+    env.fail_unsupported("Conv on a rank-" + std::to_string(x.size()) +
+                         " input (only 1-D and 2-D convs are supported)");
+  if (w.size() != x.size())
+    env.fail(errc::shape_mismatch, "input " + shape_string(x) + " and weight " + shape_string(w) +
+                                       " ranks differ");
+  if (!(groups >= 1 && groups <= std::max<std::int64_t>(x[1], 1) && x[1] == w[1] * groups &&
+        w[0] % groups == 0 && w[0] > 0))
+    env.fail(errc::shape_mismatch, "input " + shape_string(x) + " does not fit weight " +
+                                       shape_string(w) + " with group " + std::to_string(groups));
+  const auto ks = env.n.attr_ints("kernel_shape", shape_t(w.begin() + 2, w.end()));
+  if (ks != shape_t(w.begin() + 2, w.end()))
+    env.fail(errc::shape_mismatch, "kernel_shape differs from the weight's " + shape_string(w));
+  return resolve_window(env, shape_t(x.begin() + 2, x.end()), ks);
+}
+
+// y = conv(x, w) + bias; x fake-quantized first when `input_quant`.
+inline void conv(const op_env& env, const tensor& x_in, const tensor& w, const float* bias,
+                 tensor& y, const std::optional<quant_params>& input_quant = std::nullopt) {
+  if (!x_in.floating() || !w.floating()) env.fail_unsupported("integer Conv");
+  const std::int64_t groups = env.n.attr_int("group", 1);
+  const window g = conv_window(env, x_in.shape, w.shape, groups);
+  tensor xq;
+  const tensor* xp = &x_in;
+  if (input_quant) {
+    xq = x_in;
+    fake_quant_per_tensor(tensor_view<const float>(std::span<const float>(x_in.f)),
+                          tensor_view<float>(std::span<float>(xq.f)), *input_quant);
+    xp = &xq;
+  }
+  const tensor& x = *xp;
+  const std::int64_t n = x.shape[0], c = x.shape[1], o = w.shape[0], cg = w.shape[1];
+  const std::int64_t og = o / groups, k = cg * g.kh * g.kw, p = g.ho * g.wo;
+  shape_t ys = {n, o};
+  if (x.rank() == 4) ys.push_back(g.ho);
+  ys.push_back(g.wo);
+  env.check_macs(static_cast<double>(n) * o * p * k);
+  y = env.make(dtype::float32, ys);
+  float* yp = y.f.data();
+  const std::int64_t hw = g.h * g.w;
+  if (cg == 1 && og == 1) {
+    for (std::int64_t ni = 0; ni < n; ++ni)
+      for (std::int64_t ci = 0; ci < o; ++ci)
+        depthwise_plane(x.f.data() + (ni * c + ci) * hw, w.f.data() + ci * g.kh * g.kw, g,
+                        yp + (ni * o + ci) * p);
+  } else {
+    // Samples per GEMM: as many as an im2col buffer of 32 MB holds (at least one).
+    const std::int64_t per = std::max<std::int64_t>(1, (std::int64_t{1} << 23) / std::max<std::int64_t>(1, k * p));
+    std::vector<float> col, res;
+    for (std::int64_t n0 = 0; n0 < n; n0 += per) {
+      const std::int64_t ns = std::min(per, n - n0);
+      const std::size_t cols = padded_cols(static_cast<std::size_t>(ns * p));
+      col.resize(static_cast<std::size_t>(k) * cols);
+      const auto used = static_cast<std::size_t>(ns * p);
+      for (std::int64_t r = 0; r < k; ++r)  // padding columns
+        std::fill(col.begin() + static_cast<std::ptrdiff_t>(static_cast<std::size_t>(r) * cols + used),
+                  col.begin() + static_cast<std::ptrdiff_t>((static_cast<std::size_t>(r) + 1) * cols), 0.0f);
+      res.resize(cols * static_cast<std::size_t>(og));
+      for (std::int64_t gi = 0; gi < groups; ++gi) {
+        for (std::int64_t s = 0; s < ns; ++s)
+          im2col(x.f.data() + ((n0 + s) * c + gi * cg) * hw, cg, g, col.data(), cols,
+                 static_cast<std::size_t>(s * p));
+        gemm<Eigen::RowMajor>(static_cast<std::size_t>(og), cols, static_cast<std::size_t>(k),
+                   w.f.data() + gi * og * k, static_cast<std::size_t>(k), col.data(), cols,
+                   res.data(), static_cast<std::size_t>(og));
+        // res is [positions][og]: transpose into the output planes in tiles of 64 positions.
+        for (std::int64_t s = 0; s < ns; ++s)
+          for (std::int64_t q0 = 0; q0 < p; q0 += 64) {
+            const std::int64_t q1 = std::min(p, q0 + 64);
+            for (std::int64_t oi = 0; oi < og; ++oi) {
+              float* plane = yp + ((n0 + s) * o + gi * og + oi) * p;
+              const float* r = res.data() + static_cast<std::size_t>(s * p * og + oi);
+              for (std::int64_t q = q0; q < q1; ++q) plane[q] = r[q * og];
+            }
+          }
+      }
+    }
+  }
+  if (bias)
+    for (std::int64_t ni = 0; ni < n; ++ni)
+      for (std::int64_t oi = 0; oi < o; ++oi) {
+        float* plane = yp + (ni * o + oi) * p;
+        for (std::int64_t q = 0; q < p; ++q) plane[q] += bias[oi];
+      }
+}
+
+// ConvTranspose (float only, direct loops): y[n, g*og + oc, oh, ow] +=
+//   x[n, g*cg + ic, ih, iw] * w[g*cg + ic, oc, i, j] with oh = ih * s - pt + i * d.
+inline void conv_transpose(const op_env& env, const tensor& x, const tensor& w, const float* bias,
+                           tensor& y) {
+  if (!x.floating() || !w.floating()) env.fail_unsupported("integer ConvTranspose");
+  const node& nd = env.n;
+  if (!(x.rank() == 3 || x.rank() == 4) || w.rank() != x.rank())
+    env.fail_unsupported("ConvTranspose supports 1-D and 2-D inputs only");
+  const std::int64_t groups = nd.attr_int("group", 1);
+  const std::int64_t n = x.shape[0], c = x.shape[1];
+  if (!(groups >= 1 && groups <= std::max<std::int64_t>(c, 1) && c == w.shape[0] && c % groups == 0))
+    env.fail(errc::shape_mismatch, "input " + shape_string(x.shape) + " does not fit weight " +
+                                       shape_string(w.shape));
+  const std::size_t sp = x.rank() - 2;
+  const shape_t in(x.shape.begin() + 2, x.shape.end()), k(w.shape.begin() + 2, w.shape.end());
+  const auto strides = nd.attr_ints("strides", shape_t(sp, 1));
+  const auto dil = nd.attr_ints("dilations", shape_t(sp, 1));
+  const auto outpad = nd.attr_ints("output_padding", shape_t(sp, 0));
+  auto pads = nd.attr_ints("pads", shape_t(2 * sp, 0));
+  const auto out_shape = nd.attr_ints("output_shape");
+  if (strides.size() != sp || dil.size() != sp || outpad.size() != sp || pads.size() != 2 * sp ||
+      !(out_shape.empty() || out_shape.size() == sp))
+    env.fail(errc::shape_mismatch, "attribute lengths do not match the spatial rank");
+  const std::string auto_pad = nd.attr_string("auto_pad", "NOTSET");
+  shape_t out(sp);
+  for (std::size_t a = 0; a < sp; ++a) {
+    constexpr std::int64_t big = std::int64_t{1} << 20;  // keeps the size arithmetic in range
+    if (!(strides[a] >= 1 && dil[a] >= 1 && k[a] >= 1 && strides[a] <= 4096 && dil[a] <= 4096 &&
+          k[a] <= big && outpad[a] >= 0 && outpad[a] < big && pads[a] >= 0 && pads[a] <= big &&
+          pads[a + sp] >= 0 && pads[a + sp] <= big &&
+          (out_shape.empty() || (out_shape[a] >= 1 && out_shape[a] <= (std::int64_t{1} << 40)))))
+      env.fail(errc::invalid_argument,
+               "strides, dilations and kernel must be >= 1, pads and output_padding >= 0");
+    const std::int64_t full = strides[a] * (in[a] - 1) + outpad[a] + (k[a] - 1) * dil[a] + 1;
+    if (!out_shape.empty() || auto_pad == "SAME_UPPER" || auto_pad == "SAME_LOWER") {
+      out[a] = out_shape.empty() ? in[a] * strides[a] : out_shape[a];
+      const std::int64_t total = std::max<std::int64_t>(0, full - out[a]);
+      const bool upper = auto_pad != "SAME_LOWER";  // output_shape: as SAME_UPPER
+      pads[a] = upper ? total / 2 : total - total / 2;
+      pads[a + sp] = total - pads[a];
+    } else {
+      if (auto_pad == "VALID") pads[a] = pads[a + sp] = 0;
+      out[a] = full - pads[a] - pads[a + sp];
+    }
+    if (out[a] < 1) env.fail(errc::shape_mismatch, "the output would be empty");
+  }
+  const std::int64_t og = w.shape[1], cg = c / groups, o = og * groups;
+  const std::int64_t ih_n = sp == 2 ? in[0] : 1, iw_n = in[sp - 1];
+  const std::int64_t kh = sp == 2 ? k[0] : 1, kw = k[sp - 1];
+  const std::int64_t oh_n = sp == 2 ? out[0] : 1, ow_n = out[sp - 1];
+  const std::int64_t sh = sp == 2 ? strides[0] : 1, sw = strides[sp - 1];
+  const std::int64_t dh = sp == 2 ? dil[0] : 1, dw = dil[sp - 1];
+  const std::int64_t pt = sp == 2 ? pads[0] : 0, pl = pads[sp - 1];
+  shape_t ys = {n, o};
+  ys.insert(ys.end(), out.begin(), out.end());
+  env.check_macs(static_cast<double>(n) * c * ih_n * iw_n * og * kh * kw);
+  y = env.make(dtype::float32, ys);
+  for (std::int64_t ni = 0; ni < n; ++ni)
+    for (std::int64_t gi = 0; gi < groups; ++gi)
+      for (std::int64_t ic = 0; ic < cg; ++ic) {
+        const float* xp = x.f.data() + ((ni * c + gi * cg + ic) * ih_n) * iw_n;
+        for (std::int64_t oc = 0; oc < og; ++oc) {
+          float* yp = y.f.data() + ((ni * o + gi * og + oc) * oh_n) * ow_n;
+          const float* wp = w.f.data() + (((gi * cg + ic) * og + oc) * kh) * kw;
+          for (std::int64_t ih = 0; ih < ih_n; ++ih)
+            for (std::int64_t i = 0; i < kh; ++i) {
+              const std::int64_t oh = ih * sh - pt + i * dh;
+              if (oh < 0 || oh >= oh_n) continue;
+              for (std::int64_t iw = 0; iw < iw_n; ++iw) {
+                const float xv = xp[ih * iw_n + iw];
+                for (std::int64_t j = 0; j < kw; ++j) {
+                  const std::int64_t ow = iw * sw - pl + j * dw;
+                  if (ow >= 0 && ow < ow_n) yp[oh * ow_n + ow] += xv * wp[i * kw + j];
+                }
+              }
+            }
+        }
+      }
+  if (bias) {
+    const std::int64_t p = oh_n * ow_n;
+    for (std::int64_t ni = 0; ni < n; ++ni)
+      for (std::int64_t oi = 0; oi < o; ++oi)
+        for (std::int64_t q = 0; q < p; ++q) y.f[static_cast<std::size_t>((ni * o + oi) * p + q)] += bias[oi];
+  }
+}
+
+// MaxPool / AveragePool over 1-D or 2-D windows.
+inline void pool(const op_env& env, const tensor& x, tensor& y) {
+  const node& nd = env.n;
+  const bool is_max = nd.op_type == "MaxPool";
+  if (!x.floating()) env.fail_unsupported("integer pooling");
+  if (!(x.rank() == 3 || x.rank() == 4))
+    env.fail_unsupported("pooling on a rank-" + std::to_string(x.rank()) + " input");
+  if (nd.attr_int("storage_order", 0) != 0) env.fail_unsupported("storage_order 1");
+  const auto ks = nd.attr_ints("kernel_shape");
+  const window g = resolve_window(env, shape_t(x.shape.begin() + 2, x.shape.end()), ks,
+                                  nd.attr_int("ceil_mode", 0) != 0);
+  const bool include_pad = nd.attr_int("count_include_pad", 0) != 0;
+  const std::int64_t n = x.shape[0], c = x.shape[1], hw = g.h * g.w;
+  shape_t ys = {n, c};
+  if (x.rank() == 4) ys.push_back(g.ho);
+  ys.push_back(g.wo);
+  env.check_macs(static_cast<double>(n) * c * g.ho * g.wo * g.kh * g.kw);
+  y = env.make(dtype::float32, ys);
+  for (std::int64_t pl = 0; pl < n * c; ++pl) {
+    const float* in = x.f.data() + pl * hw;
+    float* out = y.f.data() + pl * g.ho * g.wo;
+    for (std::int64_t oh = 0; oh < g.ho; ++oh)
+      for (std::int64_t ow = 0; ow < g.wo; ++ow) {
+        float m = -std::numeric_limits<float>::infinity();
+        double s = 0.0;
+        std::int64_t cnt = 0, padded = 0;
+        for (std::int64_t i = 0; i < g.kh; ++i) {
+          const std::int64_t ih = oh * g.sh - g.pt + i * g.dh;
+          for (std::int64_t j = 0; j < g.kw; ++j) {
+            const std::int64_t iw = ow * g.sw - g.pl + j * g.dw;
+            if (ih >= -g.pt && ih < g.h + g.pb && iw >= -g.pl && iw < g.w + g.pr) ++padded;
+            if (ih < 0 || ih >= g.h || iw < 0 || iw >= g.w) continue;
+            const float v = in[ih * g.w + iw];
+            m = std::max(m, v);
+            s += v;
+            ++cnt;
+          }
+        }
+        const std::int64_t div = include_pad ? padded : cnt;
+        out[oh * g.wo + ow] = is_max ? m : static_cast<float>(s / static_cast<double>(std::max<std::int64_t>(div, 1)));
+      }
+  }
+}
+
+}  // namespace adaquant::onnx::detail

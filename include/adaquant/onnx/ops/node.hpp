@@ -1,0 +1,115 @@
+#pragma once
+// A node of a compiled graph, its attributes, and what every op kernel shares: the error helper
+// naming the file and node, and the limits that bound what an untrusted model may allocate.
+
+#include <adaquant/onnx/load.hpp>
+#include <adaquant/quant/quant_params.hpp>
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace adaquant::onnx {
+
+struct attribute {
+  enum class kind { none, f, i, s, t, floats, ints } type = kind::none;
+  float f = 0.0f;
+  std::int64_t i = 0;
+  std::string s;
+  tensor t;
+  std::vector<float> floats;
+  std::vector<std::int64_t> ints;
+};
+
+// Bounds on what executing a model may allocate or compute (an untrusted model declares the
+// sizes of ConstantOfShape, Resize, ... itself). Exceeding one is errc::invalid_argument.
+struct exec_limits {
+  std::size_t max_elements = std::size_t{1} << 30;  // per tensor
+  double max_macs = 1e13;                           // per op call
+};
+
+// What quantization attached to a layer node (Conv, Gemm or MatMul with a constant weight).
+struct layer_params {
+  tensor weight;                   // float32, [O, I/g, k...] (Conv) or [O, I] (Gemm, MatMul)
+  std::vector<float> bias;         // O values (zeros when the node has none)
+  std::optional<quant_params> input_quant;  // fake-quantize the input (quantized copies only)
+  // Where the parameters came from in the ONNX file (for exporters): the weight and bias
+  // initializers (bias empty when the node had none) and the folded BatchNormalization node.
+  std::string weight_initializer, bias_initializer, folded_batch_norm_node;
+  bool weight_transposed = false;  // Gemm transB=0 / MatMul: weight is the initializer transposed
+  float weight_scale = 1.0f;       // Gemm alpha folded into the weight
+};
+
+struct node {
+  std::string name, op_type;  // from the file (name generated when empty: "<op_type>_<index>")
+  std::vector<int> inputs;    // value ids; -1 for an absent optional input
+  std::vector<int> outputs;   // value ids; -1 for an output nobody asked for
+  std::map<std::string, attribute> attrs;
+  std::optional<layer_params> layer;  // set for quantizable layers
+
+  [[nodiscard]] const attribute* attr(const std::string& key) const {
+    const auto it = attrs.find(key);
+    return it == attrs.end() ? nullptr : &it->second;
+  }
+  [[nodiscard]] std::int64_t attr_int(const std::string& key, std::int64_t def) const {
+    const attribute* a = attr(key);
+    return a && a->type == attribute::kind::i ? a->i : def;
+  }
+  [[nodiscard]] float attr_float(const std::string& key, float def) const {
+    const attribute* a = attr(key);
+    return a && a->type == attribute::kind::f ? a->f : def;
+  }
+  [[nodiscard]] std::string attr_string(const std::string& key, std::string def) const {
+    const attribute* a = attr(key);
+    return a && a->type == attribute::kind::s ? a->s : def;
+  }
+  [[nodiscard]] std::vector<std::int64_t> attr_ints(const std::string& key,
+                                                    std::vector<std::int64_t> def = {}) const {
+    const attribute* a = attr(key);
+    return a && a->type == attribute::kind::ints ? a->ints : def;
+  }
+};
+
+// Everything a kernel needs besides its inputs.
+struct op_env {
+  const node& n;
+  std::int64_t opset;
+  const exec_limits& limits;
+  const std::string& source;
+
+  [[nodiscard]] std::string where() const {
+    return source + ": node \"" + n.name + "\" (" + n.op_type + ")";
+  }
+  [[noreturn]] void fail(errc code, const std::string& why) const {
+    adaquant::detail::fail(code, where(), why);
+  }
+  [[noreturn]] void fail_unsupported(const std::string& why) const {
+    throw unsupported(where() + ": " + why);
+  }
+  // A new tensor, after checking the element count against the limits.
+  [[nodiscard]] tensor make(dtype t, shape_t s) const {
+    const std::size_t n_el = onnx::detail::checked_count(s, where());
+    if (n_el > limits.max_elements)
+      fail(errc::invalid_argument, "output of shape " + shape_string(s) + " exceeds the limit of " +
+                                       std::to_string(limits.max_elements) + " elements");
+    return tensor::zeros(t, std::move(s));
+  }
+  void check_macs(double macs) const {
+    if (macs > limits.max_macs)
+      fail(errc::invalid_argument, "needs " + std::to_string(macs) +
+                                       " multiply-adds, more than the limit of " +
+                                       std::to_string(limits.max_macs));
+  }
+  // Normalises an axis in [-rank, rank) (or [-rank-1, rank] with extra = 1).
+  [[nodiscard]] std::size_t axis(std::int64_t a, std::size_t rank, std::size_t extra = 0) const {
+    const auto r = static_cast<std::int64_t>(rank + extra);
+    if (!(a >= -r && a < r))
+      fail(errc::shape_mismatch, "axis " + std::to_string(a) + " is outside [" +
+                                     std::to_string(-r) + ", " + std::to_string(r) + ")");
+    return static_cast<std::size_t>(a < 0 ? a + r : a);
+  }
+};
+
+}  // namespace adaquant::onnx

@@ -1,0 +1,211 @@
+// Every supported op against values computed by hand.
+#include "onnx_test_util.hpp"
+
+#include <catch2/catch.hpp>
+
+#include <cmath>
+
+using namespace onnx_test;
+using Catch::Matchers::WithinAbs;
+
+namespace {
+void check(const aq::tensor& y, std::vector<std::int64_t> shape, std::vector<float> want,
+           float tol = 1e-6f) {
+  REQUIRE(y.shape == shape);
+  REQUIRE(y.f.size() == want.size());
+  for (std::size_t k = 0; k < want.size(); ++k) {
+    INFO("element " << k);
+    CHECK_THAT(y.f[k], WithinAbs(want[k], tol));
+  }
+}
+void check_i(const aq::tensor& y, std::vector<std::int64_t> shape, std::vector<std::int64_t> want) {
+  REQUIRE(y.shape == shape);
+  CHECK(y.i == want);
+}
+}  // namespace
+
+TEST_CASE("Conv: padding, strides, dilations, groups, auto_pad, bias", "[onnx][ops]") {
+  // 1x1x3x3 input 1..9, 2x2 kernel of ones.
+  const auto x = f({1, 1, 3, 3}, {1, 2, 3, 4, 5, 6, 7, 8, 9});
+  const auto w = f({1, 1, 2, 2}, {1, 1, 1, 1});
+  check(run_op("Conv", x, {w}), {1, 1, 2, 2}, {12, 16, 24, 28});
+  check(run_op("Conv", x, {w, f({1}, {0.5f})}), {1, 1, 2, 2}, {12.5f, 16.5f, 24.5f, 28.5f});
+  check(run_op("Conv", x, {w}, [](auto& n) { attr_ints(n, "pads", {1, 1, 0, 0}); }), {1, 1, 3, 3},
+        {1, 3, 5, 5, 12, 16, 11, 24, 28});
+  check(run_op("Conv", x, {w}, [](auto& n) { attr_ints(n, "strides", {2, 2}); attr_ints(n, "pads", {0, 0, 1, 1}); }),
+        {1, 1, 2, 2}, {12, 9, 15, 9});
+  check(run_op("Conv", x, {w}, [](auto& n) { attr_ints(n, "dilations", {2, 2}); }), {1, 1, 1, 1}, {20});
+  check(run_op("Conv", x, {w}, [](auto& n) { attr_s(n, "auto_pad", "SAME_UPPER"); }), {1, 1, 3, 3},
+        {12, 16, 9, 24, 28, 15, 15, 17, 9});
+  check(run_op("Conv", x, {w}, [](auto& n) { attr_s(n, "auto_pad", "SAME_LOWER"); }), {1, 1, 3, 3},
+        {1, 3, 5, 5, 12, 16, 11, 24, 28});
+  // Two groups: channel 0 * 1, channel 1 * 2 (1x1 kernels), and a 1-D conv.
+  const auto x2 = f({1, 2, 1, 2}, {1, 2, 3, 4});
+  check(run_op("Conv", x2, {f({2, 1, 1, 1}, {1, 2})}, [](auto& n) { attr_i(n, "group", 2); }), {1, 2, 1, 2},
+        {1, 2, 6, 8});
+  check(run_op("Conv", f({1, 1, 4}, {1, 2, 3, 4}), {f({1, 1, 2}, {1, -1})}), {1, 1, 3}, {-1, -1, -1});
+}
+
+TEST_CASE("ConvTranspose: stride 2 scatters the kernel", "[onnx][ops]") {
+  const auto x = f({1, 1, 2, 2}, {1, 2, 3, 4});
+  const auto w = f({1, 1, 2, 2}, {1, 1, 1, 1});
+  check(run_op("ConvTranspose", x, {w}, [](auto& n) { attr_ints(n, "strides", {2, 2}); }), {1, 1, 4, 4},
+        {1, 1, 2, 2, 1, 1, 2, 2, 3, 3, 4, 4, 3, 3, 4, 4});
+  check(run_op("ConvTranspose", x, {w}), {1, 1, 3, 3}, {1, 3, 2, 4, 10, 6, 3, 7, 4});
+}
+
+TEST_CASE("Gemm and MatMul", "[onnx][ops]") {
+  const auto a = f({2, 2}, {1, 2, 3, 4});
+  check(run_op("Gemm", a, {f({2, 2}, {1, 0, 0, 1})}), {2, 2}, {1, 2, 3, 4});
+  check(run_op("Gemm", a, {f({2, 2}, {1, 2, 3, 4}), f({2}, {1, 1})},
+               [](auto& n) { attr_i(n, "transB", 1); attr_f(n, "alpha", 2); attr_f(n, "beta", 3); }),
+        {2, 2}, {13, 25, 25, 53});
+  check(run_op("Gemm", a, {f({2, 2}, {1, 2, 3, 4})}, [](auto& n) { attr_i(n, "transA", 1); }), {2, 2},
+        {10, 14, 14, 20});
+  check(run_op("MatMul", a, {f({2, 1}, {1, 1})}), {2, 1}, {3, 7});
+  check(run_op("MatMul", f({2, 1, 2}, {1, 2, 3, 4}), {f({2, 2}, {1, 0, 0, 1})}), {2, 1, 2}, {1, 2, 3, 4});
+  check(run_op("MatMul", f({2}, {1, 2}), {f({2}, {3, 4})}), {}, {11});
+}
+
+TEST_CASE("BatchNormalization, LayerNormalization, Softmax, ReduceMean", "[onnx][ops]") {
+  const auto x = f({1, 2, 1, 1}, {1, 2});
+  check(run_op("BatchNormalization", x,
+               {f({2}, {2, 1}), f({2}, {1, 0}), f({2}, {0, 1}), f({2}, {1, 4})},
+               [](auto& n) { attr_f(n, "epsilon", 0.0f); }),
+        {1, 2, 1, 1}, {3, 0.5f});
+  check(run_op("LayerNormalization", f({1, 2}, {1, 3}), {f({2}, {1, 2}), f({2}, {0, 1})}, {}, 17), {1, 2},
+        {-1, 3}, 1e-4f);
+  const float e = std::exp(1.0f);
+  check(run_op("Softmax", f({2, 2}, {0, 1, 0, 0})), {2, 2}, {1 / (1 + e), e / (1 + e), 0.5f, 0.5f});
+  // opset < 13: axis 0 flattens everything into one row.
+  check(run_op("Softmax", f({2, 1}, {0, 0}), {}, [](auto& n) { attr_i(n, "axis", 0); }, 11), {2, 1},
+        {0.5f, 0.5f});
+  check(run_op("Softmax", f({2, 1}, {0, 0}), {}, [](auto& n) { attr_i(n, "axis", 0); }, 13), {2, 1},
+        {0.5f, 0.5f});
+  check(run_op("ReduceMean", f({2, 2}, {1, 2, 3, 4}), {}, [](auto& n) { attr_ints(n, "axes", {1}); }), {2, 1},
+        {1.5f, 3.5f});
+  check(run_op("ReduceMean", f({2, 2}, {1, 2, 3, 4}), {i64({1}, {0})},
+               [](auto& n) { attr_i(n, "keepdims", 0); }, 18),
+        {2}, {2, 3});
+}
+
+TEST_CASE("activations", "[onnx][ops]") {
+  const auto x = f({4}, {-2, -0.5f, 0.5f, 8});
+  check(run_op("Relu", x), {4}, {0, 0, 0.5f, 8});
+  check(run_op("LeakyRelu", x, {}, [](auto& n) { attr_f(n, "alpha", 0.1f); }), {4}, {-0.2f, -0.05f, 0.5f, 8});
+  check(run_op("Clip", x, {f({}, {0}), f({}, {6})}), {4}, {0, 0, 0.5f, 6});
+  check(run_op("Clip", x, {f({}, {0})}), {4}, {0, 0, 0.5f, 8});
+  check(run_op("Clip", x, {}, [](auto& n) { attr_f(n, "min", -1); attr_f(n, "max", 1); }, 9), {4},
+        {-1, -0.5f, 0.5f, 1});
+  check(run_op("Sigmoid", f({1}, {0})), {1}, {0.5f});
+  check(run_op("HardSigmoid", x), {4}, {0.1f, 0.4f, 0.6f, 1});
+  check(run_op("HardSwish", f({3}, {-4, 0, 1})), {3}, {0, 0, 1 * (1.0f / 6 + 0.5f)});
+  check(run_op("Tanh", f({1}, {0})), {1}, {0});
+  check(run_op("Erf", f({2}, {0, 10})), {2}, {0, 1});
+  check(run_op("Sqrt", f({2}, {4, 9})), {2}, {2, 3});
+  check(run_op("Identity", x), {4}, {-2, -0.5f, 0.5f, 8});
+}
+
+TEST_CASE("broadcasting arithmetic", "[onnx][ops]") {
+  const auto x = f({2, 3}, {1, 2, 3, 4, 5, 6});
+  check(run_op("Add", x, {f({3}, {10, 20, 30})}), {2, 3}, {11, 22, 33, 14, 25, 36});
+  check(run_op("Sub", x, {f({2, 1}, {1, 2})}), {2, 3}, {0, 1, 2, 2, 3, 4});
+  check(run_op("Mul", x, {f({}, {2})}), {2, 3}, {2, 4, 6, 8, 10, 12});
+  check(run_op("Div", x, {f({1, 3}, {1, 2, 4})}), {2, 3}, {1, 1, 0.75f, 4, 2.5f, 1.5f});
+  check(run_op("Pow", x, {f({}, {2})}), {2, 3}, {1, 4, 9, 16, 25, 36});
+  check(run_op("Add", f({2, 1}, {1, 2}), {f({1, 3}, {10, 20, 30})}), {2, 3}, {11, 21, 31, 12, 22, 32});
+  check_i(run_op("Mul", i64({2}, {3, 4}), {i64({1}, {2})}), {2}, {6, 8});
+  check_i(run_op("Div", i64({2}, {7, -7}), {i64({}, {2})}), {2}, {3, -3});
+}
+
+TEST_CASE("pooling", "[onnx][ops]") {
+  const auto x = f({1, 1, 3, 3}, {1, 2, 3, 4, 5, 6, 7, 8, 9});
+  check(run_op("GlobalAveragePool", x), {1, 1, 1, 1}, {5});
+  check(run_op("MaxPool", x, {}, [](auto& n) { attr_ints(n, "kernel_shape", {2, 2}); }), {1, 1, 2, 2}, {5, 6, 8, 9});
+  check(run_op("MaxPool", x, {}, [](auto& n) {
+          attr_ints(n, "kernel_shape", {2, 2});
+          attr_ints(n, "strides", {2, 2});
+          attr_i(n, "ceil_mode", 1);
+        }),
+        {1, 1, 2, 2}, {5, 6, 8, 9});
+  check(run_op("AveragePool", x, {}, [](auto& n) { attr_ints(n, "kernel_shape", {2, 2}); }), {1, 1, 2, 2},
+        {3, 4, 6, 7});
+  // Padding excluded from the count unless count_include_pad.
+  check(run_op("AveragePool", x, {}, [](auto& n) {
+          attr_ints(n, "kernel_shape", {2, 2});
+          attr_ints(n, "pads", {1, 1, 0, 0});
+        }),
+        {1, 1, 3, 3}, {1, 1.5f, 2.5f, 2.5f, 3, 4, 5.5f, 6, 7});
+  check(run_op("AveragePool", x, {}, [](auto& n) {
+          attr_ints(n, "kernel_shape", {2, 2});
+          attr_ints(n, "pads", {1, 1, 0, 0});
+          attr_i(n, "count_include_pad", 1);
+        }),
+        {1, 1, 3, 3}, {0.25f, 0.75f, 1.25f, 1.25f, 3, 4, 2.75f, 6, 7});
+}
+
+TEST_CASE("shape and data movement ops", "[onnx][ops]") {
+  const auto x = f({2, 3}, {1, 2, 3, 4, 5, 6});
+  check(run_op("Flatten", f({2, 1, 3}, x.f)), {2, 3}, x.f);
+  check(run_op("Reshape", x, {i64({2}, {3, -1})}), {3, 2}, x.f);
+  check(run_op("Reshape", x, {i64({2}, {0, 3})}), {2, 3}, x.f);
+  check(run_op("Transpose", x), {3, 2}, {1, 4, 2, 5, 3, 6});
+  check(run_op("Transpose", f({1, 2, 3}, x.f), {}, [](auto& n) { attr_ints(n, "perm", {2, 0, 1}); }), {3, 1, 2},
+        {1, 4, 2, 5, 3, 6});
+  check(run_op("Squeeze", f({1, 6, 1}, x.f)), {6}, x.f);
+  check(run_op("Squeeze", f({1, 6, 1}, x.f), {i64({1}, {0})}), {6, 1}, x.f);
+  check(run_op("Squeeze", f({1, 6, 1}, x.f), {}, [](auto& n) { attr_ints(n, "axes", {2}); }, 11), {1, 6}, x.f);
+  check(run_op("Unsqueeze", x, {i64({2}, {0, -1})}), {1, 2, 3, 1}, x.f);
+  check(run_op("Unsqueeze", x, {}, [](auto& n) { attr_ints(n, "axes", {1}); }, 11), {2, 1, 3}, x.f);
+  check(run_op("Concat", x, {f({2, 1}, {7, 8})}, [](auto& n) { attr_i(n, "axis", 1); }), {2, 4},
+        {1, 2, 3, 7, 4, 5, 6, 8});
+  check(run_op("Slice", x, {i64({1}, {1}), i64({1}, {100}), i64({1}, {1})}), {2, 2}, {2, 3, 5, 6});
+  check(run_op("Slice", x, {i64({1}, {-1}), i64({1}, {INT64_MIN}), i64({1}, {1}), i64({1}, {-2})}), {2, 2},
+        {3, 1, 6, 4});
+  check(run_op("Slice", x, {}, [](auto& n) {
+          attr_ints(n, "starts", {1});
+          attr_ints(n, "ends", {2});
+          attr_ints(n, "axes", {0});
+        }, 9),
+        {1, 3}, {4, 5, 6});
+  check(run_op("Gather", x, {i64({2}, {1, -1})}), {2, 3}, {4, 5, 6, 4, 5, 6});
+  check(run_op("Gather", x, {i64({}, {2})}, [](auto& n) { attr_i(n, "axis", 1); }), {2}, {3, 6});
+  check_i(run_op("Shape", x), {2}, {2, 3});
+  check_i(run_op("Shape", x, {}, [](auto& n) { attr_i(n, "start", -1); }, 15), {1}, {3});
+  check_i(run_op("Cast", f({3}, {-1.7f, 0.2f, 300}), {}, [](auto& n) { attr_i(n, "to", 3); }), {3}, {-1, 0, 44});
+  check(run_op("Cast", i64({2}, {1, -2}), {}, [](auto& n) { attr_i(n, "to", 1); }), {2}, {1, -2});
+  check(run_op("ConstantOfShape", i64({2}, {1, 2})), {1, 2}, {0, 0});
+  check(run_op("ConstantOfShape", i64({1}, {2}), {}, [](auto& n) { attr_t(n, "value", builder::tensor_f("v", {1}, {3})); }),
+        {2}, {3, 3});
+}
+
+TEST_CASE("Constant and Dropout", "[onnx][ops]") {
+  builder b;
+  b.input("x", {2});
+  attr_t(b.node("Constant", {}, {"c"}), "value", builder::tensor_f("v", {2}, {1, 2}));
+  b.node("Add", {"x", "c"}, {"s"});
+  b.node("Dropout", {"s"}, {"y"});
+  b.output("y");
+  aq::compile_options co;
+  co.batch_axis = false;
+  co.sample_shapes = {{2}};
+  const auto g = aq::graph::compile(b.load(), co);
+  check(g.forward({f({2}, {10, 20})}).at(0), {2}, {11, 22});
+}
+
+TEST_CASE("Resize: nearest and linear", "[onnx][ops]") {
+  const auto x = f({1, 1, 2, 2}, {1, 2, 3, 4});
+  const auto scales = f({4}, {1, 1, 2, 2});
+  check(run_op("Resize", x, {aq::tensor(), scales}, [](auto& n) { attr_s(n, "mode", "nearest"); }), {1, 1, 4, 4},
+        {1, 1, 2, 2, 1, 1, 2, 2, 3, 3, 4, 4, 3, 3, 4, 4});
+  check(run_op("Resize", x, {aq::tensor(), aq::tensor(), i64({4}, {1, 1, 1, 3})}, [](auto& n) {
+          attr_s(n, "mode", "linear");
+          attr_s(n, "coordinate_transformation_mode", "align_corners");
+        }),
+        {1, 1, 1, 3}, {1, 1.5f, 2});
+  check(run_op("Resize", x, {aq::tensor(), scales}, [](auto& n) { attr_s(n, "mode", "linear"); }), {1, 1, 4, 4},
+        {1, 1.25f, 1.75f, 2, 1.5f, 1.75f, 2.25f, 2.5f, 2.5f, 2.75f, 3.25f, 3.5f, 3, 3.25f, 3.75f, 4});
+  // Opset 10: (X, scales), asymmetric coordinates.
+  check(run_op("Resize", x, {scales}, [](auto& n) { attr_s(n, "mode", "nearest"); }, 10), {1, 1, 4, 4},
+        {1, 1, 2, 2, 1, 1, 2, 2, 3, 3, 4, 4, 3, 3, 4, 4});
+}

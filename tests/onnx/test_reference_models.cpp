@@ -1,0 +1,61 @@
+// The reference models' ONNX exports import into the same quantizable layers, folded batch norms
+// and activations as the runtime's models built in code, and reproduce the training script's
+// logits of the first test images.
+#include "reference_util.hpp"
+
+#include <catch2/catch.hpp>
+
+#include <cmath>
+
+using namespace onnx_ref;
+
+TEST_CASE("ONNX reference models match the runtime's layers and the script's logits", "[onnx][models]") {
+  const ex::image_dataset test = ex::load_fashion_mnist(ADAQUANT_FASHION_MNIST_DIR, "test");
+  for (const std::string name : {"resnet_fm", "mobilenetv2_fm"}) {
+    INFO(name);
+    const ex::reference_model ref = ex::load_reference_model(ADAQUANT_MODELS_DIR, name);
+    const aq::tensor calib = test_images(test, ref, 0, 32);
+    aq::network_options o;
+    o.threads = 2;
+    aq::onnx_network net(load_onnx(name), {calib}, o);
+
+    ex::network folded = ref.net;
+    const auto bns = ex::fold_batch_norms_recorded(folded);
+    const ex::calibration_network runtime(folded, ex::make_batch(test, 0, 32, ref.norm), 1);
+    const auto mine = net.quantizable_layers(), theirs = runtime.quantizable_layers();
+    REQUIRE(mine.size() == theirs.size());
+    CHECK(mine.size() == (name == "resnet_fm" ? 17u : 23u));
+    std::size_t folded_here = 0;
+    for (std::size_t k = 0; k < mine.size(); ++k) {
+      INFO("layer " << k << " " << net.full_precision().at(mine[k].id).name);
+      const auto& a = mine[k].geometry;
+      const auto& b = theirs[k].geometry;
+      CHECK(a.kind == b.kind);
+      CHECK(a.weight_size() == b.weight_size());
+      CHECK(a.input_per_sample() == b.input_per_sample());
+      CHECK(a.output_per_sample() == b.output_per_sample());
+      CHECK(a.conv.groups == b.conv.groups);
+      CHECK(a.conv.pad_h == b.conv.pad_h);
+      CHECK(a.conv.stride_h == b.conv.stride_h);
+      CHECK(mine[k].activation == theirs[k].activation);
+      CHECK((net.folded_batch_norm(mine[k].id) != nullptr) == (bns.count(theirs[k].id) == 1));
+      folded_here += net.folded_batch_norm(mine[k].id) != nullptr;
+      float diff = 0.0f;
+      for (std::size_t j = 0; j < mine[k].weight.size(); ++j)
+        diff = std::max(diff, std::abs(mine[k].weight[j] - theirs[k].weight[j]));
+      CHECK(diff < 1e-6f);
+    }
+    CHECK(folded_here == bns.size());
+    // The script's logits of its reference images.
+    aq::tensor x({static_cast<std::int64_t>(ref.reference_images.size()), 1, 28, 28}, std::vector<float>{});
+    for (const std::size_t i : ref.reference_images) {
+      const aq::tensor one = test_images(test, ref, i, 1);
+      x.f.insert(x.f.end(), one.f.begin(), one.f.end());
+    }
+    const aq::tensor logits = net.forward({x}).at(0);
+    REQUIRE(logits.size() == ref.reference_logits.size());
+    float diff = 0.0f;
+    for (std::size_t j = 0; j < logits.size(); ++j) diff = std::max(diff, std::abs(logits.f[j] - ref.reference_logits[j]));
+    CHECK(diff < 1e-4f);
+  }
+}
