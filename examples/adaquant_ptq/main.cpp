@@ -50,6 +50,7 @@ inputs
                          model's declared shape, else from the calibration data]
   --test-data FILE|DIR   test inputs, same format as --calib: report FP32 and quantized top-1
   --test-labels FILE     int64 .npy, one label per test sample (needed with --test-data)
+  --test-count N         use the first N test samples                      [all]
 
 what to compute
   --pipeline P           naive | light | advanced                          [advanced]
@@ -83,6 +84,8 @@ outputs
   --encodings FILE       per-tensor encodings JSON (bits, signedness, scales, zero points, axis)
   --json FILE            run report: model and data files with SHA-256, every setting, top-1,
                          sizes, per-layer bits, step times
+  --logits FILE          the simulated quantized model's first output on the test data, as a
+                         float32 .npy (to compare with ONNX Runtime's run of the exported model)
   --no-4bit-types        store 2-4-bit grids in 8-bit types (opset 13) instead of int4/uint4
                          (opset 21)
 
@@ -97,9 +100,9 @@ execution
 }
 
 struct args {
-  std::string model, calib, test_data, test_labels, output, encodings, json;
+  std::string model, calib, test_data, test_labels, output, encodings, json, logits;
   std::vector<std::int64_t> input_shape;
-  std::size_t calib_count = 0, loss_samples = 256, iterations = 1000, threads = 0;
+  std::size_t calib_count = 0, test_count = 0, loss_samples = 256, iterations = 1000, threads = 0;
   std::string pipeline = "advanced", order = "sequential", bn_target = "running",
               rounding = "onnx", weight_range, act_range;
   double percentile = 99.99;
@@ -176,6 +179,7 @@ args parse(int argc, char** argv) {
       }
     } else if (f == "--test-data") a.test_data = value();
     else if (f == "--test-labels") a.test_labels = value();
+    else if (f == "--test-count") a.test_count = to_count(f, value());
     else if (f == "--pipeline") a.pipeline = value();
     else if (f == "--wbits") a.wbits = static_cast<int>(to_int(f, value()));
     else if (f == "--abits") a.abits = static_cast<int>(to_int(f, value()));
@@ -198,6 +202,7 @@ args parse(int argc, char** argv) {
     else if (f == "--output") a.output = value();
     else if (f == "--encodings") a.encodings = value();
     else if (f == "--json") a.json = value();
+    else if (f == "--logits") a.logits = value();
     else if (f == "--no-4bit-types") a.four_bit_types = false;
     else if (f == "--threads") a.threads = to_count(f, value());
     else if (f == "--quiet") a.quiet = true;
@@ -208,6 +213,7 @@ args parse(int argc, char** argv) {
   if (a.output.empty()) bad("--output is required");
   if (a.test_data.empty() != a.test_labels.empty())
     bad("--test-data and --test-labels go together");
+  if (!a.logits.empty() && a.test_data.empty()) bad("--logits needs --test-data");
   one_of("--pipeline", a.pipeline, {"naive", "light", "advanced"});
   one_of("--order", a.order, {"sequential", "parallel"});
   one_of("--bn-target", a.bn_target, {"running", "fp"});
@@ -329,7 +335,8 @@ std::vector<ax::tensor> read_inputs(const std::string& flag, const std::string& 
   }
   if (limit > 0) {
     if (limit > static_cast<std::size_t>(out[0].shape[0]))
-      bad("--calib-count: " + std::to_string(limit) + " is more than the " +
+      bad(std::string(flag == std::string("--calib") ? "--calib-count" : "--test-count") + ": " +
+          std::to_string(limit) + " is more than the " +
           std::to_string(out[0].shape[0]) + " samples of " + path);
     for (ax::tensor& t : out) t = t.items(0, limit);
   }
@@ -433,7 +440,7 @@ int run(const args& a) {
   const auto t0 = std::chrono::steady_clock::now();
   for (const auto& [flag, path] : {std::pair{"--output", a.output},
                                    std::pair{"--encodings", a.encodings},
-                                   std::pair{"--json", a.json}})
+                                   std::pair{"--json", a.json}, std::pair{"--logits", a.logits}})
     check_writable(flag, path);
 
   const ax::model m = ax::load_model(a.model);
@@ -444,9 +451,13 @@ int run(const args& a) {
   std::vector<ax::tensor> test;
   ex::npy_array<std::int64_t> labels;
   if (!a.test_data.empty()) {
-    test = read_inputs("--test-data", a.test_data, decl, test_files);
+    test = read_inputs("--test-data", a.test_data, decl, test_files, a.test_count);
     labels = ex::read_npy<std::int64_t>(a.test_labels);
     test_files.push_back({a.test_labels, ex::sha256_file(a.test_labels)});
+    if (a.test_count > 0 && labels.shape.size() == 1 && labels.shape[0] >= a.test_count) {
+      labels.values.resize(a.test_count);
+      labels.shape[0] = a.test_count;
+    }
     if (!(labels.shape.size() == 1 &&
           labels.shape[0] == static_cast<std::size_t>(test[0].shape[0])))
       throw aq::error(aq::errc::shape_mismatch,
@@ -530,6 +541,14 @@ int run(const args& a) {
   // Outputs, each atomically.
   ax::write_model(out, a.output);
   if (!a.encodings.empty()) ax::write_encodings(m.proto, exported, a.encodings, eo);
+  if (!a.logits.empty()) {
+    std::vector<std::size_t> shape;
+    for (std::int64_t d : qr->logits.shape) shape.push_back(static_cast<std::size_t>(d));
+    const std::vector<std::uint8_t> bytes = ex::npy_bytes<float>(shape, qr->logits.f);
+    ax::write_file_atomically(
+        a.logits, std::string_view(reinterpret_cast<const char*>(bytes.data()), bytes.size()),
+        "adaquant_ptq: --logits");
+  }
   const double seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 

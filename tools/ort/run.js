@@ -5,7 +5,7 @@
 //
 //   node tools/ort/run.js --model m.onnx --inputs x.npy|DIR [--labels y.npy] [--batch 64]
 //        [--threads 1] [--outputs out.npy] [--compare ref.npy] [--latency] [--warmup 10]
-//        [--repeats 100] [--no-spinning] --json out.json
+//        [--repeats 100] [--no-spinning] [--level disabled|basic|extended|all] --json out.json
 //
 // --inputs     one .npy for a single-input model, or a directory holding <input name>.npy for
 //              every model input; float32 or int64 (token ids); the first axis is the sample axis
@@ -17,6 +17,10 @@
 //              difference and how many samples' argmax differ.
 // --latency    median wall time of session.run at batch 1 and 64 (the first samples), after
 //              --warmup runs, over --repeats runs, with intraOpNumThreads = --threads.
+// --level      ORT's graph optimisation level (default all). QDQ models exported by adaquant_ptq
+//              compute exactly what adaquant simulated with `disabled` (every node as written);
+//              from `basic` on ORT may quantize float biases to int32 and fuse DequantizeLinear +
+//              Conv/MatMul into its integer kernels, which round differently.
 // --no-spinning  ORT's intra-op threads sleep instead of spin-waiting between ops
 //              (session.intra_op.allow_spinning = 0): faster with 2 threads on a busy machine.
 // The JSON report holds every figure printed. Exit status: 0 on success, 2 on bad arguments, 1 on
@@ -29,13 +33,14 @@ const { NpyError, readNpy, writeNpy } = require('./npy');
 
 const USAGE = 'usage: node tools/ort/run.js --model m.onnx --inputs x.npy|DIR [--labels y.npy] ' +
   '[--batch 64] [--threads 1] [--outputs out.npy] [--compare ref.npy] [--latency] [--warmup 10] ' +
-  '[--repeats 100] [--no-spinning] --json out.json';
+  '[--repeats 100] [--no-spinning] [--level disabled|basic|extended|all] --json out.json';
 
 class UsageError extends Error {}
 
 function parseArgs(argv) {
-  const a = { batch: 64, threads: 1, warmup: 10, repeats: 100, latency: false, spinning: true };
-  const strings = ['model', 'inputs', 'labels', 'outputs', 'compare', 'json'];
+  const a = { batch: 64, threads: 1, warmup: 10, repeats: 100, latency: false, spinning: true,
+    level: 'all' };
+  const strings = ['model', 'inputs', 'labels', 'outputs', 'compare', 'json', 'level'];
   const counts = ['batch', 'threads', 'warmup', 'repeats'];
   for (let i = 0; i < argv.length; ++i) {
     const flag = argv[i], name = flag.replace(/^--/, '');
@@ -53,6 +58,8 @@ function parseArgs(argv) {
       a[name] = v;
     }
   }
+  if (!['disabled', 'basic', 'extended', 'all'].includes(a.level))
+    throw new UsageError(`--level: expected disabled, basic, extended or all, got '${a.level}'`);
   for (const required of ['model', 'inputs', 'json'])
     if (!a[required]) throw new UsageError(`--${required} is required`);
   return a;
@@ -116,7 +123,7 @@ async function main() {
   const a = parseArgs(process.argv.slice(2));
   const session = await ort.InferenceSession.create(a.model, {
     intraOpNumThreads: a.threads, interOpNumThreads: 1, executionMode: 'sequential',
-    graphOptimizationLevel: 'all',
+    graphOptimizationLevel: a.level,
     extra: { session: { intra_op: { allow_spinning: a.spinning ? '1' : '0' } } },
   });
   const arrays = loadInputs(session, a.inputs);
@@ -125,7 +132,7 @@ async function main() {
   const report = {
     model: a.model, inputs: a.inputs, onnxruntime: ort.env.versions.node,
     input_names: session.inputNames, output_name: outName, samples: n, batch: a.batch,
-    threads: a.threads, spinning: a.spinning,
+    threads: a.threads, spinning: a.spinning, graph_optimization_level: a.level,
   };
 
   let logits = null, outShape = null;
