@@ -3,7 +3,7 @@
 #include "test_util.hpp"
 
 #include <adaquant/adapters/std.hpp>
-#include <adaquant/quant/ste.hpp>
+#include <adaquant/kernels/fake_quant_backward.hpp>
 
 #include <catch2/catch.hpp>
 
