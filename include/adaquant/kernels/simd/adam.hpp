@@ -14,8 +14,8 @@ inline void adam_update(float* x, float* m, float* v, const float* g, std::size_
   const std::size_t vn = n - n % lanes;
   for (std::size_t i = 0; i < vn; i += lanes) {
     const fbatch gi = fbatch::load_unaligned(g + i);
-    const fbatch mi = vb1 * fbatch::load_unaligned(m + i) + vc1 * gi;
-    const fbatch vi = vb2 * fbatch::load_unaligned(v + i) + vc2 * gi * gi;
+    const fbatch mi = mul_add(vc1, gi, vb1 * fbatch::load_unaligned(m + i));
+    const fbatch vi = mul_add(vc2 * gi, gi, vb2 * fbatch::load_unaligned(v + i));
     mi.store_unaligned(m + i);
     vi.store_unaligned(v + i);
     (fbatch::load_unaligned(x + i) - vr * (mi * vi1) / (xsimd::sqrt(vi * vi2) + veps))
