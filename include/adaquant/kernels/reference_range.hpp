@@ -23,16 +23,13 @@ struct min_max_acc {
   bool finite = true;  // lo/hi are meaningful only when finite
 };
 
-inline void min_max_one(float v, float& lo, float& hi) noexcept {
-  lo = v < lo ? v : lo;
-  hi = v > hi ? v : hi;
-}
-
 inline min_max_acc min_max_ref(const float* x, std::size_t n) noexcept {
   min_max_acc a;
   for (std::size_t i = 0; i < n; ++i) {
-    a.finite = a.finite && is_finite(x[i]);
-    min_max_one(x[i], a.lo, a.hi);
+    const float v = x[i];
+    a.finite = a.finite && is_finite(v);
+    a.lo = v < a.lo ? v : a.lo;
+    a.hi = v > a.hi ? v : a.hi;
   }
   a.lo += 0.0f;  // -0 -> +0
   a.hi += 0.0f;

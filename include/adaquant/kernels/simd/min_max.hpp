@@ -10,11 +10,10 @@ namespace adaquant::detail::simd {
 // Two accumulator pairs for latency hiding; `z` sums v - v, which stays 0 unless some v is
 // non-finite (inf - inf and NaN - NaN are NaN).
 inline min_max_acc min_max(const float* x, std::size_t n) noexcept {
-  const std::size_t vn = n - n % lanes;
+  const std::size_t vn = n - n % lanes, pairs_end = n - n % (2 * lanes);
   constexpr float inf = std::numeric_limits<float>::infinity();
   fbatch lo0(inf), hi0(-inf), lo1(inf), hi1(-inf), z0(0.0f), z1(0.0f);
-  std::size_t i = 0;
-  for (; i + 2 * lanes <= vn; i += 2 * lanes) {
+  for (std::size_t i = 0; i < pairs_end; i += 2 * lanes) {
     const fbatch a = fbatch::load_unaligned(x + i);
     const fbatch b = fbatch::load_unaligned(x + i + lanes);
     lo0 = xsimd::min(lo0, a);
@@ -24,8 +23,8 @@ inline min_max_acc min_max(const float* x, std::size_t n) noexcept {
     hi1 = xsimd::max(hi1, b);
     z1 += b - b;
   }
-  if (i < vn) {
-    const fbatch a = fbatch::load_unaligned(x + i);
+  if (pairs_end < vn) {
+    const fbatch a = fbatch::load_unaligned(x + pairs_end);
     lo0 = xsimd::min(lo0, a);
     hi0 = xsimd::max(hi0, a);
     z0 += a - a;
@@ -84,7 +83,8 @@ inline bool min_max_per_channel(const float* x, const channel_layout& l, float* 
     for (std::size_t c = vc; c < l.channels; ++c) {
       const float v = x[b * l.channels + c];
       finite = finite && is_finite(v);
-      min_max_one(v, lo[c], hi[c]);
+      lo[c] = v < lo[c] ? v : lo[c];
+      hi[c] = v > hi[c] ? v : hi[c];
     }
   for (std::size_t c = vc; c < l.channels; ++c) {
     lo[c] += 0.0f;
