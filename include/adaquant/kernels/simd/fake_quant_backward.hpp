@@ -15,6 +15,7 @@ void fake_quant_backward(const float* x, const float* y, const std::uint8_t* mas
   const fbatch vinv(1.0f / s);
   const std::size_t vn = n - n % lanes;
   alignas(64) float lane[lanes];
+  double sum_scale = acc.scale, sum_outside = acc.outside;  // locals: they stay in registers
   for (std::size_t first = 0; first < vn; first += backward_flush) {
     fbatch ls(0.0f), lo(0.0f);
     const std::size_t end = std::min(vn, first + backward_flush);
@@ -26,10 +27,11 @@ void fake_quant_backward(const float* x, const float* y, const std::uint8_t* mas
       lo += g - gin;
     }
     ls.store_aligned(lane);
-    for (std::size_t j = 0; j < lanes; ++j) acc.scale += static_cast<double>(lane[j]);
+    for (std::size_t j = 0; j < lanes; ++j) sum_scale += static_cast<double>(lane[j]);
     lo.store_aligned(lane);
-    for (std::size_t j = 0; j < lanes; ++j) acc.outside += static_cast<double>(lane[j]);
+    for (std::size_t j = 0; j < lanes; ++j) sum_outside += static_cast<double>(lane[j]);
   }
+  acc = {sum_scale, sum_outside};
   fake_quant_backward_ref<WithGx>(x + vn, y + vn, mask + vn, gy + vn, n - vn, s,
                                   WithGx ? gx + vn : nullptr, acc);
 }
