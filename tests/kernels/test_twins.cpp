@@ -80,15 +80,7 @@ TEST_CASE("fake_quant_per_channel: the streaming path (large outputs) equals the
 
 TEMPLATE_TEST_CASE("fake_quant_per_channel: SIMD == twin on every layout path", "",
                    aq::round_pytorch, aq::round_onnx, aq::round_half_away) {
-  // (outer, channels, inner) shapes covering inner >= lanes, inner == 1 with many channels,
-  // inner == 1 with few channels and short inner runs, each with tails.
-  const std::vector<std::array<std::size_t, 3>> shapes{{2, 3, lanes + 3},
-                                                       {1, 5, 2 * lanes},
-                                                       {3, 2 * lanes + 1, 1},
-                                                       {4, lanes - 1, 1},
-                                                       {2, 3, lanes > 2 ? lanes - 2 : 1},
-                                                       {1, 1, 7},
-                                                       {5, 4, 3}};
+  const auto shapes = per_channel_shapes();
   for (const auto& s : shapes)
     for (std::size_t axis : {std::size_t{1}}) {
       const std::size_t n = s[0] * s[1] * s[2];

@@ -36,15 +36,7 @@ TEST_CASE("min_max: SIMD == scalar twin for all tails and offsets") {
 }
 
 TEST_CASE("min_max_per_channel: SIMD == twin on every layout path") {
-  // (outer, channels, inner): inner >= lanes, inner == 1 with many channels, inner == 1 with few
-  // channels, short inner runs; each with tails.
-  const std::vector<std::array<std::size_t, 3>> shapes{{2, 3, lanes + 3},
-                                                       {1, 5, 2 * lanes},
-                                                       {3, 2 * lanes + 1, 1},
-                                                       {4, lanes - 1, 1},
-                                                       {2, 3, lanes > 2 ? lanes - 2 : 1},
-                                                       {1, 1, 7},
-                                                       {5, 4, 3}};
+  const auto shapes = per_channel_shapes();
   for (const auto& s : shapes)
     for (bool finite : {true, false}) {
       const std::size_t n = s[0] * s[1] * s[2];

@@ -2,6 +2,7 @@
 // Inputs and bit comparisons shared by the twin tests (SIMD kernel == scalar twin).
 #include <adaquant/kernels/simd/batch_io.hpp>
 
+#include <array>
 #include <bit>
 #include <cmath>
 #include <cstdint>
@@ -45,6 +46,19 @@ inline std::vector<float> finite_test_data(std::size_t n, float scale, std::uint
   for (std::size_t i = 0; i < n; ++i)
     if (!std::isfinite(x[i])) x[i] = (i % 2 ? 9.0f : -7.0f) * scale;
   return x;
+}
+
+// (outer, channels, inner) shapes covering every per-channel code path: inner >= lanes,
+// inner == 1 with many channels, inner == 1 with few channels and short inner runs, each with
+// tails.
+inline std::vector<std::array<std::size_t, 3>> per_channel_shapes() {
+  return {{2, 3, lanes + 3},
+          {1, 5, 2 * lanes},
+          {3, 2 * lanes + 1, 1},
+          {4, lanes - 1, 1},
+          {2, 3, lanes > 2 ? lanes - 2 : 1},
+          {1, 1, 7},
+          {5, 4, 3}};
 }
 
 inline bool same_bits(float a, float b) {

@@ -36,19 +36,27 @@ inline min_max_acc min_max_ref(const float* x, std::size_t n) noexcept {
   return a;
 }
 
-// Per channel: lo/hi (size l.channels) are folded into, not overwritten; returns finiteness.
-inline bool min_max_per_channel_ref(const float* x, const channel_layout& l, float* lo,
-                                    float* hi) noexcept {
+// Per channel, run by run: folds run_min_max(x + o, l.inner) of every run of `inner` elements into
+// its channel's lo[c], hi[c] (folded into, not overwritten); returns finiteness.
+template <class RunMinMax>
+bool min_max_runs(const float* x, const channel_layout& l, float* lo, float* hi,
+                  RunMinMax run_min_max) noexcept {
   bool finite = true;
   std::size_t o = 0;
   for (std::size_t b = 0; b < l.outer; ++b)
     for (std::size_t c = 0; c < l.channels; ++c, o += l.inner) {
-      const min_max_acc a = min_max_ref(x + o, l.inner);
+      const min_max_acc a = run_min_max(x + o, l.inner);
       finite = finite && a.finite;
       lo[c] = a.lo < lo[c] ? a.lo : lo[c];
       hi[c] = a.hi > hi[c] ? a.hi : hi[c];
     }
   return finite;
+}
+
+inline bool min_max_per_channel_ref(const float* x, const channel_layout& l, float* lo,
+                                    float* hi) noexcept {
+  return min_max_runs(x, l, lo, hi,
+                      [](const float* p, std::size_t n) { return min_max_ref(p, n); });
 }
 
 // |d|^p in double; d*d is exact for float d, so contraction into FMA cannot change it.

@@ -49,18 +49,8 @@ inline min_max_acc min_max(const float* x, std::size_t n) noexcept {
 // the channels. Otherwise the scalar twin.
 inline bool min_max_per_channel(const float* x, const channel_layout& l, float* lo,
                                 float* hi) noexcept {
-  if (l.inner >= lanes) {
-    bool finite = true;
-    std::size_t o = 0;
-    for (std::size_t b = 0; b < l.outer; ++b)
-      for (std::size_t c = 0; c < l.channels; ++c, o += l.inner) {
-        const min_max_acc a = min_max(x + o, l.inner);
-        finite = finite && a.finite;
-        lo[c] = a.lo < lo[c] ? a.lo : lo[c];
-        hi[c] = a.hi > hi[c] ? a.hi : hi[c];
-      }
-    return finite;
-  }
+  if (l.inner >= lanes)
+    return min_max_runs(x, l, lo, hi, [](const float* p, std::size_t n) { return min_max(p, n); });
   if (l.inner != 1 || l.channels < lanes) return min_max_per_channel_ref(x, l, lo, hi);
   const std::size_t vc = l.channels - l.channels % lanes;
   fbatch z(0.0f);
