@@ -5,7 +5,6 @@
 //   min/max:      exact; a -0.0 result is returned as +0.0 (lanes may meet signed zeros in any
 //   order) quant error:  sum_i |fq(x_i) - x_i|^p in double, fq as in kernels/reference.hpp
 
-#include <adaquant/core/numeric.hpp>
 #include <adaquant/core/tensor_shape.hpp>
 #include <adaquant/kernels/simd/batch_io.hpp>
 #include <adaquant/quant/quant_params.hpp>
@@ -27,7 +26,8 @@ inline min_max_acc min_max_ref(const float* x, std::size_t n) noexcept {
   min_max_acc a;
   for (std::size_t i = 0; i < n; ++i) {
     const float v = x[i];
-    a.finite = a.finite && is_finite(v);
+    // v - v is 0 unless v is +-inf or NaN: the SIMD body's test, and no branch in the loop.
+    a.finite = a.finite & (v - v == 0.0f);
     a.lo = v < a.lo ? v : a.lo;
     a.hi = v > a.hi ? v : a.hi;
   }

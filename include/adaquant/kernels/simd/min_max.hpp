@@ -2,6 +2,7 @@
 // xsimd bodies of the min/max kernels. Numerics: kernels/reference_range.hpp (the scalar twins,
 // which also process the tails).
 
+#include <adaquant/core/numeric.hpp>
 #include <adaquant/kernels/reference_range.hpp>
 #include <adaquant/kernels/simd/batch_io.hpp>
 
