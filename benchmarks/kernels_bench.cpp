@@ -1,5 +1,6 @@
-// Fake-quant throughput against memcpy of the same bytes, in the same binary and run.
-// bytes/s counts what is read plus what is written (2 * 4 * n), for memcpy and the kernels alike.
+// Kernel throughput against memcpy of the same bytes, in the same binary and run.
+// bytes/s counts what is read plus what is written (2 * 4 * n for fake quant), for memcpy and the
+// kernels alike.
 #include <adaquant/adaquant.hpp>
 
 #include <benchmark/benchmark.h>
@@ -104,6 +105,47 @@ void bm_quantize_int8_per_tensor(benchmark::State& st) {
   st.SetBytesProcessed(static_cast<std::int64_t>(st.iterations()) *
                        static_cast<std::int64_t>(n * 5));
 }
+
+// Fake-quant backward (STE for x, LSQ sums for the scale and zero point) of one run with grad_x,
+// SIMD or its scalar twin. bytes/s: x, y, grad_y read and grad_x written, plus the mask byte.
+template <bool Simd>
+void bm_fake_quant_backward(benchmark::State& st) {
+  const auto n = static_cast<std::size_t>(st.range(0));
+  const auto x = random_floats(n);
+  std::vector<float> y(n), gy(x.rbegin(), x.rend()), gx(n);
+  std::vector<std::uint8_t> mask(n);
+  const auto p = aq::params_from_range({4, true, true, false}, -2.0f, 2.0f);
+  aq::fake_quant_per_tensor(aq::tensor_view<const float>(x.data(), {n}),
+                            aq::tensor_view<float>(y.data(), {n}), p, mask);
+  for (auto _ : st) {
+    double gs = 0.0, gz = 0.0;
+    aq::detail::fq_backward_run<Simd>(x.data(), y.data(), mask.data(), gy.data(), n, p.scale,
+                                      gx.data(), gs, gz);
+    benchmark::DoNotOptimize(gs);
+    benchmark::DoNotOptimize(gz);
+    benchmark::ClobberMemory();
+  }
+  st.SetBytesProcessed(static_cast<std::int64_t>(st.iterations()) *
+                       static_cast<std::int64_t>(n * (4 * sizeof(float) + 1)));
+}
+
+// One Adam update of n parameters with one rate, SIMD or its scalar twin. bytes/s: x, m, v, g
+// read and x, m, v written.
+template <bool Simd>
+void bm_adam_update(benchmark::State& st) {
+  const auto n = static_cast<std::size_t>(st.range(0));
+  auto x = random_floats(n);
+  const std::vector<float> g(x.rbegin(), x.rend());
+  std::vector<float> m(n, 0.0f), v(n, 0.0f);
+  const aq::detail::adam_coeffs k{0.9f, 0.999f, 1e-8f, 1e-4f, 10.0f, 1000.0f};
+  for (auto _ : st) {
+    aq::detail::adam_update_run<Simd>(x.data(), m.data(), v.data(), g.data(), n, k);
+    benchmark::DoNotOptimize(x.data());
+    benchmark::ClobberMemory();
+  }
+  st.SetBytesProcessed(static_cast<std::int64_t>(st.iterations()) *
+                       static_cast<std::int64_t>(n * 7 * sizeof(float)));
+}
 }  // namespace
 
 BENCHMARK(bm_memcpy)->Arg(big)->Arg(resident)->Unit(benchmark::kMicrosecond);
@@ -124,3 +166,13 @@ BENCHMARK(bm_fake_quant_per_tensor_ref)
     ->Args({resident, 4})
     ->Unit(benchmark::kMicrosecond);
 BENCHMARK(bm_quantize_int8_per_tensor)->Arg(big)->Arg(resident)->Unit(benchmark::kMicrosecond);
+BENCHMARK_TEMPLATE(bm_fake_quant_backward, true)
+    ->Arg(big)
+    ->Arg(resident)
+    ->Unit(benchmark::kMicrosecond);
+BENCHMARK_TEMPLATE(bm_fake_quant_backward, false)->Arg(resident)->Unit(benchmark::kMicrosecond);
+BENCHMARK_TEMPLATE(bm_adam_update, true)
+    ->Arg(1 << 20)
+    ->Arg(resident)
+    ->Unit(benchmark::kMicrosecond);
+BENCHMARK_TEMPLATE(bm_adam_update, false)->Arg(resident)->Unit(benchmark::kMicrosecond);

@@ -7,7 +7,7 @@
 //   update:   SGD on W and the scales.
 
 #include <adaquant/adapters/eigen.hpp>
-#include <adaquant/quant/ste.hpp>
+#include <adaquant/kernels/fake_quant_backward.hpp>
 
 #include <Eigen/Core>
 

@@ -16,13 +16,13 @@
 
 // Quantizers, kernels, range estimators.
 #include <adaquant/kernels/fake_quant.hpp>
+#include <adaquant/kernels/fake_quant_backward.hpp>
 #include <adaquant/kernels/quantize.hpp>
 #include <adaquant/quant/int4.hpp>
 #include <adaquant/quant/quant_params.hpp>
 #include <adaquant/quant/quantizer.hpp>
 #include <adaquant/quant/rounding.hpp>
 #include <adaquant/quant/scheme.hpp>
-#include <adaquant/quant/ste.hpp>
 #include <adaquant/range/estimator.hpp>
 #include <adaquant/range/quantizer_spec.hpp>
 

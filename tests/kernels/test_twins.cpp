@@ -1,52 +1,18 @@
-// Every SIMD kernel equals its scalar twin bit for bit: all lengths in [0, 3 * lanes + 3), every
-// unaligned start, a sentinel past the end, masks on and off, all rounding policies, the
-// streaming path for large outputs and every per-channel code path.
+// The fake-quant and quantize kernels equal their scalar twins bit for bit (the other kernels:
+// test_twins_*.cpp): all lengths in [0, 3 * lanes + 3), every unaligned start, a sentinel past the
+// end, masks on and off, all rounding policies, the streaming path for large outputs and every
+// per-channel code path.
+#include "twin_util.hpp"
+
 #include <adaquant/adapters/std.hpp>
 #include <adaquant/adaquant.hpp>
 
 #include <catch2/catch.hpp>
 
-#include <bit>
 #include <cmath>
-#include <limits>
-#include <random>
 #include <vector>
 
 namespace aq = adaquant;
-using aq::detail::simd::lanes;
-
-namespace {
-constexpr float sentinel = 12345.678f;
-
-std::vector<float> test_data(std::size_t n, float scale, std::uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> normal(0.0f, 6.0f * scale);
-  std::vector<float> x(n);
-  for (std::size_t i = 0; i < n; ++i) {
-    switch (i % 11) {
-      case 3:
-        x[i] = (static_cast<float>(static_cast<int>(i % 17) - 8) + 0.5f) * scale;
-        break;  // ties
-      case 5:
-        x[i] = std::nextafter((2.5f) * scale, 0.0f);
-        break;
-      case 7:
-        x[i] = i % 2 ? std::numeric_limits<float>::infinity() : -1e30f;
-        break;
-      case 9:
-        x[i] = i % 4 == 1 ? std::numeric_limits<float>::quiet_NaN() : -0.0f;
-        break;
-      default:
-        x[i] = normal(rng);
-    }
-  }
-  return x;
-}
-
-bool same_bits(float a, float b) {
-  return std::bit_cast<std::uint32_t>(a) == std::bit_cast<std::uint32_t>(b);
-}
-}  // namespace
 
 TEMPLATE_TEST_CASE("fake_quant_per_tensor: SIMD == scalar twin for all tails and offsets", "",
                    aq::round_pytorch, aq::round_onnx, aq::round_half_away) {
@@ -114,15 +80,7 @@ TEST_CASE("fake_quant_per_channel: the streaming path (large outputs) equals the
 
 TEMPLATE_TEST_CASE("fake_quant_per_channel: SIMD == twin on every layout path", "",
                    aq::round_pytorch, aq::round_onnx, aq::round_half_away) {
-  // (outer, channels, inner) shapes covering inner >= lanes, inner == 1 with many channels,
-  // inner == 1 with few channels and short inner runs, each with tails.
-  const std::vector<std::array<std::size_t, 3>> shapes{{2, 3, lanes + 3},
-                                                       {1, 5, 2 * lanes},
-                                                       {3, 2 * lanes + 1, 1},
-                                                       {4, lanes - 1, 1},
-                                                       {2, 3, lanes > 2 ? lanes - 2 : 1},
-                                                       {1, 1, 7},
-                                                       {5, 4, 3}};
+  const auto shapes = per_channel_shapes();
   for (const auto& s : shapes)
     for (std::size_t axis : {std::size_t{1}}) {
       const std::size_t n = s[0] * s[1] * s[2];

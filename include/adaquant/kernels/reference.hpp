@@ -4,11 +4,14 @@
 //   fake quant:  q = clamp(to_grid(x) + z, qmin, qmax);  y = (q - z) * s
 //   STE mask:    mask = qmin <= to_grid(x) + z <= qmax    (1 where the gradient passes)
 // The clamp is written so that NaN passes through it unchanged (comparisons with NaN are false).
+//   backward:    gx = gy * mask;  sums of gy * (y - mask * x) / s and of gy - gy * mask
 
 #include <adaquant/core/tensor_shape.hpp>
+#include <adaquant/kernels/simd/batch_io.hpp>
 #include <adaquant/quant/quant_params.hpp>
 #include <adaquant/quant/rounding.hpp>
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 
@@ -110,6 +113,48 @@ void dequantize_per_channel_ref(const Int* q, float* y, const channel_layout& l,
   for (std::size_t b = 0; b < l.outer; ++b)
     for (std::size_t c = 0; c < l.channels; ++c, o += l.inner)
       dequantize_per_tensor_ref(q + o, y + o, l.inner, quant_params{scale[c], zero_point[c], 0, 1});
+}
+
+// The sums of the fake-quant backward over a run sharing the scale s
+// (kernels/fake_quant_backward.hpp turns them into dL/ds and dL/dz).
+struct backward_sums {
+  double scale = 0.0;    // sum gy * ((y - mask * x) * (1 / s))
+  double outside = 0.0;  // sum gy - gy * mask
+};
+
+// Elements per float partial sum before it is flushed into the double sums.
+inline constexpr std::size_t backward_flush = 512;
+
+// Backward of one run; writes gx (if WithGx) and adds to acc. Order of summation: element i of
+// [0, n - n % lanes) goes to float partial i % lanes; the partials are added to acc in lane order
+// after every backward_flush elements and at the end of that range; the rest is added in double,
+// in order. The SIMD kernel sums in exactly this order (it hands its tail to this twin).
+template <bool WithGx>
+void fake_quant_backward_ref(const float* x, const float* y, const std::uint8_t* mask,
+                             const float* gy, std::size_t n, float s, float* gx,
+                             backward_sums& acc) noexcept {
+  constexpr std::size_t lanes = simd::lanes;
+  const float inv = 1.0f / s;
+  const std::size_t vn = n - n % lanes;
+  for (std::size_t first = 0; first < vn; first += backward_flush) {
+    float ls[lanes] = {}, lo[lanes] = {};
+    const std::size_t end = std::min(vn, first + backward_flush);
+    for (std::size_t i = first; i < end; ++i) {
+      const float in = static_cast<float>(mask[i]), g = gy[i];
+      const float gin = g * in;
+      if constexpr (WithGx) gx[i] = gin;
+      ls[i % lanes] += g * ((y[i] - in * x[i]) * inv);
+      lo[i % lanes] += g - gin;
+    }
+    for (std::size_t j = 0; j < lanes; ++j) acc.scale += static_cast<double>(ls[j]);
+    for (std::size_t j = 0; j < lanes; ++j) acc.outside += static_cast<double>(lo[j]);
+  }
+  for (std::size_t i = vn; i < n; ++i) {
+    const float in = static_cast<float>(mask[i]);
+    if constexpr (WithGx) gx[i] = gy[i] * in;
+    acc.scale += static_cast<double>(gy[i] * ((y[i] - in * x[i]) * inv));
+    acc.outside += static_cast<double>(gy[i] - gy[i] * in);
+  }
 }
 
 }  // namespace adaquant::detail

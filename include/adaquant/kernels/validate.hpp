@@ -2,12 +2,14 @@
 // Argument checks shared by the public kernel entry points.
 
 #include <adaquant/core/error.hpp>
+#include <adaquant/core/numeric.hpp>
 #include <adaquant/core/tensor_view.hpp>
 #include <adaquant/quant/quant_params.hpp>
 
 #include <limits>
 #include <span>
 #include <string>
+#include <string_view>
 
 namespace adaquant::detail {
 
@@ -26,6 +28,26 @@ inline void check_mask(std::span<const std::uint8_t> mask, std::size_t n, const 
     fail(errc::shape_mismatch, arg(fn, "ste_mask"),
          "mask has " + std::to_string(mask.size()) + " elements, input has " + std::to_string(n) +
              " (pass an empty span for no mask)");
+}
+
+inline std::string describe_non_finite(float v) {
+  return v != v ? "NaN" : (v > 0.0f ? "+inf" : "-inf");
+}
+
+// Throws errc::empty_input naming `where` when n == 0.
+inline void check_not_empty(std::size_t n, std::string_view where) {
+  if (!(n > 0)) fail(errc::empty_input, where, "tensor is empty (0 elements)");
+}
+
+// Throws errc::non_finite for the first NaN or +-inf in x[0, n), with its offset. Used on the
+// error path of the one-pass kernels (which only flag that something was non-finite) and by
+// estimators that have no such pass.
+inline void check_finite(const float* x, std::size_t n, std::string_view where) {
+  for (std::size_t i = 0; i < n; ++i)
+    if (!is_finite(x[i]))
+      fail(errc::non_finite, where,
+           "element " + std::to_string(i) + " is " + describe_non_finite(x[i]) +
+               " (range estimators need finite values)");
 }
 
 inline channel_layout check_channels(const tensor_shape& s, const channel_params& p,

@@ -3,10 +3,10 @@
 // same surrogate.
 //
 // The surrogate L~(theta; anchor) is the straight-through linearisation of the objective at
-// `anchor` (quant/ste.hpp): for every weight and input element the rounding residual
-// r = round(u) - u (u = value / scale) and the clamp decision (inside, below, above) are taken at
-// the anchor and then held fixed, and the continuous zero points carry their anchor rounding
-// residual, so
+// `anchor` (kernels/fake_quant_backward.hpp): for every weight and input element the rounding
+// residual r = round(u) - u (u = value / scale) and the clamp decision (inside, below, above) are
+// taken at the anchor and then held fixed, and the continuous zero points carry their anchor
+// rounding residual, so
 //   inside: q(theta) = (u(theta) + r) * s(theta)      clamped: q(theta) = (bound - z(theta) - rz) *
 //   s(theta)
 // L~(anchor; anchor) equals value(anchor); the STE/LSQ gradient is the exact gradient of L~ at the

@@ -13,7 +13,8 @@
 // Symmetric schemes fix the zero point (0 signed, midpoint unsigned) and its gradient is 0.
 //
 // Gradients (gradient()) are the exact gradients of the straight-through linearisation described
-// in quant/ste.hpp: rounding residuals and clamp decisions are frozen at the evaluation point, so
+// in kernels/fake_quant_backward.hpp: rounding residuals and clamp decisions are frozen at the
+// evaluation point, so
 //   dL/dV = dL/dWq * mask_w,     dL/ds_w[c] = sum_k dL/dWq * (Wq - mask_w (W+V)) / s_w[c],
 //   dL/dz_w[c] = sum_k dL/dWq * (mask_w - 1) s_w[c],   likewise for s_a, z_a through dL/dXq,
 //   dL/db' = sum over samples (and positions) of dL/dY.
@@ -32,11 +33,11 @@
 
 #include <adaquant/core/error.hpp>
 #include <adaquant/kernels/fake_quant.hpp>
+#include <adaquant/kernels/fake_quant_backward.hpp>
 #include <adaquant/objectives/forward.hpp>
 #include <adaquant/quant/quant_params.hpp>
 #include <adaquant/quant/rounding.hpp>
 #include <adaquant/quant/scheme.hpp>
-#include <adaquant/quant/ste.hpp>
 
 #include <algorithm>
 #include <cmath>

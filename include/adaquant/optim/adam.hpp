@@ -7,20 +7,19 @@
 //
 // The rate may vary along the group: lr_i = lr[i / block] (lr.size() == 1: one rate for all),
 // which is how AdaQuant makes weight steps a fraction of each channel's quantization step.
-// Element-wise, fixed order: deterministic.
+// Element-wise, fixed order: deterministic. The update itself is the kernel of kernels/adam.hpp.
 // Errors: sizes that disagree (errc::shape_mismatch); a negative or non-finite rate
 // (errc::invalid_argument); a non-finite gradient (errc::non_finite, naming its index).
 
 #include <adaquant/core/error.hpp>
-#include <adaquant/quant/quant_params.hpp>
+#include <adaquant/core/numeric.hpp>
+#include <adaquant/kernels/adam.hpp>
 
 #include <cmath>
 #include <cstddef>
 #include <span>
 #include <string>
 #include <vector>
-
-#include <xsimd/xsimd.hpp>
 
 namespace adaquant {
 
@@ -73,36 +72,12 @@ class adam {
     ++t_;
     const float c1 = 1.0f - static_cast<float>(std::pow(double{cfg_.beta1}, double(t_)));
     const float c2 = 1.0f - static_cast<float>(std::pow(double{cfg_.beta2}, double(t_)));
-    const float b1 = cfg_.beta1, b2 = cfg_.beta2, eps = cfg_.epsilon;
-    const float inv_c1 = 1.0f / c1, inv_c2 = 1.0f / c2;
+    detail::adam_coeffs k{cfg_.beta1, cfg_.beta2, cfg_.epsilon, 0.0f, 1.0f / c1, 1.0f / c2};
     const std::size_t run = lr.size() == 1 ? x.size() : block;
     for (std::size_t first = 0; first < x.size(); first += run) {
-      const float r = lr.size() == 1 ? lr[0] : lr[first / block];
-      float* xp = x.data() + first;
-      float* mp = m_.data() + first;
-      float* vp = v_.data() + first;
-      const float* gp = grad.data() + first;
-      using V = xsimd::batch<float>;
-      const std::size_t vn = run - run % V::size;
-      const V vb1(b1), vb2(b2), vc1(1.0f - b1), vc2(1.0f - b2), vr(r), vi1(inv_c1), vi2(inv_c2),
-          veps(eps);
-      for (std::size_t i = 0; i < vn; i += V::size) {
-        const V g = V::load_unaligned(gp + i);
-        const V m = vb1 * V::load_unaligned(mp + i) + vc1 * g;
-        const V v = vb2 * V::load_unaligned(vp + i) + vc2 * g * g;
-        m.store_unaligned(mp + i);
-        v.store_unaligned(vp + i);
-        (V::load_unaligned(xp + i) - vr * (m * vi1) / (xsimd::sqrt(v * vi2) + veps))
-            .store_unaligned(xp + i);
-      }
-      for (std::size_t i = vn; i < run; ++i) {
-        const float g = gp[i];
-        const float m = b1 * mp[i] + (1.0f - b1) * g;
-        const float v = b2 * vp[i] + (1.0f - b2) * g * g;
-        mp[i] = m;
-        vp[i] = v;
-        xp[i] -= r * (m * inv_c1) / (std::sqrt(v * inv_c2) + eps);
-      }
+      k.lr = lr.size() == 1 ? lr[0] : lr[first / block];
+      detail::adam_update_run(x.data() + first, m_.data() + first, v_.data() + first,
+                              grad.data() + first, run, k);
     }
   }
 

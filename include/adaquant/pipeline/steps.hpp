@@ -167,7 +167,7 @@ std::size_t bn_tuning_layers(Net& net, pipeline_state& st, const bn_tuning_optio
     // Same integers, scales multiplied by r: the weights stay on their (rescaled) grid.
     const auto shape = weight_matrix(d).shape();
     std::vector<std::int32_t> ints(q.weight.size());
-    quantize_per_channel_ref(tensor_view<const float>(q.weight.data(), shape),
+    quantize_per_channel(tensor_view<const float>(q.weight.data(), shape),
                              tensor_view<std::int32_t>(ints.data(), shape), q.weight_params);
     for (std::size_t c = 0; c < oc; ++c) q.weight_params.scale[c] *= r.weight_scale_factor[c];
     dequantize_per_channel(tensor_view<const std::int32_t>(ints.data(), shape),

@@ -16,6 +16,7 @@
 // behaviour (scale = FLT_EPSILON, so every value maps to the zero point).
 
 #include <adaquant/core/error.hpp>
+#include <adaquant/core/numeric.hpp>
 #include <adaquant/quant/rounding.hpp>
 #include <adaquant/quant/scheme.hpp>
 
@@ -63,11 +64,6 @@ enum class zero_range { reject, use_epsilon };
 
 namespace detail {
 inline std::string fmt_float(float v) { return std::to_string(v); }
-
-constexpr bool is_finite(float x) noexcept {
-  return x == x && x <= std::numeric_limits<float>::max() &&
-         x >= -std::numeric_limits<float>::max();
-}
 
 constexpr void validate_grid(std::int32_t qmin, std::int32_t qmax, const char* where) {
   if (!(qmin < qmax))

@@ -20,7 +20,7 @@
 // (errc::empty_input). A rejected batch leaves an observer unchanged.
 
 #include <adaquant/core/concepts.hpp>
-#include <adaquant/kernels/simd/batch_io.hpp>
+#include <adaquant/kernels/min_max.hpp>
 #include <adaquant/range/range.hpp>
 
 #include <algorithm>
@@ -32,130 +32,10 @@
 namespace adaquant {
 namespace detail {
 
-struct min_max_acc {
-  float lo = std::numeric_limits<float>::infinity();
-  float hi = -std::numeric_limits<float>::infinity();
-  bool finite = true;
-};
-
-// Scalar twin. lo/hi are meaningful only when finite.
-inline min_max_acc min_max_ref(const float* x, std::size_t n) noexcept {
-  min_max_acc a;
-  for (std::size_t i = 0; i < n; ++i) {
-    const float v = x[i];
-    a.finite = a.finite && is_finite(v);
-    a.lo = v < a.lo ? v : a.lo;
-    a.hi = v > a.hi ? v : a.hi;
-  }
-  a.lo += 0.0f;  // -0 -> +0
-  a.hi += 0.0f;
-  return a;
-}
-
-namespace simd {
-// Two accumulator pairs for latency hiding; `z` sums v - v, which stays 0 unless some v is
-// non-finite (inf - inf and NaN - NaN are NaN).
-inline min_max_acc min_max(const float* x, std::size_t n) noexcept {
-  constexpr std::size_t step = 2 * lanes;
-  const std::size_t vn = n - n % step;
-  constexpr float inf = std::numeric_limits<float>::infinity();
-  fbatch lo0(inf), hi0(-inf), lo1(inf), hi1(-inf), z0(0.0f), z1(0.0f);
-  for (std::size_t i = 0; i < vn; i += step) {
-    const fbatch a = fbatch::load_unaligned(x + i);
-    const fbatch b = fbatch::load_unaligned(x + i + lanes);
-    lo0 = xsimd::min(lo0, a);
-    hi0 = xsimd::max(hi0, a);
-    z0 += a - a;
-    lo1 = xsimd::min(lo1, b);
-    hi1 = xsimd::max(hi1, b);
-    z1 += b - b;
-  }
-  alignas(64) float lo_l[lanes], hi_l[lanes], z_l[lanes];
-  xsimd::min(lo0, lo1).store_aligned(lo_l);
-  xsimd::max(hi0, hi1).store_aligned(hi_l);
-  (z0 + z1).store_aligned(z_l);
-  min_max_acc a = min_max_ref(x + vn, n - vn);
-  for (std::size_t j = 0; j < lanes; ++j) {
-    a.finite = a.finite && z_l[j] == 0.0f;
-    a.lo = lo_l[j] < a.lo ? lo_l[j] : a.lo;
-    a.hi = hi_l[j] > a.hi ? hi_l[j] : a.hi;
-  }
-  a.lo += 0.0f;
-  a.hi += 0.0f;
-  return a;
-}
-}  // namespace simd
-
-// Per channel: lo/hi (size l.channels) are folded into, not overwritten; returns finiteness.
-inline bool min_max_per_channel_ref(const float* x, const channel_layout& l, float* lo,
-                                    float* hi) noexcept {
-  bool finite = true;
-  std::size_t o = 0;
-  for (std::size_t b = 0; b < l.outer; ++b)
-    for (std::size_t c = 0; c < l.channels; ++c, o += l.inner) {
-      const min_max_acc a = min_max_ref(x + o, l.inner);
-      finite = finite && a.finite;
-      lo[c] = a.lo < lo[c] ? a.lo : lo[c];
-      hi[c] = a.hi > hi[c] ? a.hi : hi[c];
-    }
-  return finite;
-}
-
-namespace simd {
-// inner >= lanes: reduce each run of `inner` with the vector kernel. inner == 1 (channels
-// innermost, e.g. column-major [rows, cols] along axis 0 ... or NHWC along C): vectors run along
-// the channels. Otherwise the scalar twin.
-inline bool min_max_per_channel(const float* x, const channel_layout& l, float* lo,
-                                float* hi) noexcept {
-  if (l.inner >= lanes) {
-    bool finite = true;
-    std::size_t o = 0;
-    for (std::size_t b = 0; b < l.outer; ++b)
-      for (std::size_t c = 0; c < l.channels; ++c, o += l.inner) {
-        const min_max_acc a = min_max(x + o, l.inner);
-        finite = finite && a.finite;
-        lo[c] = a.lo < lo[c] ? a.lo : lo[c];
-        hi[c] = a.hi > hi[c] ? a.hi : hi[c];
-      }
-    return finite;
-  }
-  if (l.inner != 1 || l.channels < lanes) return min_max_per_channel_ref(x, l, lo, hi);
-  const std::size_t vc = l.channels - l.channels % lanes;
-  fbatch z(0.0f);
-  for (std::size_t c = 0; c < vc; c += lanes) {
-    fbatch vlo = fbatch::load_unaligned(lo + c), vhi = fbatch::load_unaligned(hi + c);
-    for (std::size_t b = 0; b < l.outer; ++b) {
-      const fbatch v = fbatch::load_unaligned(x + b * l.channels + c);
-      vlo = xsimd::min(vlo, v);
-      vhi = xsimd::max(vhi, v);
-      z += v - v;
-    }
-    (vlo + fbatch(0.0f)).store_unaligned(lo + c);
-    (vhi + fbatch(0.0f)).store_unaligned(hi + c);
-  }
-  alignas(64) float z_l[lanes];
-  z.store_aligned(z_l);
-  bool finite = true;
-  for (std::size_t j = 0; j < lanes; ++j) finite = finite && z_l[j] == 0.0f;
-  for (std::size_t b = 0; b < l.outer; ++b)
-    for (std::size_t c = vc; c < l.channels; ++c) {
-      const float v = x[b * l.channels + c];
-      finite = finite && is_finite(v);
-      lo[c] = v < lo[c] ? v : lo[c];
-      hi[c] = v > hi[c] ? v : hi[c];
-    }
-  for (std::size_t c = vc; c < l.channels; ++c) {
-    lo[c] += 0.0f;
-    hi[c] += 0.0f;
-  }
-  return finite;
-}
-}  // namespace simd
-
 template <bool Simd>
 range min_max_impl(tensor_view<const float> x, std::string_view where) {
   check_not_empty(x.size(), where);
-  const min_max_acc a = Simd ? simd::min_max(x.data(), x.size()) : min_max_ref(x.data(), x.size());
+  const min_max_acc a = min_max_run<Simd>(x.data(), x.size());
   if (!a.finite) check_finite(x.data(), x.size(), where);
   return {a.lo, a.hi};
 }
@@ -171,8 +51,7 @@ channel_ranges min_max_per_channel_impl(tensor_view<const float> x, std::size_t 
   r.axis = axis;
   r.lo.assign(l.channels, std::numeric_limits<float>::infinity());
   r.hi.assign(l.channels, -std::numeric_limits<float>::infinity());
-  const bool finite = Simd ? simd::min_max_per_channel(x.data(), l, r.lo.data(), r.hi.data())
-                           : min_max_per_channel_ref(x.data(), l, r.lo.data(), r.hi.data());
+  const bool finite = min_max_per_channel_run<Simd>(x.data(), l, r.lo.data(), r.hi.data());
   if (!finite) check_finite(x.data(), x.size(), where_x);
   return r;
 }

@@ -13,14 +13,12 @@
 // replaces the grid one only if its error is strictly smaller. E is not unimodal at the scale
 // of one quantization step (rounding ripple), which is why the grid comes first.
 // Tie-break: among equal errors the LARGER alpha wins (less clipping; clipping error is biased
-// and compounds downstream, see FINDINGS.md), so all-equal errors return min/max.
+// and compounds through ReLUs, docs/range.md), so all-equal errors return min/max.
 //
 // Two evaluators:
 //   on the data  mse_search(x, scheme)            exact E; weights and cached activations.
-//                O(n * (candidates + refine_iterations)); the error kernel is SIMD with a
-//                scalar twin (quant_error / quant_error_ref, equal bit for bit: squared float
-//                differences are exact in double, and both add 2 * lanes partial sums in the
-//                same order).
+//                O(n * (candidates + refine_iterations)); E is the kernel quant_error
+//                (kernels/quant_error.hpp, SIMD with a scalar twin equal bit for bit).
 //   on a histogram  mse_search(histogram, scheme)  for streaming activations: each bin's mass is
 //                spread over `points_per_bin` evenly spaced points. O(bins * points_per_bin *
 //                (candidates + refine_iterations)), independent of the data size; E is then
@@ -33,8 +31,7 @@
 // options.on_zero through params_from_range (reject: errc::invalid_argument).
 
 #include <adaquant/core/concepts.hpp>
-#include <adaquant/kernels/reference.hpp>
-#include <adaquant/kernels/simd/batch_io.hpp>
+#include <adaquant/kernels/quant_error.hpp>
 #include <adaquant/range/min_max.hpp>
 #include <adaquant/range/percentile.hpp>
 #include <adaquant/range/range.hpp>
@@ -87,163 +84,6 @@ struct channel_mse_result {
 };
 
 namespace detail {
-
-// |d|^p in double; d*d is exact for float d, so contraction into FMA cannot change it.
-inline double error_term(float d, double p) noexcept {
-  const double a = std::fabs(static_cast<double>(d));
-  if (p == 2.0) return a * a;
-  if (p == 1.0) return a;
-  return std::pow(a, p);
-}
-
-// The error of one element, d = fake_quant(x) - x in float. The dequantized value is formed as
-// y = clamp(t * s, (qmin - z) * s, (qmax - z) * s), t = to_grid(x): the same float as the
-// kernels' (clamp(t + z) - z) * s (rounding is monotone), but the subtraction then consumes a
-// min/max, never a product, so -mfma cannot fuse y - x into an FMA in one path and not another.
-struct dequant_bounds {
-  float ylo, yhi;  // (qmin - z) * s and (qmax - z) * s, as the kernels compute them
-  explicit dequant_bounds(const quant_params& q) noexcept
-      : ylo((static_cast<float>(q.qmin) - static_cast<float>(q.zero_point)) * q.scale),
-        yhi((static_cast<float>(q.qmax) - static_cast<float>(q.zero_point)) * q.scale) {}
-};
-
-template <RoundingPolicy R>
-float error_of(float x, float s, float inv, float ylo, float yhi) noexcept {
-  float y = R::to_grid(x, s, inv) * s;
-  y = y < ylo ? ylo : y;
-  y = y > yhi ? yhi : y;
-  return y - x;
-}
-
-// Number of partial sums of the error kernel: element i of the vector part
-// [0, n - n % error_partials) goes to partial i % error_partials (two batches per step).
-inline constexpr std::size_t error_partials = 2 * simd::lanes;
-
-// Scalar twin of the error kernel: returns sum_i |fq(x_i) - x_i|^p. The partial sums are added
-// in index order, then the tail in order: the SIMD kernel sums in exactly this order.
-template <RoundingPolicy R>
-double quant_error_ref(const float* x, std::size_t n, const quant_params& q, double p) noexcept {
-  constexpr std::size_t parts = error_partials;
-  const float s = q.scale, inv = q.inv_scale();
-  const auto [ylo, yhi] = dequant_bounds(q);
-  double acc[parts] = {};
-  const std::size_t vn = n - n % parts;
-  for (std::size_t i = 0; i < vn; ++i)
-    acc[i % parts] += error_term(error_of<R>(x[i], s, inv, ylo, yhi), p);
-  double total = 0.0;
-  for (std::size_t j = 0; j < parts; ++j) total += acc[j];
-  for (std::size_t i = vn; i < n; ++i) total += error_term(error_of<R>(x[i], s, inv, ylo, yhi), p);
-  return total;
-}
-
-namespace simd {
-using dbatch = xsimd::batch<double>;
-static_assert(2 * dbatch::size == lanes, "float and double batches of the same width");
-
-// Lanes [0, lanes/2) and [lanes/2, lanes) of v, converted to double (exact).
-// A template in both types so that the branches for other ISAs are never checked.
-template <class F, class D>
-void widen(const F& v, D& lo, D& hi) noexcept {
-  using reg = typename F::register_type;
-#if defined(__AVX512F__)
-  if constexpr (sizeof(reg) == 64 && F::size == 16) {
-    const __m512 f = v;
-    lo = _mm512_cvtps_pd(_mm512_castps512_ps256(f));
-    hi = _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(f), 1)));
-    return;
-  }
-#endif
-#if defined(__AVX__)
-  if constexpr (sizeof(reg) == 32 && F::size == 8) {
-    const __m256 f = v;
-    lo = _mm256_cvtps_pd(_mm256_castps256_ps128(f));
-    hi = _mm256_cvtps_pd(_mm256_extractf128_ps(f, 1));
-    return;
-  }
-#endif
-#if defined(__SSE2__)
-  if constexpr (sizeof(reg) == 16 && F::size == 4) {
-    const __m128 f = v;
-    lo = _mm_cvtps_pd(f);
-    hi = _mm_cvtps_pd(_mm_movehl_ps(f, f));
-    return;
-  }
-#endif
-  alignas(64) float t[lanes];
-  alignas(64) double d[lanes];
-  v.store_aligned(t);
-  for (std::size_t j = 0; j < lanes; ++j) d[j] = t[j];
-  lo = D::load_aligned(d);
-  hi = D::load_aligned(d + D::size);
-}
-
-// error_of lane-wise.
-template <RoundingPolicy R>
-fbatch fake_quant_error(const fbatch& v, const fbatch& vs, const fbatch& vinv, const fbatch& vylo,
-                        const fbatch& vyhi) noexcept {
-  const fbatch y = xsimd::min(xsimd::max(R::to_grid(v, vs, vinv) * vs, vylo), vyhi);
-  return y - v;
-}
-
-template <RoundingPolicy R>
-double quant_error(const float* x, std::size_t n, const quant_params& q, double p) noexcept {
-  constexpr std::size_t parts = error_partials, h = dbatch::size;
-  const float s = q.scale, inv = q.inv_scale();
-  const auto [ylo, yhi] = dequant_bounds(q);
-  const fbatch vs(s), vinv(inv), vylo(ylo), vyhi(yhi);
-  const std::size_t vn = n - n % parts;
-  alignas(64) double acc[parts] = {};
-  if (p == 2.0 || p == 1.0) {
-    // Four accumulators: partials [0, h), [h, 2h), ... of each step. Products of widened
-    // floats are exact, so FMA contraction cannot change a bit.
-    dbatch a0(0.0), a1(0.0), a2(0.0), a3(0.0);
-    for (std::size_t i = 0; i < vn; i += parts) {
-      const fbatch d0 = fake_quant_error<R>(fbatch::load_unaligned(x + i), vs, vinv, vylo, vyhi);
-      const fbatch d1 =
-          fake_quant_error<R>(fbatch::load_unaligned(x + i + lanes), vs, vinv, vylo, vyhi);
-      dbatch w0, w1, w2, w3;
-      widen(d0, w0, w1);
-      widen(d1, w2, w3);
-      if (p == 2.0) {
-        a0 += w0 * w0;
-        a1 += w1 * w1;
-        a2 += w2 * w2;
-        a3 += w3 * w3;
-      } else {
-        a0 += xsimd::abs(w0);
-        a1 += xsimd::abs(w1);
-        a2 += xsimd::abs(w2);
-        a3 += xsimd::abs(w3);
-      }
-    }
-    a0.store_aligned(acc);
-    a1.store_aligned(acc + h);
-    a2.store_aligned(acc + 2 * h);
-    a3.store_aligned(acc + 3 * h);
-  } else {
-    alignas(64) float d[parts];
-    for (std::size_t i = 0; i < vn; i += parts) {
-      fake_quant_error<R>(fbatch::load_unaligned(x + i), vs, vinv, vylo, vyhi).store_aligned(d);
-      fake_quant_error<R>(fbatch::load_unaligned(x + i + lanes), vs, vinv, vylo, vyhi)
-          .store_aligned(d + lanes);
-      for (std::size_t j = 0; j < parts; ++j) acc[j] += error_term(d[j], p);
-    }
-  }
-  double total = 0.0;
-  for (std::size_t j = 0; j < parts; ++j) total += acc[j];
-  for (std::size_t i = vn; i < n; ++i) total += error_term(error_of<R>(x[i], s, inv, ylo, yhi), p);
-  return total;
-}
-}  // namespace simd
-
-inline void check_error_args(tensor_view<const float> x, const quant_params& q, double p,
-                             const std::string& fn) {
-  q.validate((fn + ": q").c_str());
-  if (!(p > 0.0 && p <= 16.0))
-    fail(errc::invalid_argument, fn + ": p", "must be in (0, 16], got " + std::to_string(p));
-  check_not_empty(x.size(), fn + ": x");
-  check_finite(x.data(), x.size(), fn + ": x");
-}
 
 // The candidate range for alpha: symmetric schemes use [-alpha m, alpha m].
 inline range clip_at(const range& r, const quant_scheme& scheme, float alpha) noexcept {
@@ -316,7 +156,7 @@ template <RoundingPolicy R>
 mse_result mse_search_data(const float* x, std::size_t n, const range& r,
                            const quant_scheme& scheme, const mse_options& o) {
   return search_alpha(r, scheme, o, [&](const quant_params& q) {
-    return simd::quant_error<R>(x, n, q, o.p) / static_cast<double>(n);
+    return quant_error_run<true, R>(x, n, q, o.p) / static_cast<double>(n);
   });
 }
 
@@ -415,22 +255,6 @@ template <RoundingPolicy R = round_pytorch>
       e += wts[i] * detail::error_term(detail::error_of<R>(pts[i], s, inv, ylo, yhi), options.p);
     return e * inv_total;
   });
-}
-
-// The error kernel on its own: mean |fq(x) - x|^p with params q (SIMD) and its scalar twin.
-// Complexity O(n). Errors: invalid q, p outside (0, 16], empty or non-finite x.
-template <RoundingPolicy R = round_pytorch>
-[[nodiscard]] double quant_error(const FloatTensor auto& x, const quant_params& q, double p = 2.0) {
-  const auto v = view(x);
-  detail::check_error_args(v, q, p, "quant_error");
-  return detail::simd::quant_error<R>(v.data(), v.size(), q, p) / static_cast<double>(v.size());
-}
-template <RoundingPolicy R = round_pytorch>
-[[nodiscard]] double quant_error_ref(const FloatTensor auto& x, const quant_params& q,
-                                     double p = 2.0) {
-  const auto v = view(x);
-  detail::check_error_args(v, q, p, "quant_error_ref");
-  return detail::quant_error_ref<R>(v.data(), v.size(), q, p) / static_cast<double>(v.size());
 }
 
 }  // namespace adaquant

@@ -10,10 +10,12 @@
 //
 // Error contract shared by every estimator: an empty tensor is errc::empty_input; a NaN or +-inf
 // element is errc::non_finite, and the message names the argument, the offset of the first bad
-// element (in memory order) and what it is ("element 17 is NaN").
+// element (in memory order) and what it is ("element 17 is NaN"). The checks are those of the
+// kernels (kernels/validate.hpp).
 
 #include <adaquant/core/error.hpp>
 #include <adaquant/core/tensor_view.hpp>
+#include <adaquant/kernels/validate.hpp>
 #include <adaquant/quant/quant_params.hpp>
 
 #include <cstddef>
@@ -69,26 +71,6 @@ struct channel_ranges {
 }
 
 namespace detail {
-
-inline std::string describe_non_finite(float v) {
-  return v != v ? "NaN" : (v > 0.0f ? "+inf" : "-inf");
-}
-
-// Throws errc::empty_input naming `where` when n == 0.
-inline void check_not_empty(std::size_t n, std::string_view where) {
-  if (!(n > 0)) fail(errc::empty_input, where, "tensor is empty (0 elements)");
-}
-
-// Throws errc::non_finite for the first NaN or +-inf in x[0, n), with its offset. Used on the
-// error path of the one-pass kernels (which only flag that something was non-finite) and by
-// estimators that have no such pass.
-inline void check_finite(const float* x, std::size_t n, std::string_view where) {
-  for (std::size_t i = 0; i < n; ++i)
-    if (!is_finite(x[i]))
-      fail(errc::non_finite, where,
-           "element " + std::to_string(i) + " is " + describe_non_finite(x[i]) +
-               " (range estimators need finite values)");
-}
 
 // Throws errc::invalid_argument unless `axis` is an axis of `s`.
 inline void check_axis(const tensor_shape& s, std::size_t axis, std::string_view where) {

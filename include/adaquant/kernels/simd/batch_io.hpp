@@ -57,6 +57,13 @@ inline void store_mask(const xsimd::batch_bool<float>& m, std::uint8_t* out) noe
   for (std::size_t j = 0; j < lanes; ++j) out[j] = static_cast<std::uint8_t>(tmp[j] != 0.0f);
 }
 
+// Reads the lanes of a byte mask as floats (each byte's value, 0 or 1 for an STE mask).
+inline fbatch load_mask(const std::uint8_t* m) noexcept {
+  alignas(64) float tmp[lanes];
+  for (std::size_t j = 0; j < lanes; ++j) tmp[j] = static_cast<float>(m[j]);
+  return fbatch::load_aligned(tmp);
+}
+
 // The clamp of reference.hpp, lane-wise: NaN passes through.
 inline fbatch clamp_nan_through(const fbatch& q, const fbatch& lo, const fbatch& hi) noexcept {
   const fbatch a = xsimd::select(q < lo, lo, q);

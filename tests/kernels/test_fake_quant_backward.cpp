@@ -3,7 +3,7 @@
 #include "support/adaquant_test_util.hpp"
 
 #include <adaquant/adapters/std.hpp>
-#include <adaquant/quant/ste.hpp>
+#include <adaquant/kernels/fake_quant_backward.hpp>
 
 #include <catch2/catch.hpp>
 
