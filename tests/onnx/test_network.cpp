@@ -192,11 +192,10 @@ TEST_CASE("resumable captures and loss equal a fresh network's", "[onnx][network
 
 TEST_CASE("the light pipeline quantizes an imported network", "[onnx][network]") {
   auto net = make_net(2, 64);
-  adaquant::pipeline_config c;
-  c.weight_bits = 8;
-  c.act_bits = 8;
-  c.capture_batch = 32;
-  const auto report = adaquant::light_pipeline(net, c);
+  adaquant::light_config c;
+  c.quant.weights = adaquant::quantizer_spec::weights(8);
+  c.quant.activations = adaquant::quantizer_spec::activations(8);
+  const auto report = adaquant::light_pipeline(net, c, {1, 32, {}});
   CHECK(report.weight_bits.size() == 3);
   CHECK(net.calibration_loss() < 1e-2);
 }

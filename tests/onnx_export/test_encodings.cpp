@@ -68,7 +68,21 @@ TEST_CASE("Encodings: names are escaped, MatMul weights carry axis 1, conflicts 
   const auto j = nlohmann::json::parse(ax::encodings_json(m, {ls.data(), 1}));
   CHECK(j["tensors"]["in\"put\n"]["dtype"] == "int8");
   CHECK(j["tensors"]["w"]["axis"] == 1);
+  // Two readers of one tensor with different grids: one entry per reader, named by the layers.
   ls[1].input->params.scale = 0.2f;
+  const auto two = nlohmann::json::parse(ax::encodings_json(m, ls));
+  CHECK(two["layers"][0]["input_encoding"] == "in\"put\n@a");
+  CHECK(two["layers"][1]["input_encoding"] == "in\"put\n@b");
+  CHECK(two["tensors"]["in\"put\n@a"]["scale"][0] == Approx(0.1));
+  CHECK(two["tensors"]["in\"put\n@b"]["scale"][0] == Approx(0.2));
+  CHECK_FALSE(two["tensors"].contains("in\"put\n"));
+  // Readers that agree share the tensor's own entry.
+  ls[1].input->params.scale = 0.1f;
+  CHECK(nlohmann::json::parse(ax::encodings_json(m, ls))["layers"][1]["input_encoding"] ==
+        "in\"put\n");
+  // A weight shared by two layers with different grids cannot have one encoding.
+  ls[1].weight_params.scale[0] = 0.25f;
+  ls[1].weight.assign({0.5f, 0.5f, 0.5f, 0.5f});
   CHECK_THROWS_WITH(ax::encodings_json(m, ls), Catch::Contains("quantized with two different grids"));
   const auto path = std::filesystem::temp_directory_path() / "adaquant_encodings_test.json";
   ax::write_encodings(m, {ls.data(), 1}, path);

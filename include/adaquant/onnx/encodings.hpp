@@ -7,15 +7,19 @@
 //    "quantize": "q = clamp(round_half_even(x / scale) + zero_point, qmin, qmax)",
 //    "dequantize": "x = (q - zero_point) * scale",
 //    "layers": [{"node": "conv1", "op": "Conv", "weight": "conv1.weight", "weight_bits": 4,
-//                "input": "x", "input_bits": 8, "folded_batch_norm": "bn1"}, ...],
+//                "input": "x", "input_bits": 8, "input_encoding": "x",
+//                "folded_batch_norm": "bn1"}, ...],
 //    "tensors": {"conv1.weight": {"kind": "weight", "bits": 4, "signed": true,
 //                                 "dtype": "int4", "qmin": -8, "qmax": 7, "axis": 0,
 //                                 "scale": [...], "zero_point": [...]},
 //                "x": {"kind": "activation", ..., "axis": null, "scale": [s], "zero_point": [z]}}}
 //
 // Tensors are named as in the original model (weights by initializer, activations by the tensor
-// the layer reads). Validation is export_qdq's (same errors); an activation tensor quantized
-// with two different grids throws errc::invalid_argument (one encoding per tensor).
+// the layer reads). A tensor that several layers read with different grids (e.g. a residual
+// block's input, read by the block's first conv and by its projection shortcut, each calibrated
+// on its own) gets one entry per reader, "<tensor>@<node>"; each layer row names its entry in
+// "input_encoding". Validation is export_qdq's (same errors); a weight initializer shared by two
+// layers with different grids throws errc::invalid_argument.
 
 #include <adaquant/onnx/export.hpp>
 
@@ -24,6 +28,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace adaquant::onnx {
 namespace detail::exporting {
@@ -73,9 +78,36 @@ inline std::string encoding_json(const char* kind, int bits, const storage_type&
                                                 const export_options& options = {}) {
   using namespace detail::exporting;
   const export_plan plan = plan_export(original, layers, options);
-  std::string layer_rows;
   std::map<std::string, std::string> tensors;  // name -> encoding, sorted by name
-  for (const planned_layer& p : plan.layers) {
+  const auto add = [&](const ::onnx::NodeProto& n, const std::string& name, const std::string& e) {
+    const auto [it, fresh] = tensors.emplace(name, e);
+    if (!fresh && it->second != e)
+      adaquant::detail::fail(errc::invalid_argument, "encodings_json: " + node_label(n),
+                             "tensor " + in_quotes(name) + " is quantized with two different grids");
+  };
+  // Activation encodings first: a tensor read with different grids gets one entry per reader.
+  std::vector<std::string> input_encoding(plan.layers.size());
+  std::map<std::string, std::map<std::string, int>> grids_of;  // tensor -> encoding -> readers
+  const auto activation = [&](const planned_layer& p) {
+    const quant_params& a = p.layer->input->params;
+    const float s[1] = {a.scale};
+    const std::int32_t z[1] = {a.zero_point};
+    return encoding_json("activation", p.layer->input->bits, *p.input_type, a.qmin, a.qmax, "null",
+                         s, z);
+  };
+  for (const planned_layer& p : plan.layers)
+    if (p.layer->input) ++grids_of[original.graph().node(p.node).input(0)][activation(p)];
+  for (std::size_t i = 0; i < plan.layers.size(); ++i) {
+    const planned_layer& p = plan.layers[i];
+    if (!p.layer->input) continue;
+    const ::onnx::NodeProto& n = original.graph().node(p.node);
+    const std::string& t = n.input(0);
+    input_encoding[i] = grids_of[t].size() == 1 ? t : t + "@" + p.layer->node;
+    add(n, input_encoding[i], activation(p));
+  }
+  std::string layer_rows;
+  for (std::size_t i = 0; i < plan.layers.size(); ++i) {
+    const planned_layer& p = plan.layers[i];
     const exported_layer& l = *p.layer;
     const ::onnx::NodeProto& n = original.graph().node(p.node);
     layer_rows += std::string(layer_rows.empty() ? "" : ",\n") + "    {\"node\": " +
@@ -83,25 +115,14 @@ inline std::string encoding_json(const char* kind, int bits, const storage_type&
                   ", \"weight\": " + json_string(l.weight_initializer) +
                   ", \"weight_bits\": " + std::to_string(l.weight_bits) + ", \"input\": " +
                   (l.input ? json_string(n.input(0)) : "null") + ", \"input_bits\": " +
-                  (l.input ? std::to_string(l.input->bits) : "null") +
+                  (l.input ? std::to_string(l.input->bits) : "null") + ", \"input_encoding\": " +
+                  (l.input ? json_string(input_encoding[i]) : "null") +
                   ", \"folded_batch_norm\": " +
                   (l.folded_batch_norm.empty() ? "null" : json_string(l.folded_batch_norm)) + "}";
     const channel_params& w = l.weight_params;
-    const auto add = [&](const std::string& name, const std::string& e) {
-      const auto [it, fresh] = tensors.emplace(name, e);
-      if (!fresh && it->second != e)
-        adaquant::detail::fail(errc::invalid_argument, "encodings_json: " + node_label(n),
-                               "tensor " + in_quotes(name) + " is quantized with two different grids");
-    };
-    add(l.weight_initializer, encoding_json("weight", l.weight_bits, p.weight_type, w.qmin, w.qmax,
-                                            std::to_string(p.weight_axis), w.scale, w.zero_point));
-    if (l.input) {
-      const quant_params& a = l.input->params;
-      const float s[1] = {a.scale};
-      const std::int32_t z[1] = {a.zero_point};
-      add(n.input(0),
-          encoding_json("activation", l.input->bits, *p.input_type, a.qmin, a.qmax, "null", s, z));
-    }
+    add(n, l.weight_initializer,
+        encoding_json("weight", l.weight_bits, p.weight_type, w.qmin, w.qmax,
+                      std::to_string(p.weight_axis), w.scale, w.zero_point));
   }
   std::string tensor_rows;
   for (const auto& [name, e] : tensors)
