@@ -48,19 +48,20 @@ class builder {
   }
 
   static P tensor_f(const std::string& name, std::vector<std::int64_t> dims, std::vector<float> v) {
-    P t;
-    t.set_name(name);
-    t.set_data_type(P::FLOAT);
-    for (auto d : dims) t.add_dims(d);
+    P t = header(name, P::FLOAT, dims);
     for (float x : v) t.add_float_data(x);
     return t;
   }
   static P tensor_i(const std::string& name, std::vector<std::int64_t> dims, std::vector<std::int64_t> v) {
+    P t = header(name, P::INT64, dims);
+    for (auto x : v) t.add_int64_data(x);
+    return t;
+  }
+  static P header(const std::string& name, int type, const std::vector<std::int64_t>& dims) {
     P t;
     t.set_name(name);
-    t.set_data_type(P::INT64);
+    t.set_data_type(type);
     for (auto d : dims) t.add_dims(d);
-    for (auto x : v) t.add_int64_data(x);
     return t;
   }
   P& init_f(const std::string& name, std::vector<std::int64_t> dims, std::vector<float> v) {

@@ -247,3 +247,14 @@ TEST_CASE("load_model reads a file from disk", "[onnx][loader]") {
   CHECK(m.source == path.string());
   std::filesystem::remove(path);
 }
+
+TEST_CASE("a node without its required input is refused (found by fuzz_onnx)", "[onnx][loader]") {
+  builder b;
+  b.input("x", {-1, 2});
+  b.node("ReduceMean", {}, {"y"}, "no_inputs");
+  b.node("Add", {"x", "y"}, {"z"});
+  b.output("z");
+  const auto f = fail_of(b, {{2}});
+  CHECK(f.code == errc::shape_mismatch);
+  CHECK(has(f, "no_inputs"));
+}

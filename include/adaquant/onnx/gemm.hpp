@@ -1,51 +1,59 @@
 #pragma once
-// C = A B with Eigen's GEMM kernel, the same bits for a column whatever the column count.
+// C = A B with Eigen's GEMM kernel, the same bits for a sample whatever the batch it sits in.
 //
 // Eigen's product front end picks GEMV, a coefficient-wise loop or GEMM by size, and GEMM's cache
-// blocking depends on all three sizes; each choice sums a dot product in another order. A batch
-// of images is the column axis here (im2col columns, or one column per sample), so to keep every
-// sample's result independent of the batch it sits in, this calls the GEMM kernel directly with
-// blocking sizes fixed by (rows, depth) alone and pads the columns to a multiple of the kernel's
-// register block (nr): every column then takes the same path through the same k-blocks.
+// blocking depends on all three sizes; each choice sums a dot product in another order. Here one
+// dimension of every product is the batch (im2col positions of a chunk of samples, or one column
+// per sample) and the others are fixed by the layer. So this calls the GEMM kernel directly, with
+// cache blocking computed from the fixed dimensions and a nominal batch dimension, block sizes
+// rounded to the kernel's register blocks (mr rows, nr columns), and the batch dimension padded
+// to a multiple of both: every row and column of the batch then takes the same kernel path
+// through the same k-blocks, whatever the batch size.
 
 #include <Eigen/Core>
 
 #include <algorithm>
 #include <cstddef>
+#include <numeric>
 #include <vector>
 
 namespace adaquant::onnx::detail {
 
+using gebp_float = Eigen::internal::gebp_traits<float, float>;
+
 class fixed_blocking : public Eigen::internal::level3_blocking<float, float> {
  public:
-  fixed_blocking(Eigen::Index rows, Eigen::Index depth) {
-    Eigen::Index k = depth, m = rows, n = 4096;  // nominal n: the blocking never sees the real one
+  static constexpr Eigen::Index nominal = 4096;  // stands for the batch dimension
+  // m, n: the fixed dimension and `nominal` for the batch one; k: the depth.
+  fixed_blocking(Eigen::Index m, Eigen::Index n, Eigen::Index k) {
+    constexpr Eigen::Index mr = gebp_float::mr, nr = gebp_float::nr;
     Eigen::internal::computeProductBlockingSizes<float, float>(k, m, n, Eigen::Index{1});
     m_kc = k;
-    m_mc = m;
+    m_mc = std::max<Eigen::Index>(mr, m - m % mr);
     m_nc = std::max<Eigen::Index>(nr, n - n % nr);
   }
-  static constexpr Eigen::Index nr = Eigen::internal::gebp_traits<float, float>::nr;
 };
 
-// Columns rounded up to the kernel's register block.
-[[nodiscard]] inline std::size_t padded_cols(std::size_t n) noexcept {
-  const auto nr = static_cast<std::size_t>(fixed_blocking::nr);
-  return (n + nr - 1) / nr * nr;
+// The batch dimension rounded up to a multiple of both register blocks.
+[[nodiscard]] inline std::size_t padded_batch(std::size_t n) noexcept {
+  constexpr auto b = std::lcm(static_cast<std::size_t>(gebp_float::mr), static_cast<std::size_t>(gebp_float::nr));
+  return (n + b - 1) / b * b;
 }
 
-// C[m, n] (column-major, leading dimension ldc) = A[m, k] (row-major, lda) * B[k, n], B
-// column-major (RhsOrder = Eigen::ColMajor: column j at b + j * ldb) or row-major (row r at
-// b + r * ldb). n must be a multiple of fixed_blocking::nr (padded_cols): pad B and C.
-template <int RhsOrder>
-void gemm(std::size_t m, std::size_t n, std::size_t k, const float* a, std::size_t lda,
-          const float* b, std::size_t ldb, float* c, std::size_t ldc) {
+// C[m, n] (column-major, leading dimension ldc) = A[m, k] * B[k, n] with A and B in the given
+// storage orders (leading dimensions lda, ldb). batch_rows: m is the batch dimension (padded with
+// padded_batch), else n is.
+template <int LhsOrder, int RhsOrder>
+void gemm(bool batch_rows, std::size_t m, std::size_t n, std::size_t k, const float* a,
+          std::size_t lda, const float* b, std::size_t ldb, float* c, std::size_t ldc) {
   using Eigen::Index;
   std::fill(c, c + ldc * n, 0.0f);
   if (m == 0 || n == 0 || k == 0) return;
-  fixed_blocking blocking(static_cast<Index>(m), static_cast<Index>(k));
-  Eigen::internal::general_matrix_matrix_product<Index, float, Eigen::RowMajor, false, float,
-                                                 RhsOrder, false, Eigen::ColMajor, 1>::
+  fixed_blocking blocking(batch_rows ? fixed_blocking::nominal : static_cast<Index>(m),
+                          batch_rows ? static_cast<Index>(n) : fixed_blocking::nominal,
+                          static_cast<Index>(k));
+  Eigen::internal::general_matrix_matrix_product<Index, float, LhsOrder, false, float, RhsOrder,
+                                                 false, Eigen::ColMajor, 1>::
       run(static_cast<Index>(m), static_cast<Index>(n), static_cast<Index>(k), a,
           static_cast<Index>(lda), b, static_cast<Index>(ldb), c, 1, static_cast<Index>(ldc),
           1.0f, blocking, nullptr);
@@ -55,7 +63,7 @@ void gemm(std::size_t m, std::size_t n, std::size_t k, const float* a, std::size
 // samples). The result of a sample does not depend on `samples`.
 inline void linear_batch(const float* w, std::size_t out, std::size_t in, const float* x,
                          std::size_t samples, float* y) {
-  const std::size_t np = padded_cols(samples);
+  const std::size_t np = padded_batch(samples);
   std::vector<float> xp, yp(np * out);
   const float* xb = x;
   if (np != samples) {
@@ -63,7 +71,7 @@ inline void linear_batch(const float* w, std::size_t out, std::size_t in, const 
     std::copy(x, x + samples * in, xp.begin());
     xb = xp.data();
   }
-  gemm<Eigen::ColMajor>(out, np, in, w, in, xb, in, yp.data(), out);
+  gemm<Eigen::RowMajor, Eigen::ColMajor>(false, out, np, in, w, in, xb, in, yp.data(), out);
   std::copy(yp.begin(), yp.begin() + static_cast<std::ptrdiff_t>(samples * out), y);
 }
 

@@ -189,10 +189,12 @@ inline void conv(const op_env& env, const tensor& x_in, const tensor& w, const f
     std::vector<float> col, res;
     for (std::int64_t n0 = 0; n0 < n; n0 += per) {
       const std::int64_t ns = std::min(per, n - n0);
-      const std::size_t cols = padded_cols(static_cast<std::size_t>(ns * p));
+      // col: [k][cols] row-major, i.e. A = col^T [cols, k] column-major; res = A W_g^T is
+      // [cols, og] column-major, i.e. one contiguous row of positions per output channel.
+      const std::size_t cols = padded_batch(static_cast<std::size_t>(ns * p));
       col.resize(static_cast<std::size_t>(k) * cols);
       const auto used = static_cast<std::size_t>(ns * p);
-      for (std::int64_t r = 0; r < k; ++r)  // padding columns
+      for (std::int64_t r = 0; r < k; ++r)  // padding positions
         std::fill(col.begin() + static_cast<std::ptrdiff_t>(static_cast<std::size_t>(r) * cols + used),
                   col.begin() + static_cast<std::ptrdiff_t>((static_cast<std::size_t>(r) + 1) * cols), 0.0f);
       res.resize(cols * static_cast<std::size_t>(og));
@@ -200,19 +202,14 @@ inline void conv(const op_env& env, const tensor& x_in, const tensor& w, const f
         for (std::int64_t s = 0; s < ns; ++s)
           im2col(x.f.data() + ((n0 + s) * c + gi * cg) * hw, cg, g, col.data(), cols,
                  static_cast<std::size_t>(s * p));
-        gemm<Eigen::RowMajor>(static_cast<std::size_t>(og), cols, static_cast<std::size_t>(k),
-                   w.f.data() + gi * og * k, static_cast<std::size_t>(k), col.data(), cols,
-                   res.data(), static_cast<std::size_t>(og));
-        // res is [positions][og]: transpose into the output planes in tiles of 64 positions.
+        gemm<Eigen::ColMajor, Eigen::ColMajor>(true, cols, static_cast<std::size_t>(og),
+                                               static_cast<std::size_t>(k), col.data(), cols,
+                                               w.f.data() + gi * og * k, static_cast<std::size_t>(k),
+                                               res.data(), cols);
         for (std::int64_t s = 0; s < ns; ++s)
-          for (std::int64_t q0 = 0; q0 < p; q0 += 64) {
-            const std::int64_t q1 = std::min(p, q0 + 64);
-            for (std::int64_t oi = 0; oi < og; ++oi) {
-              float* plane = yp + ((n0 + s) * o + gi * og + oi) * p;
-              const float* r = res.data() + static_cast<std::size_t>(s * p * og + oi);
-              for (std::int64_t q = q0; q < q1; ++q) plane[q] = r[q * og];
-            }
-          }
+          for (std::int64_t oi = 0; oi < og; ++oi)
+            std::copy_n(res.data() + static_cast<std::size_t>(oi) * cols + static_cast<std::size_t>(s * p), p,
+                        yp + ((n0 + s) * o + gi * og + oi) * p);
       }
     }
   }
