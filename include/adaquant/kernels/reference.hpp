@@ -6,6 +6,7 @@
 // The clamp is written so that NaN passes through it unchanged (comparisons with NaN are false).
 //   backward:    gx = gy * mask;  sums of gy * (y - mask * x) / s and of gy - gy * mask
 
+#include <adaquant/core/numeric.hpp>
 #include <adaquant/core/tensor_shape.hpp>
 #include <adaquant/kernels/simd/batch_io.hpp>
 #include <adaquant/quant/quant_params.hpp>
@@ -143,7 +144,9 @@ void fake_quant_backward_ref(const float* x, const float* y, const std::uint8_t*
       const float in = static_cast<float>(mask[i]), g = gy[i];
       const float gin = g * in;
       if constexpr (WithGx) gx[i] = gin;
-      ls[i % lanes] += g * ((y[i] - in * x[i]) * inv);
+      // Pinned multiply-add (core/numeric.hpp): both twins round it alike whatever the compiler
+      // contracts. in is 0 or 1, so in * x, g * in and g - gin are exact.
+      ls[i % lanes] = mul_add(g, (y[i] - in * x[i]) * inv, ls[i % lanes]);
       lo[i % lanes] += g - gin;
     }
     for (std::size_t j = 0; j < lanes; ++j) acc.scale += static_cast<double>(ls[j]);

@@ -23,7 +23,8 @@ void fake_quant_backward(const float* x, const float* y, const std::uint8_t* mas
       const fbatch in = load_mask(mask + i), g = fbatch::load_unaligned(gy + i);
       const fbatch gin = g * in;
       if constexpr (WithGx) gin.store_unaligned(gx + i);
-      ls += g * ((fbatch::load_unaligned(y + i) - in * fbatch::load_unaligned(x + i)) * vinv);
+      ls = mul_add(g, (fbatch::load_unaligned(y + i) - in * fbatch::load_unaligned(x + i)) * vinv,
+                   ls);  // pinned as in the twin
       lo += g - gin;
     }
     ls.store_aligned(lane);
