@@ -11,6 +11,7 @@
 #include <adaquant/onnx/network.hpp>
 #include <adaquant/pipeline/advanced.hpp>
 #include <adaquant/pipeline/light.hpp>
+#include <adaquant_runtime/evaluate.hpp>
 #include <adaquant_runtime/npy.hpp>
 
 #include <nlohmann/json.hpp>
@@ -375,18 +376,6 @@ std::vector<ax::shape_t> sample_shapes(const args& a, const ax::model& m,
   return out;
 }
 
-std::function<void(const aq::progress_event&)> progress_bar(bool quiet) {
-  if (quiet) return {};
-  return [](const aq::progress_event& p) {
-    const int width = 30;
-    const int fill = p.total ? static_cast<int>(width * p.done / p.total) : width;
-    std::fprintf(stderr, "\r  %-16.*s [%.*s%*s] %zu/%zu", static_cast<int>(p.step.size()),
-                 p.step.data(), fill, "##############################", width - fill, "", p.done,
-                 p.total);
-    if (p.done == p.total) std::fputc('\n', stderr);
-  };
-}
-
 // The pipeline configuration the arguments describe: every flag has one place here.
 aq::quantizer_spec spec(aq::quantizer_spec s, const std::string& range, const args& a) {
   s.range = aq::parse_range_method(range);
@@ -485,7 +474,7 @@ int run(const args& a) {
   recording_network rec{net, {}};
 
   // Validate the whole configuration (bits, budget) before the first expensive step.
-  const aq::execution_context ctx{a.threads, 100, progress_bar(a.quiet)};
+  const aq::execution_context ctx{a.threads, 100, ex::pipeline_progress_bar(a.quiet)};
   aq::pipeline_report rep;
   if (a.pipeline == "advanced") {
     aq::advanced_config c;

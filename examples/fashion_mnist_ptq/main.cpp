@@ -154,18 +154,6 @@ args parse(const std::vector<std::string>& argv) {
   return a;
 }
 
-std::function<void(const aq::progress_event&)> progress_bar(bool quiet) {
-  if (quiet) return {};
-  return [](const aq::progress_event& p) {
-    const int width = 30;
-    const int fill = p.total ? static_cast<int>(width * p.done / p.total) : width;
-    std::fprintf(stderr, "\r  %-16.*s [%.*s%*s] %zu/%zu", static_cast<int>(p.step.size()),
-                 p.step.data(), fill, "##############################", width - fill, "", p.done,
-                 p.total);
-    if (p.done == p.total) std::fputc('\n', stderr);
-  };
-}
-
 // The pipeline configuration a run's arguments describe: every flag has one place here.
 aq::quantization_spec quantization(const args& a) {
   aq::quantization_spec q;
@@ -261,7 +249,7 @@ int run(const args& a, session& s) {
                      /*loss_samples=*/256,
                      a.threads);
 
-  const aq::execution_context ctx{a.threads, 100, progress_bar(a.quiet)};
+  const aq::execution_context ctx{a.threads, 100, ex::pipeline_progress_bar(a.quiet)};
   const aq::pipeline_report rep = a.pipeline == "advanced"
                                       ? aq::advanced_pipeline(net, advanced_config(a), ctx)
                                       : aq::light_pipeline(net, light_config(a), ctx);
