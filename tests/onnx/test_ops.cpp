@@ -3,7 +3,10 @@
 
 #include <catch2/catch.hpp>
 
+#include <array>
+#include <bit>
 #include <cmath>
+#include <random>
 
 using namespace onnx_test;
 using Catch::Matchers::WithinAbs;
@@ -208,4 +211,92 @@ TEST_CASE("Resize: nearest and linear", "[onnx][ops]") {
   // Opset 10: (X, scales), asymmetric coordinates.
   check(run_op("Resize", x, {scales}, [](auto& n) { attr_s(n, "mode", "nearest"); }, 10), {1, 1, 4, 4},
         {1, 1, 2, 2, 1, 1, 2, 2, 3, 3, 4, 4, 3, 3, 4, 4});
+}
+
+namespace {
+// y[n, o, oh, ow] = bias[o] + sum x[n, g cg + ci, oh sh - pt + i dh, ow sw - pl + j dw] w[o, ci, i, j]
+// in double: the reference for the direct conv kernels (gathered product, depthwise planes).
+std::vector<double> conv_reference(const aq::tensor& x, const aq::tensor& w, const std::vector<float>& bias,
+                                   std::int64_t groups, std::array<std::int64_t, 2> s,
+                                   std::array<std::int64_t, 2> d, std::array<std::int64_t, 4> pads,
+                                   std::int64_t ho, std::int64_t wo) {
+  const std::int64_t n = x.shape[0], c = x.shape[1], h = x.shape[2], wd = x.shape[3];
+  const std::int64_t o = w.shape[0], cg = w.shape[1], kh = w.shape[2], kw = w.shape[3], og = o / groups;
+  std::vector<double> y(static_cast<std::size_t>(n * o * ho * wo));
+  for (std::int64_t ni = 0; ni < n; ++ni)
+    for (std::int64_t oc = 0; oc < o; ++oc)
+      for (std::int64_t oh = 0; oh < ho; ++oh)
+        for (std::int64_t ow = 0; ow < wo; ++ow) {
+          double acc = bias.empty() ? 0.0 : bias[static_cast<std::size_t>(oc)];
+          for (std::int64_t ci = 0; ci < cg; ++ci)
+            for (std::int64_t i = 0; i < kh; ++i)
+              for (std::int64_t j = 0; j < kw; ++j) {
+                const std::int64_t ih = oh * s[0] - pads[0] + i * d[0], iw = ow * s[1] - pads[1] + j * d[1];
+                if (ih < 0 || ih >= h || iw < 0 || iw >= wd) continue;
+                acc += static_cast<double>(x.f[static_cast<std::size_t>(((ni * c + oc / og * cg + ci) * h + ih) * wd + iw)]) *
+                       w.f[static_cast<std::size_t>(((oc * cg + ci) * kh + i) * kw + j)];
+              }
+          y[static_cast<std::size_t>(((ni * o + oc) * ho + oh) * wo + ow)] = acc;
+        }
+  return y;
+}
+}  // namespace
+
+TEST_CASE("Conv: the direct kernels against a reference loop over many geometries", "[onnx][ops]") {
+  std::mt19937 rng(7);
+  std::normal_distribution<float> nd(0.0f, 1.0f);
+  struct geo {
+    std::int64_t c, o, groups, h, w, kh, kw, sh, sw, dh, dw;
+    std::array<std::int64_t, 4> pads;  // top, left, bottom, right
+  };
+  const std::vector<geo> cases = {
+      {3, 5, 1, 7, 6, 3, 3, 1, 1, 1, 1, {1, 1, 1, 1}},     // 5 channels: a partial vector
+      {4, 17, 1, 9, 9, 3, 3, 2, 2, 1, 1, {1, 1, 1, 1}},    // stride 2, 17 channels
+      {2, 9, 1, 8, 11, 2, 3, 1, 3, 2, 1, {0, 2, 1, 0}},    // asymmetric pads, dilation, stride 3
+      {6, 8, 2, 5, 5, 1, 1, 1, 1, 1, 1, {0, 0, 0, 0}},     // groups, 1x1 read in place
+      {16, 40, 1, 6, 6, 1, 1, 2, 2, 1, 1, {0, 0, 0, 0}},   // 1x1 stride 2, 5 vectors
+      {8, 8, 8, 9, 9, 3, 3, 1, 1, 1, 1, {1, 1, 1, 1}},     // depthwise, stride 1
+      {5, 5, 5, 14, 14, 3, 3, 2, 2, 1, 1, {1, 1, 1, 1}},   // depthwise, stride 2
+      {3, 3, 3, 10, 7, 5, 3, 3, 2, 1, 2, {2, 0, 1, 3}},    // depthwise, odd strides, dilation
+      {4, 4, 4, 4, 4, 3, 3, 1, 1, 2, 2, {2, 2, 2, 2}},     // depthwise, dilation 2 on 4x4
+  };
+  for (const geo& g : cases)
+    for (const bool with_bias : {false, true}) {
+      INFO("c=" << g.c << " o=" << g.o << " groups=" << g.groups << " " << g.h << "x" << g.w
+                << " k=" << g.kh << "x" << g.kw << " s=" << g.sh << "," << g.sw << " bias=" << with_bias);
+      aq::tensor x({2, g.c, g.h, g.w}, std::vector<float>(static_cast<std::size_t>(2 * g.c * g.h * g.w)));
+      aq::tensor w({g.o, g.c / g.groups, g.kh, g.kw},
+                   std::vector<float>(static_cast<std::size_t>(g.o * g.c / g.groups * g.kh * g.kw)));
+      for (float& v : x.f) v = nd(rng);
+      for (float& v : w.f) v = nd(rng);
+      std::vector<float> bias;
+      std::vector<aq::tensor> consts = {w};
+      if (with_bias) {
+        for (std::int64_t k = 0; k < g.o; ++k) bias.push_back(nd(rng));
+        consts.push_back(f({g.o}, bias));
+      }
+      const aq::tensor y = run_op("Conv", x, consts, [&](auto& n) {
+        attr_i(n, "group", g.groups);
+        attr_ints(n, "strides", {g.sh, g.sw});
+        attr_ints(n, "dilations", {g.dh, g.dw});
+        attr_ints(n, "pads", {g.pads[0], g.pads[1], g.pads[2], g.pads[3]});
+      });
+      const std::int64_t ho = (g.h + g.pads[0] + g.pads[2] - (g.kh - 1) * g.dh - 1) / g.sh + 1;
+      const std::int64_t wo = (g.w + g.pads[1] + g.pads[3] - (g.kw - 1) * g.dw - 1) / g.sw + 1;
+      REQUIRE(y.shape == std::vector<std::int64_t>{2, g.o, ho, wo});
+      const auto want = conv_reference(x, w, bias, g.groups, {g.sh, g.sw}, {g.dh, g.dw}, g.pads, ho, wo);
+      for (std::size_t k = 0; k < want.size(); ++k) {
+        INFO("element " << k);
+        REQUIRE_THAT(y.f[k], WithinAbs(want[k], 1e-4 * (1.0 + std::abs(want[k]))));
+      }
+      // A sample's result does not depend on the batch it runs in.
+      const aq::tensor y1 = run_op("Conv", x.items(1, 2), consts, [&](auto& n) {
+        attr_i(n, "group", g.groups);
+        attr_ints(n, "strides", {g.sh, g.sw});
+        attr_ints(n, "dilations", {g.dh, g.dw});
+        attr_ints(n, "pads", {g.pads[0], g.pads[1], g.pads[2], g.pads[3]});
+      });
+      const std::size_t half = y.f.size() / 2;
+      for (std::size_t k = 0; k < half; ++k) REQUIRE(std::bit_cast<std::uint32_t>(y1.f[k]) == std::bit_cast<std::uint32_t>(y.f[half + k]));
+    }
 }

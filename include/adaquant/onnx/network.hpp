@@ -86,7 +86,7 @@ struct layer_origin {
 };
 
 struct eval_options {
-  std::size_t batch = 100;  // samples per chunk; threads take whole chunks
+  std::size_t batch = 16;  // samples per chunk (small: activations stay in cache); threads take whole chunks
   std::size_t threads = 0;
   bool quantized = false;
 };

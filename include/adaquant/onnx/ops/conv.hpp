@@ -1,14 +1,18 @@
 #pragma once
 // Conv (1-D and 2-D, groups, strides, pads, auto_pad, dilations), ConvTranspose, and the pooling
-// ops that share their window arithmetic. Conv is im2col + one GEMM per group over a chunk of
-// samples (detail::gemm: a sample's result does not depend on the chunk); depthwise convs
-// (one input and one output channel per group) run a direct loop per channel.
+// ops that share their window arithmetic. Conv is direct: per sample and group, the input is
+// copied into a zero-bordered buffer and kernels/conv.hpp's gathered product computes every
+// output channel of every position (output channels in vector lanes, taps summed in a fixed
+// order, so a sample's result depends on nothing else in the batch); depthwise convs (one input
+// and one output channel per group) run a direct loop per channel.
 
+#include <adaquant/core/numeric.hpp>
+#include <adaquant/kernels/conv.hpp>
 #include <adaquant/kernels/fake_quant.hpp>
-#include <adaquant/onnx/gemm.hpp>
 #include <adaquant/onnx/ops/node.hpp>
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <limits>
 
@@ -87,53 +91,75 @@ inline std::pair<std::int64_t, std::int64_t> valid_range(std::int64_t out, std::
   return {std::min(lo, hi), hi};
 }
 
-// Rows (c, i, j) of the im2col matrix for one sample, written at column offset `col0` of a
-// row-major [Cg * kh * kw, ld] buffer.
-inline void im2col(const float* x, std::int64_t c, const window& g, float* col, std::size_t ld,
-                   std::size_t col0) {
-  const std::int64_t p = g.ho * g.wo;
-  for (std::int64_t ci = 0; ci < c; ++ci)
+// Depthwise convs (one input and one output channel per group), one channel at a time. The
+// zero-padded input plane is split into sh * sw phases by row and column remainder (phase
+// (a, b) holds padded rows a, a + sh, ... and columns b, b + sw, ...). Tap (i, j) then reads
+// phase ((i dh) % sh, (j dw) % sw) at a constant offset ((i dh) / sh) wq + (j dw) / sw from output
+// position q = oh wq + ow, so each tap is one contiguous multiply-add over every output row at
+// once (`ext` holds ho * wq sums; the columns past wo are discarded). Output (oh, ow) sums its
+// taps in (i, j) order, each fused where the target has FMA (mul_add); with stride 1 there is a
+// single phase.
+class depthwise_planes {
+ public:
+  explicit depthwise_planes(const window& g) : g_(g) {
+    const std::int64_t hp = g.h + g.pt + g.pb, wp = g.w + g.pl + g.pr;
+    hq_ = (hp + g.sh - 1) / g.sh;
+    wq_ = (wp + g.sw - 1) / g.sw;
+    // The last tap of the last output reads (ho - 1 + iq) wq + wq - 1 + jq of its phase.
+    const std::int64_t iq = (g.kh - 1) * g.dh / g.sh, jq = (g.kw - 1) * g.dw / g.sw;
+    // The sums run over whole vectors: up to lanes - 1 positions past ho * wq, discarded, whose
+    // reads stay inside the (zero) phase.
+    constexpr auto lanes = static_cast<std::int64_t>(adaquant::detail::simd::lanes);
+    const std::int64_t span = (g.ho * wq_ + lanes - 1) / lanes * lanes;
+    phase_ = std::max(hq_ * wq_, (g.ho + iq) * wq_ + jq + span - g.ho * wq_);
+    phases_.assign(static_cast<std::size_t>(phase_ * g.sh * g.sw), 0.0f);  // borders stay 0
+    ext_.resize(static_cast<std::size_t>(span));
+    for (std::int64_t b = 0; b < g.sw; ++b) {  // columns cq with 0 <= cq sw + b - pl < w
+      const auto [c0, c1] = valid_range(wq_, g.sw, g.pl, b, g.w);
+      cols_.push_back(c0);
+      cols_.push_back(c1);
+    }
     for (std::int64_t i = 0; i < g.kh; ++i)
       for (std::int64_t j = 0; j < g.kw; ++j) {
-        float* row = col + static_cast<std::size_t>((ci * g.kh + i) * g.kw + j) * ld + col0;
-        const float* plane = x + ci * g.h * g.w;
-        const auto [lo, hi] = valid_range(g.wo, g.sw, g.pl, j * g.dw, g.w);
-        for (std::int64_t oh = 0; oh < g.ho; ++oh) {
-          float* out = row + oh * g.wo;
-          const std::int64_t ih = oh * g.sh - g.pt + i * g.dh;
-          if (ih < 0 || ih >= g.h) {
-            std::fill(out, out + g.wo, 0.0f);
-            continue;
-          }
-          const float* in = plane + ih * g.w - g.pl + j * g.dw;
-          std::fill(out, out + lo, 0.0f);
-          for (std::int64_t ow = lo; ow < hi; ++ow) out[ow] = in[ow * g.sw];
-          std::fill(out + hi, out + g.wo, 0.0f);
-        }
+        const std::int64_t a = i * g.dh % g.sh, b = j * g.dw % g.sw;
+        tap_.push_back(phases_.data() + (a * g.sw + b) * phase_ + (i * g.dh / g.sh) * wq_ +
+                       j * g.dw / g.sw);
       }
-  (void)p;
-}
+  }
+  depthwise_planes(const depthwise_planes&) = delete;  // tap_ points into phases_
+  depthwise_planes& operator=(const depthwise_planes&) = delete;
 
-// One channel of a depthwise conv, accumulated tap by tap.
-inline void depthwise_plane(const float* in, const float* wk, const window& g, float* out) {
-  std::fill(out, out + g.ho * g.wo, 0.0f);
-  for (std::int64_t i = 0; i < g.kh; ++i)
-    for (std::int64_t j = 0; j < g.kw; ++j) {
-      const float wv = wk[i * g.kw + j];
-      const auto [lo, hi] = valid_range(g.wo, g.sw, g.pl, j * g.dw, g.w);
-      for (std::int64_t oh = 0; oh < g.ho; ++oh) {
-        const std::int64_t ih = oh * g.sh - g.pt + i * g.dh;
-        if (ih < 0 || ih >= g.h) continue;
-        const float* row = in + ih * g.w - g.pl + j * g.dw;
-        float* o = out + oh * g.wo;
-        if (g.sw == 1) {
-          for (std::int64_t ow = lo; ow < hi; ++ow) o[ow] += wv * row[ow];
-        } else {
-          for (std::int64_t ow = lo; ow < hi; ++ow) o[ow] += wv * row[ow * g.sw];
-        }
+  // out[ho * wo] = bias + the conv of one input plane in[h * w] with its kh * kw taps wk.
+  void run(const float* in, const float* wk, float bias, float* out) {
+    const window& g = g_;
+    for (std::int64_t r = 0; r < g.h; ++r) {  // input row r is padded row r + pt
+      const std::int64_t a = (r + g.pt) % g.sh, rq = (r + g.pt) / g.sh;
+      for (std::int64_t b = 0; b < g.sw; ++b) {
+        float* dst = phases_.data() + (a * g.sw + b) * phase_ + rq * wq_;
+        const float* src = in + r * g.w + b - g.pl;  // column cq of phase b is src[cq * sw]
+        const std::int64_t c0 = cols_[static_cast<std::size_t>(2 * b)];
+        const std::int64_t c1 = cols_[static_cast<std::size_t>(2 * b + 1)];
+        if (g.sw == 1)  // constant strides the compiler vectorises
+          for (std::int64_t cq = c0; cq < c1; ++cq) dst[cq] = src[cq];
+        else if (g.sw == 2)
+          for (std::int64_t cq = c0; cq < c1; ++cq) dst[cq] = src[cq * 2];
+        else
+          for (std::int64_t cq = c0; cq < c1; ++cq) dst[cq] = src[cq * g.sw];
       }
     }
-}
+    float* ext = ext_.data();
+    adaquant::detail::tap_sum_run(tap_.data(), wk, tap_.size(), bias, ext_.size(), ext);
+    for (std::int64_t oh = 0; oh < g.ho; ++oh)
+      for (std::int64_t ow = 0; ow < g.wo; ++ow) out[oh * g.wo + ow] = ext[oh * wq_ + ow];
+  }
+
+ private:
+  window g_;
+  std::int64_t hq_ = 0, wq_ = 0, phase_ = 0;  // phase extents and size
+  std::vector<float> phases_, ext_;
+  std::vector<const float*> tap_;  // where each tap's reads start in its phase
+  std::vector<std::int64_t> cols_;  // per column phase b: the columns [c0, c1) read from the input
+};
 
 // The window of a Conv for input x and weight w (checks ranks and channels).
 inline window conv_window(const op_env& env, const shape_t& x, const shape_t& w,
@@ -152,6 +178,55 @@ inline window conv_window(const op_env& env, const shape_t& x, const shape_t& w,
   if (ks != shape_t(w.begin() + 2, w.end()))
     env.fail(errc::shape_mismatch, "kernel_shape differs from the weight's " + shape_string(w));
   return resolve_window(env, shape_t(x.begin() + 2, x.end()), ks);
+}
+
+// y[n, o] = conv(x, w) + bias for `groups` groups, each output channel's taps summed in (input
+// channel, row, column) order (kernels/reference_conv.hpp).
+inline void direct_conv(const op_env& env, const float* x, std::int64_t n, std::int64_t c,
+                        const float* w, std::int64_t o, std::int64_t groups, const window& g,
+                        const float* bias, float* y) {
+  const std::int64_t cg = c / groups, og = o / groups;
+  const std::int64_t hp = g.h + g.pt + g.pb, wp = g.w + g.pl + g.pr, k = cg * g.kh * g.kw;
+  const std::int64_t p = g.ho * g.wo;
+  if (static_cast<double>(cg) * static_cast<double>(hp) * static_cast<double>(wp) >=
+      static_cast<double>(std::numeric_limits<adaquant::detail::gather_index>::max()))
+    env.fail_unsupported("a padded input plane set of more than 2^32 values per group");
+  constexpr auto lanes = static_cast<std::int64_t>(adaquant::detail::simd::lanes);
+  const std::int64_t ldw = (og + lanes - 1) / lanes * lanes;  // zero weights pad the last vector
+  std::vector<adaquant::detail::gather_index> base(static_cast<std::size_t>(p)), off(static_cast<std::size_t>(k));
+  for (std::int64_t oh = 0; oh < g.ho; ++oh)
+    for (std::int64_t ow = 0; ow < g.wo; ++ow)
+      base[static_cast<std::size_t>(oh * g.wo + ow)] =
+          static_cast<adaquant::detail::gather_index>(oh * g.sh * wp + ow * g.sw);
+  for (std::int64_t ci = 0; ci < cg; ++ci)
+    for (std::int64_t i = 0; i < g.kh; ++i)
+      for (std::int64_t j = 0; j < g.kw; ++j)
+        off[static_cast<std::size_t>((ci * g.kh + i) * g.kw + j)] =
+            static_cast<adaquant::detail::gather_index>(ci * hp * wp + i * g.dh * wp + j * g.dw);
+  std::vector<float> packed(static_cast<std::size_t>(k * ldw));
+  const bool unpadded = g.pt == 0 && g.pb == 0 && g.pl == 0 && g.pr == 0;  // read x in place
+  std::vector<float> padded(unpadded ? 0 : static_cast<std::size_t>(cg * hp * wp), 0.0f);  // borders stay 0
+  for (std::int64_t gi = 0; gi < groups; ++gi) {
+    std::fill(packed.begin(), packed.end(), 0.0f);
+    for (std::int64_t oc = 0; oc < og; ++oc)
+      for (std::int64_t r = 0; r < k; ++r)
+        packed[static_cast<std::size_t>(r * ldw + oc)] = w[(gi * og + oc) * k + r];
+    for (std::int64_t ni = 0; ni < n; ++ni) {
+      const float* xs = x + (ni * c + gi * cg) * g.h * g.w;
+      if (!unpadded)
+        for (std::int64_t ci = 0; ci < cg; ++ci)
+          for (std::int64_t r = 0; r < g.h; ++r)
+            std::copy_n(xs + (ci * g.h + r) * g.w, g.w,
+                        padded.data() + (ci * hp + r + g.pt) * wp + g.pl);
+      float* ys = y + (ni * o + gi * og) * p;
+      adaquant::detail::gather_product_run(unpadded ? xs : padded.data(), base.data(), static_cast<std::size_t>(p),
+                                           off.data(), static_cast<std::size_t>(k), packed.data(),
+                                           static_cast<std::size_t>(ldw),
+                                           bias ? bias + gi * og : nullptr,
+                                           static_cast<std::size_t>(og), ys,
+                                           static_cast<std::size_t>(p));
+    }
+  }
 }
 
 // y = conv(x, w) + bias; x fake-quantized first when `input_quant`.
@@ -177,48 +252,18 @@ inline void conv(const op_env& env, const tensor& x_in, const tensor& w, const f
   env.check_macs(static_cast<double>(n) * o * p * k);
   y = env.make(dtype::float32, ys);
   float* yp = y.f.data();
-  const std::int64_t hw = g.h * g.w;
-  if (cg == 1 && og == 1) {
-    for (std::int64_t ni = 0; ni < n; ++ni)
-      for (std::int64_t ci = 0; ci < o; ++ci)
-        depthwise_plane(x.f.data() + (ni * c + ci) * hw, w.f.data() + ci * g.kh * g.kw, g,
-                        yp + (ni * o + ci) * p);
-  } else {
-    // Samples per GEMM: as many as an im2col buffer of 32 MB holds (at least one).
-    const std::int64_t per = std::max<std::int64_t>(1, (std::int64_t{1} << 23) / std::max<std::int64_t>(1, k * p));
-    std::vector<float> col, res;
-    for (std::int64_t n0 = 0; n0 < n; n0 += per) {
-      const std::int64_t ns = std::min(per, n - n0);
-      // col: [k][cols] row-major, i.e. A = col^T [cols, k] column-major; res = A W_g^T is
-      // [cols, og] column-major, i.e. one contiguous row of positions per output channel.
-      const std::size_t cols = padded_batch(static_cast<std::size_t>(ns * p));
-      col.resize(static_cast<std::size_t>(k) * cols);
-      const auto used = static_cast<std::size_t>(ns * p);
-      for (std::int64_t r = 0; r < k; ++r)  // padding positions
-        std::fill(col.begin() + static_cast<std::ptrdiff_t>(static_cast<std::size_t>(r) * cols + used),
-                  col.begin() + static_cast<std::ptrdiff_t>((static_cast<std::size_t>(r) + 1) * cols), 0.0f);
-      res.resize(cols * static_cast<std::size_t>(og));
-      for (std::int64_t gi = 0; gi < groups; ++gi) {
-        for (std::int64_t s = 0; s < ns; ++s)
-          im2col(x.f.data() + ((n0 + s) * c + gi * cg) * hw, cg, g, col.data(), cols,
-                 static_cast<std::size_t>(s * p));
-        gemm<Eigen::ColMajor, Eigen::ColMajor>(true, cols, static_cast<std::size_t>(og),
-                                               static_cast<std::size_t>(k), col.data(), cols,
-                                               w.f.data() + gi * og * k, static_cast<std::size_t>(k),
-                                               res.data(), cols);
-        for (std::int64_t s = 0; s < ns; ++s)
-          for (std::int64_t oi = 0; oi < og; ++oi)
-            std::copy_n(res.data() + static_cast<std::size_t>(oi) * cols + static_cast<std::size_t>(s * p), p,
-                        yp + ((n0 + s) * o + gi * og + oi) * p);
-      }
-    }
+  if (!(cg == 1 && og == 1)) {
+    direct_conv(env, x.f.data(), n, c, w.f.data(), o, groups, g, bias, yp);
+    return;
   }
-  if (bias)
-    for (std::int64_t ni = 0; ni < n; ++ni)
-      for (std::int64_t oi = 0; oi < o; ++oi) {
-        float* plane = yp + (ni * o + oi) * p;
-        for (std::int64_t q = 0; q < p; ++q) plane[q] += bias[oi];
-      }
+  const std::int64_t hw = g.h * g.w;
+  depthwise_planes planes(g);
+  for (std::int64_t ni = 0; ni < n; ++ni)
+    for (std::int64_t ci = 0; ci < o; ++ci) {
+      float* plane = yp + (ni * o + ci) * p;
+      planes.run(x.f.data() + (ni * c + ci) * hw, w.f.data() + ci * g.kh * g.kw,
+                 bias ? bias[ci] : 0.0f, plane);
+    }
 }
 
 // ConvTranspose (float only, direct loops): y[n, g*og + oc, oh, ow] +=

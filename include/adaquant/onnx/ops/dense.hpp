@@ -225,6 +225,22 @@ inline void layer_norm(const op_env& env, const std::vector<const tensor*>& in,
   }
 }
 
+// sum[o] += x[k] for every element k of x, o its index in `full` (x's shape with the reduced
+// axes at extent 1), in element order.
+inline void reduce_sum_strided(const tensor& x, const shape_t& full, std::vector<double>& sum) {
+  const auto st = broadcast_strides(full, x.shape);  // x index -> output index
+  std::vector<std::size_t> idx(x.rank(), 0);
+  for (std::size_t k = 0; k < x.size(); ++k) {
+    std::size_t o = 0;
+    for (std::size_t d = 0; d < x.rank(); ++d) o += idx[d] * st[d];
+    sum[o] += x.f[k];
+    for (std::size_t d = x.rank(); d-- > 0;) {
+      if (++idx[d] < static_cast<std::size_t>(x.shape[d])) break;
+      idx[d] = 0;
+    }
+  }
+}
+
 inline void reduce_mean(const op_env& env, const std::vector<const tensor*>& in, tensor& y) {
   const tensor& x = *in[0];
   if (!x.floating()) env.fail_unsupported("ReduceMean of integers");
@@ -250,16 +266,19 @@ inline void reduce_mean(const op_env& env, const std::vector<const tensor*>& in,
   }
   tensor acc = env.make(dtype::float32, ys);
   std::vector<double> sum(acc.size(), 0.0);
-  const auto st = broadcast_strides(full, x.shape);  // x index -> output index
-  std::vector<std::size_t> idx(x.rank(), 0);
-  for (std::size_t k = 0; k < x.size(); ++k) {
-    std::size_t o = 0;
-    for (std::size_t d = 0; d < x.rank(); ++d) o += idx[d] * st[d];
-    sum[o] += x.f[k];
-    for (std::size_t d = x.rank(); d-- > 0;) {
-      if (++idx[d] < static_cast<std::size_t>(x.shape[d])) break;
-      idx[d] = 0;
+  // Reduced axes all trailing: each output sums one contiguous run (the same order as below).
+  std::size_t first = x.rank();
+  while (first > 0 && red[first - 1]) --first;
+  if (std::none_of(red.begin(), red.begin() + static_cast<std::ptrdiff_t>(first), [](bool r) { return r; })) {
+    const std::size_t run = acc.size() ? x.size() / acc.size() : 0;
+    for (std::size_t o = 0; o < acc.size(); ++o) {
+      const float* r = x.f.data() + o * run;
+      double t = 0.0;
+      for (std::size_t k = 0; k < run; ++k) t += r[k];
+      sum[o] = t;
     }
+  } else {
+    reduce_sum_strided(x, full, sum);
   }
   const double cnt = acc.size() ? static_cast<double>(x.size()) / static_cast<double>(acc.size()) : 1.0;
   for (std::size_t k = 0; k < acc.size(); ++k) acc.f[k] = static_cast<float>(sum[k] / cnt);

@@ -151,6 +151,15 @@ inline void binary_op(const op_env& env, const tensor& a, const tensor& b, tenso
 inline float erf_f(float x) { return std::erf(x); }
 
 // Unary float ops (Neg also on integers). `movable`: input 0's storage, reusable for the output.
+// min(max(e, lo), hi) with std::min/max's NaN behaviour (a NaN stays NaN), as a loop the
+// compiler vectorises.
+inline void clip_floats(std::vector<float>& v, float lo, float hi) noexcept {
+  for (float& e : v) {
+    const float t = e < lo ? lo : e;
+    e = hi < t ? hi : t;
+  }
+}
+
 inline void unary_op(const op_env& env, const std::vector<const tensor*>& in, tensor& out,
                      tensor* movable = nullptr) {
   const std::string& op = env.n.op_type;
@@ -202,7 +211,7 @@ inline void unary_op(const op_env& env, const std::vector<const tensor*>& in, te
     if (env.opset < 11) {
       const float lo = env.n.attr_float("min", -std::numeric_limits<float>::infinity());
       const float hi = env.n.attr_float("max", std::numeric_limits<float>::infinity());
-      for (float& e : v) e = std::min(std::max(e, lo), hi);
+      clip_floats(v, lo, hi);
       return;
     }
     const tensor* lo = in.size() > 1 ? in[1] : nullptr;
@@ -213,7 +222,7 @@ inline void unary_op(const op_env& env, const std::vector<const tensor*>& in, te
     if (x.floating()) {
       const float l = lo ? lo->f[0] : -std::numeric_limits<float>::infinity();
       const float h = hi ? hi->f[0] : std::numeric_limits<float>::infinity();
-      for (float& e : v) e = std::min(std::max(e, l), h);
+      clip_floats(v, l, h);
     } else {
       const std::int64_t l = lo ? lo->i[0] : std::numeric_limits<std::int64_t>::min();
       const std::int64_t h = hi ? hi->i[0] : std::numeric_limits<std::int64_t>::max();

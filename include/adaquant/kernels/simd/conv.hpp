@@ -1,0 +1,180 @@
+#pragma once
+// xsimd body of the gathered product (numerics: kernels/reference_conv.hpp, the scalar twin).
+// Output channels are the vector lanes: a register block of V <= 3 weight vectors (V * lanes
+// output channels) times 4 output positions accumulates 4 V vectors, and each tap costs V weight
+// loads, 4 broadcasts of input values and 4 V multiply-adds. Each lane performs exactly the twin's
+// sequence of mul_adds for its channel, so the result does not depend on the vector width. The
+// 4 positions x lanes channels of a block are transposed in registers (SSE and AVX widths; other
+// widths through a small buffer) and stored as 4 consecutive positions of each channel's row.
+
+#include <adaquant/kernels/reference_conv.hpp>
+#include <adaquant/kernels/simd/batch_io.hpp>
+
+#include <algorithm>
+#include <array>
+
+namespace adaquant::detail::simd {
+
+inline constexpr std::size_t gather_block_positions = 4;
+
+// Pins a value in a register: GCC otherwise folds the weight loads into every multiply-add as
+// memory operands, which makes the block load-bound (one load per multiply-add).
+template <class B>
+inline void keep_in_register(B& v) noexcept {
+#if defined(__GNUC__) && defined(__SSE2__)
+  if constexpr (sizeof(B) == 32 || sizeof(B) == 16) {
+    typename B::register_type r = v;
+    asm("" : "+x"(r));
+    v = B(r);
+  }
+#else
+  (void)v;
+#endif
+}
+
+// Stores rows[p][l] (p < 4, l < lanes) to out[l * ldo + p] for l < limit.
+template <class B>
+inline void store_transposed_4(const std::array<B, 4>& rows, float* out, std::size_t ldo,
+                               std::size_t limit) noexcept {
+#if defined(__AVX__)
+  if constexpr (B::size == 8) {
+    const __m256 t0 = _mm256_unpacklo_ps(rows[0], rows[1]), t1 = _mm256_unpackhi_ps(rows[0], rows[1]);
+    const __m256 t2 = _mm256_unpacklo_ps(rows[2], rows[3]), t3 = _mm256_unpackhi_ps(rows[2], rows[3]);
+    // u_k = [channel k | channel k + 4], 4 positions each.
+    const __m256 u[4] = {_mm256_shuffle_ps(t0, t2, 0x44), _mm256_shuffle_ps(t0, t2, 0xEE),
+                         _mm256_shuffle_ps(t1, t3, 0x44), _mm256_shuffle_ps(t1, t3, 0xEE)};
+    for (std::size_t k = 0; k < 4; ++k) {
+      if (k < limit) _mm_storeu_ps(out + k * ldo, _mm256_castps256_ps128(u[k]));
+      if (k + 4 < limit) _mm_storeu_ps(out + (k + 4) * ldo, _mm256_extractf128_ps(u[k], 1));
+    }
+    return;
+  }
+#endif
+#if defined(__SSE2__)
+  if constexpr (B::size == 4) {
+    __m128 r0 = rows[0], r1 = rows[1], r2 = rows[2], r3 = rows[3];
+    _MM_TRANSPOSE4_PS(r0, r1, r2, r3);
+    const __m128 c[4] = {r0, r1, r2, r3};
+    for (std::size_t k = 0; k < std::min<std::size_t>(limit, 4); ++k) _mm_storeu_ps(out + k * ldo, c[k]);
+    return;
+  }
+#endif
+  alignas(64) std::array<float, 4 * B::size> buf;
+  for (std::size_t p = 0; p < 4; ++p) rows[p].store_aligned(buf.data() + p * B::size);
+  for (std::size_t l = 0; l < std::min<std::size_t>(limit, B::size); ++l)
+    for (std::size_t p = 0; p < 4; ++p) out[l * ldo + p] = buf[p * B::size + l];
+}
+
+// 4 positions x V weight vectors; channels >= limit and positions >= valid are not stored (a
+// last, partial block repeats its last position in the missing slots).
+template <std::size_t V>
+inline void gather_block(const float* x, const gather_index* base, std::size_t valid,
+                         const gather_index* off, std::size_t depth, const float* w,
+                         std::size_t ldw, const fbatch* init, float* out, std::size_t ldo,
+                         std::size_t limit) noexcept {
+  constexpr std::size_t P = gather_block_positions;
+  std::array<fbatch, V * P> acc;
+  for (std::size_t p = 0; p < P; ++p)
+    for (std::size_t v = 0; v < V; ++v) acc[p * V + v] = init[v];
+  std::array<const float*, P> xp;
+  for (std::size_t p = 0; p < P; ++p) xp[p] = x + base[std::min(p, valid - 1)];
+  for (std::size_t k = 0; k < depth; ++k) {
+    std::array<fbatch, V> wv;
+    for (std::size_t v = 0; v < V; ++v) {
+      wv[v] = fbatch::load_unaligned(w + k * ldw + v * lanes);
+      if (v < 2) keep_in_register(wv[v]);  // a third stays a memory operand: 16 registers
+    }
+    const gather_index o = off[k];
+    for (std::size_t p = 0; p < P; ++p) {
+      const fbatch xb(xp[p][o]);
+      for (std::size_t v = 0; v < V; ++v) acc[p * V + v] = mul_add(xb, wv[v], acc[p * V + v]);
+    }
+  }
+  for (std::size_t v = 0; v < V && v * lanes < limit; ++v) {
+    const std::size_t n = std::min(lanes, limit - v * lanes);
+    float* ov = out + v * lanes * ldo;
+    if (valid == P) {
+      store_transposed_4<fbatch>({acc[v], acc[V + v], acc[2 * V + v], acc[3 * V + v]}, ov, ldo, n);
+    } else {
+      alignas(64) std::array<float, P * lanes> buf;
+      for (std::size_t p = 0; p < P; ++p) acc[p * V + v].store_aligned(buf.data() + p * lanes);
+      for (std::size_t l = 0; l < n; ++l)
+        for (std::size_t p = 0; p < valid; ++p) ov[l * ldo + p] = buf[p * lanes + l];
+    }
+  }
+}
+
+// bias: the V * lanes channels' starting values (0 when null; read up to `limit` channels).
+template <std::size_t V>
+inline void gather_columns(const float* x, const gather_index* base, std::size_t positions,
+                           const gather_index* off, std::size_t depth, const float* w,
+                           std::size_t ldw, const float* bias, float* out, std::size_t ldo,
+                           std::size_t limit) noexcept {
+  constexpr std::size_t P = gather_block_positions;
+  alignas(64) std::array<float, V * lanes> b{};
+  if (bias) std::copy_n(bias, std::min(V * lanes, limit), b.begin());
+  std::array<fbatch, V> init;
+  for (std::size_t v = 0; v < V; ++v) init[v] = fbatch::load_aligned(b.data() + v * lanes);
+  for (std::size_t p = 0; p < positions; p += P)
+    gather_block<V>(x, base + p, std::min(P, positions - p), off, depth, w, ldw, init.data(),
+                    out + p, ldo, limit);
+}
+
+inline void gather_product(const float* x, const gather_index* base, std::size_t positions,
+                           const gather_index* off, std::size_t depth, const float* w,
+                           std::size_t ldw, const float* bias, std::size_t channels, float* out,
+                           std::size_t ldo) noexcept {
+  const std::size_t vectors = (channels + lanes - 1) / lanes;  // the last one may be partial
+  for (std::size_t v = 0; v < vectors;) {
+    // Blocks of 2 vectors, one of 3 first when the count is odd (3 fits the registers only
+    // with 4 positions, and beats a 2 + 1 split).
+    const std::size_t left = vectors - v;
+    const std::size_t take = left == 1 ? 1 : left % 2 == 1 ? 3 : 2;
+    const float* wv = w + v * lanes;
+    const float* bv = bias ? bias + v * lanes : nullptr;
+    float* ov = out + v * lanes * ldo;
+    const std::size_t limit = channels - v * lanes;
+    if (take == 3)
+      gather_columns<3>(x, base, positions, off, depth, wv, ldw, bv, ov, ldo, limit);
+    else if (take == 2)
+      gather_columns<2>(x, base, positions, off, depth, wv, ldw, bv, ov, ldo, limit);
+    else
+      gather_columns<1>(x, base, positions, off, depth, wv, ldw, bv, ov, ldo, limit);
+    v += take;
+  }
+}
+
+// Tap sum: 4 vectors of outputs stay in registers across the taps; the tail runs through the twin.
+inline void tap_sum(const float* const* src, const float* w, std::size_t taps, float bias,
+                    std::size_t n, float* out) noexcept {
+  constexpr std::size_t B = 4 * lanes;
+  std::size_t q = 0;
+  for (; q + B <= n; q += B) {
+    std::array<fbatch, 4> acc;
+    acc.fill(fbatch(bias));
+    for (std::size_t t = 0; t < taps; ++t) {
+      const fbatch wv(w[t]);
+      const float* s = src[t] + q;
+      for (std::size_t v = 0; v < 4; ++v)
+        acc[v] = mul_add(wv, fbatch::load_unaligned(s + v * lanes), acc[v]);
+    }
+    for (std::size_t v = 0; v < 4; ++v) acc[v].store_unaligned(out + q + v * lanes);
+  }
+  for (; q + lanes <= n; q += lanes) {
+    fbatch acc(bias);
+    for (std::size_t t = 0; t < taps; ++t)
+      acc = mul_add(fbatch(w[t]), fbatch::load_unaligned(src[t] + q), acc);
+    acc.store_unaligned(out + q);
+  }
+  if (q < n) {
+    std::array<const float*, 64> shifted;  // taps beyond 64 take the twin's loop from the start
+    if (taps <= shifted.size()) {
+      for (std::size_t t = 0; t < taps; ++t) shifted[t] = src[t] + q;
+      tap_sum_ref(shifted.data(), w, taps, bias, n - q, out + q);
+    } else {
+      tap_sum_ref(src, w, taps, bias, n, out);
+    }
+  }
+}
+
+}  // namespace adaquant::detail::simd

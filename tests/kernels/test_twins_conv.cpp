@@ -1,0 +1,115 @@
+// The direct-convolution kernels equal their scalar twins bit for bit. gather_product: channel
+// counts across every register-block split (1 to 7 vectors, with partial last vectors), position
+// counts across every remainder of the 4-position blocks, with and without bias, and sentinels
+// around every output row (a partial block must not write past its positions or channels).
+// tap_sum: every length up to 5 blocks of 4 vectors plus tails, 1 to 9 taps and more taps than
+// the tail's pointer buffer holds. Also: outputs depend only on their own inputs (a position
+// computed among 4 equals itself computed alone).
+#include "twin_util.hpp"
+
+#include <adaquant/kernels/conv.hpp>
+
+#include <catch2/catch.hpp>
+
+#include <numeric>
+#include <vector>
+
+namespace ad = adaquant::detail;
+
+namespace {
+
+struct gather_case {
+  std::vector<float> x, w, bias;
+  std::vector<ad::gather_index> base, off;
+  std::size_t depth, channels, ldw, positions;
+};
+
+// A 3x3-like gather over `depth` taps: positions read at scattered bases and offsets.
+gather_case make_gather(std::size_t positions, std::size_t depth, std::size_t channels,
+                        std::uint32_t seed) {
+  gather_case g;
+  g.positions = positions;
+  g.depth = depth;
+  g.channels = channels;
+  g.ldw = (channels + lanes - 1) / lanes * lanes + (seed % 2 ? lanes : 0);  // padded, sometimes more
+  g.x = finite_test_data(positions * 3 + depth * 5 + 16, 0.25f, seed);
+  g.w = finite_test_data(depth * g.ldw, 0.1f, seed + 1);
+  g.bias = finite_test_data(channels, 1.0f, seed + 2);
+  for (std::size_t p = 0; p < positions; ++p) g.base.push_back(static_cast<ad::gather_index>((p * 7) % (positions * 3 + 1)));
+  for (std::size_t k = 0; k < depth; ++k) g.off.push_back(static_cast<ad::gather_index>((k * 5 + k % 3) % (depth * 5 + 16)));
+  return g;
+}
+
+// Runs the kernel into a [channels + 1][ld] buffer of sentinels, ld = positions + 2.
+template <bool Simd>
+std::vector<float> run_gather(const gather_case& g, bool with_bias) {
+  const std::size_t ld = g.positions + 2;
+  std::vector<float> out((g.channels + 1) * ld, sentinel);
+  ad::gather_product_run<Simd>(g.x.data(), g.base.data(), g.positions, g.off.data(), g.depth,
+                               g.w.data(), g.ldw, with_bias ? g.bias.data() : nullptr,
+                               g.channels, out.data(), ld);
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("gather_product: SIMD == scalar twin for every channel split and position tail") {
+  for (std::size_t channels = 1; channels <= 7 * lanes + 1; channels += (channels < 2 * lanes + 2 ? 1 : lanes - 1))
+    for (std::size_t positions = 1; positions <= 9; ++positions)
+      for (const std::size_t depth : {std::size_t{1}, std::size_t{9}, std::size_t{20}})
+        for (const bool with_bias : {false, true}) {
+          const auto seed = static_cast<std::uint32_t>(channels * 131 + positions * 7 + depth);
+          const gather_case g = make_gather(positions, depth, channels, seed);
+          const auto a = run_gather<true>(g, with_bias);
+          const auto b = run_gather<false>(g, with_bias);
+          INFO("channels=" << channels << " positions=" << positions << " depth=" << depth
+                           << " bias=" << with_bias);
+          const std::size_t ld = positions + 2;
+          for (std::size_t c = 0; c <= channels; ++c)
+            for (std::size_t p = 0; p < ld; ++p) {
+              const float v = a[c * ld + p];
+              REQUIRE(same_bits(v, b[c * ld + p]));
+              if (c == channels || p >= positions) REQUIRE(v == sentinel);  // untouched
+            }
+        }
+}
+
+TEST_CASE("gather_product: the sum in tap order from the bias, each output alone") {
+  const gather_case g = make_gather(6, 11, 2 * lanes + 3, 5);
+  const auto all = run_gather<true>(g, true);
+  const std::size_t ld = g.positions + 2;
+  for (std::size_t p = 0; p < g.positions; ++p)
+    for (std::size_t c = 0; c < g.channels; ++c) {
+      float acc = g.bias[c];
+      for (std::size_t k = 0; k < g.depth; ++k)
+        acc = ad::mul_add(g.x[g.base[p] + g.off[k]], g.w[k * g.ldw + c], acc);
+      REQUIRE(same_bits(all[c * ld + p], acc));
+    }
+  // One position alone (a partial block) gives the bits it had inside a full block.
+  std::vector<float> one(g.channels, sentinel);
+  ad::gather_product_run<true>(g.x.data(), g.base.data() + 2, 1, g.off.data(), g.depth,
+                               g.w.data(), g.ldw, g.bias.data(), g.channels, one.data(), 1);
+  for (std::size_t c = 0; c < g.channels; ++c) REQUIRE(same_bits(one[c], all[c * ld + 2]));
+}
+
+TEST_CASE("tap_sum: SIMD == scalar twin for all lengths and tap counts") {
+  for (const std::size_t taps : {std::size_t{1}, std::size_t{2}, std::size_t{9}, std::size_t{70}})
+    for (std::size_t n = 0; n <= 20 * lanes + 3; ++n) {
+      const auto seed = static_cast<std::uint32_t>(n * 3 + taps);
+      const std::vector<float> src = finite_test_data(n + taps * 3 + 1, 0.5f, seed);
+      const std::vector<float> w = finite_test_data(taps, 0.2f, seed + 9);
+      std::vector<const float*> ptr;
+      for (std::size_t t = 0; t < taps; ++t) ptr.push_back(src.data() + (t * 3) % (taps * 3 + 1));
+      std::vector<float> a(n + 1, sentinel), b(n + 1, sentinel);
+      ad::tap_sum_run<true>(ptr.data(), w.data(), taps, 0.75f, n, a.data());
+      ad::tap_sum_run<false>(ptr.data(), w.data(), taps, 0.75f, n, b.data());
+      INFO("n=" << n << " taps=" << taps);
+      for (std::size_t q = 0; q < n; ++q) REQUIRE(same_bits(a[q], b[q]));
+      REQUIRE(a[n] == sentinel);
+      if (n > 0) {
+        float acc = 0.75f;
+        for (std::size_t t = 0; t < taps; ++t) acc = ad::mul_add(w[t], ptr[t][n - 1], acc);
+        REQUIRE(same_bits(a[n - 1], acc));
+      }
+    }
+}
