@@ -69,7 +69,7 @@ value cnn_input(const ax::exported_layer& first) {
 
 }  // namespace
 
-TEST_CASE("W8A8: BN removed, Q/DQ before each layer, int8 weights, uint8/int8 inputs, opset 13") {
+TEST_CASE("W8A8: BN removed, Q/DQ before each layer, uint8 weights, uint8/int8 inputs, opset 13") {
   const auto ls = cnn_layers({});
   const auto m = exported(make_cnn(), ls);
   CHECK(op_types(m) == std::vector<std::string>{
@@ -85,8 +85,11 @@ TEST_CASE("W8A8: BN removed, Q/DQ before each layer, int8 weights, uint8/int8 in
   CHECK(c1.input(1) == "conv1.weight_dequantized");
   CHECK(initializer(m, "conv1.weight") == nullptr);
   CHECK(initializer(m, "bn1.running_mean") == nullptr);
-  CHECK(initializer(m, "conv1.weight_quantized")->data_type() == 3);
-  CHECK(initializer(m, "conv1.weight_zero_point")->data_type() == 3);
+  // Signed 8-bit weights stored as uint8 + 128 (export_options::signed_8bit_weights = false).
+  CHECK(initializer(m, "conv1.weight_quantized")->data_type() == 2);
+  CHECK(initializer(m, "conv1.weight_zero_point")->data_type() == 2);
+  const value z = decode(*initializer(m, "conv1.weight_zero_point"));
+  for (std::size_t c = 0; c < 16; ++c) CHECK(z.i.at(c) == ls[0].weight_params.zero_point.at(c) + 128);
   CHECK(initializer(m, "conv1.weight_scale")->dims(0) == 16);
   CHECK(initializer(m, "x_zero_point")->data_type() == 2);          // uint8 at 8 bits
   CHECK(initializer(m, "flat_zero_point")->data_type() == 3);       // signed grid: int8
@@ -95,6 +98,25 @@ TEST_CASE("W8A8: BN removed, Q/DQ before each layer, int8 weights, uint8/int8 in
   // conv2.bias was read only by conv2: rewritten in place.
   CHECK(node(m, "conv2").input(2) == "conv2.bias");
   CHECK(initializer(m, "conv2.bias")->raw_data().size() == 32 * 4);
+}
+
+TEST_CASE("signed_8bit_weights: int8 weights with the grid's own integers and zero points") {
+  const auto ls = cnn_layers({});
+  ax::export_options opt;
+  opt.signed_8bit_weights = true;
+  const auto m = exported(make_cnn(), ls, opt);
+  CHECK(initializer(m, "conv1.weight_quantized")->data_type() == 3);
+  CHECK(initializer(m, "conv1.weight_zero_point")->data_type() == 3);
+  const value z = decode(*initializer(m, "conv1.weight_zero_point"));
+  for (std::size_t c = 0; c < 16; ++c) CHECK(z.i.at(c) == ls[0].weight_params.zero_point.at(c));
+  // Both storages dequantize to the layer's weights bit for bit.
+  const auto u = exported(make_cnn(), ls);
+  for (const auto* model : {&m, &u}) {
+    evaluator ev(*model);
+    const auto out = ev.run({{"x", cnn_input(ls[0])}}, {"conv1.weight_dequantized", "conv2.weight_dequantized"});
+    CHECK(same_bits(out.at("conv1.weight_dequantized").f, ls[0].weight));
+    CHECK(same_bits(out.at("conv2.weight_dequantized").f, ls[1].weight));
+  }
 }
 
 TEST_CASE("W4A4: int4 packed two per byte (low nibble first), uint4 inputs, opset 21, IR 10") {
@@ -131,7 +153,7 @@ TEST_CASE("Grids no type expresses (3, 5, 6, 7 bits, signed 2 bits) get a Clip a
                            "QuantizeLinear", "DequantizeLinear", "Clip", "DequantizeLinear", "Conv", "Flatten",
                            "QuantizeLinear", "DequantizeLinear", "Clip", "DequantizeLinear", "Gemm"});
   CHECK(initializer(m, "conv1.weight_quantized")->data_type() == 22);  // 3 bits in int4
-  CHECK(initializer(m, "conv2.weight_quantized")->data_type() == 3);   // 5 bits in int8
+  CHECK(initializer(m, "conv2.weight_quantized")->data_type() == 2);   // 5 bits in uint8 + 128
   CHECK(initializer(m, "relu1_out_zero_point")->data_type() == 2);     // 6 bits in uint8
   CHECK(initializer(m, "flat_zero_point")->data_type() == 22);         // [-2, 1] in int4
   const auto& a = ls[0].input->params;  // [0, 7]
@@ -144,7 +166,9 @@ TEST_CASE("The exported graph computes exactly adaquant's round_onnx simulation"
                               bits_choice{8, 4, 6, 7, 5, 8}}) {
     const auto ls = cnn_layers(b);
     for (const bool allow4 : {true, false}) {
-      const auto m = exported(make_cnn(), ls, {allow4});
+      ax::export_options opt;
+      opt.allow_4bit_types = allow4;
+      const auto m = exported(make_cnn(), ls, opt);
       if (!allow4) CHECK(opset(m) == 13);
       const value x = cnn_input(ls[0]);
       evaluator ev(m);

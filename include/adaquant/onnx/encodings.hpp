@@ -121,7 +121,7 @@ inline std::string encoding_json(const char* kind, int bits, const storage_type&
                   (l.folded_batch_norm.empty() ? "null" : json_string(l.folded_batch_norm)) + "}";
     const channel_params& w = l.weight_params;
     add(n, l.weight_initializer,
-        encoding_json("weight", l.weight_bits, p.weight_type, w.qmin, w.qmax,
+        encoding_json("weight", l.weight_bits, p.weight_grid, w.qmin, w.qmax,
                       std::to_string(p.weight_axis), w.scale, w.zero_point));
   }
   std::string tensor_rows;

@@ -79,6 +79,14 @@ struct export_options {
   // false: 8-bit storage for every grid, so the model stays at opset 13 for runtimes without
   // INT4/UINT4 (a 2-4-bit grid then costs a byte per weight and needs a Clip on activations).
   bool allow_4bit_types = true;
+  // false: signed weight grids stored in 8 bits (5-8-bit weights) are written as UINT8, integers
+  // and zero points shifted by 128, which dequantize to the same values. ONNX Runtime fuses
+  // DequantizeLinear + Conv into integer convolutions; with INT8 weights (U8S8) its x86 kernels
+  // without VNNI add pairs of products in saturating 16-bit arithmetic, and the exported model
+  // then disagrees with the simulation (measured: naive W8A8 ResNet-style 93.16% simulated, 91.93%
+  // in ONNX Runtime 1.30 with all optimizations; 93.17% with UINT8 weights). true: INT8, which
+  // ONNX Runtime runs faster on such machines and exactly with VNNI or on ARM.
+  bool signed_8bit_weights = false;
 };
 
 }  // namespace adaquant::onnx

@@ -72,8 +72,10 @@ struct planned_layer {
   std::string op;
   std::vector<std::int64_t> weight_dims;  // of the initializer
   std::int64_t weight_axis = 0;           // output-channel axis of the initializer
-  storage_type weight_type;
-  std::vector<std::int32_t> weight_q;  // in the initializer's layout
+  storage_type weight_grid;  // the type adaquant's weight grid fits (what the encodings report)
+  storage_type weight_type;  // the initializer's type: weight_grid, or UINT8 for a signed 8-bit one
+  std::int32_t weight_offset = 0;      // added to the integers and zero points (128 or 0)
+  std::vector<std::int32_t> weight_q;  // in the initializer's layout, offset included
   std::optional<storage_type> input_type;
   bool input_clip = false;  // the input grid is narrower than its type's range
   int batch_norm = -1;      // node index of the folded batch norm
@@ -225,9 +227,16 @@ class layer_planner {
       fail(errc::shape_mismatch, wwhere,
            "has " + std::to_string(channels) + " output channels " + dims_string(w) +
                ", weight_params has " + std::to_string(l.weight_params.channels()));
-    p.weight_type = choose_storage(l.weight_bits, l.weight_params.qmin, l.weight_params.qmax,
+    p.weight_grid = choose_storage(l.weight_bits, l.weight_params.qmin, l.weight_params.qmax,
                                    opt_.allow_4bit_types, wwhere);
+    p.weight_type = p.weight_grid;
+    if (!opt_.signed_8bit_weights && p.weight_type.bits == 8 && p.weight_type.is_signed) {
+      p.weight_type.is_signed = false;  // [-128, 127] + 128 = [0, 255]: the same values
+      p.weight_type.onnx_type = onnx_uint8;
+      p.weight_offset = 128;
+    }
     std::vector<std::int32_t> q = weight_integers(l, channels, wwhere);
+    for (std::int32_t& v : q) v += p.weight_offset;
     if (transposed) {  // ours [N, K] -> the initializer's [K, N]
       const std::size_t k = count / channels;
       p.weight_q.resize(count);

@@ -98,8 +98,9 @@ class qdq_rewriter {
     const std::int64_t channels[1] = {static_cast<std::int64_t>(l.weight_params.channels())};
     *g_.add_initializer() = make_integer_tensor(q, p.weight_type.onnx_type, p.weight_dims, p.weight_q);
     *g_.add_initializer() = make_float_tensor(scale, channels, l.weight_params.scale);
-    *g_.add_initializer() =
-        make_integer_tensor(zp, p.weight_type.onnx_type, channels, l.weight_params.zero_point);
+    std::vector<std::int32_t> z = l.weight_params.zero_point;
+    for (std::int32_t& v : z) v += p.weight_offset;
+    *g_.add_initializer() = make_integer_tensor(zp, p.weight_type.onnx_type, channels, z);
     ::onnx::NodeProto dq = make_node("DequantizeLinear", names_.make(w + "_DequantizeLinear"), {q, scale, zp}, {out});
     set_int_attribute(dq, "axis", p.weight_axis);
     before.push_back(std::move(dq));
