@@ -1,5 +1,8 @@
 // fashion_mnist_ptq: quantize a reference model with the naive, light or advanced pipeline and
-// measure top-1 accuracy on the full 10k Fashion-MNIST test set.
+// measure top-1 accuracy on the full 10k Fashion-MNIST test set. The model is
+// <models>/<name>.onnx (resnet_fm or mobilenetv2_fm) loaded through the adaquant::onnx importer;
+// images are normalised as its sidecar <models>/<name>.json says (what the ONNX input expects).
+// Simulated rounding is PyTorch's (adaquant_ptq defaults to ONNX's).
 //
 //   fashion_mnist_ptq --model resnet|mobilenetv2 --pipeline naive|light|advanced
 //                     [--wbits 4] [--abits 4] [--max-size-ratio R] [--calib 1000] [--seed 0]
@@ -8,6 +11,8 @@
 //                     [--bit-options 2,3,4,8]   (weight bits bit allocation chooses from)
 //                     [--threads N]   (0 = every core; results do not depend on it)
 //                     [--bn-target running|fp]   (BN tuning's reference statistics)
+//                     [--models DIR] [--data DIR]   (default: the repository's models/, Debian's
+//                                                    Fashion-MNIST)
 //   fashion_mnist_ptq --plan FILE --json-dir DIR [common arguments]
 //                     runs every line "name arguments..." of FILE (blank lines and # comments
 //                     skipped) with the common arguments first; the data are loaded and each
@@ -20,24 +25,30 @@
 // advanced = AdaQuant, first/last layer 8-bit, [bit allocation], BN tuning, bias tuning
 // Bad arguments (unknown model or pipeline, calibration size 0 or above 60000, bits outside
 // [2, 16], an infeasible size ratio) print an error and exit 2 without writing anything.
-#include "ptq_network.hpp"
-
+#include <adaquant/core/parallel.hpp>
+#include <adaquant/onnx/network.hpp>
 #include <adaquant_runtime/cli.hpp>
-#include <adaquant_runtime/models.hpp>
+#include <adaquant_runtime/evaluate.hpp>
+#include <adaquant_runtime/idx.hpp>
+#include <adaquant_runtime/sidecar.hpp>
 
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
+#include <functional>
 #include <map>
 #include <optional>
+#include <span>
 #include <sstream>
 #include <string>
 #include <vector>
 
 namespace aq = adaquant;
+namespace ax = adaquant::onnx;
 namespace ex = adaquant::examples;
 
 namespace {
@@ -122,15 +133,49 @@ args parse(const std::vector<std::string>& argv) {
   return a;
 }
 
-// What runs share: the data, and each model with its FP32 accuracy (measured once).
+// Normalised images [n, 1, 28, 28] as the ONNX model's input.
+ax::tensor onnx_input(ex::tensor x) {
+  ax::shape_t shape;
+  for (const std::size_t d : x.shape()) shape.push_back(static_cast<std::int64_t>(d));
+  return ax::tensor(std::move(shape), std::move(x.values()));
+}
+
+// What runs share: the data, and per model its ONNX file, normalisation, test images and FP32
+// accuracy (measured once).
 struct session {
   std::optional<ex::image_dataset> train, test;
   struct model_entry {
-    ex::reference_model model;
-    ex::eval_result fp32;
+    ax::model model;
+    ex::normalisation norm;
+    ax::tensor test_images;  // the first --test-limit (0: all), normalised
+    std::vector<std::int64_t> labels;
+    std::optional<ax::eval_result> fp32;
   };
   std::map<std::string, model_entry> models;  // by "models dir/name/test limit"
 };
+
+// Top-1 on the model's test images, in slices so that progress shows; a slice is a whole number
+// of evaluation chunks, so the chunks (and the result) are those of one call over all images.
+ax::eval_result evaluate(const ax::onnx_network& net, const session::model_entry& m, bool quantized,
+                         const args& a, const char* label) {
+  ax::eval_options o;
+  o.threads = a.threads;
+  o.quantized = quantized;
+  std::function<void(std::size_t, std::size_t)> progress;
+  if (!a.quiet) progress = ex::stderr_progress(label);
+  const std::size_t n = m.labels.size();
+  const std::size_t slice = o.batch * std::max<std::size_t>(10, aq::resolve_threads(a.threads));
+  ax::eval_result r;
+  r.samples = n;
+  for (std::size_t b = 0; b < n; b += slice) {
+    const std::size_t e = std::min(n, b + slice);
+    r.correct +=
+        net.evaluate({m.test_images.items(b, e)}, std::span(m.labels).subspan(b, e - b), o).correct;
+    if (progress) progress(e, n);
+  }
+  r.accuracy = static_cast<double>(r.correct) / static_cast<double>(n);
+  return r;
+}
 
 int run(const args& a, session& s) {
   const auto t0 = std::chrono::steady_clock::now();
@@ -144,29 +189,35 @@ int run(const args& a, session& s) {
     cli.fail("--calib must be at most " + std::to_string(train.count) + ", got " +
              std::to_string(a.calib));
 
-  ex::eval_options eo;
-  eo.limit = a.test_limit;
-  eo.threads = a.threads;
   const std::string key = a.models_dir + "/" + name + "/" + std::to_string(a.test_limit);
   auto it = s.models.find(key);
   if (it == s.models.end()) {
-    session::model_entry e{ex::load_reference_model(a.models_dir, name), {}};
-    if (!a.quiet) eo.progress = ex::stderr_progress("fp32 eval");
-    e.fp32 = ex::evaluate(e.model.net, test, e.model.norm, eo);
+    const std::filesystem::path dir(a.models_dir);
+    const ex::normalisation norm = ex::load_reference_sidecar(dir, name).norm;
+    const std::size_t n = a.test_limit == 0 ? test.count : std::min(a.test_limit, test.count);
+    session::model_entry e{
+        ax::load_model(dir / (name + ".onnx")),
+        norm,
+        onnx_input(ex::make_batch(test, 0, n, norm)),
+        {test.labels.begin(), test.labels.begin() + static_cast<std::ptrdiff_t>(n)},
+        {}};
     it = s.models.emplace(key, std::move(e)).first;
   }
-  const ex::reference_model& model = it->second.model;
-  const ex::eval_result& fp = it->second.fp32;
+  session::model_entry& m = it->second;
 
-  ex::ptq_network net(model.net, ex::calibration_images(train, model.norm, a.calib, p.seed),
-                      /*loss_samples=*/256, a.threads);
+  ax::network_options no;
+  no.loss_samples = 256;  // bit allocation's loss: the first 256 calibration images
+  no.threads = a.threads;
+  ax::onnx_network net(m.model,
+                       {onnx_input(ex::calibration_images(train, m.norm, a.calib, p.seed))}, no);
+  if (!m.fp32) m.fp32 = evaluate(net, m, false, a, "fp32 eval");
+  const ax::eval_result& fp = *m.fp32;
 
   const aq::execution_context ctx{a.threads, 100, ex::pipeline_progress_bar(a.quiet)};
   const aq::pipeline_report rep = ex::run_pipeline(net, p, ctx);
   const bool first_last_8bit = ex::quantization_of(p).first_last_8bit;
 
-  if (!a.quiet) eo.progress = ex::stderr_progress("quant eval");
-  const ex::eval_result qr = ex::evaluate(net.quantized(), test, model.norm, eo);
+  const ax::eval_result qr = evaluate(net, m, true, a, "quant eval");
   const double seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   std::printf(
@@ -174,7 +225,7 @@ int run(const args& a, session& s) {
       "weights %.1f%% of fp32, %.1f s\n",
       a.model.c_str(), p.pipeline.c_str(), p.wbits, p.abits,
       first_last_8bit ? " (first/last 8-bit)" : "", 100 * fp.accuracy, 100 * qr.accuracy,
-      100 * (qr.accuracy - fp.accuracy), qr.images, 100 * rep.size_ratio(), seconds);
+      100 * (qr.accuracy - fp.accuracy), qr.samples, 100 * rep.size_ratio(), seconds);
   nlohmann::json steps = nlohmann::json::array();
   for (const auto& step : rep.steps) {
     std::printf("  %-16s %8.2f s  %s\n", step.name.c_str(), step.seconds, step.summary.c_str());
@@ -192,7 +243,7 @@ int run(const args& a, session& s) {
         {"first_last_8bit", first_last_8bit},
         {"fp32_top1", fp.accuracy},
         {"quant_top1", qr.accuracy},
-        {"test_images", qr.images},
+        {"test_images", qr.samples},
         {"calib", a.calib},
         {"seed", p.seed},
         {"size_ratio", rep.size_ratio()},
