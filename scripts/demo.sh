@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # The main job: quantize the two reference models (ResNet- and MobileNetV2-style, trained on
-# Fashion-MNIST) with the naive, light and advanced pipelines; accuracy on the full 10k test set.
+# Fashion-MNIST, loaded from models/*.onnx through the ONNX importer) with the naive, light and
+# advanced pipelines; accuracy on the full 10k test set.
 # Prints one markdown table and writes every run's JSON to out/demo/. DEMO_CALIB=N changes the
 # calibration size (default 1000).
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 source "$here/scripts/deps.sh"
 adaquant_install_deps
-cmake -S "$here" -B "$here/build" -DCMAKE_BUILD_TYPE=Release >/dev/null
+cmake -S "$here" -B "$here/build" -DCMAKE_BUILD_TYPE=Release -DADAQUANT_WITH_ONNX=ON >/dev/null
 cmake --build "$here/build" -j "$(nproc)" --target fashion_mnist_ptq
 ptq="$here/build/examples/fashion_mnist_ptq/fashion_mnist_ptq"
 out="$here/out/demo"

@@ -9,14 +9,10 @@
 #include <adaquant/onnx/encodings.hpp>
 #include <adaquant/onnx/export.hpp>
 #include <adaquant/onnx/network.hpp>
-#include <adaquant/pipeline/advanced.hpp>
-#include <adaquant/pipeline/light.hpp>
-#include <adaquant_runtime/evaluate.hpp>
+#include <adaquant_runtime/cli.hpp>
 #include <adaquant_runtime/npy.hpp>
 
 #include <nlohmann/json.hpp>
-
-#include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
@@ -96,75 +92,23 @@ execution
   --help                 this text
 )";
 
-[[noreturn]] void bad(const std::string& msg) {
-  throw aq::error(aq::errc::invalid_argument, "adaquant_ptq: " + msg);
-}
+const ex::cli cli{"adaquant_ptq"};
 
 struct args {
   std::string model, calib, test_data, test_labels, output, encodings, json, logits;
   std::vector<std::int64_t> input_shape;
-  std::size_t calib_count = 0, test_count = 0, loss_samples = 256, iterations = 1000, threads = 0;
-  std::string pipeline = "advanced", order = "sequential", bn_target = "running",
-              rounding = "onnx", weight_range, act_range;
-  double percentile = 99.99;
-  int wbits = 4, abits = 4;
-  std::optional<double> max_size_ratio;
-  std::vector<int> bit_options{2, 3, 4, 8};
-  std::uint64_t seed = 0;
-  bool all_layers = false, bn_tuning = true, bias = true, four_bit_types = true, quiet = false;
+  std::size_t calib_count = 0, test_count = 0, loss_samples = 256, threads = 0;
+  ex::pipeline_settings settings{.pipeline = "advanced", .rounding = "onnx"};
+  bool four_bit_types = true, quiet = false;
 };
-
-long long to_int(const std::string& flag, const std::string& v) {
-  std::size_t used = 0;
-  long long x = 0;
-  try {
-    x = std::stoll(v, &used);
-  } catch (const std::exception&) {
-    used = 0;
-  }
-  if (v.empty() || used != v.size()) bad(flag + ": not an integer: '" + v + "'");
-  return x;
-}
-std::size_t to_count(const std::string& flag, const std::string& v) {
-  const long long x = to_int(flag, v);
-  if (x < 0) bad(flag + ": must be >= 0, got " + v);
-  return static_cast<std::size_t>(x);
-}
-double to_double(const std::string& flag, const std::string& v) {
-  std::size_t used = 0;
-  double x = 0;
-  try {
-    x = std::stod(v, &used);
-  } catch (const std::exception&) {
-    used = 0;
-  }
-  if (v.empty() || used != v.size()) bad(flag + ": not a number: '" + v + "'");
-  return x;
-}
-std::vector<long long> to_list(const std::string& flag, const std::string& v) {
-  std::vector<long long> out;
-  for (std::size_t p = 0; p <= v.size();) {
-    const std::size_t q = std::min(v.find(',', p), v.size());
-    out.push_back(to_int(flag, v.substr(p, q - p)));
-    p = q + 1;
-  }
-  return out;
-}
-void one_of(const std::string& flag, const std::string& v, std::initializer_list<const char*> ok) {
-  std::string all;
-  for (const char* o : ok) {
-    if (v == o) return;
-    all += (all.empty() ? "" : ", ") + std::string(o);
-  }
-  bad(flag + ": must be one of " + all + ", got '" + v + "'");
-}
 
 args parse(int argc, char** argv) {
   args a;
+  ex::pipeline_settings& s = a.settings;
   for (int i = 1; i < argc; ++i) {
     const std::string f = argv[i];
     const auto value = [&]() -> std::string {
-      if (i + 1 >= argc) bad(f + " needs a value");
+      if (i + 1 >= argc) cli.fail(f + " needs a value");
       return argv[++i];
     };
     if (f == "--help" || f == "-h") {
@@ -172,84 +116,68 @@ args parse(int argc, char** argv) {
       std::exit(0);
     } else if (f == "--model") a.model = value();
     else if (f == "--calib") a.calib = value();
-    else if (f == "--calib-count") a.calib_count = to_count(f, value());
+    else if (f == "--calib-count") a.calib_count = cli.to_count(f, value());
     else if (f == "--input-shape") {
-      for (long long d : to_list(f, value())) {
-        if (d <= 0) bad("--input-shape: extents must be > 0");
+      for (long long d : cli.to_list(f, value())) {
+        if (d <= 0) cli.fail("--input-shape: extents must be > 0");
         a.input_shape.push_back(d);
       }
     } else if (f == "--test-data") a.test_data = value();
     else if (f == "--test-labels") a.test_labels = value();
-    else if (f == "--test-count") a.test_count = to_count(f, value());
-    else if (f == "--pipeline") a.pipeline = value();
-    else if (f == "--wbits") a.wbits = static_cast<int>(to_int(f, value()));
-    else if (f == "--abits") a.abits = static_cast<int>(to_int(f, value()));
-    else if (f == "--all-layers") a.all_layers = true;
-    else if (f == "--weight-range") a.weight_range = value();
-    else if (f == "--act-range") a.act_range = value();
-    else if (f == "--percentile") a.percentile = to_double(f, value());
-    else if (f == "--rounding") a.rounding = value();
-    else if (f == "--max-size-ratio") a.max_size_ratio = to_double(f, value());
+    else if (f == "--test-count") a.test_count = cli.to_count(f, value());
+    else if (f == "--pipeline") s.pipeline = value();
+    else if (f == "--wbits") s.wbits = static_cast<int>(cli.to_int(f, value()));
+    else if (f == "--abits") s.abits = static_cast<int>(cli.to_int(f, value()));
+    else if (f == "--all-layers") s.all_layers = true;
+    else if (f == "--weight-range") s.weight_range = value();
+    else if (f == "--act-range") s.act_range = value();
+    else if (f == "--percentile") s.percentile = cli.to_double(f, value());
+    else if (f == "--rounding") s.rounding = value();
+    else if (f == "--max-size-ratio") s.max_size_ratio = cli.to_double(f, value());
     else if (f == "--bit-options") {
-      a.bit_options.clear();
-      for (long long b : to_list(f, value())) a.bit_options.push_back(static_cast<int>(b));
-    } else if (f == "--loss-samples") a.loss_samples = to_count(f, value());
-    else if (f == "--iterations") a.iterations = to_count(f, value());
-    else if (f == "--order") a.order = value();
-    else if (f == "--seed") a.seed = static_cast<std::uint64_t>(to_count(f, value()));
-    else if (f == "--no-bn-tuning") a.bn_tuning = false;
-    else if (f == "--bn-target") a.bn_target = value();
-    else if (f == "--no-bias") a.bias = false;
+      s.bit_options.clear();
+      for (long long b : cli.to_list(f, value())) s.bit_options.push_back(static_cast<int>(b));
+    } else if (f == "--loss-samples") a.loss_samples = cli.to_count(f, value());
+    else if (f == "--iterations") s.iterations = cli.to_count(f, value());
+    else if (f == "--order") s.order = value();
+    else if (f == "--seed") s.seed = static_cast<std::uint64_t>(cli.to_count(f, value()));
+    else if (f == "--no-bn-tuning") s.bn_tuning = false;
+    else if (f == "--bn-target") s.bn_target = value();
+    else if (f == "--no-bias") s.bias = false;
     else if (f == "--output") a.output = value();
     else if (f == "--encodings") a.encodings = value();
     else if (f == "--json") a.json = value();
     else if (f == "--logits") a.logits = value();
     else if (f == "--no-4bit-types") a.four_bit_types = false;
-    else if (f == "--threads") a.threads = to_count(f, value());
+    else if (f == "--threads") a.threads = cli.to_count(f, value());
     else if (f == "--quiet") a.quiet = true;
-    else bad("unknown argument '" + f + "' (see --help)");
+    else cli.fail("unknown argument '" + f + "' (see --help)");
   }
-  if (a.model.empty()) bad("--model is required (see --help)");
-  if (a.calib.empty()) bad("--calib is required");
-  if (a.output.empty()) bad("--output is required");
+  if (a.model.empty()) cli.fail("--model is required (see --help)");
+  if (a.calib.empty()) cli.fail("--calib is required");
+  if (a.output.empty()) cli.fail("--output is required");
   if (a.test_data.empty() != a.test_labels.empty())
-    bad("--test-data and --test-labels go together");
-  if (!a.logits.empty() && a.test_data.empty()) bad("--logits needs --test-data");
-  one_of("--pipeline", a.pipeline, {"naive", "light", "advanced"});
-  one_of("--order", a.order, {"sequential", "parallel"});
-  one_of("--bn-target", a.bn_target, {"running", "fp"});
-  one_of("--rounding", a.rounding, {"onnx", "pytorch"});
-  const std::string default_range = a.pipeline == "naive" ? "min_max" : "mse";
-  if (a.weight_range.empty()) a.weight_range = default_range;
-  if (a.act_range.empty()) a.act_range = default_range;
-  one_of("--weight-range", a.weight_range, {"min_max", "percentile", "mse"});
-  one_of("--act-range", a.act_range, {"min_max", "percentile", "mse"});
-  for (const auto& [flag, b] : {std::pair{"--wbits", a.wbits}, std::pair{"--abits", a.abits}})
-    if (b < 2 || b > 16) bad(std::string(flag) + ": must be in [2, 16], got " + std::to_string(b));
-  for (int b : a.bit_options)
-    if (b < 2 || b > 16) bad("--bit-options: bits must be in [2, 16], got " + std::to_string(b));
-  if (a.max_size_ratio && !(*a.max_size_ratio > 0.0 && *a.max_size_ratio <= 1.0))
-    bad("--max-size-ratio: must be in (0, 1]");
-  if (!(a.percentile > 0.0 && a.percentile <= 100.0)) bad("--percentile: must be in (0, 100]");
-  if (a.iterations == 0) bad("--iterations: must be > 0");
-  if (a.loss_samples == 0) bad("--loss-samples: must be > 0");
+    cli.fail("--test-data and --test-labels go together");
+  if (!a.logits.empty() && a.test_data.empty()) cli.fail("--logits needs --test-data");
+  cli.one_of("--pipeline", s.pipeline, {"naive", "light", "advanced"});
+  cli.one_of("--order", s.order, {"sequential", "parallel"});
+  cli.one_of("--bn-target", s.bn_target, {"running", "fp"});
+  cli.one_of("--rounding", s.rounding, {"onnx", "pytorch"});
+  // Empty ranges are the pipeline's default (mse; naive: min_max).
+  if (!s.weight_range.empty())
+    cli.one_of("--weight-range", s.weight_range, {"min_max", "percentile", "mse"});
+  if (!s.act_range.empty())
+    cli.one_of("--act-range", s.act_range, {"min_max", "percentile", "mse"});
+  for (const auto& [flag, b] : {std::pair{"--wbits", s.wbits}, std::pair{"--abits", s.abits}})
+    if (b < 2 || b > 16) cli.fail(std::string(flag) + ": must be in [2, 16], got " + std::to_string(b));
+  for (int b : s.bit_options)
+    if (b < 2 || b > 16) cli.fail("--bit-options: bits must be in [2, 16], got " + std::to_string(b));
+  if (s.max_size_ratio && !(*s.max_size_ratio > 0.0 && *s.max_size_ratio <= 1.0))
+    cli.fail("--max-size-ratio: must be in (0, 1]");
+  if (!(s.percentile > 0.0 && s.percentile <= 100.0)) cli.fail("--percentile: must be in (0, 100]");
+  if (s.iterations == 0) cli.fail("--iterations: must be > 0");
+  if (a.loss_samples == 0) cli.fail("--loss-samples: must be > 0");
   return a;
-}
-
-// An output path must be writable before any work starts: its folder exists and takes a file.
-void check_writable(const std::string& flag, const std::string& path) {
-  if (path.empty()) return;
-  const fs::path p(path);
-  const fs::path dir = p.has_parent_path() ? p.parent_path() : fs::path(".");
-  std::error_code ec;
-  if (!fs::is_directory(dir, ec)) bad(flag + ": folder " + dir.string() + " does not exist");
-  if (fs::is_directory(p, ec)) bad(flag + ": " + path + " is a folder");
-  const fs::path probe = dir / (".adaquant_ptq_probe_" + std::to_string(::getpid()));
-  {
-    std::ofstream o(probe);
-    if (!o) bad(flag + ": cannot write in folder " + dir.string());
-  }
-  fs::remove(probe, ec);
 }
 
 // The model's inputs as the importer lists them, with their ONNX element type.
@@ -281,16 +209,16 @@ ax::tensor read_input(const std::string& flag, const std::string& path, const in
   if (fs::is_directory(file, ec)) {
     file /= in.name + ".npy";
     if (!fs::exists(file, ec))
-      bad(flag + ": " + path + " has no " + in.name + ".npy for model input '" + in.name + "'");
+      cli.fail(flag + ": " + path + " has no " + in.name + ".npy for model input '" + in.name + "'");
   } else if (n_inputs != 1) {
-    bad(flag + ": the model has " + std::to_string(n_inputs) +
+    cli.fail(flag + ": the model has " + std::to_string(n_inputs) +
         " inputs: give a folder with one <input name>.npy per input");
   }
   files.push_back({file.string(), ex::sha256_file(file)});
   const bool integer = in.elem_type == 7 || in.elem_type == 6;  // INT64, INT32
   const bool floating = in.elem_type == 1;
   if (!integer && !floating)
-    bad(flag + ": model input '" + in.name + "' has ONNX element type " +
+    cli.fail(flag + ": model input '" + in.name + "' has ONNX element type " +
         std::to_string(in.elem_type) + "; only float32 and int64/int32 inputs are read");
   ax::shape_t shape;
   ax::tensor t;
@@ -336,7 +264,7 @@ std::vector<ax::tensor> read_inputs(const std::string& flag, const std::string& 
   }
   if (limit > 0) {
     if (limit > static_cast<std::size_t>(out[0].shape[0]))
-      bad(std::string(flag == std::string("--calib") ? "--calib-count" : "--test-count") + ": " +
+      cli.fail(std::string(flag == std::string("--calib") ? "--calib-count" : "--test-count") + ": " +
           std::to_string(limit) + " is more than the " +
           std::to_string(out[0].shape[0]) + " samples of " + path);
     for (ax::tensor& t : out) t = t.items(0, limit);
@@ -350,7 +278,7 @@ std::vector<ax::shape_t> sample_shapes(const args& a, const ax::model& m,
                                        const std::vector<input_decl>& decl,
                                        const std::vector<ax::tensor>& calib) {
   if (!a.input_shape.empty() && decl.size() != 1)
-    bad("--input-shape: the model has " + std::to_string(decl.size()) +
+    cli.fail("--input-shape: the model has " + std::to_string(decl.size()) +
         " inputs; it applies to single-input models");
   std::vector<ax::shape_t> out;
   for (std::size_t k = 0; k < decl.size(); ++k) {
@@ -374,30 +302,6 @@ std::vector<ax::shape_t> sample_shapes(const args& a, const ax::model& m,
     out.push_back(want);
   }
   return out;
-}
-
-// The pipeline configuration the arguments describe: every flag has one place here.
-aq::quantizer_spec spec(aq::quantizer_spec s, const std::string& range, const args& a) {
-  s.range = aq::parse_range_method(range);
-  s.settings.percentile = a.percentile;
-  s.rounding = a.rounding == "onnx" ? aq::rounding_mode::onnx : aq::rounding_mode::pytorch;
-  return s;
-}
-aq::quantization_spec quantization(const args& a) {
-  aq::quantization_spec q;
-  q.weights = spec(aq::quantizer_spec::weights(a.wbits), a.weight_range, a);
-  q.activations = spec(aq::quantizer_spec::activations(a.abits), a.act_range, a);
-  q.first_last_8bit = !a.all_layers && a.pipeline != "naive";
-  return q;
-}
-std::optional<aq::bit_allocation_budget> bit_allocation(const args& a) {
-  if (!a.max_size_ratio) return std::nullopt;
-  return aq::bit_allocation_budget{*a.max_size_ratio, a.bit_options};
-}
-std::optional<aq::bn_tuning_options> bn_tuning(const args& a) {
-  if (!a.bn_tuning || a.pipeline == "naive") return std::nullopt;
-  return aq::bn_tuning_options{a.bn_target == "fp" ? aq::bn_reference::full_precision
-                                                   : aq::bn_reference::running_statistics};
 }
 
 // The imported network, recording each layer's final quantized form for the exporter.
@@ -427,14 +331,16 @@ void write_text_atomically(const std::string& path, const std::string& text) {
 
 int run(const args& a) {
   const auto t0 = std::chrono::steady_clock::now();
+  const ex::pipeline_settings& s = a.settings;
+  const aq::quantization_spec quant = ex::quantization_of(s);
   for (const auto& [flag, path] : {std::pair{"--output", a.output},
                                    std::pair{"--encodings", a.encodings},
                                    std::pair{"--json", a.json}, std::pair{"--logits", a.logits}})
-    check_writable(flag, path);
+    cli.check_writable_file(flag, path);
 
   const ax::model m = ax::load_model(a.model);
   const std::vector<input_decl> decl = model_inputs(m);
-  if (decl.empty()) bad(a.model + ": the model has no inputs");
+  if (decl.empty()) cli.fail(a.model + ": the model has no inputs");
   std::vector<data_file> calib_files, test_files;
   std::vector<ax::tensor> calib = read_inputs("--calib", a.calib, decl, calib_files, a.calib_count);
   std::vector<ax::tensor> test;
@@ -475,26 +381,7 @@ int run(const args& a) {
 
   // Validate the whole configuration (bits, budget) before the first expensive step.
   const aq::execution_context ctx{a.threads, 100, ex::pipeline_progress_bar(a.quiet)};
-  aq::pipeline_report rep;
-  if (a.pipeline == "advanced") {
-    aq::advanced_config c;
-    c.quant = quantization(a);
-    c.adaquant->layer.seed = a.seed;
-    c.adaquant->layer.iterations = a.iterations;
-    c.adaquant->order = a.order == "parallel" ? aq::calibration_order::parallel
-                                              : aq::calibration_order::sequential;
-    c.bit_allocation = bit_allocation(a);
-    c.bn_tuning = bn_tuning(a);
-    c.bias_tuning = a.bias;
-    rep = aq::advanced_pipeline(rec, c, ctx);
-  } else {
-    aq::light_config c;
-    c.quant = quantization(a);
-    c.bit_allocation = bit_allocation(a);
-    c.bn_tuning = bn_tuning(a);
-    c.bias_correction = a.bias && a.pipeline != "naive";
-    rep = aq::light_pipeline(rec, c, ctx);
-  }
+  const aq::pipeline_report rep = ex::run_pipeline(rec, s, ctx);
 
   // Export.
   std::vector<ax::exported_layer> exported;
@@ -541,8 +428,8 @@ int run(const args& a) {
   const double seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 
-  std::printf("%s %s W%dA%d%s: weights %.1f%% of fp32", a.model.c_str(), a.pipeline.c_str(),
-              a.wbits, a.abits, quantization(a).first_last_8bit ? " (first/last 8-bit)" : "",
+  std::printf("%s %s W%dA%d%s: weights %.1f%% of fp32", a.model.c_str(), s.pipeline.c_str(),
+              s.wbits, s.abits, quant.first_last_8bit ? " (first/last 8-bit)" : "",
               100 * rep.size_ratio());
   if (fp)
     std::printf(", fp32 top-1 %.2f%%, quantized top-1 %.2f%% (%+.2f) on %zu samples",
@@ -550,9 +437,9 @@ int run(const args& a) {
                 qr->samples);
   std::printf(", %.1f s -> %s\n", seconds, a.output.c_str());
   nlohmann::json steps = nlohmann::json::array();
-  for (const auto& s : rep.steps) {
-    std::printf("  %-16s %8.2f s  %s\n", s.name.c_str(), s.seconds, s.summary.c_str());
-    steps.push_back({{"name", s.name}, {"seconds", s.seconds}, {"summary", s.summary}});
+  for (const auto& step : rep.steps) {
+    std::printf("  %-16s %8.2f s  %s\n", step.name.c_str(), step.seconds, step.summary.c_str());
+    steps.push_back({{"name", step.name}, {"seconds", step.seconds}, {"summary", step.summary}});
   }
   if (!a.json.empty()) {
     const auto files = [](const std::vector<data_file>& v) {
@@ -565,25 +452,25 @@ int run(const args& a) {
         {"model", {{"path", a.model}, {"sha256", ex::sha256_file(a.model)}}},
         {"calib", {{"files", files(calib_files)}, {"samples", calib[0].shape[0]}}},
         {"settings",
-         {{"pipeline", a.pipeline},
-          {"wbits", a.wbits},
-          {"abits", a.abits},
-          {"first_last_8bit", quantization(a).first_last_8bit},
-          {"weight_range", a.weight_range},
-          {"act_range", a.act_range},
-          {"percentile", a.percentile},
-          {"rounding", a.rounding},
+         {{"pipeline", s.pipeline},
+          {"wbits", s.wbits},
+          {"abits", s.abits},
+          {"first_last_8bit", quant.first_last_8bit},
+          {"weight_range", aq::to_string(quant.weights.range)},
+          {"act_range", aq::to_string(quant.activations.range)},
+          {"percentile", s.percentile},
+          {"rounding", s.rounding},
           {"max_size_ratio",
-           a.max_size_ratio ? nlohmann::json(*a.max_size_ratio) : nlohmann::json(nullptr)},
-          {"bit_options", a.bit_options},
+           s.max_size_ratio ? nlohmann::json(*s.max_size_ratio) : nlohmann::json(nullptr)},
+          {"bit_options", s.bit_options},
           {"loss_samples", no.loss_samples},
-          {"iterations", a.pipeline == "advanced" ? nlohmann::json(a.iterations)
+          {"iterations", s.pipeline == "advanced" ? nlohmann::json(s.iterations)
                                                   : nlohmann::json(nullptr)},
-          {"order", a.order},
-          {"seed", a.seed},
-          {"bn_tuning", bn_tuning(a).has_value()},
-          {"bn_target", a.bn_target},
-          {"bias", a.bias && a.pipeline != "naive"},
+          {"order", s.order},
+          {"seed", s.seed},
+          {"bn_tuning", ex::bn_tuning_of(s).has_value()},
+          {"bn_target", s.bn_target},
+          {"bias", s.bias && s.pipeline != "naive"},
           {"four_bit_types", a.four_bit_types},
           {"threads", a.threads}}},
         {"size_ratio", rep.size_ratio()},

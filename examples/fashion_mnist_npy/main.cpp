@@ -9,8 +9,8 @@
 //
 //   fashion_mnist_npy OUT [--calib 1000] [--seed 0] [--model resnet_fm] [--models DIR] [--data DIR]
 #include <adaquant_runtime/idx.hpp>
-#include <adaquant_runtime/models.hpp>
 #include <adaquant_runtime/npy.hpp>
+#include <adaquant_runtime/sidecar.hpp>
 
 #include <cstdio>
 #include <cstdlib>
@@ -66,7 +66,7 @@ int main(int argc, char** argv) try {
                  argv[0]);
     return 2;
   }
-  const normalisation norm = load_reference_model(models, model).norm;
+  const normalisation norm = load_reference_sidecar(models, model).norm;
   const image_dataset train = load_fashion_mnist(data, "train");
   const image_dataset test = load_fashion_mnist(data, "test");
   std::filesystem::create_directories(out);

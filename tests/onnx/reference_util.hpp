@@ -1,10 +1,13 @@
 #pragma once
-// The reference models' ONNX exports next to the runtime's models built in code.
+// The reference models' ONNX files next to the same models built in code with the example
+// runtime (support/code_built_models.hpp).
+
+#include "support/code_built_models.hpp"
 
 #include <adaquant/onnx/onnx.hpp>
 #include <adaquant_runtime/calibration.hpp>
 #include <adaquant_runtime/idx.hpp>
-#include <adaquant_runtime/models.hpp>
+#include <adaquant_runtime/sidecar.hpp>
 
 #include <string>
 #include <vector>
@@ -19,7 +22,7 @@ inline aq::model load_onnx(const std::string& name) {
 }
 
 // Test images [begin, begin + n) normalised as the model was trained, as an ONNX tensor.
-inline aq::tensor test_images(const ex::image_dataset& test, const ex::reference_model& m,
+inline aq::tensor test_images(const ex::image_dataset& test, const ex::reference_sidecar& m,
                               std::size_t begin, std::size_t n) {
   const ex::tensor x = ex::make_batch(test, begin, n, m.norm);
   return aq::tensor({static_cast<std::int64_t>(n), 1, 28, 28}, x.values());

@@ -13,13 +13,13 @@ TEST_CASE("ONNX reference models match the runtime's layers and the script's log
   const ex::image_dataset test = ex::load_fashion_mnist(ADAQUANT_FASHION_MNIST_DIR, "test");
   for (const std::string name : {"resnet_fm", "mobilenetv2_fm"}) {
     INFO(name);
-    const ex::reference_model ref = ex::load_reference_model(ADAQUANT_MODELS_DIR, name);
+    const ex::reference_sidecar ref = ex::load_reference_sidecar(ADAQUANT_MODELS_DIR, name);
     const aq::tensor calib = test_images(test, ref, 0, 32);
     aq::network_options o;
     o.threads = 2;
     aq::onnx_network net(load_onnx(name), {calib}, o);
 
-    ex::network folded = ref.net;
+    ex::network folded = code_built::load(ADAQUANT_MODELS_DIR, ref);
     const auto bns = ex::fold_batch_norms_recorded(folded);
     const ex::calibration_network runtime(folded, ex::make_batch(test, 0, 32, ref.norm), 1);
     const auto mine = net.quantizable_layers(), theirs = runtime.quantizable_layers();

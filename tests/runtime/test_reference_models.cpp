@@ -1,8 +1,8 @@
-// The committed reference models load and the C++ FP32 runtime reproduces the training script's
-// logits of the first test images within 1e-4 (unfolded and BN-folded).
+// The reference models built in code load from the committed weights and the C++ FP32 runtime
+// reproduces the training script's logits of the first test images within 1e-4 (unfolded and
+// BN-folded).
+#include "support/code_built_models.hpp"
 #include "test_helpers.hpp"
-
-#include <adaquant_runtime/models.hpp>
 
 #include <catch2/catch.hpp>
 
@@ -19,7 +19,7 @@ float max_abs_diff(const tensor& a, const tensor& b) {
   return m;
 }
 
-tensor reference_batch(const reference_model& m, const image_dataset& test) {
+tensor reference_batch(const reference_sidecar& m, const image_dataset& test) {
   tensor x({m.reference_images.size(), 1, 28, 28});
   for (std::size_t i = 0; i < m.reference_images.size(); ++i) {
     const tensor one = make_batch(test, m.reference_images[i], 1, m.norm);
@@ -34,20 +34,22 @@ TEST_CASE("reference models reproduce the script's logits within 1e-4", "[models
   REQUIRE(test.count == 10000);
   for (const std::string name : {"resnet_fm", "mobilenetv2_fm"}) {
     INFO(name);
-    const reference_model m = load_reference_model(ADAQUANT_MODELS_DIR, name);
-    CHECK(m.net.parameter_count() == m.parameters);
-    CHECK(m.net.macs_per_image(1, 28, 28) == m.macs_per_image);
+    const reference_sidecar m = load_reference_sidecar(ADAQUANT_MODELS_DIR, name);
+    const network net = code_built::load(ADAQUANT_MODELS_DIR, m);
+    CHECK(net.parameter_count() == m.parameters);
+    CHECK(net.macs_per_image(1, 28, 28) == m.macs_per_image);
     const tensor x = reference_batch(m, test);
-    const tensor logits = m.net.forward(x);
+    const tensor logits = net.forward(x);
     CHECK(max_abs_diff(logits, m.reference_logits) < 1e-4f);
 
-    network folded = m.net;
-    CHECK(fold_batch_norms(folded) == m.net.batch_norm_layers().size());
+    network folded = net;
+    CHECK(fold_batch_norms(folded) == net.batch_norm_layers().size());
     CHECK(max_abs_diff(folded.forward(x), m.reference_logits) < 1e-4f);
   }
 }
 
-TEST_CASE("reference model loading rejects a corrupted weights file", "[models]") {
+TEST_CASE("reference model loading rejects a corrupted weights file or a missing sidecar",
+          "[models]") {
   const auto dir = test_helpers::temp_dir("models_corrupt");
   std::filesystem::copy_file(std::filesystem::path(ADAQUANT_MODELS_DIR) / "resnet_fm.json",
                              dir / "resnet_fm.json",
@@ -60,7 +62,7 @@ TEST_CASE("reference model loading rejects a corrupted weights file", "[models]"
     f.write(reinterpret_cast<const char*>(bytes.data()),
             static_cast<std::streamsize>(bytes.size()));
   }
-  CHECK_THROWS_AS(load_reference_model(dir, "resnet_fm"), adaquant::error);
-  CHECK_THROWS_AS(load_reference_model(dir, "no_such_model"), adaquant::error);
+  CHECK_THROWS_AS(code_built::load(dir, load_reference_sidecar(dir, "resnet_fm")), adaquant::error);
+  CHECK_THROWS_AS(load_reference_sidecar(dir, "no_such_model"), adaquant::error);
   std::filesystem::remove_all(dir);
 }

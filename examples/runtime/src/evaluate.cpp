@@ -108,16 +108,4 @@ std::function<void(std::size_t, std::size_t)> stderr_progress(std::string label)
   };
 }
 
-std::function<void(const adaquant::progress_event&)> pipeline_progress_bar(bool quiet) {
-  if (quiet) return {};
-  return [](const adaquant::progress_event& p) {
-    const int width = 30;
-    const int fill = p.total ? static_cast<int>(width * p.done / p.total) : width;
-    std::fprintf(stderr, "\r  %-16.*s [%.*s%*s] %zu/%zu", static_cast<int>(p.step.size()),
-                 p.step.data(), fill, "##############################", width - fill, "", p.done,
-                 p.total);
-    if (p.done == p.total) std::fputc('\n', stderr);
-  };
-}
-
 }  // namespace adaquant::examples

@@ -5,13 +5,13 @@
 // installed on the network are called from the worker threads: use threads = 1 for hooks that
 // are not thread-safe (captures, observers).
 
-#include <adaquant/core/execution.hpp>
 #include <adaquant_runtime/idx.hpp>
 #include <adaquant_runtime/network.hpp>
 
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <string>
 #include <vector>
 
 namespace adaquant::examples {
@@ -34,8 +34,5 @@ struct eval_result {
 
 // A progress callback that redraws "label: done/total (pct%)" on stderr.
 [[nodiscard]] std::function<void(std::size_t, std::size_t)> stderr_progress(std::string label);
-// A pipeline's progress (adaquant::execution_context::progress) as a bar on stderr; empty when
-// quiet. The command-line examples share it.
-[[nodiscard]] std::function<void(const adaquant::progress_event&)> pipeline_progress_bar(bool quiet);
 
 }  // namespace adaquant::examples

@@ -1,0 +1,80 @@
+#pragma once
+// What the command-line examples (fashion_mnist_ptq, adaquant_ptq) share: the settings their
+// pipeline flags set and the one mapping from those settings to adaquant's pipeline configs,
+// argument values parsed with one error wording, output paths checked before any work starts,
+// and the pipeline's progress bar. Each CLI keeps its own flags, defaults and messages for
+// invalid choices; every failure here throws adaquant::error (errc::invalid_argument)
+// "<tool>: <reason>", which both CLIs turn into exit code 2.
+
+#include <adaquant/core/execution.hpp>
+#include <adaquant/pipeline/advanced.hpp>
+#include <adaquant/pipeline/light.hpp>
+
+#include <cstdint>
+#include <functional>
+#include <initializer_list>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace adaquant::examples {
+
+// A pipeline run as the flags describe it (choices as typed; the CLI has validated them).
+struct pipeline_settings {
+  std::string pipeline{};                  // naive | light | advanced
+  int wbits = 4, abits = 4;                // weights per channel, activations per tensor
+  bool all_layers = false;                 // light/advanced: first and last layer not at 8 bits
+  std::string weight_range{};              // min_max | percentile | mse; empty: mse, naive: min_max
+  std::string act_range{};                 // the same for the activations
+  double percentile = 99.99;               // of the percentile range method
+  std::string rounding = "pytorch";        // pytorch | onnx: both quantizer_specs' rounding
+  std::optional<double> max_size_ratio{};  // bit allocation's budget; empty: no bit allocation
+  std::vector<int> bit_options{2, 3, 4, 8};  // weight bits bit allocation chooses from
+  std::size_t iterations = 1000;             // AdaQuant per layer; 0: AdaQuant's default
+  std::string order = "sequential";          // sequential | parallel AdaQuant
+  std::uint64_t seed = 0;                    // AdaQuant's
+  bool bn_tuning = true;                     // light/advanced
+  std::string bn_target = "running";         // running | fp: BN tuning's reference statistics
+  bool bias = true;                          // bias correction (light) / bias tuning (advanced)
+};
+
+// The configs the settings describe: every setting has its one place here.
+[[nodiscard]] quantization_spec quantization_of(const pipeline_settings& s);
+[[nodiscard]] std::optional<bit_allocation_budget> bit_allocation_of(const pipeline_settings& s);
+[[nodiscard]] std::optional<bn_tuning_options> bn_tuning_of(const pipeline_settings& s);
+[[nodiscard]] light_config light_config_of(const pipeline_settings& s);  // naive and light
+[[nodiscard]] advanced_config advanced_config_of(const pipeline_settings& s);
+
+// The advanced pipeline for "advanced", else the light one (naive is a light configuration).
+template <PipelineNetwork Net>
+pipeline_report run_pipeline(Net& net, const pipeline_settings& s, const execution_context& ctx) {
+  return s.pipeline == "advanced" ? advanced_pipeline(net, advanced_config_of(s), ctx)
+                                  : light_pipeline(net, light_config_of(s), ctx);
+}
+
+// Argument checks of one tool; `tool` prefixes every message.
+struct cli {
+  std::string tool;
+
+  [[noreturn]] void fail(const std::string& reason) const;
+  // "<flag>: not an integer: '<v>'"
+  [[nodiscard]] long long to_int(const std::string& flag, const std::string& v) const;
+  // to_int, then "<flag>: must be >= 0, got <v>"
+  [[nodiscard]] std::size_t to_count(const std::string& flag, const std::string& v) const;
+  // "<flag>: not a number: '<v>'"
+  [[nodiscard]] double to_double(const std::string& flag, const std::string& v) const;
+  // comma-separated integers
+  [[nodiscard]] std::vector<long long> to_list(const std::string& flag, const std::string& v) const;
+  // "<flag>: must be one of a, b, got '<v>'"
+  void one_of(const std::string& flag, const std::string& v,
+              std::initializer_list<const char*> ok) const;
+  // An output file: its folder exists and takes a file, and the path is not a folder. Empty: ok.
+  void check_writable_file(const std::string& flag, const std::string& path) const;
+  // An output folder: it exists and takes a file.
+  void check_writable_folder(const std::string& flag, const std::string& dir) const;
+};
+
+// A pipeline's progress (execution_context::progress) as a bar on stderr; empty when quiet.
+[[nodiscard]] std::function<void(const progress_event&)> pipeline_progress_bar(bool quiet);
+
+}  // namespace adaquant::examples

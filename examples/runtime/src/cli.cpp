@@ -1,0 +1,158 @@
+#include <adaquant_runtime/cli.hpp>
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+
+namespace adaquant::examples {
+
+namespace {
+range_method range_of(const std::string& typed, const pipeline_settings& s) {
+  if (!typed.empty()) return parse_range_method(typed);
+  return s.pipeline == "naive" ? range_method::min_max : range_method::mse;
+}
+quantizer_spec with_settings(quantizer_spec q, const std::string& range,
+                             const pipeline_settings& s) {
+  q.range = range_of(range, s);
+  q.settings.percentile = s.percentile;
+  q.rounding = s.rounding == "onnx" ? rounding_mode::onnx : rounding_mode::pytorch;
+  return q;
+}
+
+// v read by `read` (std::stoll, std::stod, ...) when all of v is the number, else nothing.
+template <class T, class Read>
+std::optional<T> whole_number(const std::string& v, Read read) {
+  std::size_t used = 0;
+  try {
+    const T x = read(v, &used);
+    if (!v.empty() && used == v.size()) return x;
+  } catch (const std::exception&) {  // no digits, or out of range
+  }
+  return std::nullopt;
+}
+}  // namespace
+
+quantization_spec quantization_of(const pipeline_settings& s) {
+  quantization_spec q;
+  q.weights = with_settings(quantizer_spec::weights(s.wbits), s.weight_range, s);
+  q.activations = with_settings(quantizer_spec::activations(s.abits), s.act_range, s);
+  q.first_last_8bit = !s.all_layers && s.pipeline != "naive";
+  return q;
+}
+
+std::optional<bit_allocation_budget> bit_allocation_of(const pipeline_settings& s) {
+  if (!s.max_size_ratio) return std::nullopt;
+  return bit_allocation_budget{*s.max_size_ratio, s.bit_options};
+}
+
+std::optional<bn_tuning_options> bn_tuning_of(const pipeline_settings& s) {
+  if (!s.bn_tuning || s.pipeline == "naive") return std::nullopt;
+  return bn_tuning_options{s.bn_target == "fp" ? bn_reference::full_precision
+                                               : bn_reference::running_statistics};
+}
+
+light_config light_config_of(const pipeline_settings& s) {
+  light_config c;
+  c.quant = quantization_of(s);
+  c.bit_allocation = bit_allocation_of(s);
+  c.bn_tuning = bn_tuning_of(s);
+  c.bias_correction = s.bias && s.pipeline != "naive";
+  return c;
+}
+
+advanced_config advanced_config_of(const pipeline_settings& s) {
+  advanced_config c;
+  c.quant = quantization_of(s);
+  c.adaquant->layer.seed = s.seed;
+  if (s.iterations) c.adaquant->layer.iterations = s.iterations;
+  c.adaquant->order =
+      s.order == "parallel" ? calibration_order::parallel : calibration_order::sequential;
+  c.bit_allocation = bit_allocation_of(s);
+  c.bn_tuning = bn_tuning_of(s);
+  c.bias_tuning = s.bias;
+  return c;
+}
+
+void cli::fail(const std::string& reason) const {
+  throw error(errc::invalid_argument, tool + ": " + reason);
+}
+
+long long cli::to_int(const std::string& flag, const std::string& v) const {
+  const auto x = whole_number<long long>(
+      v, [](const std::string& t, std::size_t* used) { return std::stoll(t, used); });
+  if (!x) fail(flag + ": not an integer: '" + v + "'");
+  return *x;
+}
+
+std::size_t cli::to_count(const std::string& flag, const std::string& v) const {
+  const long long x = to_int(flag, v);
+  if (x < 0) fail(flag + ": must be >= 0, got " + v);
+  return static_cast<std::size_t>(x);
+}
+
+double cli::to_double(const std::string& flag, const std::string& v) const {
+  const auto x = whole_number<double>(
+      v, [](const std::string& t, std::size_t* used) { return std::stod(t, used); });
+  if (!x) fail(flag + ": not a number: '" + v + "'");
+  return *x;
+}
+
+std::vector<long long> cli::to_list(const std::string& flag, const std::string& v) const {
+  std::vector<long long> out;
+  for (std::size_t p = 0; p <= v.size();) {
+    const std::size_t q = std::min(v.find(',', p), v.size());
+    out.push_back(to_int(flag, v.substr(p, q - p)));
+    p = q + 1;
+  }
+  return out;
+}
+
+void cli::one_of(const std::string& flag, const std::string& v,
+                 std::initializer_list<const char*> ok) const {
+  std::string all;
+  for (const char* o : ok) {
+    if (v == o) return;
+    all += (all.empty() ? "" : ", ") + std::string(o);
+  }
+  fail(flag + ": must be one of " + all + ", got '" + v + "'");
+}
+
+void cli::check_writable_folder(const std::string& flag, const std::string& dir) const {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  if (!fs::is_directory(dir, ec)) fail(flag + ": folder " + dir + " does not exist");
+  const fs::path probe = fs::path(dir) / ("." + tool + "_probe_" + std::to_string(::getpid()));
+  {
+    std::ofstream o(probe);
+    if (!o) fail(flag + ": cannot write in folder " + dir);
+  }
+  fs::remove(probe, ec);
+}
+
+void cli::check_writable_file(const std::string& flag, const std::string& path) const {
+  namespace fs = std::filesystem;
+  if (path.empty()) return;
+  const fs::path p(path);
+  const fs::path dir = p.has_parent_path() ? p.parent_path() : fs::path(".");
+  std::error_code ec;
+  if (!fs::is_directory(dir, ec)) fail(flag + ": folder " + dir.string() + " does not exist");
+  if (fs::is_directory(p, ec)) fail(flag + ": " + path + " is a folder");
+  check_writable_folder(flag, dir.string());
+}
+
+std::function<void(const progress_event&)> pipeline_progress_bar(bool quiet) {
+  if (quiet) return {};
+  return [](const progress_event& p) {
+    const int width = 30;
+    const int fill = p.total ? static_cast<int>(width * p.done / p.total) : width;
+    std::fprintf(stderr, "\r  %-16.*s [%.*s%*s] %zu/%zu", static_cast<int>(p.step.size()),
+                 p.step.data(), fill, "##############################", width - fill, "", p.done,
+                 p.total);
+    if (p.done == p.total) std::fputc('\n', stderr);
+  };
+}
+
+}  // namespace adaquant::examples
