@@ -85,9 +85,15 @@ outputs
                          float32 .npy (to compare with ONNX Runtime's run of the exported model)
   --no-4bit-types        store 2-4-bit grids in 8-bit types (opset 13) instead of int4/uint4
                          (opset 21)
+  --int8-weights         store signed 5-8-bit weights as INT8 instead of UINT8 + 128 (the same
+                         values; ONNX Runtime's fused int8-weight convolutions saturate on x86
+                         without VNNI, so UINT8 is the default that computes what was simulated)
 
 execution
   --threads N            0 = every core; results do not depend on it      [0]
+  --eval-batch N         test samples per evaluation chunk                 [16]
+  --fp32-only            only evaluate the FP32 model on --test-data (no --calib or --output):
+                         top-1 and evaluation seconds (with --json: fp32_eval_seconds)
   --quiet                no progress on stderr
   --help                 this text
 )";
@@ -97,9 +103,9 @@ const ex::cli cli{"adaquant_ptq"};
 struct args {
   std::string model, calib, test_data, test_labels, output, encodings, json, logits;
   std::vector<std::int64_t> input_shape;
-  std::size_t calib_count = 0, test_count = 0, loss_samples = 256, threads = 0;
+  std::size_t calib_count = 0, test_count = 0, loss_samples = 256, threads = 0, eval_batch = 16;
   ex::pipeline_settings settings{.pipeline = "advanced", .rounding = "onnx"};
-  bool four_bit_types = true, quiet = false;
+  bool four_bit_types = true, int8_weights = false, fp32_only = false, quiet = false;
 };
 
 args parse(int argc, char** argv) {
@@ -149,13 +155,23 @@ args parse(int argc, char** argv) {
     else if (f == "--json") a.json = value();
     else if (f == "--logits") a.logits = value();
     else if (f == "--no-4bit-types") a.four_bit_types = false;
+    else if (f == "--int8-weights") a.int8_weights = true;
+    else if (f == "--fp32-only") a.fp32_only = true;
+    else if (f == "--eval-batch") a.eval_batch = cli.to_count(f, value());
     else if (f == "--threads") a.threads = cli.to_count(f, value());
     else if (f == "--quiet") a.quiet = true;
     else cli.fail("unknown argument '" + f + "' (see --help)");
   }
   if (a.model.empty()) cli.fail("--model is required (see --help)");
-  if (a.calib.empty()) cli.fail("--calib is required");
-  if (a.output.empty()) cli.fail("--output is required");
+  if (a.fp32_only) {
+    if (a.test_data.empty()) cli.fail("--fp32-only needs --test-data and --test-labels");
+    if (!a.calib.empty() || !a.output.empty() || !a.encodings.empty() || !a.logits.empty())
+      cli.fail("--fp32-only takes no --calib, --output, --encodings or --logits");
+  } else {
+    if (a.calib.empty()) cli.fail("--calib is required");
+    if (a.output.empty()) cli.fail("--output is required");
+  }
+  if (a.eval_batch == 0) cli.fail("--eval-batch: must be > 0");
   if (a.test_data.empty() != a.test_labels.empty())
     cli.fail("--test-data and --test-labels go together");
   if (!a.logits.empty() && a.test_data.empty()) cli.fail("--logits needs --test-data");
@@ -329,6 +345,31 @@ void write_text_atomically(const std::string& path, const std::string& text) {
   ax::write_file_atomically(path, text, "adaquant_ptq: --json");
 }
 
+// --fp32-only: the FP32 model's top-1 on the test data and how long the evaluation took.
+int evaluate_fp32_only(const args& a, const ax::onnx_network& net, const std::vector<ax::tensor>& test,
+                       const std::vector<std::int64_t>& labels,
+                       const std::vector<data_file>& test_files, const ax::eval_options& ev) {
+  const auto t0 = std::chrono::steady_clock::now();
+  const ax::eval_result fp = net.evaluate(test, labels, ev);
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  std::printf("%s fp32: top-1 %.2f%% (%zu of %zu), evaluated in %.3f s\n", a.model.c_str(),
+              100 * fp.accuracy, fp.correct, fp.samples, seconds);
+  if (!a.json.empty()) {
+    nlohmann::json files = nlohmann::json::array();
+    for (const data_file& f : test_files) files.push_back({{"path", f.path}, {"sha256", f.sha256}});
+    const nlohmann::json j = {{"tool", "adaquant_ptq"},
+                              {"model", {{"path", a.model}, {"sha256", ex::sha256_file(a.model)}}},
+                              {"test", {{"files", files}, {"samples", fp.samples}}},
+                              {"threads", a.threads},
+                              {"eval_batch", a.eval_batch},
+                              {"fp32_top1", fp.accuracy},
+                              {"fp32_correct", fp.correct},
+                              {"fp32_eval_seconds", seconds}};
+    write_text_atomically(a.json, j.dump(2) + "\n");
+  }
+  return 0;
+}
+
 int run(const args& a) {
   const auto t0 = std::chrono::steady_clock::now();
   const ex::pipeline_settings& s = a.settings;
@@ -342,8 +383,8 @@ int run(const args& a) {
   const std::vector<input_decl> decl = model_inputs(m);
   if (decl.empty()) cli.fail(a.model + ": the model has no inputs");
   std::vector<data_file> calib_files, test_files;
-  std::vector<ax::tensor> calib = read_inputs("--calib", a.calib, decl, calib_files, a.calib_count);
-  std::vector<ax::tensor> test;
+  std::vector<ax::tensor> test, calib;
+  if (!a.fp32_only) calib = read_inputs("--calib", a.calib, decl, calib_files, a.calib_count);
   ex::npy_array<std::int64_t> labels;
   if (!a.test_data.empty()) {
     test = read_inputs("--test-data", a.test_data, decl, test_files, a.test_count);
@@ -361,6 +402,8 @@ int run(const args& a) {
                                                                      labels.shape.end())) +
                           ", expected [" + std::to_string(test[0].shape[0]) + "]");
   }
+  if (a.fp32_only)  // the network wants calibration inputs: the first test sample stands in
+    for (const ax::tensor& t : test) calib.push_back(t.items(0, 1));
   ax::network_options no;
   no.compile.sample_shapes = sample_shapes(a, m, decl, calib);
   no.loss_samples = std::min<std::size_t>(a.loss_samples, static_cast<std::size_t>(calib[0].shape[0]));
@@ -377,6 +420,10 @@ int run(const args& a) {
     }
   }
   ax::onnx_network net(m, calib, no);
+  ax::eval_options ev;
+  ev.threads = a.threads;
+  ev.batch = a.eval_batch;
+  if (a.fp32_only) return evaluate_fp32_only(a, net, test, labels.values, test_files, ev);
   recording_network rec{net, {}};
 
   // Validate the whole configuration (bits, budget) before the first expensive step.
@@ -401,15 +448,17 @@ int run(const args& a) {
   }
   ax::export_options eo;
   eo.allow_4bit_types = a.four_bit_types;
+  eo.signed_8bit_weights = a.int8_weights;
   ::onnx::ModelProto out;
   ax::export_qdq(m.proto, exported, eo, out);
 
   // Accuracy of our own simulation.
   std::optional<ax::eval_result> fp, qr;
+  double fp_seconds = 0.0;
   if (!test.empty()) {
-    ax::eval_options ev;
-    ev.threads = a.threads;
+    const auto te = std::chrono::steady_clock::now();
     fp = net.evaluate(test, labels.values, ev);
+    fp_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - te).count();
     ev.quantized = true;
     qr = net.evaluate(test, labels.values, ev);
   }
@@ -472,7 +521,9 @@ int run(const args& a) {
           {"bn_target", s.bn_target},
           {"bias", s.bias && s.pipeline != "naive"},
           {"four_bit_types", a.four_bit_types},
-          {"threads", a.threads}}},
+          {"int8_weights", a.int8_weights},
+          {"threads", a.threads},
+          {"eval_batch", a.eval_batch}}},
         {"size_ratio", rep.size_ratio()},
         {"weight_bytes", rep.weight_bytes},
         {"fp32_weight_bytes", rep.fp32_weight_bytes},
@@ -486,6 +537,7 @@ int run(const args& a) {
       j["fp32_top1"] = fp->accuracy;
       j["quant_top1"] = qr->accuracy;
       j["fp32_correct"] = fp->correct;
+      j["fp32_eval_seconds"] = fp_seconds;
       j["quant_correct"] = qr->correct;
     }
     write_text_atomically(a.json, j.dump(2) + "\n");

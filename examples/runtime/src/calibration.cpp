@@ -100,7 +100,10 @@ void apply_quantized_layer(network& net, const quantized_layer& q) {
   n.bias = q.bias;
   if (q.quantize_input) {
     const quant_params p = q.act_params;
-    n.input_transform = [p](tensor& t) { fake_quant_per_tensor(t.view(), t.view(), p); };
+    const rounding_mode r = q.act_rounding;
+    n.input_transform = [p, r](tensor& t) {
+      with_rounding(r, [&]<class R>(R) { fake_quant_per_tensor<R>(t.view(), t.view(), p); });
+    };
   } else {
     n.input_transform = nullptr;
   }

@@ -121,14 +121,16 @@ struct layer_job {
   }
 };
 
-inline quantized_layer to_quantized(std::size_t id, const layer_result& r, bool quantize_input) {
+inline quantized_layer to_quantized(std::size_t id, const layer_result& r,
+                                    const layer_quantizers& quantizers) {
   quantized_layer q;
   q.id = id;
   q.weight = r.weights;
   q.bias = r.bias;
   q.weight_params = r.weight_params;
   q.act_params = r.act_params;
-  q.quantize_input = quantize_input;
+  q.quantize_input = quantizers.activations.has_value();
+  if (quantizers.activations) q.act_rounding = quantizers.activations->rounding;
   return q;
 }
 }  // namespace detail
@@ -183,7 +185,7 @@ calibration_report adaquant_calibrate(Net& net, std::span<const layer_quantizers
   const auto finish = [&](detail::layer_job& j) {
     if (j.error) std::rethrow_exception(j.error);
     net.set_quantized(
-        detail::to_quantized(j.desc->id, j.result, j.quantizers->activations.has_value()));
+        detail::to_quantized(j.desc->id, j.result, *j.quantizers));
     report.layers.push_back(j.result.report);
     context.report("adaquant", report.layers.size(), jobs.size());
     j.result = {};

@@ -21,6 +21,7 @@
 
 #include <adaquant/objectives/geometry.hpp>
 #include <adaquant/quant/quant_params.hpp>
+#include <adaquant/quant/rounding.hpp>
 
 #include <concepts>
 #include <cstddef>
@@ -51,6 +52,9 @@ struct quantized_layer {
   channel_params weight_params;
   quant_params act_params;
   bool quantize_input = true;  // fake-quantize the layer's input with act_params
+  // How the input's fake-quant rounds: the activation quantizer_spec's rounding, which the
+  // calibration objective used (a network must simulate the same).
+  rounding_mode act_rounding = rounding_mode::pytorch;
 };
 
 template <class N>

@@ -322,6 +322,7 @@ inline void onnx_network::set_quantized(const quantized_layer& q) {
   l.weight.f = q.weight;
   l.bias = q.bias;
   l.input_quant = q.quantize_input ? std::optional<quant_params>(q.act_params) : std::nullopt;
+  l.input_rounding = q.act_rounding;
   for (auto& [key, pass] : passes_)
     if (std::get<0>(key) == capture_mode::quantized) pass.invalidate_from(q.id);
   for (resumable_pass& p : loss_passes_) p.invalidate_from(q.id);

@@ -125,6 +125,7 @@ void range_step(Net& net, pipeline_state& st, const execution_context& ctx) {
           tensor_view<const float>(io[k].inputs.data(), {samples, d.geometry.input_per_sample()}),
           *lq.activations, zero_range::use_epsilon);
       q.quantize_input = true;
+      q.act_rounding = lq.activations->rounding;
       io[k] = {};
     });
     for (std::size_t i = first; i < last; ++i) {

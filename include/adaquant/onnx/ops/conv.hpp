@@ -229,18 +229,17 @@ inline void direct_conv(const op_env& env, const float* x, std::int64_t n, std::
   }
 }
 
-// y = conv(x, w) + bias; x fake-quantized first when `input_quant`.
+// y = conv(x, w) + bias; x fake-quantized first when `input_quant` (rounding as input_rounding).
 inline void conv(const op_env& env, const tensor& x_in, const tensor& w, const float* bias,
-                 tensor& y, const std::optional<quant_params>& input_quant = std::nullopt) {
+                 tensor& y, const std::optional<quant_params>& input_quant = std::nullopt,
+                 rounding_mode input_rounding = rounding_mode::pytorch) {
   if (!x_in.floating() || !w.floating()) env.fail_unsupported("integer Conv");
   const std::int64_t groups = env.n.attr_int("group", 1);
   const window g = conv_window(env, x_in.shape, w.shape, groups);
   tensor xq;
   const tensor* xp = &x_in;
   if (input_quant) {
-    xq = x_in;
-    fake_quant_per_tensor(tensor_view<const float>(std::span<const float>(x_in.f)),
-                          tensor_view<float>(std::span<float>(xq.f)), *input_quant);
+    fake_quant_copy(x_in, xq, *input_quant, input_rounding);
     xp = &xq;
   }
   const tensor& x = *xp;

@@ -18,11 +18,6 @@ inline std::vector<float> transposed(const float* a, std::size_t rows, std::size
   return t;
 }
 
-inline void fake_quant_copy(const tensor& x, tensor& out, const quant_params& q) {
-  out = x;
-  fake_quant_per_tensor(tensor_view<const float>(std::span<const float>(x.f)),
-                        tensor_view<float>(std::span<float>(out.f)), q);
-}
 
 // A quantizable layer as a linear map over the rows of x (Gemm with a constant weight, MatMul
 // with a constant 2-D weight): y[r, o] = sum_k x[r, k] W[o, k] + b[o].
@@ -30,7 +25,7 @@ inline void linear_rows(const op_env& env, const tensor& x_in, const layer_param
   const tensor* xp = &x_in;
   tensor xq;
   if (l.input_quant) {
-    fake_quant_copy(x_in, xq, *l.input_quant);
+    fake_quant_copy(x_in, xq, *l.input_quant, l.input_rounding);
     xp = &xq;
   }
   const tensor& x = *xp;

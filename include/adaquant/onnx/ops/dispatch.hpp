@@ -35,7 +35,8 @@ inline void run_node(const op_env& env, const std::vector<const tensor*>& in,
   if (op == "Conv") {
     extra_outputs(1);
     if (n.layer) {
-      conv(env, need(0), n.layer->weight, n.layer->bias.data(), out[0], n.layer->input_quant);
+      conv(env, need(0), n.layer->weight, n.layer->bias.data(), out[0], n.layer->input_quant,
+           n.layer->input_rounding);
     } else {
       const tensor& w = need(1);
       conv(env, need(0), w, bias_of(2, w.rank() ? w.shape[0] : 0), out[0]);

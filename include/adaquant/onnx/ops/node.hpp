@@ -3,7 +3,9 @@
 // naming the file and node, and the limits that bound what an untrusted model may allocate.
 
 #include <adaquant/onnx/load.hpp>
+#include <adaquant/kernels/fake_quant.hpp>
 #include <adaquant/quant/quant_params.hpp>
+#include <adaquant/quant/rounding.hpp>
 
 #include <cstdint>
 #include <map>
@@ -35,12 +37,22 @@ struct layer_params {
   tensor weight;                   // float32, [O, I/g, k...] (Conv) or [O, I] (Gemm, MatMul)
   std::vector<float> bias;         // O values (zeros when the node has none)
   std::optional<quant_params> input_quant;  // fake-quantize the input (quantized copies only)
+  rounding_mode input_rounding = rounding_mode::pytorch;  // how input_quant rounds
   // Where the parameters came from in the ONNX file (for exporters): the weight and bias
   // initializers (bias empty when the node had none) and the folded BatchNormalization node.
   std::string weight_initializer, bias_initializer, folded_batch_norm_node;
   bool weight_transposed = false;  // Gemm transB=0 / MatMul: weight is the initializer transposed
   float weight_scale = 1.0f;       // Gemm alpha folded into the weight
 };
+
+// out = x fake-quantized per tensor with q, rounding as `r` says (a layer's input quantizer).
+inline void fake_quant_copy(const tensor& x, tensor& out, const quant_params& q, rounding_mode r) {
+  out = x;
+  with_rounding(r, [&]<class R>(R) {
+    fake_quant_per_tensor<R>(tensor_view<const float>(std::span<const float>(x.f)),
+                             tensor_view<float>(std::span<float>(out.f)), q);
+  });
+}
 
 struct node {
   std::string name, op_type;  // from the file (name generated when empty: "<op_type>_<index>")
