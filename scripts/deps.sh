@@ -34,3 +34,18 @@ adaquant_install_node() {
   command -v node >/dev/null && command -v npm >/dev/null && return 0
   adaquant_install_debs nodejs npm
 }
+
+# The ONNX scripts' common set-up (scripts/onnx_check.sh, scripts/onnx_speed.sh): every
+# dependency, adaquant_ptq and the .npy writer built in ROOT/build, ONNX Runtime in tools/ort, and
+# the Fashion-MNIST data as .npy in ROOT/out/onnx/data.
+adaquant_prepare_onnx_tools() {
+  local root=$1
+  adaquant_install_deps
+  adaquant_install_node
+  cmake -S "$root" -B "$root/build" -DCMAKE_BUILD_TYPE=Release >/dev/null
+  cmake --build "$root/build" -j "$(nproc)" --target adaquant_ptq fashion_mnist_npy
+  "$root/tools/ort/install.sh" >/dev/null
+  mkdir -p "$root/out/onnx"
+  [ -s "$root/out/onnx/data/test.npy" ] ||
+    "$root/build/examples/fashion_mnist_npy/fashion_mnist_npy" "$root/out/onnx/data"
+}

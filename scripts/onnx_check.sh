@@ -10,15 +10,9 @@
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 source "$here/scripts/deps.sh"
-adaquant_install_deps
-adaquant_install_node
-cmake -S "$here" -B "$here/build" -DCMAKE_BUILD_TYPE=Release >/dev/null
-cmake --build "$here/build" -j "$(nproc)" --target adaquant_ptq fashion_mnist_npy
-"$here/tools/ort/install.sh" >/dev/null
+adaquant_prepare_onnx_tools "$here"
 ptq="$here/build/examples/adaquant_ptq/adaquant_ptq"
 out="$here/out/onnx"
-mkdir -p "$out"
-[ -s "$out/data/test.npy" ] || "$here/build/examples/fashion_mnist_npy/fashion_mnist_npy" "$out/data"
 iters=${ONNX_CHECK_ITERATIONS:-200}
 field() { sed -n "s/^ *\"$2\": \\(.*\\),*\$/\\1/p" "$1" | head -1 | tr -d '",'; }
 

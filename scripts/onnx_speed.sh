@@ -7,16 +7,11 @@
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 source "$here/scripts/deps.sh"
-adaquant_install_deps
-adaquant_install_node
-cmake -S "$here" -B "$here/build" -DCMAKE_BUILD_TYPE=Release >/dev/null
-cmake --build "$here/build" -j "$(nproc)" --target adaquant_ptq fashion_mnist_npy
-"$here/tools/ort/install.sh" >/dev/null
+adaquant_prepare_onnx_tools "$here"
 ptq="$here/build/examples/adaquant_ptq/adaquant_ptq"
 out="$here/out/onnx"
 data="$out/data"
 mkdir -p "$out/speed"
-[ -s "$data/test.npy" ] || "$here/build/examples/fashion_mnist_npy/fashion_mnist_npy" "$data"
 threads=${ONNX_SPEED_THREADS:-1}
 batch=${ONNX_SPEED_BATCH:-16}
 rounds=${ONNX_SPEED_ROUNDS:-3}
