@@ -161,6 +161,16 @@ TEST_CASE("Grids no type expresses (3, 5, 6, 7 bits, signed 2 bits) get a Clip a
   CHECK(decode(*initializer(m, "x_clip_max")).f.at(0) == static_cast<float>(a.qmax - a.zero_point) * a.scale);
 }
 
+TEST_CASE("A 4-bit input of a layer with 8-bit weights is stored in 8 bits with a Clip") {
+  // ONNX Runtime 1.30 would fuse UINT4 DequantizeLinear + 8-bit weights + Conv into a QLinearConv
+  // it cannot run; with 4-bit weights the input keeps its 4-bit type.
+  const auto m = exported(make_cnn(), cnn_layers({8, 4, 4, 4, 4, 4}));
+  CHECK(initializer(m, "x_zero_point")->data_type() == 2);             // uint8, conv1 has 8-bit weights
+  CHECK(initializer(m, "x_clip_max") != nullptr);                      // the 4-bit grid's end
+  CHECK(initializer(m, "relu1_out_zero_point")->data_type() == 21);    // uint4, conv2 has 4-bit weights
+  CHECK(initializer(m, "conv1.weight_quantized")->data_type() == 2);   // uint8 + 128
+}
+
 TEST_CASE("The exported graph computes exactly adaquant's round_onnx simulation") {
   for (const bits_choice b : {bits_choice{}, bits_choice{4, 4, 4, 4, 4, 4}, bits_choice{3, 5, 2, 3, 6, 2},
                               bits_choice{8, 4, 6, 7, 5, 8}}) {

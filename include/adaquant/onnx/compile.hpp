@@ -184,7 +184,7 @@ inline graph graph::compile(const model& m, const compile_options& opt) {
     std::vector<tensor> outs;
     for (std::size_t i = 0; i < all.size(); ++i) {
       const node& n = all[i];
-      op_env env{n, m.opset, opt.limits, src};
+      op_env env{n, m.opset, opt.limits, src, nullptr};
       std::vector<const tensor*> in;
       for (const int v : n.inputs) {
         if (v < 0) {

@@ -212,11 +212,12 @@ inline std::vector<tensor> graph::run_from(run_state s, std::size_t last, const 
   };
   std::vector<tensor> outs;
   std::vector<const tensor*> in;
+  std::vector<std::vector<float>> recycled;  // storage of released values, for make_for_overwrite
   const std::size_t end = nodes_.empty() ? 0 : last + 1;
   for (std::size_t i = s.next; i < end; ++i) {
     if (saved && i == save_before) save(i);
     const node& n = nodes_[i];
-    op_env env{n, opset_, limits_, source_};
+    op_env env{n, opset_, limits_, source_, &recycled};
     in.clear();
     for (const int v : n.inputs) {
       if (v < 0) {
@@ -244,6 +245,11 @@ inline std::vector<tensor> graph::run_from(run_state s, std::size_t last, const 
     }
     for (const int v : n.inputs)
       if (v >= 0 && last_use_[static_cast<std::size_t>(v)] == i && !wanted[static_cast<std::size_t>(v)]) {
+        std::vector<float>& f = values[static_cast<std::size_t>(v)].f;
+        if (f.size() >= 4096) {  // activations, not small shape tensors; at most a few kept
+          if (recycled.size() == 4) recycled.erase(recycled.begin());
+          recycled.push_back(std::move(f));
+        }
         values[static_cast<std::size_t>(v)] = tensor();
         have[static_cast<std::size_t>(v)] = false;
       }

@@ -212,7 +212,7 @@ inline onnx_network::onnx_network(const model& m, std::vector<tensor> calibratio
     d.id = i;
     if (n.op_type == "Conv") {
       const bool two_d = xs.size() == 4;
-      const op_env env{n, fp_.opset(), fp_.limits(), fp_.source()};
+      const op_env env{n, fp_.opset(), fp_.limits(), fp_.source(), nullptr};
       const detail::window g = detail::conv_window(env, xs, w.shape, n.attr_int("group", 1));
       conv2d_geometry c;
       c.in_channels = static_cast<std::size_t>(xs[1]);
@@ -293,7 +293,7 @@ inline adaquant::layer_io onnx_network::capture(std::size_t layer_id, std::size_
     const tensor& in = pass[p]->kept().live.at(in_v);
     const std::size_t at = begin[p] - first;
     if (n.op_type == "Conv") {
-      const op_env env{n, run.opset(), run.limits(), run.source()};
+      const op_env env{n, run.opset(), run.limits(), run.source(), nullptr};
       const detail::window g = detail::conv_window(env, in.shape, n.layer->weight.shape, n.attr_int("group", 1));
       if (!g.symmetric_pads()) {
         tensor in4 = in;

@@ -174,8 +174,12 @@ class layer_planner {
     if (l.input) {
       const std::string w = where + ": input quantizer";
       l.input->params.validate(w.c_str());
+      // A 2-4-bit input of a layer whose weights are stored in 8 bits takes an 8-bit type (and a
+      // Clip): ONNX Runtime 1.30 fuses DequantizeLinear(UINT4/INT4 input) + DequantizeLinear(8-bit
+      // weight) + Conv into a QLinearConv that it then rejects ("Type 'tensor(uint4)' of input
+      // parameter ... of operator (QLinearConv) ... is invalid") when graph optimizations are on.
       p.input_type = choose_storage(l.input->bits, l.input->params.qmin, l.input->params.qmax,
-                                    opt_.allow_4bit_types, w);
+                                    opt_.allow_4bit_types && p.weight_type.bits == 4, w);
       p.input_clip =
           l.input->params.qmin != p.input_type->lowest() || l.input->params.qmax != p.input_type->highest();
     }

@@ -14,6 +14,7 @@
 #include <algorithm>
 #include <array>
 #include <cmath>
+#include <cstring>
 #include <limits>
 
 namespace adaquant::onnx::detail {
@@ -91,6 +92,21 @@ inline std::pair<std::int64_t, std::int64_t> valid_range(std::int64_t out, std::
   return {std::min(lo, hi), hi};
 }
 
+// dst[0, n) = src[0, n) for short rows (a plane's row, n of a few to a few dozen floats): whole
+// 8- or 4-float blocks, the last one overlapping the previous, where a loop would spend more on
+// its scalar tail than on the copy. dst and src must not overlap.
+inline void copy_row(float* dst, const float* src, std::int64_t n) noexcept {
+  if (n >= 8) {
+    for (std::int64_t i = 0; i + 8 <= n; i += 8) std::memcpy(dst + i, src + i, 8 * sizeof(float));
+    std::memcpy(dst + n - 8, src + n - 8, 8 * sizeof(float));
+  } else if (n >= 4) {
+    std::memcpy(dst, src, 4 * sizeof(float));
+    std::memcpy(dst + n - 4, src + n - 4, 4 * sizeof(float));
+  } else {
+    for (std::int64_t i = 0; i < n; ++i) dst[i] = src[i];
+  }
+}
+
 // Depthwise convs (one input and one output channel per group), one channel at a time. The
 // zero-padded input plane is split into sh * sw phases by row and column remainder (phase
 // (a, b) holds padded rows a, a + sh, ... and columns b, b + sw, ...). Tap (i, j) then reads
@@ -139,9 +155,9 @@ class depthwise_planes {
         const float* src = in + r * g.w + b - g.pl;  // column cq of phase b is src[cq * sw]
         const std::int64_t c0 = cols_[static_cast<std::size_t>(2 * b)];
         const std::int64_t c1 = cols_[static_cast<std::size_t>(2 * b + 1)];
-        if (g.sw == 1)  // constant strides the compiler vectorises
-          for (std::int64_t cq = c0; cq < c1; ++cq) dst[cq] = src[cq];
-        else if (g.sw == 2)
+        if (g.sw == 1)
+          copy_row(dst + c0, src + c0, c1 - c0);
+        else if (g.sw == 2)  // a constant stride the compiler vectorises
           for (std::int64_t cq = c0; cq < c1; ++cq) dst[cq] = src[cq * 2];
         else
           for (std::int64_t cq = c0; cq < c1; ++cq) dst[cq] = src[cq * g.sw];
@@ -149,8 +165,7 @@ class depthwise_planes {
     }
     float* ext = ext_.data();
     adaquant::detail::tap_sum_run(tap_.data(), wk, tap_.size(), bias, ext_.size(), ext);
-    for (std::int64_t oh = 0; oh < g.ho; ++oh)
-      for (std::int64_t ow = 0; ow < g.wo; ++ow) out[oh * g.wo + ow] = ext[oh * wq_ + ow];
+    for (std::int64_t oh = 0; oh < g.ho; ++oh) copy_row(out + oh * g.wo, ext + oh * wq_, g.wo);
   }
 
  private:
@@ -216,8 +231,7 @@ inline void direct_conv(const op_env& env, const float* x, std::int64_t n, std::
       if (!unpadded)
         for (std::int64_t ci = 0; ci < cg; ++ci)
           for (std::int64_t r = 0; r < g.h; ++r)
-            std::copy_n(xs + (ci * g.h + r) * g.w, g.w,
-                        padded.data() + (ci * hp + r + g.pt) * wp + g.pl);
+            copy_row(padded.data() + (ci * hp + r + g.pt) * wp + g.pl, xs + (ci * g.h + r) * g.w, g.w);
       float* ys = y + (ni * o + gi * og) * p;
       adaquant::detail::gather_product_run(unpadded ? xs : padded.data(), base.data(), static_cast<std::size_t>(p),
                                            off.data(), static_cast<std::size_t>(k), packed.data(),
@@ -249,7 +263,7 @@ inline void conv(const op_env& env, const tensor& x_in, const tensor& w, const f
   if (x.rank() == 4) ys.push_back(g.ho);
   ys.push_back(g.wo);
   env.check_macs(static_cast<double>(n) * o * p * k);
-  y = env.make(dtype::float32, ys);
+  y = env.make_for_overwrite(ys);  // direct_conv and depthwise_planes write every element
   float* yp = y.f.data();
   if (!(cg == 1 && og == 1)) {
     direct_conv(env, x.f.data(), n, c, w.f.data(), o, groups, g, bias, yp);

@@ -90,6 +90,9 @@ struct op_env {
   std::int64_t opset;
   const exec_limits& limits;
   const std::string& source;
+  // Float storage of values the run no longer needs (graph::run_from keeps a few), reused by
+  // make_for_overwrite; null: none.
+  std::vector<std::vector<float>>* recycled = nullptr;
 
   [[nodiscard]] std::string where() const {
     return source + ": node \"" + n.name + "\" (" + n.op_type + ")";
@@ -107,6 +110,22 @@ struct op_env {
       fail(errc::invalid_argument, "output of shape " + shape_string(s) + " exceeds the limit of " +
                                        std::to_string(limits.max_elements) + " elements");
     return tensor::zeros(t, std::move(s));
+  }
+  // As make, for a float tensor whose every element the op writes: recycled storage at least as
+  // large is shrunk to size (not zero-filled), else make's.
+  [[nodiscard]] tensor make_for_overwrite(shape_t s) const {
+    const std::size_t n_el = onnx::detail::checked_count(s, where());
+    if (recycled && n_el <= limits.max_elements)
+      for (auto it = recycled->rbegin(); it != recycled->rend(); ++it)
+        if (it->size() >= n_el) {
+          tensor out;
+          out.shape = std::move(s);
+          out.f = std::move(*it);
+          out.f.resize(n_el);
+          recycled->erase(std::next(it).base());
+          return out;
+        }
+    return make(dtype::float32, std::move(s));
   }
   void check_macs(double macs) const {
     if (macs > limits.max_macs)
