@@ -121,7 +121,9 @@ TEST_CASE("signed_8bit_weights: int8 weights with the grid's own integers and ze
 
 TEST_CASE("W4A4: int4 packed two per byte (low nibble first), uint4 inputs, opset 21, IR 10") {
   const auto ls = cnn_layers({4, 4, 4, 4, 4, 4});
-  const auto m = exported(make_cnn(), ls);
+  ax::export_options opt;
+  opt.four_bit_activation_types = true;
+  const auto m = exported(make_cnn(), ls, opt);
   CHECK(opset(m) == 21);
   CHECK(m.ir_version() == 10);
   const auto* w = initializer(m, "conv2.weight_quantized");
@@ -143,11 +145,21 @@ TEST_CASE("W4A4: int4 packed two per byte (low nibble first), uint4 inputs, opse
   CHECK(initializer(m, "flat_zero_point")->data_type() == 22);
   const auto ops = op_types(m);
   CHECK(std::count(ops.begin(), ops.end(), "Clip") == 0);
+  // By default the 4-bit activation grids go through 8-bit types and a Clip; weights stay int4.
+  const auto d = exported(make_cnn(), ls);
+  CHECK(opset(d) == 21);
+  CHECK(initializer(d, "conv2.weight_quantized")->data_type() == 22);
+  CHECK(initializer(d, "x_zero_point")->data_type() == 2);
+  CHECK(initializer(d, "flat_zero_point")->data_type() == 3);
+  const auto dops = op_types(d);
+  CHECK(std::count(dops.begin(), dops.end(), "Clip") == 3);
 }
 
 TEST_CASE("Grids no type expresses (3, 5, 6, 7 bits, signed 2 bits) get a Clip at the grid's ends") {
   const auto ls = cnn_layers({3, 5, 2, 3, 6, 2});
-  const auto m = exported(make_cnn(), ls);
+  ax::export_options opt;
+  opt.four_bit_activation_types = true;
+  const auto m = exported(make_cnn(), ls, opt);
   CHECK(op_types(m) == std::vector<std::string>{
                            "QuantizeLinear", "DequantizeLinear", "Clip", "DequantizeLinear", "Conv", "Relu",
                            "QuantizeLinear", "DequantizeLinear", "Clip", "DequantizeLinear", "Conv", "Flatten",
@@ -161,10 +173,12 @@ TEST_CASE("Grids no type expresses (3, 5, 6, 7 bits, signed 2 bits) get a Clip a
   CHECK(decode(*initializer(m, "x_clip_max")).f.at(0) == static_cast<float>(a.qmax - a.zero_point) * a.scale);
 }
 
-TEST_CASE("A 4-bit input of a layer with 8-bit weights is stored in 8 bits with a Clip") {
+TEST_CASE("With four_bit_activation_types, a 4-bit input of an 8-bit-weight layer stays 8-bit") {
   // ONNX Runtime 1.30 would fuse UINT4 DequantizeLinear + 8-bit weights + Conv into a QLinearConv
   // it cannot run; with 4-bit weights the input keeps its 4-bit type.
-  const auto m = exported(make_cnn(), cnn_layers({8, 4, 4, 4, 4, 4}));
+  ax::export_options opt;
+  opt.four_bit_activation_types = true;
+  const auto m = exported(make_cnn(), cnn_layers({8, 4, 4, 4, 4, 4}), opt);
   CHECK(initializer(m, "x_zero_point")->data_type() == 2);             // uint8, conv1 has 8-bit weights
   CHECK(initializer(m, "x_clip_max") != nullptr);                      // the 4-bit grid's end
   CHECK(initializer(m, "relu1_out_zero_point")->data_type() == 21);    // uint4, conv2 has 4-bit weights
@@ -175,9 +189,11 @@ TEST_CASE("The exported graph computes exactly adaquant's round_onnx simulation"
   for (const bits_choice b : {bits_choice{}, bits_choice{4, 4, 4, 4, 4, 4}, bits_choice{3, 5, 2, 3, 6, 2},
                               bits_choice{8, 4, 6, 7, 5, 8}}) {
     const auto ls = cnn_layers(b);
-    for (const bool allow4 : {true, false}) {
+    for (const int variant : {0, 1, 2}) {  // 4-bit types for weights and activations, weights, none
+      const bool allow4 = variant < 2;
       ax::export_options opt;
       opt.allow_4bit_types = allow4;
+      opt.four_bit_activation_types = variant == 0;
       const auto m = exported(make_cnn(), ls, opt);
       if (!allow4) CHECK(opset(m) == 13);
       const value x = cnn_input(ls[0]);
@@ -196,7 +212,7 @@ TEST_CASE("The exported graph computes exactly adaquant's round_onnx simulation"
       CHECK(same_bits(out.at("y").f, simulate_cnn(ls, x).f));
       write_ort_case(m, "cnn_w" + std::to_string(b.w1) + std::to_string(b.w2) + std::to_string(b.w3) + "_a" +
                             std::to_string(b.a1) + std::to_string(b.a2) + std::to_string(b.a3) +
-                            (allow4 ? "" : "_8bit_types"),
+                            (variant == 0 ? "" : variant == 1 ? "_8bit_activations" : "_8bit_types"),
                      {{"x", x}}, out);
     }
   }

@@ -92,7 +92,7 @@ inline std::string encoding_json(const char* kind, int bits, const storage_type&
     const quant_params& a = p.layer->input->params;
     const float s[1] = {a.scale};
     const std::int32_t z[1] = {a.zero_point};
-    return encoding_json("activation", p.layer->input->bits, *p.input_type, a.qmin, a.qmax, "null",
+    return encoding_json("activation", p.layer->input->bits, *p.input_grid, a.qmin, a.qmax, "null",
                          s, z);
   };
   for (const planned_layer& p : plan.layers)

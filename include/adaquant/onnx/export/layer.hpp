@@ -87,6 +87,13 @@ struct export_options {
   // in ONNX Runtime 1.30 with all optimizations; 93.17% with UINT8 weights). true: INT8, which
   // ONNX Runtime runs faster on such machines and exactly with VNNI or on ARM.
   bool signed_8bit_weights = false;
+  // false: 2-4-bit activation grids are written as UINT8/INT8 QuantizeLinear/DequantizeLinear
+  // with a Clip to the grid's ends (the same values; the encodings JSON still says 4 bits). true:
+  // UINT4/INT4 (opset 21) for layers with 4-bit weights. ONNX Runtime 1.30 runs UINT4/INT4
+  // activations only with graph optimizations off: its ClipQuantFusion throws on a Clip (ReLU6)
+  // before a UINT4 QuantizeLinear ("Unexpected data type for QuantizeLinear"), and its QDQ
+  // selectors fuse a UINT4 input with 8-bit weights into a QLinearConv it then rejects.
+  bool four_bit_activation_types = false;
 };
 
 }  // namespace adaquant::onnx

@@ -76,7 +76,8 @@ struct planned_layer {
   storage_type weight_type;  // the initializer's type: weight_grid, or UINT8 for a signed 8-bit one
   std::int32_t weight_offset = 0;      // added to the integers and zero points (128 or 0)
   std::vector<std::int32_t> weight_q;  // in the initializer's layout, offset included
-  std::optional<storage_type> input_type;
+  std::optional<storage_type> input_grid;  // the type the input grid fits (the encodings')
+  std::optional<storage_type> input_type;  // the input's Q/DQ type in the file
   bool input_clip = false;  // the input grid is narrower than its type's range
   int batch_norm = -1;      // node index of the folded batch norm
 };
@@ -174,12 +175,14 @@ class layer_planner {
     if (l.input) {
       const std::string w = where + ": input quantizer";
       l.input->params.validate(w.c_str());
-      // A 2-4-bit input of a layer whose weights are stored in 8 bits takes an 8-bit type (and a
-      // Clip): ONNX Runtime 1.30 fuses DequantizeLinear(UINT4/INT4 input) + DequantizeLinear(8-bit
-      // weight) + Conv into a QLinearConv that it then rejects ("Type 'tensor(uint4)' of input
-      // parameter ... of operator (QLinearConv) ... is invalid") when graph optimizations are on.
+      p.input_grid = choose_storage(l.input->bits, l.input->params.qmin, l.input->params.qmax,
+                                    true, w);
+      // 2-4-bit inputs take 4-bit types only when asked for, and only for layers with 4-bit
+      // weights (export_options::four_bit_activation_types says why).
       p.input_type = choose_storage(l.input->bits, l.input->params.qmin, l.input->params.qmax,
-                                    opt_.allow_4bit_types && p.weight_type.bits == 4, w);
+                                    opt_.allow_4bit_types && opt_.four_bit_activation_types &&
+                                        p.weight_type.bits == 4,
+                                    w);
       p.input_clip =
           l.input->params.qmin != p.input_type->lowest() || l.input->params.qmax != p.input_type->highest();
     }
