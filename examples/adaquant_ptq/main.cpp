@@ -72,6 +72,8 @@ what to compute
                            (can differ by one step near ties)
   --max-size-ratio R     bit allocation: weights at most R of FP32, 0 < R <= 1  [off]
   --bit-options LIST     weight bits bit allocation chooses from           [2,3,4,8]
+  --bit-rounds N         bit allocation: loss tables measured, each around the previous
+                         round's choice (1 = the paper's one-shot table)   [4]
   --loss-samples N       calibration samples of bit allocation's loss      [256]
   --iterations N         AdaQuant iterations per layer                     [1000]
   --order O              sequential | parallel AdaQuant                    [sequential]
@@ -110,6 +112,7 @@ struct args {
   int wbits = 4, abits = 4;
   std::optional<double> max_size_ratio;
   std::vector<int> bit_options{2, 3, 4, 8};
+  int bit_rounds = aq::bit_allocation_budget{}.rounds;
   std::uint64_t seed = 0;
   bool all_layers = false, bn_tuning = true, bias = true, four_bit_types = true, quiet = false;
 };
@@ -193,7 +196,8 @@ args parse(int argc, char** argv) {
     else if (f == "--bit-options") {
       a.bit_options.clear();
       for (long long b : to_list(f, value())) a.bit_options.push_back(static_cast<int>(b));
-    } else if (f == "--loss-samples") a.loss_samples = to_count(f, value());
+    } else if (f == "--bit-rounds") a.bit_rounds = static_cast<int>(to_int(f, value()));
+    else if (f == "--loss-samples") a.loss_samples = to_count(f, value());
     else if (f == "--iterations") a.iterations = to_count(f, value());
     else if (f == "--order") a.order = value();
     else if (f == "--seed") a.seed = static_cast<std::uint64_t>(to_count(f, value()));
@@ -233,6 +237,7 @@ args parse(int argc, char** argv) {
   if (!(a.percentile > 0.0 && a.percentile <= 100.0)) bad("--percentile: must be in (0, 100]");
   if (a.iterations == 0) bad("--iterations: must be > 0");
   if (a.loss_samples == 0) bad("--loss-samples: must be > 0");
+  if (a.bit_rounds < 1) bad("--bit-rounds: must be >= 1");
   return a;
 }
 
@@ -392,7 +397,7 @@ aq::quantization_spec quantization(const args& a) {
 }
 std::optional<aq::bit_allocation_budget> bit_allocation(const args& a) {
   if (!a.max_size_ratio) return std::nullopt;
-  return aq::bit_allocation_budget{*a.max_size_ratio, a.bit_options};
+  return aq::bit_allocation_budget{*a.max_size_ratio, a.bit_options, a.bit_rounds};
 }
 std::optional<aq::bn_tuning_options> bn_tuning(const args& a) {
   if (!a.bn_tuning || a.pipeline == "naive") return std::nullopt;
@@ -576,6 +581,7 @@ int run(const args& a) {
           {"max_size_ratio",
            a.max_size_ratio ? nlohmann::json(*a.max_size_ratio) : nlohmann::json(nullptr)},
           {"bit_options", a.bit_options},
+          {"bit_rounds", a.bit_rounds},
           {"loss_samples", no.loss_samples},
           {"iterations", a.pipeline == "advanced" ? nlohmann::json(a.iterations)
                                                   : nlohmann::json(nullptr)},
