@@ -7,6 +7,7 @@
 #include <functional>
 #include <set>
 
+#include "support/expect_error.hpp"
 #include "toy_network.hpp"
 
 namespace aq = adaquant;
@@ -130,7 +131,8 @@ TEST_CASE("re-measured tables find what the one-shot table misses when losses in
   const auto r4 = aq::light_pipeline(rounds, allocating(0.125, {2, 4, 8}, 4), ctx);
   INFO(r4.steps[1].summary);
   CHECK_THAT(r4.steps[1].summary, Catch::Contains("allocation round 2 won: loss 4.5 "));
-  CHECK_THAT(r4.steps[1].summary, Catch::Contains("allocation by round 9.1, 4.5, 9.1 (choice repeated)"));
+  CHECK_THAT(r4.steps[1].summary,
+             Catch::Contains("allocation by round 9.1, 4.5, 9.1 (choice repeated)"));
   CHECK(rounds.bits() == std::vector<int>{2, 8, 4, 4});
   CHECK(r4.weight_bits == std::vector<int>{2, 8, 4, 4});
   CHECK(rounds.calibration_loss() == 4.5);
@@ -196,23 +198,11 @@ TEST_CASE("bad bit allocation settings are named and rejected before the network
   toy::network net(100);
   const auto check = [&](const aq::light_config& c, aq::errc code, const char* text) {
     const std::size_t calls = net.set_calls;
-    try {
-      (void)aq::light_pipeline(net, c, ctx);
-      FAIL("expected an error");
-    } catch (const aq::error& e) {
-      CHECK(e.code() == code);
-      CHECK_THAT(e.what(), Catch::Contains(text));
-    }
+    adaquant_test::expect_error([&] { (void)aq::light_pipeline(net, c, ctx); }, code, text);
     aq::advanced_config adv;
     adv.quant = c.quant;
     adv.bit_allocation = c.bit_allocation;
-    try {
-      (void)aq::advanced_pipeline(net, adv, ctx);
-      FAIL("expected an error");
-    } catch (const aq::error& e) {
-      CHECK(e.code() == code);
-      CHECK_THAT(e.what(), Catch::Contains(text));
-    }
+    adaquant_test::expect_error([&] { (void)aq::advanced_pipeline(net, adv, ctx); }, code, text);
     CHECK(net.set_calls == calls);
   };
   check(allocating(0.2, {2, 4}, 0), aq::errc::invalid_argument, "config.bit_allocation.rounds");

@@ -86,6 +86,30 @@ inline std::string loss_list(const std::vector<double>& v) {
   return s;
 }
 
+// The allocation problem around configuration x (whose loss is at_x): each layer's options
+// scored by loss(i, b), the loss with layer i at b bits and every other layer as in x, less the
+// layer's least (a constant per layer changes no choice; the solver wants increases >= 0).
+template <class Loss>
+bit_allocation_problem problem_around(const pipeline_state& st,
+                                      const std::vector<std::vector<int>>& bits_of,
+                                      const std::vector<int>& x, double at_x, Loss&& loss) {
+  bit_allocation_problem prob;
+  prob.resource_names = {"size_bytes"};
+  for (std::size_t i = 0; i < x.size(); ++i) {
+    std::vector<double> l;
+    for (int b : bits_of[i]) l.push_back(b == x[i] ? at_x : loss(i, b));
+    const double least = *std::min_element(l.begin(), l.end());
+    bit_allocation_layer layer;
+    layer.name = std::to_string(st.layers[i].id);
+    for (std::size_t k = 0; k < l.size(); ++k)
+      layer.options.push_back({{bits_of[i][k], st.abits[i]},
+                               l[k] - least,
+                               {weight_bytes(st.layers[i], bits_of[i][k])}});
+    prob.layers.push_back(std::move(layer));
+  }
+  return prob;
+}
+
 template <PipelineNetwork Net>
 std::string bit_allocation_step(Net& net, pipeline_state& st, const bit_allocation_budget& opt,
                                 const std::vector<layer_options>& options,
@@ -139,29 +163,15 @@ std::string bit_allocation_step(Net& net, pipeline_state& st, const bit_allocati
     unsigned long long nodes = 0;
     bool repeated = false;
     for (int round = 1; round <= opt.rounds && !repeated; ++round) {
-      const double at_x = measure(x, "allocation round " + std::to_string(round - 1));
-      bit_allocation_problem prob;
-      prob.resource_names = {"size_bytes"};
-      for (std::size_t i = 0; i < n; ++i) {
-        const layer_desc& d = st.layers[i];
-        std::vector<double> loss;
-        for (int b : bits_of[i]) {
-          std::vector<int> y = x;
-          y[i] = b;
-          loss.push_back(b == x[i] ? at_x
-                                   : measure(y, "round " + std::to_string(round) + "'s table, layer " +
-                                                    std::to_string(d.id) + " at " +
-                                                    std::to_string(b) + " bits"));
-        }
-        // A constant per layer changes no choice; the solver wants increases >= 0.
-        const double least = *std::min_element(loss.begin(), loss.end());
-        bit_allocation_layer layer;
-        layer.name = std::to_string(d.id);
-        for (std::size_t k = 0; k < loss.size(); ++k)
-          layer.options.push_back(
-              {{bits_of[i][k], st.abits[i]}, loss[k] - least, {weight_bytes(d, bits_of[i][k])}});
-        prob.layers.push_back(std::move(layer));
-      }
+      const double at_x = choice_loss.empty() ? base_loss : choice_loss.back();
+      const bit_allocation_problem prob =
+          problem_around(st, bits_of, x, at_x, [&](std::size_t i, int b) {
+            std::vector<int> y = x;
+            y[i] = b;
+            return measure(y, "round " + std::to_string(round) + "'s table, layer " +
+                                  std::to_string(st.layers[i].id) + " at " + std::to_string(b) +
+                                  " bits");
+          });
       const bit_allocation_result r = minimize_loss(prob, {budget});
       nodes += r.nodes;
       if (r.status != allocation_status::optimal) status = std::string(to_string(r.status));
@@ -172,14 +182,18 @@ std::string bit_allocation_step(Net& net, pipeline_state& st, const bit_allocati
       choice_loss.push_back(measure(x, "allocation round " + std::to_string(round)));
     }
 
-    std::vector<double> uniform_loss;
-    std::vector<int> uniform_bits;
+    std::vector<int> uniform_bits;  // those that fit, with their configurations
+    std::vector<std::vector<int>> uniform;
+    std::string uniform_losses;
     for (int b : widths) {
       std::vector<int> u(n);
       for (std::size_t i = 0; i < n; ++i) u[i] = layer_bits(st.quant, i, n, b);
       if (!fits(u)) continue;
+      const double v = measure(u, "uniform " + std::to_string(b) + " bits");
+      uniform_losses +=
+          (uniform_bits.empty() ? "" : ", ") + std::to_string(b) + " bits " + loss_list({v});
       uniform_bits.push_back(b);
-      uniform_loss.push_back(measure(u, "uniform " + std::to_string(b) + " bits"));
+      uniform.push_back(std::move(u));
     }
 
     // Lowest loss among everything measured that fits; the first measured wins a tie. One
@@ -196,27 +210,16 @@ std::string bit_allocation_step(Net& net, pipeline_state& st, const bit_allocati
 
     // Named by the strongest claim: a round's choice, else a uniform width, else its first use.
     std::string winner = best->origin;
-    std::vector<int> u(n);
-    for (std::size_t k = uniform_bits.size(); k-- > 0;) {
-      for (std::size_t i = 0; i < n; ++i) u[i] = layer_bits(st.quant, i, n, uniform_bits[k]);
-      if (u == best->bits) winner = "uniform " + std::to_string(uniform_bits[k]) + " bits";
-    }
+    if (const auto u = std::find(uniform.begin(), uniform.end(), best->bits); u != uniform.end())
+      winner = "uniform " + std::to_string(uniform_bits[u - uniform.begin()]) + " bits";
     if (const auto c = std::find(choices.begin(), choices.end(), best->bits); c != choices.end())
       winner = "allocation round " + std::to_string(c - choices.begin() + 1);
-
-    std::string uniform;
-    char buf[64];
-    for (std::size_t k = 0; k < uniform_bits.size(); ++k) {
-      std::snprintf(buf, sizeof buf, "%s%d bits %.5g", k ? ", " : "", uniform_bits[k],
-                    uniform_loss[k]);
-      uniform += buf;
-    }
     char head[160];
     std::snprintf(head, sizeof head, "%s; %s won: loss %.5g at %.0f of %.0f budget bytes",
                   status.c_str(), winner.c_str(), best->loss, size_of(best->bits), budget);
     return std::string(head) + "; allocation by round " + loss_list(choice_loss) +
            (repeated ? " (choice repeated)" : "") + "; uniform " +
-           (uniform.empty() ? "none fits" : uniform) + "; 8-bit base " +
+           (uniform.empty() ? "none fits" : uniform_losses) + "; 8-bit base " +
            loss_list({base_loss}) + "; " + std::to_string(all.size()) + " evaluations, " +
            std::to_string(nodes) + " nodes";
   }
@@ -240,7 +243,8 @@ void check_bit_allocation(const pipeline_state& st, const bit_allocation_budget&
       fail(errc::invalid_argument, where + ".weight_bits",
            "bits must be in [2, 16], got " + std::to_string(b));
   if (!(opt.rounds >= 1))
-    fail(errc::invalid_argument, where + ".rounds", "must be >= 1, got " + std::to_string(opt.rounds));
+    fail(errc::invalid_argument, where + ".rounds",
+         "must be >= 1, got " + std::to_string(opt.rounds));
   const int smallest = *std::min_element(opt.weight_bits.begin(), opt.weight_bits.end());
   double least = 0.0, fp32 = 0.0;
   for (std::size_t i = 0; i < st.layers.size(); ++i) {
@@ -250,8 +254,8 @@ void check_bit_allocation(const pipeline_state& st, const bit_allocation_budget&
   }
   if (!(least <= opt.max_size_ratio * fp32 * (1 + 1e-12)))
     fail(errc::infeasible, where + ".max_size_ratio",
-         "size ratio " + std::to_string(opt.max_size_ratio) +
-             " is below the smallest achievable " + std::to_string(least / fp32));
+         "size ratio " + std::to_string(opt.max_size_ratio) + " is below the smallest achievable " +
+             std::to_string(least / fp32));
 }
 
 }  // namespace adaquant::detail
