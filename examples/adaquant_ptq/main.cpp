@@ -68,6 +68,8 @@ what to compute
                            (can differ by one step near ties)
   --max-size-ratio R     bit allocation: weights at most R of FP32, 0 < R <= 1  [off]
   --bit-options LIST     weight bits bit allocation chooses from           [2,3,4,8]
+  --bit-rounds N         bit allocation: loss tables measured, each around the previous
+                         round's choice (1 = the paper's one-shot table)   [4]
   --loss-samples N       calibration samples of bit allocation's loss      [256]
   --iterations N         AdaQuant iterations per layer                     [1000]
   --order O              sequential | parallel AdaQuant                    [sequential]
@@ -143,7 +145,8 @@ args parse(int argc, char** argv) {
     else if (f == "--bit-options") {
       s.bit_options.clear();
       for (long long b : cli.to_list(f, value())) s.bit_options.push_back(static_cast<int>(b));
-    } else if (f == "--loss-samples") a.loss_samples = cli.to_count(f, value());
+    } else if (f == "--bit-rounds") s.bit_rounds = static_cast<int>(cli.to_int(f, value()));
+    else if (f == "--loss-samples") a.loss_samples = cli.to_count(f, value());
     else if (f == "--iterations") s.iterations = cli.to_count(f, value());
     else if (f == "--order") s.order = value();
     else if (f == "--seed") s.seed = static_cast<std::uint64_t>(cli.to_count(f, value()));
@@ -193,6 +196,7 @@ args parse(int argc, char** argv) {
   if (!(s.percentile > 0.0 && s.percentile <= 100.0)) cli.fail("--percentile: must be in (0, 100]");
   if (s.iterations == 0) cli.fail("--iterations: must be > 0");
   if (a.loss_samples == 0) cli.fail("--loss-samples: must be > 0");
+  if (s.bit_rounds < 1) cli.fail("--bit-rounds: must be >= 1");
   return a;
 }
 
@@ -512,6 +516,7 @@ int run(const args& a) {
           {"max_size_ratio",
            s.max_size_ratio ? nlohmann::json(*s.max_size_ratio) : nlohmann::json(nullptr)},
           {"bit_options", s.bit_options},
+          {"bit_rounds", s.bit_rounds},
           {"loss_samples", no.loss_samples},
           {"iterations", s.pipeline == "advanced" ? nlohmann::json(s.iterations)
                                                   : nlohmann::json(nullptr)},

@@ -9,6 +9,7 @@
 //                     [--json FILE] [--iterations N] [--test-limit N] [--no-bn-tuning]
 //                     [--no-bias] [--all-layers] [--order sequential|parallel] [--quiet]
 //                     [--bit-options 2,3,4,8]   (weight bits bit allocation chooses from)
+//                     [--bit-rounds 4]   (loss tables bit allocation measures; 1 = one-shot)
 //                     [--threads N]   (0 = every core; results do not depend on it)
 //                     [--bn-target running|fp]   (BN tuning's reference statistics)
 //                     [--models DIR] [--data DIR]   (default: the repository's models/, Debian's
@@ -98,6 +99,8 @@ args parse(const std::vector<std::string>& argv) {
       a.test_limit = static_cast<std::size_t>(cli.to_int(f, value()));
     else if (f == "--order")
       s.order = value();
+    else if (f == "--bit-rounds")
+      s.bit_rounds = static_cast<int>(cli.to_int(f, value()));
     else if (f == "--bit-options") {
       s.bit_options.clear();
       for (long long b : cli.to_list(f, value())) s.bit_options.push_back(static_cast<int>(b));
@@ -130,6 +133,7 @@ args parse(const std::vector<std::string>& argv) {
     if (b < 2 || b > 16) cli.fail("--wbits/--abits must be in [2, 16], got " + std::to_string(b));
   if (s.max_size_ratio && !(*s.max_size_ratio > 0.0 && *s.max_size_ratio <= 1.0))
     cli.fail("--max-size-ratio must be in (0, 1]");
+  if (s.bit_rounds < 1) cli.fail("--bit-rounds must be >= 1");
   return a;
 }
 

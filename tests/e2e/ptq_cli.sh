@@ -45,6 +45,8 @@ expect_error "per-sample shape [1, 28, 28], the model input needs [1, 28, 27]" -
 expect_error "--wbits: must be in [2, 16]" --model "$model" "${common[@]}" --wbits 1
 expect_error "smallest achievable" --model "$model" "${common[@]}" --pipeline light \
   --max-size-ratio 0.01
+expect_error "--bit-rounds: must be >= 1" --model "$model" "${common[@]}" --pipeline light \
+  --max-size-ratio 0.13 --bit-rounds 0
 expect_error "--output: folder $work/missing does not exist" --model "$model" \
   --calib "$data/calib.npy" --output "$work/missing/q.onnx"
 expect_error "--model is required" --calib "$data/calib.npy" --output "$work/out/q.onnx"

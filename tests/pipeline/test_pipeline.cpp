@@ -3,6 +3,7 @@
 
 #include <catch2/catch.hpp>
 
+#include "support/expect_error.hpp"
 #include "toy_network.hpp"
 
 namespace aq = adaquant;
@@ -173,13 +174,7 @@ TEST_CASE("pipelines reject bad configurations before changing the network") {
   toy::network net(100);
   auto check = [&](const aq::light_config& c, aq::errc code, const char* text) {
     const std::size_t calls = net.set_calls;
-    try {
-      (void)aq::light_pipeline(net, c, ctx);
-      FAIL("expected an error");
-    } catch (const aq::error& e) {
-      CHECK(e.code() == code);
-      CHECK_THAT(e.what(), Catch::Contains(text));
-    }
+    adaquant_test::expect_error([&] { (void)aq::light_pipeline(net, c, ctx); }, code, text);
     CHECK(net.set_calls == calls);
   };
   check(light(17, 4), aq::errc::invalid_argument, "config.quant.weights.scheme.bits");

@@ -45,7 +45,7 @@ quantization_spec quantization_of(const pipeline_settings& s) {
 
 std::optional<bit_allocation_budget> bit_allocation_of(const pipeline_settings& s) {
   if (!s.max_size_ratio) return std::nullopt;
-  return bit_allocation_budget{*s.max_size_ratio, s.bit_options};
+  return bit_allocation_budget{*s.max_size_ratio, s.bit_options, s.bit_rounds};
 }
 
 std::optional<bn_tuning_options> bn_tuning_of(const pipeline_settings& s) {

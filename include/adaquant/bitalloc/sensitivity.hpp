@@ -9,8 +9,8 @@
 // i.e. it assumes the layers' loss increases add up independently. That holds to first order
 // when each layer's quantization noise is small and uncorrelated with the others'; it
 // underestimates the loss when many layers drop to very low bit-widths at once. Re-measure the
-// chosen configuration's real loss (and, if it disappoints, tighten the budget or re-measure dL
-// around the chosen configuration as the new base).
+// chosen configuration's real loss; the pipelines' bit allocation (pipeline/bit_allocation.hpp)
+// re-measures dL around each chosen configuration and compares with uniform bit-widths.
 //
 // Measured differences can come out slightly negative (evaluation noise, or a lower bit-width
 // acting as a regulariser). The solver requires dL >= 0, so negative values are clamped to 0 by

@@ -9,7 +9,8 @@
 //      with config.bit_allocation: every layer is calibrated (parallel order, on full-precision
 //      inputs, so options can be mixed) at each of its weight_bits below 8; 8-bit options are
 //      round-to-nearest. 2. bit_allocation then picks one option per layer by the exact integer
-//      program over the measured loss increases (the network's calibration_loss).
+//      program over the measured loss increases (the network's calibration_loss), re-measured
+//      around each choice and compared with the uniform bit-widths (pipeline/bit_allocation.hpp).
 //   3. bn_tuning        (config.bn_tuning) batch-norm statistics re-estimated on the quantized
 //                       network, refolded
 //   4. bias_tuning      (config.bias_tuning) per layer, in order, only the bias is refitted
@@ -20,6 +21,7 @@
 //                       network, which the network interface does not ask for.
 // Errors: as light_pipeline, plus whatever AdaQuant throws.
 
+#include <adaquant/pipeline/bit_allocation.hpp>
 #include <adaquant/pipeline/steps.hpp>
 
 namespace adaquant {

@@ -41,11 +41,16 @@ struct quantization_spec {
   bool first_last_8bit = true;
 };
 
-// Bit allocation: choose each layer's weight bits among weight_bits so that weight storage is at
-// most max_size_ratio of FP32 and the summed calibration-loss increase is smallest.
+// Bit allocation (pipeline/bit_allocation.hpp): choose each layer's weight bits among
+// weight_bits so that weight storage is at most max_size_ratio of FP32 and the network's
+// calibration loss is smallest. Round 1 measures each layer's loss increase with the others at
+// 8 bits (the paper's table); each further round re-measures it with the others at the previous
+// round's choice and solves again, until a choice repeats or `rounds` rounds ran. The result is
+// the lowest measured loss among the rounds' choices and every uniform bit-width that fits.
 struct bit_allocation_budget {
   double max_size_ratio = 0.13;
   std::vector<int> weight_bits{2, 3, 4, 8};
+  int rounds = 4;  // >= 1; each round costs one loss table (README: Bit allocation)
 };
 
 // What BN tuning matches each quantized layer's output statistics to: the trained running

@@ -6,7 +6,9 @@
 //   1. ranges           round-to-nearest weights and activation ranges (the quantizers' range
 //                       methods, config.quant) from full-precision calibration inputs
 //   2. bit_allocation   (config.bit_allocation) per-layer weight bits by the exact integer
-//                       program over measured loss increases (the network's calibration_loss)
+//                       program over measured loss increases (the network's calibration_loss),
+//                       re-measured around each choice; never worse than a fitting uniform
+//                       bit-width on that loss (pipeline/bit_allocation.hpp)
 //   3. bn_tuning        (config.bn_tuning) batch-norm statistics re-estimated on the quantized
 //                       network and refolded
 //   4. bias_correction  (config.bias_correction) b += E[y_fp - y_q] per output channel, layer by
@@ -16,9 +18,10 @@
 // at the same bits, no further step). Errors, before the network is changed: bits outside
 // [2, 16], quantizers the layers cannot take (weights not per channel along axis 0, activations
 // not per tensor, two rounding policies), a size ratio outside (0, 1] or below the smallest
-// achievable one (errc::infeasible), bit allocation over a network without calibration_loss(), an
+// achievable one (errc::infeasible), bit allocation rounds below 1, bit allocation over a network without calibration_loss(), an
 // empty calibration set or network (errc::empty_input); then whatever the steps throw.
 
+#include <adaquant/pipeline/bit_allocation.hpp>
 #include <adaquant/pipeline/steps.hpp>
 
 namespace adaquant {

@@ -8,8 +8,9 @@
 //
 //   double calibration_loss();
 //       the loss of the network in its current quantized state (every layer given to
-//       set_quantized) on calibration data; lower is better. Called once for the base
-//       configuration and once per (layer, bit option).
+//       set_quantized) on calibration data; lower is better. Called once per configuration
+//       bit allocation measures: about one per (layer, bit option) per round, plus the uniform
+//       bit-widths (pipeline/bit_allocation.hpp).
 //
 // The pipelines expect batch norms already folded into the preceding layers (the deployed form),
 // and layer_desc::weight/bias to be the folded full-precision parameters.

@@ -5,8 +5,6 @@
 
 #include <adaquant/bias/bias_correction.hpp>
 #include <adaquant/bias/bias_tuning.hpp>
-#include <adaquant/bitalloc/sensitivity.hpp>
-#include <adaquant/bitalloc/solver.hpp>
 #include <adaquant/bn/channel_moments.hpp>
 #include <adaquant/bn/retune.hpp>
 #include <adaquant/calibrate/driver.hpp>
@@ -275,80 +273,6 @@ inline double weight_bytes(const layer_desc& d, int bits) {
   return static_cast<double>(d.geometry.weight_size()) * bits / 8.0;
 }
 
-// The candidate forms of one layer for bit allocation, by weight bits (8 is the base form).
-using layer_options = std::map<int, quantized_layer>;
-
-// Step "bit_allocation": the loss increase of every (layer, weight bits) from the all-8-bit base,
-// one layer at a time (bitalloc/sensitivity.hpp: additivity assumption), then the exact multiple
-// choice knapsack under the weight-size budget; installs the chosen forms. The loss is the
-// network's own calibration_loss() (LossNetwork).
-template <PipelineNetwork Net>
-std::string bit_allocation_step(Net& net, pipeline_state& st, const bit_allocation_budget& opt,
-                                const std::vector<layer_options>& options,
-                                const execution_context& ctx) {
-  if constexpr (!LossNetwork<Net>) {
-    fail(errc::invalid_argument, "pipeline: bit_allocation",
-         "the network has no calibration_loss() member (pipeline/network.hpp, LossNetwork)");
-  } else {
-    const std::size_t n = st.layers.size();
-    std::vector<int> installed(n, 0);
-    const auto install = [&](std::size_t i, int bits) {
-      if (installed[i] == bits) return;
-      net.set_quantized(options[i].at(bits));
-      installed[i] = bits;
-    };
-    const int abits = st.quant.activations.scheme.bits;
-    std::vector<bit_config> candidates;
-    for (int b : opt.weight_bits) candidates.push_back({b, abits});
-    std::size_t evaluations = 0;
-    // measure_sensitivity evaluates the base once and every candidate other than the base per
-    // layer.
-    const auto non_base = static_cast<std::size_t>(std::count_if(
-        candidates.begin(), candidates.end(), [&](const bit_config& c) { return c.bits_w != 8; }));
-    const std::size_t total = 1 + n * non_base;
-    const sensitivity_table table = measure_sensitivity(
-        [&](std::span<const bit_config> c) {
-          for (std::size_t i = 0; i < n; ++i)
-            install(i, fixed_at_8bit(st.quant, i, n) ? 8 : c[i].bits_w);
-          ctx.report("bit_allocation", ++evaluations, total);
-          return static_cast<double>(net.calibration_loss());
-        },
-        n, candidates, bit_config{8, abits});
-    bit_allocation_problem prob;
-    prob.resource_names = {"size_bytes"};
-    double fp32 = 0.0;
-    std::vector<std::vector<int>> bits_of(n);
-    for (std::size_t i = 0; i < n; ++i) {
-      const layer_desc& d = st.layers[i];
-      fp32 += weight_bytes(d, 32);
-      bit_allocation_layer layer;
-      layer.name = std::to_string(d.id);
-      for (std::size_t c = 0; c < candidates.size(); ++c) {
-        const int b = fixed_at_8bit(st.quant, i, n) ? 8 : candidates[c].bits_w;
-        if (std::find(bits_of[i].begin(), bits_of[i].end(), b) != bits_of[i].end()) continue;
-        bits_of[i].push_back(b);
-        layer.options.push_back(
-            {{b, abits}, b == 8 ? 0.0 : table.loss_delta[i][c], {weight_bytes(d, b)}});
-      }
-      prob.layers.push_back(std::move(layer));
-    }
-    const double budget = opt.max_size_ratio * fp32;
-    const bit_allocation_result r = minimize_loss(prob, {budget});
-    for (std::size_t i = 0; i < n; ++i) {
-      st.wbits[i] = bits_of[i][r.choice[i]];
-      st.q[i] = options[i].at(st.wbits[i]);
-      net.set_quantized(st.q[i]);
-    }
-    char buf[220];
-    std::snprintf(buf, sizeof buf,
-                  "%s, %.0f of %.0f budget bytes, predicted loss +%.4f (base %.4f), %zu "
-                  "evaluations, %llu nodes",
-                  std::string(to_string(r.status)).c_str(), r.resources[0], budget, r.loss_delta,
-                  table.base_loss, table.evaluations, static_cast<unsigned long long>(r.nodes));
-    return buf;
-  }
-}
-
 // Validates the configuration's numerics and the network before any work is done.
 template <PipelineNetwork Net>
 pipeline_state init_state(Net& net, const quantization_spec& quant, const char* fn) {
@@ -382,36 +306,6 @@ inline void finish_report(const pipeline_state& st, pipeline_report& rep) {
     rep.weight_bytes += weight_bytes(st.layers[i], st.wbits[i]);
     rep.fp32_weight_bytes += weight_bytes(st.layers[i], 32);
   }
-}
-
-// Validates that bit allocation can meet its budget before any work is done, and that the
-// network can give the loss it needs.
-template <PipelineNetwork Net>
-void check_bit_allocation(const pipeline_state& st, const bit_allocation_budget& opt,
-                          const char* fn) {
-  const std::string where = std::string(fn) + ": config.bit_allocation";
-  if (!LossNetwork<Net>)
-    fail(errc::invalid_argument, where,
-         "needs the network's calibration_loss() (pipeline/network.hpp, LossNetwork)");
-  if (!(opt.max_size_ratio > 0.0 && opt.max_size_ratio <= 1.0))
-    fail(errc::invalid_argument, where + ".max_size_ratio",
-         "must be in (0, 1], got " + std::to_string(opt.max_size_ratio));
-  if (opt.weight_bits.empty()) fail(errc::invalid_argument, where + ".weight_bits", "is empty");
-  for (int b : opt.weight_bits)
-    if (!(b >= 2 && b <= 16))
-      fail(errc::invalid_argument, where + ".weight_bits",
-           "bits must be in [2, 16], got " + std::to_string(b));
-  const int smallest = *std::min_element(opt.weight_bits.begin(), opt.weight_bits.end());
-  double least = 0.0, fp32 = 0.0;
-  for (std::size_t i = 0; i < st.layers.size(); ++i) {
-    least +=
-        weight_bytes(st.layers[i], fixed_at_8bit(st.quant, i, st.layers.size()) ? 8 : smallest);
-    fp32 += weight_bytes(st.layers[i], 32);
-  }
-  if (!(least <= opt.max_size_ratio * fp32 * (1 + 1e-12)))
-    fail(errc::infeasible, where + ".max_size_ratio",
-         "size ratio " + std::to_string(opt.max_size_ratio) +
-             " is below the smallest achievable " + std::to_string(least / fp32));
 }
 
 }  // namespace adaquant::detail

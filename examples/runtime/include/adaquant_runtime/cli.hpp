@@ -30,6 +30,7 @@ struct pipeline_settings {
   std::string rounding = "pytorch";        // pytorch | onnx: both quantizer_specs' rounding
   std::optional<double> max_size_ratio{};  // bit allocation's budget; empty: no bit allocation
   std::vector<int> bit_options{2, 3, 4, 8};  // weight bits bit allocation chooses from
+  int bit_rounds = bit_allocation_budget{}.rounds;  // loss tables bit allocation measures
   std::size_t iterations = 1000;             // AdaQuant per layer; 0: AdaQuant's default
   std::string order = "sequential";          // sequential | parallel AdaQuant
   std::uint64_t seed = 0;                    // AdaQuant's
