@@ -212,7 +212,9 @@ inline std::vector<tensor> graph::run_from(run_state s, std::size_t last, const 
   };
   std::vector<tensor> outs;
   std::vector<const tensor*> in;
-  std::vector<std::vector<float>> recycled;  // storage of released values, for make_for_overwrite
+  // Storage of released values, for make_for_overwrite; per thread and kept across runs, so the
+  // next batch's first outputs reuse the last batch's (at most 4 activations' worth).
+  thread_local std::vector<std::vector<float>> recycled;
   const std::size_t end = nodes_.empty() ? 0 : last + 1;
   for (std::size_t i = s.next; i < end; ++i) {
     if (saved && i == save_before) save(i);

@@ -114,11 +114,19 @@ inline void copy_row(float* dst, const float* src, std::int64_t n) noexcept {
 // position q = oh wq + ow, so each tap is one contiguous multiply-add over every output row at
 // once (`ext` holds ho * wq sums; the columns past wo are discarded). Output (oh, ow) sums its
 // taps in (i, j) order, each fused where the target has FMA (mul_add); with stride 1 there is a
-// single phase.
+// single phase, and strides of 2 are computed at stride 1 and subsampled (the same sums).
 class depthwise_planes {
  public:
-  explicit depthwise_planes(const window& g) : g_(g) {
-    const std::int64_t hp = g.h + g.pt + g.pb, wp = g.w + g.pl + g.pr;
+  explicit depthwise_planes(const window& out) : g_(out), c_(out) {
+    const std::int64_t hp = out.h + out.pt + out.pb, wp = out.w + out.pl + out.pr;
+    if (out.sh <= 2 && out.sw <= 2 && out.sh * out.sw > 1) {
+      // Stride 2: every stride-1 output, then every sh-th row and sw-th column of them. Up to 4x
+      // the multiply-adds, but contiguous, which beats splitting short rows into phases.
+      c_.sh = c_.sw = 1;
+      c_.ho = hp - (out.kh - 1) * out.dh;
+      c_.wo = wp - (out.kw - 1) * out.dw;
+    }
+    const window& g = c_;
     hq_ = (hp + g.sh - 1) / g.sh;
     wq_ = (wp + g.sw - 1) / g.sw;
     // The last tap of the last output reads (ho - 1 + iq) wq + wq - 1 + jq of its phase.
@@ -130,6 +138,10 @@ class depthwise_planes {
     phase_ = std::max(hq_ * wq_, (g.ho + iq) * wq_ + jq + span - g.ho * wq_);
     phases_.assign(static_cast<std::size_t>(phase_ * g.sh * g.sw), 0.0f);  // borders stay 0
     ext_.resize(static_cast<std::size_t>(span));
+    for (std::int64_t r = 0; r < g.h; ++r) {  // input row r is padded row r + pt
+      const std::int64_t a = (r + g.pt) % g.sh, rq = (r + g.pt) / g.sh;
+      row_.push_back(a * g.sw * phase_ + rq * wq_);
+    }
     for (std::int64_t b = 0; b < g.sw; ++b) {  // columns cq with 0 <= cq sw + b - pl < w
       const auto [c0, c1] = valid_range(wq_, g.sw, g.pl, b, g.w);
       cols_.push_back(c0);
@@ -147,33 +159,39 @@ class depthwise_planes {
 
   // out[ho * wo] = bias + the conv of one input plane in[h * w] with its kh * kw taps wk.
   void run(const float* in, const float* wk, float bias, float* out) {
-    const window& g = g_;
-    for (std::int64_t r = 0; r < g.h; ++r) {  // input row r is padded row r + pt
-      const std::int64_t a = (r + g.pt) % g.sh, rq = (r + g.pt) / g.sh;
+    const window& g = c_;
+    for (std::int64_t r = 0; r < g.h; ++r) {
+      float* row = phases_.data() + row_[static_cast<std::size_t>(r)];
       for (std::int64_t b = 0; b < g.sw; ++b) {
-        float* dst = phases_.data() + (a * g.sw + b) * phase_ + rq * wq_;
+        float* dst = row + b * phase_;
         const float* src = in + r * g.w + b - g.pl;  // column cq of phase b is src[cq * sw]
         const std::int64_t c0 = cols_[static_cast<std::size_t>(2 * b)];
         const std::int64_t c1 = cols_[static_cast<std::size_t>(2 * b + 1)];
         if (g.sw == 1)
           copy_row(dst + c0, src + c0, c1 - c0);
-        else if (g.sw == 2)  // a constant stride the compiler vectorises
-          for (std::int64_t cq = c0; cq < c1; ++cq) dst[cq] = src[cq * 2];
         else
           for (std::int64_t cq = c0; cq < c1; ++cq) dst[cq] = src[cq * g.sw];
       }
     }
     float* ext = ext_.data();
     adaquant::detail::tap_sum_run(tap_.data(), wk, tap_.size(), bias, ext_.size(), ext);
-    for (std::int64_t oh = 0; oh < g.ho; ++oh) copy_row(out + oh * g.wo, ext + oh * wq_, g.wo);
+    if (g.sh == g_.sh && g.sw == g_.sw) {
+      for (std::int64_t oh = 0; oh < g_.ho; ++oh) copy_row(out + oh * g_.wo, ext + oh * wq_, g_.wo);
+    } else {  // every sh-th row and sw-th column of the stride-1 sums
+      for (std::int64_t oh = 0; oh < g_.ho; ++oh)
+        for (std::int64_t ow = 0; ow < g_.wo; ++ow)
+          out[oh * g_.wo + ow] = ext[oh * g_.sh * wq_ + ow * g_.sw];
+    }
   }
 
  private:
-  window g_;
+  window g_;  // the conv's
+  window c_;  // the one computed: g_, or g_ at stride 1 when g_'s strides are at most 2
   std::int64_t hq_ = 0, wq_ = 0, phase_ = 0;  // phase extents and size
   std::vector<float> phases_, ext_;
   std::vector<const float*> tap_;  // where each tap's reads start in its phase
   std::vector<std::int64_t> cols_;  // per column phase b: the columns [c0, c1) read from the input
+  std::vector<std::int64_t> row_;   // per input row: where it starts in column phase 0 of its row phase
 };
 
 // The window of a Conv for input x and weight w (checks ranks and channels).

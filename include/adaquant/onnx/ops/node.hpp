@@ -7,6 +7,7 @@
 #include <adaquant/quant/quant_params.hpp>
 #include <adaquant/quant/rounding.hpp>
 
+#include <algorithm>
 #include <cstdint>
 #include <map>
 #include <optional>
@@ -111,21 +112,20 @@ struct op_env {
                                        std::to_string(limits.max_elements) + " elements");
     return tensor::zeros(t, std::move(s));
   }
-  // As make, for a float tensor whose every element the op writes: recycled storage at least as
-  // large is shrunk to size (not zero-filled), else make's.
+  // As make, for a float tensor whose every element the op writes: the largest recycled storage
+  // resized (elements it already had are not zero-filled), else make's.
   [[nodiscard]] tensor make_for_overwrite(shape_t s) const {
     const std::size_t n_el = onnx::detail::checked_count(s, where());
-    if (recycled && n_el <= limits.max_elements)
-      for (auto it = recycled->rbegin(); it != recycled->rend(); ++it)
-        if (it->size() >= n_el) {
-          tensor out;
-          out.shape = std::move(s);
-          out.f = std::move(*it);
-          out.f.resize(n_el);
-          recycled->erase(std::next(it).base());
-          return out;
-        }
-    return make(dtype::float32, std::move(s));
+    if (!recycled || recycled->empty() || n_el > limits.max_elements)
+      return make(dtype::float32, std::move(s));
+    const auto it = std::max_element(recycled->begin(), recycled->end(),
+                                     [](const auto& a, const auto& b) { return a.size() < b.size(); });
+    tensor out;
+    out.shape = std::move(s);
+    out.f = std::move(*it);
+    out.f.resize(n_el);
+    recycled->erase(it);
+    return out;
   }
   void check_macs(double macs) const {
     if (macs > limits.max_macs)
