@@ -233,4 +233,23 @@ TEST_CASE("Driver errors: empty calibration set, bad captures", "[driver][errors
       adaquant_calibrate(net, per_tensor_weights, options(calibration_order::sequential, 5)),
       Catch::Contains("quantizers[layer 1].weights.gran"));
   CHECK_FALSE(net.layers[0].q.has_value());  // rejected before any layer was changed
+  // Caches above the memory limit: the estimate grows with the layers taken at once.
+  execution_context tight = context(2);
+  tight.memory_limit = 64;
+  try {
+    (void)adaquant_calibrate(net, w4a8, options(calibration_order::parallel, 5), tight);
+    FAIL("no throw");
+  } catch (const error& e) {
+    CHECK(e.code() == errc::infeasible);
+    CHECK_THAT(std::string(e.what()), Catch::Contains("8 samples x"));
+    CHECK_THAT(std::string(e.what()), Catch::Contains("2 layer(s) at a time"));
+  }
+  const cache_estimate one = estimate_cache(net.quantizable_layers(), 8, 1);
+  CHECK(estimate_cache(net.quantizable_layers(), 8, 2).bytes == 2 * one.bytes);
+  CHECK(estimate_cache(net.quantizable_layers(), 16, 1).bytes == 2 * one.bytes);
+  tight.memory_limit = static_cast<std::size_t>(one.bytes);  // sequential: one layer at a time
+  CHECK_NOTHROW(adaquant_calibrate(net, w4a8, options(calibration_order::sequential, 5), tight));
+  CHECK(net.layers[0].q.has_value());
+  REQUIRE(available_memory().has_value());  // Linux: /proc/meminfo
+  CHECK(*available_memory() > 0);
 }

@@ -197,6 +197,18 @@ TEST_CASE("pipelines reject bad configurations before changing the network") {
   check(c, aq::errc::invalid_argument, "weight_bits");
   c.bit_allocation = aq::bit_allocation_budget{0.5, {1, 4}};
   check(c, aq::errc::invalid_argument, "weight_bits");
+  {  // caches larger than the memory limit: named, with the estimate, before any change
+    aq::execution_context small = ctx;
+    small.memory_limit = 1000;  // bytes; the toy's widest layer needs 100 x (24 + 24) x 4
+    const std::size_t before = net.set_calls;
+    adaquant_test::expect_error([&] { (void)aq::light_pipeline(net, light(4, 4), small); },
+                                aq::errc::infeasible, "100 samples x 48 floats");
+    adaquant_test::expect_error([&] { (void)aq::advanced_pipeline(net, advanced(4, 4), small); },
+                                aq::errc::infeasible, "of context.memory_limit");
+    CHECK(net.set_calls == before);
+    small.memory_limit = 100 * 48 * 4 * aq::resolve_threads(small.threads);  // exactly enough
+    CHECK_NOTHROW(aq::light_pipeline(net, light(4, 4), small));
+  }
   toy::network empty(0);
   CHECK_THROWS_WITH(aq::light_pipeline(empty, light(4, 4), ctx),
                     Catch::Contains("calibration set is empty"));

@@ -29,6 +29,7 @@
 // order is reported).
 
 #include <adaquant/calibrate/adaquant.hpp>
+#include <adaquant/calibrate/memory.hpp>
 #include <adaquant/calibrate/network.hpp>
 #include <adaquant/calibrate/report.hpp>
 #include <adaquant/core/execution.hpp>
@@ -161,6 +162,9 @@ calibration_report adaquant_calibrate(Net& net, std::span<const layer_quantizers
     detail::fail(errc::invalid_argument, "adaquant_calibrate: context.capture_batch",
                  "must be > 0");
   detail::validate_options(options.layer);
+  check_cache_memory(layers, n,
+                     options.order == calibration_order::sequential ? 1 : resolve_threads(context.threads),
+                     context, "adaquant_calibrate");
   const std::size_t chunk = context.capture_batch;
 
   // Per-layer options, decided up front so that they do not depend on the order of execution.

@@ -7,6 +7,9 @@
 //                  parallel order at least this many, captures split their samples.
 //   capture_batch  calibration samples per capture call (the peak size of one capture).
 //   progress       called with (step, done, total) as long steps advance, from the calling thread.
+//   memory_limit   bytes the calibration caches may take (calibrate/memory.hpp checks it before
+//                  any work); 0: the memory the system reports available (Linux MemAvailable),
+//                  no check where it reports none.
 
 #include <cstddef>
 #include <functional>
@@ -24,6 +27,7 @@ struct execution_context {
   std::size_t threads = 1;
   std::size_t capture_batch = 100;
   std::function<void(const progress_event&)> progress;
+  std::size_t memory_limit = 0;
 
   void report(std::string_view step, std::size_t done, std::size_t total) const {
     if (progress) progress({step, done, total});

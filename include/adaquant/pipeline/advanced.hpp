@@ -31,6 +31,7 @@ pipeline_report advanced_pipeline(Net& net, const advanced_config& cfg,
                                   const execution_context& ctx = {}) {
   constexpr const char* fn = "advanced_pipeline";
   detail::pipeline_state st = detail::init_state(net, cfg.quant, fn);
+  check_cache_memory(st.layers, net.calibration_size(), resolve_threads(ctx.threads), ctx, fn);
   if (cfg.bit_allocation) detail::check_bit_allocation<Net>(st, *cfg.bit_allocation, fn);
   if (cfg.adaquant) detail::validate_options(cfg.adaquant->layer);
   pipeline_report rep;

@@ -18,8 +18,10 @@
 // at the same bits, no further step). Errors, before the network is changed: bits outside
 // [2, 16], quantizers the layers cannot take (weights not per channel along axis 0, activations
 // not per tensor, two rounding policies), a size ratio outside (0, 1] or below the smallest
-// achievable one (errc::infeasible), bit allocation rounds below 1, bit allocation over a network without calibration_loss(), an
-// empty calibration set or network (errc::empty_input); then whatever the steps throw.
+// achievable one (errc::infeasible), bit allocation rounds below 1, bit allocation over a network
+// without calibration_loss(), calibration caches larger than the memory limit
+// (calibrate/memory.hpp; errc::infeasible), an empty calibration set or network
+// (errc::empty_input); then whatever the steps throw.
 
 #include <adaquant/pipeline/bit_allocation.hpp>
 #include <adaquant/pipeline/steps.hpp>
@@ -31,6 +33,7 @@ pipeline_report light_pipeline(Net& net, const light_config& cfg,
                                const execution_context& ctx = {}) {
   constexpr const char* fn = "light_pipeline";
   detail::pipeline_state st = detail::init_state(net, cfg.quant, fn);
+  check_cache_memory(st.layers, net.calibration_size(), resolve_threads(ctx.threads), ctx, fn);
   if (cfg.bit_allocation) detail::check_bit_allocation<Net>(st, *cfg.bit_allocation, fn);
   pipeline_report rep;
   detail::timed_step(rep, "ranges", [&] {

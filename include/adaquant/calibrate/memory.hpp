@@ -1,0 +1,76 @@
+#pragma once
+// The memory the calibration caches take, checked before any work starts. Calibration keeps one
+// layer's cache at a time per worker: the layer's inputs and full-precision outputs for every
+// calibration sample, in float,
+//   cache(layer) = samples * (input_per_sample + output_per_sample) * 4 bytes,
+// and `concurrent` layers at once (AdaQuant in parallel order and range estimation take
+// `threads` layers at a time; sequential AdaQuant one). The estimate is the largest layer's
+// cache times `concurrent`; working memory of the objective (gradients, packed weights) and
+// the network's own activations come on top. When the estimate exceeds the limit
+// (execution_context::memory_limit, or the memory the system reports available), the run fails
+// with errc::infeasible naming the layer and the figures, before the network is changed.
+
+#include <adaquant/calibrate/network.hpp>
+#include <adaquant/core/error.hpp>
+#include <adaquant/core/execution.hpp>
+
+#include <cstdio>
+#include <fstream>
+#include <optional>
+#include <span>
+#include <string>
+
+namespace adaquant {
+
+// MemAvailable of /proc/meminfo, in bytes; empty where the system does not report it.
+[[nodiscard]] inline std::optional<std::size_t> available_memory() {
+  std::ifstream f("/proc/meminfo");
+  std::string line;
+  while (std::getline(f, line)) {
+    unsigned long long kb = 0;
+    if (std::sscanf(line.c_str(), "MemAvailable: %llu kB", &kb) == 1)
+      return static_cast<std::size_t>(kb) * 1024;
+  }
+  return std::nullopt;
+}
+
+struct cache_estimate {
+  double bytes = 0.0;          // the largest layer's cache times `concurrent`
+  std::size_t layer_id = 0;    // that layer
+  std::size_t per_sample = 0;  // its floats per sample (inputs + outputs)
+};
+
+[[nodiscard]] inline cache_estimate estimate_cache(std::span<const layer_desc> layers,
+                                                   std::size_t samples, std::size_t concurrent) {
+  cache_estimate e;
+  for (const layer_desc& d : layers) {
+    const std::size_t per = d.geometry.input_per_sample() + d.geometry.output_per_sample();
+    const double bytes = static_cast<double>(samples) * static_cast<double>(per) * sizeof(float) *
+                         static_cast<double>(concurrent);
+    if (bytes > e.bytes) e = {bytes, d.id, per};
+  }
+  return e;
+}
+
+// Fails (errc::infeasible, named by `where`) when the caches would not fit.
+inline void check_cache_memory(std::span<const layer_desc> layers, std::size_t samples,
+                               std::size_t concurrent, const execution_context& ctx,
+                               const std::string& where) {
+  const std::optional<std::size_t> limit =
+      ctx.memory_limit ? std::optional<std::size_t>(ctx.memory_limit) : available_memory();
+  if (!limit) return;
+  const cache_estimate e = estimate_cache(layers, samples, concurrent);
+  if (e.bytes <= static_cast<double>(*limit)) return;
+  constexpr double mib = 1024.0 * 1024.0;
+  char buf[400];
+  std::snprintf(buf, sizeof buf,
+                "the calibration caches need about %.1f MiB (layer %zu: %zu samples x %zu floats "
+                "of inputs and outputs x 4 bytes, %zu layer(s) at a time), more than the %.1f MiB "
+                "%s; use fewer calibration samples or threads",
+                e.bytes / mib, e.layer_id, samples, e.per_sample, concurrent,
+                static_cast<double>(*limit) / mib,
+                ctx.memory_limit ? "of context.memory_limit" : "the system reports available");
+  detail::fail(errc::infeasible, where, buf);
+}
+
+}  // namespace adaquant
