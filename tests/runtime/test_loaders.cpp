@@ -171,8 +171,9 @@ bytes npy_file(const std::string& dict, const bytes& data, std::uint8_t major = 
   const std::string h = raw ? dict : dict + std::string(3, ' ') + "\n";
   bytes b = {0x93, 'N', 'U', 'M', 'P', 'Y', major, 0};
   const std::size_t len_bytes = major == 1 ? 2 : 4;
+  b.resize(8 + len_bytes);  // (a push_back loop here trips GCC 12's -Wstringop-overflow at -march=native)
   for (std::size_t i = 0; i < len_bytes; ++i)
-    b.push_back(static_cast<std::uint8_t>(h.size() >> (8 * i)));
+    b[8 + i] = static_cast<std::uint8_t>(h.size() >> (8 * i));
   b.insert(b.end(), h.begin(), h.end());
   b.insert(b.end(), data.begin(), data.end());
   return b;
