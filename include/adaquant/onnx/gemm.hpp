@@ -3,8 +3,8 @@
 //
 // Eigen's product front end picks GEMV, a coefficient-wise loop or GEMM by size, and GEMM's cache
 // blocking depends on all three sizes; each choice sums a dot product in another order. Here one
-// dimension of every product is the batch (im2col positions of a chunk of samples, or one column
-// per sample) and the others are fixed by the layer. So this calls the GEMM kernel directly, with
+// dimension of every product is the batch (one column per sample of Gemm and MatMul; Conv runs
+// direct, kernels/conv.hpp) and the others are fixed by the layer. So this calls the GEMM kernel directly, with
 // cache blocking computed from the fixed dimensions and a nominal batch dimension, block sizes
 // rounded to the kernel's register blocks (mr rows, nr columns), and the batch dimension padded
 // to a multiple of both: every row and column of the batch then takes the same kernel path

@@ -8,11 +8,9 @@
 
 #include <adaquant/core/numeric.hpp>
 #include <adaquant/kernels/conv.hpp>
-#include <adaquant/kernels/fake_quant.hpp>
 #include <adaquant/onnx/ops/node.hpp>
 
 #include <algorithm>
-#include <array>
 #include <cmath>
 #include <cstring>
 #include <limits>
