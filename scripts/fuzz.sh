@@ -9,9 +9,10 @@ build="$here/build-fuzz"
 seconds=${ADAQUANT_FUZZ_SECONDS:-20}
 san="-fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer"
 
-CC=clang-14 CXX=clang++-14 cmake -S "$here" -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+CC=clang-14 CXX=clang++-14 cmake -S "$here" -B "$build" -DCMAKE_BUILD_TYPE=Release \
   -DADAQUANT_BUILD_FUZZERS=ON -DADAQUANT_BUILD_TESTS=ON -DADAQUANT_BUILD_EXAMPLES=OFF -DADAQUANT_WITH_ONNX=ON \
   -DADAQUANT_BUILD_BENCHMARKS=OFF \
+  -DCMAKE_CXX_FLAGS_RELEASE="-O1 -gline-tables-only" \
   -DCMAKE_CXX_FLAGS="-fsanitize=fuzzer-no-link $san -Wno-unknown-warning-option" \
   -DCMAKE_EXE_LINKER_FLAGS="$san" >/dev/null
 cmake --build "$build" -j "$(nproc)" --target fuzz_idx fuzz_safetensors fuzz_npy fuzz_onnx

@@ -14,7 +14,7 @@ cmake --build "$here/build" -j "$jobs"
 ctest --test-dir "$here/build" --output-on-failure -j "$jobs"
 
 echo "== ASan + UBSan build + unit tests"
-cmake -S "$here" -B "$here/build-asan" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DADAQUANT_SANITIZE=ON -DADAQUANT_WITH_ONNX=ON \
+cmake -S "$here" -B "$here/build-asan" -DCMAKE_BUILD_TYPE=Release -DADAQUANT_SANITIZE=ON -DADAQUANT_WITH_ONNX=ON \
   -DADAQUANT_BUILD_BENCHMARKS=OFF -DADAQUANT_BUILD_EXAMPLES=OFF -DADAQUANT_HEADER_CHECKS=OFF >/dev/null
 cmake --build "$here/build-asan" -j "$jobs"
 ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
