@@ -145,7 +145,7 @@ class record_reader {
     for (int i = 0; i < 8; ++i)
       sum |= static_cast<std::uint64_t>(static_cast<unsigned char>(bytes_[end_ + i])) << (8 * i);
     if (sum != fnv1a64(std::string_view(bytes_.data(), end_)))
-      bad("checksum mismatch (the record was damaged)");
+      bad("checksum mismatch: the record was damaged (remove it to compute its unit again)");
     if (stored != key) bad("holds the record of '" + std::string(stored) + "'");
   }
 
