@@ -62,11 +62,13 @@ TEST_CASE("a truncated, damaged or misplaced checkpoint record is refused, namin
                               aq::errc::corrupt_data, "truncated or overlong");
   adaquant_test::expect_error([&] { (void)record_reader(good, "ranges.layer-4", "where"); },
                               aq::errc::corrupt_data, "holds the record of 'ranges.layer-3'");
-  std::string v2 = good;
-  v2[8] = 2;  // version 2: refused by version before the checksum
-  adaquant_test::expect_error([&] { (void)record_reader(v2, "ranges.layer-3", "where"); },
+  std::string next = good;  // a later format: refused by its version before the checksum
+  const std::uint32_t version = aq::detail::checkpoint_version;
+  next[8] = static_cast<char>(version + 1);
+  adaquant_test::expect_error([&] { (void)record_reader(next, "ranges.layer-3", "where"); },
                               aq::errc::corrupt_data,
-                              "format version 2, this build reads version 1");
+                              "format version " + std::to_string(version + 1) +
+                                  ", this build reads version " + std::to_string(version));
   // A payload read past its end or not to its end: another layout than the reader expects.
   record_reader r(sample_record(), "ranges.layer-3", "where");
   adaquant_test::expect_error([&] { r.done(); }, aq::errc::corrupt_data, "left unread");
