@@ -3,12 +3,14 @@
 // the usage with every default. Bad input (unknown or unsupported op, malformed file, calibration
 // data that does not fit the model input, bits out of range, infeasible budget, unwritable output)
 // exits 2 with a one-line error and writes nothing; outputs are written only at the end, each
-// atomically (temporary file, fsync, rename).
+// atomically (temporary file, fsync, rename). --checkpoint DIR saves each finished unit of work,
+// so a killed run resumes where it stopped (adaquant_runtime/checkpoint_dir.hpp).
 #include "sha256.hpp"
 
 #include <adaquant/onnx/encodings.hpp>
 #include <adaquant/onnx/export.hpp>
 #include <adaquant/onnx/network.hpp>
+#include <adaquant_runtime/checkpoint_dir.hpp>
 #include <adaquant_runtime/cli.hpp>
 #include <adaquant_runtime/npy.hpp>
 
@@ -93,6 +95,10 @@ outputs
 
 execution
   --threads N            0 = every core; results do not depend on it      [0]
+  --checkpoint DIR       save each finished unit of work (a layer's result, bit allocation's
+                         losses) in DIR, created if missing; a rerun with the same arguments,
+                         model and data resumes after the last unit saved, with the same result
+                         (any --threads); a DIR from other arguments, model or data is refused
   --eval-batch N         test samples per evaluation chunk                 [16]
   --fp32-only            only evaluate the FP32 model on --test-data (no --calib or --output):
                          top-1 and evaluation seconds (with --json: fp32_eval_seconds)
@@ -103,7 +109,7 @@ execution
 const ex::cli cli{"adaquant_ptq"};
 
 struct args {
-  std::string model, calib, test_data, test_labels, output, encodings, json, logits;
+  std::string model, calib, test_data, test_labels, output, encodings, json, logits, checkpoint;
   std::vector<std::int64_t> input_shape;
   std::size_t calib_count = 0, test_count = 0, loss_samples = 256, threads = 0, eval_batch = 16;
   ex::pipeline_settings settings{.pipeline = "advanced", .rounding = "onnx"};
@@ -162,14 +168,16 @@ args parse(int argc, char** argv) {
     else if (f == "--fp32-only") a.fp32_only = true;
     else if (f == "--eval-batch") a.eval_batch = cli.to_count(f, value());
     else if (f == "--threads") a.threads = cli.to_count(f, value());
+    else if (f == "--checkpoint") a.checkpoint = value();
     else if (f == "--quiet") a.quiet = true;
     else cli.fail("unknown argument '" + f + "' (see --help)");
   }
   if (a.model.empty()) cli.fail("--model is required (see --help)");
   if (a.fp32_only) {
     if (a.test_data.empty()) cli.fail("--fp32-only needs --test-data and --test-labels");
-    if (!a.calib.empty() || !a.output.empty() || !a.encodings.empty() || !a.logits.empty())
-      cli.fail("--fp32-only takes no --calib, --output, --encodings or --logits");
+    if (!a.calib.empty() || !a.output.empty() || !a.encodings.empty() || !a.logits.empty() ||
+        !a.checkpoint.empty())
+      cli.fail("--fp32-only takes no --calib, --output, --encodings, --logits or --checkpoint");
   } else {
     if (a.calib.empty()) cli.fail("--calib is required");
     if (a.output.empty()) cli.fail("--output is required");
@@ -345,6 +353,23 @@ struct recording_network {
 };
 static_assert(aq::PipelineNetwork<recording_network> && aq::LossNetwork<recording_network>);
 
+// What identifies a run for --checkpoint: the settings, the other flags that change a result (as
+// resolved), the model's and the calibration data's bytes.
+ex::run_identity checkpoint_identity(const args& a, const std::vector<input_decl>& decl,
+                                     const std::vector<data_file>& calib_files,
+                                     const ax::network_options& no) {
+  ex::run_identity id = ex::settings_identity(a.settings);
+  id.push_back({"argument", "--calib-count", std::to_string(a.calib_count)});
+  for (std::size_t k = 0; k < decl.size(); ++k)
+    id.push_back({"argument", "--input-shape " + decl[k].name,
+                  ax::shape_string(no.compile.sample_shapes[k])});
+  id.push_back({"argument", "--loss-samples", std::to_string(no.loss_samples)});
+  id.push_back({"model", "model", ex::sha256_file(a.model), a.model});
+  for (std::size_t k = 0; k < decl.size(); ++k)
+    id.push_back({"data", decl[k].name, calib_files[k].sha256, calib_files[k].path});
+  return id;
+}
+
 void write_text_atomically(const std::string& path, const std::string& text) {
   ax::write_file_atomically(path, text, "adaquant_ptq: --json");
 }
@@ -429,9 +454,18 @@ int run(const args& a) {
   ev.batch = a.eval_batch;
   if (a.fp32_only) return evaluate_fp32_only(a, net, test, labels.values, test_files, ev);
   recording_network rec{net, {}};
+  std::optional<ex::checkpoint_dir> checkpoint;
+  if (!a.checkpoint.empty()) {
+    checkpoint.emplace(a.checkpoint, checkpoint_identity(a, decl, calib_files, no),
+                       "adaquant_ptq: --checkpoint");
+    if (!a.quiet && checkpoint->records_found() > 0)
+      std::fprintf(stderr, "resuming from %s: %zu units saved\n", a.checkpoint.c_str(),
+                   checkpoint->records_found());
+  }
 
   // Validate the whole configuration (bits, budget) before the first expensive step.
-  const aq::execution_context ctx{a.threads, 100, ex::pipeline_progress_bar(a.quiet)};
+  aq::execution_context ctx{a.threads, 100, ex::pipeline_progress_bar(a.quiet)};
+  if (checkpoint) ctx.checkpoint = &*checkpoint;
   const aq::pipeline_report rep = ex::run_pipeline(rec, s, ctx);
 
   // Export.
@@ -537,6 +571,8 @@ int run(const args& a) {
         {"output", {{"path", a.output}, {"bytes", fs::file_size(a.output)}}},
         {"seconds", seconds}};
     if (!a.encodings.empty()) j["encodings"] = a.encodings;
+    if (checkpoint)
+      j["checkpoint"] = {{"path", a.checkpoint}, {"units_found", checkpoint->records_found()}};
     if (fp) {
       j["test"] = {{"files", files(test_files)}, {"samples", qr->samples}};
       j["fp32_top1"] = fp->accuracy;

@@ -5,7 +5,8 @@
 
 #include <adaquant/version.hpp>
 
-// Tensors and the error contract.
+// Tensors, the error contract, how work runs (threads, progress, checkpoints).
+#include <adaquant/core/checkpoint.hpp>
 #include <adaquant/core/concepts.hpp>
 #include <adaquant/core/error.hpp>
 #include <adaquant/core/execution.hpp>

@@ -19,6 +19,9 @@
 // Memory: samples are captured in chunks of context.capture_batch; the cache of one layer (inputs
 // and outputs of all calibration samples) is held at a time in sequential mode, `threads` layers'
 // caches in parallel mode.
+// Checkpoints (context.checkpoint, core/checkpoint.hpp): each finished layer's result and report
+// are saved under "adaquant.layer-<id>"; a layer found there is installed without being
+// calibrated again, with the result and report it had.
 // Per-layer optimisation settings: options.configure(desc, layer_options) may change how one
 // layer is optimised (frozen groups, iterations), or return false to leave the layer in full
 // precision (it is then not given to set_quantized).
@@ -29,6 +32,7 @@
 // order is reported).
 
 #include <adaquant/calibrate/adaquant.hpp>
+#include <adaquant/calibrate/checkpoint.hpp>
 #include <adaquant/calibrate/memory.hpp>
 #include <adaquant/calibrate/network.hpp>
 #include <adaquant/calibrate/report.hpp>
@@ -101,6 +105,7 @@ struct layer_job {
   adaquant_options opt;
   layer_io io;
   layer_result result;
+  std::optional<quantized_layer> saved;  // found in the checkpoint: not run again
   std::exception_ptr error;
   std::function<std::optional<initial_quant_params>(const layer_desc&, const layer_objective&)>
       init;
@@ -134,12 +139,12 @@ inline quantized_layer to_quantized(std::size_t id, const layer_result& r,
   if (quantizers.activations) q.act_rounding = quantizers.activations->rounding;
   return q;
 }
-}  // namespace detail
 
+// adaquant_calibrate with its checkpoint records under `unit` ("adaquant", "adaquant-w4", ...).
 template <QuantizableNetwork Net>
-calibration_report adaquant_calibrate(Net& net, std::span<const layer_quantizers> quantizers,
-                                      const calibration_options& options,
-                                      const execution_context& context = {}) {
+calibration_report calibrate_layers(Net& net, std::span<const layer_quantizers> quantizers,
+                                    const calibration_options& options,
+                                    const execution_context& context, const std::string& unit) {
   const auto t0 = std::chrono::steady_clock::now();
   const std::size_t n = net.calibration_size();
   if (!(n > 0))
@@ -186,35 +191,65 @@ calibration_report adaquant_calibrate(Net& net, std::span<const layer_quantizers
   }
 
   calibration_report report;
+  // A layer's record, when the checkpoint holds it.
+  const auto load = [&](detail::layer_job& j) {
+    if (auto r = load_record(context.checkpoint, layer_key(unit, j.desc->id))) {
+      j.saved = get_quantized_layer(*r, *j.desc);
+      j.result.report = get_layer_report(*r);
+      r->done();
+    }
+    return j.saved.has_value();
+  };
   const auto finish = [&](detail::layer_job& j) {
     if (j.error) std::rethrow_exception(j.error);
-    net.set_quantized(
-        detail::to_quantized(j.desc->id, j.result, *j.quantizers));
+    if (!j.saved) {
+      j.saved = detail::to_quantized(j.desc->id, j.result, *j.quantizers);
+      record_writer w;
+      put_quantized_layer(w, *j.saved);
+      put_layer_report(w, j.result.report);
+      save_record(context.checkpoint, layer_key(unit, j.desc->id), w);
+    }
+    net.set_quantized(*j.saved);
     report.layers.push_back(j.result.report);
     context.report("adaquant", report.layers.size(), jobs.size());
     j.result = {};
+    j.saved.reset();
   };
 
   if (options.order == calibration_order::sequential) {
     for (detail::layer_job& j : jobs) {
-      detail::capture_all(net, *j.desc, n, chunk, capture_mode::quantized, true, false, j.io);
-      detail::capture_all(net, *j.desc, n, chunk, capture_mode::full_precision, false, true, j.io);
-      j.run();
+      if (!load(j)) {
+        capture_all(net, *j.desc, n, chunk, capture_mode::quantized, true, false, j.io);
+        capture_all(net, *j.desc, n, chunk, capture_mode::full_precision, false, true, j.io);
+        j.run();
+      }
       finish(j);
     }
   } else {
     const std::size_t width = resolve_threads(context.threads);
     for (std::size_t first = 0; first < jobs.size(); first += width) {
       const std::size_t last = std::min(jobs.size(), first + width);
+      std::vector<detail::layer_job*> todo;
       for (std::size_t i = first; i < last; ++i)
-        detail::capture_all(net, *jobs[i].desc, n, chunk, capture_mode::full_precision, true, true,
-                            jobs[i].io);
-      parallel_for(last - first, width, [&](std::size_t k) { jobs[first + k].run(); });
+        if (!load(jobs[i])) {
+          capture_all(net, *jobs[i].desc, n, chunk, capture_mode::full_precision, true, true,
+                      jobs[i].io);
+          todo.push_back(&jobs[i]);
+        }
+      parallel_for(todo.size(), width, [&](std::size_t k) { todo[k]->run(); });
       for (std::size_t i = first; i < last; ++i) finish(jobs[i]);
     }
   }
   report.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   return report;
+}
+}  // namespace detail
+
+template <QuantizableNetwork Net>
+calibration_report adaquant_calibrate(Net& net, std::span<const layer_quantizers> quantizers,
+                                      const calibration_options& options,
+                                      const execution_context& context = {}) {
+  return detail::calibrate_layers(net, quantizers, options, context, "adaquant");
 }
 
 // The same quantizers for every layer.

@@ -10,6 +10,11 @@
 //   memory_limit   bytes the calibration caches may take (calibrate/memory.hpp checks it before
 //                  any work); 0: the memory the system reports available (Linux MemAvailable),
 //                  no check where it reports none.
+//   checkpoint     where finished units of work are saved and, on a rerun, found instead of
+//                  recomputed (core/checkpoint.hpp: the hook, its units and record format);
+//                  nullptr: none. The result is bit-identical to an uninterrupted run.
+
+#include <adaquant/core/checkpoint.hpp>
 
 #include <cstddef>
 #include <functional>
@@ -28,6 +33,7 @@ struct execution_context {
   std::size_t capture_batch = 100;
   std::function<void(const progress_event&)> progress;
   std::size_t memory_limit = 0;
+  checkpoint_store* checkpoint = nullptr;  // not owned
 
   void report(std::string_view step, std::size_t done, std::size_t total) const {
     if (progress) progress({step, done, total});

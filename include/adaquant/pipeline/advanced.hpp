@@ -71,7 +71,8 @@ pipeline_report advanced_pipeline(Net& net, const advanced_config& cfg,
       std::vector<int> wb(n);
       for (std::size_t i = 0; i < n; ++i) wb[i] = detail::layer_bits(st.quant, i, n, b);
       const calibration_report r =
-          detail::adaquant_step(net, st, *cfg.adaquant, calibration_order::parallel, wb, ctx);
+          detail::adaquant_step(net, st, *cfg.adaquant, calibration_order::parallel, wb, ctx,
+                                "adaquant-w" + std::to_string(b));
       summary += (summary.empty() ? "" : "; ") + std::to_string(b) + " bits: " + layer_summary(r);
       for (std::size_t i = 0; i < n; ++i) options[i][wb[i]] = st.q[i];
     }

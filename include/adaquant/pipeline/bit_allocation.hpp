@@ -19,6 +19,9 @@
 // Cost in calibration_loss() calls, with m layers free to choose and k bit-widths: round 1 the
 // 8-bit base, at most m k table entries and its choice; each further round at most m (k - 1) + 1
 // (nothing is measured twice); then at most k uniform configurations.
+// Checkpoints: the measured losses are saved in measurement order, up to 8 per record
+// ("bit_allocation.evals-<index of the first>"); a rerun takes them from there instead of
+// measuring again, so it makes the same choices.
 
 #include <adaquant/bitalloc/solver.hpp>
 #include <adaquant/pipeline/steps.hpp>
@@ -26,6 +29,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <deque>
 #include <map>
 #include <string>
 #include <vector>
@@ -36,7 +40,8 @@ namespace adaquant::detail {
 using layer_options = std::map<int, quantized_layer>;
 
 // Every whole-network configuration (weight bits by layer position) measured so far, with its
-// calibration loss and where it came from, in measurement order.
+// calibration loss and where it came from, in measurement order. With a checkpoint, losses
+// measured by an earlier run are taken from it, in the same order.
 template <LossNetwork Net>
 class measured_configurations {
  public:
@@ -45,35 +50,93 @@ class measured_configurations {
     double loss = 0.0;
     std::string origin;
   };
+  static constexpr std::size_t per_record = 8;
 
-  measured_configurations(Net& net, const std::vector<layer_options>& options)
-      : net_(net), options_(options), installed_(options.size(), 0) {}
+  measured_configurations(Net& net, const std::vector<layer_options>& options,
+                          checkpoint_store* checkpoint = nullptr)
+      : net_(net), options_(options), installed_(options.size(), 0), checkpoint_(checkpoint),
+        unsaved_(checkpoint ? 0 : npos) {}
 
   // The loss of configuration `bits`, measured once.
   double loss(const std::vector<int>& bits, const std::string& origin) {
     if (const auto it = index_.find(bits); it != index_.end()) return entries_[it->second].loss;
-    for (std::size_t i = 0; i < bits.size(); ++i)
-      if (installed_[i] != bits[i]) {
-        net_.set_quantized(options_[i].at(bits[i]));
-        installed_[i] = bits[i];
-      }
-    const double v = static_cast<double>(net_.calibration_loss());
-    if (!std::isfinite(v))
-      fail(errc::non_finite, "pipeline: bit_allocation: calibration_loss()",
-           "returned " + format_number(v) + " for " + origin);
+    double v = 0.0;
+    if (!replay(bits, v)) {
+      for (std::size_t i = 0; i < bits.size(); ++i)
+        if (installed_[i] != bits[i]) {
+          net_.set_quantized(options_[i].at(bits[i]));
+          installed_[i] = bits[i];
+        }
+      v = static_cast<double>(net_.calibration_loss());
+      if (!std::isfinite(v))
+        fail(errc::non_finite, "pipeline: bit_allocation: calibration_loss()",
+             "returned " + format_number(v) + " for " + origin);
+    }
     index_[bits] = entries_.size();
     entries_.push_back({bits, v, origin});
+    if (unsaved_ != npos && entries_.size() - unsaved_ >= per_record) save();
     return v;
+  }
+
+  // Saves the measurements not yet in the checkpoint.
+  void save() {
+    if (unsaved_ == npos || unsaved_ == entries_.size()) return;
+    record_writer w;
+    w.u64(entries_.size() - unsaved_);
+    for (std::size_t k = unsaved_; k < entries_.size(); ++k) {
+      w.values(entries_[k].bits);
+      w.f64(entries_[k].loss);
+    }
+    save_record(checkpoint_, key(unsaved_), w);
+    unsaved_ = entries_.size();
   }
 
   [[nodiscard]] const std::vector<entry>& entries() const noexcept { return entries_; }
 
  private:
+  static constexpr std::size_t npos = static_cast<std::size_t>(-1);
+  static std::string key(std::size_t first) {
+    return "bit_allocation.evals-" + std::to_string(first);
+  }
+
+  // The next measurement from the checkpoint; false when it holds no more. Its configuration
+  // must be the one this run measures next.
+  bool replay(const std::vector<int>& bits, double& v) {
+    if (replayed_.empty() && checkpoint_ && !exhausted_) {
+      std::optional<record_reader> r = load_record(checkpoint_, key(entries_.size()));
+      if (!r) {
+        exhausted_ = true;
+        return false;
+      }
+      const std::uint64_t count = r->u64();
+      for (std::uint64_t k = 0; k < count; ++k) {
+        std::vector<int> b = r->values<std::int32_t>();
+        replayed_.push_back({std::move(b), r->f64(), {}});
+      }
+      r->done();
+      if (replayed_.empty()) r->bad("holds no measurements");
+      replay_where_ = checkpoint_->location(key(entries_.size()));
+    }
+    if (replayed_.empty()) return false;
+    if (replayed_.front().bits != bits)
+      fail(errc::corrupt_data, "checkpoint: " + replay_where_,
+           "measured another configuration than this run measures next (another run's record)");
+    v = replayed_.front().loss;
+    replayed_.pop_front();
+    unsaved_ = entries_.size() + 1;  // already in the checkpoint
+    return true;
+  }
+
   Net& net_;
   const std::vector<layer_options>& options_;
   std::vector<int> installed_;
   std::map<std::vector<int>, std::size_t> index_;
   std::vector<entry> entries_;
+  checkpoint_store* checkpoint_;
+  std::size_t unsaved_;  // the first entry not in the checkpoint; npos: no checkpoint
+  std::deque<entry> replayed_;
+  std::string replay_where_;
+  bool exhausted_ = false;
 };
 
 inline std::string loss_list(const std::vector<double>& v) {
@@ -145,7 +208,7 @@ std::string bit_allocation_step(Net& net, pipeline_state& st, const bit_allocati
       return size_of(bits) <= budget * (1 + 1e-12);
     };
 
-    measured_configurations<Net> measured(net, options);
+    measured_configurations<Net> measured(net, options, ctx.checkpoint);
     const std::size_t per_round = 1 + free_layers * (widths.size() - 1);
     const std::size_t most = 1 + free_layers * widths.size() +
                              static_cast<std::size_t>(opt.rounds - 1) * per_round + widths.size();
@@ -196,6 +259,7 @@ std::string bit_allocation_step(Net& net, pipeline_state& st, const bit_allocati
       uniform.push_back(std::move(u));
     }
 
+    measured.save();
     // Lowest loss among everything measured that fits; the first measured wins a tie. One
     // fits: check_bit_allocation proved that the smallest uniform bit-width does.
     const auto& all = measured.entries();

@@ -1,12 +1,14 @@
 #pragma once
 // The steps the light and advanced pipelines are made of. Each works on a PipelineNetwork and a
 // pipeline_state (the current quantized form of every layer), and hands every change to the
-// network through set_quantized.
+// network through set_quantized. Each saves every layer it finishes to ctx.checkpoint and
+// installs a layer found there instead of computing it again (core/checkpoint.hpp).
 
 #include <adaquant/bias/bias_correction.hpp>
 #include <adaquant/bias/bias_tuning.hpp>
 #include <adaquant/bn/channel_moments.hpp>
 #include <adaquant/bn/retune.hpp>
+#include <adaquant/calibrate/checkpoint.hpp>
 #include <adaquant/calibrate/driver.hpp>
 #include <adaquant/core/parallel.hpp>
 #include <adaquant/kernels/fake_quant.hpp>
@@ -99,19 +101,30 @@ inline void quantize_weights(const layer_desc& d, const quantizer_spec& spec, qu
 
 // Step "ranges": round-to-nearest weights and activation ranges estimated on the full-precision
 // inputs of every layer; ctx.threads layers are estimated at a time (captures stay in order).
+// Layers are independent here, so those found in the checkpoint are installed first.
 template <PipelineNetwork Net>
 void range_step(Net& net, pipeline_state& st, const execution_context& ctx) {
   const std::size_t n = st.layers.size();
   const std::size_t samples = net.calibration_size();
   const std::size_t width = resolve_threads(ctx.threads);
-  for (std::size_t first = 0; first < n; first += width) {
-    const std::size_t last = std::min(n, first + width);
+  std::vector<std::size_t> todo;  // positions not in the checkpoint
+  for (std::size_t i = 0; i < n; ++i) {
+    if (auto r = load_layer(ctx.checkpoint, "ranges", st.layers[i])) {
+      st.q[i] = std::move(r->layer);
+      net.set_quantized(st.q[i]);
+      ctx.report("ranges", i + 1 - todo.size(), n);
+    } else {
+      todo.push_back(i);
+    }
+  }
+  for (std::size_t first = 0; first < todo.size(); first += width) {
+    const std::size_t last = std::min(todo.size(), first + width);
     std::vector<layer_io> io(last - first);
-    for (std::size_t i = first; i < last; ++i)
-      io[i - first] = capture_layer(net, st.layers[i], capture_mode::full_precision, true, false,
-                                    ctx.capture_batch);
+    for (std::size_t t = first; t < last; ++t)
+      io[t - first] = capture_layer(net, st.layers[todo[t]], capture_mode::full_precision, true,
+                                    false, ctx.capture_batch);
     parallel_for(last - first, width, [&](std::size_t k) {
-      const std::size_t i = first + k;
+      const std::size_t i = todo[first + k];
       const layer_desc& d = st.layers[i];
       quantized_layer& q = st.q[i];
       q.id = d.id;
@@ -126,9 +139,10 @@ void range_step(Net& net, pipeline_state& st, const execution_context& ctx) {
       q.act_rounding = lq.activations->rounding;
       io[k] = {};
     });
-    for (std::size_t i = first; i < last; ++i) {
-      net.set_quantized(st.q[i]);
-      ctx.report("ranges", i + 1, n);
+    for (std::size_t t = first; t < last; ++t) {
+      save_layer(ctx.checkpoint, "ranges", st.q[todo[t]]);
+      net.set_quantized(st.q[todo[t]]);
+      ctx.report("ranges", n - todo.size() + t + 1, n);
     }
   }
 }
@@ -148,6 +162,12 @@ std::size_t bn_tuning_layers(Net& net, pipeline_state& st, const bn_tuning_optio
     ctx.report("bn_tuning", i + 1, st.layers.size());
     if (!bn) continue;
     quantized_layer& q = st.q[i];
+    ++tuned;
+    if (auto saved = load_layer(ctx.checkpoint, "bn_tuning", d)) {
+      q = std::move(saved->layer);
+      net.set_quantized(q);
+      continue;
+    }
     layer_io io = capture_layer(net, d, capture_mode::quantized, false, true, ctx.capture_batch);
     const std::size_t oc = d.geometry.out_channels();
     remove_bias(d, q.bias, samples, io.outputs);  // u = Q x
@@ -172,8 +192,8 @@ std::size_t bn_tuning_layers(Net& net, pipeline_state& st, const bn_tuning_optio
     dequantize_per_channel(tensor_view<const std::int32_t>(ints.data(), shape),
                            tensor_view<float>(q.weight.data(), shape), q.weight_params);
     q.bias = r.bias;
+    save_layer(ctx.checkpoint, "bn_tuning", q);
     net.set_quantized(q);
-    ++tuned;
   }
   return tuned;
 }
@@ -185,14 +205,23 @@ double bias_correction_step(Net& net, pipeline_state& st, const execution_contex
   const std::size_t samples = net.calibration_size();
   for (std::size_t i = 0; i < st.layers.size(); ++i) {
     const layer_desc& d = st.layers[i];
-    const layer_io fp =
-        capture_layer(net, d, capture_mode::full_precision, false, true, ctx.capture_batch);
-    const layer_io qo =
-        capture_layer(net, d, capture_mode::quantized, false, true, ctx.capture_batch);
-    bias_correction bc(d.geometry.out_channels(), 1);
-    bc.observe(outputs_view(d, fp.outputs, samples), outputs_view(d, qo.outputs, samples));
-    for (float v : bc.correction()) largest = std::max(largest, static_cast<double>(std::abs(v)));
-    bc.apply(st.q[i].bias);
+    double layer_largest = 0.0;
+    if (auto saved = load_layer(ctx.checkpoint, "bias_correction", d, 1)) {
+      st.q[i] = std::move(saved->layer);
+      layer_largest = saved->figures[0];
+    } else {
+      const layer_io fp =
+          capture_layer(net, d, capture_mode::full_precision, false, true, ctx.capture_batch);
+      const layer_io qo =
+          capture_layer(net, d, capture_mode::quantized, false, true, ctx.capture_batch);
+      bias_correction bc(d.geometry.out_channels(), 1);
+      bc.observe(outputs_view(d, fp.outputs, samples), outputs_view(d, qo.outputs, samples));
+      for (float v : bc.correction())
+        layer_largest = std::max(layer_largest, static_cast<double>(std::abs(v)));
+      bc.apply(st.q[i].bias);
+      save_layer(ctx.checkpoint, "bias_correction", st.q[i], {layer_largest});
+    }
+    largest = std::max(largest, layer_largest);
     net.set_quantized(st.q[i]);
     ctx.report("bias_correction", i + 1, st.layers.size());
   }
@@ -211,17 +240,25 @@ std::pair<double, double> bias_tuning_step(Net& net, pipeline_state& st,
   for (std::size_t i = 0; i < st.layers.size(); ++i) {
     const layer_desc& d = st.layers[i];
     quantized_layer& q = st.q[i];
-    layer_io qo = capture_layer(net, d, capture_mode::quantized, false, true, ctx.capture_batch);
-    const layer_io fp =
-        capture_layer(net, d, capture_mode::full_precision, false, true, ctx.capture_batch);
-    remove_bias(d, q.bias, samples, qo.outputs);  // u = Q(W) Q(x)
-    const bias_tuning_result r = tune_bias(outputs_view(d, qo.outputs, samples),
-                                           outputs_view(d, fp.outputs, samples), q.bias,
-                                           d.activation);
-    const auto elements = static_cast<double>(qo.outputs.size());
-    before += r.loss_before / elements;
-    after += r.loss_after / elements;
-    q.bias = r.bias;
+    std::vector<double> mse;  // this layer's output MSE before and after
+    if (auto saved = load_layer(ctx.checkpoint, "bias_tuning", d, 2)) {
+      q = std::move(saved->layer);
+      mse = std::move(saved->figures);
+    } else {
+      layer_io qo = capture_layer(net, d, capture_mode::quantized, false, true, ctx.capture_batch);
+      const layer_io fp =
+          capture_layer(net, d, capture_mode::full_precision, false, true, ctx.capture_batch);
+      remove_bias(d, q.bias, samples, qo.outputs);  // u = Q(W) Q(x)
+      const bias_tuning_result r = tune_bias(outputs_view(d, qo.outputs, samples),
+                                             outputs_view(d, fp.outputs, samples), q.bias,
+                                             d.activation);
+      const auto elements = static_cast<double>(qo.outputs.size());
+      mse = {r.loss_before / elements, r.loss_after / elements};
+      q.bias = r.bias;
+      save_layer(ctx.checkpoint, "bias_tuning", q, mse);
+    }
+    before += mse[0];
+    after += mse[1];
     net.set_quantized(q);
     ctx.report("bias_tuning", i + 1, st.layers.size());
   }
@@ -252,17 +289,19 @@ struct recording_network {
 };
 
 // Step "adaquant": the driver with every layer at its activation bits and at weight bits
-// `wbits` (by position), in `order`; records the results into st.q.
+// `wbits` (by position), in `order`; records the results into st.q. Checkpoint records go under
+// `unit` ("adaquant", or "adaquant-w<b>" for bit allocation's candidate forms).
 template <PipelineNetwork Net>
 calibration_report adaquant_step(Net& net, pipeline_state& st, calibration_options co,
                                  calibration_order order, const std::vector<int>& wbits,
-                                 const execution_context& ctx) {
+                                 const execution_context& ctx,
+                                 const std::string& unit = "adaquant") {
   recording_network<Net> rec{net, {}};
   co.order = order;
   std::vector<layer_quantizers> quantizers;
   for (std::size_t i = 0; i < st.layers.size(); ++i) quantizers.push_back(st.quantizers(i, wbits[i]));
   calibration_report rep =
-      adaquant_calibrate(rec, std::span<const layer_quantizers>(quantizers), co, ctx);
+      calibrate_layers(rec, std::span<const layer_quantizers>(quantizers), co, ctx, unit);
   std::map<std::size_t, std::size_t> pos;
   for (std::size_t i = 0; i < st.layers.size(); ++i) pos[st.layers[i].id] = i;
   for (auto& [id, q] : rec.received) st.q[pos.at(id)] = q;
