@@ -4,8 +4,9 @@
 #    model was trained (SHA-256 in models/text_classifier.json);
 #  - --fp32-only on every test sequence gives the training script's FP32 correct count exactly;
 #  - bad input (a token id outside the vocabulary, a mask that does not fit the ids, sequences
-#    longer than the model's positions, another sample count, float ids, a missing input file):
-#    exit 2, one-line error naming the node or input, nothing written;
+#    longer than the model's positions, another sample count, float ids, a missing input file; a
+#    model without any quantizable layer): exit 2, one-line error naming the node or input,
+#    nothing written;
 #  - a naive W8A8 run quantizes what it can (the classifier), says what stays float, and writes
 #    a QDQ model;
 #  - when node is available: ONNX Runtime gives the same FP32 correct count on the test set, and
@@ -47,13 +48,13 @@ expect_error() {  # expect_error "message fragment" args...
   local want=$1
   shift
   local out rc
-  out=$("$ptq" --model "$model" "$@" --quiet 2>&1)
+  out=$("$ptq" "$@" --quiet 2>&1)
   rc=$?
   if [ $rc -eq 2 ] && [[ "$out" == *"$want"* ]] && [ -z "$(ls "$work/out")" ]; then ok; else
     ko "'$*' exited $rc, wrote [$(ls "$work/out")], said: $out"
   fi
 }
-fp32() { echo --fp32-only --test-data "$work/$1" --test-labels "$work/$1/labels.npy"; }
+fp32() { echo --model "$model" --fp32-only --test-data "$work/$1" --test-labels "$work/$1/labels.npy"; }
 vocab=$(grep -c '' "$here/models/text_vocab.txt")
 bad oov 2 64 2 64 "$vocab"
 expect_error "node \"/tok/Gather\" (Gather): index $vocab is outside [-$vocab, $vocab)" $(fp32 oov)
@@ -64,18 +65,26 @@ bad long 2 80 2 80
 expect_error "--test-data: input 'input_ids' has per-sample shape [80], the model input needs [64] (declared by" \
   $(fp32 long)
 expect_error "--calib: input 'input_ids' has per-sample shape [80], the model input needs [64]" \
-  --calib "$work/long" --output "$work/out/q.onnx"
+  --model "$model" --calib "$work/long" --output "$work/out/q.onnx"
 bad count 2 64 3 64
 expect_error "input 'attention_mask' has 3 samples, input 'input_ids' has 2" $(fp32 count)
 mkdir -p "$work/no_mask" && cp "$work/oov/input_ids.npy" "$work/oov/labels.npy" "$work/no_mask/"
 expect_error "has no attention_mask.npy for model input 'attention_mask'" $(fp32 no_mask)
 mkdir -p "$work/float_ids" && cp "$work/oov/attention_mask.npy" "$work/oov/labels.npy" "$work/float_ids/"
-python3 -c "
-import struct
-h = \"{'descr': '<f4', 'fortran_order': False, 'shape': (2, 64), }\"
+zeros_f4() {  # zeros_f4 FILE D,D,...: a float32 .npy of zeros
+  python3 -c "
+import math, struct, sys
+dims = [int(d) for d in sys.argv[2].split(',')]
+h = \"{'descr': '<f4', 'fortran_order': False, 'shape': (%s,), }\" % ', '.join(map(str, dims))
 h += ' ' * (63 - (10 + len(h)) % 64) + '\n'
-open('$work/float_ids/input_ids.npy', 'wb').write(b'\x93NUMPY\x01\x00' + struct.pack('<H', len(h)) + h.encode() + bytes(512))"
+open(sys.argv[1], 'wb').write(b'\x93NUMPY\x01\x00' + struct.pack('<H', len(h)) + h.encode() + bytes(4 * math.prod(dims)))" "$1" "$2"
+}
+zeros_f4 "$work/float_ids/input_ids.npy" 2,64
 expect_error "model input 'input_ids' takes int64 token ids" $(fp32 float_ids)
+# A model whose only MatMul runs on rank-3 activations has nothing to quantize yet.
+zeros_f4 "$work/x.npy" 4,2,3
+expect_error "matmul_resize.onnx: no quantizable layer; 1 x MatMul: MatMul on a rank-3 input" \
+  --model "$here/tests/fuzz/onnx_seeds/matmul_resize.onnx" --calib "$work/x.npy" --output "$work/out/q.onnx"
 
 # Quantization runs on what it can: the classifier (Gemm); the rank-3 MatMuls stay float.
 out=$("$ptq" --model "$model" --calib "$data/calib" --calib-count 32 --test-data "$data/test" \
