@@ -2,12 +2,19 @@
 # Installs the Debian packages adaquant's build, tests and demo need (sourced by test.sh/demo.sh),
 # and on request those of the Python/Node tooling under tools/ (never a library dependency).
 # As root: apt-get installs what is missing. Otherwise: prints the exact command and fails.
+
+# The text model's data (scripts/text_data.sh, tools/text_data.py: standard library only).
+ADAQUANT_TEXT_DEBS=(python3 fortunes)
+
 ADAQUANT_DEBS=(cmake g++ make libeigen3-dev libxtensor-dev libxsimd-dev catch2 libbenchmark-dev
   zlib1g-dev nlohmann-json3-dev dataset-fashion-mnist clang-14 libfuzzer-14-dev libclang-rt-14-dev
-  libonnx-dev libprotobuf-dev protobuf-compiler libonnx-testdata)
+  libonnx-dev libprotobuf-dev protobuf-compiler libonnx-testdata "${ADAQUANT_TEXT_DEBS[@]}")
 
-# tools/train_reference.py and tools/export_onnx.py (run with /usr/bin/python3).
-ADAQUANT_TOOL_DEBS=(python3-torch python3-onnx python3-numpy dataset-fashion-mnist)
+# tools/train_reference.py, tools/export_onnx.py and tools/train_text.py (run with
+# /usr/bin/python3). Debian's torch calls the BLAS update-alternatives selects: OpenBLAS trains
+# the text transformer about 15 times faster than the reference BLAS.
+ADAQUANT_TOOL_DEBS=(python3-torch python3-onnx python3-numpy dataset-fashion-mnist fortunes
+  libopenblas0-pthread)
 
 # adaquant_install_debs PACKAGE...: apt-get installs the ones not installed yet.
 adaquant_install_debs() {
@@ -28,6 +35,8 @@ adaquant_install_debs() {
 adaquant_install_deps() { adaquant_install_debs "${ADAQUANT_DEBS[@]}"; }
 
 adaquant_install_tool_deps() { adaquant_install_debs "${ADAQUANT_TOOL_DEBS[@]}"; }
+
+adaquant_install_text_deps() { adaquant_install_debs "${ADAQUANT_TEXT_DEBS[@]}"; }
 
 # tools/ort: Debian's nodejs and npm, unless a node and npm are already on PATH.
 adaquant_install_node() {

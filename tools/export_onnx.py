@@ -86,8 +86,13 @@ def export_bytes(model):
                           training=torch.onnx.TrainingMode.PRESERVE,
                           input_names=["input"], output_names=["logits"],
                           dynamic_axes={"input": {0: "N"}, "logits": {0: "N"}})
-    m = onnx.load_from_string(buf.getvalue())
-    m.producer_name, m.producer_version = PRODUCER
+    return reproducible(buf.getvalue(), PRODUCER)
+
+
+def reproducible(onnx_bytes, producer):
+    """The exported model with fixed producer fields and no doc strings, checked by onnx."""
+    m = onnx.load_from_string(onnx_bytes)
+    m.producer_name, m.producer_version = producer
     m.doc_string = ""
     m.graph.doc_string = ""
     for node in m.graph.node:

@@ -301,34 +301,46 @@ std::vector<ax::tensor> read_inputs(const std::string& flag, const std::string& 
 }
 
 // Per-sample shapes: --input-shape (single input), else the model's declared shape when fully
-// known, else the calibration data's. Data that disagree with the chosen shape are an error.
+// known, else the data's (`flag`'s: --calib, or --test-data with --fp32-only). Data that disagree
+// with the chosen shape are an error naming the input.
 std::vector<ax::shape_t> sample_shapes(const args& a, const ax::model& m,
                                        const std::vector<input_decl>& decl,
-                                       const std::vector<ax::tensor>& calib) {
+                                       const std::vector<ax::tensor>& data, const std::string& flag) {
   if (!a.input_shape.empty() && decl.size() != 1)
     cli.fail("--input-shape: the model has " + std::to_string(decl.size()) +
         " inputs; it applies to single-input models");
   std::vector<ax::shape_t> out;
   for (std::size_t k = 0; k < decl.size(); ++k) {
-    const ax::shape_t data(calib[k].shape.begin() + 1, calib[k].shape.end());
-    ax::shape_t want = data;
+    const ax::shape_t item(data[k].shape.begin() + 1, data[k].shape.end());
+    ax::shape_t want = item;
+    std::string from = " (--input-shape)";
     if (!a.input_shape.empty()) {
       want = a.input_shape;
     } else {
       const ax::shape_t declared = m.declared_input_shape(k);
-      if (declared.size() == data.size() + 1) {
+      if (declared.size() == item.size() + 1) {
         const ax::shape_t tail(declared.begin() + 1, declared.end());
-        if (std::all_of(tail.begin(), tail.end(), [](std::int64_t d) { return d > 0; }))
+        if (std::all_of(tail.begin(), tail.end(), [](std::int64_t d) { return d > 0; })) {
           want = tail;
+          from = " (declared by " + a.model + ")";
+        }
       }
     }
-    if (want != data)
+    if (want != item)
       throw aq::error(aq::errc::shape_mismatch,
-                      "adaquant_ptq: calibration data for input '" + decl[k].name +
-                          "' has per-sample shape " + ax::shape_string(data) +
-                          ", the model input needs " + ax::shape_string(want));
+                      "adaquant_ptq: " + flag + ": input '" + decl[k].name +
+                          "' has per-sample shape " + ax::shape_string(item) +
+                          ", the model input needs " + ax::shape_string(want) + from);
     out.push_back(want);
   }
+  return out;
+}
+
+// Conv / Gemm / MatMul nodes that are not quantizable layers, counted by op type and reason.
+std::map<std::string, std::size_t> float_nodes(const ax::onnx_network& net) {
+  std::map<std::string, std::size_t> out;
+  for (const ax::layer_report_entry& e : net.layer_report())
+    if (!e.quantizable) ++out[e.op_type + ": " + e.reason];
   return out;
 }
 
@@ -434,7 +446,7 @@ int run(const args& a) {
   if (a.fp32_only)  // the network wants calibration inputs: the first test sample stands in
     for (const ax::tensor& t : test) calib.push_back(t.items(0, 1));
   ax::network_options no;
-  no.compile.sample_shapes = sample_shapes(a, m, decl, calib);
+  no.compile.sample_shapes = sample_shapes(a, m, decl, calib, a.fp32_only ? "--test-data" : "--calib");
   no.loss_samples = std::min<std::size_t>(a.loss_samples, static_cast<std::size_t>(calib[0].shape[0]));
   no.threads = a.threads;
   if (!test.empty()) {
@@ -445,10 +457,17 @@ int run(const args& a) {
                         "adaquant_ptq: --test-data: input '" + decl[k].name +
                             "' has per-sample shape " + ax::shape_string(item) +
                             ", the model input needs " +
-                            ax::shape_string(no.compile.sample_shapes[k]));
+                            ax::shape_string(no.compile.sample_shapes[k]) + " (as --calib)");
     }
   }
   ax::onnx_network net(m, calib, no);
+  const std::map<std::string, std::size_t> kept_float = float_nodes(net);
+  if (!a.fp32_only && net.quantizable_layers().empty()) {
+    std::string why;
+    for (const auto& [reason, count] : kept_float) why += "; " + std::to_string(count) + " x " + reason;
+    throw aq::error(aq::errc::invalid_argument,
+                    "adaquant_ptq: " + a.model + ": no quantizable layer" + why);
+  }
   ax::eval_options ev;
   ev.threads = a.threads;
   ev.batch = a.eval_batch;
@@ -523,6 +542,8 @@ int run(const args& a) {
                 100 * fp->accuracy, 100 * qr->accuracy, 100 * (qr->accuracy - fp->accuracy),
                 qr->samples);
   std::printf(", %.1f s -> %s\n", seconds, a.output.c_str());
+  for (const auto& [reason, count] : kept_float)  // e.g. transformer MatMuls, for now
+    std::printf("  stays float: %zu x %s\n", count, reason.c_str());
   nlohmann::json steps = nlohmann::json::array();
   for (const auto& step : rep.steps) {
     std::printf("  %-16s %8.2f s  %s\n", step.name.c_str(), step.seconds, step.summary.c_str());
@@ -567,6 +588,7 @@ int run(const args& a) {
         {"weight_bytes", rep.weight_bytes},
         {"fp32_weight_bytes", rep.fp32_weight_bytes},
         {"layers", layer_json},
+        {"float_nodes", kept_float},
         {"steps", steps},
         {"output", {{"path", a.output}, {"bytes", fs::file_size(a.output)}}},
         {"seconds", seconds}};

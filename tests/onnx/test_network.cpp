@@ -220,3 +220,164 @@ TEST_CASE("the layer report says why a node is not a layer", "[onnx][network]") 
   CHECK(rep[0].reason.find("transformer") != std::string::npos);
   CHECK(rep[1].reason.find("not quantized") != std::string::npos);
 }
+
+// --- Token-id inputs: a one-block encoder on int64 ids and an int64 attention mask -----------
+
+namespace {
+constexpr std::int64_t vocab = 5, width = 2, positions = 4, classes = 3;
+
+// ids, mask [N, 4] -> Gather(embedding) + positions -> one attention head (Q, K, V MatMuls on the
+// rank-3 activations, scores + (1 - mask) * -10000, Softmax, x V) -> LayerNormalization ->
+// Gather(axis 1, index 0) -> Gemm classifier.
+builder tiny_encoder() {
+  builder b(17);
+  b.input("input_ids", {-1, positions}, P::INT64);
+  b.input("attention_mask", {-1, positions}, P::INT64);
+  b.init_f("emb", {vocab, width}, pseudo_random(vocab * width, 21, 1.0f));
+  b.init_f("pos", {positions, width}, pseudo_random(positions * width, 22));
+  for (const auto& [name, seed] : {std::pair{"wq", 23u}, {"wk", 24u}, {"wv", 25u}})
+    b.init_f(name, {width, width}, pseudo_random(width * width, seed, 1.0f));
+  b.init_f("one", {}, {1.0f});
+  b.init_f("neg", {}, {-10000.0f});
+  b.init_i("ax1", {1}, {1});
+  b.init_f("gamma", {width}, {1.0f, 0.5f});
+  b.init_f("beta", {width}, {0.1f, -0.2f});
+  b.init_i("idx0", {}, {0});
+  b.init_f("wc", {classes, width}, pseudo_random(classes * width, 26, 1.0f));
+  b.init_f("bc", {classes}, {0.1f, 0.0f, -0.1f});
+  b.node("Gather", {"emb", "input_ids"}, {"e"}, "embed");
+  b.node("Add", {"e", "pos"}, {"x"}, "add_pos");
+  attr_i(b.node("Cast", {"attention_mask"}, {"mf"}, "cast"), "to", P::FLOAT);
+  b.node("Sub", {"one", "mf"}, {"inv"}, "sub");
+  b.node("Mul", {"inv", "neg"}, {"bias2"}, "mul");
+  b.node("Unsqueeze", {"bias2", "ax1"}, {"bias"}, "unsqueeze");
+  b.node("MatMul", {"x", "wq"}, {"q"}, "q");
+  b.node("MatMul", {"x", "wk"}, {"k"}, "k");
+  b.node("MatMul", {"x", "wv"}, {"v"}, "v");
+  attr_ints(b.node("Transpose", {"k"}, {"kt"}, "kt"), "perm", {0, 2, 1});
+  b.node("MatMul", {"q", "kt"}, {"s"}, "scores");
+  b.node("Add", {"s", "bias"}, {"sb"}, "mask_scores");
+  attr_i(b.node("Softmax", {"sb"}, {"p"}, "softmax"), "axis", -1);
+  b.node("MatMul", {"p", "v"}, {"a"}, "attend");
+  b.node("LayerNormalization", {"a", "gamma", "beta"}, {"h"}, "ln");
+  attr_i(b.node("Gather", {"h", "idx0"}, {"cls"}, "cls"), "axis", 1);
+  attr_i(b.node("Gemm", {"cls", "wc", "bc"}, {"logits"}, "fc"), "transB", 1);
+  b.output("logits");
+  return b;
+}
+
+aq::tensor ids_of(std::vector<std::vector<std::int64_t>> rows) {
+  const auto n = static_cast<std::int64_t>(rows.size()), t = static_cast<std::int64_t>(rows[0].size());
+  std::vector<std::int64_t> v;
+  for (const auto& r : rows) v.insert(v.end(), r.begin(), r.end());
+  return aq::tensor(aq::dtype::int64, {n, t}, std::move(v));
+}
+
+// tiny_encoder's logits of one sequence, in double.
+std::vector<double> tiny_encoder_reference(const std::vector<std::int64_t>& ids,
+                                           const std::vector<std::int64_t>& mask) {
+  const auto emb = pseudo_random(vocab * width, 21, 1.0f), pos = pseudo_random(positions * width, 22);
+  const auto wq = pseudo_random(4, 23, 1.0f), wk = pseudo_random(4, 24, 1.0f), wv = pseudo_random(4, 25, 1.0f);
+  const auto wc = pseudo_random(classes * width, 26, 1.0f);
+  const double gamma[2] = {1.0, 0.5}, beta[2] = {0.1, -0.2}, bc[3] = {0.1, 0.0, -0.1};
+  double x[positions][width], q[positions][width], k[positions][width], v[positions][width];
+  for (std::int64_t t = 0; t < positions; ++t)
+    for (std::int64_t d = 0; d < width; ++d) x[t][d] = emb[ids[t] * width + d] + pos[t * width + d];
+  for (std::int64_t t = 0; t < positions; ++t)
+    for (std::int64_t o = 0; o < width; ++o) {
+      q[t][o] = k[t][o] = v[t][o] = 0.0;
+      for (std::int64_t d = 0; d < width; ++d) {
+        q[t][o] += x[t][d] * wq[d * width + o];
+        k[t][o] += x[t][d] * wk[d * width + o];
+        v[t][o] += x[t][d] * wv[d * width + o];
+      }
+    }
+  // Only the [CLS] query (position 0) reaches the classifier.
+  double p[positions], sum = 0.0, a[width] = {0.0, 0.0};
+  for (std::int64_t j = 0; j < positions; ++j) {
+    p[j] = mask[j] ? std::exp(q[0][0] * k[j][0] + q[0][1] * k[j][1]) : 0.0;
+    sum += p[j];
+  }
+  for (std::int64_t j = 0; j < positions; ++j)
+    for (std::int64_t d = 0; d < width; ++d) a[d] += p[j] / sum * v[j][d];
+  const double mean = (a[0] + a[1]) / 2, var = ((a[0] - mean) * (a[0] - mean) + (a[1] - mean) * (a[1] - mean)) / 2;
+  double h[width];
+  for (std::int64_t d = 0; d < width; ++d) h[d] = (a[d] - mean) / std::sqrt(var + 1e-5) * gamma[d] + beta[d];
+  std::vector<double> logits(classes);
+  for (std::int64_t c = 0; c < classes; ++c) logits[c] = bc[c] + h[0] * wc[c * width] + h[1] * wc[c * width + 1];
+  return logits;
+}
+
+aq::onnx_network tiny_encoder_net(const aq::tensor& ids, const aq::tensor& mask) {
+  aq::network_options o;
+  o.threads = 1;
+  return aq::onnx_network(tiny_encoder().load("encoder.onnx"), {ids, mask}, o);
+}
+
+template <class F>
+void expect_error(F&& f, adaquant::errc code, std::initializer_list<const char*> parts) {
+  try {
+    f();
+    FAIL("no error");
+  } catch (const adaquant::error& e) {
+    CHECK(e.code() == code);
+    for (const char* s : parts) CHECK_THAT(e.what(), Catch::Contains(s));
+  }
+}
+}  // namespace
+
+TEST_CASE("an encoder on int64 token ids and a mask computes attention with padding masked out",
+          "[onnx][network][text]") {
+  const auto ids = ids_of({{2, 3, 4, 0}, {2, 1, 0, 0}}), mask = ids_of({{1, 1, 1, 0}, {1, 1, 0, 0}});
+  auto net = tiny_encoder_net(ids, mask);
+  const auto logits = net.forward({ids, mask}).at(0);
+  REQUIRE(logits.shape == aq::shape_t{2, classes});
+  for (std::size_t s = 0; s < 2; ++s) {
+    const std::vector<std::int64_t> row(ids.i.begin() + 4 * static_cast<std::ptrdiff_t>(s), ids.i.begin() + 4 * static_cast<std::ptrdiff_t>(s + 1)),
+        m(mask.i.begin() + 4 * static_cast<std::ptrdiff_t>(s), mask.i.begin() + 4 * static_cast<std::ptrdiff_t>(s + 1));
+    const auto want = tiny_encoder_reference(row, m);
+    for (std::size_t c = 0; c < classes; ++c) CHECK(std::abs(logits.f[s * classes + c] - want[c]) < 1e-5);
+  }
+  // Tokens under the mask do not matter, to the bit.
+  const auto other = ids_of({{2, 3, 4, 4}, {2, 1, 3, 1}});
+  CHECK(net.forward({other, mask}).at(0).f == logits.f);
+  // Only the classifier is a layer: the rank-3 projections and the attention products stay float.
+  REQUIRE(net.quantizable_layers().size() == 1);
+  CHECK(net.full_precision().at(net.quantizable_layers()[0].id).name == "fc");
+  std::size_t rank3 = 0;
+  for (const auto& r : net.layer_report()) rank3 += r.reason.find("rank-3") != std::string::npos;
+  CHECK(rank3 == 3);
+}
+
+TEST_CASE("a token id outside the vocabulary names the Gather node and the id", "[onnx][network][text]") {
+  const auto ids = ids_of({{2, 3, 4, 0}}), mask = ids_of({{1, 1, 1, 0}});
+  const auto net = tiny_encoder_net(ids, mask);
+  expect_error([&] { (void)net.forward({ids_of({{2, 3, 5, 0}}), mask}); }, adaquant::errc::shape_mismatch,
+               {"encoder.onnx", "node \"embed\" (Gather)", "index 5 is outside [-5, 5)"});
+  expect_error([&] { (void)net.forward({ids_of({{2, -6, 1, 0}}), mask}); }, adaquant::errc::shape_mismatch,
+               {"\"embed\"", "index -6"});
+  // Calibration data are checked the same way, when the network runs them.
+  expect_error([&] { (void)tiny_encoder_net(ids_of({{2, 3, 4, 1000}}), mask); }, adaquant::errc::shape_mismatch,
+               {"\"embed\"", "index 1000"});
+}
+
+TEST_CASE("ids and masks that do not fit the declared inputs name the input", "[onnx][network][text]") {
+  using adaquant::errc;
+  const auto ids = ids_of({{2, 3, 4, 0}, {2, 1, 0, 0}}), mask = ids_of({{1, 1, 1, 0}, {1, 1, 0, 0}});
+  // A mask of another length than the ids.
+  expect_error([&] { (void)tiny_encoder_net(ids, ids_of({{1, 1, 1}, {1, 1, 0}})); }, errc::shape_mismatch,
+               {"encoder.onnx: input \"attention_mask\"", "per-sample shape [3] does not fit the declared shape [?, 4]"});
+  // Sequences longer than the model's positions.
+  const auto long_ids = ids_of({{2, 3, 4, 1, 1, 0}}), long_mask = ids_of({{1, 1, 1, 1, 1, 0}});
+  expect_error([&] { (void)tiny_encoder_net(long_ids, long_mask); }, errc::shape_mismatch,
+               {"input \"input_ids\"", "per-sample shape [6] does not fit the declared shape [?, 4]"});
+  // Another sample count in the mask.
+  expect_error([&] { (void)tiny_encoder_net(ids, ids_of({{1, 1, 1, 0}})); }, errc::shape_mismatch,
+               {"same number of samples"});
+  // Inputs of a compiled network are checked against its shapes before anything runs.
+  const auto net = tiny_encoder_net(ids, mask);
+  expect_error([&] { (void)net.forward({long_ids, long_mask}); }, errc::shape_mismatch,
+               {"input \"input_ids\"", "expected shape [2, 4] (any leading extent), got [1, 6]"});
+  expect_error([&] { (void)net.forward({ids, ids_of({{1, 1, 1}, {1, 1, 0}})}); }, errc::shape_mismatch,
+               {"input \"attention_mask\"", "got [2, 3]"});
+}

@@ -1,11 +1,15 @@
 // The reference models' ONNX exports import into the same quantizable layers, folded batch norms
 // and activations as the runtime's models built in code, and reproduce the training script's
-// logits of the first test images.
+// logits of the first test images; the text model reproduces its script's logits of the first
+// test sequences (token ids and masks recorded in its sidecar).
 #include "reference_util.hpp"
+
+#include <nlohmann/json.hpp>
 
 #include <catch2/catch.hpp>
 
 #include <cmath>
+#include <fstream>
 
 using namespace onnx_ref;
 
@@ -58,4 +62,35 @@ TEST_CASE("ONNX reference models match the runtime's layers and the script's log
     for (std::size_t j = 0; j < logits.size(); ++j) diff = std::max(diff, std::abs(logits.f[j] - ref.reference_logits[j]));
     CHECK(diff < 1e-4f);
   }
+}
+
+TEST_CASE("the text model's ONNX file reproduces its script's logits", "[onnx][models][text]") {
+  std::ifstream in(std::string(ADAQUANT_MODELS_DIR) + "/text_classifier.json");
+  REQUIRE(in);
+  const auto ref = nlohmann::json::parse(in)["reference_logits"];
+  const auto rows = [&](const char* key) {
+    std::vector<std::int64_t> v;
+    for (const auto& r : ref[key])
+      for (const auto& x : r) v.push_back(x.get<std::int64_t>());
+    const auto n = static_cast<std::int64_t>(ref[key].size());
+    return aq::tensor(aq::dtype::int64, {n, n ? static_cast<std::int64_t>(v.size()) / n : 0}, v);
+  };
+  const aq::tensor ids = rows("input_ids"), mask = rows("attention_mask");
+  REQUIRE(ids.shape == aq::shape_t{16, 64});
+  aq::network_options o;
+  o.threads = 2;
+  o.loss_samples = 0;  // no calibration pass: this runs under the sanitizers too
+  const aq::onnx_network net(load_onnx("text_classifier"), {ids, mask}, o);
+  const aq::tensor logits = net.forward({ids, mask}).at(0);
+  std::vector<float> want;
+  for (const auto& r : ref["logits"])
+    for (const auto& x : r) want.push_back(x.get<float>());
+  REQUIRE(logits.f.size() == want.size());
+  float diff = 0.0f;
+  for (std::size_t j = 0; j < want.size(); ++j) diff = std::max(diff, std::abs(logits.f[j] - want[j]));
+  CHECK(diff < 1e-4f);
+  // The classifier is a layer; the transformer's MatMuls stay float for now.
+  const auto layers = net.quantizable_layers();
+  REQUIRE_FALSE(layers.empty());
+  CHECK(net.full_precision().at(layers.back().id).name == "/fc/Gemm");
 }

@@ -6,6 +6,9 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 source "$here/../../scripts/deps.sh"
 adaquant_install_node
+# One install at a time (the e2e tests call this concurrently): a lock on this script itself.
+exec 9<"$0"
+flock 9
 want=$(node -p "require('$here/package.json').dependencies['onnxruntime-node']")
 have=$(node -p "try { require('$here/node_modules/onnxruntime-node/package.json').version }
   catch { '' }")

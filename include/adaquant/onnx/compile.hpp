@@ -131,6 +131,26 @@ inline graph graph::compile(const model& m, const compile_options& opt) {
     adaquant::detail::fail(errc::shape_mismatch, src,
                            "expected " + std::to_string(m.inputs.size()) + " input shapes, got " +
                                std::to_string(sample.size()));
+  // Given shapes must fit the declared ones where those are fixed (as ONNX Runtime requires):
+  // e.g. token ids longer than a transformer's positions fail here, naming the input.
+  for (std::size_t k = 0; k < m.inputs.size(); ++k) {
+    const shape_t declared = m.declared_input_shape(k);
+    if (declared.empty()) continue;  // no shape declared
+    shape_t given = sample[k];
+    if (opt.batch_axis) given.insert(given.begin(), -1);
+    bool fits = declared.size() == given.size();
+    for (std::size_t d = 0; fits && d < given.size(); ++d)
+      fits = declared[d] < 0 || given[d] < 0 || declared[d] == given[d];
+    if (!fits) {
+      std::string decl = "[";
+      for (std::size_t d = 0; d < declared.size(); ++d)
+        decl += (d ? ", " : "") + (declared[d] < 0 ? std::string("?") : std::to_string(declared[d]));
+      adaquant::detail::fail(errc::shape_mismatch, src + ": input \"" + m.inputs[k] + "\"",
+                             (opt.batch_axis ? "per-sample shape " : "shape ") +
+                                 shape_string(sample[k]) + " does not fit the declared shape " +
+                                 decl + "]");
+    }
+  }
   const auto input_type = [&](std::size_t k) {
     for (const auto& vi : gp.input())
       if (vi.name() == m.inputs[k] && vi.type().has_tensor_type()) {

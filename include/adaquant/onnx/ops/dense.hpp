@@ -171,15 +171,21 @@ inline void softmax(const op_env& env, const tensor& x, tensor& y) {
   const bool old = env.opset < 13;
   const std::size_t ax = env.axis(env.n.attr_int("axis", old ? 1 : -1), std::max<std::size_t>(x.rank(), 1));
   const split3 s = split_at(x.shape, ax, old ? x.rank() : ax + 1);
+  std::vector<double> e(s.mid);
   for (std::size_t o = 0; o < s.outer; ++o)
     for (std::size_t i = 0; i < s.inner; ++i) {
       float* base = y.f.data() + o * s.mid * s.inner + i;
       float m = -std::numeric_limits<float>::infinity();
       for (std::size_t k = 0; k < s.mid; ++k) m = std::max(m, base[k * s.inner]);
       double sum = 0.0;
-      for (std::size_t k = 0; k < s.mid; ++k) sum += std::exp(static_cast<double>(base[k * s.inner]) - m);
-      for (std::size_t k = 0; k < s.mid; ++k)
-        base[k * s.inner] = static_cast<float>(std::exp(static_cast<double>(base[k * s.inner]) - m) / sum);
+      for (std::size_t k = 0; k < s.mid; ++k) {
+        // exp underflows to 0 below -745; masked attention scores (-1e4) would take libm's slow
+        // underflow path.
+        const double d = static_cast<double>(base[k * s.inner]) - m;
+        e[k] = d < -800.0 ? 0.0 : std::exp(d);
+        sum += e[k];
+      }
+      for (std::size_t k = 0; k < s.mid; ++k) base[k * s.inner] = static_cast<float>(e[k] / sum);
     }
 }
 

@@ -97,11 +97,14 @@ inline void transpose(const op_env& env, const tensor& x, tensor& y) {
   for (std::size_t d = r; d-- > 1;) xs[d - 1] = xs[d] * static_cast<std::size_t>(x.shape[d]);
   std::vector<std::size_t> step(r);  // x stride of each output axis
   for (std::size_t d = 0; d < r; ++d) step[d] = xs[static_cast<std::size_t>(perm[d])];
+  // When the last axis stays last, whole rows are copied (attention's head split and merge).
+  const bool rows = r > 0 && perm[r - 1] == static_cast<std::int64_t>(r - 1);
+  const std::size_t run = rows ? static_cast<std::size_t>(ys[r - 1]) : 1, axes = rows ? r - 1 : r;
   std::vector<std::size_t> idx(r, 0);
   std::size_t off = 0;
-  for (std::size_t k = 0; k < y.size(); ++k) {
-    copy_elems(x, off, y, k, 1);
-    for (std::size_t d = r; d-- > 0;) {
+  for (std::size_t k = 0; run > 0 && k < y.size(); k += run) {
+    copy_elems(x, off, y, k, run);
+    for (std::size_t d = axes; d-- > 0;) {
       off += step[d];
       if (++idx[d] < static_cast<std::size_t>(ys[d])) break;
       off -= step[d] * idx[d];

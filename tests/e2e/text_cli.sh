@@ -1,0 +1,124 @@
+#!/usr/bin/env bash
+# adaquant_ptq on the text model (models/text_classifier.onnx, int64 token ids and mask):
+#  - tools/text_data.py writes the data from Debian's fortunes package byte for byte as when the
+#    model was trained (SHA-256 in models/text_classifier.json);
+#  - --fp32-only on every test sequence gives the training script's FP32 correct count exactly;
+#  - bad input (a token id outside the vocabulary, a mask that does not fit the ids, sequences
+#    longer than the model's positions, another sample count, float ids, a missing input file; a
+#    model without any quantizable layer): exit 2, one-line error naming the node or input,
+#    nothing written;
+#  - a naive W8A8 run quantizes what it can (the classifier), says what stays float, and writes
+#    a QDQ model;
+#  - when node is available: ONNX Runtime gives the same FP32 correct count on the test set, and
+#    on the exported model the simulated count within one sequence.
+set -uo pipefail
+ptq=$1 work=$2
+here=$(cd "$(dirname "$0")/../.." && pwd)
+model=$here/models/text_classifier.onnx sidecar=$here/models/text_classifier.json
+rm -rf "$work" && mkdir -p "$work/out"
+python3 "$here/tools/text_data.py" --vocab "$here/models/text_vocab.txt" --out "$work/data" \
+  --check "$sidecar" 2>/dev/null || { echo "FAILED: tools/text_data.py"; exit 1; }
+data=$work/data
+fails=0 passed=0
+ok() { passed=$((passed + 1)); }
+ko() { echo "FAILED: $*"; fails=$((fails + 1)); }
+field() { sed -n "s/^  \"$2\": \\([0-9.e+-]*\\),*\$/\\1/p" "$1" | head -1; }
+expected=$(python3 -c "import json; print(json.load(open('$sidecar'))['test']['correct'])")
+
+# FP32 on all test sequences: the training script's count.
+"$ptq" --model "$model" --fp32-only --test-data "$data/test" --test-labels "$data/test_labels.npy" \
+  --quiet --json "$work/fp32.json" >/dev/null || ko "--fp32-only failed"
+fp=$(field "$work/fp32.json" fp32_correct)
+[ "$fp" = "$expected" ] && ok || ko "FP32 correct: $fp, the training script's: $expected"
+
+# Bad input: small .npy sets written by tools/text_data.py's writer.
+bad() {  # bad NAME IDS_ROWS IDS_LEN MASK_ROWS MASK_LEN [TOKEN]: NAME/{input_ids,attention_mask}.npy
+  python3 - "$here/tools" "$work/$1" "$2" "$3" "$4" "$5" "${6:-7}" <<'PY'
+import os, sys
+sys.path.insert(0, sys.argv[1])
+import text_data as td
+out, n, t, mn, mt, tok = sys.argv[2], *map(int, sys.argv[3:])
+os.makedirs(out, exist_ok=True)
+td.write_npy_int64(os.path.join(out, "input_ids.npy"), (n, t), ([td.CLS, tok] + [td.PAD] * (t - 2)) * n)
+td.write_npy_int64(os.path.join(out, "attention_mask.npy"), (mn, mt), ([1, 1] + [0] * (mt - 2)) * mn)
+td.write_npy_int64(os.path.join(out, "labels.npy"), (n,), [0] * n)
+PY
+}
+expect_error() {  # expect_error "message fragment" args...
+  local want=$1
+  shift
+  local out rc
+  out=$("$ptq" "$@" --quiet 2>&1)
+  rc=$?
+  if [ $rc -eq 2 ] && [[ "$out" == *"$want"* ]] && [ -z "$(ls "$work/out")" ]; then ok; else
+    ko "'$*' exited $rc, wrote [$(ls "$work/out")], said: $out"
+  fi
+}
+fp32() { echo --model "$model" --fp32-only --test-data "$work/$1" --test-labels "$work/$1/labels.npy"; }
+vocab=$(grep -c '' "$here/models/text_vocab.txt")
+bad oov 2 64 2 64 "$vocab"
+expect_error "node \"/tok/Gather\" (Gather): index $vocab is outside [-$vocab, $vocab)" $(fp32 oov)
+bad short_mask 2 64 2 32
+expect_error "--test-data: input 'attention_mask' has per-sample shape [32], the model input needs [64]" \
+  $(fp32 short_mask)
+bad long 2 80 2 80
+expect_error "--test-data: input 'input_ids' has per-sample shape [80], the model input needs [64] (declared by" \
+  $(fp32 long)
+expect_error "--calib: input 'input_ids' has per-sample shape [80], the model input needs [64]" \
+  --model "$model" --calib "$work/long" --output "$work/out/q.onnx"
+bad count 2 64 3 64
+expect_error "input 'attention_mask' has 3 samples, input 'input_ids' has 2" $(fp32 count)
+mkdir -p "$work/no_mask" && cp "$work/oov/input_ids.npy" "$work/oov/labels.npy" "$work/no_mask/"
+expect_error "has no attention_mask.npy for model input 'attention_mask'" $(fp32 no_mask)
+mkdir -p "$work/float_ids" && cp "$work/oov/attention_mask.npy" "$work/oov/labels.npy" "$work/float_ids/"
+zeros_f4() {  # zeros_f4 FILE D,D,...: a float32 .npy of zeros
+  python3 -c "
+import math, struct, sys
+dims = [int(d) for d in sys.argv[2].split(',')]
+h = \"{'descr': '<f4', 'fortran_order': False, 'shape': (%s,), }\" % ', '.join(map(str, dims))
+h += ' ' * (63 - (10 + len(h)) % 64) + '\n'
+open(sys.argv[1], 'wb').write(b'\x93NUMPY\x01\x00' + struct.pack('<H', len(h)) + h.encode() + bytes(4 * math.prod(dims)))" "$1" "$2"
+}
+zeros_f4 "$work/float_ids/input_ids.npy" 2,64
+expect_error "model input 'input_ids' takes int64 token ids" $(fp32 float_ids)
+# A model whose only MatMul runs on rank-3 activations has nothing to quantize yet.
+zeros_f4 "$work/x.npy" 4,2,3
+expect_error "matmul_resize.onnx: no quantizable layer; 1 x MatMul: MatMul on a rank-3 input" \
+  --model "$here/tests/fuzz/onnx_seeds/matmul_resize.onnx" --calib "$work/x.npy" --output "$work/out/q.onnx"
+
+# Quantization runs on what it can: the classifier (Gemm); the rank-3 MatMuls stay float.
+out=$("$ptq" --model "$model" --calib "$data/calib" --calib-count 32 --test-data "$data/test" \
+  --test-labels "$data/test_labels.npy" --test-count 200 --pipeline naive --wbits 8 --abits 8 \
+  --output "$work/q.onnx" --json "$work/q.json" --logits "$work/q.logits.npy" --quiet) ||
+  ko "naive W8A8 run failed: $out"
+[[ "$out" == *"stays float: 24 x MatMul: MatMul on a rank-3 input"* ]] && [ -s "$work/q.onnx" ] && ok ||
+  ko "the naive run does not say what stays float, or wrote no model: $out"
+
+if command -v node >/dev/null && "$here/tools/ort/install.sh" >/dev/null 2>&1; then
+  node "$here/tools/ort/run.js" --model "$model" --inputs "$data/test" \
+    --labels "$data/test_labels.npy" --json "$work/ort_fp32.json" >/dev/null || ko "ORT failed on the model"
+  ort=$(sed -n 's/^ *"correct": \([0-9]*\),*$/\1/p' "$work/ort_fp32.json" | head -1)
+  [ "$ort" = "$expected" ] && ok || ko "ONNX Runtime FP32 correct: $ort, expected $expected"
+  # The quantized model on the first 200 test sequences.
+  node -e "
+    const {readNpy, writeNpy} = require('$here/tools/ort/npy');
+    require('fs').mkdirSync('$work/ort200', {recursive: true});
+    for (const f of ['test/input_ids', 'test/attention_mask', 'test_labels']) {
+      const a = readNpy('$data/' + f + '.npy'), per = a.data.length / a.shape[0];
+      writeNpy('$work/ort200/' + f.replace('test/', '') + '.npy', a.dtype, [200, ...a.shape.slice(1)],
+               a.data.slice(0, 200 * per));
+    }" || ko "could not slice the test data for ORT"
+  mkdir -p "$work/ort200/in" && mv "$work/ort200/input_ids.npy" "$work/ort200/attention_mask.npy" "$work/ort200/in/"
+  node "$here/tools/ort/run.js" --model "$work/q.onnx" --inputs "$work/ort200/in" \
+    --labels "$work/ort200/test_labels.npy" --level disabled --compare "$work/q.logits.npy" \
+    --json "$work/ort_q.json" >/dev/null || ko "ORT failed on the quantized model"
+  sim=$(field "$work/q.json" quant_correct)
+  ort=$(sed -n 's/^ *"correct": \([0-9]*\),*$/\1/p' "$work/ort_q.json" | head -1)
+  echo "text W8A8 (classifier only): simulated $sim, ONNX Runtime $ort correct of 200"
+  awk -v a="$sim" -v b="$ort" 'BEGIN { d = a - b; exit !(d <= 1 && d >= -1) }' && ok ||
+    ko "quantized: ONNX Runtime $ort vs simulated $sim"
+else
+  echo "note: node or onnxruntime-node unavailable: ONNX Runtime checks skipped"
+fi
+echo "$passed passed, $fails failed"
+[ "$fails" -eq 0 ]
