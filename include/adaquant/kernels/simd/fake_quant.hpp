@@ -104,4 +104,28 @@ void fake_quant_per_channel(const float* x, float* y, std::uint8_t* mask, const 
   }
 }
 
+// Per block. inner == 1 (blocks along the innermost axis): each block is a run sharing its
+// parameters, streamed like per tensor when the output is large. Otherwise each block's chunk
+// goes through the per-channel kernel (vectors along the `inner` channels when inner >= lanes).
+template <RoundingPolicy R>
+void fake_quant_per_block(const float* x, float* y, std::uint8_t* mask, const block_layout& l,
+                          const float* scale, const std::int32_t* zero_point, std::int32_t qmin,
+                          std::int32_t qmax) {
+  const float lo = static_cast<float>(qmin), hi = static_cast<float>(qmax);
+  if (l.inner != 1) {
+    l.for_each_chunk([&](std::size_t o, const channel_layout& c, std::size_t p) {
+      fake_quant_per_channel<R>(x + o, y + o, mask ? mask + o : nullptr, c, scale + p,
+                                zero_point + p, qmin, qmax);
+    });
+    return;
+  }
+  const bool stream = use_streaming(x, y, l.size());
+  l.for_each_chunk([&](std::size_t o, const channel_layout& c, std::size_t p) {
+    const float s = scale[p];
+    fake_quant_run<R>(x + o, y + o, mask ? mask + o : nullptr, c.inner, s, 1.0f / s,
+                      static_cast<float>(zero_point[p]), lo, hi, stream);
+  });
+  if (stream) stream_fence();
+}
+
 }  // namespace adaquant::detail::simd
