@@ -76,6 +76,32 @@ void bm_fake_quant_per_channel(benchmark::State& st) {
   set_bytes(st, n);
 }
 
+// A weight W [rows, cols] per output channel (block 0: axis 0) or per block of `block` inputs
+// (granularity::per_block(1, block)), 4 bits: the cost of blocks beside per channel at one shape.
+void bm_fake_quant_weight(benchmark::State& st) {
+  const auto rows = static_cast<std::size_t>(st.range(0)),
+             cols = static_cast<std::size_t>(st.range(1));
+  const auto block = static_cast<std::size_t>(st.range(2));
+  const std::size_t n = rows * cols;
+  const auto x = random_floats(n);
+  std::vector<float> y(n);
+  const aq::quant_scheme s{4, true, true, false};
+  const aq::tensor_view<const float> xv(x.data(), {rows, cols});
+  const aq::tensor_view<float> yv(y.data(), {rows, cols});
+  const auto pc = aq::params_for(s, aq::min_max_per_channel(xv, 0));
+  const auto pb =
+      block ? aq::params_for(s, aq::min_max_per_block(xv, 1, block)) : aq::block_params{};
+  for (auto _ : st) {
+    if (block)
+      aq::fake_quant_per_block(xv, yv, pb);
+    else
+      aq::fake_quant_per_channel(xv, yv, pc);
+    benchmark::DoNotOptimize(y.data());
+    benchmark::ClobberMemory();
+  }
+  set_bytes(st, n);
+}
+
 void bm_fake_quant_per_tensor_ref(benchmark::State& st) {
   const auto n = static_cast<std::size_t>(st.range(0));
   const auto x = random_floats(n);
@@ -160,6 +186,11 @@ BENCHMARK(bm_fake_quant_per_channel)
     ->Args({big, 4})
     ->Args({resident, 8})
     ->Args({resident, 4})
+    ->Unit(benchmark::kMicrosecond);
+BENCHMARK(bm_fake_quant_weight)
+    ->ArgNames({"rows", "cols", "block"})
+    ->ArgsProduct({{4096}, {4096}, {0, 32, 64, 128}})
+    ->ArgsProduct({{128}, {128}, {0, 32, 64, 128}})
     ->Unit(benchmark::kMicrosecond);
 BENCHMARK(bm_fake_quant_per_tensor_ref)
     ->Args({big, 4})

@@ -60,6 +60,10 @@ what to compute
                                   tuning, bias tuning
   --wbits N              weight bits, 2-16 (per output channel, symmetric)  [4]
   --abits N              activation bits, 2-16 (per tensor, affine)         [4]
+  --weight-only          activations stay float (no input quantizer; takes no --abits or
+                         --act-range)
+  --weight-granularity G channel | block:N: weights per output channel, or per block of N
+                         inputs (linear and 1x1 conv layers; not exported yet)  [channel]
   --all-layers           quantize the first and last layer at --wbits/--abits too
   --weight-range M       min_max | percentile | mse                        [mse; naive: min_max]
   --act-range M          min_max | percentile | mse                        [mse; naive: min_max]
@@ -119,6 +123,7 @@ struct args {
 args parse(int argc, char** argv) {
   args a;
   ex::pipeline_settings& s = a.settings;
+  bool act_flags = false;  // --abits or --act-range given
   for (int i = 1; i < argc; ++i) {
     const std::string f = argv[i];
     const auto value = [&]() -> std::string {
@@ -141,10 +146,18 @@ args parse(int argc, char** argv) {
     else if (f == "--test-count") a.test_count = cli.to_count(f, value());
     else if (f == "--pipeline") s.pipeline = value();
     else if (f == "--wbits") s.wbits = static_cast<int>(cli.to_int(f, value()));
-    else if (f == "--abits") s.abits = static_cast<int>(cli.to_int(f, value()));
+    else if (f == "--abits") {
+      s.abits = static_cast<int>(cli.to_int(f, value()));
+      act_flags = true;
+    }
+    else if (f == "--weight-only") s.weight_only = true;
+    else if (f == "--weight-granularity") s.weight_block = cli.to_weight_block(f, value());
     else if (f == "--all-layers") s.all_layers = true;
     else if (f == "--weight-range") s.weight_range = value();
-    else if (f == "--act-range") s.act_range = value();
+    else if (f == "--act-range") {
+      s.act_range = value();
+      act_flags = true;
+    }
     else if (f == "--percentile") s.percentile = cli.to_double(f, value());
     else if (f == "--rounding") s.rounding = value();
     else if (f == "--max-size-ratio") s.max_size_ratio = cli.to_double(f, value());
@@ -172,6 +185,12 @@ args parse(int argc, char** argv) {
     else if (f == "--quiet") a.quiet = true;
     else cli.fail("unknown argument '" + f + "' (see --help)");
   }
+  if (s.weight_only && act_flags)
+    cli.fail("--weight-only: activations stay float; --abits and --act-range do not apply");
+  if (s.weight_block && !a.fp32_only)
+    cli.fail("--weight-granularity block:" + std::to_string(s.weight_block) +
+             ": the QDQ export writes per-channel weights only (blocked DequantizeLinear is not "
+             "implemented yet)");
   if (a.model.empty()) cli.fail("--model is required (see --help)");
   if (a.fp32_only) {
     if (a.test_data.empty()) cli.fail("--fp32-only needs --test-data and --test-labels");
@@ -534,8 +553,9 @@ int run(const args& a) {
   const double seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 
-  std::printf("%s %s W%dA%d%s: weights %.1f%% of fp32", a.model.c_str(), s.pipeline.c_str(),
-              s.wbits, s.abits, quant.first_last_8bit ? " (first/last 8-bit)" : "",
+  const std::string acts = s.weight_only ? " weight-only" : "A" + std::to_string(s.abits);
+  std::printf("%s %s W%d%s%s: weights %.1f%% of fp32", a.model.c_str(), s.pipeline.c_str(),
+              s.wbits, acts.c_str(), quant.first_last_8bit ? " (first/last 8-bit)" : "",
               100 * rep.size_ratio());
   if (fp)
     std::printf(", fp32 top-1 %.2f%%, quantized top-1 %.2f%% (%+.2f) on %zu samples",
@@ -565,7 +585,8 @@ int run(const args& a) {
           {"abits", s.abits},
           {"first_last_8bit", quant.first_last_8bit},
           {"weight_range", aq::to_string(quant.weights.range)},
-          {"act_range", aq::to_string(quant.activations.range)},
+          {"act_range", quant.activations ? aq::to_string(quant.activations->range) : "none"},
+          {"weight_only", s.weight_only},
           {"percentile", s.percentile},
           {"rounding", s.rounding},
           {"max_size_ratio",

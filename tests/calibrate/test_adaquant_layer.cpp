@@ -71,6 +71,42 @@ TEST_CASE("AdaQuant output matches the quantized grid it reports", "[adaquant][l
   r.weight_params.validate();
 }
 
+TEST_CASE("AdaQuant calibrates block-wise weight-only layers", "[adaquant][layer][block]") {
+  // W3 in blocks of 16 over 40 inputs (16, 16, 8), activations float; a few large weights per row,
+  // as language models have, make blocks worth having.
+  random_layer L(linear_geom(40, 12), 192, 7);
+  for (std::size_t c = 0; c < 12; ++c) L.w[c * 40 + (c * 7) % 40] *= 8.0f;
+  linear_forward(L.geometry.linear, L.x, L.w, L.b, L.y);
+  layer_quantizers q{quantizer_spec::weights_per_block(3, 16), std::nullopt};
+  const layer_result r =
+      adaquant_layer(L.geometry, L.w, L.b, L.x, L.y, output_activation::none, q, fast_options());
+  INFO(to_string(r.report));
+  REQUIRE(r.weight_blocks);
+  CHECK(r.weight_blocks->axis == 1);
+  CHECK(r.weight_blocks->block_size == 16);
+  CHECK(r.weight_blocks->blocks() == 12 * 3);
+  CHECK(r.weight_params.channels() == 0);  // the grid only
+  CHECK(r.report.mse_after < 0.8 * r.report.mse_before);
+  CHECK(r.report.heldout_after < r.report.heldout_before);
+  // Every weight is on its block's grid: the weights are fake_quant_per_block of themselves.
+  std::vector<float> again(r.weights.size());
+  fake_quant_per_block(tensor_view<const float>(r.weights.data(), {12, 40}),
+                       tensor_view<float>(again.data(), {12, 40}), *r.weight_blocks);
+  CHECK(bit_equal(again, r.weights));
+  // Per block beats per channel here, before and after AdaQuant (measured: MSE 0.164 -> 0.075
+  // per block, 0.312 -> 0.215 per channel).
+  layer_quantizers pc{quantizer_spec::weights(3), std::nullopt};
+  const layer_result rc =
+      adaquant_layer(L.geometry, L.w, L.b, L.x, L.y, output_activation::none, pc, fast_options());
+  INFO("per channel: " << to_string(rc.report));
+  CHECK(r.report.mse_before < rc.report.mse_before);
+  CHECK(r.report.mse_after < rc.report.mse_after);
+  // Deterministic.
+  const layer_result again_r =
+      adaquant_layer(L.geometry, L.w, L.b, L.x, L.y, output_activation::none, q, fast_options());
+  CHECK(bit_equal(again_r.weights, r.weights));
+}
+
 TEST_CASE("Frozen groups stay bit-identical", "[adaquant][layer]") {
   const random_layer L(conv_geom(4, 6, 5, 5, 3, 1, 1), 32, 4);
   adaquant_options base = fast_options(40);

@@ -199,6 +199,39 @@ TEST_CASE("Per-layer configuration: 8-bit first layer, skipped layers", "[driver
   CHECK_FALSE(net.layers[2].q.has_value());
 }
 
+TEST_CASE("Block-wise weight-only layers through the driver; 3x3 convs refuse blocks",
+          "[driver][block]") {
+  tiny_net net(48);
+  const layer_quantizers w4_blocks{quantizer_spec::weights_per_block(4, 16), std::nullopt};
+  const std::vector<layer_quantizers> per_layer{w4a8, w4a8, w4_blocks};  // 36 inputs: 16, 16, 4
+  const calibration_report r = adaquant_calibrate(
+      net, std::span<const layer_quantizers>(per_layer), options(calibration_order::sequential, 40),
+      context());
+  REQUIRE(r.layers.size() == 3);
+  const quantized_layer& head = *net.layers[2].q;
+  REQUIRE(head.weight_blocks.has_value());
+  CHECK(head.weight_blocks->blocks() == 5 * 3);
+  CHECK_FALSE(head.quantize_input);
+  CHECK(r.layers[2].mse_after <= r.layers[2].mse_before);
+  CHECK_FALSE(net.layers[0].q->weight_blocks.has_value());
+  std::vector<float> again(head.weight.size());
+  fake_quant_per_block(tensor_view<const float>(head.weight.data(), {5, 36}),
+                       tensor_view<float>(again.data(), {5, 36}), *head.weight_blocks);
+  CHECK(again == head.weight);  // on its blocks' grids
+
+  tiny_net fresh(8);
+  try {
+    (void)adaquant_calibrate(fresh, w4_blocks, options(calibration_order::parallel, 5));
+    FAIL("no throw");
+  } catch (const error& e) {
+    CHECK(e.code() == errc::invalid_argument);
+    CHECK_THAT(std::string(e.what()),
+               Catch::Contains("quantizers[layer 1].weights.gran: block-wise weights need") &&
+                   Catch::Contains("got a 3x3 convolution"));
+  }
+  CHECK(fresh.captured.empty());  // rejected before any capture
+}
+
 TEST_CASE("Driver errors: empty calibration set, bad captures", "[driver][errors]") {
   tiny_net empty(0);
   try {

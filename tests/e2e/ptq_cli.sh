@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # adaquant_ptq end to end on the committed ONNX reference models:
 #  - bad input (truncated model, unsupported op, calibration data of the wrong dtype or shape, bits
-#    out of range, infeasible budget, missing output folder, missing flags): exit 2, one-line
+#    out of range, infeasible budget, missing output folder, missing flags, activation flags with
+#    --weight-only, block-wise weights the export cannot write yet): exit 2, one-line
 #    error naming the file or flag, nothing written;
 #  - a naive W8A8 run and a short advanced W4A4 run write a QDQ model, encodings and a report;
 #    the FP32 count on the test images equals the ONNX Runtime-verified reference count, and the
@@ -57,6 +58,12 @@ expect_error "--fp32-only takes no --calib" --model "$model" --fp32-only --calib
   --test-data "$data/test.npy" --test-labels "$data/test_labels.npy"
 expect_error "--fp32-only needs --test-data" --model "$model" --fp32-only
 expect_error "--eval-batch: must be > 0" --model "$model" "${common[@]}" --eval-batch 0
+expect_error "--weight-only: activations stay float; --abits and --act-range do not apply" \
+  --model "$model" "${common[@]}" --weight-only --abits 8
+expect_error "--weight-granularity: must be channel or block:N with N >= 1, got 'block:0'" \
+  --model "$model" "${common[@]}" --weight-granularity block:0
+expect_error "the QDQ export writes per-channel weights only" --model "$model" "${common[@]}" \
+  --weight-granularity block:64
 out=$("$ptq" --help)
 if [[ "$out" == *"--iterations N"*"[1000]"* ]] && [[ "$out" == *"--rounding R"*"[onnx]"* ]]; then ok
 else ko "--help does not state the defaults"; fi

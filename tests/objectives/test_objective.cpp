@@ -2,6 +2,7 @@
 // straight-through surrogate, input validation.
 
 #include "support/adaquant_test_util.hpp"
+#include "support/expect_error.hpp"
 
 #include <adaquant/calibrate/adaquant.hpp>
 #include <adaquant/objectives/gradient_check.hpp>
@@ -17,18 +18,25 @@ using adaquant_test::random_layer;
 
 namespace {
 
+// The round-to-nearest state from min/max ranges (per channel or per block).
+layer_state rtn_state(const layer_objective& obj) {
+  const auto init = estimate_initial_params(
+      obj, quantizers_of(obj.config(), range_method::min_max, range_method::min_max));
+  return init.weight_blocks ? obj.initial_state(*init.weight_blocks, init.act)
+                            : obj.initial_state(init.weight, init.act);
+}
+
 // A state away from round-to-nearest: random V, bias shift, scales and zero points off-grid.
 layer_state perturbed_state(layer_objective& obj) {
-  const auto init = estimate_initial_params(obj, quantizers_of(obj.config(), range_method::min_max, range_method::min_max));
-  layer_state s = obj.initial_state(init.weight, init.act);
+  layer_state s = rtn_state(obj);
   const auto v = adaquant_test::randn(s.weight_offset.size(), 1.0f, 77);
-  const std::size_t k = obj.geometry().weights_per_channel();
+  const weight_grouping& wg = obj.weight_groups();
   for (std::size_t i = 0; i < v.size(); ++i)
-    s.weight_offset[i] = 0.3f * v[i] * s.weight_scale[i / k];
-  for (std::size_t c = 0; c < s.bias.size(); ++c) {
-    s.bias[c] += 0.01f * static_cast<float>(c % 3);
-    s.weight_scale[c] *= 0.83f + 0.01f * static_cast<float>(c % 5);  // some clamping
-    s.weight_zero_point[c] += 0.23f;
+    s.weight_offset[i] = 0.3f * v[i] * s.weight_scale[wg.group(i / wg.k, i % wg.k)];
+  for (std::size_t c = 0; c < s.bias.size(); ++c) s.bias[c] += 0.01f * static_cast<float>(c % 3);
+  for (std::size_t g = 0; g < s.weight_scale.size(); ++g) {
+    s.weight_scale[g] *= 0.83f + 0.01f * static_cast<float>(g % 5);  // some clamping
+    s.weight_zero_point[g] += 0.23f;
   }
   s.act_scale *= 0.71f;  // clamp some inputs above
   s.act_zero_point += 0.31f;
@@ -93,6 +101,82 @@ TEST_CASE("conv2d objective: gradients match central differences of the surrogat
     cfg.activation = output_activation::relu6;
     check(conv_geom(6, 3, 4, 4, 1), cfg, 3, false);
   }
+}
+
+TEST_CASE("block-wise weights: gradients match central differences of the surrogate",
+          "[objective][gradient][block]") {
+  layer_quant_config cfg;
+  SECTION("linear, blocks of 8 over 20 inputs (last block 4), weight-only") {
+    cfg.weight_block = 8;
+    cfg.quantize_activations = false;
+    check(linear_geom(20, 6), cfg, 8, false);
+  }
+  SECTION("linear, blocks of 7, asymmetric weights, quantized inputs, ReLU") {
+    cfg.weight_block = 7;
+    cfg.weight_scheme = {4, true, false, false};
+    cfg.activation = output_activation::relu;
+    check(linear_geom(24, 5), cfg, 10, true);
+  }
+  SECTION("1x1 conv, blocks of 4 over 6 input channels, weight-only, ReLU6, ONNX rounding") {
+    cfg.weight_block = 4;
+    cfg.quantize_activations = false;
+    cfg.rounding = rounding_mode::onnx;
+    cfg.activation = output_activation::relu6;
+    check(conv_geom(6, 3, 4, 4, 1), cfg, 3, false);
+  }
+}
+
+TEST_CASE("block-wise weights: one block per channel is the per-channel objective bit for bit",
+          "[objective][block]") {
+  const random_layer L(linear_geom(16, 5), 12, 21, true);
+  layer_quant_config per_channel;
+  per_channel.weight_scheme = {3, true, false, false};
+  layer_quant_config one_block = per_channel;
+  one_block.weight_block = 16;
+  layer_objective a(L.geometry, L.w, L.b, L.x, L.y, per_channel);
+  layer_objective b(L.geometry, L.w, L.b, L.x, L.y, one_block);
+  const layer_state s = perturbed_state(a);
+  REQUIRE(b.weight_groups().groups() == 5);
+  CHECK(a.value(s) == b.value(s));
+  layer_state ga, gb;
+  const std::vector<std::size_t> batch = {0, 3, 4, 9};
+  CHECK(a.gradient(s, batch, ga) == b.gradient(s, batch, gb));
+  CHECK(ga.weight_offset == gb.weight_offset);
+  CHECK(ga.weight_scale == gb.weight_scale);
+  CHECK(ga.weight_zero_point == gb.weight_zero_point);
+  CHECK(ga.act_scale == gb.act_scale);
+  CHECK(a.weight_params(s).scale == b.weight_block_params(s).scale);
+  CHECK(a.weight_params(s).zero_point == b.weight_block_params(s).zero_point);
+}
+
+TEST_CASE("block-wise weights: layers whose inputs are strided and mismatched params are errors",
+          "[objective][block][errors]") {
+  layer_quant_config cfg;
+  cfg.weight_block = 4;
+  const random_layer conv(conv_geom(4, 3, 5, 5, 3), 2, 5);
+  adaquant_test::expect_error(
+      [&] { layer_objective(conv.geometry, conv.w, conv.b, conv.x, conv.y, cfg); },
+      errc::invalid_argument,
+      "layer_objective: config.weight_block: block-wise weights need blocks along the weight's "
+      "innermost axis: a linear layer or a 1x1 convolution, got a 3x3 convolution");
+  const random_layer L(linear_geom(10, 3), 4, 6);
+  layer_objective obj(L.geometry, L.w, L.b, L.x, L.y, cfg);
+  const auto init = estimate_initial_params(obj, quantizers_of(cfg));
+  REQUIRE(init.weight_blocks);
+  CHECK(init.weight_blocks->blocks() == 3 * 3);
+  adaquant_test::expect_error([&] { (void)obj.initial_state(init.weight, init.act); },
+                              errc::invalid_argument, "pass block_params");
+  block_params other = *init.weight_blocks;
+  other.block_size = 5;
+  adaquant_test::expect_error([&] { (void)obj.initial_state(other, init.act); },
+                              errc::invalid_argument, "are blocks of 5 along axis 1");
+  const layer_state s = obj.initial_state(*init.weight_blocks, init.act);
+  adaquant_test::expect_error([&] { (void)obj.weight_params(s); }, errc::invalid_argument,
+                              "use weight_block_params");
+  layer_state short_state = s;
+  short_state.weight_scale.pop_back();
+  adaquant_test::expect_error([&] { (void)obj.value(short_state); }, errc::shape_mismatch,
+                              "state.weight_scale: has 8 elements, expected 9");
 }
 
 TEST_CASE("conv2d_forward matches a direct convolution", "[objective][forward]") {
@@ -181,7 +265,8 @@ TEST_CASE("layer_objective rejects bad input with a clear error", "[objective][e
   }
   {
     layer_objective obj(g, L.w, L.b, L.x, L.y, cfg);
-    const auto init = estimate_initial_params(obj, quantizers_of(obj.config(), range_method::min_max, range_method::min_max));
+    const auto init = estimate_initial_params(
+        obj, quantizers_of(obj.config(), range_method::min_max, range_method::min_max));
     layer_state s = obj.initial_state(init.weight, init.act);
     s.weight_scale[1] = 0.0f;
     auto [c, m] = code_of([&] { (void)obj.value(s); });

@@ -57,6 +57,19 @@ TEST_CASE("Unknown, ambiguous or unsuitable nodes") {
   CHECK(mentions(m4, "several nodes are named 'conv2'"));
 }
 
+TEST_CASE("Block-wise weights are refused (not exported yet), naming the node") {
+  aq::quantized_layer q;
+  q.weight = {0.5f, -0.5f};
+  q.weight_blocks = aq::block_params{{0.5f}, {0}, -8, 7, 1, 32};
+  try {
+    (void)ax::make_exported_layer(q, "fc", "fc.weight");
+    FAIL("no error");
+  } catch (const aq::error& e) {
+    CHECK(e.code() == aq::errc::invalid_argument);
+    CHECK(mentions(e.what(), "make_exported_layer: q.weight_blocks: node 'fc' has block-wise"));
+  }
+}
+
 TEST_CASE("Weight initializers that are not the node's, or whose sizes disagree") {
   auto [c1, m1] = failure([](auto& ls) { ls[1].weight_initializer = "conv1.weight"; });
   CHECK(c1 == aq::errc::invalid_argument);

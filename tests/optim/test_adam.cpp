@@ -33,6 +33,36 @@ TEST_CASE("adam matches the bias-corrected update, with per-block rates", "[adam
   CHECK(opt2.steps() == 5);
 }
 
+TEST_CASE("adam with rows: each row's blocks have their own rate, the last block partial",
+          "[adam]") {
+  // 3 rows of 10 in blocks of 4: rates for elements 0-3, 4-7 and 8-9 of every row.
+  const std::size_t rows = 3, row = 10, block = 4, n = rows * row;
+  const std::vector<float> lr = {0.01f, 0.02f, 0.03f, 0.04f, 0.05f, 0.06f, 0.07f, 0.08f, 0.09f};
+  std::vector<float> x(n, 1.0f), g(n);
+  for (std::size_t i = 0; i < n; ++i) g[i] = 0.5f + 0.01f * static_cast<float>(i);
+  adam rows_opt(n);
+  rows_opt.step(x, g, lr, block, row);
+  for (std::size_t i = 0; i < n; ++i) {
+    const float rate = lr[(i / row) * 3 + (i % row) / block];
+    adam one(1);  // the same update on one element with its block's rate
+    float y = 1.0f;
+    one.step(y, g[i], rate);
+    INFO("element " << i);
+    CHECK(x[i] == y);
+    CHECK(x[i] != 1.0f);
+  }
+  CHECK_THROWS_AS(rows_opt.step(x, g, std::vector<float>(8, 0.1f), block, row), error);
+  CHECK_THROWS_AS(rows_opt.step(x, g, lr, block, 7), error);  // 30 is not rows of 7
+  try {
+    rows_opt.step(x, g, std::vector<float>(6, 0.1f), block, row);
+    FAIL("no throw");
+  } catch (const error& e) {
+    CHECK(e.code() == errc::shape_mismatch);
+    CHECK_THAT(std::string(e.what()),
+               Catch::Contains("6 rates in blocks of 4 in rows of 10 for 30 parameters"));
+  }
+}
+
 TEST_CASE("adam rejects bad rates and non-finite gradients", "[adam][errors]") {
   adam opt(4);
   std::vector<float> x(4, 1.0f), g(4, 0.5f);

@@ -60,6 +60,10 @@ std::vector<pipeline_case> cases() {
   alloc.bit_allocation = aq::bit_allocation_budget{0.1, {2, 4}, 2};
   aq::advanced_config rtn = adv;
   rtn.adaquant.reset();
+  aq::advanced_config blocks = adv;
+  blocks.quant.weights.gran = aq::granularity::per_block(1, 4);
+  aq::light_config light_blocks = light;
+  light_blocks.quant.weights.gran = aq::granularity::per_block(1, 4);
   const auto light_run = [](const aq::light_config& c) {
     return [c](toy::network& n, const aq::execution_context& x) {
       return aq::light_pipeline(n, c, x);
@@ -74,7 +78,9 @@ std::vector<pipeline_case> cases() {
           {"advanced, sequential AdaQuant", advanced_run(adv)},
           {"advanced, parallel AdaQuant", advanced_run(par)},
           {"advanced with bit allocation over AdaQuant forms", advanced_run(alloc)},
-          {"advanced without AdaQuant", advanced_run(rtn)}};
+          {"advanced without AdaQuant", advanced_run(rtn)},
+          {"advanced, block-wise weights", advanced_run(blocks)},
+          {"light, block-wise weights", light_run(light_blocks)}};
 }
 
 // Everything a run produced, bit for bit: each final layer as the checkpoint encodes it (raw

@@ -146,8 +146,8 @@ TEST_CASE("AdaQuant starts from the ranges the quantizer specs ask for, settings
     c.adaquant->layer.train = {false, false, false, false};
     c.bn_tuning.reset();
     c.bias_tuning = false;
-    c.quant.weights.range = c.quant.activations.range = aq::range_method::percentile;
-    c.quant.weights.settings.percentile = c.quant.activations.settings.percentile = pct;
+    c.quant.weights.range = c.quant.activations->range = aq::range_method::percentile;
+    c.quant.weights.settings.percentile = c.quant.activations->settings.percentile = pct;
     (void)aq::advanced_pipeline(net, c, ctx);
     const auto layers = net.quantizable_layers();
     for (const auto& d : layers) {
@@ -163,7 +163,7 @@ TEST_CASE("AdaQuant starts from the ranges the quantizer specs ask for, settings
         const auto io = net.capture(0, 0, net.calibration_size(), aq::capture_mode::full_precision);
         const auto a = aq::estimate_tensor_params(
             aq::tensor_view<const float>(io.inputs.data(), {io.inputs.size()}),
-            c.quant.activations, aq::zero_range::use_epsilon);
+            *c.quant.activations, aq::zero_range::use_epsilon);
         CHECK(q.act_params == a);
       }
     }
@@ -183,10 +183,10 @@ TEST_CASE("pipelines reject bad configurations before changing the network") {
   c.quant.weights.gran = aq::granularity::per_tensor();
   check(c, aq::errc::invalid_argument, "config.quant.weights.gran");
   c = light(4, 4);
-  c.quant.activations.gran = aq::granularity::per_channel(1);
+  c.quant.activations->gran = aq::granularity::per_channel(1);
   check(c, aq::errc::invalid_argument, "config.quant.activations.gran");
   c = light(4, 4);
-  c.quant.activations.rounding = aq::rounding_mode::onnx;
+  c.quant.activations->rounding = aq::rounding_mode::onnx;
   check(c, aq::errc::invalid_argument, "rounding");
   c = light(4, 4);
   c.bit_allocation = aq::bit_allocation_budget{0.01, {2, 4}};  // below 2 bits everywhere
@@ -224,4 +224,109 @@ TEST_CASE("pipelines reject bad configurations before changing the network") {
   adv.adaquant->layer.iterations = 0;
   CHECK_THROWS_WITH(aq::advanced_pipeline(net, adv, ctx), Catch::Contains("iterations"));
   CHECK(net.set_calls == calls);
+}
+
+namespace {
+// Weight-only W3 in blocks of 8 inputs (the toy's 12 and 24 inputs: 8 + 4 and 3 x 8).
+aq::quantization_spec weight_only_blocks() {
+  aq::quantization_spec q;
+  q.weights = aq::quantizer_spec::weights_per_block(3, 8);
+  q.activations.reset();
+  q.first_last_8bit = false;
+  return q;
+}
+// Every layer of the network holds block-wise weights on its blocks' grids and float inputs.
+void check_block_weight_only(const toy::network& net) {
+  for (const auto& d : net.quantizable_layers()) {
+    const aq::quantized_layer& q = net.quantized().at(d.id);
+    INFO("layer " << d.id);
+    REQUIRE(q.weight_blocks.has_value());
+    CHECK_FALSE(q.quantize_input);
+    const std::size_t oc = d.geometry.out_channels(), k = d.geometry.weights_per_channel();
+    CHECK(q.weight_blocks->blocks() == oc * ((k + 7) / 8));
+    std::vector<float> again(q.weight.size());
+    aq::fake_quant_per_block(aq::tensor_view<const float>(q.weight.data(), {oc, k}),
+                             aq::tensor_view<float>(again.data(), {oc, k}), *q.weight_blocks);
+    CHECK(again == q.weight);
+  }
+}
+}  // namespace
+
+TEST_CASE("weight-only, block-wise: light and advanced pipelines", "[block]") {
+  toy::network blocks_light(300), channels_light(300), blocks_adv(300);
+  aq::light_config lc;
+  lc.quant = weight_only_blocks();
+  const auto rl = aq::light_pipeline(blocks_light, lc, ctx);
+  check_block_weight_only(blocks_light);
+  CHECK(rl.act_bits == std::vector<int>{32, 32, 32});
+  CHECK(rl.weight_bits == std::vector<int>{3, 3, 3});
+  CHECK(rl.steps[0].summary.find("float (weight-only)") != std::string::npos);
+  REQUIRE(rl.steps[1].name == "bn_tuning");  // rescaled block scales keep the grid
+  aq::light_config per_channel = lc;
+  per_channel.quant.weights = aq::quantizer_spec::weights(3);
+  (void)aq::light_pipeline(channels_light, per_channel, ctx);
+  aq::advanced_config ac;
+  ac.quant = lc.quant;
+  ac.adaquant->layer.iterations = 300;
+  ac.adaquant->layer.seed = 7;
+  (void)aq::advanced_pipeline(blocks_adv, ac, ctx);
+  check_block_weight_only(blocks_adv);
+  const double mb = blocks_light.output_mse(), mc = channels_light.output_mse();
+  const double ma = blocks_adv.output_mse();
+  INFO("light per block " << mb << ", light per channel " << mc << ", advanced per block " << ma);
+  CHECK(mb < mc);
+  CHECK(ma < mb);
+  // Parallel AdaQuant: the same result on 1 and 2 threads.
+  ac.adaquant->order = aq::calibration_order::parallel;
+  ac.bn_tuning.reset();
+  toy::network one(120), two(120);
+  (void)aq::advanced_pipeline(one, ac, aq::execution_context{1, 64, {}});
+  (void)aq::advanced_pipeline(two, ac, aq::execution_context{2, 64, {}});
+  for (std::size_t id = 0; id < 3; ++id) {
+    CHECK(one.quantized().at(id).weight == two.quantized().at(id).weight);
+    CHECK(one.quantized().at(id).weight_blocks == two.quantized().at(id).weight_blocks);
+  }
+  // Bit allocation chooses among block-wise forms.
+  toy::network alloc(200);
+  lc.bit_allocation = aq::bit_allocation_budget{0.15, {2, 3, 4, 8}};
+  const auto rb = aq::light_pipeline(alloc, lc, ctx);
+  CHECK(rb.size_ratio() <= 0.15 + 1e-9);
+  check_block_weight_only(alloc);
+}
+
+TEST_CASE("block-wise weights on a 3x3 convolution are rejected before any change", "[block]") {
+  // The toy network with layer 1 presented as a 3x3 convolution (only its geometry is read).
+  struct conv_presenting {
+    toy::network& net;
+    std::size_t calibration_size() const { return net.calibration_size(); }
+    std::vector<aq::layer_desc> quantizable_layers() const {
+      auto d = net.quantizable_layers();
+      d[1].geometry = aq::layer_geometry::of(aq::conv2d_geometry{8, 24, 3, 3, 3, 3});
+      return d;
+    }
+    aq::layer_io capture(std::size_t id, std::size_t first, std::size_t count,
+                         aq::capture_mode m) {
+      return net.capture(id, first, count, m);
+    }
+    void set_quantized(const aq::quantized_layer& q) { net.set_quantized(q); }
+    const aq::batch_norm_params* folded_batch_norm(std::size_t id) const {
+      return net.folded_batch_norm(id);
+    }
+  };
+  toy::network net(50);
+  conv_presenting presenting{net};
+  aq::light_config lc;
+  lc.quant = weight_only_blocks();
+  adaquant_test::expect_error(
+      [&] { (void)aq::light_pipeline(presenting, lc, ctx); }, aq::errc::invalid_argument,
+      "light_pipeline: config.quant.weights.gran (layer 1): block-wise weights need blocks along "
+      "the weight's innermost axis");
+  aq::advanced_config ac;
+  ac.quant = lc.quant;
+  ac.quant.weights.gran = aq::granularity::per_block(0, 8);  // blocks along the outputs
+  adaquant_test::expect_error([&] { (void)aq::advanced_pipeline(presenting, ac, ctx); },
+                              aq::errc::invalid_argument,
+                              "advanced_pipeline: config.quant.weights.gran: AdaQuant's objective "
+                              "quantizes weights per output channel (axis 0) or per block");
+  CHECK(net.set_calls == 0);
 }

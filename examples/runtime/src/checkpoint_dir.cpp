@@ -94,9 +94,9 @@ bool is_bookkeeping(const fs::path& p) {
 
 run_identity settings_identity(const pipeline_settings& s) {
   // A member added to pipeline_settings stops the build here until it is part of the identity.
-  const auto& [pipeline, wbits, abits, all_layers, weight_range, act_range, percentile, rounding,
-               max_size_ratio, bit_options, bit_rounds, iterations, order, seed, bn_tuning,
-               bn_target, bias] = s;
+  const auto& [pipeline, wbits, abits, weight_block, weight_only, all_layers, weight_range,
+               act_range, percentile, rounding, max_size_ratio, bit_options, bit_rounds, iterations,
+               order, seed, bn_tuning, bn_target, bias] = s;
   const auto number = [](double v) {  // the shortest text that reads back as v
     char buf[40];
     return std::string(buf, std::to_chars(buf, buf + sizeof buf, v).ptr);
@@ -116,9 +116,13 @@ run_identity settings_identity(const pipeline_settings& s) {
           {"argument", "--pipeline", pipeline},
           {"argument", "--wbits", std::to_string(wbits)},
           {"argument", "--abits", std::to_string(abits)},
+          {"argument", "--weight-granularity",
+           weight_block > 0 ? "block:" + std::to_string(weight_block) : "channel"},
+          {"argument", "--weight-only", on(weight_only)},
           {"argument", "--all-layers", on(all_layers)},
           {"argument", "--weight-range", std::string(to_string(q.weights.range))},
-          {"argument", "--act-range", std::string(to_string(q.activations.range))},
+          {"argument", "--act-range",
+           q.activations ? std::string(to_string(q.activations->range)) : "none"},
           {"argument", "--percentile", number(percentile)},
           {"argument", "--rounding", rounding},
           {"argument", "--max-size-ratio", max_size_ratio ? number(*max_size_ratio) : "off"},

@@ -37,8 +37,13 @@ std::optional<T> whole_number(const std::string& v, Read read) {
 
 quantization_spec quantization_of(const pipeline_settings& s) {
   quantization_spec q;
-  q.weights = with_settings(quantizer_spec::weights(s.wbits), s.weight_range, s);
-  q.activations = with_settings(quantizer_spec::activations(s.abits), s.act_range, s);
+  q.weights = with_settings(s.weight_block ? quantizer_spec::weights_per_block(s.wbits, s.weight_block)
+                                           : quantizer_spec::weights(s.wbits),
+                            s.weight_range, s);
+  if (s.weight_only)
+    q.activations.reset();
+  else
+    q.activations = with_settings(quantizer_spec::activations(s.abits), s.act_range, s);
   q.first_last_8bit = !s.all_layers && s.pipeline != "naive";
   return q;
 }
@@ -108,6 +113,18 @@ std::vector<long long> cli::to_list(const std::string& flag, const std::string& 
     p = q + 1;
   }
   return out;
+}
+
+std::size_t cli::to_weight_block(const std::string& flag, const std::string& v) const {
+  if (v == "channel") return 0;
+  const auto n = v.rfind("block:", 0) == 0
+                     ? whole_number<long long>(v.substr(6),
+                                               [](const std::string& t, std::size_t* used) {
+                                                 return std::stoll(t, used);
+                                               })
+                     : std::nullopt;
+  if (!n || *n < 1) fail(flag + ": must be channel or block:N with N >= 1, got '" + v + "'");
+  return static_cast<std::size_t>(*n);
 }
 
 void cli::one_of(const std::string& flag, const std::string& v,

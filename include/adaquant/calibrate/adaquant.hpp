@@ -6,14 +6,17 @@
 //   adaquant_optimize(objective, options, initial params)           -> layer_result
 //
 // What the layer is quantized to is `layer_quantizers`: a quantizer_spec (range/quantizer_spec.hpp)
-// for the weights (per output channel, axis 0) and, unless activations stay float, one for the
-// layer's input (per tensor); both with the same rounding policy. Their range methods give the
-// starting parameters (estimate_initial_params; the defaults are MSE-optimal clipping of W per
-// channel and of X per tensor). adaquant_options holds only how the optimisation runs.
+// for the weights (per output channel, axis 0 of W [out, k]; or per block of inputs, axis 1:
+// linear layers and 1x1 convolutions) and, unless activations stay float (weight-only), one for
+// the layer's input (per tensor); both with the same rounding policy. Their range methods give
+// the starting parameters (estimate_initial_params; the defaults are MSE-optimal clipping of W
+// per channel or block and of X per tensor). adaquant_options holds only how the optimisation
+// runs.
 //
 // Learning rates (adaquant_learning_rates). Two modes:
 //   relative (our default): a rate is a fraction of the size of what it moves, per iteration:
-//     V: rate * s_w[c] (a fraction of the channel's quantization step), s_w: rate * s_w[c],
+//     V: rate * s_w[g] (a fraction of the step of the weight's group: its channel or block),
+//     s_w: rate * s_w[g],
 //     z_w, z_a: rate grid units, s_a: rate * s_a, b': rate * RMS of the channel's target output.
 //     Adam's step is about the rate in magnitude, so these transfer across layers and models.
 //     Defaults (weight 2e-3, bias 1e-2, weight quantizer 1e-3, act quantizer 1e-3, cosine decay
@@ -35,8 +38,9 @@
 // results. Errors: those of layer_objective, plus options out of their domain
 // (errc::invalid_argument: batch_size, iterations, a zero or negative rate for a trained group,
 // holdout_fraction outside [0, 0.9], eval_every 0), quantizers the objective cannot take
-// (errc::invalid_argument: weights not per channel along axis 0, inputs not per tensor, two
-// rounding policies), a non-finite loss during optimisation (errc::non_finite).
+// (errc::invalid_argument: weights neither per channel along axis 0 nor per block along axis 1,
+// block-wise weights on a convolution other than 1x1, inputs not per tensor, two rounding
+// policies), a non-finite loss during optimisation (errc::non_finite).
 
 #include <adaquant/calibrate/report.hpp>
 #include <adaquant/core/error.hpp>
@@ -79,17 +83,22 @@ struct layer_quantizers {
   quantizer_spec weights = quantizer_spec::weights(4);
   std::optional<quantizer_spec> activations = quantizer_spec::activations(4);
 
-  // The objective's view (grids, rounding, whether inputs are quantized) for a layer followed by
-  // `activation`. Throws errc::invalid_argument (naming `where`) for bits outside [2, 16], weights
-  // not per channel along axis 0, inputs not per tensor, or two different rounding policies.
+  // The objective's view (grids, weight groups, rounding, whether inputs are quantized) for a
+  // layer followed by `activation`. Throws errc::invalid_argument (naming `where`) for bits
+  // outside [2, 16], weights neither per channel along axis 0 nor per block along axis 1 (W is
+  // [out, k]), inputs not per tensor, or two different rounding policies. Whether the layer can
+  // take block-wise weights is check_weight_blocks' (objectives/layer_state.hpp) to say.
   [[nodiscard]] layer_quant_config objective_config(output_activation activation,
                                                     const std::string& where) const {
     weights.validate(where + ".weights");
-    if (!(weights.gran == granularity::per_channel(0)))
+    const bool blocks = weights.gran.type == granularity::kind::per_block;
+    if (!(weights.gran == granularity::per_channel(0) || (blocks && weights.gran.axis == 1)))
       detail::fail(errc::invalid_argument, where + ".weights.gran",
-                   "AdaQuant's objective quantizes weights per output channel (axis 0)");
+                   "AdaQuant's objective quantizes weights per output channel (axis 0) or per "
+                   "block of inputs (axis 1)");
     layer_quant_config c;
     c.weight_scheme = weights.scheme;
+    c.weight_block = blocks ? weights.gran.block_size : 0;
     c.rounding = weights.rounding;
     c.activation = activation;
     c.quantize_activations = activations.has_value();
@@ -130,16 +139,20 @@ struct adaquant_options {
 };
 
 struct initial_quant_params {
-  channel_params weight;  // per output channel, axis 0
-  quant_params act;       // per tensor (ignored when activations are not quantized)
+  channel_params weight;                     // per output channel, axis 0
+  std::optional<block_params> weight_blocks;  // block-wise weights: used instead of `weight`
+  quant_params act;  // per tensor (ignored when activations are not quantized)
 };
 
 struct layer_result {
-  layer_state state;             // V, b', scales and continuous zero points
-  std::vector<float> weights;    // Q_w(W + V), dequantized, in W's layout
-  std::vector<float> bias;       // b'
-  channel_params weight_params;  // integer-grid weight parameters
-  quant_params act_params;       // input quantizer (meaningless if not quantized)
+  layer_state state;           // V, b', scales and continuous zero points
+  std::vector<float> weights;  // Q_w(W + V), dequantized, in W's layout
+  std::vector<float> bias;     // b'
+  // Integer-grid weight parameters: per channel, or (block-wise weights) weight_blocks, set,
+  // with weight_params then holding the grid only (no channels).
+  channel_params weight_params;
+  std::optional<block_params> weight_blocks;
+  quant_params act_params;  // input quantizer (meaningless if not quantized)
   layer_report report;
 };
 
@@ -193,7 +206,10 @@ inline void validate_options(const adaquant_options& o) {
                                                     range_method weights = range_method::mse,
                                                     range_method activations = range_method::mse) {
   layer_quantizers q;
-  q.weights = {c.weight_scheme, granularity::per_channel(0), c.rounding, weights, {}};
+  q.weights = {c.weight_scheme,
+               c.weight_block ? granularity::per_block(1, c.weight_block)
+                              : granularity::per_channel(0),
+               c.rounding, weights, {}};
   if (c.quantize_activations)
     q.activations = quantizer_spec{c.act_scheme, granularity::per_tensor(), c.rounding,
                                    activations, {}};
@@ -203,20 +219,27 @@ inline void validate_options(const adaquant_options& o) {
 }
 
 // Starting parameters from the quantizers' range methods (range/quantizer_spec.hpp): per output
-// channel on W, per tensor on all cached inputs X. An all-zero channel gets scale FLT_EPSILON.
+// channel or per block on W, per tensor on all cached inputs X. An all-zero channel or block
+// gets scale FLT_EPSILON.
 [[nodiscard]] inline initial_quant_params estimate_initial_params(const layer_objective& obj,
                                                                  const layer_quantizers& q) {
   const layer_quant_config& cfg = obj.config();
-  (void)q.objective_config(cfg.activation, "estimate_initial_params: quantizers");
-  if (!(q.weights.scheme == cfg.weight_scheme && q.weights.rounding == cfg.rounding &&
-        q.activations.has_value() == cfg.quantize_activations &&
-        (!q.activations || q.activations->scheme == cfg.act_scheme)))
+  const layer_quant_config qc =
+      q.objective_config(cfg.activation, "estimate_initial_params: quantizers");
+  if (!(qc.weight_scheme == cfg.weight_scheme && qc.weight_block == cfg.weight_block &&
+        qc.rounding == cfg.rounding && qc.quantize_activations == cfg.quantize_activations &&
+        (!q.activations || qc.act_scheme == cfg.act_scheme)))
     detail::fail(errc::invalid_argument, "estimate_initial_params: quantizers",
                  "differ from the objective's configuration");
   const std::size_t oc = obj.geometry().out_channels(), k = obj.geometry().weights_per_channel();
+  const tensor_view<const float> w(obj.weight().data(), {oc, k});
   initial_quant_params p;
-  p.weight = estimate_channel_params(tensor_view<const float>(obj.weight().data(), {oc, k}),
-                                     q.weights, zero_range::use_epsilon);
+  if (cfg.weight_block) {
+    p.weight = {{}, {}, cfg.weight_scheme.qmin(), cfg.weight_scheme.qmax(), 0};
+    p.weight_blocks = estimate_block_params(w, q.weights, zero_range::use_epsilon);
+  } else {
+    p.weight = estimate_channel_params(w, q.weights, zero_range::use_epsilon);
+  }
   if (q.activations)
     p.act = estimate_tensor_params(tensor_view<const float>(obj.inputs()), *q.activations,
                                    zero_range::use_epsilon);
@@ -235,8 +258,10 @@ inline layer_result adaquant_optimize(layer_objective& obj, const adaquant_optio
   const layer_geometry& g = obj.geometry();
   const std::size_t oc = g.out_channels(), k = g.weights_per_channel();
   const std::size_t N = obj.samples();
+  const weight_grouping& wg = obj.weight_groups();
 
-  layer_state state = obj.initial_state(init.weight, init.act);
+  layer_state state = init.weight_blocks ? obj.initial_state(*init.weight_blocks, init.act)
+                                         : obj.initial_state(init.weight, init.act);
   const std::vector<float> scale0 = state.weight_scale;
   const float act_scale0 = state.act_scale;
 
@@ -282,12 +307,12 @@ inline layer_result adaquant_optimize(layer_objective& obj, const adaquant_optio
   const bool a_zp = train_act && !cfg.act_scheme.symmetric;
   adam opt_v(tr.weight_offset ? state.weight_offset.size() : 0, opt.adam);
   adam opt_b(tr.bias ? oc : 0, opt.adam);
-  adam opt_ws(tr.weight_quant ? oc : 0, opt.adam);
-  adam opt_wz(w_zp ? oc : 0, opt.adam);
+  adam opt_ws(tr.weight_quant ? wg.groups() : 0, opt.adam);
+  adam opt_wz(w_zp ? wg.groups() : 0, opt.adam);
   adam opt_as(train_act ? 1 : 0, opt.adam);
   adam opt_az(a_zp ? 1 : 0, opt.adam);
   const bool rel = opt.lr.mode == lr_mode::relative;
-  std::vector<float> lr_v(oc), lr_b(oc), lr_ws(oc);
+  std::vector<float> lr_v(wg.groups()), lr_b(oc), lr_ws(wg.groups());
 
   layer_state grad, best = state;
   double best_hold = rep.heldout_before;
@@ -318,17 +343,17 @@ inline layer_result adaquant_optimize(layer_objective& obj, const adaquant_optio
     ++it;
     const float r_v = f * opt.lr.weight, r_b = f * opt.lr.bias;
     const float r_wq = f * opt.lr.weight_quant, r_aq = f * opt.lr.act_quant;
-    for (std::size_t c = 0; c < oc; ++c) {
-      lr_v[c] = rel ? r_v * state.weight_scale[c] : r_v;
-      lr_b[c] = rel ? r_b * bias_unit[c] : r_b;
-      lr_ws[c] = rel ? r_wq * state.weight_scale[c] : r_wq;
+    for (std::size_t c = 0; c < oc; ++c) lr_b[c] = rel ? r_b * bias_unit[c] : r_b;
+    for (std::size_t gr = 0; gr < wg.groups(); ++gr) {
+      lr_v[gr] = rel ? r_v * state.weight_scale[gr] : r_v;
+      lr_ws[gr] = rel ? r_wq * state.weight_scale[gr] : r_wq;
     }
-    if (tr.weight_offset) opt_v.step(state.weight_offset, grad.weight_offset, lr_v, k);
+    if (tr.weight_offset) opt_v.step(state.weight_offset, grad.weight_offset, lr_v, wg.size, k);
     if (tr.bias) opt_b.step(state.bias, grad.bias, lr_b, 1);
     if (tr.weight_quant) {
       opt_ws.step(state.weight_scale, grad.weight_scale, lr_ws, 1);
-      for (std::size_t c = 0; c < oc; ++c)
-        state.weight_scale[c] = std::max(state.weight_scale[c], 1e-3f * scale0[c]);
+      for (std::size_t gr = 0; gr < wg.groups(); ++gr)
+        state.weight_scale[gr] = std::max(state.weight_scale[gr], 1e-3f * scale0[gr]);
     }
     if (w_zp) {
       opt_wz.step(state.weight_zero_point, grad.weight_zero_point,
@@ -344,12 +369,10 @@ inline layer_result adaquant_optimize(layer_objective& obj, const adaquant_optio
       state.act_zero_point = std::clamp(state.act_zero_point, aqmin, aqmax);
     }
     if (opt.bounded_offset && tr.weight_offset)
-      for (std::size_t c = 0; c < oc; ++c) {
-        const float h = 0.5f * state.weight_scale[c];
-        for (std::size_t j = 0; j < k; ++j) {
-          float& v = state.weight_offset[c * k + j];
-          v = std::clamp(v, -h, h);
-        }
+      for (std::size_t gr = 0; gr < wg.groups(); ++gr) {
+        const float h = 0.5f * state.weight_scale[gr];
+        float* v = state.weight_offset.data() + wg.first(gr);
+        for (std::size_t j = 0; j < wg.length(gr); ++j) v[j] = std::clamp(v[j], -h, h);
       }
     if (!hold.empty() && (it % opt.eval_every == 0 || it == opt.iterations)) {
       const double h = obj.value(state, hold);
@@ -376,7 +399,12 @@ inline layer_result adaquant_optimize(layer_objective& obj, const adaquant_optio
   if (!hold.empty()) res.report.heldout_after = obj.value(state, hold);
   res.weights = obj.quantized_weights(state);
   res.bias = state.bias;
-  res.weight_params = obj.weight_params(state);
+  if (cfg.weight_block) {
+    res.weight_blocks = obj.weight_block_params(state);
+    res.weight_params = {{}, {}, res.weight_blocks->qmin, res.weight_blocks->qmax, 0};
+  } else {
+    res.weight_params = obj.weight_params(state);
+  }
   res.act_params = obj.act_params(state);
   res.state = std::move(state);
   res.report.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();

@@ -49,12 +49,36 @@ inline channel_params get_channel_params(record_reader& r) {
   return p;
 }
 
+inline void put_block_params(record_writer& w, const block_params& p) {
+  const auto& [scale, zero_point, qmin, qmax, axis, block_size] = p;
+  w.values(scale);
+  w.values(zero_point);
+  w.i32(qmin);
+  w.i32(qmax);
+  w.u64(axis);
+  w.u64(block_size);
+}
+inline block_params get_block_params(record_reader& r) {
+  block_params p;
+  auto& [scale, zero_point, qmin, qmax, axis, block_size] = p;
+  scale = r.values<float>();
+  zero_point = r.values<std::int32_t>();
+  qmin = r.i32();
+  qmax = r.i32();
+  axis = r.u64();
+  block_size = r.u64();
+  return p;
+}
+
 inline void put_quantized_layer(record_writer& w, const quantized_layer& q) {
-  const auto& [id, weight, bias, weight_params, act_params, quantize_input, act_rounding] = q;
+  const auto& [id, weight, bias, weight_params, weight_blocks, act_params, quantize_input,
+               act_rounding] = q;
   w.u64(id);
   w.values(weight);
   w.values(bias);
   put_channel_params(w, weight_params);
+  w.u8(weight_blocks ? 1 : 0);
+  if (weight_blocks) put_block_params(w, *weight_blocks);
   put_quant_params(w, act_params);
   w.u8(quantize_input ? 1 : 0);
   w.u8(static_cast<std::uint8_t>(act_rounding));
@@ -63,11 +87,15 @@ inline void put_quantized_layer(record_writer& w, const quantized_layer& q) {
 // The layer saved for `d`; a record of another layer or of other sizes is refused.
 inline quantized_layer get_quantized_layer(record_reader& r, const layer_desc& d) {
   quantized_layer q;
-  auto& [id, weight, bias, weight_params, act_params, quantize_input, act_rounding] = q;
+  auto& [id, weight, bias, weight_params, weight_blocks, act_params, quantize_input,
+         act_rounding] = q;
   id = r.u64();
   weight = r.values<float>();
   bias = r.values<float>();
   weight_params = get_channel_params(r);
+  const std::uint8_t blocked = r.u8();
+  if (blocked > 1) r.bad("not a quantized layer (block flag " + std::to_string(blocked) + ")");
+  if (blocked == 1) weight_blocks = get_block_params(r);
   act_params = get_quant_params(r);
   const std::uint8_t input = r.u8(), rounding = r.u8();
   if (input > 1 || rounding > static_cast<std::uint8_t>(rounding_mode::half_away))

@@ -28,7 +28,8 @@
 // Errors: an empty calibration set or no layers (errc::empty_input); duplicate layer ids
 // (errc::invalid_argument); a capture whose sizes disagree with the layer's geometry
 // (errc::shape_mismatch); a quantizers list whose length is not the number of layers
-// (errc::shape_mismatch); everything adaquant_optimize throws (the first failing layer in layer
+// (errc::shape_mismatch); quantizers a layer cannot take (block-wise weights on a convolution
+// other than 1x1: errc::invalid_argument, before any capture); everything adaquant_optimize throws (the first failing layer in layer
 // order is reported).
 
 #include <adaquant/calibrate/adaquant.hpp>
@@ -134,6 +135,7 @@ inline quantized_layer to_quantized(std::size_t id, const layer_result& r,
   q.weight = r.weights;
   q.bias = r.bias;
   q.weight_params = r.weight_params;
+  q.weight_blocks = r.weight_blocks;
   q.act_params = r.act_params;
   q.quantize_input = quantizers.activations.has_value();
   if (quantizers.activations) q.act_rounding = quantizers.activations->rounding;
@@ -180,8 +182,9 @@ calibration_report calibrate_layers(Net& net, std::span<const layer_quantizers> 
     detail::layer_job j;
     j.desc = &d;
     j.quantizers = &quantizers[i];
-    (void)j.quantizers->objective_config(
-        d.activation, "adaquant_calibrate: quantizers[layer " + std::to_string(d.id) + "]");
+    const std::string where = "adaquant_calibrate: quantizers[layer " + std::to_string(d.id) + "]";
+    check_weight_blocks(d.geometry, j.quantizers->objective_config(d.activation, where).weight_block,
+                        where + ".weights.gran");
     j.opt = options.layer;
     j.opt.seed = detail::layer_seed(options.layer.seed, d.id);
     if (options.configure && !options.configure(d, j.opt)) continue;

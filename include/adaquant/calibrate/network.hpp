@@ -25,6 +25,7 @@
 
 #include <concepts>
 #include <cstddef>
+#include <optional>
 #include <span>
 #include <vector>
 
@@ -47,11 +48,16 @@ struct layer_io {
 
 struct quantized_layer {
   std::size_t id = 0;
-  std::vector<float> weight;  // Q_w(W + V), dequantized (exactly on the grid of weight_params)
+  std::vector<float> weight;  // Q_w(W + V), dequantized (exactly on the grid of its parameters)
   std::vector<float> bias;    // b', one per output channel
+  // The weight's parameters: per output channel (axis 0 of W [out, k]), or, for block-wise
+  // weights (granularity::per_block(1, B)), weight_blocks, set, with weight_params then holding
+  // the grid only (qmin, qmax; no channels).
   channel_params weight_params;
+  std::optional<block_params> weight_blocks;
   quant_params act_params;
-  bool quantize_input = true;  // fake-quantize the layer's input with act_params
+  bool quantize_input = true;  // fake-quantize the layer's input with act_params (false:
+                               // weight-only, the input stays float)
   // How the input's fake-quant rounds: the activation quantizer_spec's rounding, which the
   // calibration objective used (a network must simulate the same).
   rounding_mode act_rounding = rounding_mode::pytorch;

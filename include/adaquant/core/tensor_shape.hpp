@@ -117,4 +117,49 @@ struct channel_layout {
   }
 };
 
+// How blocks of `block` consecutive indices along one axis split a dense tensor: the element at
+// linear offset (b * extent + e) * inner + i (b < outer, e < extent, i < inner) uses parameter
+// (b * blocks() + e / block) * inner + i, i.e. the parameters form the tensor's shape with the
+// axis' extent replaced by blocks(), in the tensor's memory order. Block j of a slice b is one
+// contiguous chunk: rows(j) indices along the axis times `inner` elements.
+struct block_layout {
+  std::size_t outer = 1;
+  std::size_t extent = 1;
+  std::size_t inner = 1;
+  std::size_t block = 1;
+
+  [[nodiscard]] constexpr std::size_t size() const noexcept { return outer * extent * inner; }
+  [[nodiscard]] constexpr std::size_t blocks() const noexcept {
+    return (extent + block - 1) / block;
+  }
+  [[nodiscard]] constexpr std::size_t params() const noexcept { return outer * blocks() * inner; }
+  // Indices along the axis in block j (block, or fewer for the last).
+  [[nodiscard]] constexpr std::size_t rows(std::size_t j) const noexcept {
+    const std::size_t first = j * block;
+    return extent - first < block ? extent - first : block;
+  }
+
+  // Calls f(offset, chunk, first_param) for every block in memory order. The block's elements are
+  // the contiguous chunk at `offset` of rows(j) * inner elements, laid out as `chunk` (one run of
+  // rows(j) when inner == 1, else rows(j) rows of `inner` channels), whose channel c uses
+  // parameter first_param + c: every per-block kernel is a per-channel kernel on each chunk.
+  template <class F>
+  constexpr void for_each_chunk(F&& f) const {
+    const std::size_t nb = blocks();
+    for (std::size_t b = 0; b < outer; ++b)
+      for (std::size_t j = 0; j < nb; ++j) {
+        const std::size_t r = rows(j);
+        const channel_layout chunk = inner == 1 ? channel_layout{1, 1, r} : channel_layout{r, inner, 1};
+        f((b * extent + j * block) * inner, chunk, (b * nb + j) * inner);
+      }
+  }
+
+  // block >= 1 (the caller has checked it, granularity::validate).
+  [[nodiscard]] static constexpr block_layout of(const tensor_shape& s, std::size_t axis,
+                                                 std::size_t block) {
+    const channel_layout c = channel_layout::of(s, axis);
+    return {c.outer, c.channels, c.inner, block};
+  }
+};
+
 }  // namespace adaquant

@@ -1,6 +1,7 @@
 #pragma once
-// Fake quantization (quantize then dequantize, staying in float), per tensor and per channel,
-// with an optional straight-through-estimator mask:
+// Fake quantization (quantize then dequantize, staying in float), per tensor, per channel and per
+// block (granularity::per_block, quant/scheme.hpp), with an optional straight-through-estimator
+// mask:
 //
 //   q = clamp(to_grid(x) + z, qmin, qmax)     y = (q - z) * s     mask = (qmin <= to_grid(x) + z <=
 //   qmax)
@@ -16,7 +17,8 @@
 //
 // Errors (adaquant::error): invalid params (scale <= 0, non-finite, qmin >= qmax, zero point
 // outside the grid), output shape != input shape, mask size neither 0 nor the input size;
-// per channel: axis >= rank, parameter count != extent of the axis.
+// per channel: axis >= rank, parameter count != extent of the axis; per block: axis >= rank,
+// block_size 0, parameter count != the tensor's blocks.
 
 #include <adaquant/core/concepts.hpp>
 #include <adaquant/kernels/reference.hpp>
@@ -54,6 +56,22 @@ void fake_quant_per_channel_impl(tensor_view<const float> x, tensor_view<float> 
     fake_quant_per_channel_ref<R>(x.data(), y.data(), m, l, p.scale.data(), p.zero_point.data(),
                                   p.qmin, p.qmax);
 }
+
+template <bool Simd, RoundingPolicy R>
+void fake_quant_per_block_impl(tensor_view<const float> x, tensor_view<float> y,
+                               const block_params& p, std::span<std::uint8_t> mask) {
+  constexpr const char* fn = "fake_quant_per_block";
+  const block_layout l = check_blocks(x.shape(), p, fn);
+  check_same_shape(x, y, fn);
+  check_mask(mask, x.size(), fn);
+  std::uint8_t* m = mask.empty() ? nullptr : mask.data();
+  if constexpr (Simd)
+    simd::fake_quant_per_block<R>(x.data(), y.data(), m, l, p.scale.data(), p.zero_point.data(),
+                                  p.qmin, p.qmax);
+  else
+    fake_quant_per_block_ref<R>(x.data(), y.data(), m, l, p.scale.data(), p.zero_point.data(),
+                                p.qmin, p.qmax);
+}
 }  // namespace detail
 
 template <RoundingPolicy R = round_pytorch>
@@ -80,7 +98,19 @@ void fake_quant_per_channel_ref(const FloatTensor auto& x, MutableFloatTensor au
   detail::fake_quant_per_channel_impl<false, R>(view(x), mutable_view(y), p, ste_mask);
 }
 
-// fake_quant(x, y, params): per tensor or per channel by the type of params.
+template <RoundingPolicy R = round_pytorch>
+void fake_quant_per_block(const FloatTensor auto& x, MutableFloatTensor auto&& y,
+                          const block_params& p, std::span<std::uint8_t> ste_mask = {}) {
+  detail::fake_quant_per_block_impl<true, R>(view(x), mutable_view(y), p, ste_mask);
+}
+
+template <RoundingPolicy R = round_pytorch>
+void fake_quant_per_block_ref(const FloatTensor auto& x, MutableFloatTensor auto&& y,
+                              const block_params& p, std::span<std::uint8_t> ste_mask = {}) {
+  detail::fake_quant_per_block_impl<false, R>(view(x), mutable_view(y), p, ste_mask);
+}
+
+// fake_quant(x, y, params): per tensor, per channel or per block by the type of params.
 template <RoundingPolicy R = round_pytorch>
 void fake_quant(const FloatTensor auto& x, MutableFloatTensor auto&& y, const quant_params& p,
                 std::span<std::uint8_t> ste_mask = {}) {
@@ -90,6 +120,12 @@ template <RoundingPolicy R = round_pytorch>
 void fake_quant(const FloatTensor auto& x, MutableFloatTensor auto&& y, const channel_params& p,
                 std::span<std::uint8_t> ste_mask = {}) {
   fake_quant_per_channel<R>(x, y, p, ste_mask);
+}
+
+template <RoundingPolicy R = round_pytorch>
+void fake_quant(const FloatTensor auto& x, MutableFloatTensor auto&& y, const block_params& p,
+                std::span<std::uint8_t> ste_mask = {}) {
+  fake_quant_per_block<R>(x, y, p, ste_mask);
 }
 
 }  // namespace adaquant

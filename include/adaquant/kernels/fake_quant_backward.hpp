@@ -21,6 +21,8 @@
 //
 // fake_quant_backward_per_tensor(x, y, mask, grad_y, p, grad_x) -> {grad_scale, grad_zero_point}
 // fake_quant_backward_per_channel(x, y, mask, grad_y, p, grad_x, grad_scale, grad_zero_point)
+// fake_quant_backward_per_block(x, y, mask, grad_y, p, grad_x, grad_scale, grad_zero_point)
+//   per channel / per block: dL/ds and dL/dz summed over each channel's / block's elements.
 //   x, y, mask: the forward's input, output and STE mask; grad_y: dL/dy. grad_x may be empty (not
 //   wanted). Sums run in a fixed order (float partial sums per lane flushed into double, see
 //   kernels/reference.hpp), so results are deterministic for a given ISA. Each entry point has a
@@ -69,6 +71,27 @@ void fq_backward_run(const float* x, const float* y, const std::uint8_t* mask, c
   gz -= a.outside * static_cast<double>(s);
 }
 
+// Backward of every run of a per-channel layout: channel c's runs use scale[c] and add to gs[c],
+// gz[c] (in the order of the runs).
+template <bool Simd>
+void fq_backward_channels(const float* x, const float* y, const std::uint8_t* mask,
+                          const float* gy, const channel_layout& l, const float* scale, float* gx,
+                          double* gs, double* gz) noexcept {
+  std::size_t o = 0;
+  for (std::size_t b = 0; b < l.outer; ++b)
+    for (std::size_t c = 0; c < l.channels; ++c, o += l.inner)
+      fq_backward_run<Simd>(x + o, y + o, mask + o, gy + o, l.inner, scale[c],
+                            gx ? gx + o : nullptr, gs[c], gz[c]);
+}
+
+inline void store_grads(const std::vector<double>& gs, const std::vector<double>& gz,
+                        std::span<float> grad_scale, std::span<float> grad_zero_point) noexcept {
+  for (std::size_t c = 0; c < gs.size(); ++c) {
+    grad_scale[c] = static_cast<float>(gs[c]);
+    grad_zero_point[c] = static_cast<float>(gz[c]);
+  }
+}
+
 inline void check_len(std::size_t got, std::size_t want, const char* fn, const char* name) {
   if (!(got == want))
     fail(errc::shape_mismatch, arg(fn, name),
@@ -110,15 +133,30 @@ void fake_quant_backward_per_channel_impl(tensor_view<const float> x, tensor_vie
   check_len(grad_scale.size(), p.channels(), fn, "grad_scale");
   check_len(grad_zero_point.size(), p.channels(), fn, "grad_zero_point");
   std::vector<double> gs(p.channels(), 0.0), gz(p.channels(), 0.0);
-  std::size_t o = 0;
-  for (std::size_t b = 0; b < l.outer; ++b)
-    for (std::size_t c = 0; c < l.channels; ++c, o += l.inner)
-      fq_backward_run<Simd>(x.data() + o, y.data() + o, mask.data() + o, gy.data() + o, l.inner,
-                            p.scale[c], grad_x.empty() ? nullptr : grad_x.data() + o, gs[c], gz[c]);
-  for (std::size_t c = 0; c < p.channels(); ++c) {
-    grad_scale[c] = static_cast<float>(gs[c]);
-    grad_zero_point[c] = static_cast<float>(gz[c]);
-  }
+  fq_backward_channels<Simd>(x.data(), y.data(), mask.data(), gy.data(), l, p.scale.data(),
+                             grad_x.empty() ? nullptr : grad_x.data(), gs.data(), gz.data());
+  store_grads(gs, gz, grad_scale, grad_zero_point);
+}
+
+template <bool Simd>
+void fake_quant_backward_per_block_impl(tensor_view<const float> x, tensor_view<const float> y,
+                                        std::span<const std::uint8_t> mask,
+                                        tensor_view<const float> gy, const block_params& p,
+                                        std::span<float> grad_x, std::span<float> grad_scale,
+                                        std::span<float> grad_zero_point) {
+  constexpr const char* fn = "fake_quant_backward_per_block";
+  const block_layout l = check_blocks(x.shape(), p, fn);
+  check_backward_args(x.size(), y.size(), mask.size(), gy.size(), grad_x, fn);
+  check_len(grad_scale.size(), p.blocks(), fn, "grad_scale");
+  check_len(grad_zero_point.size(), p.blocks(), fn, "grad_zero_point");
+  std::vector<double> gs(p.blocks(), 0.0), gz(p.blocks(), 0.0);
+  l.for_each_chunk([&](std::size_t o, const channel_layout& c, std::size_t first) {
+    fq_backward_channels<Simd>(x.data() + o, y.data() + o, mask.data() + o, gy.data() + o, c,
+                               p.scale.data() + first,
+                               grad_x.empty() ? nullptr : grad_x.data() + o, gs.data() + first,
+                               gz.data() + first);
+  });
+  store_grads(gs, gz, grad_scale, grad_zero_point);
 }
 }  // namespace detail
 
@@ -153,6 +191,25 @@ inline void fake_quant_backward_per_channel_ref(
     std::span<float> grad_scale, std::span<float> grad_zero_point) {
   detail::fake_quant_backward_per_channel_impl<false>(view(x), view(y), mask, view(grad_y), p,
                                                       grad_x, grad_scale, grad_zero_point);
+}
+
+// Backward of y = fake_quant_per_block(x, p): one (dL/ds, dL/dz) per block, in the order of
+// p.scale, each summed over the block's elements.
+inline void fake_quant_backward_per_block(const FloatTensor auto& x, const FloatTensor auto& y,
+                                          std::span<const std::uint8_t> mask,
+                                          const FloatTensor auto& grad_y, const block_params& p,
+                                          std::span<float> grad_x, std::span<float> grad_scale,
+                                          std::span<float> grad_zero_point) {
+  detail::fake_quant_backward_per_block_impl<true>(view(x), view(y), mask, view(grad_y), p, grad_x,
+                                                   grad_scale, grad_zero_point);
+}
+
+inline void fake_quant_backward_per_block_ref(
+    const FloatTensor auto& x, const FloatTensor auto& y, std::span<const std::uint8_t> mask,
+    const FloatTensor auto& grad_y, const block_params& p, std::span<float> grad_x,
+    std::span<float> grad_scale, std::span<float> grad_zero_point) {
+  detail::fake_quant_backward_per_block_impl<false>(view(x), view(y), mask, view(grad_y), p,
+                                                    grad_x, grad_scale, grad_zero_point);
 }
 
 }  // namespace adaquant

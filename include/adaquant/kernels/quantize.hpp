@@ -1,5 +1,6 @@
 #pragma once
-// Quantize to integer storage and dequantize back, per tensor and per channel.
+// Quantize to integer storage and dequantize back, per tensor, per channel and per block (each
+// block's chunk through the per-channel kernel, block_layout::for_each_chunk).
 //
 //   quantize:   q = clamp(to_grid(x) + z, qmin, qmax)   (rounding policy R, quant/rounding.hpp)
 //   dequantize: x_hat = (q - z) * s
@@ -74,6 +75,39 @@ void dequantize_per_channel_impl(tensor_view<const Int> q, tensor_view<float> y,
     dequantize_per_channel_ref(q.data(), y.data(), l, p.scale.data(), p.zero_point.data());
 }
 
+template <bool Simd, RoundingPolicy R, class Int>
+void quantize_per_block_impl(tensor_view<const float> x, tensor_view<Int> q,
+                             const block_params& p) {
+  constexpr const char* fn = "quantize_per_block";
+  const block_layout l = check_blocks(x.shape(), p, fn);
+  check_storage<Int>(p.qmin, p.qmax, fn);
+  check_same_shape(x, q, fn);
+  bool nan = false;
+  l.for_each_chunk([&](std::size_t o, const channel_layout& c, std::size_t first) {
+    const float* s = p.scale.data() + first;
+    const std::int32_t* z = p.zero_point.data() + first;
+    nan |= Simd ? simd::quantize_per_channel<R>(x.data() + o, q.data() + o, c, s, z, p.qmin, p.qmax)
+                : quantize_per_channel_ref<R>(x.data() + o, q.data() + o, c, s, z, p.qmin, p.qmax);
+  });
+  if (nan) throw_nan(fn);
+}
+
+template <bool Simd, class Int>
+void dequantize_per_block_impl(tensor_view<const Int> q, tensor_view<float> y,
+                               const block_params& p) {
+  constexpr const char* fn = "dequantize_per_block";
+  const block_layout l = check_blocks(q.shape(), p, fn);
+  check_same_shape(q, y, fn);
+  l.for_each_chunk([&](std::size_t o, const channel_layout& c, std::size_t first) {
+    const float* s = p.scale.data() + first;
+    const std::int32_t* z = p.zero_point.data() + first;
+    if constexpr (Simd)
+      simd::dequantize_per_channel(q.data() + o, y.data() + o, c, s, z);
+    else
+      dequantize_per_channel_ref(q.data() + o, y.data() + o, c, s, z);
+  });
+}
+
 template <class T>
 concept QuantStorage = std::same_as<T, std::int8_t> || std::same_as<T, std::uint8_t> ||
     std::same_as<T, std::int16_t> || std::same_as<T, std::uint16_t> ||
@@ -121,6 +155,25 @@ void dequantize_per_channel(const IntegerTensor auto& q, MutableFloatTensor auto
 void dequantize_per_channel_ref(const IntegerTensor auto& q, MutableFloatTensor auto&& y,
                                 const channel_params& p) {
   detail::dequantize_per_channel_impl<false>(view(q), mutable_view(y), p);
+}
+
+template <RoundingPolicy R = round_pytorch>
+void quantize_per_block(const FloatTensor auto& x, MutableIntegerTensor auto&& q,
+                        const block_params& p) {
+  detail::quantize_per_block_impl<true, R>(view(x), mutable_view(q), p);
+}
+template <RoundingPolicy R = round_pytorch>
+void quantize_per_block_ref(const FloatTensor auto& x, MutableIntegerTensor auto&& q,
+                            const block_params& p) {
+  detail::quantize_per_block_impl<false, R>(view(x), mutable_view(q), p);
+}
+void dequantize_per_block(const IntegerTensor auto& q, MutableFloatTensor auto&& y,
+                          const block_params& p) {
+  detail::dequantize_per_block_impl<true>(view(q), mutable_view(y), p);
+}
+void dequantize_per_block_ref(const IntegerTensor auto& q, MutableFloatTensor auto&& y,
+                              const block_params& p) {
+  detail::dequantize_per_block_impl<false>(view(q), mutable_view(y), p);
 }
 
 // int4, packed two per byte: the grid must lie within [-8, 7] (signed) or [0, 15] (unsigned).

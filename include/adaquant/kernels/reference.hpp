@@ -71,6 +71,17 @@ void fake_quant_per_channel_ref(const float* x, float* y, std::uint8_t* mask,
     }
 }
 
+// Per block: each block's chunk is a per-channel problem (block_layout::for_each_chunk).
+template <RoundingPolicy R>
+void fake_quant_per_block_ref(const float* x, float* y, std::uint8_t* mask, const block_layout& l,
+                              const float* scale, const std::int32_t* zero_point, std::int32_t qmin,
+                              std::int32_t qmax) noexcept {
+  l.for_each_chunk([&](std::size_t o, const channel_layout& c, std::size_t p) {
+    fake_quant_per_channel_ref<R>(x + o, y + o, mask ? mask + o : nullptr, c, scale + p,
+                                  zero_point + p, qmin, qmax);
+  });
+}
+
 // Quantize to integers; returns true if any input was NaN (its output is the zero point).
 template <RoundingPolicy R, class Int>
 bool quantize_per_tensor_ref(const float* x, Int* q, std::size_t n,

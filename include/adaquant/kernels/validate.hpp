@@ -64,6 +64,25 @@ inline channel_layout check_channels(const tensor_shape& s, const channel_params
   return channel_layout::of(s, p.axis);
 }
 
+// `name`: how the caller calls its block_params argument.
+inline block_layout check_blocks(const tensor_shape& s, const block_params& p, const char* fn,
+                                 const char* name = "params") {
+  const std::string where = arg(fn, name);
+  p.validate(where.c_str());
+  if (!(p.axis < s.rank))
+    fail(errc::invalid_argument, where + ".axis",
+         "axis " + std::to_string(p.axis) + " is out of range for a tensor of rank " +
+             std::to_string(s.rank));
+  const block_layout l = block_layout::of(s, p.axis, p.block_size);
+  if (!(l.params() == p.blocks()))
+    fail(errc::shape_mismatch, where,
+         std::to_string(p.blocks()) + " block parameters for blocks of " +
+             std::to_string(p.block_size) + " along axis " + std::to_string(p.axis) +
+             " of shape " + to_string(s) + ", which has " + std::to_string(l.params()) +
+             " blocks");
+  return l;
+}
+
 template <class Int>
 void check_storage(std::int32_t qmin, std::int32_t qmax, const char* fn) {
   if (!(qmin >= std::numeric_limits<Int>::min() && qmax <= std::numeric_limits<Int>::max()))

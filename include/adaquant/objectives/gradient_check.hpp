@@ -75,6 +75,9 @@ inline double straight_through_surrogate(const layer_objective& obj, const layer
   }
   const std::size_t oc = g.out_channels(), k = g.weights_per_channel();
   const std::size_t in = g.input_per_sample(), out = g.output_per_sample(), B = batch.size();
+  // Weight groups from the configuration alone: channel c's weights j in [q * len, (q + 1) * len)
+  // share scale and zero point c * per + q.
+  const std::size_t len = cfg.weight_block ? cfg.weight_block : k, per = (k + len - 1) / len;
   const auto W = obj.weight();
   const auto X = obj.inputs();
   const auto Y = obj.targets();
@@ -83,7 +86,7 @@ inline double straight_through_surrogate(const layer_objective& obj, const layer
   detail::frozen_quant fw, fa;
   fw.residual.resize(oc * k);
   fw.region.resize(oc * k);
-  std::vector<double> wzr(oc);
+  std::vector<double> wzr(oc * per);
   std::vector<float> wf0(k), xb0(B * in);
   const std::int32_t wqmin = cfg.weight_scheme.qmin(), wqmax = cfg.weight_scheme.qmax();
   const std::int32_t aqmin = cfg.act_scheme.qmin(), aqmax = cfg.act_scheme.qmax();
@@ -91,9 +94,12 @@ inline double straight_through_surrogate(const layer_objective& obj, const layer
     using R = decltype(r);
     for (std::size_t c = 0; c < oc; ++c) {
       for (std::size_t j = 0; j < k; ++j) wf0[j] = W[c * k + j] + anchor.weight_offset[c * k + j];
-      detail::freeze<R>(wf0.data(), k, anchor.weight_scale[c], anchor.weight_zero_point[c], wqmin,
-                        wqmax, fw, c * k);
-      wzr[c] = fw.zero_residual;
+      for (std::size_t q = 0; q < per; ++q) {
+        const std::size_t first = q * len, gr = c * per + q;
+        detail::freeze<R>(wf0.data() + first, std::min(len, k - first), anchor.weight_scale[gr],
+                          anchor.weight_zero_point[gr], wqmin, wqmax, fw, c * k + first);
+        wzr[gr] = fw.zero_residual;
+      }
     }
     if (cfg.quantize_activations) {
       for (std::size_t n = 0; n < B; ++n)
@@ -109,10 +115,10 @@ inline double straight_through_surrogate(const layer_objective& obj, const layer
   std::vector<double> wq(oc * k), xq(B * in);
   for (std::size_t c = 0; c < oc; ++c)
     for (std::size_t j = 0; j < k; ++j) {
-      const std::size_t i = c * k + j;
+      const std::size_t i = c * k + j, gr = c * per + j / len;
       const double v = static_cast<double>(W[i]) + static_cast<double>(s.weight_offset[i]);
-      wq[i] = detail::frozen_value(v, s.weight_scale[c], s.weight_zero_point[c], wqmin, wqmax,
-                                   fw.region[i], fw.residual[i], wzr[c]);
+      wq[i] = detail::frozen_value(v, s.weight_scale[gr], s.weight_zero_point[gr], wqmin, wqmax,
+                                   fw.region[i], fw.residual[i], wzr[gr]);
     }
   for (std::size_t n = 0; n < B; ++n)
     for (std::size_t e = 0; e < in; ++e) {
@@ -195,6 +201,7 @@ inline gradient_check_result check_gradient(layer_objective& obj, const layer_st
   gradient_check_result res;
   const layer_quant_config& cfg = obj.config();
   const std::size_t k = obj.geometry().weights_per_channel();
+  const std::size_t len = cfg.weight_block ? cfg.weight_block : k, per = (k + len - 1) / len;
 
   struct coord {
     float* value;
@@ -240,7 +247,8 @@ inline gradient_check_result check_gradient(layer_objective& obj, const layer_st
     std::vector<coord> cs;
     for (std::size_t i : spread(probe.weight_offset.size()))
       cs.push_back({&probe.weight_offset[i], grad.weight_offset[i],
-                    rel_step * s.weight_scale[i / k], "weight_offset[" + std::to_string(i) + "]"});
+                    rel_step * s.weight_scale[i / k * per + i % k / len],
+                    "weight_offset[" + std::to_string(i) + "]"});
     run_group(cs);
   }
   if (which.bias) {

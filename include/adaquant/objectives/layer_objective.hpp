@@ -7,16 +7,18 @@
 //                                  ( f(Y) - f( Q_w(W + V) * Q_a(X) + b' ) )^2
 //
 // where * is the layer's operator (matmul or convolution), f the activation that follows the layer
-// (none, ReLU or ReLU6; the paper's code compares after the ReLU), Q_w the per-output-channel fake
-// quantizer (axis 0 of W, scale s_w[c], zero point round(z_w[c])) and Q_a the per-tensor input
-// fake quantizer (s_a, round(z_a)); both as kernels/fake_quant.hpp with the configured rounding.
-// Symmetric schemes fix the zero point (0 signed, midpoint unsigned) and its gradient is 0.
+// (none, ReLU or ReLU6; the paper's code compares after the ReLU), Q_w the weight fake quantizer
+// with one scale s_w[g] and zero point round(z_w[g]) per weight group g (an output channel, or a
+// block of its inputs: objectives/layer_state.hpp) and Q_a the per-tensor input fake quantizer
+// (s_a, round(z_a)), or the identity when activations stay float (weight-only); both as
+// kernels/fake_quant.hpp with the configured rounding. Symmetric schemes fix the zero point (0
+// signed, midpoint unsigned) and its gradient is 0.
 //
 // Gradients (gradient()) are the exact gradients of the straight-through linearisation described
 // in kernels/fake_quant_backward.hpp: rounding residuals and clamp decisions are frozen at the
 // evaluation point, so
-//   dL/dV = dL/dWq * mask_w,     dL/ds_w[c] = sum_k dL/dWq * (Wq - mask_w (W+V)) / s_w[c],
-//   dL/dz_w[c] = sum_k dL/dWq * (mask_w - 1) s_w[c],   likewise for s_a, z_a through dL/dXq,
+//   dL/dV = dL/dWq * mask_w,     dL/ds_w[g] = sum_{i in g} dL/dWq * (Wq - mask_w (W+V)) / s_w[g],
+//   dL/dz_w[g] = sum_{i in g} dL/dWq * (mask_w - 1) s_w[g],  likewise s_a, z_a through dL/dXq,
 //   dL/db' = sum over samples (and positions) of dL/dY.
 // objectives/gradient_check.hpp evaluates that surrogate independently (double precision, direct
 // loops instead of GEMM/im2col) and compares with central differences.
@@ -26,7 +28,8 @@
 // [N, out_c, out_h, out_w] (PyTorch's). Cost of gradient() per sample: the forward GEMM, dWq and
 // (when the activation quantizer is trained) dXq: three GEMMs.
 //
-// Errors: invalid geometry or schemes (errc::invalid_argument); sizes that disagree
+// Errors: invalid geometry or schemes, or block-wise weights on a convolution other than 1x1
+// (errc::invalid_argument); sizes that disagree
 // (errc::shape_mismatch); no samples (errc::empty_input); NaN/inf in W, bias, X or Y
 // (errc::non_finite); a state whose sizes do not match (errc::shape_mismatch) or whose scales are
 // not positive (errc::invalid_argument); a sample index >= N (errc::invalid_argument).
@@ -35,6 +38,7 @@
 #include <adaquant/kernels/fake_quant.hpp>
 #include <adaquant/kernels/fake_quant_backward.hpp>
 #include <adaquant/objectives/forward.hpp>
+#include <adaquant/objectives/layer_state.hpp>
 #include <adaquant/quant/quant_params.hpp>
 #include <adaquant/quant/rounding.hpp>
 #include <adaquant/quant/scheme.hpp>
@@ -50,49 +54,6 @@
 
 namespace adaquant {
 
-// How a layer is quantized.
-struct layer_quant_config {
-  quant_scheme weight_scheme{4, true, true, false};  // per output channel, symmetric signed
-  quant_scheme act_scheme{4, false, false, false};   // per tensor, affine unsigned
-  bool quantize_activations = true;                  // false: Q_a is the identity
-  rounding_mode rounding = rounding_mode::pytorch;
-  output_activation activation = output_activation::none;  // f in the objective
-};
-
-// The optimised variables (and, with the same shapes, their gradients).
-struct layer_state {
-  std::vector<float> weight_offset;      // V, same size and layout as W
-  std::vector<float> bias;               // b', one per output channel
-  std::vector<float> weight_scale;       // s_w, one per output channel
-  std::vector<float> weight_zero_point;  // z_w, continuous; the forward uses round(z_w)
-  float act_scale = 1.0f;                // s_a
-  float act_zero_point = 0.0f;           // z_a, continuous; the forward uses round(z_a)
-};
-
-// Which groups of variables move. A frozen group keeps its value bit for bit.
-struct trainable_groups {
-  bool weight_offset = true;
-  bool bias = true;
-  bool weight_quant = true;  // s_w (and z_w when the weight scheme is asymmetric)
-  bool act_quant = true;     // s_a (and z_a when the activation scheme is asymmetric)
-};
-
-namespace detail {
-inline std::int32_t round_zero_point(float z, std::int32_t qmin, std::int32_t qmax) noexcept {
-  const float r = round_half_even(z);
-  if (!(r >= static_cast<float>(qmin))) return qmin;  // also NaN
-  if (r > static_cast<float>(qmax)) return qmax;
-  return static_cast<std::int32_t>(r);
-}
-inline void check_all_finite(std::span<const float> v, const std::string& where) {
-  for (std::size_t i = 0; i < v.size(); ++i)
-    if (!is_finite(v[i]))
-      fail(errc::non_finite, where,
-           "element " + std::to_string(i) + " is " +
-               (v[i] != v[i] ? std::string("NaN") : std::string("infinite")));
-}
-}  // namespace detail
-
 class layer_objective {
  public:
   // weight: W in the layout of geometry.hpp; bias: empty or one per output channel (empty means
@@ -106,6 +67,8 @@ class layer_objective {
     g_.validate(f + ": geometry");
     cfg_.weight_scheme.validate("layer_objective: config.weight_scheme.bits");
     cfg_.act_scheme.validate("layer_objective: config.act_scheme.bits");
+    check_weight_blocks(g_, cfg_.weight_block, f + ": config.weight_block");
+    wg_ = weight_grouping::of(g_, cfg_.weight_block);
     if (!(w_.size() == g_.weight_size()))
       detail::fail(errc::shape_mismatch, f + ": weight",
                    "has " + std::to_string(w_.size()) + " elements, the geometry needs " +
@@ -129,9 +92,6 @@ class layer_objective {
     detail::check_all_finite(b0_, f + ": bias");
     detail::check_all_finite(x_, f + ": inputs");
     detail::check_all_finite(y_, f + ": targets");
-    wparams_.qmin = cfg_.weight_scheme.qmin();
-    wparams_.qmax = cfg_.weight_scheme.qmax();
-    wparams_.axis = 0;
   }
 
   [[nodiscard]] const layer_geometry& geometry() const noexcept { return g_; }
@@ -141,56 +101,65 @@ class layer_objective {
   [[nodiscard]] std::span<const float> bias() const noexcept { return b0_; }
   [[nodiscard]] std::span<const float> inputs() const noexcept { return x_; }
   [[nodiscard]] std::span<const float> targets() const noexcept { return y_; }
+  // The weight groups (one scale and zero point each): output channels or blocks of inputs.
+  [[nodiscard]] const weight_grouping& weight_groups() const noexcept { return wg_; }
 
   // The state that reproduces plain round-to-nearest with the given quantization parameters:
   // V = 0, b' = bias, scales and zero points copied. act is ignored when activations are not
-  // quantized.
+  // quantized. Per-channel parameters for per-channel weights, block_params (axis 1 of W
+  // [out, k], blocks of config().weight_block) for block-wise ones.
   [[nodiscard]] layer_state initial_state(const channel_params& w, const quant_params& a) const {
     constexpr const char* fn = "layer_objective::initial_state";
+    if (cfg_.weight_block)
+      detail::fail(errc::invalid_argument, std::string(fn) + ": weight params",
+                   "are per channel, the objective quantizes weights in blocks of " +
+                       std::to_string(cfg_.weight_block) + " (pass block_params)");
     w.validate("layer_objective::initial_state: weight params");
     if (!(w.channels() == g_.out_channels()))
       detail::fail(errc::shape_mismatch, std::string(fn) + ": weight params",
                    std::to_string(w.channels()) + " channels, the layer has " +
                        std::to_string(g_.out_channels()));
-    if (!(w.qmin == cfg_.weight_scheme.qmin() && w.qmax == cfg_.weight_scheme.qmax()))
+    return initial_state(w.scale, w.zero_point, w.qmin, w.qmax, a);
+  }
+  [[nodiscard]] layer_state initial_state(const block_params& w, const quant_params& a) const {
+    constexpr const char* fn = "layer_objective::initial_state";
+    w.validate("layer_objective::initial_state: weight params");
+    if (!(w.axis == 1 && w.block_size == cfg_.weight_block))
       detail::fail(errc::invalid_argument, std::string(fn) + ": weight params",
-                   "grid [" + std::to_string(w.qmin) + ", " + std::to_string(w.qmax) +
-                       "] differs from the weight scheme's");
-    layer_state s;
-    s.weight_offset.assign(g_.weight_size(), 0.0f);
-    s.bias.assign(g_.out_channels(), 0.0f);
-    if (!b0_.empty()) std::copy(b0_.begin(), b0_.end(), s.bias.begin());
-    s.weight_scale = w.scale;
-    s.weight_zero_point.resize(w.channels());
-    for (std::size_t c = 0; c < w.channels(); ++c)
-      s.weight_zero_point[c] = static_cast<float>(cfg_.weight_scheme.symmetric
-                                                      ? cfg_.weight_scheme.symmetric_zero_point()
-                                                      : w.zero_point[c]);
-    if (cfg_.quantize_activations) {
-      a.validate("layer_objective::initial_state: act params");
-      if (!(a.qmin == cfg_.act_scheme.qmin() && a.qmax == cfg_.act_scheme.qmax()))
-        detail::fail(errc::invalid_argument, std::string(fn) + ": act params",
-                     "grid [" + std::to_string(a.qmin) + ", " + std::to_string(a.qmax) +
-                         "] differs from the activation scheme's");
-      s.act_scale = a.scale;
-      s.act_zero_point = static_cast<float>(
-          cfg_.act_scheme.symmetric ? cfg_.act_scheme.symmetric_zero_point() : a.zero_point);
-    }
-    return s;
+                   "are blocks of " + std::to_string(w.block_size) + " along axis " +
+                       std::to_string(w.axis) + ", the objective quantizes weights " +
+                       (cfg_.weight_block ? "in blocks of " + std::to_string(cfg_.weight_block) +
+                                                " along axis 1"
+                                          : std::string("per channel")));
+    if (!(w.blocks() == wg_.groups()))
+      detail::fail(errc::shape_mismatch, std::string(fn) + ": weight params",
+                   std::to_string(w.blocks()) + " blocks, the layer has " +
+                       std::to_string(wg_.groups()));
+    return initial_state(w.scale, w.zero_point, w.qmin, w.qmax, a);
   }
 
-  // The integer-grid parameters a state stands for (zero points rounded and clamped).
+  // The integer-grid parameters a state stands for (zero points rounded and clamped): per
+  // channel, or per block (weight_block_params) for block-wise weights.
   [[nodiscard]] channel_params weight_params(const layer_state& s) const {
     check_state(s, "layer_objective::weight_params");
+    if (cfg_.weight_block)
+      detail::fail(errc::invalid_argument, "layer_objective::weight_params",
+                   "weights are block-wise: use weight_block_params");
     channel_params p;
     p.qmin = cfg_.weight_scheme.qmin();
     p.qmax = cfg_.weight_scheme.qmax();
     p.axis = 0;
     p.scale = s.weight_scale;
-    p.zero_point.resize(s.weight_scale.size());
-    for (std::size_t c = 0; c < p.scale.size(); ++c)
-      p.zero_point[c] = detail::round_zero_point(s.weight_zero_point[c], p.qmin, p.qmax);
+    p.zero_point = rounded_zero_points(s);
     return p;
+  }
+  [[nodiscard]] block_params weight_block_params(const layer_state& s) const {
+    check_state(s, "layer_objective::weight_block_params");
+    if (!cfg_.weight_block)
+      detail::fail(errc::invalid_argument, "layer_objective::weight_block_params",
+                   "weights are per channel: use weight_params");
+    return {s.weight_scale, rounded_zero_points(s), cfg_.weight_scheme.qmin(),
+            cfg_.weight_scheme.qmax(), 1, cfg_.weight_block};
   }
   [[nodiscard]] quant_params act_params(const layer_state& s) const {
     return {
@@ -247,6 +216,42 @@ class layer_objective {
   }
 
  private:
+  layer_state initial_state(const std::vector<float>& scale, const std::vector<std::int32_t>& zp,
+                            std::int32_t qmin, std::int32_t qmax, const quant_params& a) const {
+    constexpr const char* fn = "layer_objective::initial_state";
+    if (!(qmin == cfg_.weight_scheme.qmin() && qmax == cfg_.weight_scheme.qmax()))
+      detail::fail(errc::invalid_argument, std::string(fn) + ": weight params",
+                   "grid [" + std::to_string(qmin) + ", " + std::to_string(qmax) +
+                       "] differs from the weight scheme's");
+    layer_state s;
+    s.weight_offset.assign(g_.weight_size(), 0.0f);
+    s.bias.assign(g_.out_channels(), 0.0f);
+    if (!b0_.empty()) std::copy(b0_.begin(), b0_.end(), s.bias.begin());
+    s.weight_scale = scale;
+    s.weight_zero_point.resize(scale.size());
+    for (std::size_t g = 0; g < scale.size(); ++g)
+      s.weight_zero_point[g] = static_cast<float>(
+          cfg_.weight_scheme.symmetric ? cfg_.weight_scheme.symmetric_zero_point() : zp[g]);
+    if (cfg_.quantize_activations) {
+      a.validate("layer_objective::initial_state: act params");
+      if (!(a.qmin == cfg_.act_scheme.qmin() && a.qmax == cfg_.act_scheme.qmax()))
+        detail::fail(errc::invalid_argument, std::string(fn) + ": act params",
+                     "grid [" + std::to_string(a.qmin) + ", " + std::to_string(a.qmax) +
+                         "] differs from the activation scheme's");
+      s.act_scale = a.scale;
+      s.act_zero_point = static_cast<float>(
+          cfg_.act_scheme.symmetric ? cfg_.act_scheme.symmetric_zero_point() : a.zero_point);
+    }
+    return s;
+  }
+  std::vector<std::int32_t> rounded_zero_points(const layer_state& s) const {
+    std::vector<std::int32_t> z(s.weight_zero_point.size());
+    for (std::size_t g = 0; g < z.size(); ++g)
+      z[g] = detail::round_zero_point(s.weight_zero_point[g], cfg_.weight_scheme.qmin(),
+                                      cfg_.weight_scheme.qmax());
+    return z;
+  }
+
   void check_state(const layer_state& s, const char* fn) const {
     const auto need = [&](std::size_t got, std::size_t want, const char* name) {
       if (!(got == want))
@@ -255,8 +260,8 @@ class layer_objective {
     };
     need(s.weight_offset.size(), g_.weight_size(), "weight_offset");
     need(s.bias.size(), g_.out_channels(), "bias");
-    need(s.weight_scale.size(), g_.out_channels(), "weight_scale");
-    need(s.weight_zero_point.size(), g_.out_channels(), "weight_zero_point");
+    need(s.weight_scale.size(), wg_.groups(), "weight_scale");
+    need(s.weight_zero_point.size(), wg_.groups(), "weight_zero_point");
     for (float v : s.weight_scale)
       if (!(v > 0.0f && detail::is_finite(v)))
         detail::fail(errc::invalid_argument, std::string(fn) + ": state.weight_scale",
@@ -285,16 +290,17 @@ class layer_objective {
     wq_.resize(nw);
     wmask_.resize(want_mask ? nw : 0);
     for (std::size_t i = 0; i < nw; ++i) wf_[i] = w_[i] + s.weight_offset[i];
-    wparams_.scale = s.weight_scale;
-    wparams_.zero_point.resize(s.weight_scale.size());
-    for (std::size_t c = 0; c < wparams_.scale.size(); ++c)
-      wparams_.zero_point[c] =
-          detail::round_zero_point(s.weight_zero_point[c], wparams_.qmin, wparams_.qmax);
     const auto oc = g_.out_channels(), k = g_.weights_per_channel();
+    const tensor_view<const float> wf(wf_.data(), {oc, k});
+    const tensor_view<float> wq(wq_.data(), {oc, k});
+    const std::span<std::uint8_t> mask(wmask_);
     with_rounding(cfg_.rounding, [&](auto r) {
-      fake_quant_per_channel<decltype(r)>(tensor_view<const float>(wf_.data(), {oc, k}),
-                                          tensor_view<float>(wq_.data(), {oc, k}), wparams_,
-                                          std::span<std::uint8_t>(wmask_));
+      using R = decltype(r);
+      if (cfg_.weight_block) {
+        fake_quant_per_block<R>(wf, wq, weight_block_params(s), mask);
+      } else {
+        fake_quant_per_channel<R>(wf, wq, weight_params(s), mask);
+      }
     });
   }
 
@@ -380,8 +386,8 @@ class layer_objective {
     else
       grad.weight_offset.assign(g_.weight_size(), 0.0f);
     grad.bias.assign(oc, 0.0f);
-    grad.weight_scale.assign(oc, 0.0f);
-    grad.weight_zero_point.assign(oc, 0.0f);
+    grad.weight_scale.assign(wg_.groups(), 0.0f);
+    grad.weight_zero_point.assign(wg_.groups(), 0.0f);
     grad.act_scale = 0.0f;
     grad.act_zero_point = 0.0f;
 
@@ -435,15 +441,16 @@ class layer_objective {
           }
         }
       }
-      for (std::size_t c = 0; c < oc; ++c) {
+      for (std::size_t gr = 0; gr < wg_.groups(); ++gr) {
         double gs = 0.0, gz = 0.0;
-        detail::fq_backward_run(wf_.data() + c * k, wq_.data() + c * k, wmask_.data() + c * k,
-                                dwq_.data() + c * k, k, s.weight_scale[c],
-                                which.weight_offset ? grad.weight_offset.data() + c * k : nullptr,
-                                gs, gz);
+        const std::size_t o = wg_.first(gr);
+        detail::fq_backward_run(wf_.data() + o, wq_.data() + o, wmask_.data() + o,
+                                dwq_.data() + o, wg_.length(gr), s.weight_scale[gr],
+                                which.weight_offset ? grad.weight_offset.data() + o : nullptr, gs,
+                                gz);
         if (which.weight_quant) {
-          grad.weight_scale[c] = static_cast<float>(gs);
-          if (!cfg_.weight_scheme.symmetric) grad.weight_zero_point[c] = static_cast<float>(gz);
+          grad.weight_scale[gr] = static_cast<float>(gs);
+          if (!cfg_.weight_scheme.symmetric) grad.weight_zero_point[gr] = static_cast<float>(gz);
         }
       }
     }
@@ -480,7 +487,7 @@ class layer_objective {
   layer_quant_config cfg_;
   std::span<const float> w_, b0_, x_, y_;
   std::size_t n_ = 0;
-  channel_params wparams_;
+  weight_grouping wg_;
   std::vector<float> wf_, wq_, xb_, xq_, yq_, dy_, cols_, dwq_, dxq_, dcols_;
   std::vector<std::uint8_t> wmask_, xmask_;
 };

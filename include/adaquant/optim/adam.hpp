@@ -6,7 +6,10 @@
 //   x -= lr_i * (m / (1 - b1^t)) / (sqrt(v / (1 - b2^t)) + eps)
 //
 // The rate may vary along the group: lr_i = lr[i / block] (lr.size() == 1: one rate for all),
-// which is how AdaQuant makes weight steps a fraction of each channel's quantization step.
+// which is how AdaQuant makes weight steps a fraction of each channel's quantization step; with
+// rows of `row` elements, each row's blocks (the last one partial when row % block != 0) have
+// their own rate: lr_i = lr[(i / row) * ceil(row / block) + (i % row) / block] (per-block
+// weights, granularity::per_block).
 // Element-wise, fixed order: deterministic. The update itself is the kernel of kernels/adam.hpp.
 // Errors: sizes that disagree (errc::shape_mismatch); a negative or non-finite rate
 // (errc::invalid_argument); a non-finite gradient (errc::non_finite, naming its index).
@@ -15,6 +18,7 @@
 #include <adaquant/core/numeric.hpp>
 #include <adaquant/kernels/adam.hpp>
 
+#include <algorithm>
 #include <cmath>
 #include <cstddef>
 #include <span>
@@ -46,18 +50,23 @@ class adam {
   [[nodiscard]] std::size_t size() const noexcept { return m_.size(); }
   [[nodiscard]] std::size_t steps() const noexcept { return t_; }
 
+  // row == 0: one row of x.size() elements, whose blocks must then all be full.
   void step(std::span<float> x, std::span<const float> grad, std::span<const float> lr,
-            std::size_t block = 1) {
+            std::size_t block = 1, std::size_t row = 0) {
     constexpr const char* fn = "adam::step";
     if (!(x.size() == m_.size() && grad.size() == m_.size()))
       detail::fail(errc::shape_mismatch, std::string(fn) + ": grad",
                    "parameters " + std::to_string(x.size()) + ", gradient " +
                        std::to_string(grad.size()) + ", optimiser state " +
                        std::to_string(m_.size()));
-    if (!(block > 0 && (lr.size() == 1 || lr.size() * block == x.size())))
+    const std::size_t r = row ? row : x.size();
+    const bool rows_ok = block > 0 && (row == 0 ? r % block == 0 : x.size() % r == 0);
+    const std::size_t rates = rows_ok && r > 0 ? x.size() / r * ((r + block - 1) / block) : 0;
+    if (!(rows_ok && (lr.size() == 1 || lr.size() == rates)))
       detail::fail(errc::shape_mismatch, std::string(fn) + ": lr",
                    std::to_string(lr.size()) + " rates in blocks of " + std::to_string(block) +
-                       " for " + std::to_string(x.size()) + " parameters");
+                       " in rows of " + std::to_string(r) + " for " + std::to_string(x.size()) +
+                       " parameters");
     for (float r : lr)
       if (!(r >= 0.0f && detail::is_finite(r)))
         detail::fail(errc::invalid_argument, std::string(fn) + ": lr",
@@ -73,12 +82,19 @@ class adam {
     const float c1 = 1.0f - static_cast<float>(std::pow(double{cfg_.beta1}, double(t_)));
     const float c2 = 1.0f - static_cast<float>(std::pow(double{cfg_.beta2}, double(t_)));
     detail::adam_coeffs k{cfg_.beta1, cfg_.beta2, cfg_.epsilon, 0.0f, 1.0f / c1, 1.0f / c2};
-    const std::size_t run = lr.size() == 1 ? x.size() : block;
-    for (std::size_t first = 0; first < x.size(); first += run) {
-      k.lr = lr.size() == 1 ? lr[0] : lr[first / block];
-      detail::adam_update_run(x.data() + first, m_.data() + first, v_.data() + first,
-                              grad.data() + first, run, k);
+    if (lr.size() == 1) {
+      k.lr = lr[0];
+      detail::adam_update_run(x.data(), m_.data(), v_.data(), grad.data(), x.size(), k);
+      return;
     }
+    std::size_t rate = 0;
+    for (std::size_t start = 0; start < x.size(); start += r)
+      for (std::size_t first = start; first < start + r; first += block) {
+        k.lr = lr[rate++];
+        const std::size_t n = std::min(block, start + r - first);
+        detail::adam_update_run(x.data() + first, m_.data() + first, v_.data() + first,
+                                grad.data() + first, n, k);
+      }
   }
 
   // One scalar parameter.

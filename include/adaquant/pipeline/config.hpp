@@ -3,8 +3,9 @@
 // setting in one place:
 //
 //   quantization_spec     the numerics: the weight and the activation quantizer (scheme,
-//                         granularity, rounding, range method: range/quantizer_spec.hpp) and the
-//                         paper's first/last-layer convention
+//                         granularity, rounding, range method: range/quantizer_spec.hpp; no
+//                         activation quantizer: weight-only) and the paper's first/last-layer
+//                         convention
 //   light_config          + the light steps: bit allocation, BN tuning, bias correction
 //   advanced_config       + the advanced steps: AdaQuant (its optimisation options live only
 //                         here), bit allocation, BN tuning, bias tuning
@@ -33,10 +34,14 @@ namespace adaquant {
 
 // The numerics of a quantized network.
 struct quantization_spec {
-  // Weights per output channel, symmetric signed; activations (each layer's input) per tensor,
-  // affine unsigned (which covers signed inputs through the zero point). MSE-optimal ranges.
+  // Weights per output channel (granularity::per_channel(0) of W [out, k]) or per block of
+  // inputs (granularity::per_block(1, B): linear layers and 1x1 convolutions only, others are
+  // rejected before the network is changed), symmetric signed by default; activations (each
+  // layer's input) per tensor, affine unsigned (which covers signed inputs through the zero
+  // point). MSE-optimal ranges.
   quantizer_spec weights = quantizer_spec::weights(4);
-  quantizer_spec activations = quantizer_spec::activations(4);
+  // std::nullopt: weight-only, every layer's input stays float (pipeline_report::act_bits 32).
+  std::optional<quantizer_spec> activations = quantizer_spec::activations(4);
   // The paper's convention: the first and the last quantizable layer stay at 8 bits.
   bool first_last_8bit = true;
 };
@@ -74,7 +79,7 @@ struct light_config {
     light_config c;
     c.quant.weights = quantizer_spec::weights(weight_bits);
     c.quant.activations = quantizer_spec::activations(act_bits);
-    c.quant.weights.range = c.quant.activations.range = range_method::min_max;
+    c.quant.weights.range = c.quant.activations->range = range_method::min_max;
     c.quant.first_last_8bit = false;
     c.bn_tuning.reset();
     c.bias_correction = false;
@@ -101,7 +106,7 @@ struct step_report {
 struct pipeline_report {
   std::vector<step_report> steps;
   std::vector<int> weight_bits;  // per quantizable layer, in layer order
-  std::vector<int> act_bits;
+  std::vector<int> act_bits;     // 32: the input stays float (weight-only)
   double weight_bytes = 0.0, fp32_weight_bytes = 0.0;
   [[nodiscard]] double size_ratio() const noexcept {
     return fp32_weight_bytes > 0 ? weight_bytes / fp32_weight_bytes : 0.0;

@@ -16,8 +16,9 @@
 //
 // light_config::naive(w, a) is the naive baseline (round-to-nearest, min/max ranges, every layer
 // at the same bits, no further step). Errors, before the network is changed: bits outside
-// [2, 16], quantizers the layers cannot take (weights not per channel along axis 0, activations
-// not per tensor, two rounding policies), a size ratio outside (0, 1] or below the smallest
+// [2, 16], quantizers the layers cannot take (weights neither per channel along axis 0 nor per
+// block along axis 1, block-wise weights on a convolution other than 1x1, activations not per
+// tensor, two rounding policies), a size ratio outside (0, 1] or below the smallest
 // achievable one (errc::infeasible), bit allocation rounds below 1, bit allocation over a network
 // without calibration_loss(), calibration caches larger than the memory limit
 // (calibrate/memory.hpp; errc::infeasible), an empty calibration set or network
@@ -39,7 +40,8 @@ pipeline_report light_pipeline(Net& net, const light_config& cfg,
   detail::timed_step(rep, "ranges", [&] {
     detail::range_step(net, st, ctx);
     return "weights " + std::string(to_string(cfg.quant.weights.range)) + ", activations " +
-           std::string(to_string(cfg.quant.activations.range));
+           (cfg.quant.activations ? std::string(to_string(cfg.quant.activations->range))
+                                  : std::string("float (weight-only)"));
   });
   if (cfg.bit_allocation)
     detail::timed_step(rep, "bit_allocation", [&] {

@@ -35,8 +35,9 @@ struct pipeline_state {
 
   // Layer i's quantizers at its current bits (weights at `wbits` when given).
   [[nodiscard]] layer_quantizers quantizers(std::size_t i, int weight_bits = 0) const {
-    return {quant.weights.with_bits(weight_bits ? weight_bits : wbits[i]),
-            quant.activations.with_bits(abits[i])};
+    layer_quantizers q{quant.weights.with_bits(weight_bits ? weight_bits : wbits[i]), {}};
+    if (quant.activations) q.activations = quant.activations->with_bits(abits[i]);
+    return q;
   }
 };
 
@@ -87,15 +88,26 @@ inline void remove_bias(const layer_desc& d, const std::vector<float>& bias, std
       for (std::size_t p = 0; p < pos; ++p) outputs[(s * oc + c) * pos + p] -= bias[c];
 }
 
-// Round-to-nearest weights of a layer with the weight quantizer `spec` (its range method; a dead
-// channel gets scale FLT_EPSILON rather than stopping the pipeline).
+// Round-to-nearest weights of a layer with the weight quantizer `spec`, per channel or per block
+// (its range method; a dead channel or block gets scale FLT_EPSILON rather than stopping the
+// pipeline).
 inline void quantize_weights(const layer_desc& d, const quantizer_spec& spec, quantized_layer& q) {
-  q.weight_params = estimate_channel_params(weight_matrix(d), spec, zero_range::use_epsilon);
+  const tensor_view<const float> w = weight_matrix(d);
   q.weight.resize(d.weight.size());
+  if (spec.gran.type == granularity::kind::per_block) {
+    q.weight_blocks = estimate_block_params(w, spec, zero_range::use_epsilon);
+    q.weight_params = {{}, {}, q.weight_blocks->qmin, q.weight_blocks->qmax, 0};
+  } else {
+    q.weight_blocks.reset();
+    q.weight_params = estimate_channel_params(w, spec, zero_range::use_epsilon);
+  }
   with_rounding(spec.rounding, [&](auto r) {
-    fake_quant_per_channel<decltype(r)>(
-        weight_matrix(d), tensor_view<float>(q.weight.data(), weight_matrix(d).shape()),
-        q.weight_params);
+    using R = decltype(r);
+    const tensor_view<float> wq(q.weight.data(), w.shape());
+    if (q.weight_blocks)
+      fake_quant_per_block<R>(w, wq, *q.weight_blocks);
+    else
+      fake_quant_per_channel<R>(w, wq, q.weight_params);
   });
 }
 
@@ -132,11 +144,13 @@ void range_step(Net& net, pipeline_state& st, const execution_context& ctx) {
       quantize_weights(d, lq.weights, q);
       q.bias.assign(d.bias.begin(), d.bias.end());
       if (q.bias.empty()) q.bias.assign(d.geometry.out_channels(), 0.0f);
-      q.act_params = estimate_tensor_params(
-          tensor_view<const float>(io[k].inputs.data(), {samples, d.geometry.input_per_sample()}),
-          *lq.activations, zero_range::use_epsilon);
-      q.quantize_input = true;
-      q.act_rounding = lq.activations->rounding;
+      q.quantize_input = lq.activations.has_value();
+      if (lq.activations) {
+        q.act_params = estimate_tensor_params(
+            tensor_view<const float>(io[k].inputs.data(), {samples, d.geometry.input_per_sample()}),
+            *lq.activations, zero_range::use_epsilon);
+        q.act_rounding = lq.activations->rounding;
+      }
       io[k] = {};
     });
     for (std::size_t t = first; t < last; ++t) {
@@ -183,14 +197,23 @@ std::size_t bn_tuning_layers(Net& net, pipeline_state& st, const bn_tuning_optio
     } else {
       r = retune_batch_norm(*bn, m);
     }
-    // Same integers, scales multiplied by r: the weights stay on their (rescaled) grid.
+    // Same integers, scales multiplied by r (every block of channel c by r_c): the weights stay
+    // on their (rescaled) grid.
     const auto shape = weight_matrix(d).shape();
     std::vector<std::int32_t> ints(q.weight.size());
-    quantize_per_channel(tensor_view<const float>(q.weight.data(), shape),
-                             tensor_view<std::int32_t>(ints.data(), shape), q.weight_params);
-    for (std::size_t c = 0; c < oc; ++c) q.weight_params.scale[c] *= r.weight_scale_factor[c];
-    dequantize_per_channel(tensor_view<const std::int32_t>(ints.data(), shape),
-                           tensor_view<float>(q.weight.data(), shape), q.weight_params);
+    const tensor_view<const float> wq(q.weight.data(), shape);
+    const tensor_view<std::int32_t> qi(ints.data(), shape);
+    if (q.weight_blocks) {
+      block_params& p = *q.weight_blocks;
+      quantize_per_block(wq, qi, p);
+      const std::size_t per = p.blocks() / oc;
+      for (std::size_t j = 0; j < p.blocks(); ++j) p.scale[j] *= r.weight_scale_factor[j / per];
+      dequantize_per_block(qi, tensor_view<float>(q.weight.data(), shape), p);
+    } else {
+      quantize_per_channel(wq, qi, q.weight_params);
+      for (std::size_t c = 0; c < oc; ++c) q.weight_params.scale[c] *= r.weight_scale_factor[c];
+      dequantize_per_channel(qi, tensor_view<float>(q.weight.data(), shape), q.weight_params);
+    }
     q.bias = r.bias;
     save_layer(ctx.checkpoint, "bn_tuning", q);
     net.set_quantized(q);
@@ -317,10 +340,11 @@ template <PipelineNetwork Net>
 pipeline_state init_state(Net& net, const quantization_spec& quant, const char* fn) {
   const std::string f(fn);
   quant.weights.validate(f + ": config.quant.weights");
-  quant.activations.validate(f + ": config.quant.activations");
-  // The objective's constraints (per-channel weights along axis 0, per-tensor inputs, one
-  // rounding policy) hold for every pipeline: both apply the quantizers to the same layers.
-  (void)layer_quantizers{quant.weights, quant.activations}.objective_config(
+  if (quant.activations) quant.activations->validate(f + ": config.quant.activations");
+  // The objective's constraints (weights per channel along axis 0 or per block along axis 1,
+  // per-tensor inputs, one rounding policy) hold for every pipeline: both apply the quantizers to
+  // the same layers.
+  const layer_quant_config lc = layer_quantizers{quant.weights, quant.activations}.objective_config(
       output_activation::none, f + ": config.quant");
   if (net.calibration_size() == 0)
     fail(errc::empty_input, f + ": network", "the calibration set is empty");
@@ -328,11 +352,15 @@ pipeline_state init_state(Net& net, const quantization_spec& quant, const char* 
   st.quant = quant;
   st.layers = net.quantizable_layers();
   if (st.layers.empty()) fail(errc::empty_input, f + ": network", "no layers");
+  for (const layer_desc& d : st.layers)
+    check_weight_blocks(d.geometry, lc.weight_block,
+                        f + ": config.quant.weights.gran (layer " + std::to_string(d.id) + ")");
   const std::size_t n = st.layers.size();
   st.q.resize(n);
   for (std::size_t i = 0; i < n; ++i) {
     st.wbits.push_back(layer_bits(quant, i, n, quant.weights.scheme.bits));
-    st.abits.push_back(layer_bits(quant, i, n, quant.activations.scheme.bits));
+    st.abits.push_back(quant.activations ? layer_bits(quant, i, n, quant.activations->scheme.bits)
+                                         : 32);
   }
   return st;
 }

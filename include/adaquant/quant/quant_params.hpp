@@ -60,6 +60,28 @@ struct channel_params {
   friend bool operator==(const channel_params&, const channel_params&) = default;
 };
 
+// Per-block parameters (granularity::per_block, quant/scheme.hpp, has the maths): one scale and
+// zero point per block of block_size consecutive indices along `axis`, for every index of the
+// other axes. scale and zero_point hold the tensor's shape with extent(axis) replaced by
+// ceil(extent / block_size), in the tensor's memory order (block_layout, core/tensor_shape.hpp):
+// for a row-major weight [out, in] and axis 1, scale[o * ceil(in / block_size) + j] is block j of
+// row o, as ONNX DequantizeLinear's `y_scale` with `axis` = 1 and `block_size`.
+struct block_params {
+  std::vector<float> scale;
+  std::vector<std::int32_t> zero_point;
+  std::int32_t qmin = -128;
+  std::int32_t qmax = 127;
+  std::size_t axis = 1;
+  std::size_t block_size = 32;
+
+  [[nodiscard]] std::size_t blocks() const noexcept { return scale.size(); }
+  [[nodiscard]] quant_params block(std::size_t j) const {
+    return {scale[j], zero_point[j], qmin, qmax};
+  }
+  void validate(const char* where = "block_params") const;
+  friend bool operator==(const block_params&, const block_params&) = default;
+};
+
 enum class zero_range { reject, use_epsilon };
 
 namespace detail {
@@ -108,6 +130,20 @@ inline void channel_params::validate(const char* where) const {
     detail::validate_scale_zp(scale[c], zero_point[c], qmin, qmax, where);
 }
 
+inline void block_params::validate(const char* where) const {
+  const std::string w(where);
+  if (!(block_size >= 1))
+    detail::fail(errc::invalid_argument, w + ".block_size", "block size must be >= 1, got 0");
+  detail::validate_grid(qmin, qmax, where);
+  if (scale.empty()) detail::fail(errc::empty_input, where, "no blocks");
+  if (zero_point.size() != scale.size())
+    detail::fail(errc::shape_mismatch, where,
+                 "zero_point has " + std::to_string(zero_point.size()) + " entries, scale has " +
+                     std::to_string(scale.size()));
+  for (std::size_t j = 0; j < scale.size(); ++j)
+    detail::validate_scale_zp(scale[j], zero_point[j], qmin, qmax, where);
+}
+
 // Parameters for the range [lo, hi] (see the file comment for the formulas and errors).
 constexpr quant_params params_from_range(const quant_scheme& scheme, float lo, float hi,
                                          zero_range on_zero = zero_range::reject) {
@@ -148,27 +184,57 @@ constexpr quant_params params_from_range(const quant_scheme& scheme, float lo, f
   return p;
 }
 
+namespace detail {
+// params_from_range for every (lo[i], hi[i]) into scale and zero_point; `fn` names the caller and
+// `what` the items ("channels", "blocks").
+inline void params_from_ranges(const quant_scheme& scheme, std::span<const float> lo,
+                               std::span<const float> hi, zero_range on_zero, const std::string& fn,
+                               const char* what, std::vector<float>& scale,
+                               std::vector<std::int32_t>& zero_point) {
+  if (lo.size() != hi.size())
+    fail(errc::shape_mismatch, fn + ": hi",
+         "lo has " + std::to_string(lo.size()) + " " + what + ", hi has " +
+             std::to_string(hi.size()));
+  if (lo.empty()) fail(errc::empty_input, fn + ": lo", std::string("no ") + what);
+  scale.resize(lo.size());
+  zero_point.resize(lo.size());
+  for (std::size_t i = 0; i < lo.size(); ++i) {
+    const quant_params p = params_from_range(scheme, lo[i], hi[i], on_zero);
+    scale[i] = p.scale;
+    zero_point[i] = p.zero_point;
+  }
+}
+}  // namespace detail
+
 // Per-channel parameters from per-channel ranges (lo[c], hi[c]) along `axis`.
 inline channel_params channel_params_from_ranges(const quant_scheme& scheme,
                                                  std::span<const float> lo,
                                                  std::span<const float> hi, std::size_t axis,
                                                  zero_range on_zero = zero_range::reject) {
-  if (lo.size() != hi.size())
-    detail::fail(
-        errc::shape_mismatch, "channel_params_from_ranges: hi",
-        "lo has " + std::to_string(lo.size()) + " channels, hi has " + std::to_string(hi.size()));
-  if (lo.empty()) detail::fail(errc::empty_input, "channel_params_from_ranges: lo", "no channels");
   channel_params out;
   out.qmin = scheme.qmin();
   out.qmax = scheme.qmax();
   out.axis = axis;
-  out.scale.resize(lo.size());
-  out.zero_point.resize(lo.size());
-  for (std::size_t c = 0; c < lo.size(); ++c) {
-    const quant_params p = params_from_range(scheme, lo[c], hi[c], on_zero);
-    out.scale[c] = p.scale;
-    out.zero_point[c] = p.zero_point;
-  }
+  detail::params_from_ranges(scheme, lo, hi, on_zero, "channel_params_from_ranges", "channels",
+                             out.scale, out.zero_point);
+  return out;
+}
+
+// Per-block parameters from per-block ranges (lo[j], hi[j]), in the order of block_params.
+inline block_params block_params_from_ranges(const quant_scheme& scheme, std::span<const float> lo,
+                                             std::span<const float> hi, std::size_t axis,
+                                             std::size_t block_size,
+                                             zero_range on_zero = zero_range::reject) {
+  if (!(block_size >= 1))
+    detail::fail(errc::invalid_argument, "block_params_from_ranges: block_size",
+                 "block size must be >= 1, got 0");
+  block_params out;
+  out.qmin = scheme.qmin();
+  out.qmax = scheme.qmax();
+  out.axis = axis;
+  out.block_size = block_size;
+  detail::params_from_ranges(scheme, lo, hi, on_zero, "block_params_from_ranges", "blocks",
+                             out.scale, out.zero_point);
   return out;
 }
 

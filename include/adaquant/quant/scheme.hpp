@@ -48,13 +48,44 @@ struct quant_scheme {
   friend constexpr bool operator==(const quant_scheme&, const quant_scheme&) = default;
 };
 
-// Granularity of the parameters: one set for the tensor, or one per index along an axis.
+// Granularity of the parameters: one set for the tensor, one per index along an axis, or one per
+// block of consecutive indices along an axis.
+//
+// per_block(axis, block_size): blocks of block_size consecutive indices along `axis`, separately
+// for every index of the other axes (ONNX opset-21 blocked QuantizeLinear/DequantizeLinear with
+// the same `axis` and `block_size`). For x of shape [d_0, ..., d_axis, ..., d_n], the parameters
+// (scale, zero point) form a tensor of x's shape with d_axis replaced by ceil(d_axis / block_size),
+// stored in x's memory order (block_params, quant/quant_params.hpp); the last block along the axis
+// is partial when d_axis % block_size != 0 (ONNX allows it). A weight W [out, in] blocked along
+// its input dimension is per_block(1, B): scales [out, ceil(in / B)], block (o, j) holding
+// W[o, j B .. min((j + 1) B, in) - 1]. Every element of a block shares the block's scale s and
+// zero point z, and is rounded and clamped exactly as per tensor:
+//   g = to_grid(x; s) + z,  q = clamp(g, qmin, qmax),  x_hat = (q - z) s,  mask = [qmin<=g<=qmax]
+// Gradients (kernels/fake_quant_backward.hpp): dx_hat/dx = mask (straight through); the LSQ terms
+// dL/ds = sum dL/dx_hat * (x_hat - mask x) / s and dL/dz = sum dL/dx_hat * (mask - 1) s are summed
+// over the elements of each block. block_size is any integer >= 1 (ONNX accepts any positive
+// size; runtimes' fused kernels may want 16, 32, 64 or 128); block_size >= d_axis gives one block
+// per index of the other axes, the same numbers as per_channel along those axes. The kernels are
+// fastest when `axis` is the innermost (stride-1) axis: each block is then a contiguous run.
 struct granularity {
-  enum class kind { per_tensor, per_channel } type = kind::per_tensor;
-  std::size_t axis = 0;
+  enum class kind { per_tensor, per_channel, per_block } type = kind::per_tensor;
+  std::size_t axis = 0;        // per_channel: the channel axis; per_block: the blocked axis
+  std::size_t block_size = 0;  // per_block only: indices per block along `axis`, >= 1
   [[nodiscard]] static constexpr granularity per_tensor() noexcept { return {}; }
   [[nodiscard]] static constexpr granularity per_channel(std::size_t axis) noexcept {
-    return {kind::per_channel, axis};
+    return {kind::per_channel, axis, 0};
+  }
+  // Throws errc::invalid_argument for block_size 0.
+  [[nodiscard]] static constexpr granularity per_block(std::size_t axis, std::size_t block_size) {
+    granularity g{kind::per_block, axis, block_size};
+    g.validate("granularity::per_block: block_size");
+    return g;
+  }
+  // Throws errc::invalid_argument (naming `where`) for a per-block granularity whose block_size
+  // is 0.
+  constexpr void validate(const char* where = "granularity: block_size") const {
+    if (type == kind::per_block && !(block_size >= 1))
+      detail::fail(errc::invalid_argument, where, "block size must be >= 1, got 0");
   }
   friend constexpr bool operator==(const granularity&, const granularity&) = default;
 };

@@ -2,18 +2,19 @@
 // Run-time choice of a range estimator: one call from a tensor to quantization parameters.
 //
 //   estimate_params(x, scheme, granularity, method, options)
-//       -> std::variant<quant_params, channel_params>   (per tensor / per channel)
-//   estimate_tensor_params / estimate_channel_params: the same with a fixed return type.
+//       -> std::variant<quant_params, channel_params, block_params>  (per tensor/channel/block)
+//   estimate_tensor_params / estimate_channel_params / estimate_block_params: the same with a
+//   fixed return type.
 //
 // method          range                                             cost (n elements)
 //   min_max       exact [min, max] (min_max.hpp)                    O(n)
 //   percentile    histogram percentile, options.percentile;        O(n + bins) (per channel
-//                 symmetric clipping for symmetric schemes           O(n + channels * bins))
-//                 (percentile.hpp)
+//                 symmetric clipping for symmetric schemes           O(n + channels * bins);
+//                 (percentile.hpp; per block: exact order statistics per block O(n log block))
 //   mse           Lp-optimal clipping on the data with the rounding O(n * (candidates +
 //                 policy options.rounding (mse_search.hpp)           refine_iterations))
 // then params_from_range (quant/quant_params.hpp). options.on_zero decides what an all-zero
-// tensor or channel gives (reject: errc::invalid_argument from params_from_range).
+// tensor, channel or block gives (reject: errc::invalid_argument from params_from_range).
 // Errors: as each estimator (empty, non-finite with the offset, axis, options).
 
 #include <adaquant/quant/rounding.hpp>
@@ -112,6 +113,31 @@ template <FloatTensor T>
   return min_max_per_channel(x, axis);
 }
 
+// Per-block clipping ranges: blocks of block_size indices along `axis`.
+template <FloatTensor T>
+[[nodiscard]] block_ranges estimate_block_ranges(const T& x, const quant_scheme& scheme,
+                                                 std::size_t axis, std::size_t block_size,
+                                                 range_method method,
+                                                 const estimate_options& options = {}) {
+  scheme.validate("estimate_block_ranges: scheme.bits");
+  switch (method) {
+    case range_method::percentile:
+      return percentile_range_per_block(
+          x, axis, block_size, options.percentile,
+          scheme.symmetric ? clipping::symmetric : clipping::asymmetric);
+    case range_method::mse: {
+      mse_options o = options.mse;
+      o.on_zero = zero_range::use_epsilon;
+      return with_rounding(options.rounding, [&](auto r) {
+        return mse_search_per_block<decltype(r)>(x, axis, block_size, scheme, o).clip;
+      });
+    }
+    case range_method::min_max:
+      break;
+  }
+  return min_max_per_block(x, axis, block_size);
+}
+
 template <FloatTensor T>
 [[nodiscard]] quant_params estimate_tensor_params(const T& x, const quant_scheme& scheme,
                                                   range_method method,
@@ -128,11 +154,23 @@ template <FloatTensor T>
 }
 
 template <FloatTensor T>
-[[nodiscard]] std::variant<quant_params, channel_params> estimate_params(
+[[nodiscard]] block_params estimate_block_params(const T& x, const quant_scheme& scheme,
+                                                 std::size_t axis, std::size_t block_size,
+                                                 range_method method,
+                                                 const estimate_options& options = {}) {
+  return params_for(scheme, estimate_block_ranges(x, scheme, axis, block_size, method, options),
+                    options.on_zero);
+}
+
+template <FloatTensor T>
+[[nodiscard]] std::variant<quant_params, channel_params, block_params> estimate_params(
     const T& x, const quant_scheme& scheme, const granularity& gran, range_method method,
     const estimate_options& options = {}) {
+  gran.validate("estimate_params: gran.block_size");
   if (gran.type == granularity::kind::per_channel)
     return estimate_channel_params(x, scheme, gran.axis, method, options);
+  if (gran.type == granularity::kind::per_block)
+    return estimate_block_params(x, scheme, gran.axis, gran.block_size, method, options);
   return estimate_tensor_params(x, scheme, method, options);
 }
 

@@ -1,9 +1,13 @@
 #pragma once
-// Min/max range estimation, per tensor and per channel, one-shot or running over batches.
+// Min/max range estimation, per tensor, per channel and per block, one-shot or running over
+// batches.
 //
-//   min_max(x)                   -> range{min x, max x}                 O(n), one pass, no
-//   allocation min_max_per_channel(x, axis) -> channel_ranges (min, max per index along axis)
-//                                                                       O(n) one pass + O(channels)
+//   min_max(x)                   -> range{min x, max x}        O(n), one pass, no allocation
+//   min_max_per_channel(x, axis) -> channel_ranges (min, max per index along axis)
+//                                                              O(n) one pass + O(channels)
+//   min_max_per_block(x, axis, block_size) -> block_ranges (min, max per block of block_size
+//                                   indices along axis, granularity::per_block)
+//                                                              O(n) one pass + O(blocks)
 //   min_max_observer             running min/max over batches (PyTorch MinMaxObserver), or an
 //                                exponential moving average of each batch's min and max
 //                                (MovingAverageMinMaxObserver):
@@ -14,10 +18,10 @@
 // Results are exact (min and max do not round), so the SIMD kernels and their scalar twins
 // (*_ref) agree bit for bit; a -0.0 result is returned as +0.0 so that the order in which lanes
 // meet signed zeros cannot show. Errors: empty x (errc::empty_input), a NaN or +-inf element
-// (errc::non_finite, naming its offset), axis >= rank (errc::invalid_argument); observers also
-// reject a batch whose channel count differs from the first (errc::shape_mismatch), averaging
-// constants outside (0, 1] (errc::invalid_argument) and result() before any batch
-// (errc::empty_input). A rejected batch leaves an observer unchanged.
+// (errc::non_finite, naming its offset), axis >= rank or block_size 0 (errc::invalid_argument);
+// observers also reject a batch whose channel count differs from the first
+// (errc::shape_mismatch), averaging constants outside (0, 1] (errc::invalid_argument) and
+// result() before any batch (errc::empty_input). A rejected batch leaves an observer unchanged.
 
 #include <adaquant/core/concepts.hpp>
 #include <adaquant/kernels/min_max.hpp>
@@ -56,6 +60,26 @@ channel_ranges min_max_per_channel_impl(tensor_view<const float> x, std::size_t 
   return r;
 }
 
+template <bool Simd>
+block_ranges min_max_per_block_impl(tensor_view<const float> x, std::size_t axis,
+                                    std::size_t block_size, std::string_view fn) {
+  const std::string f(fn);
+  const block_layout l = checked_blocks(x.shape(), axis, block_size, f);
+  check_not_empty(x.size(), f + ": x");
+  block_ranges r;
+  r.axis = axis;
+  r.block_size = block_size;
+  r.lo.assign(l.params(), std::numeric_limits<float>::infinity());
+  r.hi.assign(l.params(), -std::numeric_limits<float>::infinity());
+  bool finite = true;
+  l.for_each_chunk([&](std::size_t o, const channel_layout& c, std::size_t first) {
+    finite &= min_max_per_channel_run<Simd>(x.data() + o, c, r.lo.data() + first,
+                                            r.hi.data() + first);
+  });
+  if (!finite) check_finite(x.data(), x.size(), f + ": x");
+  return r;
+}
+
 inline void check_averaging_constant(float c, std::string_view where) {
   if (!(c > 0.0f && c <= 1.0f))
     fail(errc::invalid_argument, where,
@@ -91,6 +115,19 @@ template <FloatTensor T>
 template <FloatTensor T>
 [[nodiscard]] channel_ranges min_max_per_channel_ref(const T& x, std::size_t axis) {
   return detail::min_max_per_channel_impl<false>(view(x), axis, "min_max_per_channel_ref");
+}
+
+// Exact per-block minimum and maximum: blocks of block_size indices along `axis` (any dense
+// layout; fastest when axis is the innermost). Complexity: O(n), one pass; O(blocks) memory.
+template <FloatTensor T>
+[[nodiscard]] block_ranges min_max_per_block(const T& x, std::size_t axis, std::size_t block_size) {
+  return detail::min_max_per_block_impl<true>(view(x), axis, block_size, "min_max_per_block");
+}
+
+template <FloatTensor T>
+[[nodiscard]] block_ranges min_max_per_block_ref(const T& x, std::size_t axis,
+                                                 std::size_t block_size) {
+  return detail::min_max_per_block_impl<false>(view(x), axis, block_size, "min_max_per_block_ref");
 }
 
 struct min_max_observer_options {

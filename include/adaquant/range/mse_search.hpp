@@ -24,9 +24,10 @@
 //                (candidates + refine_iterations)), independent of the data size; E is then
 //                approximate (the histogram's bin width is the resolution).
 // Per channel: each channel is searched independently on its own data (O(n) gather + the same
-// cost summed over channels).
+// cost summed over channels). Per block (granularity::per_block): each block likewise, on its
+// own elements (no gather when the blocked axis is the innermost).
 //
-// Errors: as min_max (empty, non-finite, axis); options outside their domain
+// Errors: as min_max (empty, non-finite, axis, block_size); options outside their domain
 // (errc::invalid_argument naming the field); an all-zero tensor or channel follows
 // options.on_zero through params_from_range (reject: errc::invalid_argument).
 
@@ -78,6 +79,14 @@ struct mse_result {
 struct channel_mse_result {
   channel_ranges clip;
   channel_params params;
+  std::vector<float> alpha;
+  std::vector<double> error;
+  std::vector<double> min_max_error;
+};
+
+struct block_mse_result {
+  block_ranges clip;
+  block_params params;
   std::vector<float> alpha;
   std::vector<double> error;
   std::vector<double> min_max_error;
@@ -152,6 +161,28 @@ mse_result search_alpha(const range& r, const quant_scheme& scheme, const mse_op
   return best;
 }
 
+// The per-channel or per-block result sized for n searches, and search j's result stored.
+template <class Result>
+void resize_results(Result& out, std::size_t n) {
+  out.clip.lo.resize(n);
+  out.clip.hi.resize(n);
+  out.alpha.resize(n);
+  out.error.resize(n);
+  out.min_max_error.resize(n);
+  out.params.scale.resize(n);
+  out.params.zero_point.resize(n);
+}
+template <class Result>
+void store_result(Result& out, std::size_t j, const mse_result& m) {
+  out.clip.lo[j] = m.clip.lo;
+  out.clip.hi[j] = m.clip.hi;
+  out.alpha[j] = m.alpha;
+  out.error[j] = m.error;
+  out.min_max_error[j] = m.min_max_error;
+  out.params.scale[j] = m.params.scale;
+  out.params.zero_point[j] = m.params.zero_point;
+}
+
 template <RoundingPolicy R>
 mse_result mse_search_data(const float* x, std::size_t n, const range& r,
                            const quant_scheme& scheme, const mse_options& o) {
@@ -190,32 +221,47 @@ template <RoundingPolicy R = round_pytorch>
   const std::size_t per = l.outer * l.inner;
   std::vector<float> buf(per);
   channel_mse_result out;
-  out.clip.axis = axis;
-  out.clip.lo.resize(l.channels);
-  out.clip.hi.resize(l.channels);
-  out.alpha.resize(l.channels);
-  out.error.resize(l.channels);
-  out.min_max_error.resize(l.channels);
-  out.params.qmin = scheme.qmin();
-  out.params.qmax = scheme.qmax();
-  out.params.axis = axis;
-  out.params.scale.resize(l.channels);
-  out.params.zero_point.resize(l.channels);
+  out.clip = mm;
+  out.params = {{}, {}, scheme.qmin(), scheme.qmax(), axis};
+  detail::resize_results(out, l.channels);
   for (std::size_t c = 0; c < l.channels; ++c) {
-    const float* src = v.data() + c * l.inner;
-    for (std::size_t b = 0; b < l.outer; ++b)
-      std::copy(src + b * l.channels * l.inner, src + b * l.channels * l.inner + l.inner,
-                buf.begin() + static_cast<std::ptrdiff_t>(b * l.inner));
-    const mse_result m =
-        detail::mse_search_data<R>(buf.data(), per, mm.channel(c), scheme, options);
-    out.clip.lo[c] = m.clip.lo;
-    out.clip.hi[c] = m.clip.hi;
-    out.alpha[c] = m.alpha;
-    out.error[c] = m.error;
-    out.min_max_error[c] = m.min_max_error;
-    out.params.scale[c] = m.params.scale;
-    out.params.zero_point[c] = m.params.zero_point;
+    detail::gather_channel(v.data(), l, c, buf.data());
+    detail::store_result(
+        out, c, detail::mse_search_data<R>(buf.data(), per, mm.channel(c), scheme, options));
   }
+  return out;
+}
+
+// Per-block search: blocks of block_size indices along `axis`, every block independently.
+// Complexity: O(n * (candidates + refine_iterations)); O(block_size) scratch memory.
+template <RoundingPolicy R = round_pytorch>
+[[nodiscard]] block_mse_result mse_search_per_block(const FloatTensor auto& x, std::size_t axis,
+                                                    std::size_t block_size,
+                                                    const quant_scheme& scheme,
+                                                    const mse_options& options = {}) {
+  constexpr const char* fn = "mse_search_per_block";
+  scheme.validate("mse_search_per_block: scheme.bits");
+  options.validate(fn);
+  const auto v = view(x);
+  const block_ranges mm = detail::min_max_per_block_impl<true>(v, axis, block_size, fn);
+  const block_layout l = block_layout::of(v.shape(), axis, block_size);
+  block_mse_result out;
+  out.clip = mm;
+  out.params = {{}, {}, scheme.qmin(), scheme.qmax(), axis, block_size};
+  detail::resize_results(out, l.params());
+  std::vector<float> buf(l.inner == 1 ? 0 : std::min(block_size, l.extent));
+  l.for_each_chunk([&](std::size_t o, const channel_layout& c, std::size_t first) {
+    for (std::size_t k = 0; k < c.channels; ++k) {
+      const float* data = v.data() + o;
+      if (c.channels > 1) {  // a block along an outer axis: its elements are strided
+        detail::gather_channel(v.data() + o, c, k, buf.data());
+        data = buf.data();
+      }
+      detail::store_result(out, first + k,
+                           detail::mse_search_data<R>(data, c.outer * c.inner,
+                                                      mm.block(first + k), scheme, options));
+    }
+  });
   return out;
 }
 

@@ -1,5 +1,6 @@
 #pragma once
-// Percentile clipping from a streaming histogram, per tensor and per channel.
+// Percentile clipping from a streaming histogram, per tensor and per channel; per block from exact
+// order statistics.
 //
 // histogram: `bins` equal bins whose edges lie on the global grid g * w (g an integer, w > 0):
 // bin i covers [(base + i) * w, (base + i + 1) * w). The first batch sets
@@ -24,16 +25,24 @@
 // p = 100 gives the exact min/max. PyTorch's HistogramObserver instead searches for the MSE
 // optimum on its histogram (mse_search.hpp offers that on our histogram).
 //
+// Per block (percentile_range_per_block, granularity::per_block): a block holds a few dozen to a
+// few hundred values, too few for a histogram and cheap to sort, so each block's range comes from
+// its exact order statistics: with v_0 <= ... <= v_{m-1} the block's sorted values and
+// Q(q) = v at position q (m - 1), linear between neighbours (NumPy's default percentile),
+//   asymmetric: [Q(1 - p/100), Q(p/100)]     symmetric: [-t, t], t = Q(p/100) of the |v|
+// p = 100 gives the exact min/max here too. O(n log block_size), O(block_size) scratch.
+//
 // Complexity: observe O(n) (one min/max pass + one binning pass) plus O(bins) when the window
 // has to move; O(bins) memory (O(channels * bins) per channel); each query O(bins).
 // Errors: empty batch (empty_input), non-finite element (non_finite), bins < 2 or a
-// percentile outside its domain (invalid_argument), axis >= rank (invalid_argument), channel
-// count changing between batches (shape_mismatch), result() before any batch (empty_input).
+// percentile outside its domain (invalid_argument), axis >= rank or block_size 0
+// (invalid_argument), channel count changing between batches (shape_mismatch), result() before any batch (empty_input).
 
 #include <adaquant/core/concepts.hpp>
 #include <adaquant/range/min_max.hpp>
 #include <adaquant/range/range.hpp>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <limits>
@@ -341,6 +350,30 @@ class percentile_channel_observer {
   std::vector<histogram> h_;
 };
 
+namespace detail {
+// Q(q) of sorted values v (m >= 1): position q (m - 1), linear between neighbours, in double.
+inline float sorted_quantile(std::span<const float> v, double q) noexcept {
+  const double pos = q * static_cast<double>(v.size() - 1);
+  const auto i = static_cast<std::size_t>(pos);
+  if (i + 1 >= v.size()) return v.back();
+  const double f = pos - static_cast<double>(i);
+  return static_cast<float>(double{v[i]} + f * (double{v[i + 1]} - double{v[i]}));
+}
+
+// The percentile range of m values (sorted in place).
+inline range exact_percentile_range(std::span<float> v, double percentile, clipping c) {
+  const double q = percentile / 100.0;
+  if (c == clipping::symmetric) {
+    for (float& a : v) a = std::fabs(a);
+    std::sort(v.begin(), v.end());
+    const float t = sorted_quantile(v, q);
+    return {-t, t};
+  }
+  std::sort(v.begin(), v.end());
+  return {sorted_quantile(v, 1.0 - q), sorted_quantile(v, q)};
+}
+}  // namespace detail
+
 // One-shot percentile clipping of a tensor (a percentile_observer fed one batch).
 template <FloatTensor T>
 [[nodiscard]] range percentile_range(const T& x, double percentile,
@@ -361,6 +394,30 @@ template <FloatTensor T>
   percentile_channel_observer o(axis, options);
   o.observe(x);
   return o.result(percentile, c);
+}
+
+// Per-block percentile clipping along `axis` from each block's exact order statistics (see the
+// file comment). Complexity: O(n log block_size); O(blocks) memory for the result.
+template <FloatTensor T>
+[[nodiscard]] block_ranges percentile_range_per_block(const T& x, std::size_t axis,
+                                                      std::size_t block_size, double percentile,
+                                                      clipping c = clipping::asymmetric) {
+  constexpr const char* fn = "percentile_range_per_block";
+  detail::check_percentile(percentile, c, "percentile_range_per_block: percentile");
+  const auto v = view(x);
+  block_ranges r = detail::min_max_per_block_impl<true>(v, axis, block_size, fn);  // validates x
+  const block_layout l = block_layout::of(v.shape(), axis, block_size);
+  std::vector<float> buf(std::min(block_size, l.extent));
+  l.for_each_chunk([&](std::size_t o, const channel_layout& chunk, std::size_t first) {
+    for (std::size_t k = 0; k < chunk.channels; ++k) {
+      const std::span<float> values(buf.data(), chunk.outer * chunk.inner);
+      detail::gather_channel(v.data() + o, chunk, k, values.data());
+      const range b = detail::exact_percentile_range(values, percentile, c);
+      r.lo[first + k] = b.lo;
+      r.hi[first + k] = b.hi;
+    }
+  });
+  return r;
 }
 
 }  // namespace adaquant

@@ -3,7 +3,8 @@
 //
 //   scheme     the integer grid (quant/scheme.hpp): bits, signed or not, symmetric or affine,
 //              narrow range
-//   gran       one parameter set for the tensor, or one per index along an axis
+//   gran       one parameter set for the tensor, one per index along an axis, or one per block
+//              of consecutive indices along an axis (granularity, quant/scheme.hpp)
 //   rounding   how a real value reaches the grid (quant/rounding.hpp): to_grid(x) =
 //              nearbyint(x * (1/s)) (pytorch), nearbyint(x / s) (onnx) or round-half-away
 //   range      how the clipping range, and from it scale and zero point, is estimated from data
@@ -35,6 +36,11 @@ struct quantizer_spec {
   [[nodiscard]] static quantizer_spec weights(int bits) {
     return {{bits, true, true, false}, granularity::per_channel(0)};
   }
+  // Weights [out, in] per block of `block_size` inputs of each output channel (blocks along axis
+  // 1: granularity::per_block(1, block_size)), symmetric signed, MSE-optimal clipping.
+  [[nodiscard]] static quantizer_spec weights_per_block(int bits, std::size_t block_size) {
+    return {{bits, true, true, false}, granularity::per_block(1, block_size)};
+  }
   // Activations: per tensor, affine unsigned (signed inputs are covered by the zero point),
   // MSE-optimal clipping.
   [[nodiscard]] static quantizer_spec activations(int bits) {
@@ -60,15 +66,17 @@ struct quantizer_spec {
     o.on_zero = on_zero;
     return o;
   }
-  // Throws errc::invalid_argument naming `where` for bits outside [2, 16].
+  // Throws errc::invalid_argument naming `where` for bits outside [2, 16] or a block size of 0.
   void validate(const std::string& where) const {
     scheme.validate((where + ".scheme.bits").c_str());
+    gran.validate((where + ".gran.block_size").c_str());
   }
 };
 
-// The parameters a spec gives for x: quant_params per tensor, channel_params per channel.
+// The parameters a spec gives for x: quant_params per tensor, channel_params per channel,
+// block_params per block.
 template <FloatTensor T>
-[[nodiscard]] std::variant<quant_params, channel_params> estimate_params(
+[[nodiscard]] std::variant<quant_params, channel_params, block_params> estimate_params(
     const T& x, const quantizer_spec& spec, zero_range on_zero = zero_range::reject) {
   return estimate_params(x, spec.scheme, spec.gran, spec.range, spec.estimate(on_zero));
 }
@@ -79,7 +87,9 @@ template <FloatTensor T>
                                                   zero_range on_zero = zero_range::reject) {
   if (spec.gran.type != granularity::kind::per_tensor)
     detail::fail(errc::invalid_argument, "estimate_tensor_params: spec.gran",
-                 "is per channel; use estimate_channel_params");
+                 spec.gran.type == granularity::kind::per_channel
+                     ? "is per channel; use estimate_channel_params"
+                     : "is per block; use estimate_block_params");
   return estimate_tensor_params(x, spec.scheme, spec.range, spec.estimate(on_zero));
 }
 
@@ -89,9 +99,25 @@ template <FloatTensor T>
                                                      zero_range on_zero = zero_range::reject) {
   if (spec.gran.type != granularity::kind::per_channel)
     detail::fail(errc::invalid_argument, "estimate_channel_params: spec.gran",
-                 "is per tensor; use estimate_tensor_params");
+                 spec.gran.type == granularity::kind::per_tensor
+                     ? "is per tensor; use estimate_tensor_params"
+                     : "is per block; use estimate_block_params");
   return estimate_channel_params(x, spec.scheme, spec.gran.axis, spec.range,
                                  spec.estimate(on_zero));
+}
+
+// Per-block parameters of a per-block spec (errc::invalid_argument for any other).
+template <FloatTensor T>
+[[nodiscard]] block_params estimate_block_params(const T& x, const quantizer_spec& spec,
+                                                 zero_range on_zero = zero_range::reject) {
+  if (spec.gran.type != granularity::kind::per_block)
+    detail::fail(errc::invalid_argument, "estimate_block_params: spec.gran",
+                 spec.gran.type == granularity::kind::per_tensor
+                     ? "is per tensor; use estimate_tensor_params"
+                     : "is per channel; use estimate_channel_params");
+  spec.gran.validate("estimate_block_params: spec.gran.block_size");
+  return estimate_block_params(x, spec.scheme, spec.gran.axis, spec.gran.block_size, spec.range,
+                               spec.estimate(on_zero));
 }
 
 }  // namespace adaquant

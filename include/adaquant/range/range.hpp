@@ -4,6 +4,8 @@
 //
 //   range           [lo, hi] for a whole tensor; lo <= hi once an estimator returns it.
 //   channel_ranges  lo[c], hi[c] for every index c along `axis`.
+//   block_ranges    lo[j], hi[j] for every block of block_size indices along `axis`, in the
+//                   order of block_params (quant/quant_params.hpp, granularity::per_block).
 //
 // A range is what params_from_range (quant/quant_params.hpp) consumes: it widens [lo, hi] to
 // contain 0 and derives scale and zero point with PyTorch's observer formulas.
@@ -18,6 +20,7 @@
 #include <adaquant/kernels/validate.hpp>
 #include <adaquant/quant/quant_params.hpp>
 
+#include <algorithm>
 #include <cstddef>
 #include <span>
 #include <string>
@@ -59,6 +62,18 @@ struct channel_ranges {
   friend bool operator==(const channel_ranges&, const channel_ranges&) = default;
 };
 
+// Per-block ranges: one per block of block_size indices along `axis` (block_layout order).
+struct block_ranges {
+  std::vector<float> lo;
+  std::vector<float> hi;
+  std::size_t axis = 1;
+  std::size_t block_size = 32;
+
+  [[nodiscard]] std::size_t blocks() const noexcept { return lo.size(); }
+  [[nodiscard]] range block(std::size_t j) const { return {lo[j], hi[j]}; }
+  friend bool operator==(const block_ranges&, const block_ranges&) = default;
+};
+
 // quant_params for a range (params_from_range with the range's ends).
 [[nodiscard]] constexpr quant_params params_for(const quant_scheme& scheme, const range& r,
                                                 zero_range on_zero = zero_range::reject) {
@@ -70,6 +85,11 @@ struct channel_ranges {
   return channel_params_from_ranges(scheme, r.lo, r.hi, r.axis, on_zero);
 }
 
+[[nodiscard]] inline block_params params_for(const quant_scheme& scheme, const block_ranges& r,
+                                             zero_range on_zero = zero_range::reject) {
+  return block_params_from_ranges(scheme, r.lo, r.hi, r.axis, r.block_size, on_zero);
+}
+
 namespace detail {
 
 // Throws errc::invalid_argument unless `axis` is an axis of `s`.
@@ -78,6 +98,27 @@ inline void check_axis(const tensor_shape& s, std::size_t axis, std::string_view
     fail(errc::invalid_argument, where,
          "axis " + std::to_string(axis) + " is out of range for a tensor of rank " +
              std::to_string(s.rank) + " (shape " + to_string(s) + ")");
+}
+
+// Throws errc::invalid_argument unless `block_size` >= 1.
+inline void check_block_size(std::size_t block_size, std::string_view where) {
+  if (!(block_size >= 1)) fail(errc::invalid_argument, where, "block size must be >= 1, got 0");
+}
+
+// The block layout of a per-block estimator's input (axis and block size checked).
+inline block_layout checked_blocks(const tensor_shape& s, std::size_t axis, std::size_t block_size,
+                                   const std::string& fn) {
+  check_axis(s, axis, fn + ": axis");
+  check_block_size(block_size, fn + ": block_size");
+  return block_layout::of(s, axis, block_size);
+}
+
+// Copies channel k of a per-channel layout (its runs in memory order) to out, l.outer * l.inner
+// floats: a per-channel or per-block estimator's view of one channel or block as one tensor.
+inline void gather_channel(const float* x, const channel_layout& l, std::size_t k,
+                           float* out) noexcept {
+  for (std::size_t r = 0; r < l.outer; ++r)
+    std::copy_n(x + (r * l.channels + k) * l.inner, l.inner, out + r * l.inner);
 }
 
 }  // namespace detail

@@ -23,6 +23,8 @@ namespace adaquant::examples {
 struct pipeline_settings {
   std::string pipeline{};                  // naive | light | advanced
   int wbits = 4, abits = 4;                // weights per channel, activations per tensor
+  std::size_t weight_block = 0;            // > 0: weights per block of this many inputs
+  bool weight_only = false;                // no activation quantizer: inputs stay float
   bool all_layers = false;                 // light/advanced: first and last layer not at 8 bits
   std::string weight_range{};              // min_max | percentile | mse; empty: mse, naive: min_max
   std::string act_range{};                 // the same for the activations
@@ -66,6 +68,8 @@ struct cli {
   [[nodiscard]] double to_double(const std::string& flag, const std::string& v) const;
   // comma-separated integers
   [[nodiscard]] std::vector<long long> to_list(const std::string& flag, const std::string& v) const;
+  // "channel" -> 0, "block:N" -> N >= 1 (pipeline_settings::weight_block)
+  [[nodiscard]] std::size_t to_weight_block(const std::string& flag, const std::string& v) const;
   // "<flag>: must be one of a, b, got '<v>'"
   void one_of(const std::string& flag, const std::string& v,
               std::initializer_list<const char*> ok) const;

@@ -56,11 +56,17 @@ struct exported_layer {
 }
 
 // An exported_layer from a pipeline's result and the names of the layer in the ONNX file (e.g.
-// from the importer's layer_origins()); bit widths are those of the grids.
+// from the importer's layer_origins()); bit widths are those of the grids. Block-wise weights
+// (q.weight_blocks) are not exported yet: errc::invalid_argument naming the node.
 [[nodiscard]] inline exported_layer make_exported_layer(const quantized_layer& q, std::string node,
                                                         std::string weight_initializer,
                                                         std::string bias_initializer = {},
                                                         std::string folded_batch_norm = {}) {
+  if (q.weight_blocks)
+    adaquant::detail::fail(errc::invalid_argument, "make_exported_layer: q.weight_blocks",
+                           "node '" + node +
+                               "' has block-wise weights; the QDQ exporter writes per-channel "
+                               "weights only (blocked DequantizeLinear is not implemented yet)");
   exported_layer l;
   l.node = std::move(node);
   l.weight_initializer = std::move(weight_initializer);
