@@ -149,16 +149,14 @@ args parse(int argc, char** argv) {
     else if (f == "--abits") {
       s.abits = static_cast<int>(cli.to_int(f, value()));
       act_flags = true;
-    }
-    else if (f == "--weight-only") s.weight_only = true;
+    } else if (f == "--weight-only") s.weight_only = true;
     else if (f == "--weight-granularity") s.weight_block = cli.to_weight_block(f, value());
     else if (f == "--all-layers") s.all_layers = true;
     else if (f == "--weight-range") s.weight_range = value();
     else if (f == "--act-range") {
       s.act_range = value();
       act_flags = true;
-    }
-    else if (f == "--percentile") s.percentile = cli.to_double(f, value());
+    } else if (f == "--percentile") s.percentile = cli.to_double(f, value());
     else if (f == "--rounding") s.rounding = value();
     else if (f == "--max-size-ratio") s.max_size_ratio = cli.to_double(f, value());
     else if (f == "--bit-options") {
@@ -554,8 +552,8 @@ int run(const args& a) {
       std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 
   const std::string acts = s.weight_only ? " weight-only" : "A" + std::to_string(s.abits);
-  std::printf("%s %s W%d%s%s: weights %.1f%% of fp32", a.model.c_str(), s.pipeline.c_str(),
-              s.wbits, acts.c_str(), quant.first_last_8bit ? " (first/last 8-bit)" : "",
+  std::printf("%s %s W%d%s%s: weights %.1f%% of fp32", a.model.c_str(), s.pipeline.c_str(), s.wbits,
+              acts.c_str(), quant.first_last_8bit ? " (first/last 8-bit)" : "",
               100 * rep.size_ratio());
   if (fp)
     std::printf(", fp32 top-1 %.2f%%, quantized top-1 %.2f%% (%+.2f) on %zu samples",

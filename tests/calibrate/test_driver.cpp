@@ -204,9 +204,9 @@ TEST_CASE("Block-wise weight-only layers through the driver; 3x3 convs refuse bl
   tiny_net net(48);
   const layer_quantizers w4_blocks{quantizer_spec::weights_per_block(4, 16), std::nullopt};
   const std::vector<layer_quantizers> per_layer{w4a8, w4a8, w4_blocks};  // 36 inputs: 16, 16, 4
-  const calibration_report r = adaquant_calibrate(
-      net, std::span<const layer_quantizers>(per_layer), options(calibration_order::sequential, 40),
-      context());
+  const calibration_report r =
+      adaquant_calibrate(net, std::span<const layer_quantizers>(per_layer),
+                         options(calibration_order::sequential, 40), context());
   REQUIRE(r.layers.size() == 3);
   const quantized_layer& head = *net.layers[2].q;
   REQUIRE(head.weight_blocks.has_value());

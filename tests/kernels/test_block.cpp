@@ -101,9 +101,9 @@ TEST_CASE("per block with block_size >= the extent equals per channel bit for bi
       std::vector<std::uint8_t> mb(n), mc(n);
       aq::fake_quant_per_block(xv, aq::tensor_view<float>(yb.data(), {rows, in}), bp, mb);
       aq::fake_quant_per_channel(xv, aq::tensor_view<float>(yc.data(), {rows, in}), cp, mc);
-      aq::fake_quant_backward_per_block(xv, aq::tensor_view<const float>(yb.data(), {rows, in}),
-                                        mb, aq::tensor_view<const float>(gy.data(), {rows, in}),
-                                        bp, gxb, gsb, gzb);
+      aq::fake_quant_backward_per_block(xv, aq::tensor_view<const float>(yb.data(), {rows, in}), mb,
+                                        aq::tensor_view<const float>(gy.data(), {rows, in}), bp,
+                                        gxb, gsb, gzb);
       aq::fake_quant_backward_per_channel(xv, aq::tensor_view<const float>(yc.data(), {rows, in}),
                                           mc, aq::tensor_view<const float>(gy.data(), {rows, in}),
                                           cp, gxc, gsc, gzc);
@@ -169,7 +169,9 @@ TEST_CASE("per block: bad parameters are errors that name them") {
   expect_error([&] { (void)aq::quant_error(xv, bad); }, aq::errc::shape_mismatch,
                "quant_error: q: 6 block parameters");
   std::vector<std::int8_t> q(20);
-  expect_error([&] { aq::quantize_per_block(xv, aq::tensor_view<std::int8_t>(q.data(), {2, 10}),
-                                            bad); },
-               aq::errc::shape_mismatch, "quantize_per_block: params");
+  expect_error(
+      [&] {
+        aq::quantize_per_block(xv, aq::tensor_view<std::int8_t>(q.data(), {2, 10}), bad);
+      },
+      aq::errc::shape_mismatch, "quantize_per_block: params");
 }

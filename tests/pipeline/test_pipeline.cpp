@@ -304,8 +304,7 @@ TEST_CASE("block-wise weights on a 3x3 convolution are rejected before any chang
       d[1].geometry = aq::layer_geometry::of(aq::conv2d_geometry{8, 24, 3, 3, 3, 3});
       return d;
     }
-    aq::layer_io capture(std::size_t id, std::size_t first, std::size_t count,
-                         aq::capture_mode m) {
+    aq::layer_io capture(std::size_t id, std::size_t first, std::size_t count, aq::capture_mode m) {
       return net.capture(id, first, count, m);
     }
     void set_quantized(const aq::quantized_layer& q) { net.set_quantized(q); }

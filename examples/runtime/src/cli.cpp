@@ -37,9 +37,10 @@ std::optional<T> whole_number(const std::string& v, Read read) {
 
 quantization_spec quantization_of(const pipeline_settings& s) {
   quantization_spec q;
-  q.weights = with_settings(s.weight_block ? quantizer_spec::weights_per_block(s.wbits, s.weight_block)
-                                           : quantizer_spec::weights(s.wbits),
-                            s.weight_range, s);
+  q.weights =
+      with_settings(s.weight_block ? quantizer_spec::weights_per_block(s.wbits, s.weight_block)
+                                   : quantizer_spec::weights(s.wbits),
+                    s.weight_range, s);
   if (s.weight_only)
     q.activations.reset();
   else

@@ -139,7 +139,7 @@ struct adaquant_options {
 };
 
 struct initial_quant_params {
-  channel_params weight;                     // per output channel, axis 0
+  channel_params weight;                      // per output channel, axis 0
   std::optional<block_params> weight_blocks;  // block-wise weights: used instead of `weight`
   quant_params act;  // per tensor (ignored when activations are not quantized)
 };
@@ -206,10 +206,12 @@ inline void validate_options(const adaquant_options& o) {
                                                     range_method weights = range_method::mse,
                                                     range_method activations = range_method::mse) {
   layer_quantizers q;
-  q.weights = {c.weight_scheme,
-               c.weight_block ? granularity::per_block(1, c.weight_block)
-                              : granularity::per_channel(0),
-               c.rounding, weights, {}};
+  q.weights = {
+      c.weight_scheme,
+      c.weight_block ? granularity::per_block(1, c.weight_block) : granularity::per_channel(0),
+      c.rounding,
+      weights,
+      {}};
   if (c.quantize_activations)
     q.activations = quantizer_spec{c.act_scheme, granularity::per_tensor(), c.rounding,
                                    activations, {}};

@@ -29,8 +29,8 @@
 // (errc::invalid_argument); a capture whose sizes disagree with the layer's geometry
 // (errc::shape_mismatch); a quantizers list whose length is not the number of layers
 // (errc::shape_mismatch); quantizers a layer cannot take (block-wise weights on a convolution
-// other than 1x1: errc::invalid_argument, before any capture); everything adaquant_optimize throws (the first failing layer in layer
-// order is reported).
+// other than 1x1: errc::invalid_argument, before any capture); everything adaquant_optimize throws
+// (the first failing layer in layer order is reported).
 
 #include <adaquant/calibrate/adaquant.hpp>
 #include <adaquant/calibrate/checkpoint.hpp>
@@ -183,7 +183,8 @@ calibration_report calibrate_layers(Net& net, std::span<const layer_quantizers> 
     j.desc = &d;
     j.quantizers = &quantizers[i];
     const std::string where = "adaquant_calibrate: quantizers[layer " + std::to_string(d.id) + "]";
-    check_weight_blocks(d.geometry, j.quantizers->objective_config(d.activation, where).weight_block,
+    check_weight_blocks(d.geometry,
+                        j.quantizers->objective_config(d.activation, where).weight_block,
                         where + ".weights.gran");
     j.opt = options.layer;
     j.opt.seed = detail::layer_seed(options.layer.seed, d.id);

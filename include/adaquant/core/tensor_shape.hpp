@@ -149,7 +149,8 @@ struct block_layout {
     for (std::size_t b = 0; b < outer; ++b)
       for (std::size_t j = 0; j < nb; ++j) {
         const std::size_t r = rows(j);
-        const channel_layout chunk = inner == 1 ? channel_layout{1, 1, r} : channel_layout{r, inner, 1};
+        const channel_layout chunk =
+            inner == 1 ? channel_layout{1, 1, r} : channel_layout{r, inner, 1};
         f((b * extent + j * block) * inner, chunk, (b * nb + j) * inner);
       }
   }

@@ -74,9 +74,9 @@ void fq_backward_run(const float* x, const float* y, const std::uint8_t* mask, c
 // Backward of every run of a per-channel layout: channel c's runs use scale[c] and add to gs[c],
 // gz[c] (in the order of the runs).
 template <bool Simd>
-void fq_backward_channels(const float* x, const float* y, const std::uint8_t* mask,
-                          const float* gy, const channel_layout& l, const float* scale, float* gx,
-                          double* gs, double* gz) noexcept {
+void fq_backward_channels(const float* x, const float* y, const std::uint8_t* mask, const float* gy,
+                          const channel_layout& l, const float* scale, float* gx, double* gs,
+                          double* gz) noexcept {
   std::size_t o = 0;
   for (std::size_t b = 0; b < l.outer; ++b)
     for (std::size_t c = 0; c < l.channels; ++c, o += l.inner)
@@ -152,9 +152,8 @@ void fake_quant_backward_per_block_impl(tensor_view<const float> x, tensor_view<
   std::vector<double> gs(p.blocks(), 0.0), gz(p.blocks(), 0.0);
   l.for_each_chunk([&](std::size_t o, const channel_layout& c, std::size_t first) {
     fq_backward_channels<Simd>(x.data() + o, y.data() + o, mask.data() + o, gy.data() + o, c,
-                               p.scale.data() + first,
-                               grad_x.empty() ? nullptr : grad_x.data() + o, gs.data() + first,
-                               gz.data() + first);
+                               p.scale.data() + first, grad_x.empty() ? nullptr : grad_x.data() + o,
+                               gs.data() + first, gz.data() + first);
   });
   store_grads(gs, gz, grad_scale, grad_zero_point);
 }
@@ -204,12 +203,13 @@ inline void fake_quant_backward_per_block(const FloatTensor auto& x, const Float
                                                    grad_scale, grad_zero_point);
 }
 
-inline void fake_quant_backward_per_block_ref(
-    const FloatTensor auto& x, const FloatTensor auto& y, std::span<const std::uint8_t> mask,
-    const FloatTensor auto& grad_y, const block_params& p, std::span<float> grad_x,
-    std::span<float> grad_scale, std::span<float> grad_zero_point) {
-  detail::fake_quant_backward_per_block_impl<false>(view(x), view(y), mask, view(grad_y), p,
-                                                    grad_x, grad_scale, grad_zero_point);
+inline void fake_quant_backward_per_block_ref(const FloatTensor auto& x, const FloatTensor auto& y,
+                                              std::span<const std::uint8_t> mask,
+                                              const FloatTensor auto& grad_y, const block_params& p,
+                                              std::span<float> grad_x, std::span<float> grad_scale,
+                                              std::span<float> grad_zero_point) {
+  detail::fake_quant_backward_per_block_impl<false>(view(x), view(y), mask, view(grad_y), p, grad_x,
+                                                    grad_scale, grad_zero_point);
 }
 
 }  // namespace adaquant

@@ -77,9 +77,8 @@ inline block_layout check_blocks(const tensor_shape& s, const block_params& p, c
   if (!(l.params() == p.blocks()))
     fail(errc::shape_mismatch, where,
          std::to_string(p.blocks()) + " block parameters for blocks of " +
-             std::to_string(p.block_size) + " along axis " + std::to_string(p.axis) +
-             " of shape " + to_string(s) + ", which has " + std::to_string(l.params()) +
-             " blocks");
+             std::to_string(p.block_size) + " along axis " + std::to_string(p.axis) + " of shape " +
+             to_string(s) + ", which has " + std::to_string(l.params()) + " blocks");
   return l;
 }
 

@@ -128,13 +128,13 @@ class layer_objective {
       detail::fail(errc::invalid_argument, std::string(fn) + ": weight params",
                    "are blocks of " + std::to_string(w.block_size) + " along axis " +
                        std::to_string(w.axis) + ", the objective quantizes weights " +
-                       (cfg_.weight_block ? "in blocks of " + std::to_string(cfg_.weight_block) +
-                                                " along axis 1"
-                                          : std::string("per channel")));
+                       (cfg_.weight_block
+                            ? "in blocks of " + std::to_string(cfg_.weight_block) + " along axis 1"
+                            : std::string("per channel")));
     if (!(w.blocks() == wg_.groups()))
-      detail::fail(errc::shape_mismatch, std::string(fn) + ": weight params",
-                   std::to_string(w.blocks()) + " blocks, the layer has " +
-                       std::to_string(wg_.groups()));
+      detail::fail(
+          errc::shape_mismatch, std::string(fn) + ": weight params",
+          std::to_string(w.blocks()) + " blocks, the layer has " + std::to_string(wg_.groups()));
     return initial_state(w.scale, w.zero_point, w.qmin, w.qmax, a);
   }
 
@@ -158,8 +158,12 @@ class layer_objective {
     if (!cfg_.weight_block)
       detail::fail(errc::invalid_argument, "layer_objective::weight_block_params",
                    "weights are per channel: use weight_params");
-    return {s.weight_scale, rounded_zero_points(s), cfg_.weight_scheme.qmin(),
-            cfg_.weight_scheme.qmax(), 1, cfg_.weight_block};
+    return {s.weight_scale,
+            rounded_zero_points(s),
+            cfg_.weight_scheme.qmin(),
+            cfg_.weight_scheme.qmax(),
+            1,
+            cfg_.weight_block};
   }
   [[nodiscard]] quant_params act_params(const layer_state& s) const {
     return {
@@ -444,8 +448,8 @@ class layer_objective {
       for (std::size_t gr = 0; gr < wg_.groups(); ++gr) {
         double gs = 0.0, gz = 0.0;
         const std::size_t o = wg_.first(gr);
-        detail::fq_backward_run(wf_.data() + o, wq_.data() + o, wmask_.data() + o,
-                                dwq_.data() + o, wg_.length(gr), s.weight_scale[gr],
+        detail::fq_backward_run(wf_.data() + o, wq_.data() + o, wmask_.data() + o, dwq_.data() + o,
+                                wg_.length(gr), s.weight_scale[gr],
                                 which.weight_offset ? grad.weight_offset.data() + o : nullptr, gs,
                                 gz);
         if (which.weight_quant) {

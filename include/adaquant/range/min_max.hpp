@@ -73,8 +73,8 @@ block_ranges min_max_per_block_impl(tensor_view<const float> x, std::size_t axis
   r.hi.assign(l.params(), -std::numeric_limits<float>::infinity());
   bool finite = true;
   l.for_each_chunk([&](std::size_t o, const channel_layout& c, std::size_t first) {
-    finite &= min_max_per_channel_run<Simd>(x.data() + o, c, r.lo.data() + first,
-                                            r.hi.data() + first);
+    finite &=
+        min_max_per_channel_run<Simd>(x.data() + o, c, r.lo.data() + first, r.hi.data() + first);
   });
   if (!finite) check_finite(x.data(), x.size(), f + ": x");
   return r;

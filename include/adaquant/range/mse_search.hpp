@@ -258,8 +258,8 @@ template <RoundingPolicy R = round_pytorch>
         data = buf.data();
       }
       detail::store_result(out, first + k,
-                           detail::mse_search_data<R>(data, c.outer * c.inner,
-                                                      mm.block(first + k), scheme, options));
+                           detail::mse_search_data<R>(data, c.outer * c.inner, mm.block(first + k),
+                                                      scheme, options));
     }
   });
   return out;

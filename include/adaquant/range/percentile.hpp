@@ -36,7 +36,8 @@
 // has to move; O(bins) memory (O(channels * bins) per channel); each query O(bins).
 // Errors: empty batch (empty_input), non-finite element (non_finite), bins < 2 or a
 // percentile outside its domain (invalid_argument), axis >= rank or block_size 0
-// (invalid_argument), channel count changing between batches (shape_mismatch), result() before any batch (empty_input).
+// (invalid_argument), channel count changing between batches (shape_mismatch), result() before any
+// batch (empty_input).
 
 #include <adaquant/core/concepts.hpp>
 #include <adaquant/range/min_max.hpp>

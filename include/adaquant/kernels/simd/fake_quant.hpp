@@ -168,8 +168,8 @@ void fake_quant_runs_stream(const float* x, float* y, const block_layout& l, con
                             const std::int32_t* zero_point, float lo, float hi) noexcept {
   const std::size_t n = l.size(), nb = l.blocks(), np = l.params();
   const auto addr = reinterpret_cast<std::uintptr_t>(y);
-  const std::size_t head = std::min(
-      n, (alignof(fbatch) - addr % alignof(fbatch)) % alignof(fbatch) / sizeof(float));
+  const std::size_t head =
+      std::min(n, (alignof(fbatch) - addr % alignof(fbatch)) % alignof(fbatch) / sizeof(float));
   const std::size_t vend = n - (n - head) % lanes;
   alignas(64) float lane_index[lanes];
   for (std::size_t j = 0; j < lanes; ++j) lane_index[j] = static_cast<float>(j);
@@ -180,7 +180,7 @@ void fake_quant_runs_stream(const float* x, float* y, const block_layout& l, con
   constexpr std::size_t batch = 256;  // blocks whose constants block_constants holds
   alignas(64) float inv[batch], zf[batch];
   std::size_t base = 0, held = 0;
-  const auto params = [&](std::size_t q) {  // q only grows
+  const auto params = [&](std::size_t q) {                                    // q only grows
     if (q >= np) return broadcast{fbatch(1.0f), fbatch(1.0f), fbatch(0.0f)};  // unused
     if (q >= base + held) {
       base = q;
