@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # Builds the parser fuzzers (tests/fuzz: IDX, safetensors, ONNX) with clang-14 + libFuzzer + ASan + UBSan in build-fuzz/,
 # seeds each corpus with small valid and invalid files, and runs each fuzzer for a bounded time
-# (ADAQUANT_FUZZ_SECONDS, default 20). Fails on any crash, sanitizer report or leak. Examples are
+# (ADAQUANT_FUZZ_SECONDS, default 10). Fails on any crash, sanitizer report or leak. Examples are
 # off: tests/fuzz adds the runtime itself, without the examples' GCC-specific flags.
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 build="$here/build-fuzz"
-seconds=${ADAQUANT_FUZZ_SECONDS:-20}
+seconds=${ADAQUANT_FUZZ_SECONDS:-10}
 san="-fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer"
 
 CC=clang-14 CXX=clang++-14 cmake -S "$here" -B "$build" -DCMAKE_BUILD_TYPE=Release \
