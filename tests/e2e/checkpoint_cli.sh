@@ -16,9 +16,7 @@ RANDOM=$seed
 echo "kill points from CHECKPOINT_TEST_SEED=$seed"
 rm -rf "$work" && mkdir -p "$work/out"
 "$npy_tool" "$work/data" --calib 48 >/dev/null || exit 1
-fails=0 passed=0
-ok() { passed=$((passed + 1)); }
-ko() { echo "FAILED: $*"; fails=$((fails + 1)); }
+source "$here/tests/e2e/common.sh"
 
 model=$here/models/resnet_fm.onnx
 # AdaQuant at 2 bits for bit allocation's options, then per layer at the chosen bits, BN tuning

@@ -17,9 +17,7 @@ here=$(cd "$(dirname "$0")/../.." && pwd)
 rm -rf "$work" && mkdir -p "$work/out"
 "$npy_tool" "$work/data" --calib 200 >/dev/null || exit 1
 data=$work/data
-fails=0 passed=0
-ok() { passed=$((passed + 1)); }
-ko() { echo "FAILED: $*"; fails=$((fails + 1)); }
+source "$here/tests/e2e/common.sh"
 
 expect_error() {  # expect_error "message fragment" args...
   local want=$1
@@ -118,10 +116,10 @@ if command -v node >/dev/null && "$here/tools/ort/install.sh" >/dev/null 2>&1; t
       --labels "$work/ort_labels.npy" --level disabled --compare "$work/$f.logits.npy" \
       --json "$work/$f.ort.json" >/dev/null || { ko "ORT failed on $f"; continue; }
     sim=$(field "$work/$f.json" quant_correct)
-    ort=$(sed -n 's/^ *"correct": \([0-9]*\),*$/\1/p' "$work/$f.ort.json" | head -1)
+    ort=$(ort_correct "$work/$f.ort.json")
     diff=$(sed -n 's/^ *"max_abs_diff": \([0-9.e+-]*\),*$/\1/p' "$work/$f.ort.json" | head -1)
     echo "$f: simulated $sim, ONNX Runtime $ort correct of 2000, largest logit difference $diff"
-    awk -v a="$sim" -v b="$ort" 'BEGIN { d = a - b; exit !(d <= 1 && d >= -1) }' && ok ||
+    within "$sim" "$ort" 1 && ok ||
       ko "$f: ONNX Runtime $ort vs simulated $sim"
   done
   # With ONNX Runtime's default optimizations (fused integer convolutions) too: 8-bit weights are
@@ -130,9 +128,9 @@ if command -v node >/dev/null && "$here/tools/ort/install.sh" >/dev/null 2>&1; t
     --labels "$work/ort_labels.npy" --level all --json "$work/r_naive.ort_all.json" >/dev/null ||
     ko "ORT (all optimizations) failed on r_naive"
   sim=$(field "$work/r_naive.json" quant_correct)
-  ort=$(sed -n 's/^ *"correct": \([0-9]*\),*$/\1/p' "$work/r_naive.ort_all.json" | head -1)
+  ort=$(ort_correct "$work/r_naive.ort_all.json")
   echo "r_naive: simulated $sim, ONNX Runtime with all optimizations $ort correct of 2000"
-  awk -v a="$sim" -v b="$ort" 'BEGIN { d = a - b; exit !(d <= 2 && d >= -2) }' && ok ||
+  within "$sim" "$ort" 2 && ok ||
     ko "r_naive: ONNX Runtime (all optimizations) $ort vs simulated $sim"
 else
   echo "note: node or onnxruntime-node unavailable: ONNX Runtime checks skipped"

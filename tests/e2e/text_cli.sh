@@ -19,9 +19,7 @@ rm -rf "$work" && mkdir -p "$work/out"
 python3 "$here/tools/text_data.py" --vocab "$here/models/text_vocab.txt" --out "$work/data" \
   --check "$sidecar" 2>/dev/null || { echo "FAILED: tools/text_data.py"; exit 1; }
 data=$work/data
-fails=0 passed=0
-ok() { passed=$((passed + 1)); }
-ko() { echo "FAILED: $*"; fails=$((fails + 1)); }
+source "$here/tests/e2e/common.sh"
 field() { sed -n "s/^  \"$2\": \\([0-9.e+-]*\\),*\$/\\1/p" "$1" | head -1; }
 expected=$(python3 -c "import json; print(json.load(open('$sidecar'))['test']['correct'])")
 
@@ -97,7 +95,7 @@ out=$("$ptq" --model "$model" --calib "$data/calib" --calib-count 32 --test-data
 if command -v node >/dev/null && "$here/tools/ort/install.sh" >/dev/null 2>&1; then
   node "$here/tools/ort/run.js" --model "$model" --inputs "$data/test" \
     --labels "$data/test_labels.npy" --json "$work/ort_fp32.json" >/dev/null || ko "ORT failed on the model"
-  ort=$(sed -n 's/^ *"correct": \([0-9]*\),*$/\1/p' "$work/ort_fp32.json" | head -1)
+  ort=$(ort_correct "$work/ort_fp32.json")
   [ "$ort" = "$expected" ] && ok || ko "ONNX Runtime FP32 correct: $ort, expected $expected"
   # The quantized model on the first 200 test sequences.
   node -e "
@@ -113,9 +111,9 @@ if command -v node >/dev/null && "$here/tools/ort/install.sh" >/dev/null 2>&1; t
     --labels "$work/ort200/test_labels.npy" --level disabled --compare "$work/q.logits.npy" \
     --json "$work/ort_q.json" >/dev/null || ko "ORT failed on the quantized model"
   sim=$(field "$work/q.json" quant_correct)
-  ort=$(sed -n 's/^ *"correct": \([0-9]*\),*$/\1/p' "$work/ort_q.json" | head -1)
+  ort=$(ort_correct "$work/ort_q.json")
   echo "text W8A8 (classifier only): simulated $sim, ONNX Runtime $ort correct of 200"
-  awk -v a="$sim" -v b="$ort" 'BEGIN { d = a - b; exit !(d <= 1 && d >= -1) }' && ok ||
+  within "$sim" "$ort" 1 && ok ||
     ko "quantized: ONNX Runtime $ort vs simulated $sim"
 else
   echo "note: node or onnxruntime-node unavailable: ONNX Runtime checks skipped"

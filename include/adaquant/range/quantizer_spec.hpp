@@ -81,15 +81,24 @@ template <FloatTensor T>
   return estimate_params(x, spec.scheme, spec.gran, spec.range, spec.estimate(on_zero));
 }
 
+namespace detail {
+// errc::invalid_argument naming `where` unless g is of kind `want`; the message names the
+// estimate_*_params function that takes g's kind.
+inline void require_granularity(const granularity& g, granularity::kind want, const char* where) {
+  if (g.type == want) return;
+  fail(errc::invalid_argument, where,
+       g.type == granularity::kind::per_tensor    ? "is per tensor; use estimate_tensor_params"
+       : g.type == granularity::kind::per_channel ? "is per channel; use estimate_channel_params"
+                                                  : "is per block; use estimate_block_params");
+}
+}  // namespace detail
+
 // Per-tensor parameters of a per-tensor spec (errc::invalid_argument for a per-channel one).
 template <FloatTensor T>
 [[nodiscard]] quant_params estimate_tensor_params(const T& x, const quantizer_spec& spec,
                                                   zero_range on_zero = zero_range::reject) {
-  if (spec.gran.type != granularity::kind::per_tensor)
-    detail::fail(errc::invalid_argument, "estimate_tensor_params: spec.gran",
-                 spec.gran.type == granularity::kind::per_channel
-                     ? "is per channel; use estimate_channel_params"
-                     : "is per block; use estimate_block_params");
+  detail::require_granularity(spec.gran, granularity::kind::per_tensor,
+                              "estimate_tensor_params: spec.gran");
   return estimate_tensor_params(x, spec.scheme, spec.range, spec.estimate(on_zero));
 }
 
@@ -97,11 +106,8 @@ template <FloatTensor T>
 template <FloatTensor T>
 [[nodiscard]] channel_params estimate_channel_params(const T& x, const quantizer_spec& spec,
                                                      zero_range on_zero = zero_range::reject) {
-  if (spec.gran.type != granularity::kind::per_channel)
-    detail::fail(errc::invalid_argument, "estimate_channel_params: spec.gran",
-                 spec.gran.type == granularity::kind::per_tensor
-                     ? "is per tensor; use estimate_tensor_params"
-                     : "is per block; use estimate_block_params");
+  detail::require_granularity(spec.gran, granularity::kind::per_channel,
+                              "estimate_channel_params: spec.gran");
   return estimate_channel_params(x, spec.scheme, spec.gran.axis, spec.range,
                                  spec.estimate(on_zero));
 }
@@ -110,11 +116,8 @@ template <FloatTensor T>
 template <FloatTensor T>
 [[nodiscard]] block_params estimate_block_params(const T& x, const quantizer_spec& spec,
                                                  zero_range on_zero = zero_range::reject) {
-  if (spec.gran.type != granularity::kind::per_block)
-    detail::fail(errc::invalid_argument, "estimate_block_params: spec.gran",
-                 spec.gran.type == granularity::kind::per_tensor
-                     ? "is per tensor; use estimate_tensor_params"
-                     : "is per channel; use estimate_channel_params");
+  detail::require_granularity(spec.gran, granularity::kind::per_block,
+                              "estimate_block_params: spec.gran");
   spec.gran.validate("estimate_block_params: spec.gran.block_size");
   return estimate_block_params(x, spec.scheme, spec.gran.axis, spec.gran.block_size, spec.range,
                                spec.estimate(on_zero));
