@@ -18,18 +18,6 @@ rm -rf "$work" && mkdir -p "$work/out"
 "$npy_tool" "$work/data" --calib 200 >/dev/null || exit 1
 data=$work/data
 source "$here/tests/e2e/common.sh"
-
-expect_error() {  # expect_error "message fragment" args...
-  local want=$1
-  shift
-  local out rc
-  out=$("$ptq" "$@" --quiet 2>&1)
-  rc=$?
-  if [ $rc -eq 2 ] && [[ "$out" == *"$want"* ]] && [ -z "$(ls "$work/out")" ]; then ok; else
-    ko "'$*' exited $rc, wrote [$(ls "$work/out")], said: $out"
-  fi
-  rm -rf "$work/out" && mkdir -p "$work/out"
-}
 model=$here/models/resnet_fm.onnx
 common=(--calib "$data/calib.npy" --output "$work/out/q.onnx" --encodings "$work/out/e.json"
         --json "$work/out/r.json")

@@ -42,16 +42,6 @@ td.write_npy_int64(os.path.join(out, "attention_mask.npy"), (mn, mt), ([1, 1] + 
 td.write_npy_int64(os.path.join(out, "labels.npy"), (n,), [0] * n)
 PY
 }
-expect_error() {  # expect_error "message fragment" args...
-  local want=$1
-  shift
-  local out rc
-  out=$("$ptq" "$@" --quiet 2>&1)
-  rc=$?
-  if [ $rc -eq 2 ] && [[ "$out" == *"$want"* ]] && [ -z "$(ls "$work/out")" ]; then ok; else
-    ko "'$*' exited $rc, wrote [$(ls "$work/out")], said: $out"
-  fi
-}
 fp32() { echo --model "$model" --fp32-only --test-data "$work/$1" --test-labels "$work/$1/labels.npy"; }
 vocab=$(grep -c '' "$here/models/text_vocab.txt")
 bad oov 2 64 2 64 "$vocab"
