@@ -63,7 +63,8 @@ what to compute
   --weight-only          activations stay float (no input quantizer; takes no --abits or
                          --act-range)
   --weight-granularity G channel | block:N: weights per output channel, or per block of N
-                         inputs (linear and 1x1 conv layers; not exported yet)  [channel]
+                         inputs (linear and 1x1 conv layers; exported as blocked
+                         DequantizeLinear, opset 21)                        [channel]
   --all-layers           quantize the first and last layer at --wbits/--abits too
   --weight-range M       min_max | percentile | mse                        [mse; naive: min_max]
   --act-range M          min_max | percentile | mse                        [mse; naive: min_max]
@@ -185,10 +186,6 @@ args parse(int argc, char** argv) {
   }
   if (s.weight_only && act_flags)
     cli.fail("--weight-only: activations stay float; --abits and --act-range do not apply");
-  if (s.weight_block && !a.fp32_only)
-    cli.fail("--weight-granularity block:" + std::to_string(s.weight_block) +
-             ": the QDQ export writes per-channel weights only (blocked DequantizeLinear is not "
-             "implemented yet)");
   if (a.model.empty()) cli.fail("--model is required (see --help)");
   if (a.fp32_only) {
     if (a.test_data.empty()) cli.fail("--fp32-only needs --test-data and --test-labels");

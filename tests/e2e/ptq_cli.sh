@@ -48,8 +48,6 @@ expect_error "--weight-only: activations stay float; --abits and --act-range do 
   --model "$model" "${common[@]}" --weight-only --abits 8
 expect_error "--weight-granularity: must be channel or block:N with N >= 1, got 'block:0'" \
   --model "$model" "${common[@]}" --weight-granularity block:0
-expect_error "the QDQ export writes per-channel weights only" --model "$model" "${common[@]}" \
-  --weight-granularity block:64
 out=$("$ptq" --help)
 if [[ "$out" == *"--iterations N"*"[1000]"* ]] && [[ "$out" == *"--rounding R"*"[onnx]"* ]]; then ok
 else ko "--help does not state the defaults"; fi

@@ -3,6 +3,7 @@
 
 #include <adaquant/onnx/export.hpp>
 
+#include "support/inspect.hpp"
 #include "support/models.hpp"
 
 #include <catch2/catch.hpp>
@@ -35,12 +36,6 @@ std::pair<aq::errc, std::string> failure(const std::function<void(std::vector<ax
   return {};
 }
 
-bool mentions(const std::string& what, const std::string& s) {
-  if (what.find(s) != std::string::npos) return true;
-  UNSCOPED_INFO(what);
-  return false;
-}
-
 }  // namespace
 
 TEST_CASE("Unknown, ambiguous or unsuitable nodes") {
@@ -55,19 +50,6 @@ TEST_CASE("Unknown, ambiguous or unsuitable nodes") {
   dup.mutable_graph()->mutable_node(2)->set_name("conv2");
   auto [c4, m4] = failure([](auto&) {}, dup);
   CHECK(mentions(m4, "several nodes are named 'conv2'"));
-}
-
-TEST_CASE("Block-wise weights are refused (not exported yet), naming the node") {
-  aq::quantized_layer q;
-  q.weight = {0.5f, -0.5f};
-  q.weight_blocks = aq::block_params{{0.5f}, {0}, -8, 7, 1, 32};
-  try {
-    (void)ax::make_exported_layer(q, "fc", "fc.weight");
-    FAIL("no error");
-  } catch (const aq::error& e) {
-    CHECK(e.code() == aq::errc::invalid_argument);
-    CHECK(mentions(e.what(), "make_exported_layer: q.weight_blocks: node 'fc' has block-wise"));
-  }
 }
 
 TEST_CASE("Weight initializers that are not the node's, or whose sizes disagree") {

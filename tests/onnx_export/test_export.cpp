@@ -4,6 +4,7 @@
 #include <adaquant/onnx/export.hpp>
 #include <adaquant/quant/int4.hpp>
 
+#include "support/inspect.hpp"
 #include "support/models.hpp"
 #include "support/ort_cases.hpp"
 #include "support/reference_eval.hpp"
@@ -20,44 +21,6 @@ namespace ax = adaquant::onnx;
 using namespace test_onnx;
 
 namespace {
-
-std::vector<std::string> op_types(const onnx::ModelProto& m) {
-  std::vector<std::string> ops;
-  for (const auto& n : m.graph().node()) ops.push_back(n.op_type());
-  return ops;
-}
-
-const onnx::TensorProto* initializer(const onnx::ModelProto& m, const std::string& name) {
-  for (const auto& t : m.graph().initializer())
-    if (t.name() == name) return &t;
-  return nullptr;
-}
-
-const onnx::NodeProto& node(const onnx::ModelProto& m, const std::string& name) {
-  for (const auto& n : m.graph().node())
-    if (n.name() == name) return n;
-  throw std::runtime_error("no node " + name);
-}
-
-std::int64_t opset(const onnx::ModelProto& m) {
-  for (const auto& o : m.opset_import())
-    if (o.domain().empty()) return o.version();
-  return 0;
-}
-
-onnx::ModelProto exported(const onnx::ModelProto& m, const std::vector<ax::exported_layer>& ls,
-                          ax::export_options opt = {}) {
-  onnx::ModelProto out;
-  ax::export_qdq(m, ls, opt, out);
-  return out;
-}
-
-bool same_bits(const std::vector<float>& a, const std::vector<float>& b) {
-  if (a.size() != b.size()) return false;
-  for (std::size_t i = 0; i < a.size(); ++i)
-    if (std::bit_cast<std::uint32_t>(a[i]) != std::bit_cast<std::uint32_t>(b[i])) return false;
-  return true;
-}
 
 // Inputs with exact ties of the first layer's grid (x / s = k + 0.5) and values beyond the range.
 value cnn_input(const ax::exported_layer& first) {

@@ -60,13 +60,15 @@ std::string json_array(std::span<const T> v, F&& format) {
 
 inline std::string json_int(std::int64_t v) { return std::to_string(v); }
 
+// `blocks`: empty, or ", \"block_size\": B, \"scale_shape\": [...]" for block-wise weights.
 inline std::string encoding_json(const char* kind, int bits, const storage_type& t,
                                  std::int32_t qmin, std::int32_t qmax, const std::string& axis,
-                                 std::span<const float> scale, std::span<const std::int32_t> zp) {
+                                 std::span<const float> scale, std::span<const std::int32_t> zp,
+                                 const std::string& blocks = {}) {
   return std::string("{\"kind\": \"") + kind + "\", \"bits\": " + std::to_string(bits) +
          ", \"signed\": " + (qmin < 0 ? "true" : "false") + ", \"dtype\": \"" + t.name() +
          "\", \"qmin\": " + std::to_string(qmin) + ", \"qmax\": " + std::to_string(qmax) +
-         ", \"axis\": " + axis + ", \"scale\": " + json_array(scale, exact_float) +
+         ", \"axis\": " + axis + blocks + ", \"scale\": " + json_array(scale, exact_float) +
          ", \"zero_point\": " + json_array(zp, [](std::int32_t z) { return json_int(z); }) + "}";
 }
 
@@ -119,10 +121,18 @@ inline std::string encoding_json(const char* kind, int bits, const storage_type&
                   (l.input ? json_string(input_encoding[i]) : "null") +
                   ", \"folded_batch_norm\": " +
                   (l.folded_batch_norm.empty() ? "null" : json_string(l.folded_batch_norm)) + "}";
-    const channel_params& w = l.weight_params;
+    // The grid's own zero points (without the UINT8 storage offset), in DequantizeLinear's layout.
+    std::vector<std::int32_t> zp = p.weight_zero_point;
+    for (std::int32_t& z : zp) z -= p.weight_offset;
+    const std::string blocks =
+        p.block_size == 0
+            ? std::string{}
+            : ", \"block_size\": " + std::to_string(p.block_size) + ", \"scale_shape\": " +
+                  json_array(std::span<const std::int64_t>(p.param_dims), json_int);
+    const weight_grid_view grid = grid_of(l);
     add(n, l.weight_initializer,
-        encoding_json("weight", l.weight_bits, p.weight_grid, w.qmin, w.qmax,
-                      std::to_string(p.weight_axis), w.scale, w.zero_point));
+        encoding_json("weight", l.weight_bits, p.weight_grid, grid.qmin, grid.qmax,
+                      std::to_string(p.weight_axis), p.weight_scale, zp, blocks));
   }
   std::string tensor_rows;
   for (const auto& [name, e] : tensors)

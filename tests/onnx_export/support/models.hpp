@@ -173,6 +173,15 @@ inline std::vector<float> fake_quant_onnx(const std::vector<float>& x, const ada
   return y;
 }
 
+// export_qdq(m, ls, opt) as a value.
+inline onnx::ModelProto exported(const onnx::ModelProto& m,
+                                 const std::vector<adaquant::onnx::exported_layer>& ls,
+                                 adaquant::onnx::export_options opt = {}) {
+  onnx::ModelProto out;
+  adaquant::onnx::export_qdq(m, ls, opt, out);
+  return out;
+}
+
 inline value float_value(std::vector<std::int64_t> shape, std::vector<float> f) {
   value v;
   v.shape = std::move(shape);

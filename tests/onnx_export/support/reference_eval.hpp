@@ -32,9 +32,12 @@ struct value {
 
 inline int type_bits(int t) { return t == 21 || t == 22 ? 4 : t == 7 ? 64 : t == 1 ? 32 : 8; }
 inline bool type_signed(int t) { return t == 3 || t == 22 || t == 7; }
-inline std::int64_t type_min(int t) { return type_signed(t) ? -(std::int64_t{1} << (type_bits(t) - 1)) : 0; }
+inline std::int64_t type_min(int t) {
+  return type_signed(t) ? -(std::int64_t{1} << (type_bits(t) - 1)) : 0;
+}
 inline std::int64_t type_max(int t) {
-  return type_signed(t) ? (std::int64_t{1} << (type_bits(t) - 1)) - 1 : (std::int64_t{1} << type_bits(t)) - 1;
+  return type_signed(t) ? (std::int64_t{1} << (type_bits(t) - 1)) - 1
+                        : (std::int64_t{1} << type_bits(t)) - 1;
 }
 
 inline value decode(const onnx::TensorProto& t) {
@@ -53,8 +56,10 @@ inline value decode(const onnx::TensorProto& t) {
     }
   } else if (v.type == 7) {
     v.i.resize(n);
-    if (raw.empty()) v.i.assign(t.int64_data().begin(), t.int64_data().end());
-    else std::memcpy(v.i.data(), raw.data(), 8 * n);
+    if (raw.empty())
+      v.i.assign(t.int64_data().begin(), t.int64_data().end());
+    else
+      std::memcpy(v.i.data(), raw.data(), 8 * n);
   } else if (v.type == 21 || v.type == 22) {
     if (raw.size() != (n + 1) / 2) throw std::runtime_error("packed size of " + t.name());
     v.i.resize(n);
@@ -143,8 +148,10 @@ inline value gemm(const value& a, const value& b, bool trans_b, const value* c, 
         acc += a.f[static_cast<std::size_t>(m * K + k)] *
                b.f[static_cast<std::size_t>(trans_b ? n * K + k : k * N + n)];
       float out = alpha * acc;
-      if (c) out += beta * c->f[c->size() == static_cast<std::size_t>(N) ? static_cast<std::size_t>(n)
-                                                                         : static_cast<std::size_t>(m * N + n)];
+      if (c)
+        out += beta *
+               c->f[c->size() == static_cast<std::size_t>(N) ? static_cast<std::size_t>(n)
+                                                             : static_cast<std::size_t>(m * N + n)];
       y.f[static_cast<std::size_t>(m * N + n)] = out;
     }
   return y;
@@ -181,7 +188,8 @@ class evaluator {
       y.type = z.type;
       y.i.resize(x.size());
       for (std::size_t k = 0; k < x.size(); ++k) {
-        const double r = static_cast<double>(std::nearbyint(x.f[k] / s.f[0])) + static_cast<double>(z.i[0]);
+        const double r =
+            static_cast<double>(std::nearbyint(x.f[k] / s.f[0])) + static_cast<double>(z.i[0]);
         y.i[k] = static_cast<std::int64_t>(std::clamp(r, static_cast<double>(type_min(z.type)),
                                                       static_cast<double>(type_max(z.type))));
       }
@@ -193,17 +201,35 @@ class evaluator {
       y.f.resize(x.size());
       auto axis = attr_i(n, "axis", 1);
       if (axis < 0) axis += static_cast<std::int64_t>(x.shape.size());
+      const auto a = static_cast<std::size_t>(axis);
+      const auto block = static_cast<std::size_t>(attr_i(n, "block_size", 0));
       std::size_t inner = 1;
-      for (std::size_t d = static_cast<std::size_t>(axis) + 1; d < x.shape.size(); ++d)
+      for (std::size_t d = a + 1; d < x.shape.size(); ++d)
         inner *= static_cast<std::size_t>(x.shape[d]);
+      const auto extent = static_cast<std::size_t>(x.shape[a]);
+      if (block >
+          0) {  // the spec: scale and zero point have x's shape, ceil(extent / block) on axis
+        auto want = x.shape;
+        want[a] = static_cast<std::int64_t>((extent + block - 1) / block);
+        if (s.shape != want || z.shape != want)
+          throw std::runtime_error("DequantizeLinear " + n.name() +
+                                   ": blocked scale/zero point shape");
+      }
       for (std::size_t k = 0; k < x.size(); ++k) {
-        const std::size_t c =
-            s.size() == 1 ? 0 : (k / inner) % static_cast<std::size_t>(x.shape[static_cast<std::size_t>(axis)]);
+        std::size_t c = 0;  // the scale's index: per tensor, per axis, or per block along the axis
+        if (block > 0) {
+          // scale has x's shape with ceil(extent / block) along the axis.
+          const std::size_t blocks = (extent + block - 1) / block, outer = k / (inner * extent);
+          c = (outer * blocks + (k / inner) % extent / block) * inner + k % inner;
+        } else if (s.size() != 1) {
+          c = (k / inner) % extent;
+        }
         y.f[k] = static_cast<float>(static_cast<std::int32_t>(x.i[k] - z.i[c])) * s.f[c];
       }
     } else if (op == "Clip") {
       y = in(n, 0);
-      const float lo = has(n, 1) ? in(n, 1).f[0] : -INFINITY, hi = has(n, 2) ? in(n, 2).f[0] : INFINITY;
+      const float lo = has(n, 1) ? in(n, 1).f[0] : -INFINITY,
+                  hi = has(n, 2) ? in(n, 2).f[0] : INFINITY;
       for (float& v : y.f) v = std::min(std::max(v, lo), hi);
     } else if (op == "Relu") {
       y = in(n, 0);
@@ -222,8 +248,8 @@ class evaluator {
       p.group = attr_i(n, "group", 1);
       const auto st = attr_ints(n, "strides", {1, 1}), pads = attr_ints(n, "pads", {0, 0, 0, 0}),
                  dil = attr_ints(n, "dilations", {1, 1});
-      p.stride_h = st[0], p.stride_w = st[1], p.pad_t = pads[0], p.pad_l = pads[1], p.pad_b = pads[2],
-      p.pad_r = pads[3], p.dil_h = dil[0], p.dil_w = dil[1];
+      p.stride_h = st[0], p.stride_w = st[1], p.pad_t = pads[0], p.pad_l = pads[1],
+      p.pad_b = pads[2], p.pad_r = pads[3], p.dil_h = dil[0], p.dil_w = dil[1];
       y = conv2d(in(n, 0), w, has(n, 2) ? in(n, 2).f.data() : nullptr, p);
     } else if (op == "Gemm") {
       if (attr_i(n, "transA", 0) != 0) throw std::runtime_error("transA");

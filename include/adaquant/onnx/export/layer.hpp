@@ -42,6 +42,12 @@ struct exported_layer {
   std::vector<float> weight;
   std::vector<std::int32_t> weight_integers;
   channel_params weight_params;  // per output channel: axis 0 of adaquant's layout
+  // Block-wise weights instead (granularity::per_block(1, B), quant/quant_params.hpp's
+  // block_params, axis 1 of adaquant's layout, i.e. the input dimension): written as a blocked
+  // DequantizeLinear (opset 21, `block_size` = B) along the initializer's input axis. The grid is
+  // the blocks' [qmin, qmax]; weight_params must then hold no channels. Gemm, MatMul and convs
+  // whose kernel is 1 (x 1) only.
+  std::optional<block_params> weight_blocks;
 
   std::vector<float> bias;  // one per output channel; empty: the node's bias stays as it is
   std::optional<input_quantizer> input;  // empty: the layer's input stays float
@@ -57,24 +63,24 @@ struct exported_layer {
 
 // An exported_layer from a pipeline's result and the names of the layer in the ONNX file (e.g.
 // from the importer's layer_origins()); bit widths are those of the grids. Block-wise weights
-// (q.weight_blocks) are not exported yet: errc::invalid_argument naming the node.
+// (q.weight_blocks) are carried over as weight_blocks.
 [[nodiscard]] inline exported_layer make_exported_layer(const quantized_layer& q, std::string node,
                                                         std::string weight_initializer,
                                                         std::string bias_initializer = {},
                                                         std::string folded_batch_norm = {}) {
-  if (q.weight_blocks)
-    adaquant::detail::fail(errc::invalid_argument, "make_exported_layer: q.weight_blocks",
-                           "node '" + node +
-                               "' has block-wise weights; the QDQ exporter writes per-channel "
-                               "weights only (blocked DequantizeLinear is not implemented yet)");
   exported_layer l;
   l.node = std::move(node);
   l.weight_initializer = std::move(weight_initializer);
   l.bias_initializer = std::move(bias_initializer);
   l.folded_batch_norm = std::move(folded_batch_norm);
-  l.weight_bits = grid_bits(q.weight_params.qmin, q.weight_params.qmax);
   l.weight = q.weight;
-  l.weight_params = q.weight_params;
+  if (q.weight_blocks) {
+    l.weight_bits = grid_bits(q.weight_blocks->qmin, q.weight_blocks->qmax);
+    l.weight_blocks = q.weight_blocks;
+  } else {
+    l.weight_bits = grid_bits(q.weight_params.qmin, q.weight_params.qmax);
+    l.weight_params = q.weight_params;
+  }
   l.bias = q.bias;
   if (q.quantize_input)
     l.input = input_quantizer{q.act_params, grid_bits(q.act_params.qmin, q.act_params.qmax)};

@@ -57,8 +57,8 @@ inline storage_type choose_storage(int bits, std::int32_t qmin, std::int32_t qma
   storage_type t;
   t.is_signed = qmin < 0;
   t.bits = bits <= 4 && allow_4bit ? 4 : 8;
-  t.onnx_type = t.bits == 4 ? (t.is_signed ? onnx_int4 : onnx_uint4)
-                            : (t.is_signed ? onnx_int8 : onnx_uint8);
+  t.onnx_type =
+      t.bits == 4 ? (t.is_signed ? onnx_int4 : onnx_uint4) : (t.is_signed ? onnx_int8 : onnx_uint8);
   if (qmin < t.lowest() || qmax > t.highest())
     fail(errc::invalid_argument, where,
          "grid " + grid + " does not fit " + t.name() + " [" + std::to_string(t.lowest()) + ", " +
@@ -71,15 +71,23 @@ struct planned_layer {
   int node = -1;  // index in the original graph
   std::string op;
   std::vector<std::int64_t> weight_dims;  // of the initializer
-  std::int64_t weight_axis = 0;           // output-channel axis of the initializer
+  // The initializer's axis DequantizeLinear quantizes along: the output channels, or for
+  // block-wise weights the input dimension (block_size > 0, opset 21).
+  std::int64_t weight_axis = 0;
+  std::int64_t block_size = 0;
+  // DequantizeLinear's scale and zero point (weight_offset included) and their shape: [channels],
+  // or for blocks the initializer's shape with ceil(extent / block_size) along weight_axis.
+  std::vector<std::int64_t> param_dims;
+  std::vector<float> weight_scale;
+  std::vector<std::int32_t> weight_zero_point;
   storage_type weight_grid;  // the type adaquant's weight grid fits (what the encodings report)
   storage_type weight_type;  // the initializer's type: weight_grid, or UINT8 for a signed 8-bit one
-  std::int32_t weight_offset = 0;      // added to the integers and zero points (128 or 0)
-  std::vector<std::int32_t> weight_q;  // in the initializer's layout, offset included
+  std::int32_t weight_offset = 0;          // added to the integers and zero points (128 or 0)
+  std::vector<std::int32_t> weight_q;      // in the initializer's layout, offset included
   std::optional<storage_type> input_grid;  // the type the input grid fits (the encodings')
   std::optional<storage_type> input_type;  // the input's Q/DQ type in the file
-  bool input_clip = false;  // the input grid is narrower than its type's range
-  int batch_norm = -1;      // node index of the folded batch norm
+  bool input_clip = false;                 // the input grid is narrower than its type's range
+  int batch_norm = -1;                     // node index of the folded batch norm
 };
 
 struct export_plan {
@@ -111,31 +119,60 @@ inline const ::onnx::TensorProto& float_initializer(const ::onnx::GraphProto& g,
   return t;
 }
 
+// A weight's quantization parameters, one (scale, zero point) per channel or per block, over one
+// grid: a view of channel_params or block_params.
+struct weight_grid_view {
+  std::span<const float> scale;
+  std::span<const std::int32_t> zero_point;
+  std::int32_t qmin = 0, qmax = 0;
+  std::size_t block_size = 0;  // 0: per output channel
+
+  // The parameter index of element k of output channel c.
+  [[nodiscard]] std::size_t index(std::size_t c, std::size_t k, std::size_t per) const noexcept {
+    if (block_size == 0) return c;
+    const std::size_t blocks = (per + block_size - 1) / block_size;
+    return c * blocks + k / block_size;
+  }
+  [[nodiscard]] std::string name(std::size_t c, std::size_t k) const {
+    if (block_size == 0) return "channel " + std::to_string(c);
+    return "block " + std::to_string(k / block_size) + " of channel " + std::to_string(c);
+  }
+};
+
+[[nodiscard]] inline weight_grid_view grid_of(const exported_layer& l) {
+  if (l.weight_blocks) {
+    const block_params& b = *l.weight_blocks;
+    return {b.scale, b.zero_point, b.qmin, b.qmax, b.block_size};
+  }
+  const channel_params& p = l.weight_params;
+  return {p.scale, p.zero_point, p.qmin, p.qmax, 0};
+}
+
 // The integers of the weights, in adaquant's layout [channels, per_channel].
 inline std::vector<std::int32_t> weight_integers(const exported_layer& l, std::size_t channels,
                                                  const std::string& where) {
-  const channel_params& p = l.weight_params;
+  const weight_grid_view p = grid_of(l);
   const std::size_t n = l.weight.empty() ? l.weight_integers.size() : l.weight.size();
   const std::size_t per = n / channels;
   std::vector<std::int32_t> q(n);
   for (std::size_t i = 0; i < n; ++i) {
-    const std::size_t c = i / per;
+    const std::size_t c = i / per, j = p.index(c, i % per, per);
     if (!l.weight.empty()) {
       const float w = l.weight[i];
       if (!adaquant::detail::is_finite(w))
         fail(errc::non_finite, where, "weight[" + std::to_string(i) + "] is " + exact_float(w));
-      const float s = p.scale[c];
-      const float g = adaquant::detail::round_half_even(w / s) + static_cast<float>(p.zero_point[c]);
+      const float s = p.scale[j];
+      const float g =
+          adaquant::detail::round_half_even(w / s) + static_cast<float>(p.zero_point[j]);
       const bool in_grid = g >= static_cast<float>(p.qmin) && g <= static_cast<float>(p.qmax);
       q[i] = in_grid ? static_cast<std::int32_t>(g) : p.qmin;
-      const float back = static_cast<float>(q[i] - p.zero_point[c]) * s;
+      const float back = static_cast<float>(q[i] - p.zero_point[j]) * s;
       if (!in_grid || !(std::bit_cast<std::uint32_t>(back) == std::bit_cast<std::uint32_t>(w) ||
                         (back == 0.0f && w == 0.0f)))
         fail(errc::invalid_argument, where,
-             "weight[" + std::to_string(i) + "] = " + exact_float(w) +
-                 " is not on the grid of channel " +
-                 std::to_string(c) + " (scale " + exact_float(s) + ", zero point " +
-                 std::to_string(p.zero_point[c]) + ", [" + std::to_string(p.qmin) + ", " +
+             "weight[" + std::to_string(i) + "] = " + exact_float(w) + " is not on the grid of " +
+                 p.name(c, i % per) + " (scale " + exact_float(s) + ", zero point " +
+                 std::to_string(p.zero_point[j]) + ", [" + std::to_string(p.qmin) + ", " +
                  std::to_string(p.qmax) + "])");
     } else {
       q[i] = l.weight_integers[i];
@@ -175,16 +212,15 @@ class layer_planner {
     if (l.input) {
       const std::string w = where + ": input quantizer";
       l.input->params.validate(w.c_str());
-      p.input_grid = choose_storage(l.input->bits, l.input->params.qmin, l.input->params.qmax,
-                                    true, w);
+      p.input_grid =
+          choose_storage(l.input->bits, l.input->params.qmin, l.input->params.qmax, true, w);
       // 2-4-bit inputs take 4-bit types only when asked for, and only for layers with 4-bit
       // weights (export_options::four_bit_activation_types says why).
-      p.input_type = choose_storage(l.input->bits, l.input->params.qmin, l.input->params.qmax,
-                                    opt_.allow_4bit_types && opt_.four_bit_activation_types &&
-                                        p.weight_type.bits == 4,
-                                    w);
-      p.input_clip =
-          l.input->params.qmin != p.input_type->lowest() || l.input->params.qmax != p.input_type->highest();
+      p.input_type = choose_storage(
+          l.input->bits, l.input->params.qmin, l.input->params.qmax,
+          opt_.allow_4bit_types && opt_.four_bit_activation_types && p.weight_type.bits == 4, w);
+      p.input_clip = l.input->params.qmin != p.input_type->lowest() ||
+                     l.input->params.qmax != p.input_type->highest();
     }
     if (!l.folded_batch_norm.empty()) p.batch_norm = plan_batch_norm(l, n, where);
     return p;
@@ -202,12 +238,14 @@ class layer_planner {
     return it->second;
   }
 
-  // Resolves the weight's layout and computes its integers; returns the output channel count.
+  // Resolves the weight's layout and computes its integers and DequantizeLinear's parameters;
+  // returns the output channel count.
   std::size_t plan_weight(const exported_layer& l, const ::onnx::NodeProto& n, planned_layer& p,
                           const std::string& where) {
     if (l.weight_initializer != n.input(1))
       fail(errc::invalid_argument, where,
-           "reads its weight from " + in_quotes(n.input(1)) + ", not " + in_quotes(l.weight_initializer));
+           "reads its weight from " + in_quotes(n.input(1)) + ", not " +
+               in_quotes(l.weight_initializer));
     const std::string wwhere = where + ": weight " + in_quotes(l.weight_initializer);
     const auto& w = float_initializer(g_, l.weight_initializer, wwhere);
     p.weight_dims.assign(w.dims().begin(), w.dims().end());
@@ -215,8 +253,8 @@ class layer_planner {
         p.op == "MatMul" || (p.op == "Gemm" && int_attribute(n, "transB", 0) == 0);
     if (p.op == "Conv" ? w.dims_size() < 3 : w.dims_size() != 2)
       fail(errc::shape_mismatch, wwhere, "has unexpected shape " + dims_string(w));
-    p.weight_axis = transposed ? 1 : 0;
-    const auto channels = static_cast<std::size_t>(w.dims(static_cast<int>(p.weight_axis)));
+    const std::int64_t channel_axis = transposed ? 1 : 0;
+    const auto channels = static_cast<std::size_t>(w.dims(static_cast<int>(channel_axis)));
     const std::size_t count = element_count(w);
     if (l.weight.empty() == l.weight_integers.empty())
       fail(errc::invalid_argument, wwhere, "give exactly one of weight and weight_integers");
@@ -225,17 +263,14 @@ class layer_planner {
       fail(errc::shape_mismatch, wwhere,
            "has " + std::to_string(count) + " elements " + dims_string(w) + ", the layer gives " +
                std::to_string(given));
-    l.weight_params.validate((wwhere + ": weight_params").c_str());
-    if (l.weight_params.axis != 0)
-      fail(errc::invalid_argument, wwhere,
-           "weight_params.axis must be 0 (output channels of adaquant's layout), got " +
-               std::to_string(l.weight_params.axis));
-    if (l.weight_params.channels() != channels)
-      fail(errc::shape_mismatch, wwhere,
-           "has " + std::to_string(channels) + " output channels " + dims_string(w) +
-               ", weight_params has " + std::to_string(l.weight_params.channels()));
-    p.weight_grid = choose_storage(l.weight_bits, l.weight_params.qmin, l.weight_params.qmax,
-                                   opt_.allow_4bit_types, wwhere);
+    const std::size_t per = count / channels;
+    if (l.weight_blocks)
+      check_blocks(*l.weight_blocks, l, p.op == "Conv", channels, per, w, wwhere);
+    else
+      check_channels(l.weight_params, channels, w, wwhere);
+    const weight_grid_view grid = grid_of(l);
+    p.weight_grid =
+        choose_storage(l.weight_bits, grid.qmin, grid.qmax, opt_.allow_4bit_types, wwhere);
     p.weight_type = p.weight_grid;
     if (!opt_.signed_8bit_weights && p.weight_type.bits == 8 && p.weight_type.is_signed) {
       p.weight_type.is_signed = false;  // [-128, 127] + 128 = [0, 255]: the same values
@@ -244,15 +279,73 @@ class layer_planner {
     }
     std::vector<std::int32_t> q = weight_integers(l, channels, wwhere);
     for (std::int32_t& v : q) v += p.weight_offset;
-    if (transposed) {  // ours [N, K] -> the initializer's [K, N]
-      const std::size_t k = count / channels;
-      p.weight_q.resize(count);
-      for (std::size_t o = 0; o < channels; ++o)
-        for (std::size_t i = 0; i < k; ++i) p.weight_q[i * channels + o] = q[o * k + i];
+    p.weight_q = transposed ? transpose(q, channels, per) : std::move(q);
+    // DequantizeLinear's parameters: ours are [channels] or [channels, blocks] (row-major).
+    std::vector<std::int32_t> z(grid.zero_point.begin(), grid.zero_point.end());
+    for (std::int32_t& v : z) v += p.weight_offset;
+    std::vector<float> s(grid.scale.begin(), grid.scale.end());
+    if (!l.weight_blocks) {
+      p.weight_axis = channel_axis;
+      p.param_dims = {static_cast<std::int64_t>(channels)};
     } else {
-      p.weight_q = std::move(q);
+      const std::size_t blocks = grid.scale.size() / channels;
+      p.weight_axis = transposed ? 0 : 1;  // the input dimension of the initializer
+      p.block_size = static_cast<std::int64_t>(grid.block_size);
+      p.param_dims = p.weight_dims;
+      p.param_dims[static_cast<std::size_t>(p.weight_axis)] = static_cast<std::int64_t>(blocks);
+      if (transposed) {  // [channels, blocks] -> [blocks, channels]
+        s = transpose(s, channels, blocks);
+        z = transpose(z, channels, blocks);
+      }
     }
+    p.weight_scale = std::move(s);
+    p.weight_zero_point = std::move(z);
     return channels;
+  }
+
+  template <class T>
+  static std::vector<T> transpose(const std::vector<T>& v, std::size_t rows, std::size_t cols) {
+    std::vector<T> t(v.size());
+    for (std::size_t r = 0; r < rows; ++r)
+      for (std::size_t c = 0; c < cols; ++c) t[c * rows + r] = v[r * cols + c];
+    return t;
+  }
+
+  static void check_channels(const channel_params& cp, std::size_t channels,
+                             const ::onnx::TensorProto& w, const std::string& wwhere) {
+    cp.validate((wwhere + ": weight_params").c_str());
+    if (cp.axis != 0)
+      fail(errc::invalid_argument, wwhere,
+           "weight_params.axis must be 0 (output channels of adaquant's layout), got " +
+               std::to_string(cp.axis));
+    if (cp.channels() != channels)
+      fail(errc::shape_mismatch, wwhere,
+           "has " + std::to_string(channels) + " output channels " + dims_string(w) +
+               ", weight_params has " + std::to_string(cp.channels()));
+  }
+
+  static void check_blocks(const block_params& b, const exported_layer& l, bool conv,
+                           std::size_t channels, std::size_t per, const ::onnx::TensorProto& w,
+                           const std::string& wwhere) {
+    b.validate((wwhere + ": weight_blocks").c_str());
+    if (!l.weight_params.scale.empty())
+      fail(errc::invalid_argument, wwhere,
+           "give either weight_params (per channel) or weight_blocks, not both");
+    if (b.axis != 1)
+      fail(errc::invalid_argument, wwhere,
+           "weight_blocks.axis must be 1 (the input dimension of adaquant's layout), got " +
+               std::to_string(b.axis));
+    if (conv && per != static_cast<std::size_t>(w.dims(1)))
+      fail(errc::invalid_argument, wwhere,
+           "block-wise weights need a kernel of 1 (shape " + dims_string(w) +
+               "): blocks run along the input channels");
+    const std::size_t blocks = (per + b.block_size - 1) / b.block_size;
+    if (b.blocks() != channels * blocks)
+      fail(errc::shape_mismatch, wwhere,
+           "has " + std::to_string(channels) + " output channels of " + std::to_string(per) +
+               " inputs " + dims_string(w) + ", i.e. " + std::to_string(channels * blocks) +
+               " blocks of " + std::to_string(b.block_size) + "; weight_blocks has " +
+               std::to_string(b.blocks()));
   }
 
   void plan_bias(const exported_layer& l, const ::onnx::NodeProto& n, std::size_t channels,
@@ -303,7 +396,8 @@ class layer_planner {
             c.input(1 - k) == named)
           return named;
     fail(errc::invalid_argument, where,
-         "bias " + in_quotes(named) + " is not the other input of an Add reading the MatMul's output");
+         "bias " + in_quotes(named) +
+             " is not the other input of an Add reading the MatMul's output");
   }
 
   int plan_batch_norm(const exported_layer& l, const ::onnx::NodeProto& n,
@@ -314,18 +408,19 @@ class layer_planner {
     if (bn.op_type() != "BatchNormalization" || !is_default_domain(bn))
       fail(errc::invalid_argument, bwhere, "is not a BatchNormalization");
     if (bn.input_size() < 1 || bn.input(0) != n.output(0))
-      fail(errc::invalid_argument, bwhere, "does not read the layer's output " + in_quotes(n.output(0)));
+      fail(errc::invalid_argument, bwhere,
+           "does not read the layer's output " + in_quotes(n.output(0)));
     if (count_uses(g_, n.output(0)) != 1)
       fail(errc::invalid_argument, bwhere,
-           "the layer's output " + in_quotes(n.output(0)) + " has other readers than the batch norm");
+           "the layer's output " + in_quotes(n.output(0)) +
+               " has other readers than the batch norm");
     if (int_attribute(bn, "training_mode", 0) != 0)
       fail(errc::invalid_argument, bwhere, "is in training mode");
     for (int k = 1; k < bn.output_size(); ++k)  // before opset 14 they mean training mode
       if (!bn.output(k).empty())
         fail(errc::invalid_argument, bwhere,
              "has training output " + in_quotes(bn.output(k)) + ": not an inference batch norm");
-    if (!used_.insert(b).second)
-      fail(errc::invalid_argument, bwhere, "is folded into two layers");
+    if (!used_.insert(b).second) fail(errc::invalid_argument, bwhere, "is folded into two layers");
     return b;
   }
 
@@ -343,15 +438,16 @@ inline export_plan plan_export(const ::onnx::ModelProto& m, std::span<const expo
     fail(errc::invalid_argument, "export_qdq: model",
          "default-domain opset must be in [9, 21], got " + std::to_string(plan.opset_from));
   layer_planner planner(m.graph(), opt);
-  bool four_bit = false;
+  bool opset21 = false;  // 4-bit types and blocked DequantizeLinear need opset 21
   for (const exported_layer& l : layers) {
     plan.layers.push_back(planner.plan(l));
     const planned_layer& p = plan.layers.back();
-    four_bit |= p.weight_type.bits == 4 || (p.input_type && p.input_type->bits == 4);
+    opset21 |=
+        p.weight_type.bits == 4 || (p.input_type && p.input_type->bits == 4) || p.block_size > 0;
   }
   std::sort(plan.layers.begin(), plan.layers.end(),
             [](const planned_layer& a, const planned_layer& b) { return a.node < b.node; });
-  plan.opset_to = four_bit ? 21 : std::max<std::int64_t>(plan.opset_from, 13);
+  plan.opset_to = opset21 ? 21 : std::max<std::int64_t>(plan.opset_from, 13);
   plan.ir_version = std::max<std::int64_t>(m.ir_version(), ir_version_for(plan.opset_to));
   return plan;
 }

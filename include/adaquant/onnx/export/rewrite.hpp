@@ -3,7 +3,7 @@
 // layer, in node order, right before the layer's node:
 //   input:  x -> QuantizeLinear -> DequantizeLinear [-> Clip] -> node (only this node's input;
 //           layers reading the same tensor with the same quantizer share one chain)
-//   weight: <w>_quantized (integers) -> DequantizeLinear(axis) -> node
+//   weight: <w>_quantized (integers) -> DequantizeLinear(axis[, block_size]) -> node
 //   bias:   rewritten in place (or as a new initializer when another node reads it too); added
 //           as an input (Conv, Gemm) or a following Add (MatMul) when the node had none
 //   folded BatchNormalization: removed; the layer writes its output tensor.
@@ -72,19 +72,24 @@ class qdq_rewriter {
     const std::int32_t z[1] = {a.zero_point};
     *g_.add_initializer() = make_float_tensor(scale, {}, s);
     *g_.add_initializer() = make_integer_tensor(zp, p.input_type->onnx_type, {}, z);
-    const std::string q_out = names_.make(x + "_quantized"), dq_out = names_.make(x + "_dequantized");
-    before.push_back(make_node("QuantizeLinear", names_.make(x + "_QuantizeLinear"), {x, scale, zp}, {q_out}));
-    before.push_back(make_node("DequantizeLinear", names_.make(x + "_DequantizeLinear"), {q_out, scale, zp}, {dq_out}));
+    const std::string q_out = names_.make(x + "_quantized"),
+                      dq_out = names_.make(x + "_dequantized");
+    before.push_back(
+        make_node("QuantizeLinear", names_.make(x + "_QuantizeLinear"), {x, scale, zp}, {q_out}));
+    before.push_back(make_node("DequantizeLinear", names_.make(x + "_DequantizeLinear"),
+                               {q_out, scale, zp}, {dq_out}));
     std::string out = dq_out;
     if (p.input_clip) {
       // The grid's ends as DequantizeLinear computes them: (q - zero_point) * scale in float32.
       const float lo[1] = {static_cast<float>(a.qmin - a.zero_point) * a.scale};
       const float hi[1] = {static_cast<float>(a.qmax - a.zero_point) * a.scale};
-      const std::string lo_name = names_.make(x + "_clip_min"), hi_name = names_.make(x + "_clip_max");
+      const std::string lo_name = names_.make(x + "_clip_min"),
+                        hi_name = names_.make(x + "_clip_max");
       *g_.add_initializer() = make_float_tensor(lo_name, {}, lo);
       *g_.add_initializer() = make_float_tensor(hi_name, {}, hi);
       out = names_.make(x + "_clipped");
-      before.push_back(make_node("Clip", names_.make(x + "_Clip"), {dq_out, lo_name, hi_name}, {out}));
+      before.push_back(
+          make_node("Clip", names_.make(x + "_Clip"), {dq_out, lo_name, hi_name}, {out}));
     }
     inputs_.emplace(key, out);
     return out;
@@ -95,14 +100,15 @@ class qdq_rewriter {
     const std::string& w = l.weight_initializer;
     const std::string q = names_.make(w + "_quantized"), scale = names_.make(w + "_scale"),
                       zp = names_.make(w + "_zero_point"), out = names_.make(w + "_dequantized");
-    const std::int64_t channels[1] = {static_cast<std::int64_t>(l.weight_params.channels())};
-    *g_.add_initializer() = make_integer_tensor(q, p.weight_type.onnx_type, p.weight_dims, p.weight_q);
-    *g_.add_initializer() = make_float_tensor(scale, channels, l.weight_params.scale);
-    std::vector<std::int32_t> z = l.weight_params.zero_point;
-    for (std::int32_t& v : z) v += p.weight_offset;
-    *g_.add_initializer() = make_integer_tensor(zp, p.weight_type.onnx_type, channels, z);
-    ::onnx::NodeProto dq = make_node("DequantizeLinear", names_.make(w + "_DequantizeLinear"), {q, scale, zp}, {out});
+    *g_.add_initializer() =
+        make_integer_tensor(q, p.weight_type.onnx_type, p.weight_dims, p.weight_q);
+    *g_.add_initializer() = make_float_tensor(scale, p.param_dims, p.weight_scale);
+    *g_.add_initializer() =
+        make_integer_tensor(zp, p.weight_type.onnx_type, p.param_dims, p.weight_zero_point);
+    ::onnx::NodeProto dq =
+        make_node("DequantizeLinear", names_.make(w + "_DequantizeLinear"), {q, scale, zp}, {out});
     set_int_attribute(dq, "axis", p.weight_axis);
+    if (p.block_size > 0) set_int_attribute(dq, "block_size", p.block_size);
     before.push_back(std::move(dq));
     return out;
   }
@@ -154,7 +160,8 @@ class qdq_rewriter {
   std::vector<std::vector<::onnx::NodeProto>> before_, after_;
   std::set<int> removed_;
   std::set<std::string> replaced_;  // initializers to drop once nothing reads them
-  std::map<std::tuple<std::string, std::uint32_t, std::int32_t, std::int32_t, std::int32_t, std::int32_t>,
+  std::map<std::tuple<std::string, std::uint32_t, std::int32_t, std::int32_t, std::int32_t,
+                      std::int32_t>,
            std::string>
       inputs_;
 };
