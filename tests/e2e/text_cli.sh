@@ -9,8 +9,11 @@
 #    nothing written;
 #  - a naive W8A8 run quantizes what it can (the classifier), says what stays float, and writes
 #    a QDQ model;
+#  - a weight-only W4 run with blocks of 32 writes blocked DequantizeLinear (block_size 32 in the
+#    encodings);
 #  - when node is available: ONNX Runtime gives the same FP32 correct count on the test set, and
-#    on the exported model the simulated count within one sequence.
+#    on each exported model the simulated count within one sequence (the block-wise one also with
+#    ORT's optimizations on, which fuse its DequantizeLinear + MatMul into MatMulNBits).
 set -uo pipefail
 ptq=$1 work=$2
 here=$(cd "$(dirname "$0")/../.." && pwd)
@@ -82,6 +85,13 @@ out=$("$ptq" --model "$model" --calib "$data/calib" --calib-count 32 --test-data
 [[ "$out" == *"stays float: 24 x MatMul: MatMul on a rank-3 input"* ]] && [ -s "$work/q.onnx" ] && ok ||
   ko "the naive run does not say what stays float, or wrote no model: $out"
 
+# Weight-only, 4-bit blocks of 32: blocked DequantizeLinear.
+out=$("$ptq" --model "$model" --calib "$data/calib" --calib-count 32 --test-data "$data/test" \
+  --test-labels "$data/test_labels.npy" --test-count 200 --pipeline light --weight-only --wbits 4 \
+  --weight-granularity block:32 --all-layers --output "$work/b.onnx" --encodings "$work/b.enc.json" \
+  --json "$work/b.json" --logits "$work/b.logits.npy" --quiet) || ko "block-wise W4 run failed: $out"
+grep -q '"block_size": 32' "$work/b.enc.json" && ok || ko "the encodings have no block_size 32"
+
 if command -v node >/dev/null && "$here/tools/ort/install.sh" >/dev/null 2>&1; then
   node "$here/tools/ort/run.js" --model "$model" --inputs "$data/test" \
     --labels "$data/test_labels.npy" --json "$work/ort_fp32.json" >/dev/null || ko "ORT failed on the model"
@@ -105,6 +115,15 @@ if command -v node >/dev/null && "$here/tools/ort/install.sh" >/dev/null 2>&1; t
   echo "text W8A8 (classifier only): simulated $sim, ONNX Runtime $ort correct of 200"
   within "$sim" "$ort" 1 && ok ||
     ko "quantized: ONNX Runtime $ort vs simulated $sim"
+  sim=$(field "$work/b.json" quant_correct)
+  for level in disabled all; do
+    node "$here/tools/ort/run.js" --model "$work/b.onnx" --inputs "$work/ort200/in" \
+      --labels "$work/ort200/test_labels.npy" --level $level --json "$work/ort_b.json" >/dev/null ||
+      ko "ORT ($level) failed on the block-wise model"
+    ort=$(ort_correct "$work/ort_b.json")
+    echo "text W4 weight-only blocks of 32, ORT level $level: simulated $sim, ONNX Runtime $ort of 200"
+    within "$sim" "$ort" 1 && ok || ko "block-wise, ORT level $level: $ort vs simulated $sim"
+  done
 else
   echo "note: node or onnxruntime-node unavailable: ONNX Runtime checks skipped"
 fi

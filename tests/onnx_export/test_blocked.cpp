@@ -125,11 +125,16 @@ TEST_CASE(
       CHECK(sv.f[j * 48 + o] == ls[0].weight_blocks->scale[o * 3 + j]);
   CHECK(initializer(m, "w1_quantized")->data_type() == 22);  // int4
   CHECK(initializer(m, "w1_zero_point")->data_type() == 22);
-  // Gemm transB = 1: [N, K], blocks along axis 1, scales [16, 3].
-  CHECK(attr_i(node(m, "w2_DequantizeLinear"), "axis", -1) == 1);
+  // Gemm transB = 1 is written as transB = 0 with a [K, N] = [48, 16] weight (ONNX Runtime fuses
+  // only blocks along axis 0 into MatMulNBits): scales [3, 16].
+  CHECK(attr_i(node(m, "fc"), "transB", -1) == 0);
+  CHECK(attr_i(node(m, "w2_DequantizeLinear"), "axis", -1) == 0);
+  const auto* w2 = initializer(m, "w2_quantized");
+  CHECK(std::vector<std::int64_t>(w2->dims().begin(), w2->dims().end()) ==
+        std::vector<std::int64_t>{48, 16});
   const auto* s2 = initializer(m, "w2_scale");
   CHECK(std::vector<std::int64_t>(s2->dims().begin(), s2->dims().end()) ==
-        std::vector<std::int64_t>{16, 3});
+        std::vector<std::int64_t>{3, 16});
   // Gemm transB = 0, 8 bits: [K, N] blocks along axis 0, signed 8-bit stored as uint8 + 128.
   CHECK(attr_i(node(m, "w3_DequantizeLinear"), "axis", -1) == 0);
   CHECK(initializer(m, "w3_quantized")->data_type() == 2);
@@ -160,7 +165,10 @@ TEST_CASE("The blocked graph computes exactly adaquant's per-block simulation") 
       for (std::size_t o = 0; o < 48; ++o)
         for (std::size_t k = 0; k < 80; ++k) w1[k * 48 + o] = ls[0].weight[o * 80 + k];
       CHECK(same_bits(out.at("w1_dequantized").f, w1));
-      CHECK(same_bits(out.at("w2_dequantized").f, ls[1].weight));
+      std::vector<float> w2(16 * 48);  // Gemm transB = 1 written transposed
+      for (std::size_t o = 0; o < 16; ++o)
+        for (std::size_t k = 0; k < 48; ++k) w2[k * 16 + o] = ls[1].weight[o * 48 + k];
+      CHECK(same_bits(out.at("w2_dequantized").f, w2));
       CHECK(same_bits(out.at("y").f, simulate_dense(ls, x).f));
       if (allow4)
         write_ort_case(m,
@@ -230,6 +238,7 @@ TEST_CASE("make_exported_layer carries a quantized_layer's blocks; the encodings
   CHECK(w3["dtype"] == "int8");
   CHECK(w3["zero_point"][0] == ref[2].weight_blocks->zero_point[0]);
   CHECK(j["tensors"]["w2"]["block_size"] == 16);
+  CHECK(j["tensors"]["w2"]["axis"] == 0);  // the weight as written: [K, N]
 }
 
 TEST_CASE("Blocked export errors name the node and what disagrees") {

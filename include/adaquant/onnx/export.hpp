@@ -10,6 +10,10 @@
 //
 // What the graph computes, per exported layer (ONNX operator semantics):
 //   weight  W = (Wq - zero_point[c]) * scale[c]                     DequantizeLinear, axis c
+//           or per block of B inputs (exported_layer::weight_blocks): blocked DequantizeLinear
+//           (opset 21, block_size B) along the weight's input axis; a Gemm with transB = 1 is
+//           then written with transB = 0 and a [K, N] weight (what ONNX Runtime fuses into
+//           MatMulNBits)
 //   input   q = saturate(round_half_even(x / scale) + zero_point)   QuantizeLinear
 //           x' = (q - zero_point) * scale                           DequantizeLinear
 //           x'' = Clip(x', (qmin - zero_point) * scale, (qmax - zero_point) * scale)
@@ -18,7 +22,7 @@
 // nibble), 5-8 bits as INT8/UINT8; unsigned types when qmin >= 0; scales float32; zero points
 // of the weight's/input's type. Activations: UINT8/INT8 at 5-8 bits, UINT4/INT4 at 2-4 bits,
 // with the Clip for grids such as [0, 7] that no type expresses. Any 4-bit type raises the
-// default-domain opset to 21 (IR 10); otherwise it becomes at least 13 (per-axis
+// default-domain opset to 21 (IR 10), as do block-wise weights; otherwise at least 13 (per-axis
 // DequantizeLinear). Other nodes are upgraded to the new opset or refused (export/opset.hpp).
 //
 // Exactness. QuantizeLinear divides by the scale and rounds ties to even: adaquant's round_onnx

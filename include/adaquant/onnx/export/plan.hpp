@@ -84,6 +84,7 @@ struct planned_layer {
   storage_type weight_type;  // the initializer's type: weight_grid, or UINT8 for a signed 8-bit one
   std::int32_t weight_offset = 0;          // added to the integers and zero points (128 or 0)
   std::vector<std::int32_t> weight_q;      // in the initializer's layout, offset included
+  bool flip_gemm = false;  // a Gemm transB = 1 written as transB = 0 (weight_dims then [K, N])
   std::optional<storage_type> input_grid;  // the type the input grid fits (the encodings')
   std::optional<storage_type> input_type;  // the input's Q/DQ type in the file
   bool input_clip = false;                 // the input grid is narrower than its type's range
@@ -279,7 +280,12 @@ class layer_planner {
     }
     std::vector<std::int32_t> q = weight_integers(l, channels, wwhere);
     for (std::int32_t& v : q) v += p.weight_offset;
-    p.weight_q = transposed ? transpose(q, channels, per) : std::move(q);
+    // Block-wise Gemm transB = 1 is written as transB = 0 with a [K, N] weight: ONNX Runtime fuses
+    // DequantizeLinear into MatMulNBits only with blocks along axis 0 of the weight.
+    p.flip_gemm = l.weight_blocks && p.op == "Gemm" && !transposed;
+    const bool write_transposed = transposed || p.flip_gemm;
+    if (p.flip_gemm) p.weight_dims = {p.weight_dims[1], p.weight_dims[0]};
+    p.weight_q = write_transposed ? transpose(q, channels, per) : std::move(q);
     // DequantizeLinear's parameters: ours are [channels] or [channels, blocks] (row-major).
     std::vector<std::int32_t> z(grid.zero_point.begin(), grid.zero_point.end());
     for (std::int32_t& v : z) v += p.weight_offset;
@@ -289,11 +295,11 @@ class layer_planner {
       p.param_dims = {static_cast<std::int64_t>(channels)};
     } else {
       const std::size_t blocks = grid.scale.size() / channels;
-      p.weight_axis = transposed ? 0 : 1;  // the input dimension of the initializer
+      p.weight_axis = write_transposed ? 0 : 1;  // the input dimension of the weight written
       p.block_size = static_cast<std::int64_t>(grid.block_size);
       p.param_dims = p.weight_dims;
       p.param_dims[static_cast<std::size_t>(p.weight_axis)] = static_cast<std::int64_t>(blocks);
-      if (transposed) {  // [channels, blocks] -> [blocks, channels]
+      if (write_transposed) {  // [channels, blocks] -> [blocks, channels]
         s = transpose(s, channels, blocks);
         z = transpose(z, channels, blocks);
       }

@@ -54,6 +54,7 @@ class qdq_rewriter {
     n.set_input(1, dequantize_weight(p, before));
     replaced_.insert(l.weight_initializer);
     if (p.op == "Gemm") {
+      if (p.flip_gemm) set_int_attribute(n, "transB", 0);
       if (find_attribute(n, "alpha")) set_float_attribute(n, "alpha", 1.0f);
       if (!l.bias.empty() && find_attribute(n, "beta")) set_float_attribute(n, "beta", 1.0f);
     }
