@@ -549,9 +549,10 @@ int run(const args& a) {
       std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 
   const std::string acts = s.weight_only ? " weight-only" : "A" + std::to_string(s.abits);
-  std::printf("%s %s W%d%s%s: weights %.1f%% of fp32", a.model.c_str(), s.pipeline.c_str(), s.wbits,
-              acts.c_str(), quant.first_last_8bit ? " (first/last 8-bit)" : "",
-              100 * rep.size_ratio());
+  std::printf("%s %s W%d%s%s: weights %.1f%% of fp32 (%.1f%% with scales)", a.model.c_str(),
+              s.pipeline.c_str(), s.wbits, acts.c_str(),
+              quant.first_last_8bit ? " (first/last 8-bit)" : "", 100 * rep.size_ratio(),
+              100 * rep.size_ratio_with_params());
   if (fp)
     std::printf(", fp32 top-1 %.2f%%, quantized top-1 %.2f%% (%+.2f) on %zu samples",
                 100 * fp->accuracy, 100 * qr->accuracy, 100 * (qr->accuracy - fp->accuracy),
@@ -603,6 +604,7 @@ int run(const args& a) {
         {"size_ratio", rep.size_ratio()},
         {"weight_bytes", rep.weight_bytes},
         {"fp32_weight_bytes", rep.fp32_weight_bytes},
+        {"param_bytes", rep.param_bytes},
         {"layers", layer_json},
         {"float_nodes", kept_float},
         {"steps", steps},

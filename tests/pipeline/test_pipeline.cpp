@@ -153,8 +153,8 @@ TEST_CASE("AdaQuant starts from the ranges the quantizer specs ask for, settings
     for (const auto& d : layers) {
       const auto& q = net.quantized().at(d.id);
       const auto expect = aq::estimate_channel_params(
-          aq::tensor_view<const float>(d.weight.data(), {d.geometry.out_channels(),
-                                                         d.geometry.weights_per_channel()}),
+          aq::tensor_view<const float>(
+              d.weight.data(), {d.geometry.out_channels(), d.geometry.weights_per_channel()}),
           c.quant.weights, aq::zero_range::use_epsilon);
       INFO("percentile " << pct << " layer " << d.id);
       CHECK(q.weight_params.scale == expect.scale);
@@ -264,7 +264,22 @@ TEST_CASE("weight-only, block-wise: light and advanced pipelines", "[block]") {
   REQUIRE(rl.steps[1].name == "bn_tuning");  // rescaled block scales keep the grid
   aq::light_config per_channel = lc;
   per_channel.quant.weights = aq::quantizer_spec::weights(3);
-  (void)aq::light_pipeline(channels_light, per_channel, ctx);
+  const auto rc = aq::light_pipeline(channels_light, per_channel, ctx);
+  // Storage: the 3-bit integers, plus a float scale and a 3-bit zero point per block or channel.
+  double ints = 0, fp32 = 0, per_block = 0, per_channel_params = 0;
+  for (const auto& d : blocks_light.quantizable_layers()) {
+    const double oc = static_cast<double>(d.geometry.out_channels());
+    const std::size_t k = d.geometry.weights_per_channel();
+    ints += oc * static_cast<double>(k) * 3 / 8;
+    fp32 += oc * static_cast<double>(k) * 4;
+    per_block += oc * static_cast<double>((k + 7) / 8) * 35 / 8;
+    per_channel_params += oc * 35 / 8;
+  }
+  CHECK(rl.weight_bytes == ints);
+  CHECK(rl.fp32_weight_bytes == fp32);
+  CHECK(rl.param_bytes == per_block);
+  CHECK(rc.param_bytes == per_channel_params);
+  CHECK(rl.size_ratio_with_params() == (ints + per_block) / fp32);
   aq::advanced_config ac;
   ac.quant = lc.quant;
   ac.adaquant->layer.iterations = 300;

@@ -107,9 +107,16 @@ struct pipeline_report {
   std::vector<step_report> steps;
   std::vector<int> weight_bits;  // per quantizable layer, in layer order
   std::vector<int> act_bits;     // 32: the input stays float (weight-only)
-  double weight_bytes = 0.0, fp32_weight_bytes = 0.0;
+  // Storage of the quantized layers' weights: the integers at each layer's bits (what
+  // size_ratio() and bit allocation's budgets count), and their float32 scales and zero points at
+  // the weight's bits, one per output channel or one per block (1 + bits/32 bits per B weights:
+  // 1.1 bits per weight for 4-bit blocks of 32), beside the FP32 weights.
+  double weight_bytes = 0.0, fp32_weight_bytes = 0.0, param_bytes = 0.0;
   [[nodiscard]] double size_ratio() const noexcept {
     return fp32_weight_bytes > 0 ? weight_bytes / fp32_weight_bytes : 0.0;
+  }
+  [[nodiscard]] double size_ratio_with_params() const noexcept {
+    return fp32_weight_bytes > 0 ? (weight_bytes + param_bytes) / fp32_weight_bytes : 0.0;
   }
 };
 

@@ -368,10 +368,17 @@ pipeline_state init_state(Net& net, const quantization_spec& quant, const char* 
 inline void finish_report(const pipeline_state& st, pipeline_report& rep) {
   rep.weight_bits = st.wbits;
   rep.act_bits = st.abits;
-  rep.weight_bytes = rep.fp32_weight_bytes = 0.0;
+  rep.weight_bytes = rep.fp32_weight_bytes = rep.param_bytes = 0.0;
+  const granularity& g = st.quant.weights.gran;
   for (std::size_t i = 0; i < st.layers.size(); ++i) {
+    const layer_geometry& geo = st.layers[i].geometry;
     rep.weight_bytes += weight_bytes(st.layers[i], st.wbits[i]);
     rep.fp32_weight_bytes += weight_bytes(st.layers[i], 32);
+    const std::size_t per = geo.weights_per_channel();
+    const std::size_t params =
+        geo.out_channels() *
+        (g.type == granularity::kind::per_block ? (per + g.block_size - 1) / g.block_size : 1);
+    rep.param_bytes += static_cast<double>(params) * (32 + st.wbits[i]) / 8.0;
   }
 }
 
