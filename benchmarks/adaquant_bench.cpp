@@ -1,9 +1,11 @@
 // One AdaQuant optimisation step (quantized forward + backward + Adam on V, bias, weight scales
-// and the activation scale) against the plain FP32 forward of the same layer, at two shapes:
-//   conv   64 -> 64 channels, 3x3, padding 1, 14x14 input, batch 32
-//   linear 512 -> 512, batch 256
-// 4-bit weights (per channel, symmetric) and activations (per tensor, affine). Counter: steps (or
-// forwards) per second as items_per_second.
+// and the activation scale) against the plain FP32 forward of the same layer, at three shapes:
+//   conv   64 -> 64 channels, 3x3, padding 1, 14x14 input, batch 32       W4A4
+//   linear 512 -> 512, batch 256                                           W4A4
+//   token  256 -> 1024 over 32 samples x 64 tokens (2048 rows: a transformer's feed-forward
+//          layer, every token a row of the objective)                      W4A8
+// Weights per channel, symmetric; activations per tensor, affine. Counter: steps (or forwards) per
+// second as items_per_second.
 
 #include <adaquant/calibrate/adaquant.hpp>
 
@@ -36,6 +38,7 @@ layer_geometry conv_shape() {
   return layer_geometry::of(c);
 }
 layer_geometry linear_shape() { return layer_geometry::of(linear_geometry{512, 512}); }
+layer_geometry token_shape() { return layer_geometry::of(linear_geometry{256, 1024}); }
 
 struct layer_data {
   layer_geometry g;
@@ -56,9 +59,10 @@ struct layer_data {
   }
 };
 
-void adaquant_step(benchmark::State& st, const layer_geometry& g, std::size_t n) {
+void adaquant_step(benchmark::State& st, const layer_geometry& g, std::size_t n, int abits = 4) {
   const layer_data d(g, n);
-  layer_quant_config cfg;  // W4 per channel symmetric, A4 per tensor affine
+  layer_quant_config cfg;  // W4 per channel symmetric, A<abits> per tensor affine
+  cfg.act_scheme.bits = abits;
   layer_objective obj(g, d.w, d.b, d.x, d.y, cfg);
   const initial_quant_params init =
       estimate_initial_params(obj, quantizers_of(obj.config(), range_method::min_max, range_method::min_max));
@@ -102,10 +106,18 @@ void BM_adaquant_step_linear512_b256(benchmark::State& st) {
   adaquant_step(st, linear_shape(), 256);
 }
 void BM_fp32_forward_linear512_b256(benchmark::State& st) { fp32_forward(st, linear_shape(), 256); }
+void BM_adaquant_step_w4a8_token256x1024_32x64(benchmark::State& st) {
+  adaquant_step(st, token_shape(), 32 * 64, 8);
+}
+void BM_fp32_forward_token256x1024_32x64(benchmark::State& st) {
+  fp32_forward(st, token_shape(), 32 * 64);
+}
 
 BENCHMARK(BM_adaquant_step_conv64_3x3_14x14_b32)->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_fp32_forward_conv64_3x3_14x14_b32)->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_adaquant_step_linear512_b256)->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_fp32_forward_linear512_b256)->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_adaquant_step_w4a8_token256x1024_32x64)->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_fp32_forward_token256x1024_32x64)->Unit(benchmark::kMillisecond);
 
 }  // namespace
