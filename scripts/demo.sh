@@ -2,7 +2,8 @@
 # The main job: quantize the two reference models (ResNet- and MobileNetV2-style, trained on
 # Fashion-MNIST, loaded from models/*.onnx through the ONNX importer) with the naive, light and
 # advanced pipelines; accuracy on the full 10k test set.
-# Prints one markdown table and writes every run's JSON to out/demo/. DEMO_CALIB=N changes the
+# Prints one markdown table and writes every run's JSON to out/demo/, with the picture of top-1
+# against weight size, out/demo/accuracy_vs_size.svg (tools/plot_results.py). DEMO_CALIB=N changes the
 # calibration size (default 1000).
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
@@ -53,5 +54,10 @@ while read -r name args; do
 done < "$plan"
 echo
 echo "$table" | tee "$out/results.md"
+# Top-1 against weight size, every run of both models (and scripts/lowbit_bench.sh's runs when
+# they are in out/lowbit).
+extra=()
+[ -d "$here/out/lowbit" ] && extra+=("$here/out/lowbit")
+python3 "$here/tools/plot_results.py" "$out/accuracy_vs_size.svg" "$out" "${extra[@]}"
 echo
 echo "demo finished in $(( $(date +%s) - start )) s; JSON in $out"
