@@ -1,0 +1,150 @@
+#!/usr/bin/env python3
+"""PyTorch's side of adaquant_bench: the same layers' FP32 forward and one AdaQuant step.
+
+    python3 tools/torch_adaquant_step.py [--bench build/benchmarks/adaquant_bench]
+                                         [--threads 1] [--repeats 30] [--json out.json]
+
+Shapes and bit widths as adaquant_bench (benchmarks/adaquant_bench.cpp):
+    conv   64 -> 64, 3x3, padding 1, 14x14, batch 32        W4A4
+    linear 512 -> 512, batch 256                              W4A4
+    token  256 -> 1024 over 32 x 64 = 2048 rows               W4A8
+One AdaQuant step, as adaquant's objective computes it: the input fake-quantized per tensor
+(affine, learnable scale and zero point), the weight W + V fake-quantized per output channel
+(symmetric, learnable scales), straight-through rounding with LSQ-style scale gradients, the
+layer's output against the FP32 output (mean squared error), backward, and Adam on V, the bias
+and both scales. Debian's python3-torch (1.13, oneDNN convolution), float32, `--threads` intra-op
+threads (default 1, as adaquant_bench's single-threaded objective).
+
+With --bench, adaquant_bench runs in the same process tree right after (Google Benchmark JSON,
+CPU time), and the script prints the ratios that matter: our forward and step against PyTorch's,
+and each framework's step against its own forward. A speed-up below 1 means PyTorch is faster. Times are medians of --repeats runs after
+warm-up, CPU seconds of this process (time.process_time) and wall seconds.
+"""
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import time
+
+import torch
+import torch.nn.functional as F
+
+
+def fake_quant(x, scale, zero, qmin, qmax):
+    """Fake quantization with straight-through rounding; gradients reach x, scale and zero."""
+    v = x / scale + zero
+    r = v + (torch.round(v) - v).detach()
+    q = torch.clamp(r, qmin, qmax)
+    return (q - zero) * scale
+
+
+def shapes():
+    return {
+        "conv64_3x3_14x14_b32": dict(kind="conv", x=(32, 64, 14, 14), w=(64, 64, 3, 3), wbits=4, abits=4),
+        "linear512_b256": dict(kind="linear", x=(256, 512), w=(512, 512), wbits=4, abits=4),
+        "token256x1024_32x64": dict(kind="linear", x=(32 * 64, 256), w=(1024, 256), wbits=4, abits=8),
+    }
+
+
+def layer(kind, x, w, b):
+    return F.conv2d(x, w, b, padding=1) if kind == "conv" else F.linear(x, w, b)
+
+
+def timed(fn, repeats, warmup=3):
+    for _ in range(warmup):
+        fn()
+    cpu, wall = [], []
+    for _ in range(repeats):
+        c, t = time.process_time(), time.perf_counter()
+        fn()
+        cpu.append(time.process_time() - c)
+        wall.append(time.perf_counter() - t)
+    return statistics.median(cpu), statistics.median(wall)
+
+
+def measure(name, s, repeats):
+    g = torch.Generator().manual_seed(0)
+    x = torch.relu(torch.randn(*s["x"], generator=g))
+    w = 0.05 * torch.randn(*s["w"], generator=g)
+    b = 0.1 * torch.randn(s["w"][0], generator=g)
+    with torch.no_grad():
+        y = layer(s["kind"], x, w, b)
+    oc = s["w"][0]
+    per_channel = (oc,) + (1,) * (len(s["w"]) - 1)
+    qw = 2 ** (s["wbits"] - 1) - 1
+    v = torch.zeros_like(w, requires_grad=True)
+    bias = b.clone().requires_grad_(True)
+    ws = (w.abs().reshape(oc, -1).amax(1) / qw).reshape(per_channel).clone().requires_grad_(True)
+    qa = 2 ** s["abits"] - 1
+    lo, hi = float(x.min()), float(x.max())
+    a_scale = torch.tensor((hi - lo) / qa, requires_grad=True)
+    a_zero = torch.tensor(float(round(-lo / ((hi - lo) / qa))), requires_grad=True)
+    opt = torch.optim.Adam([{"params": [v], "lr": 1e-4}, {"params": [bias], "lr": 1e-3},
+                            {"params": [ws, a_scale, a_zero], "lr": 1e-5}])
+
+    def step():
+        xq = fake_quant(x, a_scale, a_zero, 0, qa)
+        wq = fake_quant(w + v, ws, 0.0, -qw - 1, qw)
+        loss = F.mse_loss(layer(s["kind"], xq, wq, bias), y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    def forward():
+        with torch.no_grad():
+            layer(s["kind"], x, w, b)
+
+    fwd = timed(forward, repeats)
+    stp = timed(step, repeats)
+    return {"forward_cpu_s": fwd[0], "forward_wall_s": fwd[1], "step_cpu_s": stp[0], "step_wall_s": stp[1]}
+
+
+def run_bench(path, repeats):
+    out = subprocess.run([path, "--benchmark_filter=adaquant_step|fp32_forward", "--benchmark_format=json",
+                          f"--benchmark_repetitions={max(3, repeats // 10)}",
+                          "--benchmark_report_aggregates_only=true"],
+                         check=True, capture_output=True, text=True).stdout
+    unit = {"ns": 1e-9, "us": 1e-6, "ms": 1e-3, "s": 1.0}
+    res = {}
+    for bm in json.loads(out)["benchmarks"]:
+        if bm.get("aggregate_name") != "median":
+            continue
+        name = bm["run_name"]
+        res[name] = bm["cpu_time"] * unit[bm["time_unit"]]
+    return res
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--bench", help="path of adaquant_bench, run after PyTorch for the ratios")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--repeats", type=int, default=30)
+    ap.add_argument("--json")
+    a = ap.parse_args()
+    if a.threads < 1 or a.repeats < 1:
+        sys.exit("torch_adaquant_step: --threads and --repeats must be >= 1")
+    torch.set_num_threads(a.threads)
+    report = {"torch": torch.__version__, "threads": a.threads, "layers": {}}
+    ours = run_bench(a.bench, a.repeats) if a.bench else {}
+    for name, s in shapes().items():
+        r = measure(name, s, a.repeats)
+        line = (f"{name}: PyTorch forward {1e3 * r['forward_cpu_s']:.2f} ms, step {1e3 * r['step_cpu_s']:.2f} ms "
+                f"(step/forward {r['step_cpu_s'] / r['forward_cpu_s']:.2f}x), CPU")
+        step_name = next((k for k in ours if k.startswith("BM_adaquant_step") and k.endswith(name)), None)
+        fwd_name = next((k for k in ours if k.startswith("BM_fp32_forward") and k.endswith(name)), None)
+        if step_name and fwd_name:
+            r["adaquant_forward_cpu_s"], r["adaquant_step_cpu_s"] = ours[fwd_name], ours[step_name]
+            line += (f"; adaquant forward {1e3 * ours[fwd_name]:.2f} ms, step {1e3 * ours[step_name]:.2f} ms "
+                     f"(step/forward {ours[step_name] / ours[fwd_name]:.2f}x); adaquant's speed-up over PyTorch "
+                     f"(PyTorch time / adaquant time): forward "
+                     f"{r['forward_cpu_s'] / ours[fwd_name]:.2f}x, step {r['step_cpu_s'] / ours[step_name]:.2f}x")
+        print(line)
+        report["layers"][name] = r
+    if a.json:
+        with open(a.json, "w") as f:
+            json.dump(report, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()
