@@ -116,11 +116,14 @@ inline void graph::fold_matmul_biases() {
     if (!n.layer || n.op_type != "MatMul" ||
         probe_shapes_[static_cast<std::size_t>(n.inputs[0])].size() != 3)
       continue;
-    const int y = n.outputs[0];
+    const int y = n.outputs.empty() ? -1 : n.outputs[0];
+    if (y < 0) continue;
     const auto r = readers(y);
     if (r.size() != 1 || std::count(outputs_.begin(), outputs_.end(), y)) continue;
     node& add = nodes_[r[0]];
-    if (add.op_type != "Add" || add.inputs.size() != 2 || add.inputs[0] == add.inputs[1]) continue;
+    if (add.op_type != "Add" || add.inputs.size() != 2 || add.inputs[0] == add.inputs[1] ||
+        add.outputs.empty() || add.outputs[0] < 0)
+      continue;
     const int b = add.inputs[add.inputs[0] == y ? 1 : 0];
     layer_params& l = *n.layer;
     if (b < 0 || !is_constant(b) || !slopes_[static_cast<std::size_t>(b)].empty()) continue;
