@@ -33,7 +33,8 @@ namespace fs = std::filesystem;
 
 namespace {
 
-constexpr const char* usage = R"(usage: adaquant_ptq --model IN.onnx --calib FILE|DIR --output OUT.onnx [options]
+constexpr const char* usage =
+    R"(usage: adaquant_ptq --model IN.onnx --calib FILE|DIR --output OUT.onnx [options]
 
 Quantizes an ONNX model with adaquant's pipelines and writes a QDQ ONNX model that ONNX Runtime
 runs (weights as int8 / packed int4 initializers with DequantizeLinear per output channel, layer
@@ -50,6 +51,9 @@ inputs
   --test-data FILE|DIR   test inputs, same format as --calib: report FP32 and quantized top-1
   --test-labels FILE     int64 .npy, one label per test sample (needed with --test-data)
   --test-count N         use the first N test samples                      [all]
+  --token-mask NAME      the model input marking padding tokens (integer [N, T], 0 = padding):
+                         padding counts nowhere in calibration of the MatMuls on [N, T, K]
+                         activations; none = no mask        [the input named like attention_mask]
 
 what to compute
   --pipeline P           naive | light | advanced                          [advanced]
@@ -66,6 +70,8 @@ what to compute
                          inputs (linear and 1x1 conv layers; exported as blocked
                          DequantizeLinear, opset 21)                        [channel]
   --all-layers           quantize the first and last layer at --wbits/--abits too
+  --8bit-layers LIST     comma-separated parts of node names: the layers whose ONNX node name
+                         contains one stay at 8 bits (to find what a bit-width hurts)  [none]
   --weight-range M       min_max | percentile | mse                        [mse; naive: min_max]
   --act-range M          min_max | percentile | mse                        [mse; naive: min_max]
   --percentile P         the percentile of --*-range percentile            [99.99]
@@ -115,6 +121,8 @@ const ex::cli cli{"adaquant_ptq"};
 
 struct args {
   std::string model, calib, test_data, test_labels, output, encodings, json, logits, checkpoint;
+  std::optional<std::string> token_mask;      // unset: auto-detect; "": none
+  std::vector<std::string> eight_bit_layers;  // --8bit-layers
   std::vector<std::int64_t> input_shape;
   std::size_t calib_count = 0, test_count = 0, loss_samples = 256, threads = 0, eval_batch = 16;
   ex::pipeline_settings settings{.pipeline = "advanced", .rounding = "onnx"};
@@ -145,7 +153,14 @@ args parse(int argc, char** argv) {
     } else if (f == "--test-data") a.test_data = value();
     else if (f == "--test-labels") a.test_labels = value();
     else if (f == "--test-count") a.test_count = cli.to_count(f, value());
-    else if (f == "--pipeline") s.pipeline = value();
+    else if (f == "--token-mask") {
+      a.token_mask = value();
+      if (*a.token_mask == "none")
+        a.token_mask = "";
+      else if (a.token_mask->empty())
+        cli.fail("--token-mask needs an input name or none");
+    } else if (f == "--pipeline")
+      s.pipeline = value();
     else if (f == "--wbits") s.wbits = static_cast<int>(cli.to_int(f, value()));
     else if (f == "--abits") {
       s.abits = static_cast<int>(cli.to_int(f, value()));
@@ -153,7 +168,16 @@ args parse(int argc, char** argv) {
     } else if (f == "--weight-only") s.weight_only = true;
     else if (f == "--weight-granularity") s.weight_block = cli.to_weight_block(f, value());
     else if (f == "--all-layers") s.all_layers = true;
-    else if (f == "--weight-range") s.weight_range = value();
+    else if (f == "--8bit-layers") {
+      const std::string v = value();
+      for (std::size_t b = 0; b <= v.size();) {
+        const std::size_t e = std::min(v.find(',', b), v.size());
+        if (e == b) cli.fail("--8bit-layers: empty name part in '" + v + "'");
+        a.eight_bit_layers.push_back(v.substr(b, e - b));
+        b = e + 1;
+      }
+    } else if (f == "--weight-range")
+      s.weight_range = value();
     else if (f == "--act-range") {
       s.act_range = value();
       act_flags = true;
@@ -390,6 +414,9 @@ ex::run_identity checkpoint_identity(const args& a, const std::vector<input_decl
     id.push_back({"argument", "--input-shape " + decl[k].name,
                   ax::shape_string(no.compile.sample_shapes[k])});
   id.push_back({"argument", "--loss-samples", std::to_string(no.loss_samples)});
+  if (no.token_mask) id.push_back({"argument", "--token-mask", *no.token_mask});
+  for (const std::string& part : a.eight_bit_layers)
+    id.push_back({"argument", "--8bit-layers", part});
   id.push_back({"model", "model", ex::sha256_file(a.model), a.model});
   for (std::size_t k = 0; k < decl.size(); ++k)
     id.push_back({"data", decl[k].name, calib_files[k].sha256, calib_files[k].path});
@@ -463,6 +490,7 @@ int run(const args& a) {
   no.compile.sample_shapes = sample_shapes(a, m, decl, calib, a.fp32_only ? "--test-data" : "--calib");
   no.loss_samples = std::min<std::size_t>(a.loss_samples, static_cast<std::size_t>(calib[0].shape[0]));
   no.threads = a.threads;
+  no.token_mask = a.token_mask;
   if (!test.empty()) {
     for (std::size_t k = 0; k < decl.size(); ++k) {
       const ax::shape_t item(test[k].shape.begin() + 1, test[k].shape.end());
@@ -499,7 +527,26 @@ int run(const args& a) {
   // Validate the whole configuration (bits, budget) before the first expensive step.
   aq::execution_context ctx{a.threads, 100, ex::pipeline_progress_bar(a.quiet)};
   if (checkpoint) ctx.checkpoint = &*checkpoint;
-  const aq::pipeline_report rep = ex::run_pipeline(rec, s, ctx);
+  aq::quantization_spec q8 = quant;  // with the --8bit-layers positions
+  for (const std::string& part : a.eight_bit_layers) {
+    const std::size_t before = q8.fixed_8bit_layers.size();
+    const std::vector<aq::layer_desc> layers = net.quantizable_layers();
+    for (std::size_t i = 0; i < layers.size(); ++i)
+      if (net.full_precision().at(layers[i].id).name.find(part) != std::string::npos)
+        q8.fixed_8bit_layers.push_back(i);
+    if (q8.fixed_8bit_layers.size() == before)
+      cli.fail("--8bit-layers: no layer's node name contains '" + part + "'");
+  }
+  aq::pipeline_report rep;
+  if (s.pipeline == "advanced") {
+    aq::advanced_config c = ex::advanced_config_of(s);
+    c.quant = q8;
+    rep = aq::advanced_pipeline(rec, c, ctx);
+  } else {
+    aq::light_config c = ex::light_config_of(s);
+    c.quant = q8;
+    rep = aq::light_pipeline(rec, c, ctx);
+  }
 
   // Export.
   std::vector<ax::exported_layer> exported;
@@ -558,8 +605,15 @@ int run(const args& a) {
                 100 * fp->accuracy, 100 * qr->accuracy, 100 * (qr->accuracy - fp->accuracy),
                 qr->samples);
   std::printf(", %.1f s -> %s\n", seconds, a.output.c_str());
-  for (const auto& [reason, count] : kept_float)  // e.g. transformer MatMuls, for now
+  for (const auto& [reason, count] : kept_float)  // e.g. the attention products
     std::printf("  stays float: %zu x %s\n", count, reason.c_str());
+  std::size_t token_layers = 0;
+  for (const aq::layer_desc& d : net.quantizable_layers())
+    token_layers += d.geometry.kind == aq::layer_kind::linear && d.geometry.linear.rows > 1;
+  if (token_layers)
+    std::printf("  token-wise layers: %zu, padding from %s\n", token_layers,
+                net.token_mask().empty() ? "nothing (every token counts)"
+                                         : ("input '" + net.token_mask() + "'").c_str());
   nlohmann::json steps = nlohmann::json::array();
   for (const auto& step : rep.steps) {
     std::printf("  %-16s %8.2f s  %s\n", step.name.c_str(), step.seconds, step.summary.c_str());
@@ -580,6 +634,8 @@ int run(const args& a) {
           {"wbits", s.wbits},
           {"abits", s.abits},
           {"first_last_8bit", quant.first_last_8bit},
+          {"eight_bit_layers", a.eight_bit_layers},
+          {"token_mask", net.token_mask()},
           {"weight_range", aq::to_string(quant.weights.range)},
           {"act_range", quant.activations ? aq::to_string(quant.activations->range) : "none"},
           {"weight_only", s.weight_only},
@@ -590,8 +646,8 @@ int run(const args& a) {
           {"bit_options", s.bit_options},
           {"bit_rounds", s.bit_rounds},
           {"loss_samples", no.loss_samples},
-          {"iterations", s.pipeline == "advanced" ? nlohmann::json(s.iterations)
-                                                  : nlohmann::json(nullptr)},
+          {"iterations",
+           s.pipeline == "advanced" ? nlohmann::json(s.iterations) : nlohmann::json(nullptr)},
           {"order", s.order},
           {"seed", s.seed},
           {"bn_tuning", ex::bn_tuning_of(s).has_value()},

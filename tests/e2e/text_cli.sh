@@ -7,8 +7,9 @@
 #    longer than the model's positions, another sample count, float ids, a missing input file; a
 #    model without any quantizable layer): exit 2, one-line error naming the node or input,
 #    nothing written;
-#  - a naive W8A8 run quantizes what it can (the classifier), says what stays float, and writes
-#    a QDQ model;
+#  - a naive W8A8 run quantizes the classifier and the 24 token-wise MatMuls (padding from
+#    attention_mask), says what stays float (the attention products), and writes a QDQ model;
+#    a --token-mask that does not fit is refused naming the input;
 #  - a weight-only W4 run with blocks of 32 writes blocked DequantizeLinear (block_size 32 in the
 #    encodings);
 #  - when node is available: ONNX Runtime gives the same FP32 correct count on the test set, and
@@ -72,18 +73,31 @@ open(sys.argv[1], 'wb').write(b'\x93NUMPY\x01\x00' + struct.pack('<H', len(h)) +
 }
 zeros_f4 "$work/float_ids/input_ids.npy" 2,64
 expect_error "model input 'input_ids' takes int64 token ids" $(fp32 float_ids)
-# A model whose only MatMul runs on rank-3 activations has nothing to quantize yet.
+# A model without any Conv, Gemm or MatMul has nothing to quantize.
+zeros_f4 "$work/x4.npy" 4,4
+expect_error "layernorm_slice.onnx: no quantizable layer" \
+  --model "$here/tests/fuzz/onnx_seeds/layernorm_slice.onnx" --calib "$work/x4.npy" --output "$work/out/q.onnx"
+# A MatMul on rank-3 activations is a token-wise layer; a --token-mask that is not an integer
+# [samples, tokens] input, or no input at all, is refused, naming it.
 zeros_f4 "$work/x.npy" 4,2,3
-expect_error "matmul_resize.onnx: no quantizable layer; 1 x MatMul: MatMul on a rank-3 input" \
-  --model "$here/tests/fuzz/onnx_seeds/matmul_resize.onnx" --calib "$work/x.npy" --output "$work/out/q.onnx"
+resize=$here/tests/fuzz/onnx_seeds/matmul_resize.onnx
+expect_error "token mask: input 'x' is float [4, 2, 3]; a token mask must be integer [samples, 2] for layer \"MatMul1\"" \
+  --model "$resize" --calib "$work/x.npy" --output "$work/out/q.onnx" --token-mask x
+expect_error "token mask: the model has no input 'mask' (its inputs: 'x')" \
+  --model "$resize" --calib "$work/x.npy" --output "$work/out/q.onnx" --token-mask mask
+expect_error "--8bit-layers: no layer's node name contains 'attn/x/'" --model "$model" \
+  --calib "$data/calib" --calib-count 8 --output "$work/out/q.onnx" --8bit-layers attn/q/,attn/x/
 
-# Quantization runs on what it can: the classifier (Gemm); the rank-3 MatMuls stay float.
+# The 24 projection and feed-forward MatMuls are token-wise layers, padding taken from
+# attention_mask; only the 8 attention products (no constant weight) stay float.
 out=$("$ptq" --model "$model" --calib "$data/calib" --calib-count 32 --test-data "$data/test" \
   --test-labels "$data/test_labels.npy" --test-count 200 --pipeline naive --wbits 8 --abits 8 \
   --output "$work/q.onnx" --json "$work/q.json" --logits "$work/q.logits.npy" --quiet) ||
   ko "naive W8A8 run failed: $out"
-[[ "$out" == *"stays float: 24 x MatMul: MatMul on a rank-3 input"* ]] && [ -s "$work/q.onnx" ] && ok ||
-  ko "the naive run does not say what stays float, or wrote no model: $out"
+[[ "$out" == *"token-wise layers: 24, padding from input 'attention_mask'"* ]] &&
+  [[ "$out" == *"stays float: 8 x MatMul: the weight is not a constant float initializer"* ]] &&
+  [ -s "$work/q.onnx" ] && ok ||
+  ko "the naive run does not quantize the token-wise MatMuls, or wrote no model: $out"
 
 # Weight-only, 4-bit blocks of 32: blocked DequantizeLinear.
 out=$("$ptq" --model "$model" --calib "$data/calib" --calib-count 32 --test-data "$data/test" \
@@ -112,7 +126,7 @@ if command -v node >/dev/null && "$here/tools/ort/install.sh" >/dev/null 2>&1; t
     --json "$work/ort_q.json" >/dev/null || ko "ORT failed on the quantized model"
   sim=$(field "$work/q.json" quant_correct)
   ort=$(ort_correct "$work/ort_q.json")
-  echo "text W8A8 (classifier only): simulated $sim, ONNX Runtime $ort correct of 200"
+  echo "text W8A8 (naive, 25 layers): simulated $sim, ONNX Runtime $ort correct of 200"
   within "$sim" "$ort" 1 && ok ||
     ko "quantized: ONNX Runtime $ort vs simulated $sim"
   sim=$(field "$work/b.json" quant_correct)

@@ -307,3 +307,29 @@ TEST_CASE("symmetric unsigned grids: the objective's zero point is the library's
     CHECK(cfg.act_scheme.symmetric_zero_point() == ((1 << bits) - 1) / 2);
   }
 }
+
+TEST_CASE("a linear geometry with rows per sample is the objective over every row",
+          "[objective][tokens]") {
+  const random_layer L(linear_geom(8, 3), 12, 31, false);  // 12 rows
+  layer_quant_config cfg;
+  cfg.weight_scheme = {4, true, false, false};
+  layer_geometry tokens = L.geometry;
+  tokens.linear.rows = 4;  // 3 samples of 4 tokens
+  CHECK(tokens.input_per_sample() == 32);
+  CHECK(tokens.output_per_sample() == 12);
+  CHECK(tokens.per_row().input_per_sample() == 8);
+  layer_objective a(L.geometry, L.w, L.b, L.x, L.y, cfg);
+  layer_objective b(tokens, L.w, L.b, L.x, L.y, cfg);
+  CHECK(b.samples() == 12);
+  CHECK(b.geometry().linear.rows == 1);
+  const layer_state s = perturbed_state(a);
+  CHECK(a.value(s) == b.value(s));
+  layer_state ga, gb;
+  const std::vector<std::size_t> batch = {0, 5, 11};
+  CHECK(a.gradient(s, batch, ga) == b.gradient(s, batch, gb));
+  CHECK(ga.weight_offset == gb.weight_offset);
+  layer_geometry none = tokens;
+  none.linear.rows = 0;
+  adaquant_test::expect_error([&] { none.validate("g"); }, errc::invalid_argument,
+                              "g: in_features, out_features and rows must be > 0, got 8, 3 and 0");
+}

@@ -6,7 +6,9 @@
 
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <cmath>
+#include <optional>
 
 using namespace onnx_test;
 using adaquant::capture_mode;
@@ -202,22 +204,20 @@ TEST_CASE("the light pipeline quantizes an imported network", "[onnx][network]")
 
 TEST_CASE("the layer report says why a node is not a layer", "[onnx][network]") {
   builder b(13);
-  b.input("x", {-1, 5, 4});
+  b.input("x", {-1, 5, 1, 4});
   b.init_f("w", {4, 2}, pseudo_random(8, 9));
   b.init_f("wt", {5, 2, 3, 3}, pseudo_random(90, 10));
-  b.node("MatMul", {"x", "w"}, {"y"}, "attention_proj");
-  b.node("Unsqueeze", {"y", "ax"}, {"y4"}, "u");
-  b.init_i("ax", {1}, {3});
-  b.node("ConvTranspose", {"y4", "wt"}, {"z"}, "up");
+  b.node("MatMul", {"x", "w"}, {"y"}, "attention_proj");  // [N, 5, 1, 2]: rank 4
+  b.node("ConvTranspose", {"y", "wt"}, {"z"}, "up");
   b.output("z");
   aq::network_options o;
   o.threads = 1;
-  const auto net = aq::onnx_network(b.load(), {aq::tensor({2, 5, 4}, pseudo_random(40, 1))}, o);
+  const auto net = aq::onnx_network(b.load(), {aq::tensor({2, 5, 1, 4}, pseudo_random(40, 1))}, o);
   CHECK(net.quantizable_layers().empty());
   const auto& rep = net.layer_report();
   REQUIRE(rep.size() == 2);
   CHECK_FALSE(rep[0].quantizable);
-  CHECK(rep[0].reason.find("transformer") != std::string::npos);
+  CHECK(rep[0].reason.find("rank-4 input stays float") != std::string::npos);
   CHECK(rep[1].reason.find("not quantized") != std::string::npos);
 }
 
@@ -341,12 +341,123 @@ TEST_CASE("an encoder on int64 token ids and a mask computes attention with padd
   // Tokens under the mask do not matter, to the bit.
   const auto other = ids_of({{2, 3, 4, 4}, {2, 1, 3, 1}});
   CHECK(net.forward({other, mask}).at(0).f == logits.f);
-  // Only the classifier is a layer: the rank-3 projections and the attention products stay float.
-  REQUIRE(net.quantizable_layers().size() == 1);
-  CHECK(net.full_precision().at(net.quantizable_layers()[0].id).name == "fc");
-  std::size_t rank3 = 0;
-  for (const auto& r : net.layer_report()) rank3 += r.reason.find("rank-3") != std::string::npos;
-  CHECK(rank3 == 3);
+  // The rank-3 projections are token-wise layers (4 rows per sample), then the classifier; the
+  // attention products (no constant weight) stay float.
+  const auto layers = net.quantizable_layers();
+  REQUIRE(layers.size() == 4);
+  for (std::size_t l = 0; l < 3; ++l) {
+    CHECK(net.full_precision().at(layers[l].id).name == std::string(1, "qkv"[l]));
+    CHECK(layers[l].geometry.linear.rows == static_cast<std::size_t>(positions));
+    CHECK(layers[l].geometry.input_per_sample() == static_cast<std::size_t>(positions * width));
+  }
+  CHECK(net.full_precision().at(layers[3].id).name == "fc");
+  CHECK(layers[3].geometry.linear.rows == 1);
+  CHECK(net.token_mask() == "attention_mask");
+}
+
+TEST_CASE("token-wise MatMuls capture per token, with the attention mask as row mask",
+          "[onnx][network][text]") {
+  const auto ids = ids_of({{2, 3, 4, 0}, {2, 1, 0, 0}, {1, 2, 3, 4}}),
+             mask = ids_of({{1, 1, 1, 0}, {1, 1, 0, 0}, {1, 1, 1, 1}});
+  auto net = tiny_encoder_net(ids, mask);
+  const auto& v = net.quantizable_layers().at(2);  // x [N, 4, 2] -> v = x wv
+  const auto io = net.capture(v.id, 1, 2, capture_mode::full_precision);
+  CHECK(io.row_mask == std::vector<std::uint8_t>{1, 1, 0, 0, 1, 1, 1, 1});
+  REQUIRE(io.inputs.size() == 2 * 4 * 2);
+  REQUIRE(io.outputs.size() == 2 * 4 * 2);
+  const auto wv = pseudo_random(4, 25, 1.0f);
+  for (std::size_t r = 0; r < 8; ++r)
+    for (std::size_t o = 0; o < 2; ++o)
+      CHECK(std::abs(io.outputs[r * 2 + o] -
+                     (io.inputs[r * 2] * wv[o] + io.inputs[r * 2 + 1] * wv[2 + o])) < 1e-6);
+  // The layer objective's view: the driver keeps the valid tokens only.
+  adaquant::layer_io all;
+  adaquant::detail::capture_all(net, v, 3, 2, capture_mode::full_precision, true, true, all);
+  CHECK(all.inputs.size() == (3 + 2 + 4) * 2);
+  CHECK(all.outputs.size() == (3 + 2 + 4) * 2);
+  // Quantized captures fake-quantize the token-wise layer's input, per tensor.
+  adaquant::quantized_layer q;
+  q.id = v.id;
+  q.weight.assign(v.weight.begin(), v.weight.end());
+  q.bias.assign(2, 0.0f);
+  q.weight_params = {{1.0f, 1.0f}, {0, 0}, -127, 127, 0};
+  q.act_params = {0.25f, 0, -128, 127};
+  net.set_quantized(q);
+  const auto qio = net.capture(v.id, 0, 3, capture_mode::quantized);
+  const auto fio = net.capture(v.id, 0, 3, capture_mode::full_precision);
+  CHECK(qio.inputs == fio.inputs);  // before the layer's own quantizer
+  for (std::size_t r = 0; r < 12; ++r) {
+    float xq[2];
+    for (std::size_t k = 0; k < 2; ++k)
+      xq[k] = std::clamp(std::nearbyint(fio.inputs[r * 2 + k] / 0.25f), -128.0f, 127.0f) * 0.25f;
+    for (std::size_t o = 0; o < 2; ++o)
+      CHECK(std::abs(qio.outputs[r * 2 + o] - (xq[0] * wv[o] + xq[1] * wv[2 + o])) < 1e-6);
+  }
+}
+
+TEST_CASE("the token mask input: named, disabled, or refused with the input named",
+          "[onnx][network][text][errors]") {
+  using adaquant::errc;
+  const auto ids = ids_of({{2, 3, 4, 0}, {2, 1, 0, 0}}),
+             mask = ids_of({{1, 1, 1, 0}, {1, 1, 0, 0}});
+  const auto net_with = [&](std::optional<std::string> name) {
+    aq::network_options o;
+    o.threads = 1;
+    o.token_mask = std::move(name);
+    return aq::onnx_network(tiny_encoder().load("encoder.onnx"), {ids, mask}, o);
+  };
+  {
+    auto none = net_with("");
+    CHECK(none.token_mask().empty());
+    CHECK(none.capture(none.quantizable_layers()[0].id, 0, 2, capture_mode::full_precision)
+              .row_mask.empty());
+    auto named = net_with("input_ids");  // any integer [N, 4] input fits
+    CHECK(named.token_mask() == "input_ids");
+    CHECK(named.capture(named.quantizable_layers()[0].id, 0, 1, capture_mode::full_precision)
+              .row_mask == std::vector<std::uint8_t>{1, 1, 1, 0});
+  }
+  expect_error([&] { (void)net_with("mask"); }, errc::invalid_argument,
+               {"encoder.onnx: token mask", "no input 'mask'", "'input_ids', 'attention_mask'"});
+  // x [N, 3, 2] -> MatMul + bias: a token-wise layer of 3 rows; attention_mask [N, 5] cannot
+  // mask it.
+  builder b;
+  b.input("x", {-1, 3, 2});
+  b.input("attention_mask", {-1, 5}, P::INT64);
+  b.init_f("w", {2, 2}, pseudo_random(4, 3, 1.0f));
+  b.init_f("b", {2}, {0.5f, -0.25f});
+  b.node("MatMul", {"x", "w"}, {"xw"}, "proj");
+  b.node("Add", {"b", "xw"}, {"y"}, "proj_bias");
+  attr_i(b.node("Cast", {"attention_mask"}, {"m"}, "cast"), "to", P::FLOAT);
+  b.output("y");
+  b.output("m");
+  const aq::tensor x({2, 3, 2}, pseudo_random(12, 4, 1.0f)),
+      m5 = ids_of({{1, 1, 1, 0, 0}, {1, 0, 0, 0, 0}});
+  const auto make = [&](std::optional<std::string> name) {
+    aq::network_options o;
+    o.threads = 1;
+    o.token_mask = std::move(name);
+    return aq::onnx_network(b.load("proj.onnx"), {x, m5}, o);
+  };
+  expect_error([&] { (void)make(std::nullopt); }, errc::shape_mismatch,
+               {"proj.onnx: token mask", "input 'attention_mask' is [2, 5]",
+                "integer [samples, 3] for layer \"proj\""});
+  expect_error([&] { (void)make("x"); }, errc::shape_mismatch, {"input 'x' is float [2, 3, 2]"});
+  const auto plain = make("");
+  REQUIRE(plain.quantizable_layers().size() == 1);
+  const auto& d = plain.quantizable_layers()[0];
+  CHECK(d.geometry.linear.rows == 3);
+  // The Add's constant is the layer's bias (the Add becomes an Identity); the output is unchanged.
+  CHECK(std::vector<float>(d.bias.begin(), d.bias.end()) == std::vector<float>{0.5f, -0.25f});
+  CHECK(plain.layer_origins()[0].bias_initializer == "b");
+  for (const auto& n : plain.full_precision().nodes())
+    if (n.name == "proj_bias") CHECK(n.op_type == "Identity");
+  const auto y = plain.forward({x, m5}).at(0);
+  const auto w = pseudo_random(4, 3, 1.0f);
+  REQUIRE(y.shape == aq::shape_t{2, 3, 2});
+  for (std::size_t r = 0; r < 6; ++r)
+    for (std::size_t o = 0; o < 2; ++o)
+      CHECK(std::abs(y.f[r * 2 + o] -
+                     (x.f[r * 2] * w[o] + x.f[r * 2 + 1] * w[2 + o] + (o ? -0.25f : 0.5f))) < 1e-6);
 }
 
 TEST_CASE("a token id outside the vocabulary names the Gather node and the id", "[onnx][network][text]") {

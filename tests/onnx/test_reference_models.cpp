@@ -89,8 +89,15 @@ TEST_CASE("the text model's ONNX file reproduces its script's logits", "[onnx][m
   float diff = 0.0f;
   for (std::size_t j = 0; j < want.size(); ++j) diff = std::max(diff, std::abs(logits.f[j] - want[j]));
   CHECK(diff < 1e-4f);
-  // The classifier is a layer; the transformer's MatMuls stay float for now.
+  // The 24 projection and feed-forward MatMuls are token-wise layers (64 rows, their bias taken
+  // from the Add after them), then the classifier; padding from attention_mask.
   const auto layers = net.quantizable_layers();
-  REQUIRE_FALSE(layers.empty());
+  REQUIRE(layers.size() == 25);
+  for (std::size_t l = 0; l < 24; ++l) {
+    CHECK(net.full_precision().at(layers[l].id).op_type == "MatMul");
+    CHECK(layers[l].geometry.linear.rows == 64);
+    CHECK_FALSE(net.layer_origins()[l].bias_initializer.empty());
+  }
   CHECK(net.full_precision().at(layers.back().id).name == "/fc/Gemm");
+  CHECK(net.token_mask() == "attention_mask");
 }

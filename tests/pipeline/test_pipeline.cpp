@@ -344,3 +344,21 @@ TEST_CASE("block-wise weights on a 3x3 convolution are rejected before any chang
                               "quantizes weights per output channel (axis 0) or per block");
   CHECK(net.set_calls == 0);
 }
+
+TEST_CASE("fixed_8bit_layers hold those layers at 8 bits; a position past the layers is refused") {
+  toy::network net(200), plain(200);
+  auto c = light(3, 4);
+  c.quant.fixed_8bit_layers = {1};
+  const auto r = aq::light_pipeline(net, c, ctx);
+  CHECK(r.weight_bits == std::vector<int>{3, 8, 3});
+  CHECK(r.act_bits == std::vector<int>{4, 8, 4});
+  (void)aq::light_pipeline(plain, light(3, 4), ctx);
+  CHECK(net.quantized().at(1).weight_params.qmax == 127);
+  CHECK(plain.quantized().at(1).weight_params.qmax == 3);
+  c.quant.fixed_8bit_layers = {3};
+  toy::network other(200);
+  adaquant_test::expect_error(
+      [&] { (void)aq::light_pipeline(other, c, ctx); }, aq::errc::invalid_argument,
+      "config.quant.fixed_8bit_layers: position 3 is not below the 3 layers");
+  CHECK(other.set_calls == 0);
+}

@@ -25,7 +25,10 @@
 // Per-layer optimisation settings: options.configure(desc, layer_options) may change how one
 // layer is optimised (frozen groups, iterations), or return false to leave the layer in full
 // precision (it is then not given to set_quantized).
-// Errors: an empty calibration set or no layers (errc::empty_input); duplicate layer ids
+// Token-wise layers (linear with rows > 1, calibrate/network.hpp): only the rows the network
+// marks valid are cached and calibrated on.
+// Errors: an empty calibration set or no layers (errc::empty_input); a row_mask with no valid
+// row (errc::empty_input); duplicate layer ids
 // (errc::invalid_argument); a capture whose sizes disagree with the layer's geometry
 // (errc::shape_mismatch); a quantizers list whose length is not the number of layers
 // (errc::shape_mismatch); quantizers a layer cannot take (block-wise weights on a convolution
@@ -71,33 +74,65 @@ inline std::uint64_t layer_seed(std::uint64_t seed, std::size_t id) noexcept {
   return r.next();
 }
 
+// Appends the rows of src (per_row floats each) whose mask byte is nonzero (every row when the
+// mask is empty) to dst.
+inline void append_valid_rows(const std::vector<float>& src, const std::vector<std::uint8_t>& mask,
+                              std::size_t per_row, std::vector<float>& dst) {
+  if (mask.empty()) {
+    dst.insert(dst.end(), src.begin(), src.end());
+    return;
+  }
+  for (std::size_t r = 0; r < mask.size(); ++r)
+    if (mask[r])
+      dst.insert(dst.end(), src.begin() + static_cast<std::ptrdiff_t>(r * per_row),
+                 src.begin() + static_cast<std::ptrdiff_t>((r + 1) * per_row));
+}
+
+// The inputs and/or outputs of layer d for calibration samples [0, n), captured in chunks, in
+// the layout of d.geometry.per_row(): the rows the network marks as padding (layer_io::row_mask)
+// are left out, so a token-wise linear layer becomes a linear layer over its valid tokens.
 template <QuantizableNetwork Net>
 void capture_all(Net& net, const layer_desc& d, std::size_t n, std::size_t chunk, capture_mode mode,
                  bool want_inputs, bool want_outputs, layer_io& out) {
   const std::size_t in = d.geometry.input_per_sample(), outn = d.geometry.output_per_sample();
-  if (want_inputs) out.inputs.resize(n * in);
-  if (want_outputs) out.outputs.resize(n * outn);
+  const bool linear = d.geometry.kind == layer_kind::linear;
+  const std::size_t rows = linear ? d.geometry.linear.rows : 1;
+  if (want_inputs) {
+    out.inputs.clear();
+    out.inputs.reserve(n * in);
+  }
+  if (want_outputs) {
+    out.outputs.clear();
+    out.outputs.reserve(n * outn);
+  }
+  std::size_t valid = 0;
   for (std::size_t first = 0; first < n; first += chunk) {
     const std::size_t m = std::min(chunk, n - first);
     const layer_io io = net.capture(d.id, first, m, mode);
     const std::string where = "adaquant_calibrate: capture(layer " + std::to_string(d.id) + ")";
-    if (want_inputs) {
-      if (!(io.inputs.size() == m * in))
-        fail(errc::shape_mismatch, where + ".inputs",
-             "returned " + std::to_string(io.inputs.size()) + " floats for " + std::to_string(m) +
-                 " samples of " + std::to_string(in));
-      std::copy(io.inputs.begin(), io.inputs.end(),
-                out.inputs.begin() + static_cast<std::ptrdiff_t>(first * in));
-    }
-    if (want_outputs) {
-      if (!(io.outputs.size() == m * outn))
-        fail(errc::shape_mismatch, where + ".outputs",
-             "returned " + std::to_string(io.outputs.size()) + " floats for " + std::to_string(m) +
-                 " samples of " + std::to_string(outn));
-      std::copy(io.outputs.begin(), io.outputs.end(),
-                out.outputs.begin() + static_cast<std::ptrdiff_t>(first * outn));
-    }
+    if (want_inputs && !(io.inputs.size() == m * in))
+      fail(errc::shape_mismatch, where + ".inputs",
+           "returned " + std::to_string(io.inputs.size()) + " floats for " + std::to_string(m) +
+               " samples of " + std::to_string(in));
+    if (want_outputs && !(io.outputs.size() == m * outn))
+      fail(errc::shape_mismatch, where + ".outputs",
+           "returned " + std::to_string(io.outputs.size()) + " floats for " + std::to_string(m) +
+               " samples of " + std::to_string(outn));
+    if (!io.row_mask.empty() && !(linear && io.row_mask.size() == m * rows))
+      fail(errc::shape_mismatch, where + ".row_mask",
+           linear ? "has " + std::to_string(io.row_mask.size()) + " entries for " +
+                        std::to_string(m) + " samples of " + std::to_string(rows) + " rows"
+                  : std::string("must be empty for a convolution"));
+    valid += io.row_mask.empty()
+                 ? m * rows
+                 : static_cast<std::size_t>(std::count_if(io.row_mask.begin(), io.row_mask.end(),
+                                                          [](std::uint8_t v) { return v != 0; }));
+    if (want_inputs) append_valid_rows(io.inputs, io.row_mask, in / rows, out.inputs);
+    if (want_outputs) append_valid_rows(io.outputs, io.row_mask, outn / rows, out.outputs);
   }
+  if (!(n == 0 || valid > 0))
+    fail(errc::empty_input, "adaquant_calibrate: capture(layer " + std::to_string(d.id) + ")",
+         "row_mask marks every row of the calibration samples as padding");
 }
 
 struct layer_job {
@@ -113,8 +148,9 @@ struct layer_job {
 
   void run() {
     try {
-      const layer_quant_config cfg = quantizers->objective_config(
-          desc->activation, "adaquant_calibrate: quantizers[layer " + std::to_string(desc->id) + "]");
+      const layer_quant_config cfg =
+          quantizers->objective_config(desc->activation, "adaquant_calibrate: quantizers[layer " +
+                                                             std::to_string(desc->id) + "]");
       layer_objective obj(desc->geometry, desc->weight, desc->bias, io.inputs, io.outputs, cfg);
       std::optional<initial_quant_params> ip;
       if (init) ip = init(*desc, obj);
@@ -169,9 +205,10 @@ calibration_report calibrate_layers(Net& net, std::span<const layer_quantizers> 
     detail::fail(errc::invalid_argument, "adaquant_calibrate: context.capture_batch",
                  "must be > 0");
   detail::validate_options(options.layer);
-  check_cache_memory(layers, n,
-                     options.order == calibration_order::sequential ? 1 : resolve_threads(context.threads),
-                     context, "adaquant_calibrate");
+  check_cache_memory(
+      layers, n,
+      options.order == calibration_order::sequential ? 1 : resolve_threads(context.threads),
+      context, "adaquant_calibrate");
   const std::size_t chunk = context.capture_batch;
 
   // Per-layer options, decided up front so that they do not depend on the order of execution.

@@ -13,6 +13,12 @@
 //       objectives/geometry.hpp. full_precision: every layer runs with its original parameters.
 //       quantized: every layer already given to set_quantized runs quantized (its quantized
 //       weights and bias, its input fake-quantized with act_params when quantize_input).
+//       A linear layer with geometry.linear.rows = T > 1 (a token-wise projection of a
+//       transformer: x [count, T, in] -> y [count, T, out]) may mark padding tokens in row_mask:
+//       count * T bytes, sample-major, nonzero = a real token. Padding rows then count nowhere:
+//       the driver keeps only the valid rows of inputs and outputs, so AdaQuant's loss, range
+//       estimation, bias correction and bias tuning see a linear layer over the valid tokens
+//       (geometry.per_row()). Empty row_mask: every row is valid. Other layers leave it empty.
 //   void set_quantized(const quantized_layer& q);
 //       remember q for layer q.id (used by later captures in quantized mode, and by the user).
 //
@@ -25,6 +31,7 @@
 
 #include <concepts>
 #include <cstddef>
+#include <cstdint>
 #include <optional>
 #include <span>
 #include <vector>
@@ -44,6 +51,7 @@ struct layer_desc {
 struct layer_io {
   std::vector<float> inputs;
   std::vector<float> outputs;
+  std::vector<std::uint8_t> row_mask = {};  // empty, or one per row of a linear layer: 0 = padding
 };
 
 struct quantized_layer {

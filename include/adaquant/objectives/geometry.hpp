@@ -1,6 +1,9 @@
 #pragma once
 // Layer geometry for the objectives and the network interface, in PyTorch's layouts:
 //   linear:  x [batch, in], W [out, in], y [batch, out]                     y = x W^T + b
+//            with rows > 1 (tokens of a sequence): x [batch, rows, in], y [batch, rows, out],
+//            the same map on every row; the objectives see it as a linear layer over
+//            batch * rows rows (layer_geometry::per_row()).
 //   conv2d:  x [batch, in_c, in_h, in_w], W [out_c, in_c / groups, kh, kw],
 //            y [batch, out_c, out_h, out_w]  with zero padding, stride, dilation and groups
 //            (groups == in_c == out_c is depthwise).
@@ -22,6 +25,7 @@ enum class output_activation { none, relu, relu6 };
 struct linear_geometry {
   std::size_t in_features = 0;
   std::size_t out_features = 0;
+  std::size_t rows = 1;  // rows (tokens) per sample, each mapped alike
 };
 
 struct conv2d_geometry {
@@ -66,15 +70,24 @@ struct layer_geometry {
     return out_channels() * weights_per_channel();
   }
   [[nodiscard]] constexpr std::size_t input_per_sample() const noexcept {
-    return kind == layer_kind::linear ? linear.in_features
+    return kind == layer_kind::linear ? linear.rows * linear.in_features
                                       : conv.in_channels * conv.in_h * conv.in_w;
   }
-  // Output positions per channel and sample (1 for linear).
+  // Output positions per channel and sample of the layout [batch, C, positions] (1 for linear;
+  // a linear layer with rows > 1 has the layout [batch, rows, out] instead: see per_row()).
   [[nodiscard]] constexpr std::size_t out_positions() const noexcept {
     return kind == layer_kind::linear ? 1 : conv.out_h() * conv.out_w();
   }
   [[nodiscard]] constexpr std::size_t output_per_sample() const noexcept {
-    return out_channels() * out_positions();
+    return kind == layer_kind::linear ? linear.rows * linear.out_features
+                                      : out_channels() * out_positions();
+  }
+  // The geometry every algorithm works on: a linear layer's rows become samples (rows = 1);
+  // a convolution is unchanged.
+  [[nodiscard]] constexpr layer_geometry per_row() const noexcept {
+    layer_geometry g = *this;
+    g.linear.rows = 1;
+    return g;
   }
 
   // Throws errc::invalid_argument (naming `where`) for zero sizes, groups that do not divide the
@@ -84,9 +97,10 @@ struct layer_geometry {
       detail::fail(errc::invalid_argument, where, why);
     };
     if (kind == layer_kind::linear) {
-      if (!(linear.in_features > 0 && linear.out_features > 0))
-        bad("in_features and out_features must be > 0, got " + std::to_string(linear.in_features) +
-            " and " + std::to_string(linear.out_features));
+      if (!(linear.in_features > 0 && linear.out_features > 0 && linear.rows > 0))
+        bad("in_features, out_features and rows must be > 0, got " +
+            std::to_string(linear.in_features) + ", " + std::to_string(linear.out_features) +
+            " and " + std::to_string(linear.rows));
       return;
     }
     const conv2d_geometry& c = conv;

@@ -25,8 +25,10 @@
 //
 // The objective references X, Y, W and the bias (the caller keeps them alive) and owns scratch
 // buffers: use one objective per thread. Layout: X [N, in] / [N, C, H, W], Y [N, out] /
-// [N, out_c, out_h, out_w] (PyTorch's). Cost of gradient() per sample: the forward GEMM, dWq and
-// (when the activation quantizer is trained) dXq: three GEMMs.
+// [N, out_c, out_h, out_w] (PyTorch's). A linear geometry with rows > 1 is taken per row
+// (geometry.per_row()): every token is a sample, X [N * rows, in], Y [N * rows, out]. Cost of
+// gradient() per sample: the forward GEMM, dWq and (when the activation quantizer is trained) dXq:
+// three GEMMs.
 //
 // Errors: invalid geometry or schemes, or block-wise weights on a convolution other than 1x1
 // (errc::invalid_argument); sizes that disagree
@@ -61,7 +63,7 @@ class layer_objective {
   layer_objective(const layer_geometry& geometry, std::span<const float> weight,
                   std::span<const float> bias, std::span<const float> inputs,
                   std::span<const float> targets, const layer_quant_config& config)
-      : g_(geometry), cfg_(config), w_(weight), b0_(bias), x_(inputs), y_(targets) {
+      : g_(geometry.per_row()), cfg_(config), w_(weight), b0_(bias), x_(inputs), y_(targets) {
     constexpr const char* fn = "layer_objective";
     const std::string f(fn);
     g_.validate(f + ": geometry");

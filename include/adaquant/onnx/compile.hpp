@@ -290,6 +290,7 @@ inline graph graph::compile(const model& m, const compile_options& opt) {
       g.per_sample_[v] = ok;
     }
   g.detect_layers(opt);
+  g.fold_matmul_biases();
   if (opt.fold_batch_norms) g.fold_batch_norms_into_layers();
   g.last_use_.assign(nv, 0);
   for (std::size_t i = 0; i < g.nodes_.size(); ++i)

@@ -99,6 +99,7 @@ class graph {
   [[nodiscard]] bool is_constant(int v) const { return constants_[static_cast<std::size_t>(v)].has_value(); }
   void detect_layers(const compile_options& opt);
   void fold_batch_norms_into_layers();
+  void fold_matmul_biases();
 
   std::string source_;
   std::int64_t opset_ = 0;

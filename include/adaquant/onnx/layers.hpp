@@ -5,8 +5,12 @@
 //   Conv:    1-D or 2-D, input [N, C, (H,) W] per sample (a 1-D conv is a 2-D one with H = 1);
 //   Gemm:    transA = 0, input [N, K], C absent or a constant broadcast to [O]; the layer's weight
 //            is alpha * (transB ? B : B^T) and its bias beta * C;
-//   MatMul:  a constant 2-D right operand and a [N, K] input (the weight is B^T). MatMul on rank
-//            > 2 inputs (transformer blocks) stays float for now: see layer_report().
+//   MatMul:  a constant 2-D right operand and a [N, K] input, or a [N, T, K] input (a token-wise
+//            projection of a transformer block: T rows per sample, linear_geometry::rows); the
+//            weight is B^T. MatMul on rank > 3 inputs stays float: see layer_report(). A
+//            token-wise MatMul whose output is read only by an Add of a constant with one value
+//            per output (how exporters write nn.Linear) takes that constant as its bias, and the
+//            Add becomes an Identity (fold_matmul_biases), as for a Gemm's C.
 // ConvTranspose runs in float and is never a layer. A BatchNormalization whose input is a layer's
 // output read by nothing else is folded into that layer (adaquant::fold_batch_norm) and becomes an
 // Identity; the layer remembers it. The activation after a layer (through Identity nodes, when
@@ -88,8 +92,11 @@ inline void graph::detect_layers(const compile_options&) {
       }
     } else {  // MatMul
       if (w->rank() != 2) no("the weight is not a matrix");
-      else if (xs.size() > 2) no("MatMul on a rank-" + std::to_string(xs.size()) + " input (transformer-style) stays float for now");
-      else if (xs.size() != 2) no("the input is not [samples, features]");
+      else if (xs.size() > 3)
+        no("MatMul on a rank-" + std::to_string(xs.size()) +
+           " input stays float (only [samples, features] and [samples, tokens, features])");
+      else if (xs.size() < 2)
+        no("the input is not [samples, features]");
       else {
         const std::int64_t k = w->shape[0], o = w->shape[1];
         l.weight = tensor({o, k}, detail::transposed(w->f.data(), static_cast<std::size_t>(k), static_cast<std::size_t>(o)));
@@ -101,6 +108,37 @@ inline void graph::detect_layers(const compile_options&) {
     }
     if (r.quantizable) n.layer = std::move(l);
     report_.push_back(std::move(r));
+  }
+}
+
+inline void graph::fold_matmul_biases() {
+  for (node& n : nodes_) {
+    if (!n.layer || n.op_type != "MatMul" ||
+        probe_shapes_[static_cast<std::size_t>(n.inputs[0])].size() != 3)
+      continue;
+    const int y = n.outputs.empty() ? -1 : n.outputs[0];
+    if (y < 0) continue;
+    const auto r = readers(y);
+    if (r.size() != 1 || std::count(outputs_.begin(), outputs_.end(), y)) continue;
+    node& add = nodes_[r[0]];
+    if (add.op_type != "Add" || add.inputs.size() != 2 || add.inputs[0] == add.inputs[1] ||
+        add.outputs.empty() || add.outputs[0] < 0)
+      continue;
+    const int b = add.inputs[add.inputs[0] == y ? 1 : 0];
+    layer_params& l = *n.layer;
+    if (b < 0 || !is_constant(b) || !slopes_[static_cast<std::size_t>(b)].empty()) continue;
+    const tensor& c = *constants_[static_cast<std::size_t>(b)];
+    const auto o = l.weight.shape[0];
+    if (!c.floating() || c.size() != static_cast<std::size_t>(o) || c.rank() < 1 ||
+        c.shape.back() != o ||
+        probe_shapes_[static_cast<std::size_t>(add.outputs[0])] !=
+            probe_shapes_[static_cast<std::size_t>(y)])
+      continue;
+    l.bias = c.f;
+    l.bias_initializer = names_[static_cast<std::size_t>(b)];
+    add.op_type = "Identity";  // keeps its name and index: layer ids stay stable
+    add.inputs = {y};
+    add.attrs.clear();
   }
 }
 

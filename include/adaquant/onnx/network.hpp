@@ -22,6 +22,14 @@
 // weight_transposed, divided by weight_scale), its bias by ...->bias, drop the folded batch norm
 // (make it an Identity), and put Q/DQ pairs with the layer's act_params on its input.
 //
+// Token-wise layers. A MatMul on [N, T, K] activations is a linear layer with T rows per sample
+// (linear_geometry::rows). Its padding tokens are read from the token mask, a graph input of
+// integers [N, T] (nonzero = a real token): network_options::token_mask names it, or, when not
+// set, the input whose name contains "attention_mask" (case-insensitive) is used if there is
+// one. capture() returns it as layer_io::row_mask for every layer with T rows, so padding
+// counts nowhere in calibration (calibrate/network.hpp). A named input that does not exist, or a
+// mask that is not integer [N, T] for every token-wise layer's T, is an error naming the input.
+//
 // Captures and the calibration loss are resumable exactly as the example runtime's
 // calibration_network: each (mode, sample range) keeps the values live before the last captured
 // layer, and a rerun starts at the earliest layer changed since. Samples are split across
@@ -33,9 +41,11 @@
 #include <adaquant/pipeline/network.hpp>
 
 #include <algorithm>
+#include <cctype>
 #include <cmath>
 #include <map>
 #include <numeric>
+#include <optional>
 #include <span>
 #include <tuple>
 
@@ -74,6 +84,8 @@ class resumable_pass {
 
 struct network_options {
   compile_options compile;         // sample_shapes default to the calibration inputs' items
+  // The graph input marking padding tokens (see above): unset = auto-detect, "" = none.
+  std::optional<std::string> token_mask;
   std::size_t loss_samples = 256;  // calibration samples of calibration_loss()
   std::size_t threads = 0;         // 0: every core
 };
@@ -131,6 +143,8 @@ class onnx_network {
   [[nodiscard]] const std::vector<layer_report_entry>& layer_report() const noexcept {
     return fp_.layer_report();
   }
+  // The graph input used as token mask; empty when none.
+  [[nodiscard]] const std::string& token_mask() const noexcept { return mask_name_; }
   [[nodiscard]] std::vector<layer_origin> layer_origins() const;
   [[nodiscard]] const ::onnx::ModelProto& model_proto() const noexcept { return proto_; }
 
@@ -141,11 +155,14 @@ class onnx_network {
     return out;
   }
   [[nodiscard]] const layer_desc& desc(std::size_t id) const;
+  void resolve_token_mask(const model& m, const std::optional<std::string>& name);
 
   ::onnx::ModelProto proto_;
   graph fp_, q_;
   std::vector<tensor> calibration_;
   std::size_t samples_ = 0, threads_ = 1;
+  std::size_t mask_input_ = graph::npos;  // index into calibration_ of the token mask
+  std::string mask_name_;
   std::vector<layer_desc> layers_;
   std::map<std::tuple<capture_mode, std::size_t, std::size_t>, resumable_pass> passes_;
   std::vector<resumable_pass> loss_passes_;
@@ -235,8 +252,9 @@ inline onnx_network::onnx_network(const model& m, std::vector<tensor> calibratio
       }
       d.geometry = layer_geometry::of(c);
     } else {
-      d.geometry = layer_geometry::of(linear_geometry{static_cast<std::size_t>(w.shape[1]),
-                                                      static_cast<std::size_t>(w.shape[0])});
+      d.geometry = layer_geometry::of(linear_geometry{
+          static_cast<std::size_t>(w.shape[1]), static_cast<std::size_t>(w.shape[0]),
+          xs.size() == 3 ? static_cast<std::size_t>(xs[1]) : std::size_t{1}});
     }
     d.geometry.validate(fp_.source() + ": layer \"" + n.name + "\"");
     d.activation = fp_.activation_after(i);
@@ -244,6 +262,7 @@ inline onnx_network::onnx_network(const model& m, std::vector<tensor> calibratio
     d.bias = n.layer->bias;
     layers_.push_back(d);
   }
+  resolve_token_mask(m, opt.token_mask);
   // The loss samples, split by index across threads.
   const std::size_t ls = std::min(opt.loss_samples, samples_);
   if (ls > 0) {
@@ -262,6 +281,41 @@ inline const layer_desc& onnx_network::desc(std::size_t id) const {
     if (l.id == id) return l;
   adaquant::detail::fail(errc::invalid_argument, "onnx_network: layer_id",
                          std::to_string(id) + " is not a quantizable layer");
+}
+
+inline void onnx_network::resolve_token_mask(const model& m,
+                                             const std::optional<std::string>& name) {
+  const std::string where = m.source + ": token mask";
+  const auto lower = [](std::string v) {
+    for (char& c : v) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    return v;
+  };
+  for (std::size_t k = 0; k < m.inputs.size(); ++k)
+    if (name ? m.inputs[k] == *name
+             : lower(m.inputs[k]).find("attention_mask") != std::string::npos) {
+      mask_input_ = k;
+      break;
+    }
+  if (name && !name->empty() && mask_input_ == graph::npos) {
+    std::string all;
+    for (const std::string& in : m.inputs) all += (all.empty() ? "'" : ", '") + in + "'";
+    adaquant::detail::fail(errc::invalid_argument, where,
+                           "the model has no input '" + *name + "' (its inputs: " + all + ")");
+  }
+  if (mask_input_ == graph::npos) return;
+  mask_name_ = m.inputs[mask_input_];
+  const tensor& t = calibration_[mask_input_];
+  for (const layer_desc& d : layers_) {
+    if (d.geometry.kind != layer_kind::linear || d.geometry.linear.rows == 1) continue;
+    const auto rows = static_cast<std::int64_t>(d.geometry.linear.rows);
+    if (t.floating() || t.rank() != 2 || t.shape[1] != rows)
+      adaquant::detail::fail(errc::shape_mismatch, where,
+                             "input '" + mask_name_ + "' is " + (t.floating() ? "float " : "") +
+                                 shape_string(t.shape) +
+                                 "; a token mask must be integer [samples, " +
+                                 std::to_string(rows) + "] for layer \"" + fp_.at(d.id).name +
+                                 "\" with " + std::to_string(rows) + " tokens per sample");
+  }
 }
 
 inline adaquant::layer_io onnx_network::capture(std::size_t layer_id, std::size_t first,
@@ -287,6 +341,12 @@ inline adaquant::layer_io onnx_network::capture(std::size_t layer_id, std::size_
   const std::size_t in_per = d.geometry.input_per_sample(), out_per = d.geometry.output_per_sample();
   io.inputs.resize(count * in_per);
   io.outputs.resize(count * out_per);
+  const std::size_t rows = d.geometry.kind == layer_kind::linear ? d.geometry.linear.rows : 1;
+  if (rows > 1 && mask_input_ != graph::npos) {
+    const std::vector<std::int64_t>& m = calibration_[mask_input_].i;
+    io.row_mask.resize(count * rows);
+    for (std::size_t r = 0; r < count * rows; ++r) io.row_mask[r] = m[first * rows + r] != 0;
+  }
   if (count == 0) return io;
   parallel_for(parts, threads_, [&](std::size_t p) {
     const tensor out = pass[p]->run(run, layer_id, {out_v}, layer_id).at(0);

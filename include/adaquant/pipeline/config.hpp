@@ -44,6 +44,9 @@ struct quantization_spec {
   std::optional<quantizer_spec> activations = quantizer_spec::activations(4);
   // The paper's convention: the first and the last quantizable layer stay at 8 bits.
   bool first_last_8bit = true;
+  // Further layers held at 8 bits (weights and activations), by position in
+  // quantizable_layers(): to measure which layers a low bit-width hurts.
+  std::vector<std::size_t> fixed_8bit_layers{};
 };
 
 // Bit allocation (pipeline/bit_allocation.hpp): choose each layer's weight bits among

@@ -58,14 +58,17 @@ inline tensor_view<const float> weight_matrix(const layer_desc& d) {
 }
 
 inline bool fixed_at_8bit(const quantization_spec& q, std::size_t i, std::size_t n) {
-  return q.first_last_8bit && (i == 0 || i + 1 == n);
+  return (q.first_last_8bit && (i == 0 || i + 1 == n)) ||
+         std::find(q.fixed_8bit_layers.begin(), q.fixed_8bit_layers.end(), i) !=
+             q.fixed_8bit_layers.end();
 }
 // Bits of layer i under the configuration: 8 for the first and last when the convention holds.
 inline int layer_bits(const quantization_spec& q, std::size_t i, std::size_t n, int bits) {
   return fixed_at_8bit(q, i, n) ? 8 : bits;
 }
 
-// All calibration samples' inputs or outputs of one layer, in `mode`.
+// All calibration samples' inputs or outputs of one layer, in `mode`, in the layout of
+// d.geometry.per_row() (padding rows left out: capture_all).
 template <QuantizableNetwork Net>
 layer_io capture_layer(Net& net, const layer_desc& d, capture_mode mode, bool inputs, bool outputs,
                        std::size_t chunk) {
@@ -74,15 +77,18 @@ layer_io capture_layer(Net& net, const layer_desc& d, capture_mode mode, bool in
   return io;
 }
 
-inline tensor_view<const float> outputs_view(const layer_desc& d, const std::vector<float>& out,
-                                             std::size_t samples) {
-  return {out.data(), {samples, d.geometry.out_channels(), d.geometry.out_positions()}};
+// Captured outputs of layer d as [rows, C, P] (rows: samples, or valid tokens of a token-wise
+// linear layer).
+inline tensor_view<const float> outputs_view(const layer_desc& d, const std::vector<float>& out) {
+  const std::size_t per = d.geometry.per_row().output_per_sample();
+  return {out.data(), {out.size() / per, d.geometry.out_channels(), d.geometry.out_positions()}};
 }
 
-// outputs [samples, C, P] of layer d -= bias per channel: the layer's output before its bias.
-inline void remove_bias(const layer_desc& d, const std::vector<float>& bias, std::size_t samples,
+// outputs [rows, C, P] of layer d -= bias per channel: the layer's output before its bias.
+inline void remove_bias(const layer_desc& d, const std::vector<float>& bias,
                         std::vector<float>& outputs) {
   const std::size_t oc = d.geometry.out_channels(), pos = d.geometry.out_positions();
+  const std::size_t samples = outputs.size() / (oc * pos);
   for (std::size_t s = 0; s < samples; ++s)
     for (std::size_t c = 0; c < oc; ++c)
       for (std::size_t p = 0; p < pos; ++p) outputs[(s * oc + c) * pos + p] -= bias[c];
@@ -117,7 +123,6 @@ inline void quantize_weights(const layer_desc& d, const quantizer_spec& spec, qu
 template <PipelineNetwork Net>
 void range_step(Net& net, pipeline_state& st, const execution_context& ctx) {
   const std::size_t n = st.layers.size();
-  const std::size_t samples = net.calibration_size();
   const std::size_t width = resolve_threads(ctx.threads);
   std::vector<std::size_t> todo;  // positions not in the checkpoint
   for (std::size_t i = 0; i < n; ++i) {
@@ -147,7 +152,9 @@ void range_step(Net& net, pipeline_state& st, const execution_context& ctx) {
       q.quantize_input = lq.activations.has_value();
       if (lq.activations) {
         q.act_params = estimate_tensor_params(
-            tensor_view<const float>(io[k].inputs.data(), {samples, d.geometry.input_per_sample()}),
+            tensor_view<const float>(io[k].inputs.data(),
+                                     {io[k].inputs.size() / d.geometry.per_row().input_per_sample(),
+                                      d.geometry.per_row().input_per_sample()}),
             *lq.activations, zero_range::use_epsilon);
         q.act_rounding = lq.activations->rounding;
       }
@@ -169,7 +176,6 @@ template <PipelineNetwork Net>
 std::size_t bn_tuning_layers(Net& net, pipeline_state& st, const bn_tuning_options& opt,
                              const execution_context& ctx) {
   std::size_t tuned = 0;
-  const std::size_t samples = net.calibration_size();
   for (std::size_t i = 0; i < st.layers.size(); ++i) {
     const layer_desc& d = st.layers[i];
     const batch_norm_params* bn = net.folded_batch_norm(d.id);
@@ -184,15 +190,15 @@ std::size_t bn_tuning_layers(Net& net, pipeline_state& st, const bn_tuning_optio
     }
     layer_io io = capture_layer(net, d, capture_mode::quantized, false, true, ctx.capture_batch);
     const std::size_t oc = d.geometry.out_channels();
-    remove_bias(d, q.bias, samples, io.outputs);  // u = Q x
+    remove_bias(d, q.bias, io.outputs);  // u = Q x
     channel_moments m(oc, 1);
-    m.observe(outputs_view(d, io.outputs, samples));
+    m.observe(outputs_view(d, io.outputs));
     bn_retune_result r;
     if (opt.target == bn_reference::full_precision) {
       const layer_io fp =
           capture_layer(net, d, capture_mode::full_precision, false, true, ctx.capture_batch);
       channel_moments mf(oc, 1);
-      mf.observe(outputs_view(d, fp.outputs, samples));
+      mf.observe(outputs_view(d, fp.outputs));
       r = match_output_moments(mf, m, bn->eps);
     } else {
       r = retune_batch_norm(*bn, m);
@@ -225,7 +231,6 @@ std::size_t bn_tuning_layers(Net& net, pipeline_state& st, const bn_tuning_optio
 template <PipelineNetwork Net>
 double bias_correction_step(Net& net, pipeline_state& st, const execution_context& ctx) {
   double largest = 0.0;
-  const std::size_t samples = net.calibration_size();
   for (std::size_t i = 0; i < st.layers.size(); ++i) {
     const layer_desc& d = st.layers[i];
     double layer_largest = 0.0;
@@ -238,7 +243,7 @@ double bias_correction_step(Net& net, pipeline_state& st, const execution_contex
       const layer_io qo =
           capture_layer(net, d, capture_mode::quantized, false, true, ctx.capture_batch);
       bias_correction bc(d.geometry.out_channels(), 1);
-      bc.observe(outputs_view(d, fp.outputs, samples), outputs_view(d, qo.outputs, samples));
+      bc.observe(outputs_view(d, fp.outputs), outputs_view(d, qo.outputs));
       for (float v : bc.correction())
         layer_largest = std::max(layer_largest, static_cast<double>(std::abs(v)));
       bc.apply(st.q[i].bias);
@@ -259,7 +264,6 @@ template <PipelineNetwork Net>
 std::pair<double, double> bias_tuning_step(Net& net, pipeline_state& st,
                                            const execution_context& ctx) {
   double before = 0.0, after = 0.0;
-  const std::size_t samples = net.calibration_size();
   for (std::size_t i = 0; i < st.layers.size(); ++i) {
     const layer_desc& d = st.layers[i];
     quantized_layer& q = st.q[i];
@@ -271,10 +275,9 @@ std::pair<double, double> bias_tuning_step(Net& net, pipeline_state& st,
       layer_io qo = capture_layer(net, d, capture_mode::quantized, false, true, ctx.capture_batch);
       const layer_io fp =
           capture_layer(net, d, capture_mode::full_precision, false, true, ctx.capture_batch);
-      remove_bias(d, q.bias, samples, qo.outputs);  // u = Q(W) Q(x)
-      const bias_tuning_result r = tune_bias(outputs_view(d, qo.outputs, samples),
-                                             outputs_view(d, fp.outputs, samples), q.bias,
-                                             d.activation);
+      remove_bias(d, q.bias, qo.outputs);  // u = Q(W) Q(x)
+      const bias_tuning_result r =
+          tune_bias(outputs_view(d, qo.outputs), outputs_view(d, fp.outputs), q.bias, d.activation);
       const auto elements = static_cast<double>(qo.outputs.size());
       mse = {r.loss_before / elements, r.loss_after / elements};
       q.bias = r.bias;
@@ -322,7 +325,8 @@ calibration_report adaquant_step(Net& net, pipeline_state& st, calibration_optio
   recording_network<Net> rec{net, {}};
   co.order = order;
   std::vector<layer_quantizers> quantizers;
-  for (std::size_t i = 0; i < st.layers.size(); ++i) quantizers.push_back(st.quantizers(i, wbits[i]));
+  for (std::size_t i = 0; i < st.layers.size(); ++i)
+    quantizers.push_back(st.quantizers(i, wbits[i]));
   calibration_report rep =
       calibrate_layers(rec, std::span<const layer_quantizers>(quantizers), co, ctx, unit);
   std::map<std::size_t, std::size_t> pos;
@@ -356,6 +360,10 @@ pipeline_state init_state(Net& net, const quantization_spec& quant, const char* 
     check_weight_blocks(d.geometry, lc.weight_block,
                         f + ": config.quant.weights.gran (layer " + std::to_string(d.id) + ")");
   const std::size_t n = st.layers.size();
+  for (const std::size_t i : quant.fixed_8bit_layers)
+    if (!(i < n))
+      fail(errc::invalid_argument, f + ": config.quant.fixed_8bit_layers",
+           "position " + std::to_string(i) + " is not below the " + std::to_string(n) + " layers");
   st.q.resize(n);
   for (std::size_t i = 0; i < n; ++i) {
     st.wbits.push_back(layer_bits(quant, i, n, quant.weights.scheme.bits));
