@@ -85,6 +85,8 @@ expect_error "token mask: input 'x' is float [4, 2, 3]; a token mask must be int
   --model "$resize" --calib "$work/x.npy" --output "$work/out/q.onnx" --token-mask x
 expect_error "token mask: the model has no input 'mask' (its inputs: 'x')" \
   --model "$resize" --calib "$work/x.npy" --output "$work/out/q.onnx" --token-mask mask
+expect_error "--token-mask needs an input name or none" --model "$resize" --calib "$work/x.npy" \
+  --output "$work/out/q.onnx" --token-mask ""
 expect_error "--8bit-layers: no layer's node name contains 'attn/x/'" --model "$model" \
   --calib "$data/calib" --calib-count 8 --output "$work/out/q.onnx" --8bit-layers attn/q/,attn/x/
 
