@@ -5,7 +5,8 @@
 //
 //   node tools/ort/run.js --model m.onnx --inputs x.npy|DIR [--labels y.npy] [--batch 64]
 //        [--threads 1] [--outputs out.npy] [--compare ref.npy] [--latency] [--warmup 10]
-//        [--repeats 100] [--no-spinning] [--level disabled|basic|extended|all] --json out.json
+//        [--repeats 100] [--no-spinning] [--level disabled|basic|extended|all]
+//        [--matmulnbits-accuracy 0-4] --json out.json
 //
 // --inputs     one .npy for a single-input model, or a directory holding <input name>.npy for
 //              every model input; float32 or int64 (token ids); the first axis is the sample axis
@@ -21,6 +22,10 @@
 //              compute exactly what adaquant simulated with `disabled` (every node as written);
 //              from `basic` on ORT may quantize float biases to int32 and fuse DequantizeLinear +
 //              Conv/MatMul into its integer kernels, which round differently.
+// --matmulnbits-accuracy N  accuracy level of the MatMulNBits kernels ORT fuses blocked 4-bit
+//              DequantizeLinear + MatMul into (session.qdq_matmulnbits_accuracy_level): 0 or 1
+//              computes in float32 (the simulation's numbers), 4 (ORT 1.30's default) quantizes the
+//              activations to int8 inside the kernel, faster and no longer weight-only.
 // --no-spinning  ORT's intra-op threads sleep instead of spin-waiting between ops
 //              (session.intra_op.allow_spinning = 0): faster with 2 threads on a busy machine.
 // The JSON report holds every figure printed. Exit status: 0 on success, 2 on bad arguments, 1 on
@@ -33,14 +38,16 @@ const { NpyError, readNpy, writeNpy } = require('./npy');
 
 const USAGE = 'usage: node tools/ort/run.js --model m.onnx --inputs x.npy|DIR [--labels y.npy] ' +
   '[--batch 64] [--threads 1] [--outputs out.npy] [--compare ref.npy] [--latency] [--warmup 10] ' +
-  '[--repeats 100] [--no-spinning] [--level disabled|basic|extended|all] --json out.json';
+  '[--repeats 100] [--no-spinning] [--level disabled|basic|extended|all] ' +
+  '[--matmulnbits-accuracy 0-4] --json out.json';
 
 class UsageError extends Error {}
 
 function parseArgs(argv) {
   const a = { batch: 64, threads: 1, warmup: 10, repeats: 100, latency: false, spinning: true,
     level: 'all' };
-  const strings = ['model', 'inputs', 'labels', 'outputs', 'compare', 'json', 'level'];
+  const strings = ['model', 'inputs', 'labels', 'outputs', 'compare', 'json', 'level',
+    'matmulnbits-accuracy'];
   const counts = ['batch', 'threads', 'warmup', 'repeats'];
   for (let i = 0; i < argv.length; ++i) {
     const flag = argv[i], name = flag.replace(/^--/, '');
@@ -54,6 +61,9 @@ function parseArgs(argv) {
       if (!/^[0-9]+$/.test(v) || Number(v) < (name === 'warmup' ? 0 : 1))
         throw new UsageError(`${flag}: expected a positive integer, got '${v}'`);
       a[name] = Number(v);
+    } else if (name === 'matmulnbits-accuracy') {
+      if (!/^[0-4]$/.test(v)) throw new UsageError(`${flag}: expected 0, 1, 2, 3 or 4, got '${v}'`);
+      a.matmulnbitsAccuracy = v;
     } else {
       a[name] = v;
     }
@@ -124,7 +134,9 @@ async function main() {
   const session = await ort.InferenceSession.create(a.model, {
     intraOpNumThreads: a.threads, interOpNumThreads: 1, executionMode: 'sequential',
     graphOptimizationLevel: a.level,
-    extra: { session: { intra_op: { allow_spinning: a.spinning ? '1' : '0' } } },
+    extra: { session: Object.assign({ intra_op: { allow_spinning: a.spinning ? '1' : '0' } },
+      a.matmulnbitsAccuracy === undefined ? {} :
+        { qdq_matmulnbits_accuracy_level: a.matmulnbitsAccuracy }) },
   });
   const arrays = loadInputs(session, a.inputs);
   const n = Object.values(arrays)[0].shape[0];

@@ -35,6 +35,13 @@ test('run.js: logits, labels, latency and its error exits', { skip: !installed &
 
   assert.strictEqual(run('--model', model, '--json', json).status, 2);
   assert.strictEqual(run('--model', model, '--inputs', out, '--batch', 'x', '--json', json).status, 2);
+  const acc = run('--model', model, '--inputs', out, '--matmulnbits-accuracy', '5', '--json', json);
+  assert.strictEqual(acc.status, 2);
+  assert.match(acc.stderr, /--matmulnbits-accuracy: expected 0, 1, 2, 3 or 4, got '5'/);
+  const acc0 = run('--model', model, '--inputs', path.join(dir, 'x.npy'), '--matmulnbits-accuracy', '0',
+    '--compare', out, '--json', json);
+  assert.strictEqual(acc0.status, 0, acc0.stderr);  // a model without MatMulNBits: same logits
+  assert.strictEqual(JSON.parse(fs.readFileSync(json, 'utf8')).compare.max_abs_diff, 0);
   fs.writeFileSync(path.join(dir, 'bad.npy'), npyBytes('float32', [3, 1, 28, 28], x).subarray(0, 200));
   const bad = run('--model', model, '--inputs', path.join(dir, 'bad.npy'), '--json', json);
   assert.strictEqual(bad.status, 1);
