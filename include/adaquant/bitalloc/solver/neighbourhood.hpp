@@ -1,0 +1,89 @@
+#pragma once
+// Window search (several rows): the incumbent improved by large-neighbourhood search. Every layer
+// keeps its incumbent option except the core layers of one window (consecutive in ambiguity
+// order, most ambiguous first), which keep all their options; that sub-problem is solved by the
+// whole solver under a node cap, and a cheaper answer becomes the incumbent. Windows overlap by
+// half. The sub-problems only ever propose incumbents: nothing they prune joins the proof.
+
+#include <adaquant/bitalloc/lp_bound.hpp>
+#include <adaquant/bitalloc/solver/bounded_search.hpp>
+#include <adaquant/bitalloc/solver/progress.hpp>
+
+#include <algorithm>
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <numeric>
+#include <utility>
+#include <vector>
+
+namespace adaquant::detail {
+
+inline constexpr std::uint64_t window_nodes = std::uint64_t{1} << 17;  // per sub-problem
+
+// The incumbent as option indices of p; false when one of its options has been reduced away
+// (then it is within the gap of the optimum and no window can beat it by more).
+[[nodiscard]] inline bool incumbent_options(const mckp& p, const search_progress& pr,
+                                            std::vector<std::size_t>& x) {
+  if (pr.best.size() != p.groups()) return false;
+  x.assign(p.groups(), 0);
+  for (std::size_t g = 0; g < p.groups(); ++g) {
+    std::size_t o = p.begin[g];
+    while (o < p.begin[g + 1] && p.label[o] != pr.best[g]) ++o;
+    if (o == p.begin[g + 1]) return false;
+    x[g] = o;
+  }
+  return true;
+}
+
+// One sweep of windows of `window_layers` core layers over the core of p. solve(sub, limits) runs
+// the solver on a sub-problem whose labels are option indices of p. Returns true when the
+// incumbent improved.
+template <class Solve>
+bool window_search(const mckp& p, search_progress& pr, const std::vector<double>& lambda,
+                   std::size_t window_layers, Solve&& solve) {
+  std::vector<std::size_t> x;
+  if (!incumbent_options(p, pr, x)) return false;
+  const search_core core = make_search_core(p, lambda, true);
+  const std::size_t K = core.layers.size();
+  if (K <= window_layers) return false;  // the exact search covers it whole
+  mckp_limits lim;
+  lim.node_limit =
+      pr.lim.node_limit == 0 ? window_nodes : std::min(window_nodes, pr.lim.node_limit);
+  lim.rel_gap = pr.lim.rel_gap;
+  lim.abs_gap = pr.lim.abs_gap;
+  lim.min_window = 0;
+  mckp base = p;
+  std::iota(base.label.begin(), base.label.end(), std::uint32_t{0});
+  bool improved = false;
+  std::vector<char> keep;
+  const std::size_t step = std::max<std::size_t>(1, window_layers / 2);
+  for (std::size_t start = 0; start < K; start += step) {
+    if (pr.time_up()) break;
+    if (pr.lim.time_limit < inf) {
+      const std::chrono::duration<double> el = std::chrono::steady_clock::now() - pr.start;
+      lim.time_limit = pr.lim.time_limit - el.count();
+    }
+    keep.assign(p.options(), 0);
+    for (std::size_t g = 0; g < p.groups(); ++g) keep[x[g]] = 1;
+    for (std::size_t k = start; k < std::min(K, start + window_layers); ++k) {
+      const std::size_t g = core.layers[k];
+      std::fill(keep.begin() + static_cast<std::ptrdiff_t>(p.begin[g]),
+                keep.begin() + static_cast<std::ptrdiff_t>(p.begin[g + 1]), char{1});
+    }
+    mckp sub = base;
+    compact(sub, keep);
+    const mckp_outcome out = solve(std::move(sub), lim);
+    if (out.status == allocation_status::no_solution || !(out.objective < pr.ub)) continue;
+    std::vector<std::size_t> y(out.choice.begin(), out.choice.end());
+    const double before = pr.ub;
+    pr.offer(p, y);  // re-sums on p and re-checks every row
+    if (pr.ub < before) {
+      x = std::move(y);
+      improved = true;
+    }
+  }
+  return improved;
+}
+
+}  // namespace adaquant::detail
