@@ -13,7 +13,6 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
-#include <numeric>
 #include <utility>
 #include <vector>
 
@@ -37,8 +36,7 @@ inline constexpr std::uint64_t window_nodes = std::uint64_t{1} << 17;  // per su
 }
 
 // One sweep of windows of `window_layers` core layers over the core of p. solve(sub, limits) runs
-// the solver on a sub-problem whose labels are option indices of p. Returns true when the
-// incumbent improved.
+// the solver on a sub-problem. Returns true when the incumbent improved.
 template <class Solve>
 bool window_search(const mckp& p, search_progress& pr, const std::vector<double>& lambda,
                    std::size_t window_layers, Solve&& solve) {
@@ -53,10 +51,9 @@ bool window_search(const mckp& p, search_progress& pr, const std::vector<double>
   lim.rel_gap = pr.lim.rel_gap;
   lim.abs_gap = pr.lim.abs_gap;
   lim.min_window = 0;
-  mckp base = p;
-  std::iota(base.label.begin(), base.label.end(), std::uint32_t{0});
+  const std::size_t R = p.rows;
   bool improved = false;
-  std::vector<char> keep;
+  std::vector<char> in_window(p.groups());
   const std::size_t step = std::max<std::size_t>(1, window_layers / 2);
   for (std::size_t start = 0; start < K; start += step) {
     if (pr.time_up()) break;
@@ -64,18 +61,34 @@ bool window_search(const mckp& p, search_progress& pr, const std::vector<double>
       const std::chrono::duration<double> el = std::chrono::steady_clock::now() - pr.start;
       lim.time_limit = pr.lim.time_limit - el.count();
     }
-    keep.assign(p.options(), 0);
-    for (std::size_t g = 0; g < p.groups(); ++g) keep[x[g]] = 1;
-    for (std::size_t k = start; k < std::min(K, start + window_layers); ++k) {
-      const std::size_t g = core.layers[k];
-      std::fill(keep.begin() + static_cast<std::ptrdiff_t>(p.begin[g]),
-                keep.begin() + static_cast<std::ptrdiff_t>(p.begin[g + 1]), char{1});
+    // The sub-problem holds the window's layers only (labels: option indices of p); the other
+    // layers' incumbent options are folded into its capacities.
+    const std::size_t end = std::min(K, start + window_layers);
+    std::fill(in_window.begin(), in_window.end(), char{0});
+    for (std::size_t k = start; k < end; ++k) in_window[core.layers[k]] = 1;
+    mckp sub;
+    sub.rows = R;
+    sub.cap = p.cap;
+    double fixed_cost = 0.0;
+    for (std::size_t g = 0; g < p.groups(); ++g) {
+      if (in_window[g]) continue;
+      fixed_cost += p.cost[x[g]];
+      for (std::size_t r = 0; r < R; ++r) sub.cap[r] -= p.a(x[g], r);
     }
-    mckp sub = base;
-    compact(sub, keep);
+    for (std::size_t k = start; k < end; ++k) {
+      const std::size_t g = core.layers[k];
+      for (std::size_t o = p.begin[g]; o < p.begin[g + 1]; ++o) {
+        sub.cost.push_back(p.cost[o]);
+        for (std::size_t r = 0; r < R; ++r) sub.res.push_back(p.a(o, r));
+        sub.label.push_back(static_cast<std::uint32_t>(o));
+      }
+      sub.begin.push_back(sub.cost.size());
+    }
     const mckp_outcome out = solve(std::move(sub), lim);
-    if (out.status == allocation_status::no_solution || !(out.objective < pr.ub)) continue;
-    std::vector<std::size_t> y(out.choice.begin(), out.choice.end());
+    if (out.status == allocation_status::no_solution || !(fixed_cost + out.objective < pr.ub))
+      continue;
+    std::vector<std::size_t> y = x;
+    for (std::size_t k = start; k < end; ++k) y[core.layers[k]] = out.choice[k - start];
     const double before = pr.ub;
     pr.offer(p, y);  // re-sums on p and re-checks every row
     if (pr.ub < before) {
