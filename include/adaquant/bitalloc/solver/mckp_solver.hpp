@@ -95,7 +95,8 @@ class mckp_solver {
     pr_.root_lb = bound;
     // Reduced-cost fixing against the root heuristic's incumbent, a beam search for a better
     // one, fixing again; with several rows, window sweeps (each followed by fixing) that double
-    // their window when a sweep finds nothing; then the exact search.
+    // their window when a sweep finds nothing (the first size in ambiguity order, the wider ones
+    // in resource-range order); then the exact search.
     const std::size_t max_window = 4 * pr_.lim.min_window;
     std::size_t window = pr_.lim.min_window;
     for (int pass = 0;; ++pass) {
@@ -118,7 +119,7 @@ class mckp_solver {
         return mckp_solver(std::move(sub), lim).run();
       };
       while (window <= max_window && pass <= max_window_sweeps &&
-             !window_search(p_, pr_, lambda, window, solve)) {
+             !window_search(p_, pr_, lambda, window, window > pr_.lim.min_window, solve)) {
         window *= 2;
         ++pass;
       }

@@ -1,9 +1,12 @@
 #pragma once
 // Window search (several rows): the incumbent improved by large-neighbourhood search. Every layer
-// keeps its incumbent option except the core layers of one window (consecutive in ambiguity
-// order, most ambiguous first), which keep all their options; that sub-problem is solved by the
-// whole solver under a node cap, and a cheaper answer becomes the incumbent. Windows overlap by
-// half. The sub-problems only ever propose incumbents: nothing they prune joins the proof.
+// keeps its incumbent option except the core layers of one window, which keep all their options;
+// that sub-problem is solved by the whole solver under a node cap, and a cheaper answer becomes
+// the incumbent. Windows overlap by half. Two orders of the core make the windows: by ambiguity
+// (most ambiguous first: layers whose options the bound barely separates), and by resource range
+// (sum over rows of (max - min use among the layer's options) / cap, widest first: the lumpy
+// layers, which must trade with each other for every budget to fit at once). The sub-problems only
+// ever propose incumbents: nothing they prune joins the proof.
 
 #include <adaquant/bitalloc/lp_bound.hpp>
 #include <adaquant/bitalloc/solver/bounded_search.hpp>
@@ -35,14 +38,32 @@ inline constexpr std::uint64_t window_nodes = std::uint64_t{1} << 17;  // per su
   return true;
 }
 
-// One sweep of windows of `window_layers` core layers over the core of p. solve(sub, limits) runs
-// the solver on a sub-problem. Returns true when the incumbent improved.
+// Sorts core layers by resource range, widest first (ties keep their order).
+inline void order_by_range(const mckp& p, std::vector<std::size_t>& layers) {
+  std::vector<double> range(p.groups(), 0.0);
+  for (std::size_t g : layers)
+    for (std::size_t r = 0; r < p.rows; ++r) {
+      double mn = inf, mx = 0.0;
+      for (std::size_t o = p.begin[g]; o < p.begin[g + 1]; ++o) {
+        mn = std::min(mn, p.a(o, r));
+        mx = std::max(mx, p.a(o, r));
+      }
+      range[g] += (mx - mn) / (p.cap[r] > 0.0 ? p.cap[r] : 1.0);
+    }
+  std::stable_sort(layers.begin(), layers.end(),
+                   [&](std::size_t i, std::size_t j) { return range[i] > range[j]; });
+}
+
+// One sweep of windows of `window_layers` core layers over the core of p, in ambiguity order or
+// (by_range) in resource-range order. solve(sub, limits) runs the solver on a sub-problem.
+// Returns true when the incumbent improved.
 template <class Solve>
 bool window_search(const mckp& p, search_progress& pr, const std::vector<double>& lambda,
-                   std::size_t window_layers, Solve&& solve) {
+                   std::size_t window_layers, bool by_range, Solve&& solve) {
   std::vector<std::size_t> x;
   if (!incumbent_options(p, pr, x)) return false;
-  const search_core core = make_search_core(p, lambda, true);
+  search_core core = make_search_core(p, lambda, true);
+  if (by_range) order_by_range(p, core.layers);
   const std::size_t K = core.layers.size();
   if (K <= window_layers) return false;  // the exact search covers it whole
   mckp_limits lim;
