@@ -22,6 +22,11 @@
 //      (one row, with a new incumbent; two rows' first round), else L at the same lambda.
 //   5. Beam pass (bounded_search.hpp): step 6 with the most ambiguous layers first and only the
 //      64 states of least bound kept per stage, for a better incumbent; then step 4 again.
+//      Several rows: window search (neighbourhood.hpp), a large-neighbourhood search. Every
+//      layer keeps its incumbent option except a window of core layers (32, doubled up to 128
+//      when a sweep finds nothing; at most 6 sweeps); the window's sub-problem is solved by this
+//      solver under a cap of 2^17 nodes (at most node_limit), and each improving sweep is
+//      followed by step 4. Sub-problems only propose incumbents; their nodes are not counted.
 //   6. Exact bounded search: a stage-wise dynamic program over the core (the layers with more
 //      than one option left), one layer per stage, clear-cut layers (largest gap between their
 //      two best options priced by lambda) first. A state is a partial choice (cost c, use u of

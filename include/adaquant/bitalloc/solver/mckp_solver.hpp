@@ -5,6 +5,7 @@
 #include <adaquant/bitalloc/lp_bound.hpp>
 #include <adaquant/bitalloc/solver/bounded_search.hpp>
 #include <adaquant/bitalloc/solver/incumbent.hpp>
+#include <adaquant/bitalloc/solver/neighbourhood.hpp>
 #include <adaquant/bitalloc/solver/progress.hpp>
 #include <adaquant/bitalloc/solver/reduce.hpp>
 
@@ -70,6 +71,8 @@ inline double root_bound(const mckp& p, search_progress& pr, std::vector<double>
 
 class mckp_solver {
  public:
+  static constexpr int max_window_sweeps = 6;  // window search: at most this many sweeps
+
   mckp_solver(mckp problem, const mckp_limits& limits) : p_(std::move(problem)), pr_(limits) {}
 
   mckp_outcome run() {
@@ -91,8 +94,12 @@ class mckp_solver {
     double bound = root_bound(p_, pr_, lambda, true);
     pr_.root_lb = bound;
     // Reduced-cost fixing against the root heuristic's incumbent, a beam search for a better
-    // one, fixing again, then the exact search.
-    for (int pass = 0; pass < 2; ++pass) {
+    // one, fixing again; with several rows, window sweeps (each followed by fixing) that double
+    // their window when a sweep finds nothing (the first size in ambiguity order, the wider ones
+    // in resource-range order); then the exact search.
+    const std::size_t max_window = 4 * pr_.lim.min_window;
+    std::size_t window = pr_.lim.min_window;
+    for (int pass = 0;; ++pass) {
       for (int round = 0; round < 8 && pr_.ub < inf; ++round) {
         if (pr_.ub - bound <= pr_.eps()) return pr_.finish(true, bound);
         if (reduced_cost_fix(p_, lambda, bound, pr_) == 0) break;
@@ -103,7 +110,20 @@ class mckp_solver {
         }
         bound = root_bound(p_, pr_, lambda, false);
       }
-      if (pass == 0) bounded_search(p_, pr_, lambda, bound, 64);
+      if (pass == 0) {
+        bounded_search(p_, pr_, lambda, bound, 64);
+        continue;
+      }
+      if (R < 2 || window == 0) break;
+      auto solve = [](mckp sub, const mckp_limits& lim) {
+        return mckp_solver(std::move(sub), lim).run();
+      };
+      while (window <= max_window && pass <= max_window_sweeps &&
+             !window_search(p_, pr_, lambda, window, window > pr_.lim.min_window, solve)) {
+        window *= 2;
+        ++pass;
+      }
+      if (window > max_window || pass > max_window_sweeps) break;
     }
     return bounded_search(p_, pr_, lambda, bound, 0);
   }

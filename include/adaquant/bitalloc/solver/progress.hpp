@@ -19,6 +19,9 @@ struct mckp_limits {
   double time_limit = inf;
   double rel_gap = 1e-9;
   double abs_gap = 0.0;
+  // Window search (neighbourhood.hpp): windows of min_window core layers, doubled up to 4 x when
+  // a sweep finds nothing; 0 = none (its own sub-problems).
+  std::size_t min_window = 32;
 };
 
 struct mckp_outcome {
