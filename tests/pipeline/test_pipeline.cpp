@@ -3,6 +3,8 @@
 
 #include <catch2/catch.hpp>
 
+#include <limits>
+
 #include "support/expect_error.hpp"
 #include "toy_network.hpp"
 
@@ -153,8 +155,8 @@ TEST_CASE("AdaQuant starts from the ranges the quantizer specs ask for, settings
     for (const auto& d : layers) {
       const auto& q = net.quantized().at(d.id);
       const auto expect = aq::estimate_channel_params(
-          aq::tensor_view<const float>(d.weight.data(), {d.geometry.out_channels(),
-                                                         d.geometry.weights_per_channel()}),
+          aq::tensor_view<const float>(
+              d.weight.data(), {d.geometry.out_channels(), d.geometry.weights_per_channel()}),
           c.quant.weights, aq::zero_range::use_epsilon);
       INFO("percentile " << pct << " layer " << d.id);
       CHECK(q.weight_params.scale == expect.scale);
@@ -223,6 +225,12 @@ TEST_CASE("pipelines reject bad configurations before changing the network") {
   adv = advanced(4, 4);
   adv.adaquant->layer.iterations = 0;
   CHECK_THROWS_WITH(aq::advanced_pipeline(net, adv, ctx), Catch::Contains("iterations"));
+  adv = advanced(4, 2);
+  for (float p : {-0.5f, 2.0f, std::numeric_limits<float>::quiet_NaN()}) {
+    adv.adaquant->layer.qdrop = p;
+    adaquant_test::expect_error([&] { (void)aq::advanced_pipeline(net, adv, ctx); },
+                                aq::errc::invalid_argument, "options.qdrop");
+  }
   CHECK(net.set_calls == calls);
 }
 
