@@ -95,18 +95,22 @@ TEST_CASE("QDrop p = 0 is the plain objective bit for bit; p = 1 is the float-in
   CHECK(plain.act_scale != 0.0f);  // the fully quantized input does have a gradient
   CHECK(v1 != v_plain);
 
-  // Through the optimiser: qdrop = 0 runs exactly as without the setting.
+  // Through the optimiser, on 4-bit inputs (no QDrop by default): qdrop = 0 runs exactly as
+  // without the setting.
+  layer_quant_config a4 = low_bit();
+  a4.act_scheme.bits = 4;
+  layer_objective obj4(g, L.w, L.b, L.x, L.y, a4);
   adaquant_options o;
   o.iterations = 30;
   o.batch_size = 4;
   o.eval_every = 10;
-  const initial_quant_params init = estimate_initial_params(obj, quantizers_of(obj.config()));
-  const layer_result r_plain = adaquant_optimize(obj, o, init);
+  const initial_quant_params init = estimate_initial_params(obj4, quantizers_of(a4));
+  const layer_result r_plain = adaquant_optimize(obj4, o, init);
   o.qdrop = 0.0f;
-  const layer_result r0 = adaquant_optimize(obj, o, init);
+  const layer_result r0 = adaquant_optimize(obj4, o, init);
   CHECK(same_state(r0.state, r_plain.state));
   o.qdrop = 0.5f;
-  const layer_result r5 = adaquant_optimize(obj, o, init);
+  const layer_result r5 = adaquant_optimize(obj4, o, init);
   CHECK_FALSE(same_state(r5.state, r_plain.state));
 }
 
@@ -173,4 +177,29 @@ TEST_CASE("QDrop: gradients (input quantizer's included) match central differenc
     INFO("worst: " << r.worst << " error " << r.max_error);
     CHECK(r.max_error < 1e-4);
   }
+}
+
+TEST_CASE("QDrop default: by the layer's input bits (default_qdrop)", "[objective][qdrop]") {
+  const layer_geometry g = linear_geom(16, 6);
+  random_layer L(g, 40, 21, true);
+  adaquant_options o;
+  o.iterations = 40;
+  o.batch_size = 8;
+  o.eval_every = 10;
+  for (int abits : {2, 3, 4, 8}) {
+    INFO("input bits " << abits);
+    layer_quant_config cfg = low_bit();
+    cfg.act_scheme.bits = abits;
+    layer_objective obj(g, L.w, L.b, L.x, L.y, cfg);
+    const initial_quant_params init = estimate_initial_params(obj, quantizers_of(cfg));
+    o.qdrop.reset();
+    const layer_result by_default = adaquant_optimize(obj, o, init);
+    o.qdrop = default_qdrop(cfg);
+    const layer_result explicit_p = adaquant_optimize(obj, o, init);
+    CHECK(same_state(by_default.state, explicit_p.state));
+    if (abits == 2) CHECK(default_qdrop(cfg) == 0.5f);
+    if (abits >= 4) CHECK(default_qdrop(cfg) == 0.0f);
+  }
+  layer_quant_config wo = low_bit(false);
+  CHECK(default_qdrop(wo) == 0.0f);
 }
