@@ -87,6 +87,10 @@ what to compute
   --iterations N         AdaQuant iterations per layer                     [1000]
   --order O              sequential | parallel AdaQuant                    [sequential]
   --seed N               AdaQuant's seed                                   [0]
+  --qdrop P              AdaQuant's QDrop: each input element keeps its float value with
+                         probability P in [0, 1] while optimising       [by bits: docs/lowbit.md]
+  --lr-weight R          AdaQuant's relative rate of the weight offsets    [2e-3]
+  --lr-quant R           AdaQuant's relative rate of the quantizer scales  [1e-3]
   --no-bn-tuning         skip BN tuning
   --bn-target T          running | fp: BN tuning's reference statistics    [running]
   --no-bias              skip bias correction (light) / bias tuning (advanced)
@@ -191,6 +195,9 @@ args parse(int argc, char** argv) {
     else if (f == "--loss-samples") a.loss_samples = cli.to_count(f, value());
     else if (f == "--iterations") s.iterations = cli.to_count(f, value());
     else if (f == "--order") s.order = value();
+    else if (f == "--qdrop") s.qdrop = cli.to_double(f, value());
+    else if (f == "--lr-weight") s.lr_weight = cli.to_double(f, value());
+    else if (f == "--lr-quant") s.lr_quant = cli.to_double(f, value());
     else if (f == "--seed") s.seed = static_cast<std::uint64_t>(cli.to_count(f, value()));
     else if (f == "--no-bn-tuning") s.bn_tuning = false;
     else if (f == "--bn-target") s.bn_target = value();
@@ -241,6 +248,7 @@ args parse(int argc, char** argv) {
     cli.fail("--max-size-ratio: must be in (0, 1]");
   if (!(s.percentile > 0.0 && s.percentile <= 100.0)) cli.fail("--percentile: must be in (0, 100]");
   if (s.iterations == 0) cli.fail("--iterations: must be > 0");
+  ex::check_adaquant_settings(cli, s);
   if (a.loss_samples == 0) cli.fail("--loss-samples: must be > 0");
   if (s.bit_rounds < 1) cli.fail("--bit-rounds: must be >= 1");
   return a;
@@ -650,6 +658,7 @@ int run(const args& a) {
            s.pipeline == "advanced" ? nlohmann::json(s.iterations) : nlohmann::json(nullptr)},
           {"order", s.order},
           {"seed", s.seed},
+          {"qdrop", s.qdrop ? nlohmann::json(*s.qdrop) : nlohmann::json("default")},
           {"bn_tuning", ex::bn_tuning_of(s).has_value()},
           {"bn_target", s.bn_target},
           {"bias", s.bias && s.pipeline != "naive"},

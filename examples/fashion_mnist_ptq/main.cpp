@@ -12,6 +12,9 @@
 //                     [--bit-rounds 4]   (loss tables bit allocation measures; 1 = one-shot)
 //                     [--threads N]   (0 = every core; results do not depend on it)
 //                     [--bn-target running|fp]   (BN tuning's reference statistics)
+//                     [--qdrop P]   (AdaQuant's QDrop probability in [0, 1]; default by bits)
+//                     [--lr-weight R] [--lr-quant R]   (AdaQuant's relative rates)
+//                     [--loss-samples 256]   (calibration images of bit allocation's loss)
 //                     [--models DIR] [--data DIR]   (default: the repository's models/, Debian's
 //                                                    Fashion-MNIST)
 //   fashion_mnist_ptq --plan FILE --json-dir DIR [common arguments]
@@ -37,6 +40,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -59,6 +63,7 @@ struct args {
   std::string model, json;
   ex::pipeline_settings settings;  // --pipeline and what it computes
   std::size_t calib = 1000, test_limit = 0, threads = 0;
+  std::size_t loss_samples = 256;  // bit allocation's loss: the first N calibration images
   bool quiet = false;
   std::string models_dir = ADAQUANT_MODELS_DIR, data_dir = ADAQUANT_FASHION_MNIST_DIR;
 };
@@ -93,6 +98,14 @@ args parse(const std::vector<std::string>& argv) {
       a.json = value();
     else if (f == "--iterations")
       s.iterations = static_cast<std::size_t>(cli.to_int(f, value()));
+    else if (f == "--loss-samples")
+      a.loss_samples = cli.to_count(f, value());
+    else if (f == "--qdrop")
+      s.qdrop = cli.to_double(f, value());
+    else if (f == "--lr-weight")
+      s.lr_weight = cli.to_double(f, value());
+    else if (f == "--lr-quant")
+      s.lr_quant = cli.to_double(f, value());
     else if (f == "--threads")
       a.threads = static_cast<std::size_t>(cli.to_int(f, value()));
     else if (f == "--test-limit")
@@ -133,6 +146,8 @@ args parse(const std::vector<std::string>& argv) {
     if (b < 2 || b > 16) cli.fail("--wbits/--abits must be in [2, 16], got " + std::to_string(b));
   if (s.max_size_ratio && !(*s.max_size_ratio > 0.0 && *s.max_size_ratio <= 1.0))
     cli.fail("--max-size-ratio must be in (0, 1]");
+  ex::check_adaquant_settings(cli, s);
+  if (a.loss_samples == 0) cli.fail("--loss-samples must be > 0");
   if (s.bit_rounds < 1) cli.fail("--bit-rounds must be >= 1");
   return a;
 }
@@ -210,7 +225,7 @@ int run(const args& a, session& s) {
   session::model_entry& m = it->second;
 
   ax::network_options no;
-  no.loss_samples = 256;  // bit allocation's loss: the first 256 calibration images
+  no.loss_samples = a.loss_samples;
   no.threads = a.threads;
   ax::onnx_network net(m.model,
                        {onnx_input(ex::calibration_images(train, m.norm, a.calib, p.seed))}, no);
@@ -250,6 +265,8 @@ int run(const args& a, session& s) {
         {"test_images", qr.samples},
         {"calib", a.calib},
         {"seed", p.seed},
+        {"qdrop", p.qdrop ? nlohmann::json(*p.qdrop) : nlohmann::json("default")},
+        {"loss_samples", a.loss_samples},
         {"size_ratio", rep.size_ratio()},
         {"layer_weight_bits", rep.weight_bits},
         {"seconds", seconds},

@@ -137,8 +137,10 @@ TEST_CASE("Sequential AdaQuant beats round-to-nearest end to end", "[driver]") {
   frozen.layer.train = {false, false, false, false};
   frozen.layer.holdout_fraction = 0.0f;
   (void)adaquant_calibrate(rtn, w4a8, frozen, context());
-  const calibration_report rs = adaquant_calibrate(seq, w4a8, options(calibration_order::sequential), context());
-  const calibration_report rp = adaquant_calibrate(par, w4a8, options(calibration_order::parallel), context());
+  const calibration_report rs =
+      adaquant_calibrate(seq, w4a8, options(calibration_order::sequential), context());
+  const calibration_report rp =
+      adaquant_calibrate(par, w4a8, options(calibration_order::parallel), context());
   REQUIRE(rs.layers.size() == 3);
   REQUIRE(rp.layers.size() == 3);
   for (const layer_report& r : rs.layers) {
@@ -170,6 +172,20 @@ TEST_CASE("Parallel results do not depend on the thread count; runs are repeatab
   (void)adaquant_calibrate(s1, w4a8, options(calibration_order::sequential, 40), context());
   (void)adaquant_calibrate(s2, w4a8, options(calibration_order::sequential, 40), context(2));
   CHECK(same_quantization(s1, s2));
+}
+
+TEST_CASE("QDrop: results do not depend on the thread count and differ from no drop",
+          "[driver][qdrop]") {
+  const layer_quantizers w4a2{quantizer_spec::weights(4), quantizer_spec::activations(2)};
+  calibration_options o = options(calibration_order::parallel, 40);
+  o.layer.qdrop = 0.5f;
+  tiny_net a(48), b(48), plain(48);
+  (void)adaquant_calibrate(a, w4a2, o, context(1));
+  (void)adaquant_calibrate(b, w4a2, o, context(2));
+  CHECK(same_quantization(a, b));
+  o.layer.qdrop = 0.0f;
+  (void)adaquant_calibrate(plain, w4a2, o, context(2));
+  CHECK_FALSE(same_quantization(a, plain));
 }
 
 TEST_CASE("Per-layer configuration: 8-bit first layer, skipped layers", "[driver]") {

@@ -27,6 +27,11 @@ expect_error "smallest achievable" --model resnet --pipeline light --max-size-ra
 expect_error "unknown argument" --model resnet --pipeline light --frobnicate
 expect_error "not an integer" --model resnet --pipeline light --calib ten
 expect_error "--bn-target must be running or fp" --model resnet --pipeline light --bn-target x
+expect_error "--qdrop: must be in [0, 1]" --model resnet --pipeline advanced --qdrop 1.5
+expect_error "--qdrop: must be in [0, 1]" --model resnet --pipeline advanced --qdrop nan
+expect_error "--qdrop: must be in [0, 1]" --model resnet --pipeline advanced --qdrop -0.1
+expect_error "--lr-weight: must be > 0" --model resnet --pipeline advanced --lr-weight 0
+expect_error "--loss-samples must be > 0" --model resnet --pipeline advanced --loss-samples 0
 
 # --plan: every line is checked before anything runs, so nothing is written.
 expect_plan_error() {  # expect_plan_error "message fragment" plan-lines

@@ -30,6 +30,8 @@ expect_error "model input 'input' is float32" --model "$model" --calib "$data/te
 expect_error "per-sample shape [1, 28, 28], the model input needs [1, 28, 27]" --model "$model" \
   "${common[@]}" --input-shape 1,28,27
 expect_error "--wbits: must be in [2, 16]" --model "$model" "${common[@]}" --wbits 1
+expect_error "--qdrop: must be in [0, 1]" --model "$model" "${common[@]}" --qdrop 2
+expect_error "--lr-quant: must be > 0" --model "$model" "${common[@]}" --lr-quant -1
 expect_error "smallest achievable" --model "$model" "${common[@]}" --pipeline light \
   --max-size-ratio 0.01
 expect_error "--bit-rounds: must be >= 1" --model "$model" "${common[@]}" --pipeline light \

@@ -3,6 +3,8 @@
 
 #include <catch2/catch.hpp>
 
+#include <limits>
+
 #include "support/expect_error.hpp"
 #include "toy_network.hpp"
 
@@ -136,6 +138,24 @@ TEST_CASE("pipelines are deterministic: the same seed gives bit-identical parame
   }
 }
 
+TEST_CASE("below 4 activation bits the advanced pipeline uses QDrop by default", "[qdrop]") {
+  toy::network by_default(200), explicit_p(200), none(200);
+  auto c = advanced(4, 2);
+  c.adaquant->layer.iterations = 40;
+  (void)aq::advanced_pipeline(by_default, c, ctx);
+  c.adaquant->layer.qdrop = 0.5f;
+  (void)aq::advanced_pipeline(explicit_p, c, ctx);
+  c.adaquant->layer.qdrop = 0.0f;
+  (void)aq::advanced_pipeline(none, c, ctx);
+  bool differs = false;
+  for (const auto& [id, q] : by_default.quantized()) {
+    CHECK(q.weight == explicit_p.quantized().at(id).weight);
+    CHECK(q.bias == explicit_p.quantized().at(id).bias);
+    differs = differs || q.weight != none.quantized().at(id).weight;
+  }
+  CHECK(differs);
+}
+
 TEST_CASE("AdaQuant starts from the ranges the quantizer specs ask for, settings included") {
   // Every group frozen: AdaQuant returns its starting point, which must be what the weight and
   // activation specs estimate (range method and its settings; the settings were once dropped).
@@ -223,6 +243,12 @@ TEST_CASE("pipelines reject bad configurations before changing the network") {
   adv = advanced(4, 4);
   adv.adaquant->layer.iterations = 0;
   CHECK_THROWS_WITH(aq::advanced_pipeline(net, adv, ctx), Catch::Contains("iterations"));
+  adv = advanced(4, 2);
+  for (float p : {-0.5f, 2.0f, std::numeric_limits<float>::quiet_NaN()}) {
+    adv.adaquant->layer.qdrop = p;
+    adaquant_test::expect_error([&] { (void)aq::advanced_pipeline(net, adv, ctx); },
+                                aq::errc::invalid_argument, "options.qdrop");
+  }
   CHECK(net.set_calls == calls);
 }
 

@@ -3,9 +3,11 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <utility>
 
 namespace adaquant::examples {
 
@@ -73,6 +75,11 @@ advanced_config advanced_config_of(const pipeline_settings& s) {
   advanced_config c;
   c.quant = quantization_of(s);
   c.adaquant->layer.seed = s.seed;
+  if (s.qdrop) c.adaquant->layer.qdrop = static_cast<float>(*s.qdrop);
+  if (s.lr_weight) c.adaquant->layer.lr.weight = static_cast<float>(*s.lr_weight);
+  if (s.lr_quant)
+    c.adaquant->layer.lr.weight_quant = c.adaquant->layer.lr.act_quant =
+        static_cast<float>(*s.lr_quant);
   if (s.iterations) c.adaquant->layer.iterations = s.iterations;
   c.adaquant->order =
       s.order == "parallel" ? calibration_order::parallel : calibration_order::sequential;
@@ -80,6 +87,13 @@ advanced_config advanced_config_of(const pipeline_settings& s) {
   c.bn_tuning = bn_tuning_of(s);
   c.bias_tuning = s.bias;
   return c;
+}
+
+void check_adaquant_settings(const cli& c, const pipeline_settings& s) {
+  if (s.qdrop && !(*s.qdrop >= 0.0 && *s.qdrop <= 1.0)) c.fail("--qdrop: must be in [0, 1]");
+  for (const auto& [flag, r] :
+       {std::pair{"--lr-weight", s.lr_weight}, std::pair{"--lr-quant", s.lr_quant}})
+    if (r && !(*r > 0.0 && std::isfinite(*r))) c.fail(std::string(flag) + ": must be > 0");
 }
 
 void cli::fail(const std::string& reason) const {

@@ -61,10 +61,12 @@ inline double frozen_value(double v, double s, double z, std::int32_t qmin, std:
 }
 }  // namespace detail
 
-// L~(s; anchor) over `batch` (all samples when empty), in double.
+// L~(s; anchor) over `batch` (all samples when empty), in double. With drop (QDrop,
+// objectives/input_drop.hpp), the input elements it keeps stay float.
 inline double straight_through_surrogate(const layer_objective& obj, const layer_state& s,
                                          const layer_state& anchor,
-                                         std::span<const std::size_t> batch = {}) {
+                                         std::span<const std::size_t> batch = {},
+                                         const input_drop& drop = {}) {
   const layer_geometry& g = obj.geometry();
   const layer_quant_config& cfg = obj.config();
   std::vector<std::size_t> all;
@@ -111,6 +113,9 @@ inline double straight_through_surrogate(const layer_objective& obj, const layer
     }
   });
 
+  std::vector<std::uint8_t> keep;
+  if (cfg.quantize_activations) detail::input_drop_mask(drop, batch, in, keep);
+
   // Surrogate weights and inputs at s.
   std::vector<double> wq(oc * k), xq(B * in);
   for (std::size_t c = 0; c < oc; ++c)
@@ -123,11 +128,11 @@ inline double straight_through_surrogate(const layer_objective& obj, const layer
   for (std::size_t n = 0; n < B; ++n)
     for (std::size_t e = 0; e < in; ++e) {
       const double v = X[batch[n] * in + e];
-      xq[n * in + e] = cfg.quantize_activations
-                           ? detail::frozen_value(v, s.act_scale, s.act_zero_point, aqmin, aqmax,
-                                                  fa.region[n * in + e], fa.residual[n * in + e],
-                                                  fa.zero_residual)
-                           : v;
+      const bool quantized = cfg.quantize_activations && (keep.empty() || !keep[n * in + e]);
+      xq[n * in + e] = quantized ? detail::frozen_value(v, s.act_scale, s.act_zero_point, aqmin,
+                                                        aqmax, fa.region[n * in + e],
+                                                        fa.residual[n * in + e], fa.zero_residual)
+                                 : v;
     }
 
   // Direct evaluation of the layer.
@@ -187,17 +192,19 @@ inline double straight_through_surrogate(const layer_objective& obj, const layer
   return total / static_cast<double>(B * out);
 }
 
-// Compares obj.gradient(s, batch) with central differences of straight_through_surrogate around
-// s, for up to `per_group` evenly spread coordinates of every trainable group. The step for a
-// coordinate is rel_step times its natural size (a quantization step for V, the scale for scales,
-// one grid unit for zero points, max(|b|, 1) for biases). Errors are normalised by the group's
-// largest |numeric gradient| (at least 1e-3 of the largest over all groups).
+// Compares obj.gradient(s, batch, ., which, drop) with central differences of
+// straight_through_surrogate around s, for up to `per_group` evenly spread coordinates of every
+// trainable group. The step for a coordinate is rel_step times its natural size (a quantization
+// step for V, the scale for scales, one grid unit for zero points, max(|b|, 1) for biases). Errors
+// are normalised by the group's largest |numeric gradient| (at least 1e-3 of the largest over all
+// groups).
 inline gradient_check_result check_gradient(layer_objective& obj, const layer_state& s,
                                             std::span<const std::size_t> batch = {},
                                             const trainable_groups& which = {},
-                                            double rel_step = 1e-3, std::size_t per_group = 48) {
+                                            double rel_step = 1e-3, std::size_t per_group = 48,
+                                            const input_drop& drop = {}) {
   layer_state grad;
-  obj.gradient(s, batch, grad, which);
+  obj.gradient(s, batch, grad, which, drop);
   gradient_check_result res;
   const layer_quant_config& cfg = obj.config();
   const std::size_t k = obj.geometry().weights_per_channel();
@@ -225,10 +232,10 @@ inline gradient_check_result check_gradient(layer_objective& obj, const layer_st
       const double h = coords[i].step;
       *p = static_cast<float>(orig + h);
       const double hp = static_cast<double>(*p) - orig;
-      const double fp = straight_through_surrogate(obj, probe, s, batch);
+      const double fp = straight_through_surrogate(obj, probe, s, batch, drop);
       *p = static_cast<float>(orig - h);
       const double hm = orig - static_cast<double>(*p);
-      const double fm = straight_through_surrogate(obj, probe, s, batch);
+      const double fm = straight_through_surrogate(obj, probe, s, batch, drop);
       *p = orig;
       numeric[i] = (fp - fm) / (hp + hm);
       scale = std::max(scale, std::abs(numeric[i]));

@@ -40,6 +40,7 @@
 #include <adaquant/kernels/fake_quant.hpp>
 #include <adaquant/kernels/fake_quant_backward.hpp>
 #include <adaquant/objectives/forward.hpp>
+#include <adaquant/objectives/input_drop.hpp>
 #include <adaquant/objectives/layer_state.hpp>
 #include <adaquant/quant/quant_params.hpp>
 #include <adaquant/quant/rounding.hpp>
@@ -204,11 +205,14 @@ class layer_objective {
   }
 
   // Gradient of value(s, batch) into grad (resized to s's shapes; frozen groups get 0); returns
-  // value(s, batch). The batch is processed in one piece.
+  // value(s, batch). The batch is processed in one piece. With drop.keep_float > 0 (QDrop,
+  // objectives/input_drop.hpp), value and gradient are those of the objective whose input keeps
+  // some float elements.
   double gradient(const layer_state& s, std::span<const std::size_t> batch, layer_state& grad,
-                  const trainable_groups& which = {}) {
+                  const trainable_groups& which = {}, const input_drop& drop = {}) {
     check_state(s, "layer_objective::gradient");
     check_batch(batch, "layer_objective::gradient");
+    drop.validate("layer_objective::gradient: drop.keep_float");
     std::vector<std::size_t> all;
     if (batch.empty()) {
       all.resize(n_);
@@ -216,6 +220,10 @@ class layer_objective {
       batch = all;
     }
     quantize_weights(s, true);
+    if (cfg_.quantize_activations)
+      detail::input_drop_mask(drop, batch, g_.input_per_sample(), keep_);
+    else
+      keep_.clear();
     const double sum = forward(s, batch, true);
     backward(s, batch.size(), grad, which);
     return sum / static_cast<double>(batch.size() * g_.output_per_sample());
@@ -310,35 +318,9 @@ class layer_objective {
     });
   }
 
-  // Sum of (f(q) - f(t))^2 over n outputs; with dy, writes (f(q) - f(t)) f'(q). 8 float lanes
-  // flushed into double every 512 elements: vectorisable, fixed order.
-  template <class Act>
-  static double squared_error(Act act, const float* t, const float* q, float* dy, float dscale,
-                              std::size_t n) noexcept {
-    constexpr std::size_t L = 8, flush = 512;
-    double total = 0.0;
-    std::size_t i = 0;
-    while (i + L <= n) {
-      float acc[L] = {};
-      const std::size_t end = std::min(n - (n - i) % L, i + flush);
-      for (; i < end; i += L)
-        for (std::size_t j = 0; j < L; ++j) {
-          const float d = act.value(q[i + j]) - act.value(t[i + j]);
-          acc[j] += d * d;
-          if (dy) dy[i + j] = (d * act.slope(q[i + j])) * dscale;
-        }
-      for (std::size_t j = 0; j < L; ++j) total += static_cast<double>(acc[j]);
-    }
-    for (; i < n; ++i) {
-      const float d = act.value(q[i]) - act.value(t[i]);
-      total += static_cast<double>(d * d);
-      if (dy) dy[i] = (d * act.slope(q[i])) * dscale;
-    }
-    return total;
-  }
-
   // Quantized forward over `batch` (weights already quantized); returns the sum of squared errors.
-  // With keep, leaves dL/dY (for the sum, times 2; scaled in backward) in dy_.
+  // With keep (a training step), applies the QDrop mask keep_ and leaves dL/dY (for the sum,
+  // times 2; scaled in backward) in dy_.
   double forward(const layer_state& s, std::span<const std::size_t> batch, bool keep) {
     const std::size_t B = batch.size(), in = g_.input_per_sample(), out = g_.output_per_sample();
     xb_.resize(B * in);
@@ -354,6 +336,7 @@ class layer_objective {
                                            tensor_view<float>(xq_.data(), {B * in}), ap,
                                            std::span<std::uint8_t>(xmask_));
       });
+      if (keep) detail::apply_input_drop(keep_, xb_.data(), xq_.data(), xmask_.data());
       xq = xq_.data();
     }
     yq_.resize(B * out);
@@ -371,8 +354,8 @@ class layer_objective {
     double total = 0.0;
     for (std::size_t n = 0; n < B; ++n)
       total += detail::with_activation(cfg_.activation, [&](auto act) {
-        return squared_error(act, y_.data() + batch[n] * out, yq_.data() + n * out,
-                             keep ? dy_.data() + n * out : nullptr, dscale, out);
+        return detail::squared_error(act, y_.data() + batch[n] * out, yq_.data() + n * out,
+                                     keep ? dy_.data() + n * out : nullptr, dscale, out);
       });
     return total;
   }
@@ -495,7 +478,7 @@ class layer_objective {
   std::size_t n_ = 0;
   weight_grouping wg_;
   std::vector<float> wf_, wq_, xb_, xq_, yq_, dy_, cols_, dwq_, dxq_, dcols_;
-  std::vector<std::uint8_t> wmask_, xmask_;
+  std::vector<std::uint8_t> wmask_, xmask_, keep_;
 };
 
 }  // namespace adaquant

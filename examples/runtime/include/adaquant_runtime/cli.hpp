@@ -36,6 +36,9 @@ struct pipeline_settings {
   std::size_t iterations = 1000;             // AdaQuant per layer; 0: AdaQuant's default
   std::string order = "sequential";          // sequential | parallel AdaQuant
   std::uint64_t seed = 0;                    // AdaQuant's
+  std::optional<double> qdrop{};             // AdaQuant's QDrop probability; empty: by bits
+  std::optional<double> lr_weight{};         // AdaQuant's relative rate of V; empty: default
+  std::optional<double> lr_quant{};          // ... of both quantizers' scales; empty: default
   bool bn_tuning = true;                     // light/advanced
   std::string bn_target = "running";         // running | fp: BN tuning's reference statistics
   bool bias = true;                          // bias correction (light) / bias tuning (advanced)
@@ -54,6 +57,9 @@ pipeline_report run_pipeline(Net& net, const pipeline_settings& s, const executi
   return s.pipeline == "advanced" ? advanced_pipeline(net, advanced_config_of(s), ctx)
                                   : light_pipeline(net, light_config_of(s), ctx);
 }
+
+// "<flag>: must be ..." unless the AdaQuant settings (--qdrop, --lr-*) are in their domains.
+void check_adaquant_settings(const struct cli& c, const pipeline_settings& s);
 
 // Argument checks of one tool; `tool` prefixes every message.
 struct cli {

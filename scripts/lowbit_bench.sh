@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# Below 4 bits (docs/lowbit.md): the advanced pipeline at W3A3, W2A4, W2A2, every layer 4-bit and
+# bit allocation at 13% and 8% of FP32 weights, on both reference models, at its defaults (1000
+# AdaQuant iterations, seed 0, 1000 calibration images, full 10k test set); each low-bit row also
+# with the pre-QDrop behaviour (--qdrop 0) for comparison. Too slow for scripts/demo.sh: about
+# 1-4 minutes per ResNet run and 3-15 per MobileNetV2 run on a shared 2-core machine.
+# The two models run as two processes side by side (one thread each). Prints one markdown table
+# and writes every run's JSON to out/lowbit/.
+#   LOWBIT_MODELS="resnet mobilenetv2"   models to run
+#   LOWBIT_ROWS="w3a3 w2a4 ..."          rows to run (names below)
+set -euo pipefail
+here=$(cd "$(dirname "$0")/.." && pwd)
+source "$here/scripts/deps.sh"
+adaquant_install_deps
+cmake -S "$here" -B "$here/build" -DCMAKE_BUILD_TYPE=Release -DADAQUANT_WITH_ONNX=ON >/dev/null
+cmake --build "$here/build" -j "$(nproc)" --target fashion_mnist_ptq
+ptq="$here/build/examples/fashion_mnist_ptq/fashion_mnist_ptq"
+out="$here/out/lowbit"
+mkdir -p "$out"
+models=${LOWBIT_MODELS:-resnet mobilenetv2}
+rows=${LOWBIT_ROWS:-w3a3 w3a3_q0 w2a4 w2a2 w2a2_q0 w4a4_all w4a4 ba13 ba8}
+
+row_args() {
+  case $1 in
+    w3a3) echo "--wbits 3 --abits 3" ;;
+    w3a3_q0) echo "--wbits 3 --abits 3 --qdrop 0" ;;
+    w2a4) echo "--wbits 2 --abits 4" ;;
+    w2a2) echo "--wbits 2 --abits 2" ;;
+    w2a2_q0) echo "--wbits 2 --abits 2 --qdrop 0" ;;
+    w4a4_all) echo "--wbits 4 --abits 4 --all-layers" ;;
+    w4a4) echo "--wbits 4 --abits 4" ;;
+    ba13) echo "--wbits 4 --abits 4 --max-size-ratio 0.13" ;;
+    ba8) echo "--wbits 4 --abits 4 --max-size-ratio 0.08" ;;
+    *) echo "lowbit_bench.sh: unknown row $1" >&2; exit 2 ;;
+  esac
+}
+
+json_field() { sed -n "s/^  \"$2\": \(.*\),\$/\1/p" "$1" | head -1 | tr -d '"'; }
+
+start=$(date +%s)
+pids=()
+for model in $models; do
+  plan="$out/$model.plan"
+  for r in $rows; do echo "$r --model $model $(row_args "$r")"; done > "$plan"
+  "$ptq" --plan "$plan" --json-dir "$out" --pipeline advanced --threads 1 --quiet \
+    > "$out/$model.log" 2>&1 &
+  pids+=($!)
+done
+for p in "${pids[@]}"; do wait "$p"; done
+
+table="| model | run | weights % of FP32 | FP32 top-1 | quantized top-1 | delta | seconds |
+|---|---|---|---|---|---|---|"
+for model in $models; do
+  for r in $rows; do
+    j="$out/${model}_${r}.json"
+    fp=$(json_field "$j" fp32_top1)
+    q=$(json_field "$j" quant_top1)
+    table+=$'\n'$(awk -v m="$model" -v n="$r" -v r="$(json_field "$j" size_ratio)" -v fp="$fp" \
+      -v q="$q" -v s="$(json_field "$j" seconds)" \
+      'BEGIN { printf "| %s | %s | %.1f | %.2f | %.2f | %+.2f | %.0f |", m, n, 100 * r, 100 * fp, 100 * q, 100 * (q - fp), s }')
+  done
+done
+echo
+echo "$table" | tee "$out/results.md"
+echo
+echo "lowbit bench finished in $(( $(date +%s) - start )) s; JSON in $out"
