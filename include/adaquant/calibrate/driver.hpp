@@ -71,6 +71,24 @@ inline std::uint64_t layer_seed(std::uint64_t seed, std::size_t id) noexcept {
   return r.next();
 }
 
+// Samples [first, first + m) of layer d in `mode`, the sizes the network returns checked.
+template <QuantizableNetwork Net>
+layer_io capture_checked(Net& net, const layer_desc& d, std::size_t first, std::size_t m,
+                         capture_mode mode, bool want_inputs, bool want_outputs) {
+  const std::size_t in = d.geometry.input_per_sample(), outn = d.geometry.output_per_sample();
+  layer_io io = net.capture(d.id, first, m, mode);
+  const std::string where = "adaquant_calibrate: capture(layer " + std::to_string(d.id) + ")";
+  if (want_inputs && !(io.inputs.size() == m * in))
+    fail(errc::shape_mismatch, where + ".inputs",
+         "returned " + std::to_string(io.inputs.size()) + " floats for " + std::to_string(m) +
+             " samples of " + std::to_string(in));
+  if (want_outputs && !(io.outputs.size() == m * outn))
+    fail(errc::shape_mismatch, where + ".outputs",
+         "returned " + std::to_string(io.outputs.size()) + " floats for " + std::to_string(m) +
+             " samples of " + std::to_string(outn));
+  return io;
+}
+
 template <QuantizableNetwork Net>
 void capture_all(Net& net, const layer_desc& d, std::size_t n, std::size_t chunk, capture_mode mode,
                  bool want_inputs, bool want_outputs, layer_io& out) {
@@ -79,24 +97,13 @@ void capture_all(Net& net, const layer_desc& d, std::size_t n, std::size_t chunk
   if (want_outputs) out.outputs.resize(n * outn);
   for (std::size_t first = 0; first < n; first += chunk) {
     const std::size_t m = std::min(chunk, n - first);
-    const layer_io io = net.capture(d.id, first, m, mode);
-    const std::string where = "adaquant_calibrate: capture(layer " + std::to_string(d.id) + ")";
-    if (want_inputs) {
-      if (!(io.inputs.size() == m * in))
-        fail(errc::shape_mismatch, where + ".inputs",
-             "returned " + std::to_string(io.inputs.size()) + " floats for " + std::to_string(m) +
-                 " samples of " + std::to_string(in));
+    const layer_io io = capture_checked(net, d, first, m, mode, want_inputs, want_outputs);
+    if (want_inputs)
       std::copy(io.inputs.begin(), io.inputs.end(),
                 out.inputs.begin() + static_cast<std::ptrdiff_t>(first * in));
-    }
-    if (want_outputs) {
-      if (!(io.outputs.size() == m * outn))
-        fail(errc::shape_mismatch, where + ".outputs",
-             "returned " + std::to_string(io.outputs.size()) + " floats for " + std::to_string(m) +
-                 " samples of " + std::to_string(outn));
+    if (want_outputs)
       std::copy(io.outputs.begin(), io.outputs.end(),
                 out.outputs.begin() + static_cast<std::ptrdiff_t>(first * outn));
-    }
   }
 }
 

@@ -19,6 +19,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <ctime>
 #include <cstdio>
 #include <map>
 #include <string>
@@ -49,8 +50,10 @@ inline double seconds_since(std::chrono::steady_clock::time_point t0) {
 template <class F>
 void timed_step(pipeline_report& rep, const char* name, F&& f) {
   const auto t0 = std::chrono::steady_clock::now();
+  const std::clock_t c0 = std::clock();
   std::string summary = f();
-  rep.steps.push_back({name, seconds_since(t0), std::move(summary)});
+  const double cpu = static_cast<double>(std::clock() - c0) / CLOCKS_PER_SEC;
+  rep.steps.push_back({name, seconds_since(t0), std::move(summary), cpu});
 }
 
 inline tensor_view<const float> weight_matrix(const layer_desc& d) {
@@ -74,12 +77,32 @@ layer_io capture_layer(Net& net, const layer_desc& d, capture_mode mode, bool in
   return io;
 }
 
+// f(first, count) over consecutive chunks of at most `chunk` of the calibration samples, in
+// order: the steps that only accumulate statistics stream through them, so they hold one chunk's
+// outputs rather than every sample's.
+template <class F>
+void for_each_chunk(std::size_t samples, std::size_t chunk, F&& f) {
+  chunk = std::max<std::size_t>(1, chunk);
+  for (std::size_t first = 0; first < samples; first += chunk)
+    f(first, std::min(chunk, samples - first));
+}
+
 inline tensor_view<const float> outputs_view(const layer_desc& d, const std::vector<float>& out,
                                              std::size_t samples) {
   return {out.data(), {samples, d.geometry.out_channels(), d.geometry.out_positions()}};
 }
 
 // outputs [samples, C, P] of layer d -= bias per channel: the layer's output before its bias.
+// m observes each of the `samples` outputs [C, P] of layer d as its own batch, in order: the
+// moments do not depend on how the samples were chunked.
+inline void observe_per_sample(channel_moments& m, const layer_desc& d,
+                               const std::vector<float>& out, std::size_t samples) {
+  const std::size_t per = d.geometry.output_per_sample();
+  for (std::size_t s = 0; s < samples; ++s)
+    m.observe_view(tensor_view<const float>(out.data() + s * per,
+                                            {1, d.geometry.out_channels(), d.geometry.out_positions()}));
+}
+
 inline void remove_bias(const layer_desc& d, const std::vector<float>& bias, std::size_t samples,
                         std::vector<float>& outputs) {
   const std::size_t oc = d.geometry.out_channels(), pos = d.geometry.out_positions();
@@ -165,6 +188,8 @@ void range_step(Net& net, pipeline_state& st, const execution_context& ctx) {
 // quantized network's own activations (exact averages over all calibration samples, in layer
 // order so each layer sees its tuned predecessors) and refold, keeping weights on their grid.
 // The target statistics are the BN's running ones or the full-precision layer's (opt.target).
+// Streamed in chunks of ctx.capture_batch samples; each sample is merged into the moments as its
+// own batch (channel_moments), so the result does not depend on the chunk size.
 template <PipelineNetwork Net>
 std::size_t bn_tuning_layers(Net& net, pipeline_state& st, const bn_tuning_options& opt,
                              const execution_context& ctx) {
@@ -182,21 +207,19 @@ std::size_t bn_tuning_layers(Net& net, pipeline_state& st, const bn_tuning_optio
       net.set_quantized(q);
       continue;
     }
-    layer_io io = capture_layer(net, d, capture_mode::quantized, false, true, ctx.capture_batch);
     const std::size_t oc = d.geometry.out_channels();
-    remove_bias(d, q.bias, samples, io.outputs);  // u = Q x
-    channel_moments m(oc, 1);
-    m.observe(outputs_view(d, io.outputs, samples));
-    bn_retune_result r;
-    if (opt.target == bn_reference::full_precision) {
-      const layer_io fp =
-          capture_layer(net, d, capture_mode::full_precision, false, true, ctx.capture_batch);
-      channel_moments mf(oc, 1);
-      mf.observe(outputs_view(d, fp.outputs, samples));
-      r = match_output_moments(mf, m, bn->eps);
-    } else {
-      r = retune_batch_norm(*bn, m);
-    }
+    const bool fp_target = opt.target == bn_reference::full_precision;
+    channel_moments m(oc, 1), mf(oc, 1);
+    for_each_chunk(samples, ctx.capture_batch, [&](std::size_t first, std::size_t count) {
+      layer_io io = capture_checked(net, d, first, count, capture_mode::quantized, false, true);
+      remove_bias(d, q.bias, count, io.outputs);  // u = Q x
+      observe_per_sample(m, d, io.outputs, count);
+      if (fp_target)
+        observe_per_sample(
+            mf, d, capture_checked(net, d, first, count, capture_mode::full_precision, false, true).outputs,
+            count);
+    });
+    const bn_retune_result r = fp_target ? match_output_moments(mf, m, bn->eps) : retune_batch_norm(*bn, m);
     // Same integers, scales multiplied by r (every block of channel c by r_c): the weights stay
     // on their (rescaled) grid.
     const auto shape = weight_matrix(d).shape();
@@ -233,12 +256,15 @@ double bias_correction_step(Net& net, pipeline_state& st, const execution_contex
       st.q[i] = std::move(saved->layer);
       layer_largest = saved->figures[0];
     } else {
-      const layer_io fp =
-          capture_layer(net, d, capture_mode::full_precision, false, true, ctx.capture_batch);
-      const layer_io qo =
-          capture_layer(net, d, capture_mode::quantized, false, true, ctx.capture_batch);
+      // Streamed: the sums run over (sample, channel) in sample order, so any chunking gives
+      // the same bits.
       bias_correction bc(d.geometry.out_channels(), 1);
-      bc.observe(outputs_view(d, fp.outputs, samples), outputs_view(d, qo.outputs, samples));
+      for_each_chunk(samples, ctx.capture_batch, [&](std::size_t first, std::size_t count) {
+        const layer_io fp =
+            capture_checked(net, d, first, count, capture_mode::full_precision, false, true);
+        const layer_io qo = capture_checked(net, d, first, count, capture_mode::quantized, false, true);
+        bc.observe(outputs_view(d, fp.outputs, count), outputs_view(d, qo.outputs, count));
+      });
       for (float v : bc.correction())
         layer_largest = std::max(layer_largest, static_cast<double>(std::abs(v)));
       bc.apply(st.q[i].bias);
