@@ -135,8 +135,11 @@ inline void quantize_weights(const layer_desc& d, const quantizer_spec& spec, qu
 }
 
 // Step "ranges": round-to-nearest weights and activation ranges estimated on the full-precision
-// inputs of every layer; ctx.threads layers are estimated at a time (captures stay in order).
-// Layers are independent here, so those found in the checkpoint are installed first.
+// inputs of every layer; up to ctx.threads layers are estimated at a time (captures stay in
+// order), as many as keep their inputs together within one layer's calibration cache (the
+// largest layer's inputs and outputs): small layers share the threads, and the step's memory does
+// not grow with the thread count. Layers are independent here, so those found in the checkpoint
+// are installed first, and the grouping changes no result.
 template <PipelineNetwork Net>
 void range_step(Net& net, pipeline_state& st, const execution_context& ctx) {
   const std::size_t n = st.layers.size();
@@ -152,8 +155,16 @@ void range_step(Net& net, pipeline_state& st, const execution_context& ctx) {
       todo.push_back(i);
     }
   }
-  for (std::size_t first = 0; first < todo.size(); first += width) {
-    const std::size_t last = std::min(todo.size(), first + width);
+  std::size_t budget = 0;  // floats per sample: the largest layer's inputs and outputs
+  for (const layer_desc& d : st.layers)
+    budget = std::max(budget, d.geometry.input_per_sample() + d.geometry.output_per_sample());
+  for (std::size_t first = 0, last = 0; first < todo.size(); first = last) {
+    std::size_t held = st.layers[todo[first]].geometry.input_per_sample();
+    for (last = first + 1; last < todo.size() && last - first < width; ++last) {
+      const std::size_t more = st.layers[todo[last]].geometry.input_per_sample();
+      if (held + more > budget) break;
+      held += more;
+    }
     std::vector<layer_io> io(last - first);
     for (std::size_t t = first; t < last; ++t)
       io[t - first] = capture_layer(net, st.layers[todo[t]], capture_mode::full_precision, true,
