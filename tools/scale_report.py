@@ -70,7 +70,10 @@ def main():
         with open(os.path.join(runs, tag + ".args")) as f:
             model, pipeline, images, iterations = f.read().split()
         with open(os.path.join(runs, tag + ".time")) as f:
-            wall, user, sys_, rss_kib = (float(x) for x in f.read().split()[-4:])
+            fields = f.read().split()
+        if len(fields) < 4:  # still running, or killed before GNU time wrote its line
+            continue
+        wall, user, sys_, rss_kib = (float(x) for x in fields[-4:])
         steps = ""
         jpath = os.path.join(runs, tag + ".json")
         if os.path.exists(jpath):
