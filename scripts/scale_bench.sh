@@ -44,6 +44,7 @@ run() {  # run TAG MODEL PIPELINE CALIB_DIR
     "$ptq" --model "$out/models/$model.onnx" --calib "$calib" --pipeline "$pipeline" \
     --wbits 4 --abits 4 --iterations "$iterations" --output "$runs/$tag.onnx" \
     --json "$runs/$tag.json" --quiet
+  cp /proc/loadavg "$runs/$tag.load"  # the machine may be shared: the table shows the load
 }
 
 for model in ${models//,/ }; do

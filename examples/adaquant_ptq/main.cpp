@@ -510,7 +510,8 @@ int run(const args& a) {
                             ax::shape_string(no.compile.sample_shapes[k]) + " (as --calib)");
     }
   }
-  ax::onnx_network net(m, calib, no);
+  const std::int64_t calib_samples = calib[0].shape[0];
+  ax::onnx_network net(m, std::move(calib), no);  // the network keeps the only copy
   const std::map<std::string, std::size_t> kept_float = float_nodes(net);
   if (!a.fp32_only && net.quantizable_layers().empty()) {
     std::string why;
@@ -625,7 +626,10 @@ int run(const args& a) {
   nlohmann::json steps = nlohmann::json::array();
   for (const auto& step : rep.steps) {
     std::printf("  %-16s %8.2f s  %s\n", step.name.c_str(), step.seconds, step.summary.c_str());
-    steps.push_back({{"name", step.name}, {"seconds", step.seconds}, {"summary", step.summary}});
+    steps.push_back({{"name", step.name},
+                     {"seconds", step.seconds},
+                     {"cpu_seconds", step.cpu_seconds},
+                     {"summary", step.summary}});
   }
   if (!a.json.empty()) {
     const auto files = [](const std::vector<data_file>& v) {
@@ -636,7 +640,7 @@ int run(const args& a) {
     nlohmann::json j = {
         {"tool", "adaquant_ptq"},
         {"model", {{"path", a.model}, {"sha256", ex::sha256_file(a.model)}}},
-        {"calib", {{"files", files(calib_files)}, {"samples", calib[0].shape[0]}}},
+        {"calib", {{"files", files(calib_files)}, {"samples", calib_samples}}},
         {"settings",
          {{"pipeline", s.pipeline},
           {"wbits", s.wbits},

@@ -202,6 +202,44 @@ TEST_CASE("the light pipeline quantizes an imported network", "[onnx][network]")
   CHECK(net.calibration_loss() < 1e-2);
 }
 
+TEST_CASE("streamed light steps give the same bits for any capture batch and thread count",
+          "[onnx][network]") {
+  // BN tuning and bias correction stream the calibration samples in chunks of capture_batch;
+  // capture_batch >= samples is the unchunked path (one capture of every sample).
+  for (const auto target : {adaquant::bn_reference::running_statistics, adaquant::bn_reference::full_precision}) {
+    adaquant::light_config c;
+    c.quant.weights = adaquant::quantizer_spec::weights(4);
+    c.quant.activations = adaquant::quantizer_spec::activations(4);
+    c.bn_tuning->target = target;
+    auto whole = make_net(1, 40);
+    const auto rep = adaquant::light_pipeline(whole, c, {1, 40, {}});
+    REQUIRE(rep.steps.size() == 3);
+    CHECK(rep.steps[2].name == "bias_correction");
+    for (const auto& [threads, chunk] : {std::pair<std::size_t, std::size_t>{1, 1}, {2, 7}, {2, 40}, {1, 13}}) {
+      auto net = make_net(threads, 40);
+      (void)adaquant::light_pipeline(net, c, {threads, chunk, {}});
+      for (const auto& l : net.quantizable_layers()) {
+        const auto& a = *whole.quantized().at(l.id).layer;
+        const auto& b = *net.quantized().at(l.id).layer;
+        CHECK(a.weight.f == b.weight.f);
+        CHECK(a.bias == b.bias);
+        REQUIRE(b.input_quant.has_value());
+        CHECK(a.input_quant->scale == b.input_quant->scale);
+        CHECK(a.input_quant->zero_point == b.input_quant->zero_point);
+      }
+      CHECK(net.calibration_loss() == whole.calibration_loss());
+    }
+    // The steps changed what they should: the tuned bias differs from the range step's alone.
+    auto ranges_only = make_net(1, 40);
+    adaquant::light_config r = c;
+    r.bn_tuning.reset();
+    r.bias_correction = false;
+    (void)adaquant::light_pipeline(ranges_only, r, {1, 40, {}});
+    const auto id = whole.quantizable_layers()[0].id;
+    CHECK(whole.quantized().at(id).layer->bias != ranges_only.quantized().at(id).layer->bias);
+  }
+}
+
 TEST_CASE("the layer report says why a node is not a layer", "[onnx][network]") {
   builder b(13);
   b.input("x", {-1, 5, 1, 4});
@@ -467,9 +505,13 @@ TEST_CASE("a token id outside the vocabulary names the Gather node and the id", 
                {"encoder.onnx", "node \"embed\" (Gather)", "index 5 is outside [-5, 5)"});
   expect_error([&] { (void)net.forward({ids_of({{2, -6, 1, 0}}), mask}); }, adaquant::errc::shape_mismatch,
                {"\"embed\"", "index -6"});
-  // Calibration data are checked the same way, when the network runs them.
-  expect_error([&] { (void)tiny_encoder_net(ids_of({{2, 3, 4, 1000}}), mask); }, adaquant::errc::shape_mismatch,
+  // Calibration data are checked the same way, when the network first runs them (a capture, the
+  // calibration loss; construction runs nothing).
+  auto bad = tiny_encoder_net(ids_of({{2, 3, 4, 1000}}), mask);
+  expect_error([&] { (void)bad.calibration_loss(); }, adaquant::errc::shape_mismatch,
                {"\"embed\"", "index 1000"});
+  expect_error([&] { (void)bad.capture(bad.quantizable_layers()[0].id, 0, 1, capture_mode::full_precision); },
+               adaquant::errc::shape_mismatch, {"\"embed\"", "index 1000"});
 }
 
 TEST_CASE("ids and masks that do not fit the declared inputs name the input", "[onnx][network][text]") {

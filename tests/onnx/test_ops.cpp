@@ -255,6 +255,8 @@ TEST_CASE("Conv: the direct kernels against a reference loop over many geometrie
       {2, 9, 1, 8, 11, 2, 3, 1, 3, 2, 1, {0, 2, 1, 0}},    // asymmetric pads, dilation, stride 3
       {6, 8, 2, 5, 5, 1, 1, 1, 1, 1, 1, {0, 0, 0, 0}},     // groups, 1x1 read in place
       {16, 40, 1, 6, 6, 1, 1, 2, 2, 1, 1, {0, 0, 0, 0}},   // 1x1 stride 2, 5 vectors
+      {12, 70, 1, 5, 6, 3, 3, 1, 1, 1, 1, {1, 1, 1, 1}},   // 9 (or 18) vectors: blocks of 3 and 2
+      {8, 44, 2, 6, 5, 3, 1, 1, 1, 1, 1, {1, 0, 1, 0}},    // groups of 22 channels, partial blocks
       {8, 8, 8, 9, 9, 3, 3, 1, 1, 1, 1, {1, 1, 1, 1}},     // depthwise, stride 1
       {5, 5, 5, 14, 14, 3, 3, 2, 2, 1, 1, {1, 1, 1, 1}},   // depthwise, stride 2
       {3, 3, 3, 10, 7, 5, 3, 3, 2, 1, 2, {2, 0, 1, 3}},    // depthwise, odd strides, dilation
@@ -289,6 +291,28 @@ TEST_CASE("Conv: the direct kernels against a reference loop over many geometrie
         INFO("element " << k);
         REQUIRE_THAT(y.f[k], WithinAbs(want[k], 1e-4 * (1.0 + std::abs(want[k]))));
       }
+      // Bit for bit the kernels' documented sum (kernels/reference_conv.hpp): from the bias, taps
+      // in (input channel, row, column) order, each fused where the target has FMA (mul_add),
+      // padding read as zeros; whatever blocks the output channels are computed in.
+      const std::int64_t cg = g.c / g.groups, og = g.o / g.groups;
+      for (std::int64_t s = 0; s < 2; ++s)
+        for (std::int64_t o = 0; o < g.o; ++o)
+          for (std::int64_t oh = 0; oh < ho; ++oh)
+            for (std::int64_t ow = 0; ow < wo; ++ow) {
+              float acc = with_bias ? bias[static_cast<std::size_t>(o)] : 0.0f;
+              for (std::int64_t ci = 0; ci < cg; ++ci)
+                for (std::int64_t i = 0; i < g.kh; ++i)
+                  for (std::int64_t j = 0; j < g.kw; ++j) {
+                    const std::int64_t r = oh * g.sh - g.pads[0] + i * g.dh, q = ow * g.sw - g.pads[1] + j * g.dw;
+                    const std::int64_t ch = o / og * cg + ci;
+                    const float xv = r >= 0 && r < g.h && q >= 0 && q < g.w
+                                         ? x.f[static_cast<std::size_t>(((s * g.c + ch) * g.h + r) * g.w + q)]
+                                         : 0.0f;
+                    acc = adaquant::detail::mul_add(xv, w.f[static_cast<std::size_t>(((o * cg + ci) * g.kh + i) * g.kw + j)], acc);
+                  }
+              const float got = y.f[static_cast<std::size_t>(((s * g.o + o) * ho + oh) * wo + ow)];
+              REQUIRE(std::bit_cast<std::uint32_t>(got) == std::bit_cast<std::uint32_t>(acc));
+            }
       // A sample's result does not depend on the batch it runs in.
       const aq::tensor y1 = run_op("Conv", x.items(1, 2), consts, [&](auto& n) {
         attr_i(n, "group", g.groups);

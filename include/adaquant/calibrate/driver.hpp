@@ -74,6 +74,24 @@ inline std::uint64_t layer_seed(std::uint64_t seed, std::size_t id) noexcept {
   return r.next();
 }
 
+// Samples [first, first + m) of layer d in `mode`, the sizes the network returns checked.
+template <QuantizableNetwork Net>
+layer_io capture_checked(Net& net, const layer_desc& d, std::size_t first, std::size_t m,
+                         capture_mode mode, bool want_inputs, bool want_outputs) {
+  const std::size_t in = d.geometry.input_per_sample(), outn = d.geometry.output_per_sample();
+  layer_io io = net.capture(d.id, first, m, mode);
+  const std::string where = "adaquant_calibrate: capture(layer " + std::to_string(d.id) + ")";
+  if (want_inputs && !(io.inputs.size() == m * in))
+    fail(errc::shape_mismatch, where + ".inputs",
+         "returned " + std::to_string(io.inputs.size()) + " floats for " + std::to_string(m) +
+             " samples of " + std::to_string(in));
+  if (want_outputs && !(io.outputs.size() == m * outn))
+    fail(errc::shape_mismatch, where + ".outputs",
+         "returned " + std::to_string(io.outputs.size()) + " floats for " + std::to_string(m) +
+             " samples of " + std::to_string(outn));
+  return io;
+}
+
 // Appends the rows of src (per_row floats each) whose mask byte is nonzero (every row when the
 // mask is empty) to dst.
 inline void append_valid_rows(const std::vector<float>& src, const std::vector<std::uint8_t>& mask,
@@ -91,46 +109,53 @@ inline void append_valid_rows(const std::vector<float>& src, const std::vector<s
 // The inputs and/or outputs of layer d for calibration samples [0, n), captured in chunks, in
 // the layout of d.geometry.per_row(): the rows the network marks as padding (layer_io::row_mask)
 // are left out, so a token-wise linear layer becomes a linear layer over its valid tokens.
+// Samples [first, first + m) of layer d in `mode` in the layout of d.geometry.per_row(): the
+// sizes the network returns checked, and the rows it marks as padding (layer_io::row_mask) left
+// out, so a token-wise linear layer becomes a linear layer over its valid tokens. The result's
+// row_mask is empty.
 template <QuantizableNetwork Net>
-void capture_all(Net& net, const layer_desc& d, std::size_t n, std::size_t chunk, capture_mode mode,
-                 bool want_inputs, bool want_outputs, layer_io& out) {
+layer_io capture_valid_rows(Net& net, const layer_desc& d, std::size_t first, std::size_t m,
+                            capture_mode mode, bool want_inputs, bool want_outputs) {
   const std::size_t in = d.geometry.input_per_sample(), outn = d.geometry.output_per_sample();
   const bool linear = d.geometry.kind == layer_kind::linear;
   const std::size_t rows = linear ? d.geometry.linear.rows : 1;
+  layer_io io = capture_checked(net, d, first, m, mode, want_inputs, want_outputs);
+  if (io.row_mask.empty()) return io;
+  if (!(linear && io.row_mask.size() == m * rows))
+    fail(errc::shape_mismatch,
+         "adaquant_calibrate: capture(layer " + std::to_string(d.id) + ").row_mask",
+         linear ? "has " + std::to_string(io.row_mask.size()) + " entries for " + std::to_string(m) +
+                      " samples of " + std::to_string(rows) + " rows"
+                : std::string("must be empty for a convolution"));
+  layer_io valid;
+  if (want_inputs) append_valid_rows(io.inputs, io.row_mask, in / rows, valid.inputs);
+  if (want_outputs) append_valid_rows(io.outputs, io.row_mask, outn / rows, valid.outputs);
+  return valid;
+}
+
+// The inputs and/or outputs of layer d for calibration samples [0, n), captured in chunks
+// (capture_valid_rows: padding rows left out).
+template <QuantizableNetwork Net>
+void capture_all(Net& net, const layer_desc& d, std::size_t n, std::size_t chunk, capture_mode mode,
+                 bool want_inputs, bool want_outputs, layer_io& out) {
+  const layer_geometry row = d.geometry.per_row();
   if (want_inputs) {
     out.inputs.clear();
-    out.inputs.reserve(n * in);
+    out.inputs.reserve(n * d.geometry.input_per_sample());
   }
   if (want_outputs) {
     out.outputs.clear();
-    out.outputs.reserve(n * outn);
+    out.outputs.reserve(n * d.geometry.output_per_sample());
   }
-  std::size_t valid = 0;
   for (std::size_t first = 0; first < n; first += chunk) {
     const std::size_t m = std::min(chunk, n - first);
-    const layer_io io = net.capture(d.id, first, m, mode);
-    const std::string where = "adaquant_calibrate: capture(layer " + std::to_string(d.id) + ")";
-    if (want_inputs && !(io.inputs.size() == m * in))
-      fail(errc::shape_mismatch, where + ".inputs",
-           "returned " + std::to_string(io.inputs.size()) + " floats for " + std::to_string(m) +
-               " samples of " + std::to_string(in));
-    if (want_outputs && !(io.outputs.size() == m * outn))
-      fail(errc::shape_mismatch, where + ".outputs",
-           "returned " + std::to_string(io.outputs.size()) + " floats for " + std::to_string(m) +
-               " samples of " + std::to_string(outn));
-    if (!io.row_mask.empty() && !(linear && io.row_mask.size() == m * rows))
-      fail(errc::shape_mismatch, where + ".row_mask",
-           linear ? "has " + std::to_string(io.row_mask.size()) + " entries for " +
-                        std::to_string(m) + " samples of " + std::to_string(rows) + " rows"
-                  : std::string("must be empty for a convolution"));
-    valid += io.row_mask.empty()
-                 ? m * rows
-                 : static_cast<std::size_t>(std::count_if(io.row_mask.begin(), io.row_mask.end(),
-                                                          [](std::uint8_t v) { return v != 0; }));
-    if (want_inputs) append_valid_rows(io.inputs, io.row_mask, in / rows, out.inputs);
-    if (want_outputs) append_valid_rows(io.outputs, io.row_mask, outn / rows, out.outputs);
+    const layer_io io = capture_valid_rows(net, d, first, m, mode, want_inputs, want_outputs);
+    if (want_inputs) out.inputs.insert(out.inputs.end(), io.inputs.begin(), io.inputs.end());
+    if (want_outputs) out.outputs.insert(out.outputs.end(), io.outputs.begin(), io.outputs.end());
   }
-  if (!(n == 0 || valid > 0))
+  const std::size_t valid = want_outputs ? out.outputs.size() / row.output_per_sample()
+                                         : out.inputs.size() / row.input_per_sample();
+  if (!(n == 0 || valid > 0 || !(want_inputs || want_outputs)))
     fail(errc::empty_input, "adaquant_calibrate: capture(layer " + std::to_string(d.id) + ")",
          "row_mask marks every row of the calibration samples as padding");
 }

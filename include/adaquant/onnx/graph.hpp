@@ -204,12 +204,16 @@ inline std::vector<tensor> graph::run_from(run_state s, std::size_t last, const 
     }
     return have[u] ? &values[u] : nullptr;
   };
+  // The saved state takes the values live before save_before; they are pinned (neither released
+  // nor overwritten in place) and moved into it at the end, not copied.
+  std::vector<bool> pinned;
+  const auto is_pinned = [&](std::size_t v) { return !pinned.empty() && pinned[v]; };
   const auto save = [&](std::size_t i) {
     saved->next = i;
     saved->batch = s.batch;
     saved->live.clear();
-    for (std::size_t v = 0; v < nv; ++v)
-      if (have[v] && (last_use_[v] >= i || wanted[v])) saved->live.emplace(static_cast<int>(v), values[v]);
+    pinned.assign(nv, false);
+    for (std::size_t v = 0; v < nv; ++v) pinned[v] = have[v] && (last_use_[v] >= i || wanted[v]);
   };
   std::vector<tensor> outs;
   std::vector<const tensor*> in;
@@ -235,7 +239,7 @@ inline std::vector<tensor> graph::run_from(run_state s, std::size_t last, const 
     tensor* mv = nullptr;
     if (!n.inputs.empty() && n.inputs[0] >= 0) {
       const auto u = static_cast<std::size_t>(n.inputs[0]);
-      if (!constants_[u] && have[u] && last_use_[u] == i && !wanted[u] &&
+      if (!constants_[u] && have[u] && last_use_[u] == i && !wanted[u] && !is_pinned(u) &&
           std::count(n.inputs.begin(), n.inputs.end(), n.inputs[0]) == 1)
         mv = &values[u];
     }
@@ -247,7 +251,8 @@ inline std::vector<tensor> graph::run_from(run_state s, std::size_t last, const 
       have[static_cast<std::size_t>(v)] = true;
     }
     for (const int v : n.inputs)
-      if (v >= 0 && last_use_[static_cast<std::size_t>(v)] == i && !wanted[static_cast<std::size_t>(v)]) {
+      if (v >= 0 && last_use_[static_cast<std::size_t>(v)] == i && !wanted[static_cast<std::size_t>(v)] &&
+          !is_pinned(static_cast<std::size_t>(v))) {
         std::vector<float>& f = values[static_cast<std::size_t>(v)].f;
         if (f.size() >= 4096) {  // activations, not small shape tensors; at most a few kept
           if (recycled.size() == 4) recycled.erase(recycled.begin());
@@ -264,8 +269,14 @@ inline std::vector<tensor> graph::run_from(run_state s, std::size_t last, const 
     if (!t)
       adaquant::detail::fail(errc::invalid_argument, source_ + ": run_from",
                              "value \"" + names_[static_cast<std::size_t>(v)] + "\" was not computed");
-    result.push_back(*t);
+    const auto u = static_cast<std::size_t>(v);
+    if (!constants_[u] && !is_pinned(u) && std::count(want.begin(), want.end(), v) == 1)
+      result.push_back(std::move(values[u]));
+    else
+      result.push_back(*t);
   }
+  for (std::size_t v = 0; v < nv; ++v)
+    if (is_pinned(v)) saved->live.emplace(static_cast<int>(v), std::move(values[v]));
   return result;
 }
 

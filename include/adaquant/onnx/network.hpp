@@ -33,7 +33,9 @@
 // Captures and the calibration loss are resumable exactly as the example runtime's
 // calibration_network: each (mode, sample range) keeps the values live before the last captured
 // layer, and a rerun starts at the earliest layer changed since. Samples are split across
-// `threads` threads by index; results are identical for any thread count.
+// `threads` threads by index; results are identical for any thread count. Construction runs
+// nothing (the calibration inputs' shapes are checked; their values, e.g. token ids, when first
+// run), and a pass holds no copy of its samples: memory grows with the live values only.
 
 #include <adaquant/calibrate/network.hpp>
 #include <adaquant/core/parallel.hpp>
@@ -52,21 +54,25 @@
 namespace adaquant::onnx {
 
 // One batch's forward pass that remembers where it stood (see the runtime's resumable_forward).
+// It holds no copy of its inputs: run() asks for them (make_inputs()) only when it starts over.
 class resumable_pass {
  public:
-  resumable_pass() = default;
-  explicit resumable_pass(std::vector<tensor> inputs) : inputs_(std::move(inputs)) {}
-
   void invalidate_from(std::size_t node) noexcept { dirty_ = std::min(dirty_, node); }
   [[nodiscard]] std::size_t dirty() const noexcept { return dirty_; }
   [[nodiscard]] const run_state& kept() const noexcept { return state_; }
+  // Forgets the kept state (its memory); the next run starts over.
+  void release() noexcept {
+    state_ = {};
+    has_state_ = false;
+  }
 
   // Values `want` after running through node `last`; keeps the state before node keep_before
   // (clamped to [resume point, last]).
+  template <class MakeInputs>
   std::vector<tensor> run(const graph& g, std::size_t last, const std::vector<int>& want,
-                          std::size_t keep_before) {
+                          std::size_t keep_before, MakeInputs&& make_inputs) {
     const bool resume = has_state_ && state_.next <= std::min(dirty_, last);
-    run_state from = resume ? std::move(state_) : g.start(inputs_);
+    run_state from = resume ? std::move(state_) : g.start(make_inputs());
     keep_before = std::clamp(keep_before, from.next, last);
     has_state_ = false;
     std::vector<tensor> out = g.run_from(std::move(from), last, want, keep_before, &state_);
@@ -76,7 +82,6 @@ class resumable_pass {
   }
 
  private:
-  std::vector<tensor> inputs_;
   run_state state_;
   bool has_state_ = false;
   std::size_t dirty_ = graph::npos;
@@ -268,11 +273,7 @@ inline onnx_network::onnx_network(const model& m, std::vector<tensor> calibratio
   if (ls > 0) {
     const std::size_t parts = std::min(threads_, ls);
     for (std::size_t p = 0; p <= parts; ++p) loss_begin_.push_back(ls * p / parts);
-    for (std::size_t p = 0; p < parts; ++p)
-      loss_passes_.emplace_back(calibration_items(loss_begin_[p], loss_begin_[p + 1]));
-    eval_options eo;
-    eo.threads = threads_;
-    fp_logits_ = forward(calibration_items(0, ls), eo).at(0);
+    loss_passes_.resize(parts);
   }
 }
 
@@ -333,9 +334,7 @@ inline adaquant::layer_io onnx_network::capture(std::size_t layer_id, std::size_
   for (std::size_t p = 0; p <= parts; ++p) begin[p] = first + count * p / parts;
   for (std::size_t p = 0; p < parts; ++p) {
     const std::size_t b = begin[p], c = begin[p + 1] - b;
-    auto [it, fresh] = passes_.try_emplace({mode, b, c});
-    if (fresh) it->second = resumable_pass(calibration_items(b, b + c));
-    pass[p] = &it->second;
+    pass[p] = &passes_[{mode, b, c}];
   }
   adaquant::layer_io io;
   const std::size_t in_per = d.geometry.input_per_sample(), out_per = d.geometry.output_per_sample();
@@ -349,7 +348,9 @@ inline adaquant::layer_io onnx_network::capture(std::size_t layer_id, std::size_
   }
   if (count == 0) return io;
   parallel_for(parts, threads_, [&](std::size_t p) {
-    const tensor out = pass[p]->run(run, layer_id, {out_v}, layer_id).at(0);
+    const tensor out = pass[p]->run(run, layer_id, {out_v}, layer_id, [&] {
+      return calibration_items(begin[p], begin[p + 1]);
+    }).at(0);
     const tensor& in = pass[p]->kept().live.at(in_v);
     const std::size_t at = begin[p] - first;
     if (n.op_type == "Conv") {
@@ -390,6 +391,11 @@ inline void onnx_network::set_quantized(const quantized_layer& q) {
 
 inline double onnx_network::calibration_loss() {
   if (loss_passes_.empty()) return 0.0;
+  if (fp_logits_.rank() == 0) {  // on first use: a network that never asks pays no forward pass
+    eval_options eo;
+    eo.threads = threads_;
+    fp_logits_ = forward(calibration_items(0, loss_begin_.back()), eo).at(0);
+  }
   const std::size_t n = static_cast<std::size_t>(fp_logits_.shape[0]);
   const std::size_t k = n ? fp_logits_.size() / n : 0;
   const std::size_t last = q_.nodes().empty() ? 0 : q_.nodes().size() - 1;
@@ -397,7 +403,9 @@ inline double onnx_network::calibration_loss() {
   std::vector<double> loss(n, 0.0);
   parallel_for(loss_passes_.size(), loss_passes_.size(), [&](std::size_t p) {
     resumable_pass& pass = loss_passes_[p];
-    const tensor logits = pass.run(q_, last, {out_v}, pass.dirty()).at(0);
+    const tensor logits = pass.run(q_, last, {out_v}, pass.dirty(), [&] {
+      return calibration_items(loss_begin_[p], loss_begin_[p + 1]);
+    }).at(0);
     const std::size_t b = loss_begin_[p];
     std::vector<double> lp, lq;
     for (std::size_t i = 0; i + b < loss_begin_[p + 1]; ++i) {

@@ -106,6 +106,7 @@ struct step_report {
   std::string name;
   double seconds = 0.0;
   std::string summary;
+  double cpu_seconds = 0.0;  // the process's CPU time over the step (every thread; std::clock)
 };
 
 struct pipeline_report {

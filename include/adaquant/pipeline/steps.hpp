@@ -19,6 +19,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <ctime>
 #include <cstdio>
 #include <map>
 #include <string>
@@ -49,8 +50,10 @@ inline double seconds_since(std::chrono::steady_clock::time_point t0) {
 template <class F>
 void timed_step(pipeline_report& rep, const char* name, F&& f) {
   const auto t0 = std::chrono::steady_clock::now();
+  const std::clock_t c0 = std::clock();
   std::string summary = f();
-  rep.steps.push_back({name, seconds_since(t0), std::move(summary)});
+  const double cpu = static_cast<double>(std::clock() - c0) / CLOCKS_PER_SEC;
+  rep.steps.push_back({name, seconds_since(t0), std::move(summary), cpu});
 }
 
 inline tensor_view<const float> weight_matrix(const layer_desc& d) {
@@ -77,11 +80,31 @@ layer_io capture_layer(Net& net, const layer_desc& d, capture_mode mode, bool in
   return io;
 }
 
+// f(first, count) over consecutive chunks of at most `chunk` of the calibration samples, in
+// order: the steps that only accumulate statistics stream through them, so they hold one chunk's
+// outputs rather than every sample's.
+template <class F>
+void for_each_chunk(std::size_t samples, std::size_t chunk, F&& f) {
+  chunk = std::max<std::size_t>(1, chunk);
+  for (std::size_t first = 0; first < samples; first += chunk)
+    f(first, std::min(chunk, samples - first));
+}
+
 // Captured outputs of layer d as [rows, C, P] (rows: samples, or valid tokens of a token-wise
 // linear layer).
 inline tensor_view<const float> outputs_view(const layer_desc& d, const std::vector<float>& out) {
   const std::size_t per = d.geometry.per_row().output_per_sample();
   return {out.data(), {out.size() / per, d.geometry.out_channels(), d.geometry.out_positions()}};
+}
+
+// m observes each row's outputs [C, P] of layer d (captured as outputs_view) as its own batch, in
+// order: the moments do not depend on how the samples were chunked.
+inline void observe_per_sample(channel_moments& m, const layer_desc& d,
+                               const std::vector<float>& out) {
+  const std::size_t per = d.geometry.per_row().output_per_sample();
+  for (std::size_t s = 0; s < out.size() / per; ++s)
+    m.observe_view(tensor_view<const float>(out.data() + s * per,
+                                            {1, d.geometry.out_channels(), d.geometry.out_positions()}));
 }
 
 // outputs [rows, C, P] of layer d -= bias per channel: the layer's output before its bias.
@@ -118,8 +141,11 @@ inline void quantize_weights(const layer_desc& d, const quantizer_spec& spec, qu
 }
 
 // Step "ranges": round-to-nearest weights and activation ranges estimated on the full-precision
-// inputs of every layer; ctx.threads layers are estimated at a time (captures stay in order).
-// Layers are independent here, so those found in the checkpoint are installed first.
+// inputs of every layer; up to ctx.threads layers are estimated at a time (captures stay in
+// order), as many as keep their inputs together within one layer's calibration cache (the
+// largest layer's inputs and outputs): small layers share the threads, and the step's memory does
+// not grow with the thread count. Layers are independent here, so those found in the checkpoint
+// are installed first, and the grouping changes no result.
 template <PipelineNetwork Net>
 void range_step(Net& net, pipeline_state& st, const execution_context& ctx) {
   const std::size_t n = st.layers.size();
@@ -134,8 +160,16 @@ void range_step(Net& net, pipeline_state& st, const execution_context& ctx) {
       todo.push_back(i);
     }
   }
-  for (std::size_t first = 0; first < todo.size(); first += width) {
-    const std::size_t last = std::min(todo.size(), first + width);
+  std::size_t budget = 0;  // floats per sample: the largest layer's inputs and outputs
+  for (const layer_desc& d : st.layers)
+    budget = std::max(budget, d.geometry.input_per_sample() + d.geometry.output_per_sample());
+  for (std::size_t first = 0, last = 0; first < todo.size(); first = last) {
+    std::size_t held = st.layers[todo[first]].geometry.input_per_sample();
+    for (last = first + 1; last < todo.size() && last - first < width; ++last) {
+      const std::size_t more = st.layers[todo[last]].geometry.input_per_sample();
+      if (held + more > budget) break;
+      held += more;
+    }
     std::vector<layer_io> io(last - first);
     for (std::size_t t = first; t < last; ++t)
       io[t - first] = capture_layer(net, st.layers[todo[t]], capture_mode::full_precision, true,
@@ -172,10 +206,13 @@ void range_step(Net& net, pipeline_state& st, const execution_context& ctx) {
 // quantized network's own activations (exact averages over all calibration samples, in layer
 // order so each layer sees its tuned predecessors) and refold, keeping weights on their grid.
 // The target statistics are the BN's running ones or the full-precision layer's (opt.target).
+// Streamed in chunks of ctx.capture_batch samples; each sample is merged into the moments as its
+// own batch (channel_moments), so the result does not depend on the chunk size.
 template <PipelineNetwork Net>
 std::size_t bn_tuning_layers(Net& net, pipeline_state& st, const bn_tuning_options& opt,
                              const execution_context& ctx) {
   std::size_t tuned = 0;
+  const std::size_t samples = net.calibration_size();
   for (std::size_t i = 0; i < st.layers.size(); ++i) {
     const layer_desc& d = st.layers[i];
     const batch_norm_params* bn = net.folded_batch_norm(d.id);
@@ -188,21 +225,19 @@ std::size_t bn_tuning_layers(Net& net, pipeline_state& st, const bn_tuning_optio
       net.set_quantized(q);
       continue;
     }
-    layer_io io = capture_layer(net, d, capture_mode::quantized, false, true, ctx.capture_batch);
     const std::size_t oc = d.geometry.out_channels();
-    remove_bias(d, q.bias, io.outputs);  // u = Q x
-    channel_moments m(oc, 1);
-    m.observe(outputs_view(d, io.outputs));
-    bn_retune_result r;
-    if (opt.target == bn_reference::full_precision) {
-      const layer_io fp =
-          capture_layer(net, d, capture_mode::full_precision, false, true, ctx.capture_batch);
-      channel_moments mf(oc, 1);
-      mf.observe(outputs_view(d, fp.outputs));
-      r = match_output_moments(mf, m, bn->eps);
-    } else {
-      r = retune_batch_norm(*bn, m);
-    }
+    const bool fp_target = opt.target == bn_reference::full_precision;
+    channel_moments m(oc, 1), mf(oc, 1);
+    for_each_chunk(samples, ctx.capture_batch, [&](std::size_t first, std::size_t count) {
+      layer_io io = capture_valid_rows(net, d, first, count, capture_mode::quantized, false, true);
+      remove_bias(d, q.bias, io.outputs);  // u = Q x
+      observe_per_sample(m, d, io.outputs);
+      if (fp_target)
+        observe_per_sample(
+            mf, d,
+            capture_valid_rows(net, d, first, count, capture_mode::full_precision, false, true).outputs);
+    });
+    const bn_retune_result r = fp_target ? match_output_moments(mf, m, bn->eps) : retune_batch_norm(*bn, m);
     // Same integers, scales multiplied by r (every block of channel c by r_c): the weights stay
     // on their (rescaled) grid.
     const auto shape = weight_matrix(d).shape();
@@ -231,6 +266,7 @@ std::size_t bn_tuning_layers(Net& net, pipeline_state& st, const bn_tuning_optio
 template <PipelineNetwork Net>
 double bias_correction_step(Net& net, pipeline_state& st, const execution_context& ctx) {
   double largest = 0.0;
+  const std::size_t samples = net.calibration_size();
   for (std::size_t i = 0; i < st.layers.size(); ++i) {
     const layer_desc& d = st.layers[i];
     double layer_largest = 0.0;
@@ -238,12 +274,15 @@ double bias_correction_step(Net& net, pipeline_state& st, const execution_contex
       st.q[i] = std::move(saved->layer);
       layer_largest = saved->figures[0];
     } else {
-      const layer_io fp =
-          capture_layer(net, d, capture_mode::full_precision, false, true, ctx.capture_batch);
-      const layer_io qo =
-          capture_layer(net, d, capture_mode::quantized, false, true, ctx.capture_batch);
+      // Streamed: the sums run over (sample, channel) in sample order, so any chunking gives
+      // the same bits.
       bias_correction bc(d.geometry.out_channels(), 1);
-      bc.observe(outputs_view(d, fp.outputs), outputs_view(d, qo.outputs));
+      for_each_chunk(samples, ctx.capture_batch, [&](std::size_t first, std::size_t count) {
+        const layer_io fp =
+            capture_valid_rows(net, d, first, count, capture_mode::full_precision, false, true);
+        const layer_io qo = capture_valid_rows(net, d, first, count, capture_mode::quantized, false, true);
+        bc.observe(outputs_view(d, fp.outputs), outputs_view(d, qo.outputs));
+      });
       for (float v : bc.correction())
         layer_largest = std::max(layer_largest, static_cast<double>(std::abs(v)));
       bc.apply(st.q[i].bias);

@@ -234,14 +234,28 @@ inline void direct_conv(const op_env& env, const float* x, std::int64_t n, std::
       for (std::int64_t j = 0; j < g.kw; ++j)
         off[static_cast<std::size_t>((ci * g.kh + i) * g.kw + j)] =
             static_cast<adaquant::detail::gather_index>(ci * hp * wp + i * g.dh * wp + j * g.dw);
+  // Output channels in blocks of 1 to 3 vectors, split as the kernel splits them
+  // (kernels/simd/conv.hpp), each block's weights packed on their own, [k][block width]: a block
+  // then streams its taps from consecutive memory. (One [k][og] matrix strides og floats per tap:
+  // for a 512-channel layer a TLB page every two taps, which left the kernel waiting on loads.)
+  // Every channel keeps the kernel's sequence of multiply-adds, so the bits do not change.
+  std::vector<std::pair<std::int64_t, std::int64_t>> blocks;  // (first vector, vectors)
+  for (std::int64_t v = 0, vectors = ldw / lanes; v < vectors;) {
+    const std::int64_t left = vectors - v, take = left == 1 ? 1 : left % 2 == 1 ? 3 : 2;
+    blocks.emplace_back(v, take);
+    v += take;
+  }
   std::vector<float> packed(static_cast<std::size_t>(k * ldw));
   const bool unpadded = g.pt == 0 && g.pb == 0 && g.pl == 0 && g.pr == 0;  // read x in place
   std::vector<float> padded(unpadded ? 0 : static_cast<std::size_t>(cg * hp * wp), 0.0f);  // borders stay 0
   for (std::int64_t gi = 0; gi < groups; ++gi) {
     std::fill(packed.begin(), packed.end(), 0.0f);
-    for (std::int64_t oc = 0; oc < og; ++oc)
-      for (std::int64_t r = 0; r < k; ++r)
-        packed[static_cast<std::size_t>(r * ldw + oc)] = w[(gi * og + oc) * k + r];
+    for (const auto& [v0, take] : blocks) {
+      float* pb = packed.data() + k * v0 * lanes;
+      const std::int64_t width = take * lanes, c0 = v0 * lanes, cn = std::min(width, og - c0);
+      for (std::int64_t j = 0; j < cn; ++j)
+        for (std::int64_t r = 0; r < k; ++r) pb[r * width + j] = w[(gi * og + c0 + j) * k + r];
+    }
     for (std::int64_t ni = 0; ni < n; ++ni) {
       const float* xs = x + (ni * c + gi * cg) * g.h * g.w;
       if (!unpadded)
@@ -249,12 +263,14 @@ inline void direct_conv(const op_env& env, const float* x, std::int64_t n, std::
           for (std::int64_t r = 0; r < g.h; ++r)
             copy_row(padded.data() + (ci * hp + r + g.pt) * wp + g.pl, xs + (ci * g.h + r) * g.w, g.w);
       float* ys = y + (ni * o + gi * og) * p;
-      adaquant::detail::gather_product_run(unpadded ? xs : padded.data(), base.data(), static_cast<std::size_t>(p),
-                                           off.data(), static_cast<std::size_t>(k), packed.data(),
-                                           static_cast<std::size_t>(ldw),
-                                           bias ? bias + gi * og : nullptr,
-                                           static_cast<std::size_t>(og), ys,
-                                           static_cast<std::size_t>(p));
+      for (const auto& [v0, take] : blocks) {
+        const std::int64_t c0 = v0 * lanes, cn = std::min(take * lanes, og - c0);
+        adaquant::detail::gather_product_run(
+            unpadded ? xs : padded.data(), base.data(), static_cast<std::size_t>(p), off.data(),
+            static_cast<std::size_t>(k), packed.data() + k * c0, static_cast<std::size_t>(take * lanes),
+            bias ? bias + gi * og + c0 : nullptr, static_cast<std::size_t>(cn), ys + c0 * p,
+            static_cast<std::size_t>(p));
+      }
     }
   }
 }
