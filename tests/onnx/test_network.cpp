@@ -398,7 +398,8 @@ TEST_CASE("token-wise MatMuls capture per token, with the attention mask as row 
   const auto ids = ids_of({{2, 3, 4, 0}, {2, 1, 0, 0}, {1, 2, 3, 4}}),
              mask = ids_of({{1, 1, 1, 0}, {1, 1, 0, 0}, {1, 1, 1, 1}});
   auto net = tiny_encoder_net(ids, mask);
-  const auto& v = net.quantizable_layers().at(2);  // x [N, 4, 2] -> v = x wv
+  const auto layers = net.quantizable_layers();  // by value: keep it alive
+  const auto& v = layers.at(2);                   // x [N, 4, 2] -> v = x wv
   const auto io = net.capture(v.id, 1, 2, capture_mode::full_precision);
   CHECK(io.row_mask == std::vector<std::uint8_t>{1, 1, 0, 0, 1, 1, 1, 1});
   REQUIRE(io.inputs.size() == 2 * 4 * 2);
@@ -482,7 +483,8 @@ TEST_CASE("the token mask input: named, disabled, or refused with the input name
   expect_error([&] { (void)make("x"); }, errc::shape_mismatch, {"input 'x' is float [2, 3, 2]"});
   const auto plain = make("");
   REQUIRE(plain.quantizable_layers().size() == 1);
-  const auto& d = plain.quantizable_layers()[0];
+  const auto plain_layers = plain.quantizable_layers();  // by value: keep it alive
+  const auto& d = plain_layers[0];
   CHECK(d.geometry.linear.rows == 3);
   // The Add's constant is the layer's bias (the Add becomes an Identity); the output is unchanged.
   CHECK(std::vector<float>(d.bias.begin(), d.bias.end()) == std::vector<float>{0.5f, -0.25f});
