@@ -44,6 +44,15 @@ adaquant_install_node() {
   adaquant_install_debs nodejs npm
 }
 
+# adaquant_build ROOT TARGET...: configure ROOT/build (Release, with the ONNX component) and build
+# the targets on every core: what the demo and the benchmark scripts run.
+adaquant_build() {
+  local root=$1
+  shift
+  cmake -S "$root" -B "$root/build" -DCMAKE_BUILD_TYPE=Release -DADAQUANT_WITH_ONNX=ON >/dev/null
+  cmake --build "$root/build" -j "$(nproc)" --target "$@"
+}
+
 # The ONNX scripts' common set-up (scripts/onnx_check.sh, scripts/onnx_speed.sh): every
 # dependency, adaquant_ptq and the .npy writer built in ROOT/build, ONNX Runtime in tools/ort, and
 # the Fashion-MNIST data as .npy in ROOT/out/onnx/data.

@@ -12,8 +12,7 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 source "$here/scripts/deps.sh"
 adaquant_install_deps
-cmake -S "$here" -B "$here/build" -DCMAKE_BUILD_TYPE=Release -DADAQUANT_WITH_ONNX=ON >/dev/null
-cmake --build "$here/build" -j "$(nproc)" --target fashion_mnist_ptq
+adaquant_build "$here" fashion_mnist_ptq
 ptq="$here/build/examples/fashion_mnist_ptq/fashion_mnist_ptq"
 out="$here/out/lowbit"
 mkdir -p "$out"

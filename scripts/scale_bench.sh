@@ -28,8 +28,7 @@ out="$here/out/scale"
 runs="$out/runs"
 mkdir -p "$runs"
 
-cmake -S "$here" -B "$here/build" -DCMAKE_BUILD_TYPE=Release -DADAQUANT_WITH_ONNX=ON >/dev/null
-cmake --build "$here/build" -j "$(nproc)" --target adaquant_ptq
+adaquant_build "$here" adaquant_ptq
 ptq="$here/build/examples/adaquant_ptq/adaquant_ptq"
 /usr/bin/python3 "$here/tools/imagenet_models.py" --out "$out/models" --models "$models" \
   --images "$images"
