@@ -4,11 +4,14 @@
     python3 tools/plot_results.py OUT.svg DIR [DIR ...]
 
 Reads every *.json run report in the directories (the demo's out/demo, a benchmark script's
-folder) that has "model", "pipeline", "size_ratio", "fp32_top1" and "quant_top1". Per model: the
+folder) that has "model", "pipeline", "size_ratio", "fp32_top1" and "quant_top1" (adaquant_ptq's
+reports hold the model as {"path": ...} and the pipeline, "max_size_ratio" and "weight_only"
+under "settings": the panel is named after the model file). Per model: the
 FP32 top-1 as a dotted line; each run a marker, its shape and colour by pipeline (naive, light,
 advanced); runs at uniform bit-widths joined by a solid line per pipeline, bit-allocation runs
 ("max_size_ratio" set) by a dashed one, in order of size; ablations (runs without BN tuning or
-bias correction, "_ranges"/"_bn"/"_adaquant" in the file name) as hollow markers, not joined.
+bias correction, "_ranges"/"_bn"/"_adaquant" in the file name) and weight-only runs as hollow
+markers, not joined.
 Only the standard library: the SVG is written by hand, byte for byte the same for the same
 input.
 """
@@ -31,10 +34,18 @@ def load(dirs):
                 j = json.load(open(path))
             except (OSError, ValueError) as e:
                 sys.exit(f"plot_results: {path}: {e}")
-            if not isinstance(j, dict) or not all(k in j for k in ("model", "pipeline", "size_ratio", "fp32_top1", "quant_top1")):
+            if not isinstance(j, dict):
+                continue
+            settings = j.get("settings")
+            if isinstance(settings, dict):  # adaquant_ptq
+                for k in ("pipeline", "max_size_ratio", "weight_only"):
+                    j.setdefault(k, settings.get(k))
+            if isinstance(j.get("model"), dict) and isinstance(j["model"].get("path"), str):
+                j["model"] = os.path.splitext(os.path.basename(j["model"]["path"]))[0]
+            if not all(k in j for k in ("model", "pipeline", "size_ratio", "fp32_top1", "quant_top1")):
                 continue
             name = os.path.basename(path)[:-5]
-            j["ablation"] = any(a in name for a in ABLATIONS)
+            j["ablation"] = any(a in name for a in ABLATIONS) or bool(j.get("weight_only"))
             j["allocated"] = j.get("max_size_ratio") is not None
             runs.append(j)
     if not runs:
@@ -117,7 +128,7 @@ def main():
         body.append(f'<text x="{x + 10}" y="{legend_y}">{pipeline}</text>')
         x += 90
     body.append(f'<text x="{x}" y="{legend_y}">solid: uniform bits; dashed, hollow: bit allocation; '
-                'hollow, not joined: ablations; dotted: FP32</text>')
+                'hollow, not joined: ablations, weight-only; dotted: FP32</text>')
     svg = (f'<svg xmlns="http://www.w3.org/2000/svg" width="{W * len(models)}" height="{H + 24}" '
            f'font-family="sans-serif" font-size="11">\n<rect width="100%" height="100%" fill="#fff"/>\n'
            + "\n".join(body) + "\n</svg>\n")

@@ -18,19 +18,30 @@ run m1_advanced_w4a4_adaquant m1 advanced 0.125 0.92
 run m1_advanced_size13 m1 advanced 0.13 0.927 0.13
 run m2_light_w4a4 m2 light 0.126 0.91
 echo '{"not": "a run"}' > "$work/runs/other.json"
+# adaquant_ptq's report: model path and settings nested; a weight-only run is hollow, not joined.
+ptq_run() {  # ptq_run FILE PIPELINE SIZE TOP1 WEIGHT_ONLY
+  printf '{"tool": "adaquant_ptq", "model": {"path": "/x/m3.onnx", "sha256": "0"}, "settings": {"pipeline": "%s", "max_size_ratio": null, "weight_only": %s}, "size_ratio": %s, "fp32_top1": 0.93, "quant_top1": %s}\n' \
+    "$2" "$5" "$3" "$4" > "$work/runs/$1.json"
+}
+ptq_run m3_light_w8a8 light 0.25 0.93 false
+ptq_run m3_light_w4a4 light 0.125 0.92 false
+ptq_run m3_light_w4a16 light 0.125 0.925 true
 py=(python3 "$here/tools/plot_results.py")
 "${py[@]}" "$work/a.svg" "$work/runs" >/dev/null && ok || ko "plot failed"
 "${py[@]}" "$work/b.svg" "$work/runs" >/dev/null && cmp -s "$work/a.svg" "$work/b.svg" && ok ||
   ko "two runs on the same input differ"
 count() { grep -o "$1" "$work/a.svg" | wc -l; }
-[ "$(grep -c 'font-weight="bold">m[12] (FP32 93.00%)' "$work/a.svg")" = 2 ] && ok || ko "not one panel per model"
-# Markers: 2 naive circles, 1 light square, 4 advanced triangles (+ one of each in the legend).
-[ "$(count '<circle')" = 3 ] && [ "$(count 'stroke="#1f77b4" stroke-width')" = 2 ] &&
+[ "$(grep -c 'font-weight="bold">m[123] (FP32 93.00%)' "$work/a.svg")" = 3 ] && ok || ko "not one panel per model"
+# Markers: 2 naive circles, 4 light squares, 4 advanced triangles (+ one of each in the legend).
+[ "$(count '<circle')" = 3 ] && [ "$(count 'stroke="#1f77b4" stroke-width')" = 5 ] &&
   [ "$(count '<polygon')" = 5 ] && ok ||
   ko "markers: $(count '<circle') circles, $(count 'stroke="#1f77b4" stroke-width') squares, $(count '<polygon') triangles"
 [ "$(count 'fill="none" stroke="#d62728" stroke-width')" = 2 ] && ok || ko "ablation and allocation not hollow"
-# Lines: naive (2 uniform runs) and advanced (2 uniform runs); light has one run, no line.
-[ "$(count '<polyline')" = 2 ] && ok || ko "$(count '<polyline') lines, expected 2"
+[ "$(count 'fill="none" stroke="#1f77b4" stroke-width')" = 1 ] && ok || ko "weight-only run not hollow"
+# Lines: m1 naive and advanced (2 uniform runs each), m3 light (2 quantized-activation runs; the
+# weight-only run is not joined); m2 light has one run, no line.
+[ "$(count '<polyline')" = 3 ] && ok || ko "$(count '<polyline') lines, expected 3"
+grep -q "points=\"[0-9., ]*\" fill=\"none\" stroke=\"#1f77b4\"/>" "$work/a.svg" && ok || ko "no light line"
 out=$("${py[@]}" "$work/c.svg" "$work/empty" 2>&1) && ko "no error without runs" ||
   { [[ "$out" == *"no run reports"*"$work/empty"* ]] && ok || ko "unclear error: $out"; }
 echo '{"model": ' > "$work/bad/broken.json"
