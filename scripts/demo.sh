@@ -2,14 +2,19 @@
 # The main job: quantize the two reference models (ResNet- and MobileNetV2-style, trained on
 # Fashion-MNIST, loaded from models/*.onnx through the ONNX importer) with the naive, light and
 # advanced pipelines; accuracy on the full 10k test set.
-# Prints one markdown table and writes every run's JSON to out/demo/, with the picture of top-1
-# against weight size, out/demo/accuracy_vs_size.svg (tools/plot_results.py). DEMO_CALIB=N changes the
-# calibration size (default 1000).
+# Then the text model (models/text_classifier.onnx, a 4-layer transformer encoder; data from
+# Debian's fortunes package, scripts/text_data.sh) through adaquant_ptq: naive, light and advanced
+# at W8A8, advanced W4A8 and W4A4, weight-only W4A16 in blocks of 32 (round-to-nearest and
+# AdaQuant), bit allocation at 13% size; top-1 on its 1615 test sequences.
+# Prints two markdown tables and writes every run's JSON to out/demo/ (text runs in
+# out/demo/text/), with the picture of top-1 against weight size, out/demo/accuracy_vs_size.svg
+# (tools/plot_results.py). DEMO_CALIB=N changes the images' calibration size (default 1000);
+# DEMO_TEXT=0 skips the text model.
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 source "$here/scripts/deps.sh"
 adaquant_install_deps
-adaquant_build "$here" fashion_mnist_ptq
+adaquant_build "$here" fashion_mnist_ptq adaquant_ptq
 ptq="$here/build/examples/fashion_mnist_ptq/fashion_mnist_ptq"
 out="$here/out/demo"
 mkdir -p "$out"
@@ -38,6 +43,7 @@ plan="$out/plan.txt"
 json_field() { sed -n "s/^  \"$2\": \(.*\),\$/\1/p" "$1" | head -1 | tr -d '"'; }
 
 start=$(date +%s)
+extra=()
 "$ptq" --plan "$plan" --json-dir "$out" --calib "$calib" --iterations "$iters" --seed 0
 table="| model | run | first/last 8-bit | weights % of FP32 | FP32 top-1 | quantized top-1 | delta | seconds |
 |---|---|---|---|---|---|---|---|"
@@ -53,9 +59,48 @@ while read -r name args; do
 done < "$plan"
 echo
 echo "$table" | tee "$out/results.md"
+
+# The text model. Each run quantizes the 25 layers (24 token-wise MatMuls and the classifier),
+# calibrating on 1000 sequences; padding tokens count nowhere (docs/text.md).
+if [ "${DEMO_TEXT:-1}" != 0 ]; then
+  text="$here/out/text"
+  "$here/scripts/text_data.sh" "$text" >/dev/null
+  aq_ptq="$here/build/examples/adaquant_ptq/adaquant_ptq"
+  mkdir -p "$out/text"
+  text_plan=(
+    "naive_w8a8 --pipeline naive --wbits 8 --abits 8"
+    "light_w8a8 --pipeline light --wbits 8 --abits 8"
+    "advanced_w8a8 --pipeline advanced --wbits 8 --abits 8"
+    "advanced_w4a8 --pipeline advanced --wbits 4 --abits 8"
+    "advanced_w4a4 --pipeline advanced --wbits 4 --abits 4"
+    "naive_w4a16_block32 --pipeline naive --weight-only --wbits 4 --weight-granularity block:32 --all-layers"
+    "advanced_w4a16_block32 --pipeline advanced --weight-only --wbits 4 --weight-granularity block:32 --all-layers"
+    "advanced_w4a4_size13 --pipeline advanced --wbits 4 --abits 4 --max-size-ratio 0.13 --bit-options 2,4,8"
+  )
+  for line in "${text_plan[@]}"; do
+    name=${line%% *}
+    # shellcheck disable=SC2086
+    "$aq_ptq" --model "$here/models/text_classifier.onnx" --calib "$text/calib" \
+      --test-data "$text/test" --test-labels "$text/test_labels.npy" --iterations "$iters" --seed 0 \
+      ${line#* } --output "$out/text/$name.onnx" --json "$out/text/$name.json" --quiet >/dev/null
+  done
+  echo
+  python3 - "$out/text" "${text_plan[@]%% *}" <<'PY' | tee "$out/text/results.md"
+import json, sys
+d, names = sys.argv[1], sys.argv[2:]
+print("| model | run | first/last 8-bit | weights % of FP32 | FP32 top-1 | quantized top-1 | delta | seconds |")
+print("|---|---|---|---|---|---|---|---|")
+for n in names:
+    j = json.load(open(f"{d}/{n}.json"))
+    fp, q = 100 * j["fp32_top1"], 100 * j["quant_top1"]
+    print(f"| text_classifier | {n} | {str(j['settings']['first_last_8bit']).lower()} | "
+          f"{100 * j['size_ratio']:.1f} | {fp:.2f} | {q:.2f} | {q - fp:+.2f} | {j['seconds']:.0f} |")
+PY
+  extra+=("$out/text")
+fi
+
 # Top-1 against weight size, every run of both models (and scripts/lowbit_bench.sh's runs when
 # they are in out/lowbit).
-extra=()
 [ -d "$here/out/lowbit" ] && extra+=("$here/out/lowbit")
 python3 "$here/tools/plot_results.py" "$out/accuracy_vs_size.svg" "$out" "${extra[@]}"
 echo
