@@ -188,9 +188,10 @@ TEST_CASE("QDrop: results do not depend on the thread count and differ from no d
   CHECK_FALSE(same_quantization(a, plain));
 }
 
-TEST_CASE("AdaRound with QDrop: results do not depend on the thread count, differ from the "
-          "learned step and sit on the grid",
-          "[driver][adaround]") {
+TEST_CASE(
+    "AdaRound with QDrop: results do not depend on the thread count, differ from the "
+    "learned step and sit on the grid",
+    "[driver][adaround]") {
   const layer_quantizers w2a2{quantizer_spec::weights(2), quantizer_spec::activations(2)};
   calibration_options o = options(calibration_order::parallel, 40);
   o.layer.rounding = weight_rounding::adaround;

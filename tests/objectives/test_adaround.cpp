@@ -136,8 +136,9 @@ TEST_CASE("AdaRound: gradients of V, scales and bias match central differences",
     }
     for (std::size_t c = 0; c < s.weight_scale.size(); ++c) {
       INFO("s_w[" << c << "]");
-      CHECK(grad.weight_scale[c] ==
-            Approx(numeric(s.weight_scale[c], 1e-4 * s.weight_scale[c])).epsilon(1e-3).margin(1e-6));
+      CHECK(
+          grad.weight_scale[c] ==
+          Approx(numeric(s.weight_scale[c], 1e-4 * s.weight_scale[c])).epsilon(1e-3).margin(1e-6));
       CHECK(grad.bias[c] == Approx(numeric(s.bias[c], 1e-3)).epsilon(1e-3).margin(1e-6));
     }
   }
@@ -257,7 +258,8 @@ TEST_CASE("AdaRound: settings outside their domains are errors naming the option
       {"warmup", [](adaround_options& a, float v) { a.warmup = v; }, 1.0f},
       {"zeta", [](adaround_options& a, float v) { a.zeta = v; }, 1.0f},
       {"gamma", [](adaround_options& a, float v) { a.gamma = v; }, 0.0f},
-      {"lr", [](adaround_options& a, float v) { a.lr = v; }, std::numeric_limits<float>::infinity()},
+      {"lr", [](adaround_options& a, float v) { a.lr = v; },
+       std::numeric_limits<float>::infinity()},
   };
   for (const bad_case& c : cases) {
     adaquant_options o;
@@ -268,8 +270,7 @@ TEST_CASE("AdaRound: settings outside their domains are errors naming the option
     layer_objective obj(g, L.w, L.b, L.x, L.y, cfg);
     const initial_quant_params init = estimate_initial_params(obj, quantizers_of(cfg));
     adaquant_test::expect_error([&] { (void)adaquant_optimize(obj, o, init); },
-                                errc::invalid_argument,
-                                std::string("options.adaround.") + c.name);
+                                errc::invalid_argument, std::string("options.adaround.") + c.name);
     CHECK_FALSE(obj.adaround());  // refused before anything changed
   }
 }

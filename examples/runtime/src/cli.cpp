@@ -82,8 +82,8 @@ advanced_config advanced_config_of(const pipeline_settings& s) {
         static_cast<float>(*s.lr_quant);
   if (s.iterations) c.adaquant->layer.iterations = s.iterations;
   if (!s.weight_rounding.empty())
-    c.adaquant->layer.rounding = s.weight_rounding == "adaround" ? weight_rounding::adaround
-                                                                 : weight_rounding::learned_step;
+    c.adaquant->layer.rounding =
+        s.weight_rounding == "adaround" ? weight_rounding::adaround : weight_rounding::learned_step;
   if (s.adaround_lambda) c.adaquant->layer.adaround.lambda = static_cast<float>(*s.adaround_lambda);
   c.adaquant->order =
       s.order == "parallel" ? calibration_order::parallel : calibration_order::sequential;

@@ -46,10 +46,10 @@
 // results. Errors: those of layer_objective, plus options out of their domain
 // (errc::invalid_argument: batch_size, iterations, a zero or negative rate for a trained group,
 // holdout_fraction outside [0, 0.9], eval_every 0, qdrop outside [0, 1] or NaN, adaround's settings
-// outside their domains: adaround_options::validate, named options.adaround.<member>), quantizers the
-// objective cannot take (errc::invalid_argument: weights neither per channel along axis 0 nor per
-// block along axis 1, block-wise weights on a convolution other than 1x1, inputs not per tensor,
-// two rounding policies), a non-finite loss during optimisation (errc::non_finite).
+// outside their domains: adaround_options::validate, named options.adaround.<member>), quantizers
+// the objective cannot take (errc::invalid_argument: weights neither per channel along axis 0 nor
+// per block along axis 1, block-wise weights on a convolution other than 1x1, inputs not per
+// tensor, two rounding policies), a non-finite loss during optimisation (errc::non_finite).
 
 #include <adaquant/calibrate/report.hpp>
 #include <adaquant/core/error.hpp>
@@ -385,10 +385,9 @@ inline layer_result adaquant_optimize(layer_objective& obj, const adaquant_optio
     if (ada && tr.weight_offset) {
       const float beta = opt.adaround.beta(it, opt.iterations);
       if (beta > 0.0f && opt.adaround.lambda > 0.0f)
-        detail::adaround_regulariser(state.weight_offset, beta, opt.adaround.zeta,
-                                     opt.adaround.gamma,
-                                     opt.adaround.lambda / static_cast<float>(oc),
-                                     grad.weight_offset);
+        detail::adaround_regulariser(
+            state.weight_offset, beta, opt.adaround.zeta, opt.adaround.gamma,
+            opt.adaround.lambda / static_cast<float>(oc), grad.weight_offset);
     }
     ++it;
     const float r_v = f * opt.lr.weight, r_b = f * opt.lr.bias;

@@ -75,10 +75,10 @@ struct adaround_options {
       detail::fail(errc::invalid_argument, where + "." + name,
                    std::string("must be ") + want + ", got " + std::to_string(v));
     };
-    for (const auto& [name, v] : {std::pair{"lambda", lambda}, std::pair{"beta_start", beta_start},
-                                  std::pair{"beta_end", beta_end}, std::pair{"warmup", warmup},
-                                  std::pair{"zeta", zeta}, std::pair{"gamma", gamma},
-                                  std::pair{"lr", lr}})
+    for (const auto& [name, v] :
+         {std::pair{"lambda", lambda}, std::pair{"beta_start", beta_start},
+          std::pair{"beta_end", beta_end}, std::pair{"warmup", warmup}, std::pair{"zeta", zeta},
+          std::pair{"gamma", gamma}, std::pair{"lr", lr}})
       if (!detail::is_finite(v)) bad(name, v, "finite");
     if (!(lambda >= 0.0f)) bad("lambda", lambda, ">= 0");
     if (!(beta_end > 0.0f)) bad("beta_end", beta_end, "> 0");

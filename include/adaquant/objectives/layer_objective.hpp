@@ -214,7 +214,8 @@ class layer_objective {
   }
   // AdaRound: the MSE of the relaxed weights, the function gradient() differentiates (value()
   // otherwise).
-  [[nodiscard]] double relaxed_value(const layer_state& s, std::span<const std::size_t> batch = {}) {
+  [[nodiscard]] double relaxed_value(const layer_state& s,
+                                     std::span<const std::size_t> batch = {}) {
     return evaluate(s, batch, adaround_, "layer_objective::relaxed_value");
   }
 
