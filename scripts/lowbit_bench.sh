@@ -2,7 +2,8 @@
 # Below 4 bits (docs/lowbit.md): the advanced pipeline at W3A3, W2A4, W2A2, every layer 4-bit and
 # bit allocation at 13% and 8% of FP32 weights, on both reference models, at its defaults (1000
 # AdaQuant iterations, seed 0, 1000 calibration images, full 10k test set); each low-bit row also
-# with the pre-QDrop behaviour (--qdrop 0) for comparison. Too slow for scripts/demo.sh: about
+# with the pre-QDrop behaviour (--qdrop 0) for comparison; rows *_ar run AdaRound
+# (--weight-rounding adaround) instead of AdaQuant's learned step. Too slow for scripts/demo.sh: about
 # 1-4 minutes per ResNet run and 3-15 per MobileNetV2 run on a shared 2-core machine.
 # The two models run as two processes side by side (one thread each). Prints one markdown table
 # and writes every run's JSON to out/lowbit/.
@@ -26,6 +27,9 @@ row_args() {
     w2a4) echo "--wbits 2 --abits 4" ;;
     w2a2) echo "--wbits 2 --abits 2" ;;
     w2a2_q0) echo "--wbits 2 --abits 2 --qdrop 0" ;;
+    w3a3_ar) echo "--wbits 3 --abits 3 --weight-rounding adaround" ;;
+    w2a4_ar) echo "--wbits 2 --abits 4 --weight-rounding adaround" ;;
+    w2a2_ar) echo "--wbits 2 --abits 2 --weight-rounding adaround" ;;
     w4a4_all) echo "--wbits 4 --abits 4 --all-layers" ;;
     w4a4) echo "--wbits 4 --abits 4" ;;
     ba13) echo "--wbits 4 --abits 4 --max-size-ratio 0.13" ;;

@@ -91,6 +91,9 @@ what to compute
                          probability P in [0, 1] while optimising       [by bits: docs/lowbit.md]
   --lr-weight R          AdaQuant's relative rate of the weight offsets    [2e-3]
   --lr-quant R           AdaQuant's relative rate of the quantizer scales  [1e-3]
+  --weight-rounding M    learned_step | adaround: how AdaQuant learns the weights
+                         (AdaRound: learned up/down rounding)          [by bits: docs/lowbit.md]
+  --adaround-lambda L    AdaRound's regulariser weight, >= 0               [0.01]
   --no-bn-tuning         skip BN tuning
   --bn-target T          running | fp: BN tuning's reference statistics    [running]
   --no-bias              skip bias correction (light) / bias tuning (advanced)
@@ -198,6 +201,8 @@ args parse(int argc, char** argv) {
     else if (f == "--qdrop") s.qdrop = cli.to_double(f, value());
     else if (f == "--lr-weight") s.lr_weight = cli.to_double(f, value());
     else if (f == "--lr-quant") s.lr_quant = cli.to_double(f, value());
+    else if (f == "--weight-rounding") s.weight_rounding = value();
+    else if (f == "--adaround-lambda") s.adaround_lambda = cli.to_double(f, value());
     else if (f == "--seed") s.seed = static_cast<std::uint64_t>(cli.to_count(f, value()));
     else if (f == "--no-bn-tuning") s.bn_tuning = false;
     else if (f == "--bn-target") s.bn_target = value();
@@ -663,6 +668,9 @@ int run(const args& a) {
           {"order", s.order},
           {"seed", s.seed},
           {"qdrop", s.qdrop ? nlohmann::json(*s.qdrop) : nlohmann::json("default")},
+          {"weight_rounding", s.weight_rounding.empty() ? "default" : s.weight_rounding},
+          {"adaround_lambda",
+           s.adaround_lambda ? nlohmann::json(*s.adaround_lambda) : nlohmann::json("default")},
           {"bn_tuning", ex::bn_tuning_of(s).has_value()},
           {"bn_target", s.bn_target},
           {"bias", s.bias && s.pipeline != "naive"},

@@ -14,6 +14,8 @@
 //                     [--bn-target running|fp]   (BN tuning's reference statistics)
 //                     [--qdrop P]   (AdaQuant's QDrop probability in [0, 1]; default by bits)
 //                     [--lr-weight R] [--lr-quant R]   (AdaQuant's relative rates)
+//                     [--weight-rounding learned_step|adaround]   (default by bits)
+//                     [--adaround-lambda L]   (AdaRound's regulariser weight, >= 0)
 //                     [--loss-samples 256]   (calibration images of bit allocation's loss)
 //                     [--models DIR] [--data DIR]   (default: the repository's models/, Debian's
 //                                                    Fashion-MNIST)
@@ -106,6 +108,10 @@ args parse(const std::vector<std::string>& argv) {
       s.lr_weight = cli.to_double(f, value());
     else if (f == "--lr-quant")
       s.lr_quant = cli.to_double(f, value());
+    else if (f == "--weight-rounding")
+      s.weight_rounding = value();
+    else if (f == "--adaround-lambda")
+      s.adaround_lambda = cli.to_double(f, value());
     else if (f == "--threads")
       a.threads = static_cast<std::size_t>(cli.to_int(f, value()));
     else if (f == "--test-limit")
@@ -266,6 +272,9 @@ int run(const args& a, session& s) {
         {"calib", a.calib},
         {"seed", p.seed},
         {"qdrop", p.qdrop ? nlohmann::json(*p.qdrop) : nlohmann::json("default")},
+        {"weight_rounding", p.weight_rounding.empty() ? "default" : p.weight_rounding},
+        {"adaround_lambda",
+         p.adaround_lambda ? nlohmann::json(*p.adaround_lambda) : nlohmann::json("default")},
         {"loss_samples", a.loss_samples},
         {"size_ratio", rep.size_ratio()},
         {"layer_weight_bits", rep.weight_bits},

@@ -188,6 +188,28 @@ TEST_CASE("QDrop: results do not depend on the thread count and differ from no d
   CHECK_FALSE(same_quantization(a, plain));
 }
 
+TEST_CASE(
+    "AdaRound with QDrop: results do not depend on the thread count, differ from the "
+    "learned step and sit on the grid",
+    "[driver][adaround]") {
+  const layer_quantizers w2a2{quantizer_spec::weights(2), quantizer_spec::activations(2)};
+  calibration_options o = options(calibration_order::parallel, 40);
+  o.layer.rounding = weight_rounding::adaround;
+  o.layer.qdrop = 0.5f;
+  tiny_net a(48), b(48), step(48);
+  (void)adaquant_calibrate(a, w2a2, o, context(1));
+  (void)adaquant_calibrate(b, w2a2, o, context(2));
+  CHECK(same_quantization(a, b));
+  o.order = calibration_order::sequential;
+  tiny_net c(48), d(48);
+  (void)adaquant_calibrate(c, w2a2, o, context(1));
+  (void)adaquant_calibrate(d, w2a2, o, context(2));
+  CHECK(same_quantization(c, d));
+  o.layer.rounding = weight_rounding::learned_step;
+  (void)adaquant_calibrate(step, w2a2, o, context(2));
+  CHECK_FALSE(same_quantization(c, step));
+}
+
 TEST_CASE("Per-layer configuration: 8-bit first layer, skipped layers", "[driver]") {
   tiny_net net(48);
   calibration_options o = options(calibration_order::sequential, 20);

@@ -102,6 +102,8 @@ expect_refusal "$bad with other arguments: argument --wbits is 4 there, 3 here" 
   ptq_run x "$work/bad" --wbits 3
 expect_refusal "$bad with other arguments: argument --calib-count is 0 there, 40 here" \
   ptq_run x "$work/bad" --calib-count 40
+expect_refusal "$bad with other arguments: argument --weight-rounding is default there, adaround here" \
+  ptq_run x "$work/bad" --weight-rounding adaround
 resnet=$model model=$here/models/mobilenetv2_fm.onnx
 expect_refusal "$bad for another model: the model ($resnet there, $model here)" ptq_run x "$work/bad"
 model=$resnet

@@ -30,6 +30,9 @@ expect_error "--bn-target must be running or fp" --model resnet --pipeline light
 expect_error "--qdrop: must be in [0, 1]" --model resnet --pipeline advanced --qdrop 1.5
 expect_error "--qdrop: must be in [0, 1]" --model resnet --pipeline advanced --qdrop nan
 expect_error "--qdrop: must be in [0, 1]" --model resnet --pipeline advanced --qdrop -0.1
+expect_error "--weight-rounding: must be one of learned_step, adaround, got 'nearest'" \
+  --model resnet --pipeline advanced --weight-rounding nearest
+expect_error "--adaround-lambda: must be >= 0" --model resnet --pipeline advanced --adaround-lambda -1
 expect_error "--lr-weight: must be > 0" --model resnet --pipeline advanced --lr-weight 0
 expect_error "--loss-samples must be > 0" --model resnet --pipeline advanced --loss-samples 0
 

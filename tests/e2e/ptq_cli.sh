@@ -32,6 +32,9 @@ expect_error "per-sample shape [1, 28, 28], the model input needs [1, 28, 27]" -
 expect_error "--wbits: must be in [2, 16]" --model "$model" "${common[@]}" --wbits 1
 expect_error "--qdrop: must be in [0, 1]" --model "$model" "${common[@]}" --qdrop 2
 expect_error "--lr-quant: must be > 0" --model "$model" "${common[@]}" --lr-quant -1
+expect_error "--weight-rounding: must be one of learned_step, adaround, got 'up'" --model "$model" \
+  "${common[@]}" --weight-rounding up
+expect_error "--adaround-lambda: must be >= 0" --model "$model" "${common[@]}" --adaround-lambda nan
 expect_error "smallest achievable" --model "$model" "${common[@]}" --pipeline light \
   --max-size-ratio 0.01
 expect_error "--bit-rounds: must be >= 1" --model "$model" "${common[@]}" --pipeline light \

@@ -156,6 +156,17 @@ TEST_CASE("below 4 activation bits the advanced pipeline uses QDrop by default",
   CHECK(differs);
 }
 
+TEST_CASE("the advanced pipeline with AdaRound (and QDrop) beats light at W2A3", "[adaround]") {
+  toy::network l(400), r(400);
+  (void)aq::light_pipeline(l, light(2, 3), ctx);
+  auto c = advanced(2, 3);
+  c.adaquant->layer.rounding = aq::weight_rounding::adaround;
+  c.adaquant->layer.qdrop = 0.5f;
+  (void)aq::advanced_pipeline(r, c, ctx);
+  INFO("light " << l.output_mse() << " advanced + AdaRound " << r.output_mse());
+  CHECK(r.output_mse() < l.output_mse());
+}
+
 TEST_CASE("AdaQuant starts from the ranges the quantizer specs ask for, settings included") {
   // Every group frozen: AdaQuant returns its starting point, which must be what the weight and
   // activation specs estimate (range method and its settings; the settings were once dropped).
@@ -249,6 +260,17 @@ TEST_CASE("pipelines reject bad configurations before changing the network") {
     adaquant_test::expect_error([&] { (void)aq::advanced_pipeline(net, adv, ctx); },
                                 aq::errc::invalid_argument, "options.qdrop");
   }
+  adv = advanced(2, 4);
+  adv.adaquant->layer.rounding = aq::weight_rounding::adaround;
+  for (float l : {-0.01f, std::numeric_limits<float>::quiet_NaN()}) {
+    adv.adaquant->layer.adaround.lambda = l;
+    adaquant_test::expect_error([&] { (void)aq::advanced_pipeline(net, adv, ctx); },
+                                aq::errc::invalid_argument, "options.adaround.lambda");
+  }
+  adv.adaquant->layer.adaround.lambda = 0.01f;
+  adv.adaquant->layer.adaround.beta_start = 1.0f;  // below beta_end
+  adaquant_test::expect_error([&] { (void)aq::advanced_pipeline(net, adv, ctx); },
+                              aq::errc::invalid_argument, "options.adaround.beta_start");
   CHECK(net.set_calls == calls);
 }
 

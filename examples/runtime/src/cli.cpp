@@ -81,6 +81,10 @@ advanced_config advanced_config_of(const pipeline_settings& s) {
     c.adaquant->layer.lr.weight_quant = c.adaquant->layer.lr.act_quant =
         static_cast<float>(*s.lr_quant);
   if (s.iterations) c.adaquant->layer.iterations = s.iterations;
+  if (!s.weight_rounding.empty())
+    c.adaquant->layer.rounding =
+        s.weight_rounding == "adaround" ? weight_rounding::adaround : weight_rounding::learned_step;
+  if (s.adaround_lambda) c.adaquant->layer.adaround.lambda = static_cast<float>(*s.adaround_lambda);
   c.adaquant->order =
       s.order == "parallel" ? calibration_order::parallel : calibration_order::sequential;
   c.bit_allocation = bit_allocation_of(s);
@@ -91,6 +95,10 @@ advanced_config advanced_config_of(const pipeline_settings& s) {
 
 void check_adaquant_settings(const cli& c, const pipeline_settings& s) {
   if (s.qdrop && !(*s.qdrop >= 0.0 && *s.qdrop <= 1.0)) c.fail("--qdrop: must be in [0, 1]");
+  if (!s.weight_rounding.empty())
+    c.one_of("--weight-rounding", s.weight_rounding, {"learned_step", "adaround"});
+  if (s.adaround_lambda && !(*s.adaround_lambda >= 0.0 && std::isfinite(*s.adaround_lambda)))
+    c.fail("--adaround-lambda: must be >= 0");
   for (const auto& [flag, r] :
        {std::pair{"--lr-weight", s.lr_weight}, std::pair{"--lr-quant", s.lr_quant}})
     if (r && !(*r > 0.0 && std::isfinite(*r))) c.fail(std::string(flag) + ": must be > 0");

@@ -37,13 +37,19 @@
 // QDrop (qdrop; objectives/input_drop.hpp): training steps keep each input element float with
 // probability p; by default (default_qdrop) p = 0.5 on inputs below 4 bits, else 0
 // (docs/lowbit.md).
+// AdaRound (rounding = weight_rounding::adaround; objectives/adaround.hpp has the maths): W stays
+// fixed and V holds rounding logits, started at round-to-nearest, trained with Adam at the
+// constant rate adaround.lr plus the annealed regulariser; evaluations and the result use the
+// hardened rounding. Bias and quantizers train as above. By default (default_rounding) every layer
+// keeps AdaQuant's learned step.
 // Deterministic: the seed fixes the split and the mini-batches; the same run gives bit-identical
 // results. Errors: those of layer_objective, plus options out of their domain
 // (errc::invalid_argument: batch_size, iterations, a zero or negative rate for a trained group,
-// holdout_fraction outside [0, 0.9], eval_every 0, qdrop outside [0, 1] or NaN), quantizers the
-// objective cannot take (errc::invalid_argument: weights neither per channel along axis 0 nor per
-// block along axis 1, block-wise weights on a convolution other than 1x1, inputs not per tensor,
-// two rounding policies), a non-finite loss during optimisation (errc::non_finite).
+// holdout_fraction outside [0, 0.9], eval_every 0, qdrop outside [0, 1] or NaN, adaround's settings
+// outside their domains: adaround_options::validate, named options.adaround.<member>), quantizers
+// the objective cannot take (errc::invalid_argument: weights neither per channel along axis 0 nor
+// per block along axis 1, block-wise weights on a convolution other than 1x1, inputs not per
+// tensor, two rounding policies), a non-finite loss during optimisation (errc::non_finite).
 
 #include <adaquant/calibrate/report.hpp>
 #include <adaquant/core/error.hpp>
@@ -135,6 +141,10 @@ struct adaquant_options {
   // keeps its float value with this probability, from a stream of the seed and the step number.
   // In [0, 1]; std::nullopt: default_qdrop(the layer's bits). No effect on weight-only layers.
   std::optional<float> qdrop{};
+  // How the weights are learned (objectives/adaround.hpp); std::nullopt: default_rounding(the
+  // layer's bits). adaround: AdaRound's settings, validated whatever the rounding.
+  std::optional<weight_rounding> rounding{};
+  adaround_options adaround{};
 
   // The paper's settings (absolute rates, no held-out split).
   [[nodiscard]] static adaquant_options paper() {
@@ -171,6 +181,12 @@ struct layer_result {
   return c.quantize_activations && c.act_scheme.bits < 4 ? 0.5f : 0.0f;
 }
 
+// The weight rounding a layer gets when adaquant_options::rounding is not set: AdaQuant's
+// learned step (docs/lowbit.md has AdaRound's measurements).
+[[nodiscard]] inline weight_rounding default_rounding(const layer_quant_config&) noexcept {
+  return weight_rounding::learned_step;
+}
+
 namespace detail {
 // SplitMix64: a tiny, portable generator, so results do not depend on the standard library.
 struct splitmix64 {
@@ -202,6 +218,7 @@ inline void validate_options(const adaquant_options& o) {
   if (!(o.iterations > 0)) bad("iterations", "must be > 0");
   if (!(o.eval_every > 0)) bad("eval_every", "must be > 0");
   if (o.qdrop) input_drop{*o.qdrop, 0}.validate("adaquant: options.qdrop");
+  o.adaround.validate("adaquant: options.adaround");
   if (!(o.holdout_fraction >= 0.0f && o.holdout_fraction <= 0.9f))
     bad("holdout_fraction", "must be in [0, 0.9], got " + std::to_string(o.holdout_fraction));
   const auto rate = [&](bool on, float r, const char* name) {
@@ -280,6 +297,11 @@ inline layer_result adaquant_optimize(layer_objective& obj, const adaquant_optio
 
   layer_state state = init.weight_blocks ? obj.initial_state(*init.weight_blocks, init.act)
                                          : obj.initial_state(init.weight, init.act);
+  const bool ada = opt.rounding.value_or(default_rounding(cfg)) == weight_rounding::adaround;
+  if (ada) obj.use_adaround(state, opt.adaround.zeta, opt.adaround.gamma);
+  if (!ada && obj.adaround())
+    detail::fail(errc::invalid_argument, "adaquant: objective",
+                 "uses AdaRound (use_adaround) but options.rounding is learned_step");
   const std::vector<float> scale0 = state.weight_scale;
   const float act_scale0 = state.act_scale;
 
@@ -360,12 +382,19 @@ inline layer_result adaquant_optimize(layer_objective& obj, const adaquant_optio
       detail::fail(errc::non_finite, "adaquant: loss",
                    "became " + std::to_string(loss) + " at step " + std::to_string(it + 1));
     const float f = detail::schedule_factor(opt.lr.schedule, it, opt.iterations);
+    if (ada && tr.weight_offset) {
+      const float beta = opt.adaround.beta(it, opt.iterations);
+      if (beta > 0.0f && opt.adaround.lambda > 0.0f)
+        detail::adaround_regulariser(
+            state.weight_offset, beta, opt.adaround.zeta, opt.adaround.gamma,
+            opt.adaround.lambda / static_cast<float>(oc), grad.weight_offset);
+    }
     ++it;
     const float r_v = f * opt.lr.weight, r_b = f * opt.lr.bias;
     const float r_wq = f * opt.lr.weight_quant, r_aq = f * opt.lr.act_quant;
     for (std::size_t c = 0; c < oc; ++c) lr_b[c] = rel ? r_b * bias_unit[c] : r_b;
     for (std::size_t gr = 0; gr < wg.groups(); ++gr) {
-      lr_v[gr] = rel ? r_v * state.weight_scale[gr] : r_v;
+      lr_v[gr] = ada ? opt.adaround.lr : rel ? r_v * state.weight_scale[gr] : r_v;
       lr_ws[gr] = rel ? r_wq * state.weight_scale[gr] : r_wq;
     }
     if (tr.weight_offset) opt_v.step(state.weight_offset, grad.weight_offset, lr_v, wg.size, k);
@@ -388,7 +417,7 @@ inline layer_result adaquant_optimize(layer_objective& obj, const adaquant_optio
       opt_az.step(state.act_zero_point, grad.act_zero_point, r_aq);
       state.act_zero_point = std::clamp(state.act_zero_point, aqmin, aqmax);
     }
-    if (opt.bounded_offset && tr.weight_offset)
+    if (opt.bounded_offset && tr.weight_offset && !ada)
       for (std::size_t gr = 0; gr < wg.groups(); ++gr) {
         const float h = 0.5f * state.weight_scale[gr];
         float* v = state.weight_offset.data() + wg.first(gr);

@@ -23,6 +23,11 @@
 // objectives/gradient_check.hpp evaluates that surrogate independently (double precision, direct
 // loops instead of GEMM/im2col) and compares with central differences.
 //
+// AdaRound (use_adaround; the maths in objectives/adaround.hpp): W stays fixed and V holds the
+// rounding logits; gradient() differentiates the relaxed weights s (clamp(floor(W / s0) + h(V) +
+// z) - z), relaxed_value() is what it differentiates, and value() and quantized_weights() use the
+// hardened rounding (up where h(V) >= 0.5).
+//
 // The objective references X, Y, W and the bias (the caller keeps them alive) and owns scratch
 // buffers: use one objective per thread. Layout: X [N, in] / [N, C, H, W], Y [N, out] /
 // [N, out_c, out_h, out_w] (PyTorch's). A linear geometry with rows > 1 is taken per row
@@ -39,6 +44,7 @@
 #include <adaquant/core/error.hpp>
 #include <adaquant/kernels/fake_quant.hpp>
 #include <adaquant/kernels/fake_quant_backward.hpp>
+#include <adaquant/objectives/adaround.hpp>
 #include <adaquant/objectives/forward.hpp>
 #include <adaquant/objectives/input_drop.hpp>
 #include <adaquant/objectives/layer_state.hpp>
@@ -175,18 +181,75 @@ class layer_objective {
         cfg_.act_scheme.qmin(), cfg_.act_scheme.qmax()};
   }
 
-  // Q_w(W + V), dequantized, in W's layout.
+  // From now on the weights are AdaRound's (objectives/adaround.hpp): the integer parts
+  // floor(W / s0) with s0 = s.weight_scale are fixed here, and s.weight_offset is replaced by the
+  // logits V with h(V) = frac(W / s0) (so the hardened weights start at round-to-nearest, ties
+  // up). zeta > 1 and gamma < 0 (adaround_options::validate).
+  void use_adaround(layer_state& s, float zeta, float gamma) {
+    check_state(s, "layer_objective::use_adaround");
+    adaround_options{.zeta = zeta, .gamma = gamma}.validate("layer_objective::use_adaround");
+    adaround_ = true;
+    zeta_ = zeta;
+    gamma_ = gamma;
+    floor_.resize(g_.weight_size());
+    for (std::size_t gr = 0; gr < wg_.groups(); ++gr) {
+      const std::size_t o = wg_.first(gr);
+      detail::adaround_start(w_.data() + o, wg_.length(gr), s.weight_scale[gr],
+                             cfg_.rounding == rounding_mode::onnx, zeta, gamma, floor_.data() + o,
+                             s.weight_offset.data() + o);
+    }
+  }
+  [[nodiscard]] bool adaround() const noexcept { return adaround_; }
+
+  // Q_w(W + V) (AdaRound: hardened), dequantized, in W's layout.
   [[nodiscard]] std::vector<float> quantized_weights(const layer_state& s) {
     check_state(s, "layer_objective::quantized_weights");
-    quantize_weights(s, false);
+    quantize_weights(s, false, false);
     return wq_;
   }
 
-  // MSE over the given samples (all samples when `batch` is empty).
+  // MSE over the given samples (all samples when `batch` is empty); AdaRound: hardened weights.
   [[nodiscard]] double value(const layer_state& s, std::span<const std::size_t> batch = {}) {
-    check_state(s, "layer_objective::value");
-    check_batch(batch, "layer_objective::value");
-    quantize_weights(s, false);
+    return evaluate(s, batch, false, "layer_objective::value");
+  }
+  // AdaRound: the MSE of the relaxed weights, the function gradient() differentiates (value()
+  // otherwise).
+  [[nodiscard]] double relaxed_value(const layer_state& s,
+                                     std::span<const std::size_t> batch = {}) {
+    return evaluate(s, batch, adaround_, "layer_objective::relaxed_value");
+  }
+
+  // Gradient of value(s, batch) into grad (resized to s's shapes; frozen groups get 0); returns
+  // value(s, batch) (AdaRound: of relaxed_value). The batch is processed in one piece. With
+  // drop.keep_float > 0 (QDrop, objectives/input_drop.hpp), value and gradient are those of the
+  // objective whose input keeps some float elements.
+  double gradient(const layer_state& s, std::span<const std::size_t> batch, layer_state& grad,
+                  const trainable_groups& which = {}, const input_drop& drop = {}) {
+    check_state(s, "layer_objective::gradient");
+    check_batch(batch, "layer_objective::gradient");
+    drop.validate("layer_objective::gradient: drop.keep_float");
+    std::vector<std::size_t> all;
+    if (batch.empty()) {
+      all.resize(n_);
+      for (std::size_t i = 0; i < n_; ++i) all[i] = i;
+      batch = all;
+    }
+    quantize_weights(s, true, adaround_);
+    if (cfg_.quantize_activations)
+      detail::input_drop_mask(drop, batch, g_.input_per_sample(), keep_);
+    else
+      keep_.clear();
+    const double sum = forward(s, batch, true);
+    backward(s, batch.size(), grad, which);
+    return sum / static_cast<double>(batch.size() * g_.output_per_sample());
+  }
+
+ private:
+  double evaluate(const layer_state& s, std::span<const std::size_t> batch, bool relaxed,
+                  const char* fn) {
+    check_state(s, fn);
+    check_batch(batch, fn);
+    quantize_weights(s, false, relaxed);
     double total = 0.0;
     std::size_t count = 0;
     const std::size_t chunk = eval_chunk();
@@ -204,32 +267,6 @@ class layer_objective {
     return total / static_cast<double>(count * g_.output_per_sample());
   }
 
-  // Gradient of value(s, batch) into grad (resized to s's shapes; frozen groups get 0); returns
-  // value(s, batch). The batch is processed in one piece. With drop.keep_float > 0 (QDrop,
-  // objectives/input_drop.hpp), value and gradient are those of the objective whose input keeps
-  // some float elements.
-  double gradient(const layer_state& s, std::span<const std::size_t> batch, layer_state& grad,
-                  const trainable_groups& which = {}, const input_drop& drop = {}) {
-    check_state(s, "layer_objective::gradient");
-    check_batch(batch, "layer_objective::gradient");
-    drop.validate("layer_objective::gradient: drop.keep_float");
-    std::vector<std::size_t> all;
-    if (batch.empty()) {
-      all.resize(n_);
-      for (std::size_t i = 0; i < n_; ++i) all[i] = i;
-      batch = all;
-    }
-    quantize_weights(s, true);
-    if (cfg_.quantize_activations)
-      detail::input_drop_mask(drop, batch, g_.input_per_sample(), keep_);
-    else
-      keep_.clear();
-    const double sum = forward(s, batch, true);
-    backward(s, batch.size(), grad, which);
-    return sum / static_cast<double>(batch.size() * g_.output_per_sample());
-  }
-
- private:
   layer_state initial_state(const std::vector<float>& scale, const std::vector<std::int32_t>& zp,
                             std::int32_t qmin, std::int32_t qmax, const quant_params& a) const {
     constexpr const char* fn = "layer_objective::initial_state";
@@ -298,11 +335,15 @@ class layer_objective {
     return std::max<std::size_t>(1, (std::size_t{1} << 22) / per);
   }
 
-  void quantize_weights(const layer_state& s, bool want_mask) {
+  void quantize_weights(const layer_state& s, bool want_mask, bool relaxed) {
     const std::size_t nw = g_.weight_size();
     wf_.resize(nw);
     wq_.resize(nw);
     wmask_.resize(want_mask ? nw : 0);
+    if (adaround_) {
+      adaround_weights(s, want_mask, relaxed);
+      return;
+    }
     for (std::size_t i = 0; i < nw; ++i) wf_[i] = w_[i] + s.weight_offset[i];
     const auto oc = g_.out_channels(), k = g_.weights_per_channel();
     const tensor_view<const float> wf(wf_.data(), {oc, k});
@@ -316,6 +357,24 @@ class layer_objective {
         fake_quant_per_channel<R>(wf, wq, weight_params(s), mask);
       }
     });
+  }
+
+  // AdaRound's weights; wf_ = 0 so that the straight-through backward (x = 0) gives dw_q/ds =
+  // w_q / s, and dvdw_ = s h'(V) for dL/dV = dL/dw_q mask s h'(V).
+  void adaround_weights(const layer_state& s, bool want_mask, bool relaxed) {
+    const detail::adaround_grid grid{static_cast<float>(cfg_.weight_scheme.qmin()),
+                                     static_cast<float>(cfg_.weight_scheme.qmax()), zeta_, gamma_,
+                                     relaxed};
+    dvdw_.resize(want_mask ? g_.weight_size() : 0);
+    std::fill(wf_.begin(), wf_.end(), 0.0f);
+    const std::vector<std::int32_t> zp = rounded_zero_points(s);
+    for (std::size_t gr = 0; gr < wg_.groups(); ++gr) {
+      const std::size_t o = wg_.first(gr);
+      detail::adaround_group(grid, floor_.data() + o, s.weight_offset.data() + o, wg_.length(gr),
+                             s.weight_scale[gr], static_cast<float>(zp[gr]), wq_.data() + o,
+                             want_mask ? wmask_.data() + o : nullptr,
+                             want_mask ? dvdw_.data() + o : nullptr);
+    }
   }
 
   // Quantized forward over `batch` (weights already quantized); returns the sum of squared errors.
@@ -437,6 +496,9 @@ class layer_objective {
                                 wg_.length(gr), s.weight_scale[gr],
                                 which.weight_offset ? grad.weight_offset.data() + o : nullptr, gs,
                                 gz);
+        if (adaround_ && which.weight_offset)
+          for (std::size_t i = o, e = o + wg_.length(gr); i < e; ++i)
+            grad.weight_offset[i] *= dvdw_[i];
         if (which.weight_quant) {
           grad.weight_scale[gr] = static_cast<float>(gs);
           if (!cfg_.weight_scheme.symmetric) grad.weight_zero_point[gr] = static_cast<float>(gz);
@@ -478,6 +540,9 @@ class layer_objective {
   std::size_t n_ = 0;
   weight_grouping wg_;
   std::vector<float> wf_, wq_, xb_, xq_, yq_, dy_, cols_, dwq_, dxq_, dcols_;
+  bool adaround_ = false;
+  float zeta_ = 1.1f, gamma_ = -0.1f;
+  std::vector<float> floor_, dvdw_;  // AdaRound: floor(W / s0), s h'(V)
   std::vector<std::uint8_t> wmask_, xmask_, keep_;
 };
 

@@ -39,6 +39,8 @@ struct pipeline_settings {
   std::optional<double> qdrop{};             // AdaQuant's QDrop probability; empty: by bits
   std::optional<double> lr_weight{};         // AdaQuant's relative rate of V; empty: default
   std::optional<double> lr_quant{};          // ... of both quantizers' scales; empty: default
+  std::string weight_rounding{};             // learned_step | adaround; empty: by bits
+  std::optional<double> adaround_lambda{};   // AdaRound's regulariser weight; empty: default
   bool bn_tuning = true;                     // light/advanced
   std::string bn_target = "running";         // running | fp: BN tuning's reference statistics
   bool bias = true;                          // bias correction (light) / bias tuning (advanced)
@@ -58,7 +60,8 @@ pipeline_report run_pipeline(Net& net, const pipeline_settings& s, const executi
                                   : light_pipeline(net, light_config_of(s), ctx);
 }
 
-// "<flag>: must be ..." unless the AdaQuant settings (--qdrop, --lr-*) are in their domains.
+// "<flag>: must be ..." unless the AdaQuant settings (--qdrop, --lr-*, --weight-rounding,
+// --adaround-lambda) are in their domains.
 void check_adaquant_settings(const struct cli& c, const pipeline_settings& s);
 
 // Argument checks of one tool; `tool` prefixes every message.
