@@ -257,6 +257,18 @@ class evaluator {
                attr_f(n, "alpha", 1.0f), attr_f(n, "beta", 1.0f));
     } else if (op == "MatMul") {
       y = gemm(in(n, 0), in(n, 1), false, nullptr);
+    } else if (op == "Gather") {  // axis 0 of a 2-D table: the rows the indices name
+      const value& t = in(n, 0);
+      const value& idx = in(n, 1);
+      if (attr_i(n, "axis", 0) != 0 || t.shape.size() != 2) throw std::runtime_error("Gather");
+      const std::int64_t rows = t.shape[0], cols = t.shape[1];
+      y.shape = idx.shape;
+      y.shape.push_back(cols);
+      for (const std::int64_t i : idx.i) {
+        const std::int64_t r = i < 0 ? i + rows : i;
+        if (r < 0 || r >= rows) throw std::runtime_error("Gather: index out of range");
+        y.f.insert(y.f.end(), t.f.begin() + r * cols, t.f.begin() + (r + 1) * cols);
+      }
     } else if (op == "Add") {
       const value& a = in(n, 0);
       const value& b = in(n, 1);
