@@ -9,7 +9,6 @@
 #include "../support/expect_error.hpp"
 #include "support/inspect.hpp"
 #include "support/models.hpp"
-#include "support/ort_cases.hpp"
 
 #include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
@@ -142,7 +141,9 @@ TEST_CASE("The quantized network's Gather reads the quantized table; the float o
   const std::vector<float> t = table_values();
   const ax::model m = load(make_embedding_model(t));
   const ax::tensor ids = ids_tensor(6, 9);
-  ax::onnx_network net(m, {ids}, {.threads = 2});
+  ax::network_options no;
+  no.threads = 2;
+  ax::onnx_network net(m, {ids}, no);
   const ax::embedding_table& et = net.embeddings().tables.at(0);
   const ax::quantized_embedding q = ax::quantize_embedding(
       et, *net.full_precision().constant_value(et.value), row_spec(4, true, aq::range_method::mse));
@@ -212,7 +213,8 @@ TEST_CASE("Export: int8/int4 table with a per-row DequantizeLinear before the Ga
     ax::eval_options eo;
     eo.quantized = true;
     CHECK(same_bits(r.at("e").f, net.forward({ids_tensor(3, 11)}, eo).at(1).f));
-    write_ort_case(out, "embedding_" + std::to_string(bits), {{"ids", ids}}, r);
+    // (ONNX Runtime runs the exported text model in tests/e2e/text_cli.sh: its int64 ids do not
+    // fit the float-only ORT cases of support/ort_cases.hpp.)
     // The encodings list the table with one scale and zero point per row.
     const auto j = nlohmann::json::parse(ax::encodings_json(model, {}, es));
     CHECK(j["embeddings"][0]["node"] == "tok");

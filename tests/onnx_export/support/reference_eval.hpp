@@ -257,13 +257,13 @@ class evaluator {
                attr_f(n, "alpha", 1.0f), attr_f(n, "beta", 1.0f));
     } else if (op == "MatMul") {
       y = gemm(in(n, 0), in(n, 1), false, nullptr);
-    } else if (op == "Gather") {  // axis 0 of a 2-D table: the rows the indices name
+    } else if (op == "Gather") {  // axis 0: the slices [i, ...] the indices name
       const value& t = in(n, 0);
       const value& idx = in(n, 1);
-      if (attr_i(n, "axis", 0) != 0 || t.shape.size() != 2) throw std::runtime_error("Gather");
-      const std::int64_t rows = t.shape[0], cols = t.shape[1];
+      if (attr_i(n, "axis", 0) != 0 || t.shape.empty()) throw std::runtime_error("Gather");
+      const std::int64_t rows = t.shape[0], cols = static_cast<std::int64_t>(t.size()) / rows;
       y.shape = idx.shape;
-      y.shape.push_back(cols);
+      y.shape.insert(y.shape.end(), t.shape.begin() + 1, t.shape.end());
       for (const std::int64_t i : idx.i) {
         const std::int64_t r = i < 0 ? i + rows : i;
         if (r < 0 || r >= rows) throw std::runtime_error("Gather: index out of range");
