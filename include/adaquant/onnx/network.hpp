@@ -30,6 +30,9 @@
 // counts nowhere in calibration (calibrate/network.hpp). A named input that does not exist, or a
 // mask that is not integer [N, T] for every token-wise layer's T, is an error naming the input.
 //
+// Embedding tables (onnx/embedding.hpp): embeddings() lists the Gathers of constant [V, D]
+// tables; set_embedding() makes the quantized graph read a table quantized per row.
+//
 // Captures and the calibration loss are resumable exactly as the example runtime's
 // calibration_network: each (mode, sample range) keeps the values live before the last captured
 // layer, and a rerun starts at the earliest layer changed since. Samples are split across
