@@ -72,6 +72,10 @@ what to compute
   --all-layers           quantize the first and last layer at --wbits/--abits too
   --8bit-layers LIST     comma-separated parts of node names: the layers whose ONNX node name
                          contains one stay at 8 bits (to find what a bit-width hurts)  [none]
+  --embedding-bits B     embedding tables (a Gather of a constant [V, D] initializer) per row at
+                         B bits, 2-8, round-to-nearest with the --weight-range estimator,
+                         exported as DequantizeLinear(axis 0) before the Gather; none or 0 =
+                         float                                              [8]
   --weight-range M       min_max | percentile | mse                        [mse; naive: min_max]
   --act-range M          min_max | percentile | mse                        [mse; naive: min_max]
   --percentile P         the percentile of --*-range percentile            [99.99]
@@ -132,6 +136,7 @@ struct args {
   std::vector<std::string> eight_bit_layers;  // --8bit-layers
   std::vector<std::int64_t> input_shape;
   std::size_t calib_count = 0, test_count = 0, loss_samples = 256, threads = 0, eval_batch = 16;
+  int embedding_bits = 8;  // 0: embedding tables stay float
   ex::pipeline_settings settings{.pipeline = "advanced", .rounding = "onnx"};
   bool four_bit_types = true, int8_weights = false, fp32_only = false, quiet = false;
 };
@@ -183,6 +188,11 @@ args parse(int argc, char** argv) {
         a.eight_bit_layers.push_back(v.substr(b, e - b));
         b = e + 1;
       }
+    } else if (f == "--embedding-bits") {
+      const std::string v = value();
+      a.embedding_bits = v == "none" ? 0 : static_cast<int>(cli.to_int(f, v));
+      if (a.embedding_bits != 0 && (a.embedding_bits < 2 || a.embedding_bits > 8))
+        cli.fail("--embedding-bits: must be none (0, float) or in [2, 8], got " + v);
     } else if (f == "--weight-range")
       s.weight_range = value();
     else if (f == "--act-range") {
@@ -430,6 +440,7 @@ ex::run_identity checkpoint_identity(const args& a, const std::vector<input_decl
   if (no.token_mask) id.push_back({"argument", "--token-mask", *no.token_mask});
   for (const std::string& part : a.eight_bit_layers)
     id.push_back({"argument", "--8bit-layers", part});
+  id.push_back({"argument", "--embedding-bits", std::to_string(a.embedding_bits)});
   id.push_back({"model", "model", ex::sha256_file(a.model), a.model});
   for (std::size_t k = 0; k < decl.size(); ++k)
     id.push_back({"data", decl[k].name, calib_files[k].sha256, calib_files[k].path});
@@ -551,6 +562,17 @@ int run(const args& a) {
     if (q8.fixed_8bit_layers.size() == before)
       cli.fail("--8bit-layers: no layer's node name contains '" + part + "'");
   }
+  // Embedding tables per row, before the pipeline: the layers calibrate on their quantized lookups.
+  std::vector<ax::exported_embedding> embeddings;
+  if (a.embedding_bits > 0)
+    for (const ax::embedding_table& t : net.embeddings().tables) {
+      aq::quantizer_spec spec = quant.weights.with_bits(a.embedding_bits);
+      spec.gran = aq::granularity::per_channel(0);
+      const ax::quantized_embedding qe =
+          ax::quantize_embedding(t, *net.full_precision().constant_value(t.value), spec);
+      net.set_embedding(qe);
+      embeddings.push_back(ax::make_exported_embedding(qe));
+    }
   aq::pipeline_report rep;
   if (s.pipeline == "advanced") {
     aq::advanced_config c = ex::advanced_config_of(s);
@@ -582,7 +604,7 @@ int run(const args& a) {
   eo.allow_4bit_types = a.four_bit_types;
   eo.signed_8bit_weights = a.int8_weights;
   ::onnx::ModelProto out;
-  ax::export_qdq(m.proto, exported, eo, out);
+  ax::export_qdq(m.proto, exported, embeddings, eo, out);
 
   // Accuracy of our own simulation.
   std::optional<ax::eval_result> fp, qr;
@@ -597,7 +619,7 @@ int run(const args& a) {
 
   // Outputs, each atomically.
   ax::write_model(out, a.output);
-  if (!a.encodings.empty()) ax::write_encodings(m.proto, exported, a.encodings, eo);
+  if (!a.encodings.empty()) ax::write_encodings(m.proto, exported, embeddings, a.encodings, eo);
   if (!a.logits.empty()) {
     std::vector<std::size_t> shape;
     for (std::int64_t d : qr->logits.shape) shape.push_back(static_cast<std::size_t>(d));
@@ -621,6 +643,27 @@ int run(const args& a) {
   std::printf(", %.1f s -> %s\n", seconds, a.output.c_str());
   for (const auto& [reason, count] : kept_float)  // e.g. the attention products
     std::printf("  stays float: %zu x %s\n", count, reason.c_str());
+  nlohmann::json embedding_json = nlohmann::json::array(), float_gathers = nlohmann::json::array();
+  std::size_t embedding_bytes = 0, fp32_embedding_bytes = 0;  // without the per-row scales
+  for (const ax::embedding_table& t : net.embeddings().tables) {
+    fp32_embedding_bytes += t.rows * t.cols * 4;
+    embedding_bytes += a.embedding_bits
+                           ? (t.rows * t.cols * static_cast<std::size_t>(a.embedding_bits) + 7) / 8
+                           : t.rows * t.cols * 4;
+    std::printf("  embedding table '%s' [%zu, %zu] (%s): %s\n", t.initializer.c_str(), t.rows,
+                t.cols, t.node_name.c_str(),
+                a.embedding_bits ? (std::to_string(a.embedding_bits) + " bits per row").c_str()
+                                 : "float (--embedding-bits none)");
+    embedding_json.push_back({{"node", t.node_name},
+                              {"table", t.initializer},
+                              {"rows", t.rows},
+                              {"cols", t.cols},
+                              {"bits", a.embedding_bits ? a.embedding_bits : 32}});
+  }
+  for (const ax::embedding_skip& k : net.embeddings().skipped) {
+    std::printf("  stays float: Gather '%s': %s\n", k.node.c_str(), k.reason.c_str());
+    float_gathers.push_back({{"node", k.node}, {"reason", k.reason}});
+  }
   std::size_t token_layers = 0;
   for (const aq::layer_desc& d : net.quantizable_layers())
     token_layers += d.geometry.kind == aq::layer_kind::linear && d.geometry.linear.rows > 1;
@@ -652,6 +695,7 @@ int run(const args& a) {
           {"abits", s.abits},
           {"first_last_8bit", quant.first_last_8bit},
           {"eight_bit_layers", a.eight_bit_layers},
+          {"embedding_bits", a.embedding_bits},
           {"token_mask", net.token_mask()},
           {"weight_range", aq::to_string(quant.weights.range)},
           {"act_range", quant.activations ? aq::to_string(quant.activations->range) : "none"},
@@ -683,6 +727,10 @@ int run(const args& a) {
         {"fp32_weight_bytes", rep.fp32_weight_bytes},
         {"param_bytes", rep.param_bytes},
         {"layers", layer_json},
+        {"embeddings", embedding_json},
+        {"embedding_bytes", embedding_bytes},
+        {"fp32_embedding_bytes", fp32_embedding_bytes},
+        {"float_gathers", float_gathers},
         {"float_nodes", kept_float},
         {"steps", steps},
         {"output", {{"path", a.output}, {"bytes", fs::file_size(a.output)}}},

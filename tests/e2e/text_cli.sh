@@ -10,6 +10,9 @@
 #  - a naive W8A8 run quantizes the classifier and the 24 token-wise MatMuls (padding from
 #    attention_mask), says what stays float (the attention products), and writes a QDQ model;
 #    a --token-mask that does not fit is refused naming the input;
+#  - the token embedding is quantized per row (8 bits by default, 4 in the block-wise run): the
+#    run says so, the encodings list the table, and the exported model reads it through a
+#    DequantizeLinear; --embedding-bits out of range is refused naming the flag;
 #  - a weight-only W4 run with blocks of 32 writes blocked DequantizeLinear (block_size 32 in the
 #    encodings);
 #  - when node is available: ONNX Runtime gives the same FP32 correct count on the test set, and
@@ -87,6 +90,10 @@ expect_error "token mask: the model has no input 'mask' (its inputs: 'x')" \
   --model "$resize" --calib "$work/x.npy" --output "$work/out/q.onnx" --token-mask mask
 expect_error "--token-mask needs an input name or none" --model "$resize" --calib "$work/x.npy" \
   --output "$work/out/q.onnx" --token-mask ""
+for b in 1 9 x; do
+  expect_error "--embedding-bits: " --model "$model" --calib "$data/calib" --output "$work/out/q.onnx" \
+    --embedding-bits $b
+done
 expect_error "--8bit-layers: no layer's node name contains 'attn/x/'" --model "$model" \
   --calib "$data/calib" --calib-count 8 --output "$work/out/q.onnx" --8bit-layers attn/q/,attn/x/
 
@@ -98,6 +105,7 @@ out=$("$ptq" --model "$model" --calib "$data/calib" --calib-count 32 --test-data
   ko "naive W8A8 run failed: $out"
 [[ "$out" == *"token-wise layers: 24, padding from input 'attention_mask'"* ]] &&
   [[ "$out" == *"stays float: 8 x MatMul: the weight is not a constant float initializer"* ]] &&
+  [[ "$out" == *"embedding table 'tok.weight' [6403, 128] (/tok/Gather): 8 bits per row"* ]] &&
   [ -s "$work/q.onnx" ] && ok ||
   ko "the naive run does not quantize the token-wise MatMuls, or wrote no model: $out"
 
@@ -105,8 +113,11 @@ out=$("$ptq" --model "$model" --calib "$data/calib" --calib-count 32 --test-data
 out=$("$ptq" --model "$model" --calib "$data/calib" --calib-count 32 --test-data "$data/test" \
   --test-labels "$data/test_labels.npy" --test-count 200 --pipeline light --weight-only --wbits 4 \
   --weight-granularity block:32 --all-layers --output "$work/b.onnx" --encodings "$work/b.enc.json" \
-  --json "$work/b.json" --logits "$work/b.logits.npy" --quiet) || ko "block-wise W4 run failed: $out"
+  --json "$work/b.json" --logits "$work/b.logits.npy" --embedding-bits 4 --quiet) ||
+  ko "block-wise W4 run failed: $out"
 grep -q '"block_size": 32' "$work/b.enc.json" && ok || ko "the encodings have no block_size 32"
+grep -q '"kind": "embedding", "bits": 4' "$work/b.enc.json" && [ "$(field "$work/b.json" embedding_bytes)" = 409792 ] &&
+  ok || ko "the encodings or the report lack the 4-bit embedding table"
 
 if command -v node >/dev/null && "$here/tools/ort/install.sh" >/dev/null 2>&1; then
   node "$here/tools/ort/run.js" --model "$model" --inputs "$data/test" \

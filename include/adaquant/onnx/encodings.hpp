@@ -14,6 +14,10 @@
 //                                 "scale": [...], "zero_point": [...]},
 //                "x": {"kind": "activation", ..., "axis": null, "scale": [s], "zero_point": [z]}}}
 //
+// Embedding tables quantized per row (export/embedding.hpp) add "embeddings": [{"node": "/tok/
+// Gather", "table": "tok.weight", "bits": 8}] before "tensors", and the table's entry there with
+// "kind": "embedding", "axis": 0 and one scale and zero point per row.
+//
 // Tensors are named as in the original model (weights by initializer, activations by the tensor
 // the layer reads). A tensor that several layers read with different grids (e.g. a residual
 // block's input, read by the block's first conv and by its projection shortcut, each calibrated
@@ -74,12 +78,15 @@ inline std::string encoding_json(const char* kind, int bits, const storage_type&
 
 }  // namespace detail::exporting
 
-// The encodings of `layers` exported from `original` (see the file comment).
+// The encodings of `layers` and `embeddings` exported from `original` (see the file comment).
 [[nodiscard]] inline std::string encodings_json(const ::onnx::ModelProto& original,
                                                 std::span<const exported_layer> layers,
+                                                std::span<const exported_embedding> embeddings,
                                                 const export_options& options = {}) {
   using namespace detail::exporting;
-  const export_plan plan = plan_export(original, layers, options);
+  export_plan plan = plan_export(original, layers, options);
+  const std::vector<planned_embedding> tables =
+      plan_embeddings(original, embeddings, options, plan);
   std::map<std::string, std::string> tensors;  // name -> encoding, sorted by name
   const auto add = [&](const ::onnx::NodeProto& n, const std::string& name, const std::string& e) {
     const auto [it, fresh] = tensors.emplace(name, e);
@@ -134,6 +141,17 @@ inline std::string encoding_json(const char* kind, int bits, const storage_type&
         encoding_json("weight", l.weight_bits, p.weight_grid, grid.qmin, grid.qmax,
                       std::to_string(p.weight_axis), p.weight_scale, zp, blocks));
   }
+  std::string embedding_rows;
+  for (const planned_embedding& p : tables) {
+    const exported_embedding& e = *p.embedding;
+    embedding_rows += std::string(embedding_rows.empty() ? "" : ",\n") +
+                      "    {\"node\": " + json_string(e.node) +
+                      ", \"table\": " + json_string(e.table_initializer) +
+                      ", \"bits\": " + std::to_string(e.bits) + "}";
+    tensors[e.table_initializer] =
+        encoding_json("embedding", e.bits, p.type, e.params.qmin, e.params.qmax, "0",
+                      e.params.scale, e.params.zero_point);
+  }
   std::string tensor_rows;
   for (const auto& [name, e] : tensors)
     tensor_rows += std::string(tensor_rows.empty() ? "" : ",\n") + "    " + json_string(name) +
@@ -141,8 +159,16 @@ inline std::string encoding_json(const char* kind, int bits, const storage_type&
   return "{\n  \"format\": \"adaquant-encodings\",\n  \"version\": 1,\n  \"opset\": " +
          std::to_string(plan.opset_to) +
          ",\n  \"quantize\": \"q = clamp(round_half_even(x / scale) + zero_point, qmin, qmax)\","
-         "\n  \"dequantize\": \"x = (q - zero_point) * scale\",\n  \"layers\": [\n" + layer_rows +
-         "\n  ],\n  \"tensors\": {\n" + tensor_rows + "\n  }\n}\n";
+         "\n  \"dequantize\": \"x = (q - zero_point) * scale\",\n  \"layers\": [\n" +
+         layer_rows + "\n  ],\n" +
+         (embedding_rows.empty() ? "" : "  \"embeddings\": [\n" + embedding_rows + "\n  ],\n") +
+         "  \"tensors\": {\n" + tensor_rows + "\n  }\n}\n";
+}
+
+[[nodiscard]] inline std::string encodings_json(const ::onnx::ModelProto& original,
+                                                std::span<const exported_layer> layers,
+                                                const export_options& options = {}) {
+  return encodings_json(original, layers, {}, options);
 }
 
 // Writes encodings_json(...) to `path` atomically.
@@ -151,6 +177,13 @@ inline void write_encodings(const ::onnx::ModelProto& original,
                             const std::filesystem::path& path,
                             const export_options& options = {}) {
   write_file_atomically(path, encodings_json(original, layers, options), "write_encodings");
+}
+inline void write_encodings(const ::onnx::ModelProto& original,
+                            std::span<const exported_layer> layers,
+                            std::span<const exported_embedding> embeddings,
+                            const std::filesystem::path& path, const export_options& options = {}) {
+  write_file_atomically(path, encodings_json(original, layers, embeddings, options),
+                        "write_encodings");
 }
 
 }  // namespace adaquant::onnx

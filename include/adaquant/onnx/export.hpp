@@ -46,6 +46,7 @@
 // (errc::invalid_argument, naming the element and channel); opsets outside [9, 21] and nodes
 // that cannot be upgraded (errc::invalid_argument, naming the node).
 
+#include <adaquant/onnx/export/embedding.hpp>
 #include <adaquant/onnx/export/layer.hpp>
 #include <adaquant/onnx/export/opset.hpp>
 #include <adaquant/onnx/export/plan.hpp>
@@ -58,19 +59,30 @@
 
 namespace adaquant::onnx {
 
+// With embedding tables quantized per row (export/embedding.hpp): each Gather reads its table
+// through a per-row DequantizeLinear.
 inline void export_qdq(const ::onnx::ModelProto& original, std::span<const exported_layer> layers,
+                       std::span<const exported_embedding> embeddings,
                        const export_options& options, ::onnx::ModelProto& out) {
   using namespace detail::exporting;
-  const export_plan plan = plan_export(original, layers, options);
+  export_plan plan = plan_export(original, layers, options);
+  const std::vector<planned_embedding> tables =
+      plan_embeddings(original, embeddings, options, plan);
   ::onnx::ModelProto m = original;
   ::onnx::GraphProto& g = *m.mutable_graph();
   unique_names names(g);
   upgrade_opset(g, plan.opset_from, plan.opset_to, names);
   qdq_rewriter(g, names).run(plan);
+  rewrite_embeddings(g, names, tables);
   for (auto& o : *m.mutable_opset_import())
     if (o.domain().empty() || o.domain() == "ai.onnx") o.set_version(plan.opset_to);
   m.set_ir_version(plan.ir_version);
   out = std::move(m);
+}
+
+inline void export_qdq(const ::onnx::ModelProto& original, std::span<const exported_layer> layers,
+                       const export_options& options, ::onnx::ModelProto& out) {
+  export_qdq(original, layers, {}, options, out);
 }
 
 // Serializes `model` and writes it to `path` atomically (write_file_atomically).

@@ -78,6 +78,14 @@ class graph {
   [[nodiscard]] const std::string& source() const noexcept { return source_; }
   [[nodiscard]] std::int64_t opset() const noexcept { return opset_; }
   [[nodiscard]] const exec_limits& limits() const noexcept { return limits_; }
+  // A value folded to a constant (an initializer or a constant sub-graph's result), or nullptr.
+  [[nodiscard]] const tensor* constant_value(int v) const {
+    const auto& c = constants_.at(static_cast<std::size_t>(v));
+    return c && slopes_[static_cast<std::size_t>(v)].empty() ? &*c : nullptr;
+  }
+  // Replaces constant v's values (same type and shape; errc::shape_mismatch otherwise), e.g. a
+  // quantized embedding table (onnx/embedding.hpp).
+  void set_constant_values(int v, std::vector<float> values);
 
   // --- execution ---
   // The state before node 0 for one tensor per graph input (all with the same leading extent
@@ -152,6 +160,14 @@ inline tensor graph::constant(int v, std::int64_t batch) const {
   return t;
 }
 
+inline void graph::set_constant_values(int v, std::vector<float> values) {
+  auto& c = constants_.at(static_cast<std::size_t>(v));
+  if (!c || !c->floating() || c->f.size() != values.size())
+    adaquant::detail::fail(
+        errc::shape_mismatch, source_ + ": value \"" + names_[static_cast<std::size_t>(v)] + "\"",
+        "is not a float constant of " + std::to_string(values.size()) + " values");
+  c->f = std::move(values);
+}
 
 inline run_state graph::start(std::vector<tensor> inputs) const {
   if (inputs.size() != inputs_.size())

@@ -30,6 +30,9 @@
 // counts nowhere in calibration (calibrate/network.hpp). A named input that does not exist, or a
 // mask that is not integer [N, T] for every token-wise layer's T, is an error naming the input.
 //
+// Embedding tables (onnx/embedding.hpp): embeddings() lists the Gathers of constant [V, D]
+// tables; set_embedding() makes the quantized graph read a table quantized per row.
+//
 // Captures and the calibration loss are resumable exactly as the example runtime's
 // calibration_network: each (mode, sample range) keeps the values live before the last captured
 // layer, and a rerun starts at the earliest layer changed since. Samples are split across
@@ -39,6 +42,7 @@
 
 #include <adaquant/calibrate/network.hpp>
 #include <adaquant/core/parallel.hpp>
+#include <adaquant/onnx/embedding.hpp>
 #include <adaquant/onnx/graph.hpp>
 #include <adaquant/pipeline/network.hpp>
 
@@ -151,6 +155,10 @@ class onnx_network {
   // The graph input used as token mask; empty when none.
   [[nodiscard]] const std::string& token_mask() const noexcept { return mask_name_; }
   [[nodiscard]] std::vector<layer_origin> layer_origins() const;
+  // Embedding tables (onnx/embedding.hpp) and the Gathers of constants left float.
+  [[nodiscard]] const embedding_scan& embeddings() const noexcept { return embeddings_; }
+  // The quantized graph's Gather q.node reads q.table instead of the float table.
+  void set_embedding(const quantized_embedding& q);
   [[nodiscard]] const ::onnx::ModelProto& model_proto() const noexcept { return proto_; }
 
  private:
@@ -169,6 +177,7 @@ class onnx_network {
   std::size_t mask_input_ = graph::npos;  // index into calibration_ of the token mask
   std::string mask_name_;
   std::vector<layer_desc> layers_;
+  embedding_scan embeddings_;
   std::map<std::tuple<capture_mode, std::size_t, std::size_t>, resumable_pass> passes_;
   std::vector<resumable_pass> loss_passes_;
   std::vector<std::size_t> loss_begin_;
@@ -268,6 +277,7 @@ inline onnx_network::onnx_network(const model& m, std::vector<tensor> calibratio
     layers_.push_back(d);
   }
   resolve_token_mask(m, opt.token_mask);
+  embeddings_ = find_embedding_tables(fp_, proto_);
   // The loss samples, split by index across threads.
   const std::size_t ls = std::min(opt.loss_samples, samples_);
   if (ls > 0) {
@@ -387,6 +397,19 @@ inline void onnx_network::set_quantized(const quantized_layer& q) {
   for (auto& [key, pass] : passes_)
     if (std::get<0>(key) == capture_mode::quantized) pass.invalidate_from(q.id);
   for (resumable_pass& p : loss_passes_) p.invalidate_from(q.id);
+}
+
+inline void onnx_network::set_embedding(const quantized_embedding& q) {
+  const auto it = std::find_if(embeddings_.tables.begin(), embeddings_.tables.end(),
+                               [&](const embedding_table& t) { return t.node == q.node; });
+  if (it == embeddings_.tables.end() || it->initializer != q.initializer)
+    adaquant::detail::fail(
+        errc::invalid_argument, "onnx_network::set_embedding: q",
+        "node " + std::to_string(q.node) + " is not the Gather of table '" + q.initializer + "'");
+  q_.set_constant_values(it->value, q.table);
+  for (auto& [key, pass] : passes_)
+    if (std::get<0>(key) == capture_mode::quantized) pass.invalidate_from(q.node);
+  for (resumable_pass& p : loss_passes_) p.invalidate_from(q.node);
 }
 
 inline double onnx_network::calibration_loss() {

@@ -257,6 +257,18 @@ class evaluator {
                attr_f(n, "alpha", 1.0f), attr_f(n, "beta", 1.0f));
     } else if (op == "MatMul") {
       y = gemm(in(n, 0), in(n, 1), false, nullptr);
+    } else if (op == "Gather") {  // axis 0: the slices [i, ...] the indices name
+      const value& t = in(n, 0);
+      const value& idx = in(n, 1);
+      if (attr_i(n, "axis", 0) != 0 || t.shape.empty()) throw std::runtime_error("Gather");
+      const std::int64_t rows = t.shape[0], cols = static_cast<std::int64_t>(t.size()) / rows;
+      y.shape = idx.shape;
+      y.shape.insert(y.shape.end(), t.shape.begin() + 1, t.shape.end());
+      for (const std::int64_t i : idx.i) {
+        const std::int64_t r = i < 0 ? i + rows : i;
+        if (r < 0 || r >= rows) throw std::runtime_error("Gather: index out of range");
+        y.f.insert(y.f.end(), t.f.begin() + r * cols, t.f.begin() + (r + 1) * cols);
+      }
     } else if (op == "Add") {
       const value& a = in(n, 0);
       const value& b = in(n, 1);
