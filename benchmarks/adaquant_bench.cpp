@@ -113,6 +113,42 @@ void BM_fp32_forward_token256x1024_32x64(benchmark::State& st) {
   fp32_forward(st, token_shape(), 32 * 64);
 }
 
+// ImageNet-size layers (ResNet-18's 3x3 convolutions, 116 MMAC per sample each, and a 1x1
+// downsample, 6.4 MMAC): one step at adaquant_options' default step bound (step_samples: 1 and
+// 19 samples) and, as the baseline, at the former 50 samples. Counter: multiply-adds of the
+// step's forward pass per second (a step costs about three forward passes).
+layer_geometry resnet_conv(std::size_t c_in, std::size_t c_out, std::size_t hw, std::size_t k,
+                           std::size_t stride) {
+  conv2d_geometry c;
+  c.in_channels = c_in;
+  c.out_channels = c_out;
+  c.in_h = c.in_w = hw;
+  c.kernel_h = c.kernel_w = k;
+  c.stride_h = c.stride_w = stride;
+  c.pad_h = c.pad_w = k / 2;
+  return layer_geometry::of(c);
+}
+void imagenet_step(benchmark::State& st, const layer_geometry& g, bool bounded) {
+  const std::size_t n = bounded ? step_samples(adaquant_options{}, g) : 50;
+  adaquant_step(st, g, n);
+  st.counters["samples"] = static_cast<double>(n);
+  st.counters["forward_MACs"] = benchmark::Counter(
+      static_cast<double>(st.iterations() * n * g.out_positions() * g.weight_size()),
+      benchmark::Counter::kIsRate);
+}
+void BM_adaquant_step_resnet18_layer1_3x3(benchmark::State& st) {
+  imagenet_step(st, resnet_conv(64, 64, 56, 3, 1), st.range(0) != 0);
+}
+void BM_adaquant_step_resnet18_layer4_3x3(benchmark::State& st) {
+  imagenet_step(st, resnet_conv(512, 512, 7, 3, 1), st.range(0) != 0);
+}
+void BM_adaquant_step_resnet18_downsample_1x1(benchmark::State& st) {
+  imagenet_step(st, resnet_conv(64, 128, 56, 1, 2), st.range(0) != 0);
+}
+BENCHMARK(BM_adaquant_step_resnet18_layer1_3x3)->Arg(1)->Arg(0)->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_adaquant_step_resnet18_layer4_3x3)->Arg(1)->Arg(0)->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_adaquant_step_resnet18_downsample_1x1)->Arg(1)->Arg(0)->Unit(benchmark::kMillisecond);
+
 BENCHMARK(BM_adaquant_step_conv64_3x3_14x14_b32)->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_fp32_forward_conv64_3x3_14x14_b32)->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_adaquant_step_linear512_b256)->Unit(benchmark::kMillisecond);

@@ -7,6 +7,7 @@
 // so a killed run resumes where it stopped (adaquant_runtime/checkpoint_dir.hpp).
 #include "sha256.hpp"
 
+#include <adaquant/calibrate/memory.hpp>
 #include <adaquant/onnx/encodings.hpp>
 #include <adaquant/onnx/export.hpp>
 #include <adaquant/onnx/network.hpp>
@@ -25,6 +26,9 @@
 #include <optional>
 #include <string>
 #include <vector>
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
 
 namespace aq = adaquant;
 namespace ax = adaquant::onnx;
@@ -415,9 +419,16 @@ struct recording_network {
   aq::layer_io capture(std::size_t id, std::size_t first, std::size_t count, aq::capture_mode m) {
     return net.capture(id, first, count, m);
   }
+  aq::layer_io capture(std::size_t id, std::size_t first, std::size_t count, aq::capture_mode m,
+                       aq::capture_parts want) {
+    return net.capture(id, first, count, m, want);
+  }
+  // The weights stay in the network's quantized graph only (export reads them back from there).
   void set_quantized(const aq::quantized_layer& q) {
     net.set_quantized(q);
-    layers[q.id] = q;
+    aq::quantized_layer& kept = layers[q.id];
+    kept = q;
+    std::vector<float>().swap(kept.weight);
   }
   const aq::batch_norm_params* folded_batch_norm(std::size_t id) const {
     return net.folded_batch_norm(id);
@@ -441,6 +452,10 @@ ex::run_identity checkpoint_identity(const args& a, const std::vector<input_decl
   for (const std::string& part : a.eight_bit_layers)
     id.push_back({"argument", "--8bit-layers", part});
   id.push_back({"argument", "--embedding-bits", std::to_string(a.embedding_bits)});
+  // Not a flag, but it changes AdaQuant's results on layers above step_macs / batch_size MACs
+  // per sample: a checkpoint written under another value is refused.
+  id.push_back({"argument", "adaquant_options::step_macs",
+                std::to_string(aq::adaquant_options{}.step_macs)});
   id.push_back({"model", "model", ex::sha256_file(a.model), a.model});
   for (std::size_t k = 0; k < decl.size(); ++k)
     id.push_back({"data", decl[k].name, calib_files[k].sha256, calib_files[k].path});
@@ -485,7 +500,7 @@ int run(const args& a) {
                                    std::pair{"--json", a.json}, std::pair{"--logits", a.logits}})
     cli.check_writable_file(flag, path);
 
-  const ax::model m = ax::load_model(a.model);
+  ax::model m = ax::load_model(a.model);
   const std::vector<input_decl> decl = model_inputs(m);
   if (decl.empty()) cli.fail(a.model + ": the model has no inputs");
   std::vector<data_file> calib_files, test_files;
@@ -527,7 +542,8 @@ int run(const args& a) {
     }
   }
   const std::int64_t calib_samples = calib[0].shape[0];
-  ax::onnx_network net(m, std::move(calib), no);  // the network keeps the only copy
+  // The network keeps the only copy of the calibration inputs and of the ModelProto.
+  ax::onnx_network net(std::move(m), std::move(calib), no);
   const std::map<std::string, std::size_t> kept_float = float_nodes(net);
   if (!a.fp32_only && net.quantizable_layers().empty()) {
     std::string why;
@@ -550,7 +566,14 @@ int run(const args& a) {
   }
 
   // Validate the whole configuration (bits, budget) before the first expensive step.
-  aq::execution_context ctx{a.threads, 100, ex::pipeline_progress_bar(a.quiet)};
+  // Captures of at most 100 samples and 32 MiB of the largest layer's inputs and outputs, a
+  // multiple of the threads that split them (the results do not depend on it; ImageNet-size
+  // layers get chunks of 6 to 8 samples).
+  const std::size_t workers = aq::resolve_threads(a.threads);
+  const std::size_t chunk =
+      aq::capture_batch_within(net.quantizable_layers(), std::size_t{32} << 20, 100);
+  aq::execution_context ctx{a.threads, std::max(workers, chunk / workers * workers),
+                            ex::pipeline_progress_bar(a.quiet)};
   if (checkpoint) ctx.checkpoint = &*checkpoint;
   aq::quantization_spec q8 = quant;  // with the --8bit-layers positions
   for (const std::string& part : a.eight_bit_layers) {
@@ -592,6 +615,7 @@ int run(const args& a) {
     const ax::layer_origin& o = origins[i];
     const auto it = rec.layers.find(o.id);
     if (it == rec.layers.end()) continue;
+    it->second.weight = net.quantized().at(o.id).layer->weight.f;  // as set_quantized left it
     exported.push_back(ax::make_exported_layer(it->second, o.node, o.weight_initializer,
                                                o.bias_initializer, o.folded_batch_norm));
     layer_json.push_back({{"node", o.node},
@@ -604,7 +628,7 @@ int run(const args& a) {
   eo.allow_4bit_types = a.four_bit_types;
   eo.signed_8bit_weights = a.int8_weights;
   ::onnx::ModelProto out;
-  ax::export_qdq(m.proto, exported, embeddings, eo, out);
+  ax::export_qdq(net.model_proto(), exported, embeddings, eo, out);
 
   // Accuracy of our own simulation.
   std::optional<ax::eval_result> fp, qr;
@@ -619,7 +643,8 @@ int run(const args& a) {
 
   // Outputs, each atomically.
   ax::write_model(out, a.output);
-  if (!a.encodings.empty()) ax::write_encodings(m.proto, exported, embeddings, a.encodings, eo);
+  if (!a.encodings.empty())
+    ax::write_encodings(net.model_proto(), exported, embeddings, a.encodings, eo);
   if (!a.logits.empty()) {
     std::vector<std::size_t> shape;
     for (std::int64_t d : qr->logits.shape) shape.push_back(static_cast<std::size_t>(d));
@@ -754,6 +779,12 @@ int run(const args& a) {
 }  // namespace
 
 int main(int argc, char** argv) {
+#if defined(__GLIBC__)
+  // Buffers from 1 MiB up (activations) get their own mappings, returned to the system when
+  // freed; glibc's heaps would keep freed ones resident, and its default threshold rises to
+  // 32 MiB after the first large free (on ResNet-50 the peak RSS stood well above the live data).
+  mallopt(M_MMAP_THRESHOLD, 1 << 20);
+#endif
   try {
     return run(parse(argc, argv));
   } catch (const aq::error& e) {

@@ -161,6 +161,47 @@ TEST_CASE("AdaQuant is deterministic for a seed", "[adaquant][layer]") {
   CHECK_FALSE(bit_equal(a.state.weight_offset, c.state.weight_offset));
 }
 
+TEST_CASE("step_macs bounds the samples per step by the layer's multiply-adds",
+          "[adaquant][layer][step_macs]") {
+  adaquant_options o;  // defaults: 50 samples, 1.28e8 multiply-adds per step
+  // The Fashion-MNIST models' largest layers take 0.59 MMAC per sample (a 64 -> 64 3x3 conv
+  // with 4x4 outputs): 50 samples, as at 2.4 MMAC (8x8 outputs).
+  CHECK(step_samples(o, conv_geom(64, 64, 4, 4, 3, 1, 1)) == 50);
+  CHECK(step_samples(o, conv_geom(64, 64, 8, 8, 3, 1, 1)) == 50);
+  // ResNet-50's 3x3 convolutions at 56x56 (116 MMAC per sample): 1 sample; ResNet-18's 1x1
+  // downsample 64 -> 128 at 28x28 (6.4 MMAC): floor(1.28e8 / 6422528) = 19.
+  CHECK(step_samples(o, conv_geom(64, 64, 56, 56, 3, 1, 1)) == 1);
+  CHECK(step_samples(o, conv_geom(64, 128, 28, 28, 1, 1, 0)) == 19);
+  CHECK(step_samples(o, conv_geom(512, 512, 100, 100, 3, 1, 1)) == 1);  // never 0
+  o.step_macs = 0.0;                                                    // no bound
+  CHECK(step_samples(o, conv_geom(64, 64, 56, 56, 3, 1, 1)) == 50);
+  o.step_macs = 1e3;
+  o.batch_size = 7;
+  CHECK(step_samples(o, linear_geom(8, 4)) == 7);    // 32 per sample: 224 <= 1000
+  CHECK(step_samples(o, linear_geom(64, 16)) == 1);  // 1024 per sample
+}
+
+TEST_CASE(
+    "The default step bound leaves small layers bit-identical; a bound that bites is "
+    "deterministic and changes the result",
+    "[adaquant][layer][step_macs]") {
+  const random_layer L(conv_geom(8, 8, 6, 6, 3, 1, 1), 96, 11);  // 20736 MACs per sample
+  adaquant_options o = fast_options(80);
+  o.step_macs = 0.0;
+  const layer_result unbounded = run(L, o);
+  o.step_macs = adaquant_options{}.step_macs;
+  const layer_result dflt = run(L, o);
+  CHECK(bit_equal(unbounded.weights, dflt.weights));
+  CHECK(bit_equal(unbounded.bias, dflt.bias));
+  CHECK(unbounded.report.mse_after == dflt.report.mse_after);
+  o.step_macs = 4.0 * 20736;  // 4 samples per step instead of 32
+  const layer_result a = run(L, o), b = run(L, o);
+  CHECK(bit_equal(a.weights, b.weights));
+  CHECK(bit_equal(a.state.weight_offset, b.state.weight_offset));
+  CHECK_FALSE(bit_equal(a.state.weight_offset, unbounded.state.weight_offset));
+  CHECK(a.report.mse_after < a.report.mse_before);  // still optimises
+}
+
 TEST_CASE("Bounded offsets stay within half a step and still improve", "[adaquant][layer]") {
   const random_layer L(linear_geom(32, 16), 256, 6);
   adaquant_options o = fast_options();
@@ -209,6 +250,11 @@ TEST_CASE("Bad options get a clear error", "[adaquant][errors]") {
   o = fast_options(10);
   o.lr.bias = std::nanf("");
   expect(o, errc::invalid_argument, "lr.bias");
+  o = fast_options(10);
+  o.step_macs = -1.0;
+  expect(o, errc::invalid_argument, "options.step_macs");
+  o.step_macs = std::nan("");
+  expect(o, errc::invalid_argument, "options.step_macs");
   o = fast_options(10);
   o.holdout_fraction = 0.95f;
   expect(o, errc::invalid_argument, "holdout_fraction");

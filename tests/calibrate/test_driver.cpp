@@ -174,6 +174,25 @@ TEST_CASE("Parallel results do not depend on the thread count; runs are repeatab
   CHECK(same_quantization(s1, s2));
 }
 
+TEST_CASE("A step bound (step_macs): results do not depend on the thread count",
+          "[driver][step_macs]") {
+  calibration_options o = options(calibration_order::parallel, 40);
+  o.layer.step_macs = 1.0;  // one sample per step on every layer
+  tiny_net a(48), b(48), plain(48);
+  (void)adaquant_calibrate(a, w4a8, o, context(1));
+  (void)adaquant_calibrate(b, w4a8, o, context(2));
+  CHECK(same_quantization(a, b));
+  o.layer.step_macs = 0.0;
+  (void)adaquant_calibrate(plain, w4a8, o, context(2));
+  CHECK_FALSE(same_quantization(a, plain));
+  tiny_net s1(48), s2(48);
+  calibration_options q = options(calibration_order::sequential, 40);
+  q.layer.step_macs = 1.0;
+  (void)adaquant_calibrate(s1, w4a8, q, context(1));
+  (void)adaquant_calibrate(s2, w4a8, q, context(2));
+  CHECK(same_quantization(s1, s2));
+}
+
 TEST_CASE("QDrop: results do not depend on the thread count and differ from no drop",
           "[driver][qdrop]") {
   const layer_quantizers w4a2{quantizer_spec::weights(4), quantizer_spec::activations(2)};
@@ -323,4 +342,18 @@ TEST_CASE("Driver errors: empty calibration set, bad captures", "[driver][errors
   CHECK(net.layers[0].q.has_value());
   REQUIRE(available_memory().has_value());  // Linux: /proc/meminfo
   CHECK(*available_memory() > 0);
+}
+
+TEST_CASE("capture_batch_within: samples whose largest layer's inputs and outputs fit the bytes",
+          "[driver][memory]") {
+  const tiny_net net(8);
+  const std::vector<layer_desc> layers = net.quantizable_layers();
+  std::size_t per = 0;  // floats per sample of the largest layer (inputs + outputs)
+  for (const layer_desc& d : layers)
+    per = std::max(per, d.geometry.input_per_sample() + d.geometry.output_per_sample());
+  CHECK(capture_batch_within(layers, 10 * per * 4, 100) == 10);
+  CHECK(capture_batch_within(layers, 10 * per * 4 + 3, 100) == 10);  // rounded down
+  CHECK(capture_batch_within(layers, 1000 * per * 4, 100) == 100);   // at most `most`
+  CHECK(capture_batch_within(layers, 1, 100) == 1);                  // at least 1
+  CHECK(capture_batch_within({}, 1 << 20, 100) == 100);              // no layers
 }

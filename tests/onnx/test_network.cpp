@@ -163,6 +163,47 @@ TEST_CASE("captures return the padded input and the layer's output", "[onnx][net
   CHECK(fc.outputs == logits.f);
 }
 
+TEST_CASE("a partial capture fills only the parts asked for, with the same values",
+          "[onnx][network][memory]") {
+  for (const std::size_t threads : {1, 2}) {
+    auto net = make_net(threads);
+    for (const auto& l : net.quantizable_layers())
+      for (const auto mode : {capture_mode::full_precision, capture_mode::quantized}) {
+        const auto both = net.capture(l.id, 3, 9, mode);
+        const auto out = net.capture(l.id, 3, 9, mode, {false, true});
+        const auto in = net.capture(l.id, 3, 9, mode, {true, false});
+        REQUIRE_FALSE(both.inputs.empty());
+        CHECK(out.inputs.empty());
+        CHECK(out.outputs == both.outputs);
+        CHECK(in.outputs.empty());
+        CHECK(in.inputs == both.inputs);
+        net.set_quantized(coarse(l));
+      }
+  }
+}
+
+TEST_CASE(
+    "a network built from a moved model holds its ModelProto unchanged and the same "
+    "layers",
+    "[onnx][network][memory]") {
+  aq::model m = small_cnn().load("small_cnn.onnx");
+  REQUIRE_FALSE(m.initializers.empty());
+  aq::network_options o;
+  o.threads = 1;
+  const aq::onnx_network copied(m, {images(6, 11)}, o);
+  aq::onnx_network moved(std::move(m), {images(6, 11)}, o);
+  CHECK(m.initializers.empty());  // dropped: the graphs hold what the network needs
+  CHECK(moved.model_proto().SerializeAsString() == copied.model_proto().SerializeAsString());
+  CHECK(moved.model_proto().graph().initializer_size() > 0);
+  const auto x = images(5, 4);
+  CHECK(moved.forward({x}).at(0).f == copied.forward({x}).at(0).f);
+  const auto a = copied.quantizable_layers(), b = moved.quantizable_layers();
+  REQUIRE(a.size() == b.size());
+  for (std::size_t i = 0; i < a.size(); ++i)
+    CHECK(
+        std::equal(a[i].weight.begin(), a[i].weight.end(), b[i].weight.begin(), b[i].weight.end()));
+}
+
 TEST_CASE("resumable captures and loss equal a fresh network's", "[onnx][network]") {
   auto net = make_net(2);
   CHECK(net.calibration_loss() == 0.0);

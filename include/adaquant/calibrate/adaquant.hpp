@@ -131,6 +131,15 @@ struct adaquant_options {
   adaquant_learning_rates lr{};
   adam_config adam{};
   std::size_t batch_size = 50;  // samples per step (the whole train split if smaller)
+  // Bound on one step's cost: the multiply-adds of the layer's forward pass over the step's
+  // samples (a step costs about three: forward, dW, dX). A layer whose batch_size samples would
+  // exceed it takes floor(step_macs / MACs per sample) samples per step, at least 1
+  // (step_samples); 0: no bound. Each step is still a uniform draw of samples from the train
+  // split, so the step's loss and gradient stay unbiased estimates of the objective's; only
+  // their variance grows. The default leaves every layer up to 2.5 MMAC per sample at 50
+  // samples (the Fashion-MNIST models' largest is 0.6 MMAC); an ImageNet-size 3x3 convolution
+  // at 56x56 (116 MMAC per sample) gets 1 sample per step (docs/scale.md).
+  double step_macs = 1.28e8;
   std::size_t iterations = 1000;
   std::uint64_t seed = 0;
   bool bounded_offset = false;    // |V| <= s_w / 2
@@ -187,6 +196,16 @@ struct layer_result {
   return weight_rounding::learned_step;
 }
 
+// Samples per AdaQuant step of a layer with geometry g (per row, objectives/geometry.hpp) under
+// options o: batch_size, or fewer when o.step_macs bounds the step (see adaquant_options).
+[[nodiscard]] inline std::size_t step_samples(const adaquant_options& o, const layer_geometry& g) {
+  const double per_sample =
+      static_cast<double>(g.out_positions()) * static_cast<double>(g.weight_size());
+  if (!(o.step_macs > 0.0) || per_sample * static_cast<double>(o.batch_size) <= o.step_macs)
+    return o.batch_size;
+  return std::max<std::size_t>(1, static_cast<std::size_t>(o.step_macs / per_sample));
+}
+
 namespace detail {
 // SplitMix64: a tiny, portable generator, so results do not depend on the standard library.
 struct splitmix64 {
@@ -215,6 +234,8 @@ inline void validate_options(const adaquant_options& o) {
     fail(errc::invalid_argument, std::string("adaquant: options.") + arg, why);
   };
   if (!(o.batch_size > 0)) bad("batch_size", "must be > 0");
+  if (!(o.step_macs >= 0.0 && std::isfinite(o.step_macs)))
+    bad("step_macs", "must be finite and >= 0 (0: no bound), got " + std::to_string(o.step_macs));
   if (!(o.iterations > 0)) bad("iterations", "must be > 0");
   if (!(o.eval_every > 0)) bad("eval_every", "must be > 0");
   if (o.qdrop) input_drop{*o.qdrop, 0}.validate("adaquant: options.qdrop");
@@ -357,7 +378,7 @@ inline layer_result adaquant_optimize(layer_objective& obj, const adaquant_optio
   layer_state grad, best = state;
   double best_hold = rep.heldout_before;
   std::size_t since_best = 0;
-  const std::size_t B = std::min(opt.batch_size, train.size());
+  const std::size_t B = std::min(step_samples(opt, g), train.size());
   std::vector<std::size_t> perm = train;
   std::size_t cursor = perm.size();  // forces a shuffle on the first step
   std::vector<std::size_t> batch(B);

@@ -79,7 +79,11 @@ template <QuantizableNetwork Net>
 layer_io capture_checked(Net& net, const layer_desc& d, std::size_t first, std::size_t m,
                          capture_mode mode, bool want_inputs, bool want_outputs) {
   const std::size_t in = d.geometry.input_per_sample(), outn = d.geometry.output_per_sample();
-  layer_io io = net.capture(d.id, first, m, mode);
+  layer_io io;
+  if constexpr (requires { net.capture(d.id, first, m, mode, capture_parts{}); })
+    io = net.capture(d.id, first, m, mode, capture_parts{want_inputs, want_outputs});
+  else
+    io = net.capture(d.id, first, m, mode);
   const std::string where = "adaquant_calibrate: capture(layer " + std::to_string(d.id) + ")";
   if (want_inputs && !(io.inputs.size() == m * in))
     fail(errc::shape_mismatch, where + ".inputs",

@@ -14,6 +14,7 @@
 #include <adaquant/core/error.hpp>
 #include <adaquant/core/execution.hpp>
 
+#include <algorithm>
 #include <cstdio>
 #include <fstream>
 #include <optional>
@@ -71,6 +72,18 @@ inline void check_cache_memory(std::span<const layer_desc> layers, std::size_t s
                 static_cast<double>(*limit) / mib,
                 ctx.memory_limit ? "of context.memory_limit" : "the system reports available");
   detail::fail(errc::infeasible, where, buf);
+}
+
+// A capture batch (execution_context::capture_batch) whose largest layer's inputs and outputs
+// take at most `bytes` (floats, as in estimate_cache), between 1 and `most` samples. The steps
+// give the same bits for any capture batch; a smaller one only bounds the captures' working
+// memory (the chunk's copies of inputs and outputs, and the activations a pass reuses).
+[[nodiscard]] inline std::size_t capture_batch_within(std::span<const layer_desc> layers,
+                                                      std::size_t bytes, std::size_t most) {
+  std::size_t per = 1;
+  for (const layer_desc& d : layers)
+    per = std::max(per, d.geometry.input_per_sample() + d.geometry.output_per_sample());
+  return std::clamp<std::size_t>(bytes / (per * sizeof(float)), 1, std::max<std::size_t>(1, most));
 }
 
 }  // namespace adaquant

@@ -22,6 +22,10 @@
 //   void set_quantized(const quantized_layer& q);
 //       remember q for layer q.id (used by later captures in quantized mode, and by the user).
 //
+// Optionally, `layer_io capture(id, first, count, mode, capture_parts want)`: the same, filling
+// only the parts `want` names (the other vector may stay empty); the drivers call it when the
+// network has it, so a step that needs only outputs does not hold a copy of the inputs.
+//
 // Any framework can implement this with per-layer hooks: record a layer's input/output, replace
 // its weights, transform its input. See tests/adaquant/test_driver.cpp for a 40-line example.
 
@@ -69,6 +73,12 @@ struct quantized_layer {
   // How the input's fake-quant rounds: the activation quantizer_spec's rounding, which the
   // calibration objective used (a network must simulate the same).
   rounding_mode act_rounding = rounding_mode::pytorch;
+};
+
+// Which parts of a capture the caller uses (the optional capture overload above).
+struct capture_parts {
+  bool inputs = true;
+  bool outputs = true;
 };
 
 template <class N>

@@ -297,6 +297,17 @@ inline graph graph::compile(const model& m, const compile_options& opt) {
     for (const int v : g.nodes_[i].inputs)
       if (v >= 0) g.last_use_[static_cast<std::size_t>(v)] = i;
   for (const int v : g.outputs_) g.last_use_[static_cast<std::size_t>(v)] = npos;
+  // A weight or bias read only by layer nodes lives on in their layer_params (folded): the
+  // initializer's copy is dropped for an empty [0] placeholder, which layer nodes never read.
+  std::vector<bool> read_as_value(nv, false);
+  for (const node& n : g.nodes_)
+    for (std::size_t k = 0; k < n.inputs.size(); ++k)
+      if (n.inputs[k] >= 0 && !(n.layer && k > 0))
+        read_as_value[static_cast<std::size_t>(n.inputs[k])] = true;
+  for (const int v : g.outputs_) read_as_value[static_cast<std::size_t>(v)] = true;
+  for (std::size_t v = 0; v < nv; ++v)
+    if (g.constants_[v] && !read_as_value[v] && g.slopes_[v].empty())
+      g.constants_[v] = tensor({0}, {});
   return g;
 }
 

@@ -121,13 +121,22 @@ struct eval_result {
 class onnx_network {
  public:
   // calibration: one tensor per model input, first axis = samples (float or int64).
-  onnx_network(const model& m, std::vector<tensor> calibration, network_options opt = {});
+  onnx_network(const model& m, std::vector<tensor> calibration, network_options opt = {})
+      : onnx_network(m, std::move(calibration), std::move(opt), m.proto) {}
+  // The same, taking m's ModelProto instead of copying it, and dropping m's parsed initializers
+  // (the compiled graphs hold what the network needs): one copy of the weights fewer each.
+  onnx_network(model&& m, std::vector<tensor> calibration, network_options opt = {})
+      : onnx_network(m, std::move(calibration), std::move(opt), ::onnx::ModelProto{}) {
+    proto_ = std::move(m.proto);
+    m.initializers = {};
+  }
 
   // --- PipelineNetwork ---
   [[nodiscard]] std::size_t calibration_size() const noexcept { return samples_; }
   [[nodiscard]] std::vector<layer_desc> quantizable_layers() const { return layers_; }
   [[nodiscard]] adaquant::layer_io capture(std::size_t layer_id, std::size_t first,
-                                           std::size_t count, capture_mode mode);
+                                           std::size_t count, capture_mode mode,
+                                           capture_parts want = {});
   void set_quantized(const quantized_layer& q);
   [[nodiscard]] const batch_norm_params* folded_batch_norm(std::size_t id) const {
     const auto it = fp_.folded_batch_norms().find(id);
@@ -162,6 +171,8 @@ class onnx_network {
   [[nodiscard]] const ::onnx::ModelProto& model_proto() const noexcept { return proto_; }
 
  private:
+  onnx_network(const model& m, std::vector<tensor> calibration, network_options opt,
+               ::onnx::ModelProto proto);
   [[nodiscard]] std::vector<tensor> calibration_items(std::size_t b, std::size_t e) const {
     std::vector<tensor> out;
     for (const tensor& t : calibration_) out.push_back(t.items(b, e));
@@ -213,8 +224,10 @@ inline void log_softmax(const float* z, std::size_t k, std::vector<double>& out)
 }  // namespace detail
 
 inline onnx_network::onnx_network(const model& m, std::vector<tensor> calibration,
-                                  network_options opt)
-    : proto_(m.proto), calibration_(std::move(calibration)), threads_(resolve_threads(opt.threads)) {
+                                  network_options opt, ::onnx::ModelProto proto)
+    : proto_(std::move(proto)),
+      calibration_(std::move(calibration)),
+      threads_(resolve_threads(opt.threads)) {
   const std::string where = m.source + ": calibration inputs";
   if (calibration_.size() != m.inputs.size())
     adaquant::detail::fail(errc::shape_mismatch, where,
@@ -330,7 +343,8 @@ inline void onnx_network::resolve_token_mask(const model& m,
 }
 
 inline adaquant::layer_io onnx_network::capture(std::size_t layer_id, std::size_t first,
-                                                std::size_t count, capture_mode mode) {
+                                                std::size_t count, capture_mode mode,
+                                                capture_parts want) {
   const layer_desc& d = desc(layer_id);
   if (!(first <= samples_ && count <= samples_ - first))
     adaquant::detail::fail(errc::invalid_argument, "onnx_network::capture: first, count",
@@ -348,8 +362,8 @@ inline adaquant::layer_io onnx_network::capture(std::size_t layer_id, std::size_
   }
   adaquant::layer_io io;
   const std::size_t in_per = d.geometry.input_per_sample(), out_per = d.geometry.output_per_sample();
-  io.inputs.resize(count * in_per);
-  io.outputs.resize(count * out_per);
+  if (want.inputs) io.inputs.resize(count * in_per);
+  if (want.outputs) io.outputs.resize(count * out_per);
   const std::size_t rows = d.geometry.kind == layer_kind::linear ? d.geometry.linear.rows : 1;
   if (rows > 1 && mask_input_ != graph::npos) {
     const std::vector<std::int64_t>& m = calibration_[mask_input_].i;
@@ -363,7 +377,7 @@ inline adaquant::layer_io onnx_network::capture(std::size_t layer_id, std::size_
     }).at(0);
     const tensor& in = pass[p]->kept().live.at(in_v);
     const std::size_t at = begin[p] - first;
-    if (n.op_type == "Conv") {
+    if (want.inputs && n.op_type == "Conv") {
       const op_env env{n, run.opset(), run.limits(), run.source(), nullptr};
       const detail::window g = detail::conv_window(env, in.shape, n.layer->weight.shape, n.attr_int("group", 1));
       if (!g.symmetric_pads()) {
@@ -374,10 +388,12 @@ inline adaquant::layer_io onnx_network::capture(std::size_t layer_id, std::size_
       } else {
         std::copy(in.f.begin(), in.f.end(), io.inputs.begin() + static_cast<std::ptrdiff_t>(at * in_per));
       }
-    } else {
+    } else if (want.inputs) {
       std::copy(in.f.begin(), in.f.end(), io.inputs.begin() + static_cast<std::ptrdiff_t>(at * in_per));
     }
-    std::copy(out.f.begin(), out.f.end(), io.outputs.begin() + static_cast<std::ptrdiff_t>(at * out_per));
+    if (want.outputs)
+      std::copy(out.f.begin(), out.f.end(),
+                io.outputs.begin() + static_cast<std::ptrdiff_t>(at * out_per));
   });
   return io;
 }

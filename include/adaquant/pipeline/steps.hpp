@@ -142,9 +142,9 @@ inline void quantize_weights(const layer_desc& d, const quantizer_spec& spec, qu
 
 // Step "ranges": round-to-nearest weights and activation ranges estimated on the full-precision
 // inputs of every layer; up to ctx.threads layers are estimated at a time (captures stay in
-// order), as many as keep their inputs together within one layer's calibration cache (the
-// largest layer's inputs and outputs): small layers share the threads, and the step's memory does
-// not grow with the thread count. Layers are independent here, so those found in the checkpoint
+// order), as many as keep their inputs together within the largest layer's inputs: small layers
+// share the threads, and the step's memory does not grow with the thread count (the passes'
+// kept state, which holds the layer's input once more, comes on top). Layers are independent here, so those found in the checkpoint
 // are installed first, and the grouping changes no result.
 template <PipelineNetwork Net>
 void range_step(Net& net, pipeline_state& st, const execution_context& ctx) {
@@ -160,9 +160,8 @@ void range_step(Net& net, pipeline_state& st, const execution_context& ctx) {
       todo.push_back(i);
     }
   }
-  std::size_t budget = 0;  // floats per sample: the largest layer's inputs and outputs
-  for (const layer_desc& d : st.layers)
-    budget = std::max(budget, d.geometry.input_per_sample() + d.geometry.output_per_sample());
+  std::size_t budget = 0;  // floats per sample: the largest layer's inputs
+  for (const layer_desc& d : st.layers) budget = std::max(budget, d.geometry.input_per_sample());
   for (std::size_t first = 0, last = 0; first < todo.size(); first = last) {
     std::size_t held = st.layers[todo[first]].geometry.input_per_sample();
     for (last = first + 1; last < todo.size() && last - first < width; ++last) {
@@ -347,6 +346,11 @@ struct recording_network {
   layer_io capture(std::size_t id, std::size_t first, std::size_t count, capture_mode m) {
     return net.capture(id, first, count, m);
   }
+  layer_io capture(std::size_t id, std::size_t first, std::size_t count, capture_mode m,
+                   capture_parts want) requires requires(Net& n) {
+    n.capture(id, first, count, m, want);
+  }
+  { return net.capture(id, first, count, m, want); }
   void set_quantized(const quantized_layer& q) {
     net.set_quantized(q);
     received[q.id] = q;

@@ -112,14 +112,19 @@ struct op_env {
                                        std::to_string(limits.max_elements) + " elements");
     return tensor::zeros(t, std::move(s));
   }
-  // As make, for a float tensor whose every element the op writes: the largest recycled storage
-  // resized (elements it already had are not zero-filled), else make's.
+  // As make, for a float tensor whose every element the op writes: the smallest recycled storage
+  // that holds it with at most twice its size (elements it already had are not zero-filled),
+  // else make's. The bound keeps values a pass keeps alive (its saved state) from pinning
+  // storage several times their size.
   [[nodiscard]] tensor make_for_overwrite(shape_t s) const {
     const std::size_t n_el = onnx::detail::checked_count(s, where());
-    if (!recycled || recycled->empty() || n_el > limits.max_elements)
-      return make(dtype::float32, std::move(s));
-    const auto it = std::max_element(recycled->begin(), recycled->end(),
-                                     [](const auto& a, const auto& b) { return a.size() < b.size(); });
+    if (!recycled || n_el > limits.max_elements) return make(dtype::float32, std::move(s));
+    auto it = recycled->end();
+    for (auto r = recycled->begin(); r != recycled->end(); ++r)
+      if (r->capacity() >= n_el && r->capacity() / 2 <= n_el &&
+          (it == recycled->end() || r->capacity() < it->capacity()))
+        it = r;
+    if (it == recycled->end()) return make(dtype::float32, std::move(s));
     tensor out;
     out.shape = std::move(s);
     out.f = std::move(*it);
