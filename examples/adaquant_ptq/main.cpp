@@ -18,6 +18,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -72,6 +73,13 @@ what to compute
   --all-layers           quantize the first and last layer at --wbits/--abits too
   --8bit-layers LIST     comma-separated parts of node names: the layers whose ONNX node name
                          contains one stay at 8 bits (to find what a bit-width hurts)  [none]
+  --act-products         input quantizers on both operands of the products of two activations
+                         (attention's Q K^T and softmax V: MatMuls without a weight), per
+                         tensor at --abits, ranges estimated on the quantized network with
+                         padding masked (docs/text.md)                      [off]
+  --act-products-bits N  the same at N bits, 2-16
+  --act-products-range M min_max | percentile | mse: the operands' ranges   [min_max]
+  --act-products-8bit LIST  comma-separated ends of product node names kept at 8 bits  [none]
   --weight-range M       min_max | percentile | mse                        [mse; naive: min_max]
   --act-range M          min_max | percentile | mse                        [mse; naive: min_max]
   --percentile P         the percentile of --*-range percentile            [99.99]
@@ -122,11 +130,27 @@ execution
 )";
 
 const ex::cli cli{"adaquant_ptq"};
+constexpr const char* default_products_range = "min_max";  // docs/text.md: the range study
+
+// Comma-separated non-empty parts.
+std::vector<std::string> name_parts(const std::string& flag, const std::string& v) {
+  std::vector<std::string> out;
+  for (std::size_t b = 0; b <= v.size();) {
+    const std::size_t e = std::min(v.find(',', b), v.size());
+    if (e == b) cli.fail(flag + ": empty name part in '" + v + "'");
+    out.push_back(v.substr(b, e - b));
+    b = e + 1;
+  }
+  return out;
+}
 
 struct args {
   std::string model, calib, test_data, test_labels, output, encodings, json, logits, checkpoint;
   std::optional<std::string> token_mask;      // unset: auto-detect; "": none
   std::vector<std::string> eight_bit_layers;  // --8bit-layers
+  int act_products = 0;                       // operand bits of the activation products; 0: off
+  std::string act_products_range = default_products_range;
+  std::vector<std::string> act_products_8bit;
   std::vector<std::int64_t> input_shape;
   std::size_t calib_count = 0, test_count = 0, loss_samples = 256, threads = 0, eval_batch = 16;
   ex::pipeline_settings settings{.pipeline = "advanced", .rounding = "onnx"};
@@ -136,7 +160,8 @@ struct args {
 args parse(int argc, char** argv) {
   args a;
   ex::pipeline_settings& s = a.settings;
-  bool act_flags = false;  // --abits or --act-range given
+  bool act_flags = false;       // --abits or --act-range given
+  bool products_flags = false;  // --act-products-range or --act-products-8bit given
   for (int i = 1; i < argc; ++i) {
     const std::string f = argv[i];
     const auto value = [&]() -> std::string {
@@ -172,14 +197,20 @@ args parse(int argc, char** argv) {
     } else if (f == "--weight-only") s.weight_only = true;
     else if (f == "--weight-granularity") s.weight_block = cli.to_weight_block(f, value());
     else if (f == "--all-layers") s.all_layers = true;
-    else if (f == "--8bit-layers") {
-      const std::string v = value();
-      for (std::size_t b = 0; b <= v.size();) {
-        const std::size_t e = std::min(v.find(',', b), v.size());
-        if (e == b) cli.fail("--8bit-layers: empty name part in '" + v + "'");
-        a.eight_bit_layers.push_back(v.substr(b, e - b));
-        b = e + 1;
-      }
+    else if (f == "--8bit-layers")
+      a.eight_bit_layers = name_parts(f, value());
+    else if (f == "--act-products")
+      a.act_products = a.act_products ? a.act_products : -1;
+    else if (f == "--act-products-bits") {
+      a.act_products = static_cast<int>(cli.to_int(f, value()));
+      if (a.act_products < 2 || a.act_products > 16)
+        cli.fail("--act-products-bits: must be in [2, 16], got " + std::to_string(a.act_products));
+    } else if (f == "--act-products-range") {
+      a.act_products_range = value();
+      products_flags = true;
+    } else if (f == "--act-products-8bit") {
+      a.act_products_8bit = name_parts(f, value());
+      products_flags = true;
     } else if (f == "--weight-range")
       s.weight_range = value();
     else if (f == "--act-range") {
@@ -217,6 +248,13 @@ args parse(int argc, char** argv) {
   }
   if (s.weight_only && act_flags)
     cli.fail("--weight-only: activations stay float; --abits and --act-range do not apply");
+  if (s.weight_only && a.act_products)
+    cli.fail("--weight-only: activations stay float; --act-products does not apply");
+  if (products_flags && !a.act_products)
+    cli.fail(
+        "--act-products-range and --act-products-8bit need --act-products or --act-products-bits");
+  cli.one_of("--act-products-range", a.act_products_range, {"min_max", "percentile", "mse"});
+  if (a.act_products < 0) a.act_products = s.abits;
   if (a.model.empty()) cli.fail("--model is required (see --help)");
   if (a.fp32_only) {
     if (a.test_data.empty()) cli.fail("--fp32-only needs --test-data and --test-labels");
@@ -383,10 +421,15 @@ std::vector<ax::shape_t> sample_shapes(const args& a, const ax::model& m,
 }
 
 // Conv / Gemm / MatMul nodes that are not quantizable layers, counted by op type and reason.
+// Why the Conv/Gemm/MatMul nodes that are neither layers nor quantized products stay float.
 std::map<std::string, std::size_t> float_nodes(const ax::onnx_network& net) {
   std::map<std::string, std::size_t> out;
-  for (const ax::layer_report_entry& e : net.layer_report())
-    if (!e.quantizable) ++out[e.op_type + ": " + e.reason];
+  for (const ax::layer_report_entry& e : net.layer_report()) {
+    const auto& p = net.activation_products();
+    if (!e.quantizable &&
+        std::none_of(p.begin(), p.end(), [&](const auto& x) { return x.name == e.node; }))
+      ++out[e.op_type + ": " + e.reason];
+  }
   return out;
 }
 
@@ -425,10 +468,38 @@ ex::run_identity checkpoint_identity(const args& a, const std::vector<input_decl
   if (no.token_mask) id.push_back({"argument", "--token-mask", *no.token_mask});
   for (const std::string& part : a.eight_bit_layers)
     id.push_back({"argument", "--8bit-layers", part});
+  if (a.act_products) {
+    id.push_back({"argument", "--act-products-bits", std::to_string(a.act_products)});
+    id.push_back({"argument", "--act-products-range", a.act_products_range});
+    for (const std::string& part : a.act_products_8bit)
+      id.push_back({"argument", "--act-products-8bit", part});
+  }
   id.push_back({"model", "model", ex::sha256_file(a.model), a.model});
   for (std::size_t k = 0; k < decl.size(); ++k)
     id.push_back({"data", decl[k].name, calib_files[k].sha256, calib_files[k].path});
   return id;
+}
+
+// Mean KL(p_fp32 || p_q) of the softmax of two [samples, classes] logits, in double, and the
+// samples whose argmax (first on ties) differs.
+struct fp32_distance {
+  double kl = 0.0;
+  std::size_t changed = 0;
+};
+fp32_distance distance_from_fp32(const ax::tensor& fp, const ax::tensor& q) {
+  fp32_distance d;
+  const std::size_t n = static_cast<std::size_t>(fp.shape.at(0)), k = n ? fp.size() / n : 0;
+  std::vector<double> lp, lq;
+  for (std::size_t i = 0; i < n; ++i) {
+    const float* a = fp.f.data() + i * k;
+    const float* b = q.f.data() + i * k;
+    ax::detail::log_softmax(a, k, lp);
+    ax::detail::log_softmax(b, k, lq);
+    for (std::size_t j = 0; j < k; ++j) d.kl += std::exp(lp[j]) * (lp[j] - lq[j]);
+    d.changed += std::max_element(a, a + k) - a != std::max_element(b, b + k) - b;
+  }
+  if (n) d.kl /= static_cast<double>(n);
+  return d;
 }
 
 void write_text_atomically(const std::string& path, const std::string& text) {
@@ -499,6 +570,13 @@ int run(const args& a) {
   no.loss_samples = std::min<std::size_t>(a.loss_samples, static_cast<std::size_t>(calib[0].shape[0]));
   no.threads = a.threads;
   no.token_mask = a.token_mask;
+  if (a.act_products) {
+    ax::activation_products_options p;
+    p.spec = quant.activations->with_bits(a.act_products);
+    p.spec.range = aq::parse_range_method(a.act_products_range);
+    p.eight_bit = a.act_products_8bit;
+    no.activation_products = p;
+  }
   if (!test.empty()) {
     for (std::size_t k = 0; k < decl.size(); ++k) {
       const ax::shape_t item(test[k].shape.begin() + 1, test[k].shape.end());
@@ -573,11 +651,15 @@ int run(const args& a) {
                           {"act_bits", exported.back().input ? exported.back().input->bits : 32},
                           {"folded_batch_norm", o.folded_batch_norm}});
   }
+  net.estimate_activation_products();  // those the pipeline's captures did not need yet
+  std::vector<ax::exported_product> products;
+  for (const ax::activation_product& p : net.activation_products())
+    products.push_back(ax::make_exported_product(p));
   ax::export_options eo;
   eo.allow_4bit_types = a.four_bit_types;
   eo.signed_8bit_weights = a.int8_weights;
   ::onnx::ModelProto out;
-  ax::export_qdq(m.proto, exported, eo, out);
+  ax::export_qdq(m.proto, exported, products, eo, out);
 
   // Accuracy of our own simulation.
   std::optional<ax::eval_result> fp, qr;
@@ -592,7 +674,7 @@ int run(const args& a) {
 
   // Outputs, each atomically.
   ax::write_model(out, a.output);
-  if (!a.encodings.empty()) ax::write_encodings(m.proto, exported, a.encodings, eo);
+  if (!a.encodings.empty()) ax::write_encodings(m.proto, exported, products, a.encodings, eo);
   if (!a.logits.empty()) {
     std::vector<std::size_t> shape;
     for (std::int64_t d : qr->logits.shape) shape.push_back(static_cast<std::size_t>(d));
@@ -616,6 +698,11 @@ int run(const args& a) {
   std::printf(", %.1f s -> %s\n", seconds, a.output.c_str());
   for (const auto& [reason, count] : kept_float)  // e.g. the attention products
     std::printf("  stays float: %zu x %s\n", count, reason.c_str());
+  if (!net.activation_products().empty())
+    std::printf(
+        "  activation products: %zu MatMuls of two activations, both operands quantized "
+        "at %d bits (%s ranges)\n",
+        net.activation_products().size(), a.act_products, a.act_products_range.c_str());
   std::size_t token_layers = 0;
   for (const aq::layer_desc& d : net.quantizable_layers())
     token_layers += d.geometry.kind == aq::layer_kind::linear && d.geometry.linear.rows > 1;
@@ -648,6 +735,11 @@ int run(const args& a) {
           {"first_last_8bit", quant.first_last_8bit},
           {"eight_bit_layers", a.eight_bit_layers},
           {"token_mask", net.token_mask()},
+          {"act_products",
+           a.act_products ? nlohmann::json(a.act_products) : nlohmann::json(nullptr)},
+          {"act_products_range",
+           a.act_products ? nlohmann::json(a.act_products_range) : nlohmann::json(nullptr)},
+          {"act_products_8bit", a.act_products_8bit},
           {"weight_range", aq::to_string(quant.weights.range)},
           {"act_range", quant.activations ? aq::to_string(quant.activations->range) : "none"},
           {"weight_only", s.weight_only},
@@ -676,6 +768,7 @@ int run(const args& a) {
         {"param_bytes", rep.param_bytes},
         {"layers", layer_json},
         {"float_nodes", kept_float},
+        {"activation_products", net.activation_products().size()},
         {"steps", steps},
         {"output", {{"path", a.output}, {"bytes", fs::file_size(a.output)}}},
         {"seconds", seconds}};
@@ -689,6 +782,9 @@ int run(const args& a) {
       j["fp32_correct"] = fp->correct;
       j["fp32_eval_seconds"] = fp_seconds;
       j["quant_correct"] = qr->correct;
+      const fp32_distance d = distance_from_fp32(fp->logits, qr->logits);
+      j["kl_from_fp32"] = d.kl;
+      j["changed_from_fp32"] = d.changed;
     }
     write_text_atomically(a.json, j.dump(2) + "\n");
   }

@@ -18,6 +18,8 @@
 //           x' = (q - zero_point) * scale                           DequantizeLinear
 //           x'' = Clip(x', (qmin - zero_point) * scale, (qmax - zero_point) * scale)
 //                 only when [qmin, qmax] is narrower than the storage type's range
+// Per exported product (a MatMul of two activations, exported_product): the same input chain on
+// each of its two inputs, always in 8-bit types (with the Clip for 2-4-bit grids).
 // Storage: weights of 2-4 bits as INT4/UINT4 packed two per byte (element 2i in the low
 // nibble), 5-8 bits as INT8/UINT8; unsigned types when qmin >= 0; scales float32; zero points
 // of the weight's/input's type. Activations: UINT8/INT8 at 5-8 bits, UINT4/INT4 at 2-4 bits,
@@ -58,10 +60,12 @@
 
 namespace adaquant::onnx {
 
+// With input quantizers on both operands of the given products (exported_product) as well.
 inline void export_qdq(const ::onnx::ModelProto& original, std::span<const exported_layer> layers,
-                       const export_options& options, ::onnx::ModelProto& out) {
+                       std::span<const exported_product> products, const export_options& options,
+                       ::onnx::ModelProto& out) {
   using namespace detail::exporting;
-  const export_plan plan = plan_export(original, layers, options);
+  const export_plan plan = plan_export(original, layers, options, products);
   ::onnx::ModelProto m = original;
   ::onnx::GraphProto& g = *m.mutable_graph();
   unique_names names(g);
@@ -71,6 +75,11 @@ inline void export_qdq(const ::onnx::ModelProto& original, std::span<const expor
     if (o.domain().empty() || o.domain() == "ai.onnx") o.set_version(plan.opset_to);
   m.set_ir_version(plan.ir_version);
   out = std::move(m);
+}
+
+inline void export_qdq(const ::onnx::ModelProto& original, std::span<const exported_layer> layers,
+                       const export_options& options, ::onnx::ModelProto& out) {
+  export_qdq(original, layers, {}, options, out);
 }
 
 // Serializes `model` and writes it to `path` atomically (write_file_atomically).

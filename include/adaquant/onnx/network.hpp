@@ -30,6 +30,20 @@
 // counts nowhere in calibration (calibrate/network.hpp). A named input that does not exist, or a
 // mask that is not integer [N, T] for every token-wise layer's T, is an error naming the input.
 //
+// Activation products (onnx/products.hpp). With network_options::activation_products, each
+// MatMul of two activations gets a per-tensor quantizer on both operands in the quantized copy.
+// An operand's range is estimated on every calibration sample (padding masked as products.hpp
+// says) by the quantized network as it stands, the first time a quantized capture, the
+// calibration loss or a quantized forward needs a value past the product; set_quantized of an
+// earlier layer drops the estimates after it, so the next need re-estimates them. Sequential
+// pipelines thus calibrate every layer after a product with its operand quantizers in place, and
+// the ranges always describe the final network. Estimation runs chunks of 16 samples across the
+// threads and concatenates them in sample order: the same bits for any thread count. The const
+// forward()/evaluate() refuse a quantized pass over a product not yet estimated (call
+// estimate_activation_products(), or the non-const overloads, which do). Errors: a spec that is
+// not per tensor or bits outside [2, 16], a model without any such product, an eight_bit part
+// that no product's name ends with (errc::invalid_argument).
+//
 // Captures and the calibration loss are resumable exactly as the example runtime's
 // calibration_network: each (mode, sample range) keeps the values live before the last captured
 // layer, and a rerun starts at the earliest layer changed since. Samples are split across
@@ -40,6 +54,7 @@
 #include <adaquant/calibrate/network.hpp>
 #include <adaquant/core/parallel.hpp>
 #include <adaquant/onnx/graph.hpp>
+#include <adaquant/onnx/products.hpp>
 #include <adaquant/pipeline/network.hpp>
 
 #include <algorithm>
@@ -50,6 +65,7 @@
 #include <optional>
 #include <span>
 #include <tuple>
+#include <utility>
 
 namespace adaquant::onnx {
 
@@ -91,6 +107,9 @@ struct network_options {
   compile_options compile;         // sample_shapes default to the calibration inputs' items
   // The graph input marking padding tokens (see above): unset = auto-detect, "" = none.
   std::optional<std::string> token_mask;
+  // Input quantizers on both operands of every MatMul of two activations (see above); unset: they
+  // run in float.
+  std::optional<activation_products_options> activation_products;
   std::size_t loss_samples = 256;  // calibration samples of calibration_loss()
   std::size_t threads = 0;         // 0: every core
 };
@@ -142,6 +161,26 @@ class onnx_network {
   [[nodiscard]] eval_result evaluate(const std::vector<tensor>& inputs,
                                      std::span<const std::int64_t> labels,
                                      const eval_options& opt = {}) const;
+  // As above, estimating the activation products' ranges first when a quantized pass needs them.
+  [[nodiscard]] std::vector<tensor> forward(const std::vector<tensor>& inputs,
+                                            const eval_options& opt = {}) {
+    if (opt.quantized) estimate_activation_products();
+    return std::as_const(*this).forward(inputs, opt);
+  }
+  [[nodiscard]] eval_result evaluate(const std::vector<tensor>& inputs,
+                                     std::span<const std::int64_t> labels,
+                                     const eval_options& opt = {}) {
+    if (opt.quantized) estimate_activation_products();
+    return std::as_const(*this).evaluate(inputs, labels, opt);
+  }
+
+  // Estimates the operand ranges of the products at nodes <= through not estimated yet, in
+  // node order, on the current quantized network.
+  void estimate_activation_products(std::size_t through = graph::npos);
+  // The products with operand quantizers, in node order (empty without the option).
+  [[nodiscard]] const std::vector<activation_product>& activation_products() const noexcept {
+    return products_;
+  }
 
   [[nodiscard]] const graph& full_precision() const noexcept { return fp_; }
   [[nodiscard]] const graph& quantized() const noexcept { return q_; }
@@ -161,6 +200,8 @@ class onnx_network {
   }
   [[nodiscard]] const layer_desc& desc(std::size_t id) const;
   void resolve_token_mask(const model& m, const std::optional<std::string>& name);
+  void find_products(const std::optional<activation_products_options>& opt);
+  void estimate_product(activation_product& p);
 
   ::onnx::ModelProto proto_;
   graph fp_, q_;
@@ -169,6 +210,8 @@ class onnx_network {
   std::size_t mask_input_ = graph::npos;  // index into calibration_ of the token mask
   std::string mask_name_;
   std::vector<layer_desc> layers_;
+  std::vector<activation_product> products_;
+  quantizer_spec product_spec_;
   std::map<std::tuple<capture_mode, std::size_t, std::size_t>, resumable_pass> passes_;
   std::vector<resumable_pass> loss_passes_;
   std::vector<std::size_t> loss_begin_;
@@ -268,6 +311,7 @@ inline onnx_network::onnx_network(const model& m, std::vector<tensor> calibratio
     layers_.push_back(d);
   }
   resolve_token_mask(m, opt.token_mask);
+  find_products(opt.activation_products);
   // The loss samples, split by index across threads.
   const std::size_t ls = std::min(opt.loss_samples, samples_);
   if (ls > 0) {
@@ -325,6 +369,7 @@ inline adaquant::layer_io onnx_network::capture(std::size_t layer_id, std::size_
   if (!(first <= samples_ && count <= samples_ - first))
     adaquant::detail::fail(errc::invalid_argument, "onnx_network::capture: first, count",
                            "samples beyond the " + std::to_string(samples_) + " held");
+  if (mode == capture_mode::quantized) estimate_activation_products(layer_id);
   const graph& run = mode == capture_mode::quantized ? q_ : fp_;
   const node& n = run.at(layer_id);
   const int in_v = n.inputs[0], out_v = n.outputs[0];
@@ -387,10 +432,16 @@ inline void onnx_network::set_quantized(const quantized_layer& q) {
   for (auto& [key, pass] : passes_)
     if (std::get<0>(key) == capture_mode::quantized) pass.invalidate_from(q.id);
   for (resumable_pass& p : loss_passes_) p.invalidate_from(q.id);
+  for (activation_product& p : products_)
+    if (p.node > q.id && p.estimated) {
+      p.estimated = false;
+      q_.at(p.node).operands.reset();
+    }
 }
 
 inline double onnx_network::calibration_loss() {
   if (loss_passes_.empty()) return 0.0;
+  estimate_activation_products();
   if (fp_logits_.rank() == 0) {  // on first use: a network that never asks pays no forward pass
     eval_options eo;
     eo.threads = threads_;
@@ -422,6 +473,12 @@ inline double onnx_network::calibration_loss() {
 inline std::vector<tensor> onnx_network::forward(const std::vector<tensor>& inputs,
                                                  const eval_options& opt) const {
   const graph& g = opt.quantized ? q_ : fp_;
+  if (opt.quantized)
+    for (const activation_product& p : products_)
+      if (!p.estimated)
+        adaquant::detail::fail(errc::invalid_argument, "onnx_network::forward",
+                               "the operand ranges of product \"" + p.name +
+                                   "\" are not estimated yet: call estimate_activation_products()");
   if (inputs.empty() || inputs[0].rank() == 0)
     adaquant::detail::fail(errc::shape_mismatch, "onnx_network::forward: inputs", "expected [samples, ...] tensors");
   const std::size_t n = static_cast<std::size_t>(inputs[0].shape[0]);
@@ -483,3 +540,5 @@ inline std::vector<layer_origin> onnx_network::layer_origins() const {
 }
 
 }  // namespace adaquant::onnx
+
+#include <adaquant/onnx/network_products.hpp>
