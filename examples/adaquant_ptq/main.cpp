@@ -78,7 +78,7 @@ what to compute
                          tensor at --abits, ranges estimated on the quantized network with
                          padding masked (docs/text.md)                      [off]
   --act-products-bits N  the same at N bits, 2-16
-  --act-products-range M min_max | percentile | mse: the operands' ranges   [min_max]
+  --act-products-range M min_max | percentile | mse: the operands' ranges   [mse]
   --act-products-8bit LIST  comma-separated ends of product node names kept at 8 bits  [none]
   --weight-range M       min_max | percentile | mse                        [mse; naive: min_max]
   --act-range M          min_max | percentile | mse                        [mse; naive: min_max]
@@ -130,7 +130,7 @@ execution
 )";
 
 const ex::cli cli{"adaquant_ptq"};
-constexpr const char* default_products_range = "min_max";  // docs/text.md: the range study
+constexpr const char* default_products_range = "mse";  // docs/text.md: the range study
 
 // Comma-separated non-empty parts.
 std::vector<std::string> name_parts(const std::string& flag, const std::string& v) {

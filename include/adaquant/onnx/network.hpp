@@ -30,19 +30,9 @@
 // counts nowhere in calibration (calibrate/network.hpp). A named input that does not exist, or a
 // mask that is not integer [N, T] for every token-wise layer's T, is an error naming the input.
 //
-// Activation products (onnx/products.hpp). With network_options::activation_products, each
-// MatMul of two activations gets a per-tensor quantizer on both operands in the quantized copy.
-// An operand's range is estimated on every calibration sample (padding masked as products.hpp
-// says) by the quantized network as it stands, the first time a quantized capture, the
-// calibration loss or a quantized forward needs a value past the product; set_quantized of an
-// earlier layer drops the estimates after it, so the next need re-estimates them. Sequential
-// pipelines thus calibrate every layer after a product with its operand quantizers in place, and
-// the ranges always describe the final network. Estimation runs chunks of 16 samples across the
-// threads and concatenates them in sample order: the same bits for any thread count. The const
-// forward()/evaluate() refuse a quantized pass over a product not yet estimated (call
-// estimate_activation_products(), or the non-const overloads, which do). Errors: a spec that is
-// not per tensor or bits outside [2, 16], a model without any such product, an eight_bit part
-// that no product's name ends with (errc::invalid_argument).
+// Activation products: network_options::activation_products puts input quantizers on both
+// operands of every MatMul of two activations; onnx/products.hpp says when and how their ranges
+// are estimated.
 //
 // Captures and the calibration loss are resumable exactly as the example runtime's
 // calibration_network: each (mode, sample range) keeps the values live before the last captured

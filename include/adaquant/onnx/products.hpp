@@ -21,6 +21,18 @@
 //                  equal T the Transpose decides, when neither does nothing is masked.
 // The softmax output's padded key *columns* are not masked: the model's additive mask bias
 // already drives them to 0. Without a token mask every value counts.
+//
+// When (onnx_network). An operand's range is estimated on every calibration sample by the
+// quantized network as it stands, the first time a quantized capture, the calibration loss or a
+// quantized forward needs a value past the product; set_quantized of an earlier layer drops the
+// estimates after it, so the next need re-estimates them. Sequential pipelines thus calibrate
+// every layer after a product with its operand quantizers in place, and the ranges always
+// describe the final network. Estimation runs chunks of 16 samples across the threads and
+// concatenates them in sample order: the same bits for any thread count. The const
+// forward()/evaluate() refuse a quantized pass over a product not yet estimated (call
+// estimate_activation_products(), or the non-const overloads, which do). Errors: a spec that is
+// not per tensor or bits outside [2, 16], a model without any such product, an eight_bit part
+// that no product's name ends with (errc::invalid_argument).
 
 #include <adaquant/onnx/export/layer.hpp>
 #include <adaquant/onnx/graph.hpp>
