@@ -116,7 +116,7 @@ expect_error "--act-products-bits: must be in [2, 16], got 1" --model "$model" -
   --output "$work/out/q.onnx" --act-products-bits 1
 expect_error "--act-products-range and --act-products-8bit need --act-products" --model "$model" \
   --calib "$data/calib" --output "$work/out/q.onnx" --act-products-range mse
-expect_error "--act-products-8bit: no product's node name ends with 'attn/MatMul_7'" --model "$model" \
+expect_error "activation_products.eight_bit: no product's node name ends with 'attn/MatMul_7'" --model "$model" \
   --calib "$data/calib" --calib-count 8 --output "$work/out/q.onnx" --act-products --act-products-8bit attn/MatMul_7
 expect_error "matmul_resize.onnx: network_options::activation_products: the model has no MatMul of two activations" \
   --model "$resize" --calib "$work/x.npy" --output "$work/out/q.onnx" --act-products

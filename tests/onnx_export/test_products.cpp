@@ -131,7 +131,7 @@ TEST_CASE("Products: bad exported products are refused naming the node") {
     CHECK_THROWS_WITH(ax::export_qdq(model, {}, ps, {}, out), Catch::Contains(what));
   };
   refused({{"nope", p.a, p.b}}, m, "no node named 'nope'");
-  refused({p, p}, m, "appears twice among the exported layers and products");
+  refused({p, p}, m, "appears in two exported layers or products");
   auto bad = p;
   bad.b.bits = 9;
   refused({bad}, m, "operand B: bits must be in [2, 8]");

@@ -276,7 +276,7 @@ class layer_planner {
     const int i = find_node(name, what);
     where = "export_qdq: " + node_label(g_.node(i));
     if (!used_.insert(i).second)
-      fail(errc::invalid_argument, where, "appears twice among the exported layers and products");
+      fail(errc::invalid_argument, where, "appears in two exported layers or products");
     return i;
   }
 
