@@ -19,6 +19,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -80,6 +81,13 @@ what to compute
                          B bits, 2-8, round-to-nearest with the --weight-range estimator,
                          exported as DequantizeLinear(axis 0) before the Gather; none or 0 =
                          float                                              [8]
+  --act-products         input quantizers on both operands of the products of two activations
+                         (attention's Q K^T and softmax V: MatMuls without a weight), per
+                         tensor at --abits, ranges estimated on the quantized network with
+                         padding masked (docs/text.md)                      [off]
+  --act-products-bits N  the same at N bits, 2-16
+  --act-products-range M min_max | percentile | mse: the operands' ranges   [mse]
+  --act-products-8bit LIST  comma-separated ends of product node names kept at 8 bits  [none]
   --weight-range M       min_max | percentile | mse                        [mse; naive: min_max]
   --act-range M          min_max | percentile | mse                        [mse; naive: min_max]
   --percentile P         the percentile of --*-range percentile            [99.99]
@@ -133,11 +141,27 @@ execution
 )";
 
 const ex::cli cli{"adaquant_ptq"};
+constexpr const char* default_products_range = "mse";  // docs/text.md: the range study
+
+// Comma-separated non-empty parts.
+std::vector<std::string> name_parts(const std::string& flag, const std::string& v) {
+  std::vector<std::string> out;
+  for (std::size_t b = 0; b <= v.size();) {
+    const std::size_t e = std::min(v.find(',', b), v.size());
+    if (e == b) cli.fail(flag + ": empty name part in '" + v + "'");
+    out.push_back(v.substr(b, e - b));
+    b = e + 1;
+  }
+  return out;
+}
 
 struct args {
   std::string model, calib, test_data, test_labels, output, encodings, json, logits, checkpoint;
   std::optional<std::string> token_mask;      // unset: auto-detect; "": none
   std::vector<std::string> eight_bit_layers;  // --8bit-layers
+  int act_products = 0;                       // operand bits of the activation products; 0: off
+  std::string act_products_range = default_products_range;
+  std::vector<std::string> act_products_8bit;
   std::vector<std::int64_t> input_shape;
   std::size_t calib_count = 0, test_count = 0, loss_samples = 256, threads = 0, eval_batch = 16;
   int embedding_bits = 8;  // 0: embedding tables stay float
@@ -148,7 +172,8 @@ struct args {
 args parse(int argc, char** argv) {
   args a;
   ex::pipeline_settings& s = a.settings;
-  bool act_flags = false;  // --abits or --act-range given
+  bool act_flags = false;       // --abits or --act-range given
+  bool products_flags = false;  // --act-products-range or --act-products-8bit given
   for (int i = 1; i < argc; ++i) {
     const std::string f = argv[i];
     const auto value = [&]() -> std::string {
@@ -158,17 +183,23 @@ args parse(int argc, char** argv) {
     if (f == "--help" || f == "-h") {
       std::fputs(usage, stdout);
       std::exit(0);
-    } else if (f == "--model") a.model = value();
-    else if (f == "--calib") a.calib = value();
-    else if (f == "--calib-count") a.calib_count = cli.to_count(f, value());
+    } else if (f == "--model")
+      a.model = value();
+    else if (f == "--calib")
+      a.calib = value();
+    else if (f == "--calib-count")
+      a.calib_count = cli.to_count(f, value());
     else if (f == "--input-shape") {
       for (long long d : cli.to_list(f, value())) {
         if (d <= 0) cli.fail("--input-shape: extents must be > 0");
         a.input_shape.push_back(d);
       }
-    } else if (f == "--test-data") a.test_data = value();
-    else if (f == "--test-labels") a.test_labels = value();
-    else if (f == "--test-count") a.test_count = cli.to_count(f, value());
+    } else if (f == "--test-data")
+      a.test_data = value();
+    else if (f == "--test-labels")
+      a.test_labels = value();
+    else if (f == "--test-count")
+      a.test_count = cli.to_count(f, value());
     else if (f == "--token-mask") {
       a.token_mask = value();
       if (*a.token_mask == "none")
@@ -177,21 +208,31 @@ args parse(int argc, char** argv) {
         cli.fail("--token-mask needs an input name or none");
     } else if (f == "--pipeline")
       s.pipeline = value();
-    else if (f == "--wbits") s.wbits = static_cast<int>(cli.to_int(f, value()));
+    else if (f == "--wbits")
+      s.wbits = static_cast<int>(cli.to_int(f, value()));
     else if (f == "--abits") {
       s.abits = static_cast<int>(cli.to_int(f, value()));
       act_flags = true;
-    } else if (f == "--weight-only") s.weight_only = true;
-    else if (f == "--weight-granularity") s.weight_block = cli.to_weight_block(f, value());
-    else if (f == "--all-layers") s.all_layers = true;
-    else if (f == "--8bit-layers") {
-      const std::string v = value();
-      for (std::size_t b = 0; b <= v.size();) {
-        const std::size_t e = std::min(v.find(',', b), v.size());
-        if (e == b) cli.fail("--8bit-layers: empty name part in '" + v + "'");
-        a.eight_bit_layers.push_back(v.substr(b, e - b));
-        b = e + 1;
-      }
+    } else if (f == "--weight-only")
+      s.weight_only = true;
+    else if (f == "--weight-granularity")
+      s.weight_block = cli.to_weight_block(f, value());
+    else if (f == "--all-layers")
+      s.all_layers = true;
+    else if (f == "--8bit-layers")
+      a.eight_bit_layers = name_parts(f, value());
+    else if (f == "--act-products")
+      a.act_products = a.act_products ? a.act_products : -1;
+    else if (f == "--act-products-bits") {
+      a.act_products = static_cast<int>(cli.to_int(f, value()));
+      if (a.act_products < 2 || a.act_products > 16)
+        cli.fail("--act-products-bits: must be in [2, 16], got " + std::to_string(a.act_products));
+    } else if (f == "--act-products-range") {
+      a.act_products_range = value();
+      products_flags = true;
+    } else if (f == "--act-products-8bit") {
+      a.act_products_8bit = name_parts(f, value());
+      products_flags = true;
     } else if (f == "--embedding-bits") {
       const std::string v = value();
       a.embedding_bits = v == "none" ? 0 : static_cast<int>(cli.to_int(f, v));
@@ -202,40 +243,75 @@ args parse(int argc, char** argv) {
     else if (f == "--act-range") {
       s.act_range = value();
       act_flags = true;
-    } else if (f == "--percentile") s.percentile = cli.to_double(f, value());
-    else if (f == "--rounding") s.rounding = value();
-    else if (f == "--max-size-ratio") s.max_size_ratio = cli.to_double(f, value());
+    } else if (f == "--percentile")
+      s.percentile = cli.to_double(f, value());
+    else if (f == "--rounding")
+      s.rounding = value();
+    else if (f == "--max-size-ratio")
+      s.max_size_ratio = cli.to_double(f, value());
     else if (f == "--bit-options") {
       s.bit_options.clear();
       for (long long b : cli.to_list(f, value())) s.bit_options.push_back(static_cast<int>(b));
-    } else if (f == "--bit-rounds") s.bit_rounds = static_cast<int>(cli.to_int(f, value()));
-    else if (f == "--loss-samples") a.loss_samples = cli.to_count(f, value());
-    else if (f == "--iterations") s.iterations = cli.to_count(f, value());
-    else if (f == "--order") s.order = value();
-    else if (f == "--qdrop") s.qdrop = cli.to_double(f, value());
-    else if (f == "--lr-weight") s.lr_weight = cli.to_double(f, value());
-    else if (f == "--lr-quant") s.lr_quant = cli.to_double(f, value());
-    else if (f == "--weight-rounding") s.weight_rounding = value();
-    else if (f == "--adaround-lambda") s.adaround_lambda = cli.to_double(f, value());
-    else if (f == "--seed") s.seed = static_cast<std::uint64_t>(cli.to_count(f, value()));
-    else if (f == "--no-bn-tuning") s.bn_tuning = false;
-    else if (f == "--bn-target") s.bn_target = value();
-    else if (f == "--no-bias") s.bias = false;
-    else if (f == "--output") a.output = value();
-    else if (f == "--encodings") a.encodings = value();
-    else if (f == "--json") a.json = value();
-    else if (f == "--logits") a.logits = value();
-    else if (f == "--no-4bit-types") a.four_bit_types = false;
-    else if (f == "--int8-weights") a.int8_weights = true;
-    else if (f == "--fp32-only") a.fp32_only = true;
-    else if (f == "--eval-batch") a.eval_batch = cli.to_count(f, value());
-    else if (f == "--threads") a.threads = cli.to_count(f, value());
-    else if (f == "--checkpoint") a.checkpoint = value();
-    else if (f == "--quiet") a.quiet = true;
-    else cli.fail("unknown argument '" + f + "' (see --help)");
+    } else if (f == "--bit-rounds")
+      s.bit_rounds = static_cast<int>(cli.to_int(f, value()));
+    else if (f == "--loss-samples")
+      a.loss_samples = cli.to_count(f, value());
+    else if (f == "--iterations")
+      s.iterations = cli.to_count(f, value());
+    else if (f == "--order")
+      s.order = value();
+    else if (f == "--qdrop")
+      s.qdrop = cli.to_double(f, value());
+    else if (f == "--lr-weight")
+      s.lr_weight = cli.to_double(f, value());
+    else if (f == "--lr-quant")
+      s.lr_quant = cli.to_double(f, value());
+    else if (f == "--weight-rounding")
+      s.weight_rounding = value();
+    else if (f == "--adaround-lambda")
+      s.adaround_lambda = cli.to_double(f, value());
+    else if (f == "--seed")
+      s.seed = static_cast<std::uint64_t>(cli.to_count(f, value()));
+    else if (f == "--no-bn-tuning")
+      s.bn_tuning = false;
+    else if (f == "--bn-target")
+      s.bn_target = value();
+    else if (f == "--no-bias")
+      s.bias = false;
+    else if (f == "--output")
+      a.output = value();
+    else if (f == "--encodings")
+      a.encodings = value();
+    else if (f == "--json")
+      a.json = value();
+    else if (f == "--logits")
+      a.logits = value();
+    else if (f == "--no-4bit-types")
+      a.four_bit_types = false;
+    else if (f == "--int8-weights")
+      a.int8_weights = true;
+    else if (f == "--fp32-only")
+      a.fp32_only = true;
+    else if (f == "--eval-batch")
+      a.eval_batch = cli.to_count(f, value());
+    else if (f == "--threads")
+      a.threads = cli.to_count(f, value());
+    else if (f == "--checkpoint")
+      a.checkpoint = value();
+    else if (f == "--quiet")
+      a.quiet = true;
+    else
+      cli.fail("unknown argument '" + f + "' (see --help)");
   }
   if (s.weight_only && act_flags)
     cli.fail("--weight-only: activations stay float; --abits and --act-range do not apply");
+  if (s.weight_only && a.act_products)
+    cli.fail("--weight-only: activations stay float; --act-products does not apply");
+  if (products_flags && !a.act_products)
+    cli.fail(
+        "--act-products-range and --act-products-8bit need --act-products or --act-products-bits");
+  cli.one_of("--act-products-range", a.act_products_range, {"min_max", "percentile", "mse"});
+  if (a.act_products < 0) a.act_products = s.abits;
   if (a.model.empty()) cli.fail("--model is required (see --help)");
   if (a.fp32_only) {
     if (a.test_data.empty()) cli.fail("--fp32-only needs --test-data and --test-labels");
@@ -260,9 +336,11 @@ args parse(int argc, char** argv) {
   if (!s.act_range.empty())
     cli.one_of("--act-range", s.act_range, {"min_max", "percentile", "mse"});
   for (const auto& [flag, b] : {std::pair{"--wbits", s.wbits}, std::pair{"--abits", s.abits}})
-    if (b < 2 || b > 16) cli.fail(std::string(flag) + ": must be in [2, 16], got " + std::to_string(b));
+    if (b < 2 || b > 16)
+      cli.fail(std::string(flag) + ": must be in [2, 16], got " + std::to_string(b));
   for (int b : s.bit_options)
-    if (b < 2 || b > 16) cli.fail("--bit-options: bits must be in [2, 16], got " + std::to_string(b));
+    if (b < 2 || b > 16)
+      cli.fail("--bit-options: bits must be in [2, 16], got " + std::to_string(b));
   if (s.max_size_ratio && !(*s.max_size_ratio > 0.0 && *s.max_size_ratio <= 1.0))
     cli.fail("--max-size-ratio: must be in (0, 1]");
   if (!(s.percentile > 0.0 && s.percentile <= 100.0)) cli.fail("--percentile: must be in (0, 100]");
@@ -302,17 +380,18 @@ ax::tensor read_input(const std::string& flag, const std::string& path, const in
   if (fs::is_directory(file, ec)) {
     file /= in.name + ".npy";
     if (!fs::exists(file, ec))
-      cli.fail(flag + ": " + path + " has no " + in.name + ".npy for model input '" + in.name + "'");
+      cli.fail(flag + ": " + path + " has no " + in.name + ".npy for model input '" + in.name +
+               "'");
   } else if (n_inputs != 1) {
     cli.fail(flag + ": the model has " + std::to_string(n_inputs) +
-        " inputs: give a folder with one <input name>.npy per input");
+             " inputs: give a folder with one <input name>.npy per input");
   }
   files.push_back({file.string(), ex::sha256_file(file)});
   const bool integer = in.elem_type == 7 || in.elem_type == 6;  // INT64, INT32
   const bool floating = in.elem_type == 1;
   if (!integer && !floating)
     cli.fail(flag + ": model input '" + in.name + "' has ONNX element type " +
-        std::to_string(in.elem_type) + "; only float32 and int64/int32 inputs are read");
+             std::to_string(in.elem_type) + "; only float32 and int64/int32 inputs are read");
   ax::shape_t shape;
   ax::tensor t;
   if (floating) {
@@ -320,8 +399,8 @@ ax::tensor read_input(const std::string& flag, const std::string& path, const in
     try {
       a = ex::read_npy<float>(file);
     } catch (const aq::error& e) {
-      throw aq::error(e.code(), std::string(e.what()) + " (model input '" + in.name +
-                                    "' is float32)");
+      throw aq::error(e.code(),
+                      std::string(e.what()) + " (model input '" + in.name + "' is float32)");
     }
     for (std::size_t d : a.shape) shape.push_back(static_cast<std::int64_t>(d));
     t = ax::tensor(shape, std::move(a.values));
@@ -349,17 +428,17 @@ std::vector<ax::tensor> read_inputs(const std::string& flag, const std::string& 
   for (const input_decl& in : decl) {
     ax::tensor t = read_input(flag, path, in, decl.size(), files);
     if (!out.empty() && t.shape[0] != out[0].shape[0])
-      throw aq::error(aq::errc::shape_mismatch,
-                      "adaquant_ptq: " + flag + ": input '" + in.name + "' has " +
-                          std::to_string(t.shape[0]) + " samples, input '" + decl[0].name +
-                          "' has " + std::to_string(out[0].shape[0]));
+      throw aq::error(aq::errc::shape_mismatch, "adaquant_ptq: " + flag + ": input '" + in.name +
+                                                    "' has " + std::to_string(t.shape[0]) +
+                                                    " samples, input '" + decl[0].name + "' has " +
+                                                    std::to_string(out[0].shape[0]));
     out.push_back(std::move(t));
   }
   if (limit > 0) {
     if (limit > static_cast<std::size_t>(out[0].shape[0]))
-      cli.fail(std::string(flag == std::string("--calib") ? "--calib-count" : "--test-count") + ": " +
-          std::to_string(limit) + " is more than the " +
-          std::to_string(out[0].shape[0]) + " samples of " + path);
+      cli.fail(std::string(flag == std::string("--calib") ? "--calib-count" : "--test-count") +
+               ": " + std::to_string(limit) + " is more than the " +
+               std::to_string(out[0].shape[0]) + " samples of " + path);
     for (ax::tensor& t : out) t = t.items(0, limit);
   }
   return out;
@@ -370,10 +449,11 @@ std::vector<ax::tensor> read_inputs(const std::string& flag, const std::string& 
 // with the chosen shape are an error naming the input.
 std::vector<ax::shape_t> sample_shapes(const args& a, const ax::model& m,
                                        const std::vector<input_decl>& decl,
-                                       const std::vector<ax::tensor>& data, const std::string& flag) {
+                                       const std::vector<ax::tensor>& data,
+                                       const std::string& flag) {
   if (!a.input_shape.empty() && decl.size() != 1)
     cli.fail("--input-shape: the model has " + std::to_string(decl.size()) +
-        " inputs; it applies to single-input models");
+             " inputs; it applies to single-input models");
   std::vector<ax::shape_t> out;
   for (std::size_t k = 0; k < decl.size(); ++k) {
     const ax::shape_t item(data[k].shape.begin() + 1, data[k].shape.end());
@@ -402,10 +482,15 @@ std::vector<ax::shape_t> sample_shapes(const args& a, const ax::model& m,
 }
 
 // Conv / Gemm / MatMul nodes that are not quantizable layers, counted by op type and reason.
+// Why the Conv/Gemm/MatMul nodes that are neither layers nor quantized products stay float.
 std::map<std::string, std::size_t> float_nodes(const ax::onnx_network& net) {
   std::map<std::string, std::size_t> out;
-  for (const ax::layer_report_entry& e : net.layer_report())
-    if (!e.quantizable) ++out[e.op_type + ": " + e.reason];
+  for (const ax::layer_report_entry& e : net.layer_report()) {
+    const auto& p = net.activation_products();
+    if (!e.quantizable &&
+        std::none_of(p.begin(), p.end(), [&](const auto& x) { return x.name == e.node; }))
+      ++out[e.op_type + ": " + e.reason];
+  }
   return out;
 }
 
@@ -456,10 +541,38 @@ ex::run_identity checkpoint_identity(const args& a, const std::vector<input_decl
   // per sample: a checkpoint written under another value is refused.
   id.push_back({"argument", "adaquant_options::step_macs",
                 std::to_string(aq::adaquant_options{}.step_macs)});
+  if (a.act_products) {
+    id.push_back({"argument", "--act-products-bits", std::to_string(a.act_products)});
+    id.push_back({"argument", "--act-products-range", a.act_products_range});
+    for (const std::string& part : a.act_products_8bit)
+      id.push_back({"argument", "--act-products-8bit", part});
+  }
   id.push_back({"model", "model", ex::sha256_file(a.model), a.model});
   for (std::size_t k = 0; k < decl.size(); ++k)
     id.push_back({"data", decl[k].name, calib_files[k].sha256, calib_files[k].path});
   return id;
+}
+
+// Mean KL(p_fp32 || p_q) of the softmax of two [samples, classes] logits, in double, and the
+// samples whose argmax (first on ties) differs.
+struct fp32_distance {
+  double kl = 0.0;
+  std::size_t changed = 0;
+};
+fp32_distance distance_from_fp32(const ax::tensor& fp, const ax::tensor& q) {
+  fp32_distance d;
+  const std::size_t n = static_cast<std::size_t>(fp.shape.at(0)), k = n ? fp.size() / n : 0;
+  std::vector<double> lp, lq;
+  for (std::size_t i = 0; i < n; ++i) {
+    const float* a = fp.f.data() + i * k;
+    const float* b = q.f.data() + i * k;
+    ax::detail::log_softmax(a, k, lp);
+    ax::detail::log_softmax(b, k, lq);
+    for (std::size_t j = 0; j < k; ++j) d.kl += std::exp(lp[j]) * (lp[j] - lq[j]);
+    d.changed += std::max_element(a, a + k) - a != std::max_element(b, b + k) - b;
+  }
+  if (n) d.kl /= static_cast<double>(n);
+  return d;
 }
 
 void write_text_atomically(const std::string& path, const std::string& text) {
@@ -467,12 +580,13 @@ void write_text_atomically(const std::string& path, const std::string& text) {
 }
 
 // --fp32-only: the FP32 model's top-1 on the test data and how long the evaluation took.
-int evaluate_fp32_only(const args& a, const ax::onnx_network& net, const std::vector<ax::tensor>& test,
-                       const std::vector<std::int64_t>& labels,
+int evaluate_fp32_only(const args& a, const ax::onnx_network& net,
+                       const std::vector<ax::tensor>& test, const std::vector<std::int64_t>& labels,
                        const std::vector<data_file>& test_files, const ax::eval_options& ev) {
   const auto t0 = std::chrono::steady_clock::now();
   const ax::eval_result fp = net.evaluate(test, labels, ev);
-  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   std::printf("%s fp32: top-1 %.2f%% (%zu of %zu), evaluated in %.3f s\n", a.model.c_str(),
               100 * fp.accuracy, fp.correct, fp.samples, seconds);
   if (!a.json.empty()) {
@@ -495,9 +609,9 @@ int run(const args& a) {
   const auto t0 = std::chrono::steady_clock::now();
   const ex::pipeline_settings& s = a.settings;
   const aq::quantization_spec quant = ex::quantization_of(s);
-  for (const auto& [flag, path] : {std::pair{"--output", a.output},
-                                   std::pair{"--encodings", a.encodings},
-                                   std::pair{"--json", a.json}, std::pair{"--logits", a.logits}})
+  for (const auto& [flag, path] :
+       {std::pair{"--output", a.output}, std::pair{"--encodings", a.encodings},
+        std::pair{"--json", a.json}, std::pair{"--logits", a.logits}})
     cli.check_writable_file(flag, path);
 
   ax::model m = ax::load_model(a.model);
@@ -519,17 +633,26 @@ int run(const args& a) {
           labels.shape[0] == static_cast<std::size_t>(test[0].shape[0])))
       throw aq::error(aq::errc::shape_mismatch,
                       "adaquant_ptq: --test-labels: " + a.test_labels + " has shape " +
-                          ax::shape_string(std::vector<std::int64_t>(labels.shape.begin(),
-                                                                     labels.shape.end())) +
+                          ax::shape_string(
+                              std::vector<std::int64_t>(labels.shape.begin(), labels.shape.end())) +
                           ", expected [" + std::to_string(test[0].shape[0]) + "]");
   }
   if (a.fp32_only)  // the network wants calibration inputs: the first test sample stands in
     for (const ax::tensor& t : test) calib.push_back(t.items(0, 1));
   ax::network_options no;
-  no.compile.sample_shapes = sample_shapes(a, m, decl, calib, a.fp32_only ? "--test-data" : "--calib");
-  no.loss_samples = std::min<std::size_t>(a.loss_samples, static_cast<std::size_t>(calib[0].shape[0]));
+  no.compile.sample_shapes =
+      sample_shapes(a, m, decl, calib, a.fp32_only ? "--test-data" : "--calib");
+  no.loss_samples =
+      std::min<std::size_t>(a.loss_samples, static_cast<std::size_t>(calib[0].shape[0]));
   no.threads = a.threads;
   no.token_mask = a.token_mask;
+  if (a.act_products) {
+    ax::activation_products_options p;
+    p.spec = quant.activations->with_bits(a.act_products);
+    p.spec.range = aq::parse_range_method(a.act_products_range);
+    p.eight_bit = a.act_products_8bit;
+    no.activation_products = p;
+  }
   if (!test.empty()) {
     for (std::size_t k = 0; k < decl.size(); ++k) {
       const ax::shape_t item(test[k].shape.begin() + 1, test[k].shape.end());
@@ -547,7 +670,8 @@ int run(const args& a) {
   const std::map<std::string, std::size_t> kept_float = float_nodes(net);
   if (!a.fp32_only && net.quantizable_layers().empty()) {
     std::string why;
-    for (const auto& [reason, count] : kept_float) why += "; " + std::to_string(count) + " x " + reason;
+    for (const auto& [reason, count] : kept_float)
+      why += "; " + std::to_string(count) + " x " + reason;
     throw aq::error(aq::errc::invalid_argument,
                     "adaquant_ptq: " + a.model + ": no quantizable layer" + why);
   }
@@ -624,11 +748,15 @@ int run(const args& a) {
                           {"act_bits", exported.back().input ? exported.back().input->bits : 32},
                           {"folded_batch_norm", o.folded_batch_norm}});
   }
+  net.estimate_activation_products();  // those the pipeline's captures did not need yet
+  std::vector<ax::exported_product> products;
+  for (const ax::activation_product& p : net.activation_products())
+    products.push_back(ax::make_exported_product(p));
   ax::export_options eo;
   eo.allow_4bit_types = a.four_bit_types;
   eo.signed_8bit_weights = a.int8_weights;
   ::onnx::ModelProto out;
-  ax::export_qdq(net.model_proto(), exported, embeddings, eo, out);
+  ax::export_qdq(net.model_proto(), exported, embeddings, products, eo, out);
 
   // Accuracy of our own simulation.
   std::optional<ax::eval_result> fp, qr;
@@ -644,7 +772,7 @@ int run(const args& a) {
   // Outputs, each atomically.
   ax::write_model(out, a.output);
   if (!a.encodings.empty())
-    ax::write_encodings(net.model_proto(), exported, embeddings, a.encodings, eo);
+    ax::write_encodings(net.model_proto(), exported, embeddings, products, a.encodings, eo);
   if (!a.logits.empty()) {
     std::vector<std::size_t> shape;
     for (std::int64_t d : qr->logits.shape) shape.push_back(static_cast<std::size_t>(d));
@@ -689,6 +817,11 @@ int run(const args& a) {
     std::printf("  stays float: Gather '%s': %s\n", k.node.c_str(), k.reason.c_str());
     float_gathers.push_back({{"node", k.node}, {"reason", k.reason}});
   }
+  if (!net.activation_products().empty())
+    std::printf(
+        "  activation products: %zu MatMuls of two activations, both operands quantized "
+        "at %d bits (%s ranges)\n",
+        net.activation_products().size(), a.act_products, a.act_products_range.c_str());
   std::size_t token_layers = 0;
   for (const aq::layer_desc& d : net.quantizable_layers())
     token_layers += d.geometry.kind == aq::layer_kind::linear && d.geometry.linear.rows > 1;
@@ -722,6 +855,11 @@ int run(const args& a) {
           {"eight_bit_layers", a.eight_bit_layers},
           {"embedding_bits", a.embedding_bits},
           {"token_mask", net.token_mask()},
+          {"act_products",
+           a.act_products ? nlohmann::json(a.act_products) : nlohmann::json(nullptr)},
+          {"act_products_range",
+           a.act_products ? nlohmann::json(a.act_products_range) : nlohmann::json(nullptr)},
+          {"act_products_8bit", a.act_products_8bit},
           {"weight_range", aq::to_string(quant.weights.range)},
           {"act_range", quant.activations ? aq::to_string(quant.activations->range) : "none"},
           {"weight_only", s.weight_only},
@@ -757,6 +895,7 @@ int run(const args& a) {
         {"fp32_embedding_bytes", fp32_embedding_bytes},
         {"float_gathers", float_gathers},
         {"float_nodes", kept_float},
+        {"activation_products", net.activation_products().size()},
         {"steps", steps},
         {"output", {{"path", a.output}, {"bytes", fs::file_size(a.output)}}},
         {"seconds", seconds}};
@@ -770,6 +909,9 @@ int run(const args& a) {
       j["fp32_correct"] = fp->correct;
       j["fp32_eval_seconds"] = fp_seconds;
       j["quant_correct"] = qr->correct;
+      const fp32_distance d = distance_from_fp32(fp->logits, qr->logits);
+      j["kl_from_fp32"] = d.kl;
+      j["changed_from_fp32"] = d.changed;
     }
     write_text_atomically(a.json, j.dump(2) + "\n");
   }

@@ -13,6 +13,9 @@
 #  - the token embedding is quantized per row (8 bits by default, 4 in the block-wise run): the
 #    run says so, the encodings list the table, and the exported model reads it through a
 #    DequantizeLinear; --embedding-bits out of range is refused naming the flag;
+#  - with --act-products the 8 attention products get input quantizers on both operands: the run
+#    says so, the encodings list them, and ONNX Runtime agrees with the simulation; bad
+#    --act-products flags and a model without such a product are refused;
 #  - a weight-only W4 run with blocks of 32 writes blocked DequantizeLinear (block_size 32 in the
 #    encodings);
 #  - when node is available: ONNX Runtime gives the same FP32 correct count on the test set, and
@@ -109,6 +112,23 @@ out=$("$ptq" --model "$model" --calib "$data/calib" --calib-count 32 --test-data
   [ -s "$work/q.onnx" ] && ok ||
   ko "the naive run does not quantize the token-wise MatMuls, or wrote no model: $out"
 
+# Input quantizers on both operands of Q K^T and softmax V (4 bits: the Clip-narrowed UINT8).
+out=$("$ptq" --model "$model" --calib "$data/calib" --calib-count 32 --test-data "$data/test" \
+  --test-labels "$data/test_labels.npy" --test-count 200 --pipeline naive --wbits 8 --abits 8 \
+  --act-products-bits 4 --output "$work/p.onnx" --encodings "$work/p.enc.json" --json "$work/p.json" \
+  --logits "$work/p.logits.npy" --quiet) || ko "--act-products run failed: $out"
+[[ "$out" == *"activation products: 8 MatMuls of two activations, both operands quantized at 4 bits (mse ranges)"* ]] &&
+  [[ "$out" != *"stays float"* ]] && [ "$(grep -c '"a_bits": 4' "$work/p.enc.json")" = 8 ] && ok ||
+  ko "the --act-products run does not quantize the 8 products: $out"
+expect_error "--act-products-bits: must be in [2, 16], got 1" --model "$model" --calib "$data/calib" \
+  --output "$work/out/q.onnx" --act-products-bits 1
+expect_error "--act-products-range and --act-products-8bit need --act-products" --model "$model" \
+  --calib "$data/calib" --output "$work/out/q.onnx" --act-products-range mse
+expect_error "activation_products.eight_bit: no product's node name ends with 'attn/MatMul_7'" --model "$model" \
+  --calib "$data/calib" --calib-count 8 --output "$work/out/q.onnx" --act-products --act-products-8bit attn/MatMul_7
+expect_error "matmul_resize.onnx: network_options::activation_products: the model has no MatMul of two activations" \
+  --model "$resize" --calib "$work/x.npy" --output "$work/out/q.onnx" --act-products
+
 # Weight-only, 4-bit blocks of 32: blocked DequantizeLinear.
 out=$("$ptq" --model "$model" --calib "$data/calib" --calib-count 32 --test-data "$data/test" \
   --test-labels "$data/test_labels.npy" --test-count 200 --pipeline light --weight-only --wbits 4 \
@@ -142,6 +162,13 @@ if command -v node >/dev/null && "$here/tools/ort/install.sh" >/dev/null 2>&1; t
   echo "text W8A8 (naive, 25 layers): simulated $sim, ONNX Runtime $ort correct of 200"
   within "$sim" "$ort" 1 && ok ||
     ko "quantized: ONNX Runtime $ort vs simulated $sim"
+  node "$here/tools/ort/run.js" --model "$work/p.onnx" --inputs "$work/ort200/in" \
+    --labels "$work/ort200/test_labels.npy" --level disabled --compare "$work/p.logits.npy" \
+    --json "$work/ort_p.json" >/dev/null || ko "ORT failed on the --act-products model"
+  sim=$(field "$work/p.json" quant_correct)
+  ort=$(ort_correct "$work/ort_p.json")
+  echo "text W8A8 + 4-bit product operands (naive): simulated $sim, ONNX Runtime $ort correct of 200"
+  within "$sim" "$ort" 1 && ok || ko "--act-products: ONNX Runtime $ort vs simulated $sim"
   sim=$(field "$work/b.json" quant_correct)
   for level in disabled all; do
     # Accuracy level 0: the fused MatMulNBits computes in float32, as the simulation does (ORT's

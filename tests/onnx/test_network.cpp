@@ -1,5 +1,6 @@
 // onnx_network: layers, batch-norm folding, activations, shape folding, captures (resumable),
 // calibration loss, determinism across batch sizes and thread counts, and a pipeline run.
+#include "network_test_util.hpp"
 #include "onnx_test_util.hpp"
 
 #include <adaquant/pipeline/light.hpp>
@@ -14,14 +15,6 @@ using namespace onnx_test;
 using adaquant::capture_mode;
 
 namespace {
-std::vector<float> pseudo_random(std::size_t n, std::uint32_t seed, float scale = 0.5f) {
-  std::vector<float> v(n);
-  for (auto& x : v) {
-    seed = seed * 1664525u + 1013904223u;
-    x = scale * (static_cast<float>(seed >> 8) / static_cast<float>(1u << 24) * 2.0f - 1.0f);
-  }
-  return v;
-}
 
 // x [N, 1, 6, 6] -> Conv 3x3 (pads top/left 0, bottom/right 1) -> BN -> Relu -> depthwise 3x3
 // -> Clip(0, 6) -> GlobalAveragePool -> Reshape(x, [Shape(x)[0], -1]) -> Gemm(transB) -> logits.
@@ -393,16 +386,6 @@ aq::onnx_network tiny_encoder_net(const aq::tensor& ids, const aq::tensor& mask)
   return aq::onnx_network(tiny_encoder().load("encoder.onnx"), {ids, mask}, o);
 }
 
-template <class F>
-void expect_error(F&& f, adaquant::errc code, std::initializer_list<const char*> parts) {
-  try {
-    f();
-    FAIL("no error");
-  } catch (const adaquant::error& e) {
-    CHECK(e.code() == code);
-    for (const char* s : parts) CHECK_THAT(e.what(), Catch::Contains(s));
-  }
-}
 }  // namespace
 
 TEST_CASE("an encoder on int64 token ids and a mask computes attention with padding masked out",

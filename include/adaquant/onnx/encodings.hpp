@@ -17,6 +17,10 @@
 // Embedding tables quantized per row (export/embedding.hpp) add "embeddings": [{"node": "/tok/
 // Gather", "table": "tok.weight", "bits": 8}] before "tensors", and the table's entry there with
 // "kind": "embedding", "axis": 0 and one scale and zero point per row.
+// With exported products (exported_product: input quantizers on both operands of a MatMul of
+// two activations) a "products" array comes before "tensors": {"node": ..., "op": "MatMul",
+// "a": tensor, "a_bits": 8, "a_encoding": entry, "b": ..., "b_bits": ..., "b_encoding": ...};
+// its operands are "activation" entries, named as the layers' inputs.
 //
 // Tensors are named as in the original model (weights by initializer, activations by the tensor
 // the layer reads). A tensor that several layers read with different grids (e.g. a residual
@@ -78,21 +82,24 @@ inline std::string encoding_json(const char* kind, int bits, const storage_type&
 
 }  // namespace detail::exporting
 
-// The encodings of `layers` and `embeddings` exported from `original` (see the file comment).
+// The encodings of `layers`, `embeddings` and `products` exported from `original` (see the file
+// comment); either list may be empty.
 [[nodiscard]] inline std::string encodings_json(const ::onnx::ModelProto& original,
                                                 std::span<const exported_layer> layers,
                                                 std::span<const exported_embedding> embeddings,
+                                                std::span<const exported_product> products,
                                                 const export_options& options = {}) {
   using namespace detail::exporting;
-  export_plan plan = plan_export(original, layers, options);
+  export_plan plan = plan_export(original, layers, options, products);
   const std::vector<planned_embedding> tables =
       plan_embeddings(original, embeddings, options, plan);
   std::map<std::string, std::string> tensors;  // name -> encoding, sorted by name
   const auto add = [&](const ::onnx::NodeProto& n, const std::string& name, const std::string& e) {
     const auto [it, fresh] = tensors.emplace(name, e);
     if (!fresh && it->second != e)
-      adaquant::detail::fail(errc::invalid_argument, "encodings_json: " + node_label(n),
-                             "tensor " + in_quotes(name) + " is quantized with two different grids");
+      adaquant::detail::fail(
+          errc::invalid_argument, "encodings_json: " + node_label(n),
+          "tensor " + in_quotes(name) + " is quantized with two different grids");
   };
   // Activation encodings first: a tensor read with different grids gets one entry per reader.
   std::vector<std::string> input_encoding(plan.layers.size());
@@ -104,8 +111,18 @@ inline std::string encoding_json(const char* kind, int bits, const storage_type&
     return encoding_json("activation", p.layer->input->bits, *p.input_grid, a.qmin, a.qmax, "null",
                          s, z);
   };
+  const auto operand = [&](const input_quantizer& q, const planned_operand& o) {
+    const float s[1] = {q.params.scale};
+    const std::int32_t z[1] = {q.params.zero_point};
+    return encoding_json("activation", q.bits, o.grid, q.params.qmin, q.params.qmax, "null", s, z);
+  };
   for (const planned_layer& p : plan.layers)
     if (p.layer->input) ++grids_of[original.graph().node(p.node).input(0)][activation(p)];
+  for (const planned_product& p : plan.products) {
+    const ::onnx::NodeProto& n = original.graph().node(p.node);
+    ++grids_of[n.input(0)][operand(p.product->a, p.a)];
+    ++grids_of[n.input(1)][operand(p.product->b, p.b)];
+  }
   for (std::size_t i = 0; i < plan.layers.size(); ++i) {
     const planned_layer& p = plan.layers[i];
     if (!p.layer->input) continue;
@@ -114,18 +131,33 @@ inline std::string encoding_json(const char* kind, int bits, const storage_type&
     input_encoding[i] = grids_of[t].size() == 1 ? t : t + "@" + p.layer->node;
     add(n, input_encoding[i], activation(p));
   }
+  std::string product_rows;
+  for (const planned_product& p : plan.products) {
+    const ::onnx::NodeProto& n = original.graph().node(p.node);
+    std::string row = "    {\"node\": " + json_string(p.product->node) + ", \"op\": \"MatMul\"";
+    for (int k = 0; k < 2; ++k) {
+      const input_quantizer& q = k ? p.product->b : p.product->a;
+      const std::string e = operand(q, k ? p.b : p.a), &t = n.input(k), side = k ? "b" : "a";
+      const std::string name = grids_of[t].size() == 1 ? t : t + "@" + p.product->node;
+      add(n, name, e);
+      row += ", \"" + side + "\": " + json_string(t) + ", \"" + side +
+             "_bits\": " + std::to_string(q.bits) + ", \"" + side +
+             "_encoding\": " + json_string(name);
+    }
+    product_rows += std::string(product_rows.empty() ? "" : ",\n") + row + "}";
+  }
   std::string layer_rows;
   for (std::size_t i = 0; i < plan.layers.size(); ++i) {
     const planned_layer& p = plan.layers[i];
     const exported_layer& l = *p.layer;
     const ::onnx::NodeProto& n = original.graph().node(p.node);
-    layer_rows += std::string(layer_rows.empty() ? "" : ",\n") + "    {\"node\": " +
-                  json_string(l.node) + ", \"op\": " + json_string(p.op) +
+    layer_rows += std::string(layer_rows.empty() ? "" : ",\n") +
+                  "    {\"node\": " + json_string(l.node) + ", \"op\": " + json_string(p.op) +
                   ", \"weight\": " + json_string(l.weight_initializer) +
-                  ", \"weight_bits\": " + std::to_string(l.weight_bits) + ", \"input\": " +
-                  (l.input ? json_string(n.input(0)) : "null") + ", \"input_bits\": " +
-                  (l.input ? std::to_string(l.input->bits) : "null") + ", \"input_encoding\": " +
-                  (l.input ? json_string(input_encoding[i]) : "null") +
+                  ", \"weight_bits\": " + std::to_string(l.weight_bits) +
+                  ", \"input\": " + (l.input ? json_string(n.input(0)) : "null") +
+                  ", \"input_bits\": " + (l.input ? std::to_string(l.input->bits) : "null") +
+                  ", \"input_encoding\": " + (l.input ? json_string(input_encoding[i]) : "null") +
                   ", \"folded_batch_norm\": " +
                   (l.folded_batch_norm.empty() ? "null" : json_string(l.folded_batch_norm)) + "}";
     // The grid's own zero points (without the UINT8 storage offset), in DequantizeLinear's layout.
@@ -154,36 +186,63 @@ inline std::string encoding_json(const char* kind, int bits, const storage_type&
   }
   std::string tensor_rows;
   for (const auto& [name, e] : tensors)
-    tensor_rows += std::string(tensor_rows.empty() ? "" : ",\n") + "    " + json_string(name) +
-                   ": " + e;
+    tensor_rows +=
+        std::string(tensor_rows.empty() ? "" : ",\n") + "    " + json_string(name) + ": " + e;
   return "{\n  \"format\": \"adaquant-encodings\",\n  \"version\": 1,\n  \"opset\": " +
          std::to_string(plan.opset_to) +
          ",\n  \"quantize\": \"q = clamp(round_half_even(x / scale) + zero_point, qmin, qmax)\","
          "\n  \"dequantize\": \"x = (q - zero_point) * scale\",\n  \"layers\": [\n" +
          layer_rows + "\n  ],\n" +
-         (embedding_rows.empty() ? "" : "  \"embeddings\": [\n" + embedding_rows + "\n  ],\n") +
+         (embedding_rows.empty() ? std::string{}
+                                 : "  \"embeddings\": [\n" + embedding_rows + "\n  ],\n") +
+         (product_rows.empty() ? std::string{}
+                               : "  \"products\": [\n" + product_rows + "\n  ],\n") +
          "  \"tensors\": {\n" + tensor_rows + "\n  }\n}\n";
 }
 
 [[nodiscard]] inline std::string encodings_json(const ::onnx::ModelProto& original,
                                                 std::span<const exported_layer> layers,
+                                                std::span<const exported_embedding> embeddings,
                                                 const export_options& options = {}) {
-  return encodings_json(original, layers, {}, options);
+  return encodings_json(original, layers, embeddings, {}, options);
+}
+[[nodiscard]] inline std::string encodings_json(const ::onnx::ModelProto& original,
+                                                std::span<const exported_layer> layers,
+                                                std::span<const exported_product> products,
+                                                const export_options& options = {}) {
+  return encodings_json(original, layers, {}, products, options);
+}
+[[nodiscard]] inline std::string encodings_json(const ::onnx::ModelProto& original,
+                                                std::span<const exported_layer> layers,
+                                                const export_options& options = {}) {
+  return encodings_json(original, layers, {}, {}, options);
 }
 
-// Writes encodings_json(...) to `path` atomically.
+// Writes encodings_json(original, layers, embeddings, products, options) to `path` atomically.
 inline void write_encodings(const ::onnx::ModelProto& original,
                             std::span<const exported_layer> layers,
-                            const std::filesystem::path& path,
-                            const export_options& options = {}) {
-  write_file_atomically(path, encodings_json(original, layers, options), "write_encodings");
+                            std::span<const exported_embedding> embeddings,
+                            std::span<const exported_product> products,
+                            const std::filesystem::path& path, const export_options& options = {}) {
+  write_file_atomically(path, encodings_json(original, layers, embeddings, products, options),
+                        "write_encodings");
 }
 inline void write_encodings(const ::onnx::ModelProto& original,
                             std::span<const exported_layer> layers,
                             std::span<const exported_embedding> embeddings,
                             const std::filesystem::path& path, const export_options& options = {}) {
-  write_file_atomically(path, encodings_json(original, layers, embeddings, options),
-                        "write_encodings");
+  write_encodings(original, layers, embeddings, {}, path, options);
+}
+inline void write_encodings(const ::onnx::ModelProto& original,
+                            std::span<const exported_layer> layers,
+                            std::span<const exported_product> products,
+                            const std::filesystem::path& path, const export_options& options = {}) {
+  write_encodings(original, layers, {}, products, path, options);
+}
+inline void write_encodings(const ::onnx::ModelProto& original,
+                            std::span<const exported_layer> layers,
+                            const std::filesystem::path& path, const export_options& options = {}) {
+  write_encodings(original, layers, {}, {}, path, options);
 }
 
 }  // namespace adaquant::onnx

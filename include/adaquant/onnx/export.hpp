@@ -18,6 +18,8 @@
 //           x' = (q - zero_point) * scale                           DequantizeLinear
 //           x'' = Clip(x', (qmin - zero_point) * scale, (qmax - zero_point) * scale)
 //                 only when [qmin, qmax] is narrower than the storage type's range
+// Per exported product (a MatMul of two activations, exported_product): the same input chain on
+// each of its two inputs, always in 8-bit types (with the Clip for 2-4-bit grids).
 // Storage: weights of 2-4 bits as INT4/UINT4 packed two per byte (element 2i in the low
 // nibble), 5-8 bits as INT8/UINT8; unsigned types when qmin >= 0; scales float32; zero points
 // of the weight's/input's type. Activations: UINT8/INT8 at 5-8 bits, UINT4/INT4 at 2-4 bits,
@@ -59,13 +61,15 @@
 
 namespace adaquant::onnx {
 
-// With embedding tables quantized per row (export/embedding.hpp): each Gather reads its table
-// through a per-row DequantizeLinear.
+// With embedding tables quantized per row (export/embedding.hpp: each Gather reads its table
+// through a per-row DequantizeLinear) and input quantizers on both operands of the given products
+// of two activations (export/products.hpp's exported_product), either list possibly empty.
 inline void export_qdq(const ::onnx::ModelProto& original, std::span<const exported_layer> layers,
                        std::span<const exported_embedding> embeddings,
-                       const export_options& options, ::onnx::ModelProto& out) {
+                       std::span<const exported_product> products, const export_options& options,
+                       ::onnx::ModelProto& out) {
   using namespace detail::exporting;
-  export_plan plan = plan_export(original, layers, options);
+  export_plan plan = plan_export(original, layers, options, products);
   const std::vector<planned_embedding> tables =
       plan_embeddings(original, embeddings, options, plan);
   ::onnx::ModelProto m = original;
@@ -81,8 +85,21 @@ inline void export_qdq(const ::onnx::ModelProto& original, std::span<const expor
 }
 
 inline void export_qdq(const ::onnx::ModelProto& original, std::span<const exported_layer> layers,
+                       std::span<const exported_embedding> embeddings,
                        const export_options& options, ::onnx::ModelProto& out) {
-  export_qdq(original, layers, {}, options, out);
+  export_qdq(original, layers, embeddings, std::span<const exported_product>{}, options, out);
+}
+
+inline void export_qdq(const ::onnx::ModelProto& original, std::span<const exported_layer> layers,
+                       std::span<const exported_product> products, const export_options& options,
+                       ::onnx::ModelProto& out) {
+  export_qdq(original, layers, std::span<const exported_embedding>{}, products, options, out);
+}
+
+inline void export_qdq(const ::onnx::ModelProto& original, std::span<const exported_layer> layers,
+                       const export_options& options, ::onnx::ModelProto& out) {
+  export_qdq(original, layers, std::span<const exported_embedding>{},
+             std::span<const exported_product>{}, options, out);
 }
 
 // Serializes `model` and writes it to `path` atomically (write_file_atomically).

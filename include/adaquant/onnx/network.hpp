@@ -32,6 +32,9 @@
 //
 // Embedding tables (onnx/embedding.hpp): embeddings() lists the Gathers of constant [V, D]
 // tables; set_embedding() makes the quantized graph read a table quantized per row.
+// Activation products: network_options::activation_products puts input quantizers on both
+// operands of every MatMul of two activations; onnx/products.hpp says when and how their ranges
+// are estimated.
 //
 // Captures and the calibration loss are resumable exactly as the example runtime's
 // calibration_network: each (mode, sample range) keeps the values live before the last captured
@@ -44,6 +47,7 @@
 #include <adaquant/core/parallel.hpp>
 #include <adaquant/onnx/embedding.hpp>
 #include <adaquant/onnx/graph.hpp>
+#include <adaquant/onnx/products.hpp>
 #include <adaquant/pipeline/network.hpp>
 
 #include <algorithm>
@@ -54,6 +58,7 @@
 #include <optional>
 #include <span>
 #include <tuple>
+#include <utility>
 
 namespace adaquant::onnx {
 
@@ -92,9 +97,12 @@ class resumable_pass {
 };
 
 struct network_options {
-  compile_options compile;         // sample_shapes default to the calibration inputs' items
+  compile_options compile;  // sample_shapes default to the calibration inputs' items
   // The graph input marking padding tokens (see above): unset = auto-detect, "" = none.
   std::optional<std::string> token_mask;
+  // Input quantizers on both operands of every MatMul of two activations (see above); unset: they
+  // run in float.
+  std::optional<activation_products_options> activation_products;
   std::size_t loss_samples = 256;  // calibration samples of calibration_loss()
   std::size_t threads = 0;         // 0: every core
 };
@@ -107,7 +115,8 @@ struct layer_origin {
 };
 
 struct eval_options {
-  std::size_t batch = 16;  // samples per chunk (small: activations stay in cache); threads take whole chunks
+  std::size_t batch =
+      16;  // samples per chunk (small: activations stay in cache); threads take whole chunks
   std::size_t threads = 0;
   bool quantized = false;
 };
@@ -155,6 +164,26 @@ class onnx_network {
   [[nodiscard]] eval_result evaluate(const std::vector<tensor>& inputs,
                                      std::span<const std::int64_t> labels,
                                      const eval_options& opt = {}) const;
+  // As above, estimating the activation products' ranges first when a quantized pass needs them.
+  [[nodiscard]] std::vector<tensor> forward(const std::vector<tensor>& inputs,
+                                            const eval_options& opt = {}) {
+    if (opt.quantized) estimate_activation_products();
+    return std::as_const(*this).forward(inputs, opt);
+  }
+  [[nodiscard]] eval_result evaluate(const std::vector<tensor>& inputs,
+                                     std::span<const std::int64_t> labels,
+                                     const eval_options& opt = {}) {
+    if (opt.quantized) estimate_activation_products();
+    return std::as_const(*this).evaluate(inputs, labels, opt);
+  }
+
+  // Estimates the operand ranges of the products at nodes <= through not estimated yet, in
+  // node order, on the current quantized network.
+  void estimate_activation_products(std::size_t through = graph::npos);
+  // The products with operand quantizers, in node order (empty without the option).
+  [[nodiscard]] const std::vector<activation_product>& activation_products() const noexcept {
+    return products_;
+  }
 
   [[nodiscard]] const graph& full_precision() const noexcept { return fp_; }
   [[nodiscard]] const graph& quantized() const noexcept { return q_; }
@@ -180,6 +209,8 @@ class onnx_network {
   }
   [[nodiscard]] const layer_desc& desc(std::size_t id) const;
   void resolve_token_mask(const model& m, const std::optional<std::string>& name);
+  void find_products(const std::optional<activation_products_options>& opt);
+  void estimate_product(activation_product& p);
 
   ::onnx::ModelProto proto_;
   graph fp_, q_;
@@ -189,6 +220,16 @@ class onnx_network {
   std::string mask_name_;
   std::vector<layer_desc> layers_;
   embedding_scan embeddings_;
+  std::vector<activation_product> products_;
+  // Drops the range estimates of the products after `node` (re-estimated when next needed).
+  void forget_products_after(std::size_t node) {
+    for (activation_product& p : products_)
+      if (p.node > node && p.estimated) {
+        p.estimated = false;
+        q_.at(p.node).operands.reset();
+      }
+  }
+  quantizer_spec product_spec_;
   std::map<std::tuple<capture_mode, std::size_t, std::size_t>, resumable_pass> passes_;
   std::vector<resumable_pass> loss_passes_;
   std::vector<std::size_t> loss_begin_;
@@ -231,10 +272,12 @@ inline onnx_network::onnx_network(const model& m, std::vector<tensor> calibratio
   const std::string where = m.source + ": calibration inputs";
   if (calibration_.size() != m.inputs.size())
     adaquant::detail::fail(errc::shape_mismatch, where,
-                           "expected one tensor per model input (" + std::to_string(m.inputs.size()) +
-                               "), got " + std::to_string(calibration_.size()));
+                           "expected one tensor per model input (" +
+                               std::to_string(m.inputs.size()) + "), got " +
+                               std::to_string(calibration_.size()));
   for (const tensor& t : calibration_)
-    if (t.rank() == 0 || t.shape[0] <= 0 || (samples_ && static_cast<std::size_t>(t.shape[0]) != samples_) ||
+    if (t.rank() == 0 || t.shape[0] <= 0 ||
+        (samples_ && static_cast<std::size_t>(t.shape[0]) != samples_) ||
         t.size() != onnx::detail::checked_count(t.shape, where))
       adaquant::detail::fail(errc::shape_mismatch, where,
                              "expected non-empty tensors with the same number of samples, got " +
@@ -244,7 +287,8 @@ inline onnx_network::onnx_network(const model& m, std::vector<tensor> calibratio
   compile_options co = opt.compile;
   co.batch_axis = true;
   if (co.sample_shapes.empty())
-    for (const tensor& t : calibration_) co.sample_shapes.emplace_back(t.shape.begin() + 1, t.shape.end());
+    for (const tensor& t : calibration_)
+      co.sample_shapes.emplace_back(t.shape.begin() + 1, t.shape.end());
   fp_ = graph::compile(m, co);
   q_ = fp_;
   for (std::size_t i = 0; i < fp_.nodes().size(); ++i) {
@@ -291,6 +335,7 @@ inline onnx_network::onnx_network(const model& m, std::vector<tensor> calibratio
   }
   resolve_token_mask(m, opt.token_mask);
   embeddings_ = find_embedding_tables(fp_, proto_);
+  find_products(opt.activation_products);
   // The loss samples, split by index across threads.
   const std::size_t ls = std::min(opt.loss_samples, samples_);
   if (ls > 0) {
@@ -349,6 +394,7 @@ inline adaquant::layer_io onnx_network::capture(std::size_t layer_id, std::size_
   if (!(first <= samples_ && count <= samples_ - first))
     adaquant::detail::fail(errc::invalid_argument, "onnx_network::capture: first, count",
                            "samples beyond the " + std::to_string(samples_) + " held");
+  if (mode == capture_mode::quantized) estimate_activation_products(layer_id);
   const graph& run = mode == capture_mode::quantized ? q_ : fp_;
   const node& n = run.at(layer_id);
   const int in_v = n.inputs[0], out_v = n.outputs[0];
@@ -361,7 +407,8 @@ inline adaquant::layer_io onnx_network::capture(std::size_t layer_id, std::size_
     pass[p] = &passes_[{mode, b, c}];
   }
   adaquant::layer_io io;
-  const std::size_t in_per = d.geometry.input_per_sample(), out_per = d.geometry.output_per_sample();
+  const std::size_t in_per = d.geometry.input_per_sample(),
+                    out_per = d.geometry.output_per_sample();
   if (want.inputs) io.inputs.resize(count * in_per);
   if (want.outputs) io.outputs.resize(count * out_per);
   const std::size_t rows = d.geometry.kind == layer_kind::linear ? d.geometry.linear.rows : 1;
@@ -372,24 +419,29 @@ inline adaquant::layer_io onnx_network::capture(std::size_t layer_id, std::size_
   }
   if (count == 0) return io;
   parallel_for(parts, threads_, [&](std::size_t p) {
-    const tensor out = pass[p]->run(run, layer_id, {out_v}, layer_id, [&] {
-      return calibration_items(begin[p], begin[p + 1]);
-    }).at(0);
+    const tensor out = pass[p]
+                           ->run(run, layer_id, {out_v}, layer_id,
+                                 [&] { return calibration_items(begin[p], begin[p + 1]); })
+                           .at(0);
     const tensor& in = pass[p]->kept().live.at(in_v);
     const std::size_t at = begin[p] - first;
     if (want.inputs && n.op_type == "Conv") {
       const op_env env{n, run.opset(), run.limits(), run.source(), nullptr};
-      const detail::window g = detail::conv_window(env, in.shape, n.layer->weight.shape, n.attr_int("group", 1));
+      const detail::window g =
+          detail::conv_window(env, in.shape, n.layer->weight.shape, n.attr_int("group", 1));
       if (!g.symmetric_pads()) {
         tensor in4 = in;
         if (in4.rank() == 3) in4.shape.insert(in4.shape.begin() + 2, 1);
         const std::vector<float> padded = detail::pad_nchw(in4, g.pt, g.pb, g.pl, g.pr);
-        std::copy(padded.begin(), padded.end(), io.inputs.begin() + static_cast<std::ptrdiff_t>(at * in_per));
+        std::copy(padded.begin(), padded.end(),
+                  io.inputs.begin() + static_cast<std::ptrdiff_t>(at * in_per));
       } else {
-        std::copy(in.f.begin(), in.f.end(), io.inputs.begin() + static_cast<std::ptrdiff_t>(at * in_per));
+        std::copy(in.f.begin(), in.f.end(),
+                  io.inputs.begin() + static_cast<std::ptrdiff_t>(at * in_per));
       }
     } else if (want.inputs) {
-      std::copy(in.f.begin(), in.f.end(), io.inputs.begin() + static_cast<std::ptrdiff_t>(at * in_per));
+      std::copy(in.f.begin(), in.f.end(),
+                io.inputs.begin() + static_cast<std::ptrdiff_t>(at * in_per));
     }
     if (want.outputs)
       std::copy(out.f.begin(), out.f.end(),
@@ -402,8 +454,9 @@ inline void onnx_network::set_quantized(const quantized_layer& q) {
   const layer_desc& d = desc(q.id);
   if (!(q.weight.size() == d.weight.size() && q.bias.size() == d.geometry.out_channels()))
     adaquant::detail::fail(errc::shape_mismatch, "onnx_network::set_quantized: q",
-                           "layer " + std::to_string(q.id) + " has " + std::to_string(d.weight.size()) +
-                               " weights and " + std::to_string(d.geometry.out_channels()) + " biases");
+                           "layer " + std::to_string(q.id) + " has " +
+                               std::to_string(d.weight.size()) + " weights and " +
+                               std::to_string(d.geometry.out_channels()) + " biases");
   if (q.quantize_input) q.act_params.validate("onnx_network::set_quantized: act_params");
   layer_params& l = *q_.at(q.id).layer;
   l.weight.f = q.weight;
@@ -413,6 +466,7 @@ inline void onnx_network::set_quantized(const quantized_layer& q) {
   for (auto& [key, pass] : passes_)
     if (std::get<0>(key) == capture_mode::quantized) pass.invalidate_from(q.id);
   for (resumable_pass& p : loss_passes_) p.invalidate_from(q.id);
+  forget_products_after(q.id);
 }
 
 inline void onnx_network::set_embedding(const quantized_embedding& q) {
@@ -426,10 +480,12 @@ inline void onnx_network::set_embedding(const quantized_embedding& q) {
   for (auto& [key, pass] : passes_)
     if (std::get<0>(key) == capture_mode::quantized) pass.invalidate_from(q.node);
   for (resumable_pass& p : loss_passes_) p.invalidate_from(q.node);
+  forget_products_after(q.node);
 }
 
 inline double onnx_network::calibration_loss() {
   if (loss_passes_.empty()) return 0.0;
+  estimate_activation_products();
   if (fp_logits_.rank() == 0) {  // on first use: a network that never asks pays no forward pass
     eval_options eo;
     eo.threads = threads_;
@@ -442,9 +498,10 @@ inline double onnx_network::calibration_loss() {
   std::vector<double> loss(n, 0.0);
   parallel_for(loss_passes_.size(), loss_passes_.size(), [&](std::size_t p) {
     resumable_pass& pass = loss_passes_[p];
-    const tensor logits = pass.run(q_, last, {out_v}, pass.dirty(), [&] {
-      return calibration_items(loss_begin_[p], loss_begin_[p + 1]);
-    }).at(0);
+    const tensor logits =
+        pass.run(q_, last, {out_v}, pass.dirty(),
+                 [&] { return calibration_items(loss_begin_[p], loss_begin_[p + 1]); })
+            .at(0);
     const std::size_t b = loss_begin_[p];
     std::vector<double> lp, lq;
     for (std::size_t i = 0; i + b < loss_begin_[p + 1]; ++i) {
@@ -461,8 +518,15 @@ inline double onnx_network::calibration_loss() {
 inline std::vector<tensor> onnx_network::forward(const std::vector<tensor>& inputs,
                                                  const eval_options& opt) const {
   const graph& g = opt.quantized ? q_ : fp_;
+  if (opt.quantized)
+    for (const activation_product& p : products_)
+      if (!p.estimated)
+        adaquant::detail::fail(errc::invalid_argument, "onnx_network::forward",
+                               "the operand ranges of product \"" + p.name +
+                                   "\" are not estimated yet: call estimate_activation_products()");
   if (inputs.empty() || inputs[0].rank() == 0)
-    adaquant::detail::fail(errc::shape_mismatch, "onnx_network::forward: inputs", "expected [samples, ...] tensors");
+    adaquant::detail::fail(errc::shape_mismatch, "onnx_network::forward: inputs",
+                           "expected [samples, ...] tensors");
   const std::size_t n = static_cast<std::size_t>(inputs[0].shape[0]);
   const std::size_t batch = std::max<std::size_t>(1, opt.batch);
   const std::size_t chunks = (n + batch - 1) / batch;
@@ -497,8 +561,9 @@ inline eval_result onnx_network::evaluate(const std::vector<tensor>& inputs,
   r.logits = forward(inputs, opt).at(0);
   const std::size_t n = static_cast<std::size_t>(r.logits.shape.at(0));
   if (labels.size() != n || !r.logits.floating())
-    adaquant::detail::fail(errc::shape_mismatch, "onnx_network::evaluate: labels",
-                           std::to_string(labels.size()) + " labels for " + std::to_string(n) + " samples");
+    adaquant::detail::fail(
+        errc::shape_mismatch, "onnx_network::evaluate: labels",
+        std::to_string(labels.size()) + " labels for " + std::to_string(n) + " samples");
   const std::size_t k = n ? r.logits.size() / n : 0;
   r.samples = n;
   for (std::size_t i = 0; i < n; ++i) {
@@ -522,3 +587,5 @@ inline std::vector<layer_origin> onnx_network::layer_origins() const {
 }
 
 }  // namespace adaquant::onnx
+
+#include <adaquant/onnx/network_products.hpp>

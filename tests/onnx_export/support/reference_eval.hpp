@@ -157,6 +157,28 @@ inline value gemm(const value& a, const value& b, bool trans_b, const value* c, 
   return y;
 }
 
+// MatMul of [..., M, K] and [..., K, N] with equal batch axes (2-D: gemm).
+inline value matmul(const value& a, const value& b) {
+  const std::size_t r = a.shape.size();
+  if (r == 2) return gemm(a, b, false, nullptr);
+  const auto M = a.shape[r - 2], K = a.shape[r - 1], N = b.shape[r - 1];
+  value y;
+  y.shape = a.shape;
+  y.shape[r - 1] = N;
+  const auto batches = static_cast<std::int64_t>(a.size()) / (M * K);
+  y.f.resize(static_cast<std::size_t>(batches * M * N));
+  for (std::int64_t z = 0; z < batches; ++z) {
+    value az, bz;
+    az.shape = {M, K};
+    bz.shape = {K, N};
+    az.f.assign(a.f.begin() + z * M * K, a.f.begin() + (z + 1) * M * K);
+    bz.f.assign(b.f.begin() + z * K * N, b.f.begin() + (z + 1) * K * N);
+    const value yz = gemm(az, bz, false, nullptr);
+    std::copy(yz.f.begin(), yz.f.end(), y.f.begin() + z * M * N);
+  }
+  return y;
+}
+
 class evaluator {
  public:
   explicit evaluator(const onnx::ModelProto& m) : m_(m) {
@@ -256,7 +278,7 @@ class evaluator {
       y = gemm(in(n, 0), in(n, 1), attr_i(n, "transB", 0) != 0, has(n, 2) ? &in(n, 2) : nullptr,
                attr_f(n, "alpha", 1.0f), attr_f(n, "beta", 1.0f));
     } else if (op == "MatMul") {
-      y = gemm(in(n, 0), in(n, 1), false, nullptr);
+      y = matmul(in(n, 0), in(n, 1));
     } else if (op == "Gather") {  // axis 0: the slices [i, ...] the indices name
       const value& t = in(n, 0);
       const value& idx = in(n, 1);

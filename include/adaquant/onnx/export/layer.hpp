@@ -53,6 +53,14 @@ struct exported_layer {
   std::optional<input_quantizer> input;  // empty: the layer's input stays float
 };
 
+// Input quantizers on both operands of a MatMul of two activations (onnx/products.hpp): written
+// as QuantizeLinear/DequantizeLinear [+ Clip] on each input, in 8-bit types (UINT8/INT8; a Clip to
+// the grid's ends for 2-4-bit grids).
+struct exported_product {
+  std::string node;  // the MatMul node's name
+  input_quantizer a, b;
+};
+
 // The smallest bit width whose range holds the grid [qmin, qmax] (3 for [0, 7] and for [-4, 3]).
 [[nodiscard]] constexpr int grid_bits(std::int32_t qmin, std::int32_t qmax) noexcept {
   const std::int64_t levels = std::int64_t{qmax} - qmin + 1;

@@ -66,6 +66,13 @@ inline storage_type choose_storage(int bits, std::int32_t qmin, std::int32_t qma
   return t;
 }
 
+// An input quantizer as written: its grid's type, its Q/DQ type, and whether a Clip narrows it.
+struct planned_operand {
+  storage_type grid;  // the type the grid fits (the encodings')
+  storage_type type;  // the Q/DQ type in the file
+  bool clip = false;
+};
+
 struct planned_layer {
   const exported_layer* layer = nullptr;
   int node = -1;  // index in the original graph
@@ -91,9 +98,17 @@ struct planned_layer {
   int batch_norm = -1;                     // node index of the folded batch norm
 };
 
+// An exported product: both operands in 8-bit types (with a Clip for 2-4-bit grids).
+struct planned_product {
+  const exported_product* product = nullptr;
+  int node = -1;
+  planned_operand a, b;
+};
+
 struct export_plan {
   std::int64_t opset_from = 0, opset_to = 0, ir_version = 0;
-  std::vector<planned_layer> layers;  // in node order
+  std::vector<planned_layer> layers;      // in node order
+  std::vector<planned_product> products;  // in node order
 };
 
 [[nodiscard]] inline std::int64_t default_opset(const ::onnx::ModelProto& m) {
@@ -198,36 +213,73 @@ class layer_planner {
   planned_layer plan(const exported_layer& l) {
     planned_layer p;
     p.layer = &l;
-    p.node = find_node(l.node, "node");
+    std::string where;
+    p.node = claim_node(l.node, "node", where);
     const ::onnx::NodeProto& n = g_.node(p.node);
-    const std::string where = "export_qdq: " + node_label(n);
     p.op = n.op_type();
     if (!is_default_domain(n) || (p.op != "Conv" && p.op != "Gemm" && p.op != "MatMul"))
       fail(errc::invalid_argument, where, "only Conv, Gemm and MatMul layers can be exported");
-    if (!used_.insert(p.node).second)
-      fail(errc::invalid_argument, where, "appears in two exported layers");
     if (n.input_size() < 2 || n.input(0).empty() || n.output_size() < 1)
       fail(errc::corrupt_data, where, "lacks an input or output");
     const std::size_t channels = plan_weight(l, n, p, where);
     plan_bias(l, n, channels, where);
     if (l.input) {
-      const std::string w = where + ": input quantizer";
-      l.input->params.validate(w.c_str());
-      p.input_grid =
-          choose_storage(l.input->bits, l.input->params.qmin, l.input->params.qmax, true, w);
       // 2-4-bit inputs take 4-bit types only when asked for, and only for layers with 4-bit
       // weights (export_options::four_bit_activation_types says why).
-      p.input_type = choose_storage(
-          l.input->bits, l.input->params.qmin, l.input->params.qmax,
-          opt_.allow_4bit_types && opt_.four_bit_activation_types && p.weight_type.bits == 4, w);
-      p.input_clip = l.input->params.qmin != p.input_type->lowest() ||
-                     l.input->params.qmax != p.input_type->highest();
+      const planned_operand o = plan_operand(
+          *l.input, where + ": input quantizer",
+          opt_.allow_4bit_types && opt_.four_bit_activation_types && p.weight_type.bits == 4);
+      p.input_grid = o.grid;
+      p.input_type = o.type;
+      p.input_clip = o.clip;
     }
     if (!l.folded_batch_norm.empty()) p.batch_norm = plan_batch_norm(l, n, where);
     return p;
   }
 
+  planned_product plan(const exported_product& e) {
+    planned_product p;
+    p.product = &e;
+    std::string where;
+    p.node = claim_node(e.node, "product", where);
+    const ::onnx::NodeProto& n = g_.node(p.node);
+    if (!is_default_domain(n) || n.op_type() != "MatMul")
+      fail(errc::invalid_argument, where, "a product's node must be a MatMul");
+    if (n.input_size() != 2 || n.input(0).empty() || n.input(1).empty() || n.output_size() < 1)
+      fail(errc::corrupt_data, where, "lacks an input or output");
+    for (int k = 0; k < 2; ++k)
+      if (find_initializer(g_, n.input(k)) >= 0)
+        fail(errc::invalid_argument, where,
+             "input " + in_quotes(n.input(k)) +
+                 " is an initializer: a product quantizes two activations (a MatMul with a "
+                 "constant weight is a layer)");
+    p.a = plan_operand(e.a, where + ": operand A", false);
+    p.b = plan_operand(e.b, where + ": operand B", false);
+    return p;
+  }
+
  private:
+  // An input quantizer's grid type and its type in the file (4-bit only when four_bit_type).
+  static planned_operand plan_operand(const input_quantizer& q, const std::string& w,
+                                      bool four_bit_type) {
+    q.params.validate(w.c_str());
+    planned_operand o;
+    o.grid = choose_storage(q.bits, q.params.qmin, q.params.qmax, true, w);
+    o.type = choose_storage(q.bits, q.params.qmin, q.params.qmax, four_bit_type, w);
+    o.clip = q.params.qmin != o.type.lowest() || q.params.qmax != o.type.highest();
+    return o;
+  }
+
+  // The node `name` names, for one exported layer or product (a node serves one); `where` receives
+  // its label for messages.
+  int claim_node(const std::string& name, const char* what, std::string& where) {
+    const int i = find_node(name, what);
+    where = "export_qdq: " + node_label(g_.node(i));
+    if (!used_.insert(i).second)
+      fail(errc::invalid_argument, where, "appears in two exported layers or products");
+    return i;
+  }
+
   int find_node(const std::string& name, const char* what) const {
     const auto it = nodes_.find(name);
     if (name.empty() || it == nodes_.end())
@@ -437,7 +489,8 @@ class layer_planner {
 };
 
 inline export_plan plan_export(const ::onnx::ModelProto& m, std::span<const exported_layer> layers,
-                               const export_options& opt) {
+                               const export_options& opt,
+                               std::span<const exported_product> products = {}) {
   export_plan plan;
   plan.opset_from = default_opset(m);
   if (plan.opset_from < 9 || plan.opset_from > 21)
@@ -451,8 +504,10 @@ inline export_plan plan_export(const ::onnx::ModelProto& m, std::span<const expo
     opset21 |=
         p.weight_type.bits == 4 || (p.input_type && p.input_type->bits == 4) || p.block_size > 0;
   }
-  std::sort(plan.layers.begin(), plan.layers.end(),
-            [](const planned_layer& a, const planned_layer& b) { return a.node < b.node; });
+  for (const exported_product& e : products) plan.products.push_back(planner.plan(e));
+  const auto by_node = [](const auto& a, const auto& b) { return a.node < b.node; };
+  std::sort(plan.layers.begin(), plan.layers.end(), by_node);
+  std::sort(plan.products.begin(), plan.products.end(), by_node);
   plan.opset_to = opset21 ? 21 : std::max<std::int64_t>(plan.opset_from, 13);
   plan.ir_version = std::max<std::int64_t>(m.ir_version(), ir_version_for(plan.opset_to));
   return plan;

@@ -32,6 +32,7 @@ class qdq_rewriter {
     before_.assign(static_cast<std::size_t>(g_.node_size()), {});
     after_.assign(static_cast<std::size_t>(g_.node_size()), {});
     for (const planned_layer& p : plan.layers) rewrite(p);
+    for (const planned_product& p : plan.products) rewrite(p);
     std::vector<::onnx::NodeProto> nodes;
     for (int i = 0; i < g_.node_size(); ++i) {
       const auto k = static_cast<std::size_t>(i);
@@ -62,17 +63,33 @@ class qdq_rewriter {
     if (!l.bias.empty()) write_bias(l, n, i);
   }
 
+  void rewrite(const planned_product& p) {
+    const int i = index_.at(p.product->node);
+    ::onnx::NodeProto& n = *g_.mutable_node(i);
+    auto& before = before_[static_cast<std::size_t>(i)];
+    const std::string a = n.input(0), b = n.input(1);
+    n.set_input(0, quantize_input(a, p.product->a, p.a.type, p.a.clip, before));
+    n.set_input(1, quantize_input(b, p.product->b, p.b.type, p.b.clip, before));
+  }
+
   std::string quantize_input(const std::string& x, const input_quantizer& q, const planned_layer& p,
+                             std::vector<::onnx::NodeProto>& before) {
+    return quantize_input(x, q, *p.input_type, p.input_clip, before);
+  }
+
+  // x -> QuantizeLinear -> DequantizeLinear [-> Clip to the grid's ends], in storage `type`.
+  std::string quantize_input(const std::string& x, const input_quantizer& q,
+                             const storage_type& type, bool clip,
                              std::vector<::onnx::NodeProto>& before) {
     const quant_params& a = q.params;
     const auto key = std::make_tuple(x, std::bit_cast<std::uint32_t>(a.scale), a.zero_point, a.qmin,
-                                     a.qmax, p.input_type->onnx_type);
+                                     a.qmax, type.onnx_type);
     if (const auto it = inputs_.find(key); it != inputs_.end()) return it->second;
     const std::string scale = names_.make(x + "_scale"), zp = names_.make(x + "_zero_point");
     const float s[1] = {a.scale};
     const std::int32_t z[1] = {a.zero_point};
     *g_.add_initializer() = make_float_tensor(scale, {}, s);
-    *g_.add_initializer() = make_integer_tensor(zp, p.input_type->onnx_type, {}, z);
+    *g_.add_initializer() = make_integer_tensor(zp, type.onnx_type, {}, z);
     const std::string q_out = names_.make(x + "_quantized"),
                       dq_out = names_.make(x + "_dequantized");
     before.push_back(
@@ -80,7 +97,7 @@ class qdq_rewriter {
     before.push_back(make_node("DequantizeLinear", names_.make(x + "_DequantizeLinear"),
                                {q_out, scale, zp}, {dq_out}));
     std::string out = dq_out;
-    if (p.input_clip) {
+    if (clip) {
       // The grid's ends as DequantizeLinear computes them: (q - zero_point) * scale in float32.
       const float lo[1] = {static_cast<float>(a.qmin - a.zero_point) * a.scale};
       const float hi[1] = {static_cast<float>(a.qmax - a.zero_point) * a.scale};

@@ -52,8 +52,14 @@ inline void run_node(const op_env& env, const std::vector<const tensor*>& in,
       linear_rows(env, need(0), *n.layer, out[0]);
     else if (op == "Gemm")
       gemm(env, need(0), need(1), in.size() > 2 ? in[2] : nullptr, out[0]);
-    else
+    else if (n.operands) {  // both operands fake-quantized first
+      tensor a, b;
+      fake_quant_copy(need(0), a, n.operands->a, n.operands->rounding);
+      fake_quant_copy(need(1), b, n.operands->b, n.operands->rounding);
+      matmul(env, a, b, out[0]);
+    } else {
       matmul(env, need(0), need(1), out[0]);
+    }
   } else if (op == "BatchNormalization") {
     extra_outputs(1);
     batch_norm(env, in, out[0]);

@@ -55,12 +55,20 @@ inline void fake_quant_copy(const tensor& x, tensor& out, const quant_params& q,
   });
 }
 
+// Per-tensor quantizers on both inputs of a MatMul of two activations (quantized copies only;
+// onnx/products.hpp says how their ranges are estimated).
+struct operand_quantizers {
+  quant_params a, b;
+  rounding_mode rounding = rounding_mode::pytorch;
+};
+
 struct node {
   std::string name, op_type;  // from the file (name generated when empty: "<op_type>_<index>")
   std::vector<int> inputs;    // value ids; -1 for an absent optional input
   std::vector<int> outputs;   // value ids; -1 for an output nobody asked for
   std::map<std::string, attribute> attrs;
-  std::optional<layer_params> layer;  // set for quantizable layers
+  std::optional<layer_params> layer;           // set for quantizable layers
+  std::optional<operand_quantizers> operands;  // set for quantized activation products
 
   [[nodiscard]] const attribute* attr(const std::string& key) const {
     const auto it = attrs.find(key);
