@@ -4,8 +4,10 @@
 # advanced pipelines; accuracy on the full 10k test set.
 # Then the text model (models/text_classifier.onnx, a 4-layer transformer encoder; data from
 # Debian's fortunes package, scripts/text_data.sh) through adaquant_ptq: naive, light and advanced
-# at W8A8, advanced W4A8 and W4A4, weight-only W4A16 in blocks of 32 (round-to-nearest and
-# AdaQuant), bit allocation at 13% size; top-1 on its 1615 test sequences.
+# at W8A8, advanced W4A8 and W4A4, light W8A8 and advanced W4A8 with the attention products' operands
+# quantized too (--act-products), weight-only W4A16 in blocks of 32 (round-to-nearest and
+# AdaQuant), bit allocation at 13% size; top-1 on its 1615 test sequences. The token embedding is
+# quantized per row at 8 bits in every run (adaquant_ptq's default).
 # Prints two markdown tables and writes every run's JSON to out/demo/ (text runs in
 # out/demo/text/), with the picture of top-1 against weight size, out/demo/accuracy_vs_size.svg
 # (tools/plot_results.py). DEMO_CALIB=N changes the images' calibration size (default 1000);
@@ -73,6 +75,8 @@ if [ "${DEMO_TEXT:-1}" != 0 ]; then
     "advanced_w8a8 --pipeline advanced --wbits 8 --abits 8"
     "advanced_w4a8 --pipeline advanced --wbits 4 --abits 8"
     "advanced_w4a4 --pipeline advanced --wbits 4 --abits 4"
+    "light_w8a8_products --pipeline light --wbits 8 --abits 8 --act-products"
+    "advanced_w4a8_products --pipeline advanced --wbits 4 --abits 8 --act-products"
     "naive_w4a16_block32 --pipeline naive --weight-only --wbits 4 --weight-granularity block:32 --all-layers"
     "advanced_w4a16_block32 --pipeline advanced --weight-only --wbits 4 --weight-granularity block:32 --all-layers"
     "advanced_w4a4_size13 --pipeline advanced --wbits 4 --abits 4 --max-size-ratio 0.13 --bit-options 2,4,8"

@@ -97,6 +97,13 @@ TEST_CASE("Gathers of a constant 2-D initializer are embedding tables; the other
   CHECK_THAT(s.skipped[0].reason, Catch::Contains("the table [11, 2, 2] is not 2-D"));
   for (std::size_t k : {1, 2})
     CHECK_THAT(s.skipped[k].reason, Catch::Contains("'shared' is read by other nodes too"));
+
+  // A network that takes the model by move (adaquant_ptq's way) finds the same tables.
+  ax::model moved_model = load(make_embedding_model(t));
+  ax::onnx_network moved(std::move(moved_model), {ids_tensor(4, 7)});
+  REQUIRE(moved.embeddings().tables.size() == 1);
+  CHECK(moved.embeddings().tables[0].initializer == "emb");
+  CHECK(moved.embeddings().skipped.size() == 3);
 }
 
 TEST_CASE("Per-row quantization equals quantizing each row as a tensor of its own") {

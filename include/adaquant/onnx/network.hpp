@@ -334,7 +334,8 @@ inline onnx_network::onnx_network(const model& m, std::vector<tensor> calibratio
     layers_.push_back(d);
   }
   resolve_token_mask(m, opt.token_mask);
-  embeddings_ = find_embedding_tables(fp_, proto_);
+  // m.proto, not proto_: proto_ is still empty here when m is moved in (the constructor above).
+  embeddings_ = find_embedding_tables(fp_, m.proto);
   find_products(opt.activation_products);
   // The loss samples, split by index across threads.
   const std::size_t ls = std::min(opt.loss_samples, samples_);
