@@ -161,6 +161,15 @@ inline value gemm(const value& a, const value& b, bool trans_b, const value* c, 
 inline value matmul(const value& a, const value& b) {
   const std::size_t r = a.shape.size();
   if (r == 2) return gemm(a, b, false, nullptr);
+  if (b.shape.size() == 2) {  // a layer's weight applies to every row of a
+    value rows = a;
+    rows.shape = {static_cast<std::int64_t>(a.size()) / a.shape[r - 1], a.shape[r - 1]};
+    value y = gemm(rows, b, false, nullptr);
+    y.shape = a.shape;
+    y.shape[r - 1] = b.shape[1];
+    return y;
+  }
+  if (b.shape.size() != r) throw std::runtime_error("MatMul: operands of different ranks");
   const auto M = a.shape[r - 2], K = a.shape[r - 1], N = b.shape[r - 1];
   value y;
   y.shape = a.shape;
