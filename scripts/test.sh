@@ -5,7 +5,7 @@
 #      on Fashion-MNIST and the text model, and the unit tests whose result may depend on the ISA
 #      or the optimisation level (label "isa": SIMD kernels against their scalar twins at the
 #      baseline and the native ISA, the -march=native example runtime);
-#   2. every unit test under AddressSanitizer + UndefinedBehaviorSanitizer (-O1);
+#   2. every unit test under AddressSanitizer + UndefinedBehaviorSanitizer (-Og);
 #   3. each parser fuzzer briefly.
 # A developer build (ADAQUANT_UNIT_TESTS=ALL, the default) builds and runs every unit test at -O3.
 set -euo pipefail
