@@ -82,79 +82,31 @@ args parse(const std::vector<std::string>& argv) {
     };
     if (f == "--model")
       a.model = value();
-    else if (f == "--pipeline")
-      s.pipeline = value();
-    else if (f == "--wbits")
-      s.wbits = static_cast<int>(cli.to_int(f, value()));
-    else if (f == "--abits")
-      s.abits = static_cast<int>(cli.to_int(f, value()));
-    else if (f == "--max-size-ratio")
-      s.max_size_ratio = cli.to_double(f, value());
     else if (f == "--calib") {
       const long long c = cli.to_int(f, value());
       if (c <= 0) cli.fail("--calib must be > 0, got " + std::to_string(c));
       a.calib = static_cast<std::size_t>(c);
-    } else if (f == "--seed")
-      s.seed = static_cast<std::uint64_t>(cli.to_int(f, value()));
-    else if (f == "--json")
+    } else if (f == "--json")
       a.json = value();
-    else if (f == "--iterations")
-      s.iterations = static_cast<std::size_t>(cli.to_int(f, value()));
     else if (f == "--loss-samples")
       a.loss_samples = cli.to_count(f, value());
-    else if (f == "--qdrop")
-      s.qdrop = cli.to_double(f, value());
-    else if (f == "--lr-weight")
-      s.lr_weight = cli.to_double(f, value());
-    else if (f == "--lr-quant")
-      s.lr_quant = cli.to_double(f, value());
-    else if (f == "--weight-rounding")
-      s.weight_rounding = value();
-    else if (f == "--adaround-lambda")
-      s.adaround_lambda = cli.to_double(f, value());
     else if (f == "--threads")
-      a.threads = static_cast<std::size_t>(cli.to_int(f, value()));
+      a.threads = cli.to_count(f, value());
     else if (f == "--test-limit")
-      a.test_limit = static_cast<std::size_t>(cli.to_int(f, value()));
-    else if (f == "--order")
-      s.order = value();
-    else if (f == "--bit-rounds")
-      s.bit_rounds = static_cast<int>(cli.to_int(f, value()));
-    else if (f == "--bit-options") {
-      s.bit_options.clear();
-      for (long long b : cli.to_list(f, value())) s.bit_options.push_back(static_cast<int>(b));
-    } else if (f == "--models")
+      a.test_limit = cli.to_count(f, value());
+    else if (f == "--models")
       a.models_dir = value();
     else if (f == "--data")
       a.data_dir = value();
-    else if (f == "--bn-target")
-      s.bn_target = value();
-    else if (f == "--no-bn-tuning")
-      s.bn_tuning = false;
-    else if (f == "--no-bias")
-      s.bias = false;
-    else if (f == "--all-layers")
-      s.all_layers = true;
     else if (f == "--quiet")
       a.quiet = true;
-    else
+    else if (!ex::parse_pipeline_flag(cli, f, value, s))
       cli.fail("unknown argument '" + f + "'");
   }
   if (a.model != "resnet" && a.model != "mobilenetv2")
     cli.fail("--model must be resnet or mobilenetv2, got '" + a.model + "'");
-  if (s.pipeline != "naive" && s.pipeline != "light" && s.pipeline != "advanced")
-    cli.fail("--pipeline must be naive, light or advanced, got '" + s.pipeline + "'");
-  if (s.bn_target != "running" && s.bn_target != "fp")
-    cli.fail("--bn-target must be running or fp, got '" + s.bn_target + "'");
-  if (s.order != "sequential" && s.order != "parallel")
-    cli.fail("--order must be sequential or parallel, got '" + s.order + "'");
-  for (int b : {s.wbits, s.abits})
-    if (b < 2 || b > 16) cli.fail("--wbits/--abits must be in [2, 16], got " + std::to_string(b));
-  if (s.max_size_ratio && !(*s.max_size_ratio > 0.0 && *s.max_size_ratio <= 1.0))
-    cli.fail("--max-size-ratio must be in (0, 1]");
-  ex::check_adaquant_settings(cli, s);
+  ex::check_pipeline_settings(cli, s);
   if (a.loss_samples == 0) cli.fail("--loss-samples must be > 0");
-  if (s.bit_rounds < 1) cli.fail("--bit-rounds must be >= 1");
   return a;
 }
 

@@ -21,12 +21,12 @@ expect_error() {  # expect_error "message fragment" args...
 expect_error "--calib must be > 0" --model resnet --pipeline naive --calib 0
 expect_error "--calib must be at most 60000" --model resnet --pipeline naive --calib 60001
 expect_error "--model must be resnet or mobilenetv2" --model vgg --pipeline naive
-expect_error "--pipeline must be naive, light or advanced" --model resnet --pipeline heavy
-expect_error "--wbits/--abits must be in [2, 16]" --model resnet --pipeline light --wbits 1
+expect_error "--pipeline: must be one of naive, light, advanced, got 'heavy'" --model resnet --pipeline heavy
+expect_error "--wbits: must be in [2, 16], got 1" --model resnet --pipeline light --wbits 1
 expect_error "smallest achievable" --model resnet --pipeline light --max-size-ratio 0.01
 expect_error "unknown argument" --model resnet --pipeline light --frobnicate
 expect_error "not an integer" --model resnet --pipeline light --calib ten
-expect_error "--bn-target must be running or fp" --model resnet --pipeline light --bn-target x
+expect_error "--bn-target: must be one of running, fp, got 'x'" --model resnet --pipeline light --bn-target x
 expect_error "--qdrop: must be in [0, 1]" --model resnet --pipeline advanced --qdrop 1.5
 expect_error "--qdrop: must be in [0, 1]" --model resnet --pipeline advanced --qdrop nan
 expect_error "--qdrop: must be in [0, 1]" --model resnet --pipeline advanced --qdrop -0.1
@@ -35,6 +35,11 @@ expect_error "--weight-rounding: must be one of learned_step, adaround, got 'nea
 expect_error "--adaround-lambda: must be >= 0" --model resnet --pipeline advanced --adaround-lambda -1
 expect_error "--lr-weight: must be > 0" --model resnet --pipeline advanced --lr-weight 0
 expect_error "--loss-samples must be > 0" --model resnet --pipeline advanced --loss-samples 0
+expect_error "--iterations: must be > 0" --model resnet --pipeline advanced --iterations 0
+expect_error "--seed: must be >= 0" --model resnet --pipeline advanced --seed -1
+expect_error "--threads: must be >= 0" --model resnet --pipeline advanced --threads -2
+expect_error "--abits: must be in [2, 16], got 17" --model resnet --pipeline light --abits 17
+expect_error "--order: must be one of sequential, parallel" --model resnet --pipeline advanced --order random
 
 # --plan: every line is checked before anything runs, so nothing is written.
 expect_plan_error() {  # expect_plan_error "message fragment" plan-lines
@@ -52,7 +57,7 @@ expect_plan_error() {  # expect_plan_error "message fragment" plan-lines
   fi
   rm -rf "$work/runs" "$work/plan.txt"
 }
-expect_plan_error "run 'bad': --pipeline must be" $'good --model resnet --pipeline naive\nbad --model resnet --pipeline heavy'
+expect_plan_error "run 'bad': --pipeline: must be" $'good --model resnet --pipeline naive\nbad --model resnet --pipeline heavy'
 expect_plan_error "run 'big': --calib must be at most 60000" $'good --model resnet --pipeline naive\nbig --model resnet --pipeline naive --calib 70000'
 expect_plan_error "has no runs" '# only a comment'
 out=$("$ptq" --plan "$work/none.txt" 2>&1)

@@ -29,14 +29,7 @@ onnx::ModelProto make_embedding_model(const std::vector<float>& table) {
   onnx::ModelProto m = empty_model(17);
   m.set_ir_version(8);
   auto& g = *m.mutable_graph();
-  add_io(g.add_input(), "ids", {-1, tokens});
-  g.mutable_input(0)->mutable_type()->mutable_tensor_type()->set_elem_type(7);
-  g.mutable_input(0)
-      ->mutable_type()
-      ->mutable_tensor_type()
-      ->mutable_shape()
-      ->mutable_dim(0)
-      ->set_dim_param("N");
+  add_io(g.add_input(), "ids", {-1, tokens}, 7);
   for (const char* o : {"y", "e", "c", "s1", "s2"}) g.add_output()->set_name(o);
   *g.add_initializer() = float_tensor("emb", {vocab, width}, table);
   *g.add_initializer() = float_tensor("w", {width, 4}, random_floats(width * 4, -1, 1, 3));
@@ -197,7 +190,7 @@ TEST_CASE("Export: int8/int4 table with a per-row DequantizeLinear before the Ga
     const std::vector<ax::exported_embedding> es{ax::make_exported_embedding(q)};
     CHECK(es[0].bits == bits);
     onnx::ModelProto out;
-    ax::export_qdq(model, {}, es, {}, out);
+    ax::export_qdq(model, {.embeddings = es}, {}, out);
     CHECK(opset(out) == (bits <= 4 ? 21 : 17));
     CHECK(!initializer(out, "emb"));  // the float table is gone
     const auto* qt = initializer(out, "emb_quantized");
@@ -223,7 +216,7 @@ TEST_CASE("Export: int8/int4 table with a per-row DequantizeLinear before the Ga
     // (ONNX Runtime runs the exported text model in tests/e2e/text_cli.sh: its int64 ids do not
     // fit the float-only ORT cases of support/ort_cases.hpp.)
     // The encodings list the table with one scale and zero point per row.
-    const auto j = nlohmann::json::parse(ax::encodings_json(model, {}, es));
+    const auto j = nlohmann::json::parse(ax::encodings_json(model, {.embeddings = es}));
     CHECK(j["embeddings"][0]["node"] == "tok");
     CHECK(j["embeddings"][0]["table"] == "emb");
     CHECK(j["embeddings"][0]["bits"] == bits);
@@ -269,7 +262,7 @@ TEST_CASE("Embedding errors name the argument, node or table") {
     edit(es[0]);
     onnx::ModelProto out;
     out.set_producer_name("untouched");
-    expect_error([&] { ax::export_qdq(model, {}, es, {}, out); }, code, text);
+    expect_error([&] { ax::export_qdq(model, {.embeddings = es}, {}, out); }, code, text);
     CHECK(out.producer_name() == "untouched");
   };
   export_error([](ax::exported_embedding& e) { e.node = "nope"; }, aq::errc::invalid_argument,
@@ -296,6 +289,6 @@ TEST_CASE("Embedding errors name the argument, node or table") {
   std::vector<ax::exported_embedding> twice{ax::make_exported_embedding(q),
                                             ax::make_exported_embedding(q)};
   onnx::ModelProto out;
-  expect_error([&] { ax::export_qdq(model, {}, twice, {}, out); }, aq::errc::invalid_argument,
-               "appears in two exported embeddings");
+  expect_error([&] { ax::export_qdq(model, {.embeddings = twice}, {}, out); },
+               aq::errc::invalid_argument, "appears in two exported embeddings");
 }

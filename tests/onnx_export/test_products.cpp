@@ -28,18 +28,6 @@ onnx::ModelProto product_model() {
   add_io(g.add_input(), "b", {-1, 2, 3, 4});
   add_node(g, "MatMul", "attn/MatMul", {"a", "b"}, {"scores"});
   add_io(g.add_output(), "scores", {-1, 2, 4, 4});
-  g.mutable_input(0)
-      ->mutable_type()
-      ->mutable_tensor_type()
-      ->mutable_shape()
-      ->mutable_dim(0)
-      ->set_dim_param("N");
-  g.mutable_input(1)
-      ->mutable_type()
-      ->mutable_tensor_type()
-      ->mutable_shape()
-      ->mutable_dim(0)
-      ->set_dim_param("N");
   return m;
 }
 
@@ -81,7 +69,7 @@ TEST_CASE("Products: both MatMul inputs get Q/DQ and the exported model computes
     CHECK(products[0].node == "attn/MatMul");
     CHECK(products[0].a.bits == bits);
     onnx::ModelProto out;
-    ax::export_qdq(m, {}, products, {}, out);
+    ax::export_qdq(m, {.products = products}, {}, out);
     std::map<std::string, int> ops;
     for (const auto& n : out.graph().node()) ++ops[n.op_type()];
     CHECK(ops["QuantizeLinear"] == 2);
@@ -109,7 +97,7 @@ TEST_CASE("Products: both MatMul inputs get Q/DQ and the exported model computes
     CHECK(worst < 1e-5);  // the same quantized operands; float sums in another order
     CHECK(moved > 1e-3);  // and they are quantized
     // The encodings list the product with both operands.
-    const auto j = nlohmann::json::parse(ax::encodings_json(m, {}, products));
+    const auto j = nlohmann::json::parse(ax::encodings_json(m, {.products = products}));
     REQUIRE(j["products"].size() == 1);
     CHECK(j["products"][0]["node"] == "attn/MatMul");
     CHECK(j["products"][0]["a"] == "a");
@@ -118,7 +106,8 @@ TEST_CASE("Products: both MatMul inputs get Q/DQ and the exported model computes
     CHECK(j["tensors"]["a"]["kind"] == "activation");
     CHECK(j["tensors"]["a"]["qmax"] == (1 << bits) - 1);
     CHECK(j["tensors"]["b"]["scale"][0].get<float>() == products[0].b.params.scale);
-    CHECK_FALSE(nlohmann::json::parse(ax::encodings_json(m, {})).contains("products"));
+    CHECK_FALSE(
+        nlohmann::json::parse(ax::encodings_json(m, ax::export_parts{})).contains("products"));
   }
 }
 
@@ -128,7 +117,7 @@ TEST_CASE("Products: bad exported products are refused naming the node") {
   onnx::ModelProto out;
   const auto refused = [&](const std::vector<ax::exported_product>& ps,
                            const onnx::ModelProto& model, const char* what) {
-    CHECK_THROWS_WITH(ax::export_qdq(model, {}, ps, {}, out), Catch::Contains(what));
+    CHECK_THROWS_WITH(ax::export_qdq(model, {.products = ps}, {}, out), Catch::Contains(what));
   };
   refused({{"nope", p.a, p.b}}, m, "no node named 'nope'");
   refused({p, p}, m, "appears in two exported layers or products");

@@ -1,5 +1,5 @@
 // The command-line examples' shared flags-to-config mapping (examples/runtime cli.hpp): weight
-// granularity and weight-only mode.
+// granularity and weight-only mode, and the pipeline flags both CLIs parse the same way.
 #include <adaquant_runtime/cli.hpp>
 
 #include "support/expect_error.hpp"
@@ -33,4 +33,114 @@ TEST_CASE("weight granularity and weight-only flags map to the pipeline config",
   CHECK(q.weights.range == aq::range_method::min_max);
   CHECK_FALSE(q.activations.has_value());
   CHECK_FALSE(ex::advanced_config_of(s).quant.activations.has_value());
+}
+
+namespace {
+// Parses `argv` with parse_pipeline_flag only; returns the flags it did not take.
+std::vector<std::string> parse_shared(const ex::cli& cli, const std::vector<std::string>& argv,
+                                      ex::pipeline_settings& s) {
+  std::vector<std::string> rest;
+  for (std::size_t i = 0; i < argv.size(); ++i) {
+    const std::string f = argv[i];
+    const auto value = [&]() -> std::string {
+      if (i + 1 >= argv.size()) cli.fail(f + " needs a value");
+      return argv[++i];
+    };
+    if (!ex::parse_pipeline_flag(cli, f, value, s)) rest.push_back(f);
+  }
+  return rest;
+}
+}  // namespace
+
+TEST_CASE("the pipeline flags both CLIs share parse into one settings struct", "[cli]") {
+  const ex::cli cli{"tool"};
+  ex::pipeline_settings s;
+  const auto rest = parse_shared(cli,
+                                 {"--pipeline",
+                                  "advanced",
+                                  "--wbits",
+                                  "2",
+                                  "--abits",
+                                  "3",
+                                  "--all-layers",
+                                  "--model",
+                                  "x",
+                                  "--max-size-ratio",
+                                  "0.08",
+                                  "--bit-options",
+                                  "2,4",
+                                  "--bit-rounds",
+                                  "2",
+                                  "--iterations",
+                                  "300",
+                                  "--order",
+                                  "parallel",
+                                  "--seed",
+                                  "7",
+                                  "--qdrop",
+                                  "0.25",
+                                  "--lr-weight",
+                                  "0.004",
+                                  "--lr-quant",
+                                  "0.002",
+                                  "--weight-rounding",
+                                  "adaround",
+                                  "--adaround-lambda",
+                                  "0.1",
+                                  "--no-bn-tuning",
+                                  "--bn-target",
+                                  "fp",
+                                  "--no-bias"},
+                                 s);
+  CHECK(rest == std::vector<std::string>{"--model", "x"});  // not a pipeline flag: left alone
+  CHECK(s.pipeline == "advanced");
+  CHECK((s.wbits == 2 && s.abits == 3 && s.all_layers));
+  CHECK(s.max_size_ratio == 0.08);
+  CHECK(s.bit_options == std::vector<int>{2, 4});
+  CHECK((s.bit_rounds == 2 && s.iterations == 300 && s.order == "parallel" && s.seed == 7));
+  CHECK((s.qdrop == 0.25 && s.lr_weight == 0.004 && s.lr_quant == 0.002));
+  CHECK((s.weight_rounding == "adaround" && s.adaround_lambda == 0.1));
+  CHECK((!s.bn_tuning && s.bn_target == "fp" && !s.bias));
+  ex::check_pipeline_settings(cli, s);  // all in their domains
+  const aq::advanced_config c = ex::advanced_config_of(s);
+  CHECK(c.adaquant->layer.iterations == 300);
+  CHECK(c.adaquant->layer.rounding == aq::weight_rounding::adaround);
+  CHECK(c.adaquant->order == aq::calibration_order::parallel);
+
+  // Out of their domains: one message per setting, naming the flag.
+  const std::vector<std::pair<std::vector<std::string>, std::string>> bad = {
+      {{"--pipeline", "heavy"}, "--pipeline: must be one of naive, light, advanced, got 'heavy'"},
+      {{"--wbits", "1"}, "--wbits: must be in [2, 16], got 1"},
+      {{"--abits", "17"}, "--abits: must be in [2, 16], got 17"},
+      {{"--bit-options", "2,20"}, "--bit-options: bits must be in [2, 16], got 20"},
+      {{"--max-size-ratio", "0"}, "--max-size-ratio: must be in (0, 1]"},
+      {{"--bit-rounds", "0"}, "--bit-rounds: must be >= 1"},
+      {{"--iterations", "0"}, "--iterations: must be > 0"},
+      {{"--order", "random"}, "--order: must be one of sequential, parallel, got 'random'"},
+      {{"--bn-target", "x"}, "--bn-target: must be one of running, fp, got 'x'"},
+      {{"--qdrop", "1.5"}, "--qdrop: must be in [0, 1]"},
+      {{"--weight-rounding", "up"}, "--weight-rounding: must be one of learned_step, adaround"},
+      {{"--adaround-lambda", "-1"}, "--adaround-lambda: must be >= 0"},
+      {{"--lr-quant", "0"}, "--lr-quant: must be > 0"},
+  };
+  for (const auto& [argv, message] : bad) {
+    ex::pipeline_settings t{.pipeline = "light"};
+    (void)parse_shared(cli, argv, t);
+    adaquant_test::expect_error([&] { ex::check_pipeline_settings(cli, t); },
+                                aq::errc::invalid_argument, "tool: " + message);
+  }
+  // Values that do not parse fail while parsing, naming the flag.
+  ex::pipeline_settings t;
+  adaquant_test::expect_error(
+      [&] {
+        (void)parse_shared(cli, {"--seed", "-1"}, t);
+      },
+      aq::errc::invalid_argument, "tool: --seed: must be >= 0, got -1");
+  adaquant_test::expect_error(
+      [&] {
+        (void)parse_shared(cli, {"--wbits", "four"}, t);
+      },
+      aq::errc::invalid_argument, "tool: --wbits: not an integer: 'four'");
+  adaquant_test::expect_error([&] { (void)parse_shared(cli, {"--qdrop"}, t); },
+                              aq::errc::invalid_argument, "tool: --qdrop needs a value");
 }

@@ -93,7 +93,64 @@ advanced_config advanced_config_of(const pipeline_settings& s) {
   return c;
 }
 
-void check_adaquant_settings(const cli& c, const pipeline_settings& s) {
+bool parse_pipeline_flag(const cli& c, const std::string& f,
+                         const std::function<std::string()>& value, pipeline_settings& s) {
+  const auto optional_double = [&](std::optional<double>& x) { x = c.to_double(f, value()); };
+  if (f == "--pipeline")
+    s.pipeline = value();
+  else if (f == "--wbits")
+    s.wbits = static_cast<int>(c.to_int(f, value()));
+  else if (f == "--abits")
+    s.abits = static_cast<int>(c.to_int(f, value()));
+  else if (f == "--all-layers")
+    s.all_layers = true;
+  else if (f == "--max-size-ratio")
+    optional_double(s.max_size_ratio);
+  else if (f == "--bit-options") {
+    s.bit_options.clear();
+    for (long long b : c.to_list(f, value())) s.bit_options.push_back(static_cast<int>(b));
+  } else if (f == "--bit-rounds")
+    s.bit_rounds = static_cast<int>(c.to_int(f, value()));
+  else if (f == "--iterations")
+    s.iterations = c.to_count(f, value());
+  else if (f == "--order")
+    s.order = value();
+  else if (f == "--seed")
+    s.seed = static_cast<std::uint64_t>(c.to_count(f, value()));
+  else if (f == "--qdrop")
+    optional_double(s.qdrop);
+  else if (f == "--lr-weight")
+    optional_double(s.lr_weight);
+  else if (f == "--lr-quant")
+    optional_double(s.lr_quant);
+  else if (f == "--weight-rounding")
+    s.weight_rounding = value();
+  else if (f == "--adaround-lambda")
+    optional_double(s.adaround_lambda);
+  else if (f == "--no-bn-tuning")
+    s.bn_tuning = false;
+  else if (f == "--bn-target")
+    s.bn_target = value();
+  else if (f == "--no-bias")
+    s.bias = false;
+  else
+    return false;
+  return true;
+}
+
+void check_pipeline_settings(const cli& c, const pipeline_settings& s) {
+  c.one_of("--pipeline", s.pipeline, {"naive", "light", "advanced"});
+  c.one_of("--order", s.order, {"sequential", "parallel"});
+  c.one_of("--bn-target", s.bn_target, {"running", "fp"});
+  for (const auto& [flag, b] : {std::pair{"--wbits", s.wbits}, std::pair{"--abits", s.abits}})
+    if (b < 2 || b > 16)
+      c.fail(std::string(flag) + ": must be in [2, 16], got " + std::to_string(b));
+  for (int b : s.bit_options)
+    if (b < 2 || b > 16) c.fail("--bit-options: bits must be in [2, 16], got " + std::to_string(b));
+  if (s.max_size_ratio && !(*s.max_size_ratio > 0.0 && *s.max_size_ratio <= 1.0))
+    c.fail("--max-size-ratio: must be in (0, 1]");
+  if (s.bit_rounds < 1) c.fail("--bit-rounds: must be >= 1");
+  if (s.iterations == 0) c.fail("--iterations: must be > 0");
   if (s.qdrop && !(*s.qdrop >= 0.0 && *s.qdrop <= 1.0)) c.fail("--qdrop: must be in [0, 1]");
   if (!s.weight_rounding.empty())
     c.one_of("--weight-rounding", s.weight_rounding, {"learned_step", "adaround"});

@@ -82,17 +82,14 @@ inline std::string encoding_json(const char* kind, int bits, const storage_type&
 
 }  // namespace detail::exporting
 
-// The encodings of `layers`, `embeddings` and `products` exported from `original` (see the file
-// comment); either list may be empty.
+// The encodings of `parts` exported from `original` (see the file comment).
 [[nodiscard]] inline std::string encodings_json(const ::onnx::ModelProto& original,
-                                                std::span<const exported_layer> layers,
-                                                std::span<const exported_embedding> embeddings,
-                                                std::span<const exported_product> products,
+                                                const export_parts& parts,
                                                 const export_options& options = {}) {
   using namespace detail::exporting;
-  export_plan plan = plan_export(original, layers, options, products);
+  export_plan plan = plan_export(original, parts.layers, options, parts.products);
   const std::vector<planned_embedding> tables =
-      plan_embeddings(original, embeddings, options, plan);
+      plan_embeddings(original, parts.embeddings, options, plan);
   std::map<std::string, std::string> tensors;  // name -> encoding, sorted by name
   const auto add = [&](const ::onnx::NodeProto& n, const std::string& name, const std::string& e) {
     const auto [it, fresh] = tensors.emplace(name, e);
@@ -200,49 +197,23 @@ inline std::string encoding_json(const char* kind, int bits, const storage_type&
          "  \"tensors\": {\n" + tensor_rows + "\n  }\n}\n";
 }
 
-[[nodiscard]] inline std::string encodings_json(const ::onnx::ModelProto& original,
-                                                std::span<const exported_layer> layers,
-                                                std::span<const exported_embedding> embeddings,
-                                                const export_options& options = {}) {
-  return encodings_json(original, layers, embeddings, {}, options);
-}
-[[nodiscard]] inline std::string encodings_json(const ::onnx::ModelProto& original,
-                                                std::span<const exported_layer> layers,
-                                                std::span<const exported_product> products,
-                                                const export_options& options = {}) {
-  return encodings_json(original, layers, {}, products, options);
-}
+// Layers only.
 [[nodiscard]] inline std::string encodings_json(const ::onnx::ModelProto& original,
                                                 std::span<const exported_layer> layers,
                                                 const export_options& options = {}) {
-  return encodings_json(original, layers, {}, {}, options);
+  return encodings_json(original, export_parts{.layers = layers}, options);
 }
 
-// Writes encodings_json(original, layers, embeddings, products, options) to `path` atomically.
-inline void write_encodings(const ::onnx::ModelProto& original,
-                            std::span<const exported_layer> layers,
-                            std::span<const exported_embedding> embeddings,
-                            std::span<const exported_product> products,
+// Writes encodings_json(original, parts, options) to `path` atomically.
+inline void write_encodings(const ::onnx::ModelProto& original, const export_parts& parts,
                             const std::filesystem::path& path, const export_options& options = {}) {
-  write_file_atomically(path, encodings_json(original, layers, embeddings, products, options),
-                        "write_encodings");
+  write_file_atomically(path, encodings_json(original, parts, options), "write_encodings");
 }
-inline void write_encodings(const ::onnx::ModelProto& original,
-                            std::span<const exported_layer> layers,
-                            std::span<const exported_embedding> embeddings,
-                            const std::filesystem::path& path, const export_options& options = {}) {
-  write_encodings(original, layers, embeddings, {}, path, options);
-}
-inline void write_encodings(const ::onnx::ModelProto& original,
-                            std::span<const exported_layer> layers,
-                            std::span<const exported_product> products,
-                            const std::filesystem::path& path, const export_options& options = {}) {
-  write_encodings(original, layers, {}, products, path, options);
-}
+// Layers only.
 inline void write_encodings(const ::onnx::ModelProto& original,
                             std::span<const exported_layer> layers,
                             const std::filesystem::path& path, const export_options& options = {}) {
-  write_encodings(original, layers, {}, {}, path, options);
+  write_encodings(original, export_parts{.layers = layers}, path, options);
 }
 
 }  // namespace adaquant::onnx

@@ -61,17 +61,22 @@
 
 namespace adaquant::onnx {
 
-// With embedding tables quantized per row (export/embedding.hpp: each Gather reads its table
-// through a per-row DequantizeLinear) and input quantizers on both operands of the given products
-// of two activations (export/products.hpp's exported_product), either list possibly empty.
-inline void export_qdq(const ::onnx::ModelProto& original, std::span<const exported_layer> layers,
-                       std::span<const exported_embedding> embeddings,
-                       std::span<const exported_product> products, const export_options& options,
-                       ::onnx::ModelProto& out) {
+// What one export writes, each list possibly empty: the layers (exported_layer: quantized weights,
+// Q/DQ on the input), embedding tables quantized per row (export/embedding.hpp: each Gather reads
+// its table through a per-row DequantizeLinear) and input quantizers on both operands of products
+// of two activations (exported_product).
+struct export_parts {
+  std::span<const exported_layer> layers{};
+  std::span<const exported_embedding> embeddings{};
+  std::span<const exported_product> products{};
+};
+
+inline void export_qdq(const ::onnx::ModelProto& original, const export_parts& parts,
+                       const export_options& options, ::onnx::ModelProto& out) {
   using namespace detail::exporting;
-  export_plan plan = plan_export(original, layers, options, products);
+  export_plan plan = plan_export(original, parts.layers, options, parts.products);
   const std::vector<planned_embedding> tables =
-      plan_embeddings(original, embeddings, options, plan);
+      plan_embeddings(original, parts.embeddings, options, plan);
   ::onnx::ModelProto m = original;
   ::onnx::GraphProto& g = *m.mutable_graph();
   unique_names names(g);
@@ -84,22 +89,10 @@ inline void export_qdq(const ::onnx::ModelProto& original, std::span<const expor
   out = std::move(m);
 }
 
-inline void export_qdq(const ::onnx::ModelProto& original, std::span<const exported_layer> layers,
-                       std::span<const exported_embedding> embeddings,
-                       const export_options& options, ::onnx::ModelProto& out) {
-  export_qdq(original, layers, embeddings, std::span<const exported_product>{}, options, out);
-}
-
-inline void export_qdq(const ::onnx::ModelProto& original, std::span<const exported_layer> layers,
-                       std::span<const exported_product> products, const export_options& options,
-                       ::onnx::ModelProto& out) {
-  export_qdq(original, layers, std::span<const exported_embedding>{}, products, options, out);
-}
-
+// Layers only.
 inline void export_qdq(const ::onnx::ModelProto& original, std::span<const exported_layer> layers,
                        const export_options& options, ::onnx::ModelProto& out) {
-  export_qdq(original, layers, std::span<const exported_embedding>{},
-             std::span<const exported_product>{}, options, out);
+  export_qdq(original, export_parts{.layers = layers}, options, out);
 }
 
 // Serializes `model` and writes it to `path` atomically (write_file_atomically).

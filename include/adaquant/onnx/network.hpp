@@ -211,6 +211,9 @@ class onnx_network {
   void resolve_token_mask(const model& m, const std::optional<std::string>& name);
   void find_products(const std::optional<activation_products_options>& opt);
   void estimate_product(activation_product& p);
+  // The quantized graph changed at `node`: quantized passes and loss passes resume before it,
+  // and the range estimates of the products after it are dropped (re-estimated when next needed).
+  void invalidate_quantized_from(std::size_t node);
 
   ::onnx::ModelProto proto_;
   graph fp_, q_;
@@ -221,14 +224,6 @@ class onnx_network {
   std::vector<layer_desc> layers_;
   embedding_scan embeddings_;
   std::vector<activation_product> products_;
-  // Drops the range estimates of the products after `node` (re-estimated when next needed).
-  void forget_products_after(std::size_t node) {
-    for (activation_product& p : products_)
-      if (p.node > node && p.estimated) {
-        p.estimated = false;
-        q_.at(p.node).operands.reset();
-      }
-  }
   quantizer_spec product_spec_;
   std::map<std::tuple<capture_mode, std::size_t, std::size_t>, resumable_pass> passes_;
   std::vector<resumable_pass> loss_passes_;
@@ -464,10 +459,18 @@ inline void onnx_network::set_quantized(const quantized_layer& q) {
   l.bias = q.bias;
   l.input_quant = q.quantize_input ? std::optional<quant_params>(q.act_params) : std::nullopt;
   l.input_rounding = q.act_rounding;
+  invalidate_quantized_from(q.id);
+}
+
+inline void onnx_network::invalidate_quantized_from(std::size_t node) {
   for (auto& [key, pass] : passes_)
-    if (std::get<0>(key) == capture_mode::quantized) pass.invalidate_from(q.id);
-  for (resumable_pass& p : loss_passes_) p.invalidate_from(q.id);
-  forget_products_after(q.id);
+    if (std::get<0>(key) == capture_mode::quantized) pass.invalidate_from(node);
+  for (resumable_pass& p : loss_passes_) p.invalidate_from(node);
+  for (activation_product& p : products_)
+    if (p.node > node && p.estimated) {
+      p.estimated = false;
+      q_.at(p.node).operands.reset();
+    }
 }
 
 inline void onnx_network::set_embedding(const quantized_embedding& q) {
@@ -478,10 +481,7 @@ inline void onnx_network::set_embedding(const quantized_embedding& q) {
         errc::invalid_argument, "onnx_network::set_embedding: q",
         "node " + std::to_string(q.node) + " is not the Gather of table '" + q.initializer + "'");
   q_.set_constant_values(it->value, q.table);
-  for (auto& [key, pass] : passes_)
-    if (std::get<0>(key) == capture_mode::quantized) pass.invalidate_from(q.node);
-  for (resumable_pass& p : loss_passes_) p.invalidate_from(q.node);
-  forget_products_after(q.node);
+  invalidate_quantized_from(q.node);
 }
 
 inline double onnx_network::calibration_loss() {

@@ -35,8 +35,9 @@ inline std::vector<float> random_floats(std::size_t n, float lo, float hi, std::
   return v;
 }
 
-inline onnx::NodeProto& add_node(onnx::GraphProto& g, const std::string& op, const std::string& name,
-                                 std::vector<std::string> in, std::vector<std::string> out) {
+inline onnx::NodeProto& add_node(onnx::GraphProto& g, const std::string& op,
+                                 const std::string& name, std::vector<std::string> in,
+                                 std::vector<std::string> out) {
   auto* n = g.add_node();
   n->set_op_type(op);
   n->set_name(name);
@@ -64,11 +65,20 @@ inline void set_float(onnx::NodeProto& n, const std::string& name, float v) {
   a->set_f(v);
 }
 
-inline void add_io(onnx::ValueInfoProto* v, const std::string& name, std::vector<std::int64_t> dims) {
+// A graph input or output of `elem_type` (1 = FLOAT, 7 = INT64); a negative extent is the
+// symbolic batch dimension "N".
+inline void add_io(onnx::ValueInfoProto* v, const std::string& name, std::vector<std::int64_t> dims,
+                   std::int32_t elem_type = 1) {
   v->set_name(name);
   auto* tt = v->mutable_type()->mutable_tensor_type();
-  tt->set_elem_type(1);
-  for (auto d : dims) tt->mutable_shape()->add_dim()->set_dim_value(d);
+  tt->set_elem_type(elem_type);
+  for (auto d : dims) {
+    auto* dim = tt->mutable_shape()->add_dim();
+    if (d < 0)
+      dim->set_dim_param("N");
+    else
+      dim->set_dim_value(d);
+  }
 }
 
 inline onnx::ModelProto empty_model(std::int64_t opset) {
@@ -92,7 +102,8 @@ inline onnx::ModelProto make_cnn(std::int64_t opset = 13) {
   *g.add_initializer() = float_tensor("conv1.weight", {16, 3, 3, 3}, random_floats(432, -1, 1, 1));
   for (const char* p : {"bn1.weight", "bn1.bias", "bn1.running_mean", "bn1.running_var"})
     *g.add_initializer() = float_tensor(p, {16}, random_floats(16, 0.5f, 1.5f, 2));
-  *g.add_initializer() = float_tensor("conv2.weight", {32, 16, 3, 3}, random_floats(4608, -1, 1, 3));
+  *g.add_initializer() =
+      float_tensor("conv2.weight", {32, 16, 3, 3}, random_floats(4608, -1, 1, 3));
   *g.add_initializer() = float_tensor("conv2.bias", {32}, random_floats(32, -1, 1, 4));
   *g.add_initializer() = float_tensor("fc.weight", {10, 512}, random_floats(5120, -1, 1, 5));
   *g.add_initializer() = float_tensor("fc.bias", {10}, random_floats(10, -1, 1, 6));
@@ -100,9 +111,11 @@ inline onnx::ModelProto make_cnn(std::int64_t opset = 13) {
   set_ints(c1, "pads", {1, 1, 1, 1});
   set_ints(c1, "kernel_shape", {3, 3});
   add_node(g, "BatchNormalization", "bn1",
-           {"conv1_out", "bn1.weight", "bn1.bias", "bn1.running_mean", "bn1.running_var"}, {"bn1_out"});
+           {"conv1_out", "bn1.weight", "bn1.bias", "bn1.running_mean", "bn1.running_var"},
+           {"bn1_out"});
   add_node(g, "Relu", "relu1", {"bn1_out"}, {"relu1_out"});
-  auto& c2 = add_node(g, "Conv", "conv2", {"relu1_out", "conv2.weight", "conv2.bias"}, {"conv2_out"});
+  auto& c2 =
+      add_node(g, "Conv", "conv2", {"relu1_out", "conv2.weight", "conv2.bias"}, {"conv2_out"});
   set_ints(c2, "pads", {1, 1, 1, 1});
   set_ints(c2, "strides", {2, 2});
   add_node(g, "Flatten", "flatten", {"conv2_out"}, {"flat"});
@@ -133,7 +146,8 @@ inline void quantize_weights(adaquant::onnx::exported_layer& l, std::vector<floa
   l.weight_bits = scheme.bits;
 }
 
-inline adaquant::onnx::input_quantizer input_grid(adaquant::quant_scheme scheme, float lo, float hi) {
+inline adaquant::onnx::input_quantizer input_grid(adaquant::quant_scheme scheme, float lo,
+                                                  float hi) {
   return {adaquant::params_from_range(scheme, lo, hi), scheme.bits};
 }
 
@@ -149,25 +163,29 @@ inline std::vector<adaquant::onnx::exported_layer> cnn_layers(const bits_choice&
   ls[0].node = "conv1";
   ls[0].weight_initializer = "conv1.weight";
   ls[0].folded_batch_norm = "bn1";
-  quantize_weights(ls[0], random_floats(432, -0.8f, 0.9f, 11), 16, quant_scheme{b.w1, true, true, false});
+  quantize_weights(ls[0], random_floats(432, -0.8f, 0.9f, 11), 16,
+                   quant_scheme{b.w1, true, true, false});
   ls[0].bias = random_floats(16, -0.5f, 0.5f, 12);
   ls[0].input = input_grid(quant_scheme{b.a1, false, false, false}, -1.0f, 1.5f);
   ls[1].node = "conv2";
   ls[1].weight_initializer = "conv2.weight";
   ls[1].bias_initializer = "conv2.bias";
-  quantize_weights(ls[1], random_floats(4608, -0.3f, 0.3f, 13), 32, quant_scheme{b.w2, true, true, false});
+  quantize_weights(ls[1], random_floats(4608, -0.3f, 0.3f, 13), 32,
+                   quant_scheme{b.w2, true, true, false});
   ls[1].bias = random_floats(32, -0.2f, 0.2f, 14);
   ls[1].input = input_grid(quant_scheme{b.a2, false, false, false}, 0.0f, 3.0f);
   ls[2].node = "fc";
   ls[2].weight_initializer = "fc.weight";
   ls[2].bias_initializer = "fc.bias";
-  quantize_weights(ls[2], random_floats(5120, -0.1f, 0.1f, 15), 10, quant_scheme{b.w3, true, true, false});
+  quantize_weights(ls[2], random_floats(5120, -0.1f, 0.1f, 15), 10,
+                   quant_scheme{b.w3, true, true, false});
   ls[2].bias = random_floats(10, -0.2f, 0.2f, 16);
   ls[2].input = input_grid(quant_scheme{b.a3, true, true, false}, -2.0f, 2.0f);
   return ls;
 }
 
-inline std::vector<float> fake_quant_onnx(const std::vector<float>& x, const adaquant::quant_params& p) {
+inline std::vector<float> fake_quant_onnx(const std::vector<float>& x,
+                                          const adaquant::quant_params& p) {
   std::vector<float> y(x.size());
   adaquant::fake_quant_per_tensor<adaquant::round_onnx>(x, y, p);
   return y;

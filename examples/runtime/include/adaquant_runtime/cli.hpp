@@ -31,19 +31,19 @@ struct pipeline_settings {
   double percentile = 99.99;               // of the percentile range method
   std::string rounding = "pytorch";        // pytorch | onnx: both quantizer_specs' rounding
   std::optional<double> max_size_ratio{};  // bit allocation's budget; empty: no bit allocation
-  std::vector<int> bit_options{2, 3, 4, 8};  // weight bits bit allocation chooses from
+  std::vector<int> bit_options{2, 3, 4, 8};         // weight bits bit allocation chooses from
   int bit_rounds = bit_allocation_budget{}.rounds;  // loss tables bit allocation measures
-  std::size_t iterations = 1000;             // AdaQuant per layer; 0: AdaQuant's default
-  std::string order = "sequential";          // sequential | parallel AdaQuant
-  std::uint64_t seed = 0;                    // AdaQuant's
-  std::optional<double> qdrop{};             // AdaQuant's QDrop probability; empty: by bits
-  std::optional<double> lr_weight{};         // AdaQuant's relative rate of V; empty: default
-  std::optional<double> lr_quant{};          // ... of both quantizers' scales; empty: default
-  std::string weight_rounding{};             // learned_step | adaround; empty: by bits
-  std::optional<double> adaround_lambda{};   // AdaRound's regulariser weight; empty: default
-  bool bn_tuning = true;                     // light/advanced
-  std::string bn_target = "running";         // running | fp: BN tuning's reference statistics
-  bool bias = true;                          // bias correction (light) / bias tuning (advanced)
+  std::size_t iterations = 1000;                    // AdaQuant per layer; 0: AdaQuant's default
+  std::string order = "sequential";                 // sequential | parallel AdaQuant
+  std::uint64_t seed = 0;                           // AdaQuant's
+  std::optional<double> qdrop{};                    // AdaQuant's QDrop probability; empty: by bits
+  std::optional<double> lr_weight{};                // AdaQuant's relative rate of V; empty: default
+  std::optional<double> lr_quant{};         // ... of both quantizers' scales; empty: default
+  std::string weight_rounding{};            // learned_step | adaround; empty: by bits
+  std::optional<double> adaround_lambda{};  // AdaRound's regulariser weight; empty: default
+  bool bn_tuning = true;                    // light/advanced
+  std::string bn_target = "running";        // running | fp: BN tuning's reference statistics
+  bool bias = true;                         // bias correction (light) / bias tuning (advanced)
 };
 
 // The configs the settings describe: every setting has its one place here.
@@ -60,9 +60,19 @@ pipeline_report run_pipeline(Net& net, const pipeline_settings& s, const executi
                                   : light_pipeline(net, light_config_of(s), ctx);
 }
 
-// "<flag>: must be ..." unless the AdaQuant settings (--qdrop, --lr-*, --weight-rounding,
-// --adaround-lambda) are in their domains.
-void check_adaquant_settings(const struct cli& c, const pipeline_settings& s);
+// The pipeline flags both CLIs take, parsed and checked in one place (one wording):
+//   --pipeline naive|light|advanced   --wbits B   --abits B   --all-layers
+//   --max-size-ratio R   --bit-options B,B,..   --bit-rounds N
+//   --iterations N   --order sequential|parallel   --seed N   --qdrop P   --lr-weight R
+//   --lr-quant R   --weight-rounding learned_step|adaround   --adaround-lambda L
+//   --no-bn-tuning   --bn-target running|fp   --no-bias
+// parse_pipeline_flag: when `flag` is one of them, reads its value (value() returns the next
+// argument, or fails when there is none) into s and returns true; else returns false and reads
+// nothing. check_pipeline_settings: "<flag>: must be ..." unless every setting is in its domain.
+[[nodiscard]] bool parse_pipeline_flag(const struct cli& c, const std::string& flag,
+                                       const std::function<std::string()>& value,
+                                       pipeline_settings& s);
+void check_pipeline_settings(const struct cli& c, const pipeline_settings& s);
 
 // Argument checks of one tool; `tool` prefixes every message.
 struct cli {
