@@ -47,6 +47,7 @@
 #include <adaquant/objectives/adaround.hpp>
 #include <adaquant/objectives/forward.hpp>
 #include <adaquant/objectives/input_drop.hpp>
+#include <adaquant/objectives/layer_passes.hpp>
 #include <adaquant/objectives/layer_state.hpp>
 #include <adaquant/quant/quant_params.hpp>
 #include <adaquant/quant/rounding.hpp>
@@ -175,10 +176,7 @@ class layer_objective {
             cfg_.weight_block};
   }
   [[nodiscard]] quant_params act_params(const layer_state& s) const {
-    return {
-        s.act_scale,
-        detail::round_zero_point(s.act_zero_point, cfg_.act_scheme.qmin(), cfg_.act_scheme.qmax()),
-        cfg_.act_scheme.qmin(), cfg_.act_scheme.qmax()};
+    return detail::input_params(cfg_, s);
   }
 
   // From now on the weights are AdaRound's (objectives/adaround.hpp): the integer parts
@@ -188,24 +186,15 @@ class layer_objective {
   void use_adaround(layer_state& s, float zeta, float gamma) {
     check_state(s, "layer_objective::use_adaround");
     adaround_options{.zeta = zeta, .gamma = gamma}.validate("layer_objective::use_adaround");
-    adaround_ = true;
-    zeta_ = zeta;
-    gamma_ = gamma;
-    floor_.resize(g_.weight_size());
-    for (std::size_t gr = 0; gr < wg_.groups(); ++gr) {
-      const std::size_t o = wg_.first(gr);
-      detail::adaround_start(w_.data() + o, wg_.length(gr), s.weight_scale[gr],
-                             cfg_.rounding == rounding_mode::onnx, zeta, gamma, floor_.data() + o,
-                             s.weight_offset.data() + o);
-    }
+    detail::start_adaround(cfg_, wg_, w_, s, zeta, gamma, ar_);
   }
-  [[nodiscard]] bool adaround() const noexcept { return adaround_; }
+  [[nodiscard]] bool adaround() const noexcept { return ar_.on; }
 
   // Q_w(W + V) (AdaRound: hardened), dequantized, in W's layout.
   [[nodiscard]] std::vector<float> quantized_weights(const layer_state& s) {
     check_state(s, "layer_objective::quantized_weights");
     quantize_weights(s, false, false);
-    return wq_;
+    return wb_.wq;
   }
 
   // MSE over the given samples (all samples when `batch` is empty); AdaRound: hardened weights.
@@ -216,7 +205,7 @@ class layer_objective {
   // otherwise).
   [[nodiscard]] double relaxed_value(const layer_state& s,
                                      std::span<const std::size_t> batch = {}) {
-    return evaluate(s, batch, adaround_, "layer_objective::relaxed_value");
+    return evaluate(s, batch, ar_.on, "layer_objective::relaxed_value");
   }
 
   // Gradient of value(s, batch) into grad (resized to s's shapes; frozen groups get 0); returns
@@ -234,7 +223,7 @@ class layer_objective {
       for (std::size_t i = 0; i < n_; ++i) all[i] = i;
       batch = all;
     }
-    quantize_weights(s, true, adaround_);
+    quantize_weights(s, true, ar_.on);
     if (cfg_.quantize_activations)
       detail::input_drop_mask(drop, batch, g_.input_per_sample(), keep_);
     else
@@ -296,11 +285,7 @@ class layer_objective {
     return s;
   }
   std::vector<std::int32_t> rounded_zero_points(const layer_state& s) const {
-    std::vector<std::int32_t> z(s.weight_zero_point.size());
-    for (std::size_t g = 0; g < z.size(); ++g)
-      z[g] = detail::round_zero_point(s.weight_zero_point[g], cfg_.weight_scheme.qmin(),
-                                      cfg_.weight_scheme.qmax());
-    return z;
+    return detail::rounded_zero_points(cfg_, s);
   }
 
   void check_state(const layer_state& s, const char* fn) const {
@@ -336,45 +321,7 @@ class layer_objective {
   }
 
   void quantize_weights(const layer_state& s, bool want_mask, bool relaxed) {
-    const std::size_t nw = g_.weight_size();
-    wf_.resize(nw);
-    wq_.resize(nw);
-    wmask_.resize(want_mask ? nw : 0);
-    if (adaround_) {
-      adaround_weights(s, want_mask, relaxed);
-      return;
-    }
-    for (std::size_t i = 0; i < nw; ++i) wf_[i] = w_[i] + s.weight_offset[i];
-    const auto oc = g_.out_channels(), k = g_.weights_per_channel();
-    const tensor_view<const float> wf(wf_.data(), {oc, k});
-    const tensor_view<float> wq(wq_.data(), {oc, k});
-    const std::span<std::uint8_t> mask(wmask_);
-    with_rounding(cfg_.rounding, [&](auto r) {
-      using R = decltype(r);
-      if (cfg_.weight_block) {
-        fake_quant_per_block<R>(wf, wq, weight_block_params(s), mask);
-      } else {
-        fake_quant_per_channel<R>(wf, wq, weight_params(s), mask);
-      }
-    });
-  }
-
-  // AdaRound's weights; wf_ = 0 so that the straight-through backward (x = 0) gives dw_q/ds =
-  // w_q / s, and dvdw_ = s h'(V) for dL/dV = dL/dw_q mask s h'(V).
-  void adaround_weights(const layer_state& s, bool want_mask, bool relaxed) {
-    const detail::adaround_grid grid{static_cast<float>(cfg_.weight_scheme.qmin()),
-                                     static_cast<float>(cfg_.weight_scheme.qmax()), zeta_, gamma_,
-                                     relaxed};
-    dvdw_.resize(want_mask ? g_.weight_size() : 0);
-    std::fill(wf_.begin(), wf_.end(), 0.0f);
-    const std::vector<std::int32_t> zp = rounded_zero_points(s);
-    for (std::size_t gr = 0; gr < wg_.groups(); ++gr) {
-      const std::size_t o = wg_.first(gr);
-      detail::adaround_group(grid, floor_.data() + o, s.weight_offset.data() + o, wg_.length(gr),
-                             s.weight_scale[gr], static_cast<float>(zp[gr]), wq_.data() + o,
-                             want_mask ? wmask_.data() + o : nullptr,
-                             want_mask ? dvdw_.data() + o : nullptr);
-    }
+    detail::quantize_layer_weights(g_, cfg_, wg_, w_, ar_, s, want_mask, relaxed, wb_);
   }
 
   // Quantized forward over `batch` (weights already quantized); returns the sum of squared errors.
@@ -389,23 +336,19 @@ class layer_objective {
     if (cfg_.quantize_activations) {
       xq_.resize(B * in);
       xmask_.resize(keep ? B * in : 0);
-      const quant_params ap = act_params(s);
-      with_rounding(cfg_.rounding, [&](auto r) {
-        fake_quant_per_tensor<decltype(r)>(tensor_view<const float>(xb_.data(), {B * in}),
-                                           tensor_view<float>(xq_.data(), {B * in}), ap,
-                                           std::span<std::uint8_t>(xmask_));
-      });
+      detail::quantize_layer_input(cfg_, s, xb_.data(), xq_.data(), B * in,
+                                   std::span<std::uint8_t>(xmask_));
       if (keep) detail::apply_input_drop(keep_, xb_.data(), xq_.data(), xmask_.data());
       xq = xq_.data();
     }
     yq_.resize(B * out);
     if (g_.kind == layer_kind::linear) {
-      detail::linear_forward_raw(g_.linear, B, xq, wq_.data(), s.bias.data(), yq_.data());
+      detail::linear_forward_raw(g_.linear, B, xq, wb_.wq.data(), s.bias.data(), yq_.data());
     } else {
       const conv2d_geometry& c = g_.conv;
       const std::size_t kp = g_.weights_per_channel() * g_.out_positions();
       cols_.resize(keep ? B * c.groups * kp : kp);
-      detail::conv2d_forward_raw(c, B, xq, wq_.data(), s.bias.data(), yq_.data(), cols_.data(),
+      detail::conv2d_forward_raw(c, B, xq, wb_.wq.data(), s.bias.data(), yq_.data(), cols_.data(),
                                  keep);
     }
     if (keep) dy_.resize(B * out);
@@ -421,10 +364,7 @@ class layer_objective {
 
   void backward(const layer_state& s, std::size_t B, layer_state& grad,
                 const trainable_groups& which) {
-    using detail::const_row_map;
-    using detail::row_map;
-    using Eigen::Index;
-    const std::size_t oc = g_.out_channels(), k = g_.weights_per_channel();
+    const std::size_t oc = g_.out_channels();
     const std::size_t P = g_.out_positions(), in = g_.input_per_sample();
     // dy_ already holds dL/dY (forward scaled it by 2 / (B * outputs)).
 
@@ -439,93 +379,19 @@ class layer_objective {
     grad.act_scale = 0.0f;
     grad.act_zero_point = 0.0f;
 
-    if (which.bias) {
-      std::vector<double> acc(oc, 0.0);
-      if (P == 1) {  // linear: float partial sums across channels, flushed every 64 rows
-        std::vector<float> part(oc, 0.0f);
-        for (std::size_t n = 0; n < B; ++n) {
-          const float* d = dy_.data() + n * oc;
-          for (std::size_t c = 0; c < oc; ++c) part[c] += d[c];
-          if ((n + 1) % 64 == 0 || n + 1 == B)
-            for (std::size_t c = 0; c < oc; ++c) {
-              acc[c] += static_cast<double>(part[c]);
-              part[c] = 0.0f;
-            }
-        }
-      } else {
-        for (std::size_t n = 0; n < B; ++n)
-          for (std::size_t c = 0; c < oc; ++c) {
-            const float* d = dy_.data() + (n * oc + c) * P;
-            double a = 0.0;
-            for (std::size_t p = 0; p < P; ++p) a += static_cast<double>(d[p]);
-            acc[c] += a;
-          }
-      }
-      for (std::size_t c = 0; c < oc; ++c) grad.bias[c] = static_cast<float>(acc[c]);
-    }
+    if (which.bias) detail::bias_gradient(dy_.data(), B, oc, P, grad.bias.data());
 
     const bool want_w = which.weight_offset || which.weight_quant;
     const bool want_a = which.act_quant && cfg_.quantize_activations;
     const float* xq = cfg_.quantize_activations ? xq_.data() : xb_.data();
     if (want_w) {
       dwq_.resize(g_.weight_size());
-      if (g_.kind == layer_kind::linear) {
-        row_map(dwq_.data(), static_cast<Index>(oc), static_cast<Index>(k)).noalias() =
-            const_row_map(dy_.data(), static_cast<Index>(B), static_cast<Index>(oc)).transpose() *
-            const_row_map(xq, static_cast<Index>(B), static_cast<Index>(k));
-      } else {
-        const std::size_t groups = g_.conv.groups, cg = oc / groups;
-        for (std::size_t gr = 0; gr < groups; ++gr) {
-          row_map dW(dwq_.data() + gr * cg * k, static_cast<Index>(cg), static_cast<Index>(k));
-          for (std::size_t n = 0; n < B; ++n) {
-            const_row_map dY(dy_.data() + (n * oc + gr * cg) * P, static_cast<Index>(cg),
-                             static_cast<Index>(P));
-            const_row_map C(cols_.data() + (n * groups + gr) * k * P, static_cast<Index>(k),
-                            static_cast<Index>(P));
-            if (n == 0)
-              dW.noalias() = dY * C.transpose();
-            else
-              dW.noalias() += dY * C.transpose();
-          }
-        }
-      }
-      for (std::size_t gr = 0; gr < wg_.groups(); ++gr) {
-        double gs = 0.0, gz = 0.0;
-        const std::size_t o = wg_.first(gr);
-        detail::fq_backward_run(wf_.data() + o, wq_.data() + o, wmask_.data() + o, dwq_.data() + o,
-                                wg_.length(gr), s.weight_scale[gr],
-                                which.weight_offset ? grad.weight_offset.data() + o : nullptr, gs,
-                                gz);
-        if (adaround_ && which.weight_offset)
-          for (std::size_t i = o, e = o + wg_.length(gr); i < e; ++i)
-            grad.weight_offset[i] *= dvdw_[i];
-        if (which.weight_quant) {
-          grad.weight_scale[gr] = static_cast<float>(gs);
-          if (!cfg_.weight_scheme.symmetric) grad.weight_zero_point[gr] = static_cast<float>(gz);
-        }
-      }
+      detail::weight_product_gradient(g_, B, dy_.data(), xq, cols_.data(), dwq_.data());
+      detail::weight_quant_backward(cfg_, wg_, s, wb_, ar_.on, dwq_.data(), which, grad);
     }
     if (want_a) {
       dxq_.resize(B * in);
-      if (g_.kind == layer_kind::linear) {
-        row_map(dxq_.data(), static_cast<Index>(B), static_cast<Index>(in)).noalias() =
-            const_row_map(dy_.data(), static_cast<Index>(B), static_cast<Index>(oc)) *
-            const_row_map(wq_.data(), static_cast<Index>(oc), static_cast<Index>(k));
-      } else {
-        const std::size_t groups = g_.conv.groups, cg = oc / groups;
-        dcols_.resize(k * P);
-        std::fill(dxq_.begin(), dxq_.end(), 0.0f);
-        for (std::size_t n = 0; n < B; ++n)
-          for (std::size_t gr = 0; gr < groups; ++gr) {
-            row_map(dcols_.data(), static_cast<Index>(k), static_cast<Index>(P)).noalias() =
-                const_row_map(wq_.data() + gr * cg * k, static_cast<Index>(cg),
-                              static_cast<Index>(k))
-                    .transpose() *
-                const_row_map(dy_.data() + (n * oc + gr * cg) * P, static_cast<Index>(cg),
-                              static_cast<Index>(P));
-            detail::col2im_add(g_.conv, dcols_.data(), gr, dxq_.data() + n * in);
-          }
-      }
+      detail::input_product_gradient(g_, B, dy_.data(), wb_.wq.data(), dxq_.data(), dcols_);
       double gs = 0.0, gz = 0.0;
       detail::fq_backward_run(xb_.data(), xq_.data(), xmask_.data(), dxq_.data(), B * in,
                               s.act_scale, nullptr, gs, gz);
@@ -539,11 +405,10 @@ class layer_objective {
   std::span<const float> w_, b0_, x_, y_;
   std::size_t n_ = 0;
   weight_grouping wg_;
-  std::vector<float> wf_, wq_, xb_, xq_, yq_, dy_, cols_, dwq_, dxq_, dcols_;
-  bool adaround_ = false;
-  float zeta_ = 1.1f, gamma_ = -0.1f;
-  std::vector<float> floor_, dvdw_;  // AdaRound: floor(W / s0), s h'(V)
-  std::vector<std::uint8_t> wmask_, xmask_, keep_;
+  detail::quantized_weight_buffers wb_;
+  detail::adaround_weights_state ar_;
+  std::vector<float> xb_, xq_, yq_, dy_, cols_, dwq_, dxq_, dcols_;
+  std::vector<std::uint8_t> xmask_, keep_;
 };
 
 }  // namespace adaquant

@@ -1,0 +1,227 @@
+#pragma once
+// The passes of one quantized layer that AdaQuant's objectives share (the per-layer
+// objectives/layer_objective.hpp and the block objective objectives/block_objective.hpp): weight
+// fake quantization (learned step or AdaRound), input fake quantization, and the backward pieces
+// (bias, dWq and dXq products, straight-through backward into V, s_w, z_w). The maths is documented
+// once, on layer_objective. Internal: namespace adaquant::detail.
+
+#include <adaquant/kernels/fake_quant.hpp>
+#include <adaquant/kernels/fake_quant_backward.hpp>
+#include <adaquant/objectives/adaround.hpp>
+#include <adaquant/objectives/forward.hpp>
+#include <adaquant/objectives/layer_state.hpp>
+#include <adaquant/quant/quant_params.hpp>
+#include <adaquant/quant/rounding.hpp>
+
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <vector>
+
+namespace adaquant::detail {
+
+inline std::vector<std::int32_t> rounded_zero_points(const layer_quant_config& cfg,
+                                                     const layer_state& s) {
+  std::vector<std::int32_t> z(s.weight_zero_point.size());
+  for (std::size_t g = 0; g < z.size(); ++g)
+    z[g] = round_zero_point(s.weight_zero_point[g], cfg.weight_scheme.qmin(),
+                            cfg.weight_scheme.qmax());
+  return z;
+}
+
+inline quant_params input_params(const layer_quant_config& cfg, const layer_state& s) {
+  return {s.act_scale,
+          round_zero_point(s.act_zero_point, cfg.act_scheme.qmin(), cfg.act_scheme.qmax()),
+          cfg.act_scheme.qmin(), cfg.act_scheme.qmax()};
+}
+
+// AdaRound's state of a layer (objectives/adaround.hpp): floor(W / s0) once use_adaround ran.
+struct adaround_weights_state {
+  bool on = false;
+  float zeta = 1.1f, gamma = -0.1f;
+  std::vector<float> floor;
+};
+
+// The buffers of one layer's quantized weights: W + V (AdaRound: 0, so that the straight-through
+// backward gives dw_q/ds = w_q / s), Q_w(W + V), its straight-through mask and (AdaRound) s h'(V).
+struct quantized_weight_buffers {
+  std::vector<float> wf, wq, dvdw;
+  std::vector<std::uint8_t> mask;
+};
+
+// Starts AdaRound on state s: fixes floor(W / s0), replaces V by the logits (layer_objective).
+inline void start_adaround(const layer_quant_config& cfg, const weight_grouping& wg,
+                           std::span<const float> w, layer_state& s, float zeta, float gamma,
+                           adaround_weights_state& a) {
+  a.on = true;
+  a.zeta = zeta;
+  a.gamma = gamma;
+  a.floor.resize(w.size());
+  for (std::size_t gr = 0; gr < wg.groups(); ++gr) {
+    const std::size_t o = wg.first(gr);
+    adaround_start(w.data() + o, wg.length(gr), s.weight_scale[gr],
+                   cfg.rounding == rounding_mode::onnx, zeta, gamma, a.floor.data() + o,
+                   s.weight_offset.data() + o);
+  }
+}
+
+inline void quantize_layer_weights(const layer_geometry& g, const layer_quant_config& cfg,
+                                   const weight_grouping& wg, std::span<const float> w,
+                                   const adaround_weights_state& a, const layer_state& s,
+                                   bool want_mask, bool relaxed, quantized_weight_buffers& b) {
+  const std::size_t nw = g.weight_size();
+  b.wf.resize(nw);
+  b.wq.resize(nw);
+  b.mask.resize(want_mask ? nw : 0);
+  const std::vector<std::int32_t> zp = rounded_zero_points(cfg, s);
+  if (a.on) {
+    const adaround_grid grid{static_cast<float>(cfg.weight_scheme.qmin()),
+                             static_cast<float>(cfg.weight_scheme.qmax()), a.zeta, a.gamma,
+                             relaxed};
+    b.dvdw.resize(want_mask ? nw : 0);
+    std::fill(b.wf.begin(), b.wf.end(), 0.0f);
+    for (std::size_t gr = 0; gr < wg.groups(); ++gr) {
+      const std::size_t o = wg.first(gr);
+      adaround_group(grid, a.floor.data() + o, s.weight_offset.data() + o, wg.length(gr),
+                     s.weight_scale[gr], static_cast<float>(zp[gr]), b.wq.data() + o,
+                     want_mask ? b.mask.data() + o : nullptr,
+                     want_mask ? b.dvdw.data() + o : nullptr);
+    }
+    return;
+  }
+  for (std::size_t i = 0; i < nw; ++i) b.wf[i] = w[i] + s.weight_offset[i];
+  const auto oc = g.out_channels(), k = g.weights_per_channel();
+  const tensor_view<const float> wf(b.wf.data(), {oc, k});
+  const tensor_view<float> wq(b.wq.data(), {oc, k});
+  const std::span<std::uint8_t> mask(b.mask);
+  with_rounding(cfg.rounding, [&](auto r) {
+    using R = decltype(r);
+    if (cfg.weight_block) {
+      const block_params p{s.weight_scale,           zp, cfg.weight_scheme.qmin(),
+                           cfg.weight_scheme.qmax(), 1,  cfg.weight_block};
+      fake_quant_per_block<R>(wf, wq, p, mask);
+    } else {
+      channel_params p;
+      p.qmin = cfg.weight_scheme.qmin();
+      p.qmax = cfg.weight_scheme.qmax();
+      p.axis = 0;
+      p.scale = s.weight_scale;
+      p.zero_point = zp;
+      fake_quant_per_channel<R>(wf, wq, p, mask);
+    }
+  });
+}
+
+// xq = Q_a(x) over n elements (mask: straight-through mask, sized n or empty).
+inline void quantize_layer_input(const layer_quant_config& cfg, const layer_state& s,
+                                 const float* x, float* xq, std::size_t n,
+                                 std::span<std::uint8_t> mask) {
+  const quant_params ap = input_params(cfg, s);
+  with_rounding(cfg.rounding, [&](auto r) {
+    fake_quant_per_tensor<decltype(r)>(tensor_view<const float>(x, {n}),
+                                       tensor_view<float>(xq, {n}), ap, mask);
+  });
+}
+
+// dL/db' from dy [B, oc, P].
+inline void bias_gradient(const float* dy, std::size_t B, std::size_t oc, std::size_t P,
+                          float* grad) {
+  std::vector<double> acc(oc, 0.0);
+  if (P == 1) {  // linear: float partial sums across channels, flushed every 64 rows
+    std::vector<float> part(oc, 0.0f);
+    for (std::size_t n = 0; n < B; ++n) {
+      const float* d = dy + n * oc;
+      for (std::size_t c = 0; c < oc; ++c) part[c] += d[c];
+      if ((n + 1) % 64 == 0 || n + 1 == B)
+        for (std::size_t c = 0; c < oc; ++c) {
+          acc[c] += static_cast<double>(part[c]);
+          part[c] = 0.0f;
+        }
+    }
+  } else {
+    for (std::size_t n = 0; n < B; ++n)
+      for (std::size_t c = 0; c < oc; ++c) {
+        const float* d = dy + (n * oc + c) * P;
+        double a = 0.0;
+        for (std::size_t p = 0; p < P; ++p) a += static_cast<double>(d[p]);
+        acc[c] += a;
+      }
+  }
+  for (std::size_t c = 0; c < oc; ++c) grad[c] = static_cast<float>(acc[c]);
+}
+
+// dWq [oc, k] = dY^T Xq (linear) or sum over samples of dY C^T per group (conv2d, C the kept
+// im2col columns of the forward).
+inline void weight_product_gradient(const layer_geometry& g, std::size_t B, const float* dy,
+                                    const float* xq, const float* cols, float* dwq) {
+  using Eigen::Index;
+  const std::size_t oc = g.out_channels(), k = g.weights_per_channel(), P = g.out_positions();
+  if (g.kind == layer_kind::linear) {
+    row_map(dwq, static_cast<Index>(oc), static_cast<Index>(k)).noalias() =
+        const_row_map(dy, static_cast<Index>(B), static_cast<Index>(oc)).transpose() *
+        const_row_map(xq, static_cast<Index>(B), static_cast<Index>(k));
+    return;
+  }
+  const std::size_t groups = g.conv.groups, cg = oc / groups;
+  for (std::size_t gr = 0; gr < groups; ++gr) {
+    row_map dW(dwq + gr * cg * k, static_cast<Index>(cg), static_cast<Index>(k));
+    for (std::size_t n = 0; n < B; ++n) {
+      const_row_map dY(dy + (n * oc + gr * cg) * P, static_cast<Index>(cg), static_cast<Index>(P));
+      const_row_map C(cols + (n * groups + gr) * k * P, static_cast<Index>(k),
+                      static_cast<Index>(P));
+      if (n == 0)
+        dW.noalias() = dY * C.transpose();
+      else
+        dW.noalias() += dY * C.transpose();
+    }
+  }
+}
+
+// dXq [B, in] = dY Wq (linear) or col2im of Wq^T dY (conv2d); dcols: workspace.
+inline void input_product_gradient(const layer_geometry& g, std::size_t B, const float* dy,
+                                   const float* wq, float* dxq, std::vector<float>& dcols) {
+  using Eigen::Index;
+  const std::size_t oc = g.out_channels(), k = g.weights_per_channel(), P = g.out_positions();
+  const std::size_t in = g.input_per_sample();
+  if (g.kind == layer_kind::linear) {
+    row_map(dxq, static_cast<Index>(B), static_cast<Index>(in)).noalias() =
+        const_row_map(dy, static_cast<Index>(B), static_cast<Index>(oc)) *
+        const_row_map(wq, static_cast<Index>(oc), static_cast<Index>(k));
+    return;
+  }
+  const std::size_t groups = g.conv.groups, cg = oc / groups;
+  dcols.resize(k * P);
+  std::fill(dxq, dxq + B * in, 0.0f);
+  for (std::size_t n = 0; n < B; ++n)
+    for (std::size_t gr = 0; gr < groups; ++gr) {
+      row_map(dcols.data(), static_cast<Index>(k), static_cast<Index>(P)).noalias() =
+          const_row_map(wq + gr * cg * k, static_cast<Index>(cg), static_cast<Index>(k))
+              .transpose() *
+          const_row_map(dy + (n * oc + gr * cg) * P, static_cast<Index>(cg), static_cast<Index>(P));
+      col2im_add(g.conv, dcols.data(), gr, dxq + n * in);
+    }
+}
+
+// Straight-through backward of the weight quantizer from dWq into grad's V, s_w and z_w (each
+// only when trained; grad's vectors already sized).
+inline void weight_quant_backward(const layer_quant_config& cfg, const weight_grouping& wg,
+                                  const layer_state& s, const quantized_weight_buffers& b,
+                                  bool adaround, const float* dwq, const trainable_groups& which,
+                                  layer_state& grad) {
+  for (std::size_t gr = 0; gr < wg.groups(); ++gr) {
+    double gs = 0.0, gz = 0.0;
+    const std::size_t o = wg.first(gr);
+    fq_backward_run(b.wf.data() + o, b.wq.data() + o, b.mask.data() + o, dwq + o, wg.length(gr),
+                    s.weight_scale[gr],
+                    which.weight_offset ? grad.weight_offset.data() + o : nullptr, gs, gz);
+    if (adaround && which.weight_offset)
+      for (std::size_t i = o, e = o + wg.length(gr); i < e; ++i) grad.weight_offset[i] *= b.dvdw[i];
+    if (which.weight_quant) {
+      grad.weight_scale[gr] = static_cast<float>(gs);
+      if (!cfg.weight_scheme.symmetric) grad.weight_zero_point[gr] = static_cast<float>(gz);
+    }
+  }
+}
+
+}  // namespace adaquant::detail
