@@ -304,148 +304,212 @@ inline void validate_options(const adaquant_options& o) {
   return p;
 }
 
-// Optimises one layer from the starting parameters `init` (e.g. estimate_initial_params). The
-// objective's config (grids, rounding, activation) is used.
-inline layer_result adaquant_optimize(layer_objective& obj, const adaquant_options& opt,
-                                      const initial_quant_params& init) {
-  detail::validate_options(opt);
-  const auto t0 = std::chrono::steady_clock::now();
-  const layer_quant_config& cfg = obj.config();
-  const layer_geometry& g = obj.geometry();
-  const std::size_t oc = g.out_channels(), k = g.weights_per_channel();
-  const std::size_t N = obj.samples();
-  const weight_grouping& wg = obj.weight_groups();
+namespace detail {
+// The pieces of an AdaQuant run that the per-layer (adaquant_optimize) and the block optimiser
+// (calibrate/block.hpp) share.
 
-  layer_state state = init.weight_blocks ? obj.initial_state(*init.weight_blocks, init.act)
-                                         : obj.initial_state(init.weight, init.act);
-  const bool ada = opt.rounding.value_or(default_rounding(cfg)) == weight_rounding::adaround;
-  if (ada) obj.use_adaround(state, opt.adaround.zeta, opt.adaround.gamma);
-  if (!ada && obj.adaround())
-    detail::fail(errc::invalid_argument, "adaquant: objective",
-                 "uses AdaRound (use_adaround) but options.rounding is learned_step");
-  const std::vector<float> scale0 = state.weight_scale;
-  const float act_scale0 = state.act_scale;
-
-  // Split.
-  detail::splitmix64 rng{opt.seed};
+// The held-out split of N samples (holdout_fraction of them, at most N - 1) and the training
+// samples, from a shuffle by rng; hold and train_sorted sorted (evaluation order independent of
+// the shuffle).
+struct sample_split {
+  std::vector<std::size_t> train, hold, train_sorted;
+};
+inline sample_split split_samples(std::size_t N, float holdout_fraction, splitmix64& rng) {
   std::vector<std::size_t> order(N);
   for (std::size_t i = 0; i < N; ++i) order[i] = i;
-  detail::shuffle(order, rng);
+  shuffle(order, rng);
   std::size_t n_hold =
-      static_cast<std::size_t>(static_cast<double>(N) * static_cast<double>(opt.holdout_fraction));
+      static_cast<std::size_t>(static_cast<double>(N) * static_cast<double>(holdout_fraction));
   if (n_hold >= N) n_hold = N - 1;
-  std::vector<std::size_t> hold(order.begin(), order.begin() + static_cast<std::ptrdiff_t>(n_hold));
-  std::vector<std::size_t> train(order.begin() + static_cast<std::ptrdiff_t>(n_hold), order.end());
-  std::sort(hold.begin(), hold.end());  // evaluation order independent of the shuffle
-  std::vector<std::size_t> train_sorted = train;
-  std::sort(train_sorted.begin(), train_sorted.end());
+  sample_split r;
+  r.hold.assign(order.begin(), order.begin() + static_cast<std::ptrdiff_t>(n_hold));
+  r.train.assign(order.begin() + static_cast<std::ptrdiff_t>(n_hold), order.end());
+  std::sort(r.hold.begin(), r.hold.end());
+  r.train_sorted = r.train;
+  std::sort(r.train_sorted.begin(), r.train_sorted.end());
+  return r;
+}
 
-  layer_report rep;
-  rep.train_samples = train.size();
-  rep.heldout_samples = hold.size();
-  rep.mse_before = obj.value(state, train_sorted);
-  if (!hold.empty()) rep.heldout_before = obj.value(state, hold);
-
-  // Per-channel RMS of the targets: the unit of the relative bias rate.
-  std::vector<float> bias_unit(oc, 1.0f);
-  if (opt.lr.mode == lr_mode::relative) {
-    const auto y = obj.targets();
-    const std::size_t P = g.out_positions();
-    std::vector<double> acc(oc, 0.0);
-    for (std::size_t n = 0; n < N; ++n)
-      for (std::size_t c = 0; c < oc; ++c)
-        for (std::size_t p = 0; p < P; ++p) {
-          const double v = y[(n * oc + c) * P + p];
-          acc[c] += v * v;
-        }
-    for (std::size_t c = 0; c < oc; ++c)
-      bias_unit[c] = static_cast<float>(std::sqrt(acc[c] / static_cast<double>(N * P))) + 1e-6f;
-  }
-
-  const trainable_groups& tr = opt.train;
-  const bool train_act = tr.act_quant && cfg.quantize_activations;
-  const bool w_zp = tr.weight_quant && !cfg.weight_scheme.symmetric;
-  const bool a_zp = train_act && !cfg.act_scheme.symmetric;
-  adam opt_v(tr.weight_offset ? state.weight_offset.size() : 0, opt.adam);
-  adam opt_b(tr.bias ? oc : 0, opt.adam);
-  adam opt_ws(tr.weight_quant ? wg.groups() : 0, opt.adam);
-  adam opt_wz(w_zp ? wg.groups() : 0, opt.adam);
-  adam opt_as(train_act ? 1 : 0, opt.adam);
-  adam opt_az(a_zp ? 1 : 0, opt.adam);
-  const bool rel = opt.lr.mode == lr_mode::relative;
-  std::vector<float> lr_v(wg.groups()), lr_b(oc), lr_ws(wg.groups());
-
-  layer_state grad, best = state;
-  double best_hold = rep.heldout_before;
-  std::size_t since_best = 0;
-  const std::size_t B = std::min(step_samples(opt, g), train.size());
-  std::vector<std::size_t> perm = train;
-  std::size_t cursor = perm.size();  // forces a shuffle on the first step
-  std::vector<std::size_t> batch(B);
-  const float wqmin = static_cast<float>(cfg.weight_scheme.qmin());
-  const float wqmax = static_cast<float>(cfg.weight_scheme.qmax());
-  const float aqmin = static_cast<float>(cfg.act_scheme.qmin());
-  const float aqmax = static_cast<float>(cfg.act_scheme.qmax());
-  const float qdrop = opt.qdrop ? *opt.qdrop : default_qdrop(cfg);
-
-  std::size_t it = 0;
-  while (it < opt.iterations) {
-    for (std::size_t j = 0; j < B; ++j) {
+// Mini-batches: uniform draws without replacement from the training samples, reshuffled by rng
+// whenever they run out.
+struct batch_sampler {
+  std::vector<std::size_t> perm;
+  std::size_t cursor = 0;
+  explicit batch_sampler(std::vector<std::size_t> train)
+      : perm(std::move(train)), cursor(perm.size()) {}
+  void draw(std::vector<std::size_t>& batch, splitmix64& rng) {
+    for (std::size_t& b : batch) {
       if (cursor == perm.size()) {
-        detail::shuffle(perm, rng);
+        shuffle(perm, rng);
         cursor = 0;
       }
-      batch[j] = perm[cursor++];
+      b = perm[cursor++];
     }
-    const double loss =
-        obj.gradient(state, batch, grad, tr, {qdrop, detail::mix_seed(opt.seed, it)});
-    if (!std::isfinite(loss))
-      detail::fail(errc::non_finite, "adaquant: loss",
-                   "became " + std::to_string(loss) + " at step " + std::to_string(it + 1));
-    const float f = detail::schedule_factor(opt.lr.schedule, it, opt.iterations);
-    if (ada && tr.weight_offset) {
+  }
+};
+
+// Adam over one layer's trainable groups with adaquant_options' learning rates (relative or
+// absolute, scheduled), AdaRound's regulariser, and the clamps of scales, zero points and
+// (bounded_offset) V.
+class layer_trainer {
+ public:
+  // obj.targets() (full-precision outputs) give the unit of the relative bias rate.
+  layer_trainer(const layer_objective& obj, const adaquant_options& opt, const layer_state& state,
+                bool adaround)
+      : opt_(opt),
+        cfg_(obj.config()),
+        wg_(obj.weight_groups()),
+        ada_(adaround),
+        oc_(obj.geometry().out_channels()),
+        k_(obj.geometry().weights_per_channel()),
+        scale0_(state.weight_scale),
+        act_scale0_(state.act_scale),
+        bias_unit_(oc_, 1.0f) {
+    const trainable_groups& tr = opt.train;
+    train_act_ = tr.act_quant && cfg_.quantize_activations;
+    w_zp_ = tr.weight_quant && !cfg_.weight_scheme.symmetric;
+    a_zp_ = train_act_ && !cfg_.act_scheme.symmetric;
+    opt_v_ = adam(tr.weight_offset ? state.weight_offset.size() : 0, opt.adam);
+    opt_b_ = adam(tr.bias ? oc_ : 0, opt.adam);
+    opt_ws_ = adam(tr.weight_quant ? wg_.groups() : 0, opt.adam);
+    opt_wz_ = adam(w_zp_ ? wg_.groups() : 0, opt.adam);
+    opt_as_ = adam(train_act_ ? 1 : 0, opt.adam);
+    opt_az_ = adam(a_zp_ ? 1 : 0, opt.adam);
+    lr_v_.resize(wg_.groups());
+    lr_b_.resize(oc_);
+    lr_ws_.resize(wg_.groups());
+    // Per-channel RMS of the targets: the unit of the relative bias rate.
+    if (opt.lr.mode == lr_mode::relative) {
+      const auto y = obj.targets();
+      const std::size_t P = obj.geometry().out_positions(), N = obj.samples();
+      std::vector<double> acc(oc_, 0.0);
+      for (std::size_t n = 0; n < N; ++n)
+        for (std::size_t c = 0; c < oc_; ++c)
+          for (std::size_t p = 0; p < P; ++p) {
+            const double v = y[(n * oc_ + c) * P + p];
+            acc[c] += v * v;
+          }
+      for (std::size_t c = 0; c < oc_; ++c)
+        bias_unit_[c] = static_cast<float>(std::sqrt(acc[c] / static_cast<double>(N * P))) + 1e-6f;
+    }
+  }
+
+  // One Adam step at step number it (0-based) of opt.iterations.
+  void step(layer_state& state, layer_state& grad, std::size_t it) {
+    const adaquant_options& opt = opt_;
+    const trainable_groups& tr = opt.train;
+    const float f = schedule_factor(opt.lr.schedule, it, opt.iterations);
+    if (ada_ && tr.weight_offset) {
       const float beta = opt.adaround.beta(it, opt.iterations);
       if (beta > 0.0f && opt.adaround.lambda > 0.0f)
-        detail::adaround_regulariser(
-            state.weight_offset, beta, opt.adaround.zeta, opt.adaround.gamma,
-            opt.adaround.lambda / static_cast<float>(oc), grad.weight_offset);
+        adaround_regulariser(state.weight_offset, beta, opt.adaround.zeta, opt.adaround.gamma,
+                             opt.adaround.lambda / static_cast<float>(oc_), grad.weight_offset);
     }
-    ++it;
+    const bool rel = opt.lr.mode == lr_mode::relative;
     const float r_v = f * opt.lr.weight, r_b = f * opt.lr.bias;
     const float r_wq = f * opt.lr.weight_quant, r_aq = f * opt.lr.act_quant;
-    for (std::size_t c = 0; c < oc; ++c) lr_b[c] = rel ? r_b * bias_unit[c] : r_b;
-    for (std::size_t gr = 0; gr < wg.groups(); ++gr) {
-      lr_v[gr] = ada ? opt.adaround.lr : rel ? r_v * state.weight_scale[gr] : r_v;
-      lr_ws[gr] = rel ? r_wq * state.weight_scale[gr] : r_wq;
+    for (std::size_t c = 0; c < oc_; ++c) lr_b_[c] = rel ? r_b * bias_unit_[c] : r_b;
+    for (std::size_t gr = 0; gr < wg_.groups(); ++gr) {
+      lr_v_[gr] = ada_ ? opt.adaround.lr : rel ? r_v * state.weight_scale[gr] : r_v;
+      lr_ws_[gr] = rel ? r_wq * state.weight_scale[gr] : r_wq;
     }
-    if (tr.weight_offset) opt_v.step(state.weight_offset, grad.weight_offset, lr_v, wg.size, k);
-    if (tr.bias) opt_b.step(state.bias, grad.bias, lr_b, 1);
+    if (tr.weight_offset) opt_v_.step(state.weight_offset, grad.weight_offset, lr_v_, wg_.size, k_);
+    if (tr.bias) opt_b_.step(state.bias, grad.bias, lr_b_, 1);
     if (tr.weight_quant) {
-      opt_ws.step(state.weight_scale, grad.weight_scale, lr_ws, 1);
-      for (std::size_t gr = 0; gr < wg.groups(); ++gr)
-        state.weight_scale[gr] = std::max(state.weight_scale[gr], 1e-3f * scale0[gr]);
+      opt_ws_.step(state.weight_scale, grad.weight_scale, lr_ws_, 1);
+      for (std::size_t gr = 0; gr < wg_.groups(); ++gr)
+        state.weight_scale[gr] = std::max(state.weight_scale[gr], 1e-3f * scale0_[gr]);
     }
-    if (w_zp) {
-      opt_wz.step(state.weight_zero_point, grad.weight_zero_point,
-                  std::span<const float>(&r_wq, 1));
+    if (w_zp_) {
+      const float wqmin = static_cast<float>(cfg_.weight_scheme.qmin());
+      const float wqmax = static_cast<float>(cfg_.weight_scheme.qmax());
+      opt_wz_.step(state.weight_zero_point, grad.weight_zero_point,
+                   std::span<const float>(&r_wq, 1));
       for (float& z : state.weight_zero_point) z = std::clamp(z, wqmin, wqmax);
     }
-    if (train_act) {
-      opt_as.step(state.act_scale, grad.act_scale, rel ? r_aq * state.act_scale : r_aq);
-      state.act_scale = std::max(state.act_scale, 1e-3f * act_scale0);
+    if (train_act_) {
+      opt_as_.step(state.act_scale, grad.act_scale, rel ? r_aq * state.act_scale : r_aq);
+      state.act_scale = std::max(state.act_scale, 1e-3f * act_scale0_);
     }
-    if (a_zp) {
-      opt_az.step(state.act_zero_point, grad.act_zero_point, r_aq);
-      state.act_zero_point = std::clamp(state.act_zero_point, aqmin, aqmax);
+    if (a_zp_) {
+      opt_az_.step(state.act_zero_point, grad.act_zero_point, r_aq);
+      state.act_zero_point =
+          std::clamp(state.act_zero_point, static_cast<float>(cfg_.act_scheme.qmin()),
+                     static_cast<float>(cfg_.act_scheme.qmax()));
     }
-    if (opt.bounded_offset && tr.weight_offset && !ada)
-      for (std::size_t gr = 0; gr < wg.groups(); ++gr) {
+    if (opt.bounded_offset && tr.weight_offset && !ada_)
+      for (std::size_t gr = 0; gr < wg_.groups(); ++gr) {
         const float h = 0.5f * state.weight_scale[gr];
-        float* v = state.weight_offset.data() + wg.first(gr);
-        for (std::size_t j = 0; j < wg.length(gr); ++j) v[j] = std::clamp(v[j], -h, h);
+        float* v = state.weight_offset.data() + wg_.first(gr);
+        for (std::size_t j = 0; j < wg_.length(gr); ++j) v[j] = std::clamp(v[j], -h, h);
       }
-    if (!hold.empty() && (it % opt.eval_every == 0 || it == opt.iterations)) {
-      const double h = obj.value(state, hold);
+  }
+
+ private:
+  const adaquant_options& opt_;
+  layer_quant_config cfg_;
+  weight_grouping wg_;
+  bool ada_ = false, train_act_ = false, w_zp_ = false, a_zp_ = false;
+  std::size_t oc_ = 0, k_ = 0;
+  std::vector<float> scale0_;
+  float act_scale0_ = 1.0f;
+  std::vector<float> bias_unit_, lr_v_, lr_b_, lr_ws_;
+  adam opt_v_, opt_b_, opt_ws_, opt_wz_, opt_as_, opt_az_;
+};
+
+// The starting state of obj from init, switched to AdaRound by use_adaround(state) when the
+// options ask for it; returns whether AdaRound is on.
+template <class UseAdaround>
+bool start_state(const layer_objective& obj, const adaquant_options& opt,
+                 const initial_quant_params& init, layer_state& state, UseAdaround use_adaround) {
+  state = init.weight_blocks ? obj.initial_state(*init.weight_blocks, init.act)
+                             : obj.initial_state(init.weight, init.act);
+  const bool ada =
+      opt.rounding.value_or(default_rounding(obj.config())) == weight_rounding::adaround;
+  if (ada) use_adaround(state);
+  if (!ada && obj.adaround())
+    fail(errc::invalid_argument, "adaquant: objective",
+         "uses AdaRound (use_adaround) but options.rounding is learned_step");
+  return ada;
+}
+
+// The report's split sizes and MSEs before optimisation (value(samples): the objective there).
+template <class Value>
+layer_report report_before(const sample_split& split, Value value) {
+  layer_report rep;
+  rep.train_samples = split.train.size();
+  rep.heldout_samples = split.hold.size();
+  rep.mse_before = value(std::span<const std::size_t>(split.train_sorted));
+  if (!split.hold.empty()) rep.heldout_before = value(std::span<const std::size_t>(split.hold));
+  return rep;
+}
+
+// AdaQuant's loop: opt.iterations steps (step(state, batch, it) returns the loss of the
+// step's batch, drawn from split.train, and moves state), the held-out selection every
+// eval_every steps (held_out(state): the held-out MSE; the best state is kept, the initial one
+// included, rep.heldout_before its value) and early stopping; a non-finite loss is an error
+// naming `where`. state ends as the selected one; rep gets iterations, best_iteration and
+// stopped_early.
+template <class State, class Step, class HeldOut>
+void run_steps(const adaquant_options& opt, const sample_split& split, std::size_t batch_size,
+               splitmix64& rng, State& state, layer_report& rep, const char* where, Step step,
+               HeldOut held_out) {
+  const bool hold = !split.hold.empty();
+  State best = state;
+  double best_hold = rep.heldout_before;
+  std::size_t since_best = 0;
+  batch_sampler sampler(split.train);
+  std::vector<std::size_t> batch(batch_size);
+  std::size_t it = 0;
+  while (it < opt.iterations) {
+    sampler.draw(batch, rng);
+    const double loss = step(state, std::span<const std::size_t>(batch), it);
+    if (!std::isfinite(loss))
+      fail(errc::non_finite, where,
+           "became " + std::to_string(loss) + " at step " + std::to_string(it + 1));
+    ++it;
+    if (hold && (it % opt.eval_every == 0 || it == opt.iterations)) {
+      const double h = held_out(state);
       if (h < best_hold) {
         best_hold = h;
         best = state;
@@ -458,18 +522,17 @@ inline layer_result adaquant_optimize(layer_objective& obj, const adaquant_optio
     }
   }
   rep.iterations = it;
-  if (!hold.empty())
-    state = best;
+  if (hold)
+    state = std::move(best);
   else
     rep.best_iteration = it;
+}
 
-  layer_result res;
-  res.report = rep;
-  res.report.mse_after = obj.value(state, train_sorted);
-  if (!hold.empty()) res.report.heldout_after = obj.value(state, hold);
+// Weights, bias and integer grids of `state` into res (report untouched).
+inline void fill_result(layer_objective& obj, layer_state state, layer_result& res) {
   res.weights = obj.quantized_weights(state);
   res.bias = state.bias;
-  if (cfg.weight_block) {
+  if (obj.config().weight_block) {
     res.weight_blocks = obj.weight_block_params(state);
     res.weight_params = {{}, {}, res.weight_blocks->qmin, res.weight_blocks->qmax, 0};
   } else {
@@ -477,6 +540,51 @@ inline layer_result adaquant_optimize(layer_objective& obj, const adaquant_optio
   }
   res.act_params = obj.act_params(state);
   res.state = std::move(state);
+}
+}  // namespace detail
+
+// Optimises one layer from the starting parameters `init` (e.g. estimate_initial_params). The
+// objective's config (grids, rounding, activation) is used.
+inline layer_result adaquant_optimize(layer_objective& obj, const adaquant_options& opt,
+                                      const initial_quant_params& init) {
+  detail::validate_options(opt);
+  const auto t0 = std::chrono::steady_clock::now();
+  const layer_quant_config& cfg = obj.config();
+  const layer_geometry& g = obj.geometry();
+
+  layer_state state;
+  const bool ada = detail::start_state(obj, opt, init, state, [&](layer_state& s) {
+    obj.use_adaround(s, opt.adaround.zeta, opt.adaround.gamma);
+  });
+
+  detail::splitmix64 rng{opt.seed};
+  const detail::sample_split split =
+      detail::split_samples(obj.samples(), opt.holdout_fraction, rng);
+  const std::vector<std::size_t>& hold = split.hold;
+
+  layer_report rep = detail::report_before(
+      split, [&](std::span<const std::size_t> samples) { return obj.value(state, samples); });
+
+  detail::layer_trainer trainer(obj, opt, state, ada);
+  layer_state grad;
+  const std::size_t B = std::min(step_samples(opt, g), split.train.size());
+  const float qdrop = opt.qdrop ? *opt.qdrop : default_qdrop(cfg);
+
+  detail::run_steps(
+      opt, split, B, rng, state, rep, "adaquant: loss",
+      [&](layer_state& st, std::span<const std::size_t> batch, std::size_t it) {
+        const double loss =
+            obj.gradient(st, batch, grad, opt.train, {qdrop, detail::mix_seed(opt.seed, it)});
+        if (std::isfinite(loss)) trainer.step(st, grad, it);
+        return loss;
+      },
+      [&](const layer_state& st) { return obj.value(st, hold); });
+
+  layer_result res;
+  res.report = rep;
+  res.report.mse_after = obj.value(state, split.train_sorted);
+  if (!hold.empty()) res.report.heldout_after = obj.value(state, hold);
+  detail::fill_result(obj, std::move(state), res);
   res.report.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   return res;
 }

@@ -128,8 +128,8 @@ layer_io capture_valid_rows(Net& net, const layer_desc& d, std::size_t first, st
   if (!(linear && io.row_mask.size() == m * rows))
     fail(errc::shape_mismatch,
          "adaquant_calibrate: capture(layer " + std::to_string(d.id) + ").row_mask",
-         linear ? "has " + std::to_string(io.row_mask.size()) + " entries for " + std::to_string(m) +
-                      " samples of " + std::to_string(rows) + " rows"
+         linear ? "has " + std::to_string(io.row_mask.size()) + " entries for " +
+                      std::to_string(m) + " samples of " + std::to_string(rows) + " rows"
                 : std::string("must be empty for a convolution"));
   layer_io valid;
   if (want_inputs) append_valid_rows(io.inputs, io.row_mask, in / rows, valid.inputs);

@@ -307,11 +307,7 @@ class layer_objective {
                    "must be finite and > 0, got " + std::to_string(s.act_scale));
   }
   void check_batch(std::span<const std::size_t> batch, const char* fn) const {
-    for (std::size_t i : batch)
-      if (!(i < n_))
-        detail::fail(
-            errc::invalid_argument, std::string(fn) + ": batch",
-            "sample index " + std::to_string(i) + " >= " + std::to_string(n_) + " samples");
+    detail::check_sample_indices(batch, n_, fn);
   }
   [[nodiscard]] std::size_t eval_chunk() const noexcept {
     std::size_t per = g_.input_per_sample() + 2 * g_.output_per_sample();

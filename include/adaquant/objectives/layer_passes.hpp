@@ -17,9 +17,19 @@
 #include <cstddef>
 #include <cstdint>
 #include <span>
+#include <string>
 #include <vector>
 
 namespace adaquant::detail {
+
+// Throws errc::invalid_argument naming `fn: batch` for a sample index >= n.
+inline void check_sample_indices(std::span<const std::size_t> batch, std::size_t n,
+                                 const char* fn) {
+  for (std::size_t i : batch)
+    if (!(i < n))
+      fail(errc::invalid_argument, std::string(fn) + ": batch",
+           "sample index " + std::to_string(i) + " >= " + std::to_string(n) + " samples");
+}
 
 inline std::vector<std::int32_t> rounded_zero_points(const layer_quant_config& cfg,
                                                      const layer_state& s) {

@@ -1,0 +1,148 @@
+// Block reconstruction (calibrate/block.hpp): a one-layer block is adaquant_optimize bit for bit,
+// a residual block's output error drops below round-to-nearest's, determinism, bad options.
+
+#include "support/adaquant_test_util.hpp"
+#include "support/expect_error.hpp"
+
+#include <adaquant/calibrate/block.hpp>
+
+#include <catch2/catch.hpp>
+
+#include <cstring>
+
+using namespace adaquant;
+using adaquant_test::conv_geom;
+using adaquant_test::randn;
+
+namespace {
+
+bool same_bits(const std::vector<float>& a, const std::vector<float>& b) {
+  return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
+}
+
+adaquant_options fast_options(std::size_t iters = 150) {
+  adaquant_options o;
+  o.iterations = iters;
+  o.batch_size = 16;
+  o.eval_every = 25;
+  o.seed = 7;
+  return o;
+}
+
+// conv 3x3, relu, conv 3x3, + input, relu; targets are the full-precision block's outputs, inputs
+// are ReLU'd Gaussians.
+struct residual_case {
+  layer_geometry g = conv_geom(6, 6, 6, 6, 3, 1, 1);
+  std::vector<float> w0, b0, w1, b1, x, t;
+  block_program prog;
+  explicit residual_case(std::size_t n) {
+    const float sd = 1.0f / std::sqrt(static_cast<float>(g.weights_per_channel()));
+    w0 = randn(g.weight_size(), sd, 1);
+    w1 = randn(g.weight_size(), sd, 2);
+    b0 = randn(6, 0.1f, 3);
+    b1 = randn(6, 0.1f, 4);
+    x = randn(n * g.input_per_sample(), 1.0f, 5, 0.3f);
+    for (float& v : x) v = v > 0.0f ? v : 0.0f;
+    std::vector<float> h(x.size()), y(x.size());
+    conv2d_forward(g.conv, x, w0, b0, h, output_activation::relu);
+    conv2d_forward(g.conv, h, w1, b1, y);
+    t.resize(y.size());
+    for (std::size_t i = 0; i < y.size(); ++i) t[i] = std::max(0.0f, y[i] + x[i]);
+    prog.input_sizes = {g.input_per_sample()};
+    prog.ops = {block_op::layer_of(0, 0), block_op::relu(1), block_op::layer_of(1, 2),
+                block_op::add(3, 0), block_op::relu(4)};
+    prog.output = 5;
+  }
+  block_objective objective(int bits) const {
+    layer_quant_config c;
+    c.weight_scheme = {bits, true, true, false};
+    c.act_scheme = {bits, false, false, false};
+    return block_objective({{g, w0, b0, c}, {g, w1, b1, c}}, prog, {x}, t);
+  }
+};
+
+}  // namespace
+
+TEST_CASE("A one-layer block optimises exactly as adaquant_optimize", "[block][calibrate]") {
+  const adaquant_test::random_layer L(conv_geom(4, 5, 6, 6, 3, 1, 1), 48, 9);
+  layer_quant_config c;
+  c.weight_scheme = {3, true, true, false};
+  c.act_scheme = {3, false, false, false};
+  block_program p;
+  p.input_sizes = {L.geometry.input_per_sample()};
+  p.ops = {block_op::layer_of(0, 0)};
+  p.output = 1;
+  for (const weight_rounding r : {weight_rounding::learned_step, weight_rounding::adaround}) {
+    adaquant_options o = fast_options();
+    o.qdrop = 0.0f;  // the block draws QDrop per layer from its own streams
+    o.rounding = r;
+    block_objective block({{L.geometry, L.w, L.b, c}}, p, {L.x}, L.y);
+    layer_objective single(L.geometry, L.w, L.b, L.x, L.y, c);
+    const layer_quantizers q = quantizers_of(c);
+    const std::vector<initial_quant_params> init = estimate_block_initial_params(block, {&q, 1});
+    const block_result rb = block_optimize(block, o, init);
+    const layer_result rl = adaquant_optimize(single, o, estimate_initial_params(single, q));
+    CHECK(same_bits(rb.layers[0].weights, rl.weights));
+    CHECK(same_bits(rb.layers[0].bias, rl.bias));
+    CHECK(rb.layers[0].act_params.scale == rl.act_params.scale);
+    CHECK(rb.report.mse_after == rl.report.mse_after);
+    CHECK(rb.report.best_iteration == rl.report.best_iteration);
+  }
+}
+
+TEST_CASE("Block reconstruction lowers the block output error below round-to-nearest",
+          "[block][calibrate]") {
+  const residual_case rc(96);
+  for (int bits : {4, 3}) {
+    block_objective obj = rc.objective(bits);
+    const layer_quantizers q = quantizers_of(obj.layer(0).config());
+    const auto init = estimate_block_initial_params(obj, {&q, 1});
+    adaquant_options o = fast_options(300);
+    o.qdrop = 0.0f;
+    const block_result r = block_optimize(obj, o, init);
+    WARN("W" << bits << "A" << bits << " block: " << to_string(r.report));
+    // Held-out selection: never worse than the start. Measured on this block (6 channels, 86
+    // training samples): x1.17 at W4A4, x1.05 at W3A3.
+    CHECK(r.report.heldout_after <= r.report.heldout_before);
+    CHECK(r.report.mse_after < (bits == 4 ? 0.95 : 0.99) * r.report.mse_before);
+    REQUIRE(r.layers.size() == 2);
+    for (const layer_result& l : r.layers)
+      for (float v : l.weights) CHECK(std::isfinite(v));
+  }
+}
+
+TEST_CASE("Block reconstruction is deterministic", "[block][calibrate]") {
+  const residual_case rc(40);
+  const auto run = [&] {
+    block_objective obj = rc.objective(3);
+    const layer_quantizers q = quantizers_of(obj.layer(0).config());
+    adaquant_options o = fast_options(60);
+    o.qdrop = 0.5f;
+    return block_optimize(obj, o, estimate_block_initial_params(obj, {&q, 1}));
+  };
+  const block_result a = run(), b = run();
+  for (std::size_t k = 0; k < 2; ++k) {
+    CHECK(same_bits(a.layers[k].weights, b.layers[k].weights));
+    CHECK(same_bits(a.layers[k].bias, b.layers[k].bias));
+    CHECK(a.layers[k].act_params.scale == b.layers[k].act_params.scale);
+  }
+  CHECK(a.report.mse_after == b.report.mse_after);
+}
+
+TEST_CASE("Block reconstruction refuses bad options and initial parameters",
+          "[block][calibrate][errors]") {
+  using adaquant_test::expect_error;
+  const residual_case rc(20);
+  block_objective obj = rc.objective(4);
+  const layer_quantizers q = quantizers_of(obj.layer(0).config());
+  auto init = estimate_block_initial_params(obj, {&q, 1});
+  adaquant_options o = fast_options(10);
+  o.qdrop = 1.5f;
+  expect_error([&] { (void)block_optimize(obj, o, init); }, errc::invalid_argument, "qdrop");
+  init.pop_back();
+  expect_error([&] { (void)block_optimize(obj, fast_options(10), init); }, errc::shape_mismatch,
+               "block_optimize: init");
+  const std::vector<layer_quantizers> three(3, q);
+  expect_error([&] { (void)estimate_block_initial_params(obj, three); }, errc::shape_mismatch,
+               "3 for 2 layers");
+}

@@ -1,0 +1,286 @@
+// Block objective: forward against the direct double evaluation, gradients of every group against
+// central differences of the straight-through surrogate (residual block, linear chain, QDrop,
+// AdaRound, weight-only, asymmetric), determinism, program and input validation.
+
+#include "support/adaquant_test_util.hpp"
+#include "support/expect_error.hpp"
+
+#include <adaquant/calibrate/adaquant.hpp>
+#include <adaquant/objectives/block_gradient_check.hpp>
+
+#include <catch2/catch.hpp>
+
+#include <cmath>
+#include <cstring>
+
+using namespace adaquant;
+using adaquant_test::conv_geom;
+using adaquant_test::linear_geom;
+using adaquant_test::randn;
+
+namespace {
+
+// A block's layers with random weights, its program, inputs and (random) targets.
+struct random_block {
+  std::vector<layer_geometry> geoms;
+  std::vector<std::vector<float>> w, b;
+  block_program prog;
+  std::vector<float> x, t;
+
+  random_block(std::vector<layer_geometry> g, block_program p, std::size_t n, std::uint32_t seed)
+      : geoms(std::move(g)), prog(std::move(p)) {
+    for (std::size_t k = 0; k < geoms.size(); ++k) {
+      const float sd = 1.0f / std::sqrt(static_cast<float>(geoms[k].weights_per_channel()));
+      w.push_back(randn(geoms[k].weight_size(), sd, seed + 10 * static_cast<std::uint32_t>(k)));
+      b.push_back(
+          randn(geoms[k].out_channels(), 0.1f, seed + 10 * static_cast<std::uint32_t>(k) + 1));
+    }
+    x = randn(n * prog.input_sizes[0], 1.0f, seed + 100, 0.3f);
+    for (float& v : x) v = v > 0.0f ? v : 0.0f;
+    const auto sizes = prog.slot_sizes(geoms, "test");
+    t = randn(n * sizes[prog.output], 0.5f, seed + 200, 0.2f);
+  }
+  block_objective objective(const layer_quant_config& cfg) const {
+    std::vector<block_layer> layers;
+    for (std::size_t k = 0; k < geoms.size(); ++k) layers.push_back({geoms[k], w[k], b[k], cfg});
+    return block_objective(layers, prog, {x}, t);
+  }
+};
+
+// conv 3x3, relu, conv 3x3, + input, relu.
+random_block residual_block(std::size_t n = 6) {
+  const layer_geometry c = conv_geom(4, 4, 5, 5, 3, 1, 1);
+  block_program p;
+  p.input_sizes = {c.input_per_sample()};
+  p.ops = {block_op::layer_of(0, 0), block_op::relu(1), block_op::layer_of(1, 2),
+           block_op::add(3, 0), block_op::relu(4)};
+  p.output = 5;
+  return random_block({c, c}, p, n, 3);
+}
+
+// linear, relu6, linear, identity, relu, linear.
+random_block linear_chain(std::size_t n = 12) {
+  block_program p;
+  p.input_sizes = {10};
+  p.ops = {block_op::layer_of(0, 0), block_op::relu6(1), block_op::layer_of(1, 2),
+           block_op::identity(3),    block_op::relu(4),  block_op::layer_of(2, 5)};
+  p.output = 6;
+  return random_block({linear_geom(10, 9), linear_geom(9, 8), linear_geom(8, 5)}, p, n, 5);
+}
+
+layer_quant_config config(int bits, bool symmetric_weights = true) {
+  layer_quant_config c;
+  c.weight_scheme = {bits, symmetric_weights, symmetric_weights, false};
+  c.act_scheme = {bits, false, false, false};
+  return c;
+}
+
+// Round-to-nearest per layer from min/max ranges, moved off the grid (as test_objective.cpp).
+std::vector<layer_state> perturbed_states(block_objective& obj) {
+  std::vector<layer_state> states;
+  for (std::size_t k = 0; k < obj.layers(); ++k) {
+    layer_objective& L = obj.layer(k);
+    const auto init = estimate_initial_params(
+        L, quantizers_of(L.config(), range_method::min_max, range_method::min_max));
+    layer_state s = init.weight_blocks ? L.initial_state(*init.weight_blocks, init.act)
+                                       : L.initial_state(init.weight, init.act);
+    const auto v = randn(s.weight_offset.size(), 1.0f, 77 + static_cast<std::uint32_t>(k));
+    const weight_grouping& wg = L.weight_groups();
+    for (std::size_t i = 0; i < v.size(); ++i)
+      s.weight_offset[i] = 0.3f * v[i] * s.weight_scale[wg.group(i / wg.k, i % wg.k)];
+    for (std::size_t c = 0; c < s.bias.size(); ++c) s.bias[c] += 0.01f * static_cast<float>(c % 3);
+    for (std::size_t g = 0; g < s.weight_scale.size(); ++g) {
+      s.weight_scale[g] *= 0.83f + 0.01f * static_cast<float>(g % 5);
+      s.weight_zero_point[g] += 0.23f;
+    }
+    s.act_scale *= 0.71f;
+    s.act_zero_point += 0.31f;
+    states.push_back(s);
+  }
+  return states;
+}
+
+void check_block(const random_block& rb, const layer_quant_config& cfg,
+                 const input_drop& drop = {}) {
+  block_objective obj = rb.objective(cfg);
+  std::vector<layer_state> s = perturbed_states(obj);
+  std::vector<std::size_t> batch;
+  for (std::size_t i = 0; i < obj.samples(); i += 2) batch.push_back(i);
+  const double fast = obj.value(s, batch);
+  const double ref = block_straight_through_surrogate(obj, s, s, batch);
+  CHECK(fast == Approx(ref).epsilon(1e-4));
+  const gradient_check_result r = check_block_gradient(obj, s, batch, {}, 1e-3, 24, drop);
+  INFO("worst: " << r.worst << " error " << r.max_error);
+  CHECK(r.checked > 50);
+  CHECK(r.max_error < 1e-4);
+}
+
+bool same_bits(const std::vector<float>& a, const std::vector<float>& b) {
+  return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
+}
+
+}  // namespace
+
+TEST_CASE("Block gradients match central differences on a residual block",
+          "[block][objective][gradient]") {
+  check_block(residual_block(), config(4));
+  check_block(residual_block(), config(3, false));  // asymmetric weights: zero points too
+}
+
+TEST_CASE("Block gradients match central differences on a linear chain",
+          "[block][objective][gradient]") {
+  check_block(linear_chain(), config(4));
+  check_block(linear_chain(), config(2, false));
+  layer_quant_config weight_only = config(3);
+  weight_only.quantize_activations = false;
+  check_block(linear_chain(), weight_only);
+  layer_quant_config blocks = config(4);
+  blocks.weight_block = 4;
+  check_block(linear_chain(), blocks);
+}
+
+TEST_CASE("Block gradients match central differences with QDrop and AdaRound",
+          "[block][objective][gradient]") {
+  check_block(residual_block(), config(3), {0.5f, 9});
+  check_block(linear_chain(), config(3), {0.5f, 9});
+}
+
+// The surrogate freezes the weight grid, which AdaRound's relaxed weights do not have: as for one
+// layer (test_adaround.cpp), the directional derivative of relaxed_value along sign(dL/dV) of all
+// layers, on weight-only layers (no input rounding between the layers, so relaxed_value is smooth
+// but for the ReLU kinks).
+TEST_CASE("Block AdaRound gradient matches the directional derivative of relaxed_value",
+          "[block][objective][adaround][gradient]") {
+  layer_quant_config cfg = config(3);
+  cfg.quantize_activations = false;
+  for (const random_block& rb : {residual_block(), linear_chain()}) {
+    block_objective obj = rb.objective(cfg);
+    std::vector<layer_state> s = perturbed_states(obj);
+    for (std::size_t k = 0; k < obj.layers(); ++k) obj.use_adaround(k, s[k], 1.1f, -0.1f);
+    std::vector<layer_state> grad;
+    (void)obj.gradient(s, {}, grad, {true, false, false, false});
+    double slope = 0.0;
+    std::vector<layer_state> up = s, down = s;
+    const float h = 1e-2f;
+    for (std::size_t k = 0; k < s.size(); ++k)
+      for (std::size_t i = 0; i < s[k].weight_offset.size(); ++i) {
+        const float d = grad[k].weight_offset[i] > 0.0f ? 1.0f : -1.0f;
+        slope += static_cast<double>(grad[k].weight_offset[i]) * d;
+        up[k].weight_offset[i] += h * d;
+        down[k].weight_offset[i] -= h * d;
+      }
+    REQUIRE(slope > 0.0);
+    const double numeric = (obj.relaxed_value(up) - obj.relaxed_value(down)) / (2.0 * h);
+    CHECK(slope == Approx(numeric).epsilon(2e-2));
+  }
+}
+
+TEST_CASE("A one-layer block is the per-layer objective without activation", "[block][objective]") {
+  const layer_geometry g = conv_geom(3, 5, 6, 6, 3, 1, 1);
+  block_program p;
+  p.input_sizes = {g.input_per_sample()};
+  p.ops = {block_op::layer_of(0, 0)};
+  p.output = 1;
+  const random_block rb({g}, p, 8, 21);
+  block_objective obj = rb.objective(config(3));
+  layer_objective single(g, rb.w[0], rb.b[0], rb.x, rb.t, config(3));
+  const std::vector<layer_state> s = perturbed_states(obj);
+  CHECK(obj.value(s) == single.value(s[0]));
+  std::vector<layer_state> gb;
+  layer_state gl;
+  const std::vector<std::size_t> batch = {1, 4, 6};
+  CHECK(obj.gradient(s, batch, gb) == single.gradient(s[0], batch, gl));
+  CHECK(same_bits(gb[0].weight_offset, gl.weight_offset));
+  CHECK(same_bits(gb[0].weight_scale, gl.weight_scale));
+  CHECK(same_bits(gb[0].bias, gl.bias));
+  CHECK(gb[0].act_scale == gl.act_scale);
+  CHECK(gb[0].act_zero_point == gl.act_zero_point);
+}
+
+TEST_CASE("Block gradients are deterministic", "[block][objective]") {
+  const random_block rb = residual_block(10);
+  block_objective a = rb.objective(config(3));
+  block_objective b = rb.objective(config(3));
+  const std::vector<layer_state> s = perturbed_states(a);
+  std::vector<layer_state> ga, gb;
+  const std::vector<std::size_t> batch = {7, 2, 5, 9};
+  const double la = a.gradient(s, batch, ga, {}, {0.5f, 3});
+  (void)b.value(s);  // different history
+  const double lb = b.gradient(s, batch, gb, {}, {0.5f, 3});
+  CHECK(la == lb);
+  for (std::size_t k = 0; k < 2; ++k) {
+    CHECK(same_bits(ga[k].weight_offset, gb[k].weight_offset));
+    CHECK(same_bits(ga[k].weight_scale, gb[k].weight_scale));
+    CHECK(same_bits(ga[k].bias, gb[k].bias));
+    CHECK(ga[k].act_scale == gb[k].act_scale);
+  }
+}
+
+TEST_CASE("Block programs that do not fit their layers are refused", "[block][objective][errors]") {
+  const random_block rb = residual_block();
+  const auto make = [&](block_program p) {
+    std::vector<block_layer> layers;
+    for (std::size_t k = 0; k < 2; ++k)
+      layers.push_back({rb.geoms[k], rb.w[k], rb.b[k], config(4)});
+    return block_objective(layers, p, {rb.x}, rb.t);
+  };
+  using adaquant_test::expect_error;
+  block_program p = rb.prog;
+  p.ops[2] = block_op::layer_of(1, 4);  // reads a later slot
+  expect_error([&] { (void)make(p); }, errc::invalid_argument, "ops[2].a");
+  p = rb.prog;
+  p.ops[2] = block_op::layer_of(0, 2);  // layer 0 twice, layer 1 never
+  expect_error([&] { (void)make(p); }, errc::invalid_argument, "layer 0 is used twice");
+  p = rb.prog;
+  p.ops.resize(2);
+  p.output = 2;
+  expect_error([&] { (void)make(p); }, errc::invalid_argument, "no op applies layer 1");
+  p = rb.prog;
+  p.output = 9;
+  expect_error([&] { (void)make(p); }, errc::invalid_argument, "output");
+  p = rb.prog;
+  p.ops[3] = block_op::add(3, 1);  // the conv's output and its relu: fine
+  CHECK_NOTHROW(make(p));
+  p.ops[3] = block_op::add(2, 0);  // a relu'd conv output of 4x5x5 and... the same size
+  CHECK_NOTHROW(make(p));
+  block_program q;
+  q.input_sizes = {10};
+  q.ops = {block_op::layer_of(0, 0), block_op::add(1, 0)};  // 9 + 10 floats
+  q.output = 2;
+  const std::vector<float> w(90, 0.1f), x(20, 1.0f), t(18, 0.0f);
+  expect_error(
+      [&] {
+        (void)block_objective({{linear_geom(10, 9), w, {}, config(4)}}, q, {x}, t);
+      },
+      errc::shape_mismatch, "ops[1]: adds slots of 9 and 10");
+  p = rb.prog;
+  p.input_sizes = {7};
+  expect_error([&] { (void)make(p); }, errc::shape_mismatch, "ops[0].a");
+}
+
+TEST_CASE("Block inputs, targets and states are validated", "[block][objective][errors]") {
+  using adaquant_test::expect_error;
+  const random_block rb = residual_block();
+  std::vector<block_layer> layers;
+  for (std::size_t k = 0; k < 2; ++k) layers.push_back({rb.geoms[k], rb.w[k], rb.b[k], config(4)});
+  expect_error(
+      [&] {
+        (void)block_objective(layers, rb.prog, {rb.x, rb.x}, rb.t);
+      },
+      errc::shape_mismatch, "inputs");
+  const std::span<const float> short_t(rb.t.data(), rb.t.size() - 1);
+  expect_error([&] { (void)block_objective(layers, rb.prog, {rb.x}, short_t); },
+               errc::shape_mismatch, "targets");
+  std::vector<float> bad = rb.x;
+  bad[5] = std::nanf("");
+  expect_error([&] { (void)block_objective(layers, rb.prog, {bad}, rb.t); }, errc::non_finite,
+               "inputs[0]");
+  block_objective obj(layers, rb.prog, {rb.x}, rb.t);
+  std::vector<layer_state> s = perturbed_states(obj);
+  expect_error([&] { (void)obj.value(std::span(s).first(1)); }, errc::shape_mismatch, "states");
+  s[1].weight_scale[0] = -1.0f;
+  expect_error([&] { (void)obj.value(s); }, errc::invalid_argument, "states[1]");
+  s = perturbed_states(obj);
+  const std::vector<std::size_t> batch = {obj.samples()};
+  expect_error([&] { (void)obj.value(s, batch); }, errc::invalid_argument, "batch");
+}
