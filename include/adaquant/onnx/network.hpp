@@ -43,6 +43,7 @@
 // nothing (the calibration inputs' shapes are checked; their values, e.g. token ids, when first
 // run), and a pass holds no copy of its samples: memory grows with the live values only.
 
+#include <adaquant/calibrate/block_network.hpp>
 #include <adaquant/calibrate/network.hpp>
 #include <adaquant/core/parallel.hpp>
 #include <adaquant/onnx/embedding.hpp>
@@ -153,6 +154,12 @@ class onnx_network {
   }
   // ---
 
+  // --- BlockNetwork (calibrate/block_network.hpp; onnx/network_blocks.hpp) ---
+  [[nodiscard]] std::vector<block_desc> blocks() const;
+  [[nodiscard]] block_desc block_of(std::size_t first_layer_id, std::size_t last_layer_id) const;
+  [[nodiscard]] block_io capture_block(const block_desc& b, std::size_t first, std::size_t count);
+  // ---
+
   // Mean KL(p_fp || p_q) between the full-precision and the quantized model's softmax outputs
   // (first output, last axis) over the first loss_samples calibration samples, in double.
   [[nodiscard]] double calibration_loss();
@@ -214,6 +221,7 @@ class onnx_network {
   // The quantized graph changed at `node`: quantized passes and loss passes resume before it,
   // and the range estimates of the products after it are dropped (re-estimated when next needed).
   void invalidate_quantized_from(std::size_t node);
+  [[nodiscard]] block_desc block_of_nodes(std::size_t a, std::size_t b) const;
 
   ::onnx::ModelProto proto_;
   graph fp_, q_;
@@ -232,6 +240,7 @@ class onnx_network {
 };
 
 static_assert(PipelineNetwork<onnx_network>);
+static_assert(BlockNetwork<onnx_network>);
 
 namespace detail {
 
@@ -589,4 +598,5 @@ inline std::vector<layer_origin> onnx_network::layer_origins() const {
 
 }  // namespace adaquant::onnx
 
+#include <adaquant/onnx/network_blocks.hpp>
 #include <adaquant/onnx/network_products.hpp>

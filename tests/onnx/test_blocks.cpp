@@ -1,0 +1,117 @@
+// onnx_network as a BlockNetwork: the reference models' automatic blocks (residual and
+// inverted-residual), their programs reproduce the network's layer inputs, captures, and the
+// errors of user-named blocks.
+
+#include "network_test_util.hpp"
+
+#include <adaquant/objectives/block_objective.hpp>
+#include <adaquant/onnx/load.hpp>
+#include <adaquant/onnx/network.hpp>
+
+#include <catch2/catch.hpp>
+
+#include <algorithm>
+#include <cmath>
+
+namespace aq = adaquant::onnx;
+using namespace adaquant;
+
+namespace {
+aq::onnx_network model_network(const std::string& name, std::size_t n) {
+  aq::tensor x;
+  x.shape = {static_cast<std::int64_t>(n), 1, 28, 28};
+  x.f = onnx_test::pseudo_random(n * 28 * 28, 7, 1.5f);
+  aq::network_options o;
+  o.threads = 2;
+  return aq::onnx_network(aq::load_model(std::string(ADAQUANT_MODELS_DIR) + "/" + name + ".onnx"),
+                          {x}, o);
+}
+std::size_t count_ops(const block_program& p, block_op_kind k) {
+  return static_cast<std::size_t>(
+      std::count_if(p.ops.begin(), p.ops.end(), [&](const block_op& o) { return o.kind == k; }));
+}
+}  // namespace
+
+TEST_CASE("The reference models' automatic blocks are their residual blocks", "[onnx][block]") {
+  for (const std::string name : {"resnet_fm", "mobilenetv2_fm"}) {
+    INFO(name);
+    aq::onnx_network net = model_network(name, 4);
+    const std::vector<block_desc> blocks = net.blocks();
+    REQUIRE(!blocks.empty());
+    WARN(name << ": " << blocks.size() << " blocks, the first " << blocks[0].name << " ("
+              << blocks[0].layers.size() << " layers)");
+    std::size_t last = 0;
+    for (const block_desc& b : blocks) {
+      INFO(b.name);
+      CHECK(b.layers.size() >= 2);
+      CHECK(b.program.inputs() == 1);
+      CHECK(b.first_node >= last);
+      last = b.last_node + 1;
+      CHECK(std::is_sorted(b.layers.begin(), b.layers.end()));
+      if (name == "resnet_fm") {  // conv-relu-conv (+ projection) + add, relu
+        CHECK(count_ops(b.program, block_op_kind::add) == 1);
+        CHECK(count_ops(b.program, block_op_kind::relu) == 2);
+      } else {
+        CHECK(count_ops(b.program, block_op_kind::relu6) >= 1);
+      }
+    }
+    // ResNet: 3 stages of 2 blocks; the stem and the classifier stay per layer.
+    if (name == "resnet_fm") CHECK(blocks.size() == 6);
+  }
+}
+
+TEST_CASE("A block's program reproduces the network's layer inputs and outputs", "[onnx][block]") {
+  for (const std::string name : {"resnet_fm", "mobilenetv2_fm"}) {
+    INFO(name);
+    aq::onnx_network net = model_network(name, 3);
+    const auto layers = net.quantizable_layers();
+    for (const block_desc& b : net.blocks()) {
+      INFO(b.name);
+      block_io io = net.capture_block(b, 0, 3);
+      std::vector<block_layer> bl;
+      for (std::size_t id : b.layers) {
+        const auto it = std::find_if(layers.begin(), layers.end(),
+                                     [&](const layer_desc& d) { return d.id == id; });
+        bl.push_back({it->geometry, it->weight, it->bias, layer_quant_config{}});
+      }
+      std::vector<std::span<const float>> in(io.inputs.begin(), io.inputs.end());
+      block_objective obj(bl, b.program, in, io.outputs);
+      for (std::size_t k = 0; k < b.layers.size(); ++k) {
+        const layer_io ref = net.capture(b.layers[k], 0, 3, capture_mode::full_precision);
+        const auto mine = obj.layer(k).inputs();
+        REQUIRE(mine.size() == ref.inputs.size());
+        double worst = 0.0;
+        for (std::size_t i = 0; i < mine.size(); ++i)
+          worst = std::max(worst, std::abs(static_cast<double>(mine[i]) - ref.inputs[i]) /
+                                      (1.0 + std::abs(static_cast<double>(ref.inputs[i]))));
+        CHECK(worst < 1e-4);
+      }
+      // The last op's result (the program in full precision) against the captured output: the
+      // per-layer objective's targets are the layers' outputs, the block's its output.
+      const layer_io last =
+          net.capture(b.layers.back(), 0, 3, capture_mode::full_precision, {false, true});
+      const auto mine = obj.layer(b.layers.size() - 1).targets();
+      REQUIRE(mine.size() == last.outputs.size());
+      for (std::size_t i = 0; i < mine.size(); i += 97)
+        CHECK(mine[i] == Approx(last.outputs[i]).margin(1e-4).epsilon(1e-4));
+    }
+  }
+}
+
+TEST_CASE("User-named blocks outside the program's ops or layers are errors naming them",
+          "[onnx][block][errors]") {
+  aq::onnx_network net = model_network("resnet_fm", 2);
+  const auto layers = net.quantizable_layers();
+  const std::size_t fc = layers.back().id, before = layers[layers.size() - 2].id;
+  // The last conv through the classifier runs over the global average pool (ReduceMean).
+  onnx_test::expect_error([&] { (void)net.block_of(before, fc); }, errc::invalid_argument,
+                          {"ReduceMean", "is not supported in a block"});
+  onnx_test::expect_error([&] { (void)net.block_of(fc, before); }, errc::invalid_argument,
+                          {"block_of", "the first not after the last"});
+  onnx_test::expect_error([&] { (void)net.block_of(layers[0].id + 1, fc); }, errc::invalid_argument,
+                          {"must be quantizable layers"});
+  // A run that ends inside a residual block leaves two values live after it.
+  onnx_test::expect_error([&] { (void)net.block_of(layers[0].id, layers[1].id); },
+                          errc::invalid_argument, {"a block has one output"});
+  CHECK_NOTHROW(net.block_of(layers[1].id, layers[2].id));
+}
