@@ -4,6 +4,7 @@
 
 #include "network_test_util.hpp"
 
+#include <adaquant/calibrate/driver.hpp>
 #include <adaquant/objectives/block_objective.hpp>
 #include <adaquant/onnx/load.hpp>
 #include <adaquant/onnx/network.hpp>
@@ -114,4 +115,31 @@ TEST_CASE("User-named blocks outside the program's ops or layers are errors nami
   onnx_test::expect_error([&] { (void)net.block_of(layers[0].id, layers[1].id); },
                           errc::invalid_argument, {"a block has one output"});
   CHECK_NOTHROW(net.block_of(layers[1].id, layers[2].id));
+}
+
+TEST_CASE("Sequential calibration by block quantizes every layer of the network",
+          "[onnx][block][calibrate]") {
+  aq::onnx_network net = model_network("resnet_fm", 12);
+  calibration_options co;
+  co.layer.iterations = 20;
+  co.layer.batch_size = 4;
+  co.reconstruction = reconstruction_unit::block;
+  const layer_quantizers q{quantizer_spec::weights(3), quantizer_spec::activations(4)};
+  const calibration_report r = adaquant_calibrate(net, q, co);
+  const auto layers = net.quantizable_layers();
+  REQUIRE(r.layers.size() == layers.size());
+  // A block's layers share the block's report (its output MSE); a layer alone has its own.
+  const std::vector<block_desc> blocks = net.blocks();
+  std::size_t shared = 0;
+  for (std::size_t k = 0; k + 1 < r.layers.size(); ++k)
+    shared += r.layers[k].mse_before == r.layers[k + 1].mse_before;
+  std::size_t in_blocks = 0;
+  for (const block_desc& b : blocks) in_blocks += b.layers.size() - 1;
+  CHECK(shared == in_blocks);
+  for (const layer_report& l : r.layers) CHECK(l.heldout_after <= l.heldout_before);
+  for (const layer_desc& d : layers) CHECK(net.quantized().at(d.id).layer->input_quant);
+
+  co.order = calibration_order::parallel;
+  onnx_test::expect_error([&] { (void)adaquant_calibrate(net, q, co); }, errc::invalid_argument,
+                          {"options.reconstruction", "sequential"});
 }

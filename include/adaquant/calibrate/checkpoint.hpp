@@ -87,8 +87,8 @@ inline void put_quantized_layer(record_writer& w, const quantized_layer& q) {
 // The layer saved for `d`; a record of another layer or of other sizes is refused.
 inline quantized_layer get_quantized_layer(record_reader& r, const layer_desc& d) {
   quantized_layer q;
-  auto& [id, weight, bias, weight_params, weight_blocks, act_params, quantize_input, act_rounding] =
-      q;
+  auto& [id, weight, bias, weight_params, weight_blocks, act_params, quantize_input,
+         act_rounding] = q;
   id = r.u64();
   weight = r.values<float>();
   bias = r.values<float>();

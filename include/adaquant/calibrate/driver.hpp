@@ -36,6 +36,8 @@
 // (the first failing layer in layer order is reported).
 
 #include <adaquant/calibrate/adaquant.hpp>
+#include <adaquant/calibrate/block.hpp>
+#include <adaquant/calibrate/block_network.hpp>
 #include <adaquant/calibrate/checkpoint.hpp>
 #include <adaquant/calibrate/memory.hpp>
 #include <adaquant/calibrate/network.hpp>
@@ -47,6 +49,7 @@
 #include <chrono>
 #include <exception>
 #include <functional>
+#include <map>
 #include <optional>
 #include <set>
 #include <span>
@@ -56,10 +59,17 @@
 namespace adaquant {
 
 enum class calibration_order { parallel, sequential };
+// What one optimisation reconstructs: a layer (AdaQuant), or, in sequential order on a
+// BlockNetwork (calibrate/block_network.hpp), each of the network's blocks as a whole
+// (calibrate/block.hpp; BRECQ) and the layers outside blocks one at a time.
+enum class reconstruction_unit { layer, block };
 
 struct calibration_options {
   adaquant_options layer{};  // for every layer (its seed is mixed with the layer id)
   calibration_order order = calibration_order::sequential;
+  // block: sequential order only, on a network offering blocks; checkpoint records then go under
+  // "<unit>-block" (a block's layers are optimised together).
+  reconstruction_unit reconstruction = reconstruction_unit::layer;
   // Optional per-layer override of the optimisation; return false to skip (keep full precision).
   std::function<bool(const layer_desc&, adaquant_options&)> configure;
   // Optional per-layer initial parameters (otherwise the quantizers' range methods). Called on
@@ -207,6 +217,65 @@ inline quantized_layer to_quantized(std::size_t id, const layer_result& r,
   return q;
 }
 
+// Whether jobs[i ..] are block b's layers, in order, none found in the checkpoint (load(job)
+// tells, and keeps what it found).
+template <class Load>
+bool block_jobs_ready(const block_desc& b, std::vector<layer_job>& jobs, std::size_t i,
+                      Load&& load) {
+  if (!(i + b.layers.size() <= jobs.size())) return false;
+  bool ready = true;
+  for (std::size_t k = 0; k < b.layers.size(); ++k)
+    ready = ready && jobs[i + k].desc->id == b.layers[k];
+  if (!ready) return false;
+  for (std::size_t k = 0; k < b.layers.size(); ++k) ready = !load(jobs[i + k]) && ready;
+  return ready;
+}
+
+// Block reconstruction of b's layers (jobs, in order): the block's inputs from the quantized
+// network and its full-precision output over the n calibration samples (captured in chunks),
+// then block_optimize with the first layer's options. Results (or the error) go into the jobs.
+template <BlockNetwork Net>
+void run_block(Net& net, const block_desc& b, std::span<layer_job> jobs, std::size_t n,
+               std::size_t chunk) {
+  try {
+    const std::string where = "adaquant_calibrate: block " + b.name;
+    block_io io;
+    io.inputs.resize(b.program.inputs());
+    for (std::size_t first = 0; first < n; first += chunk) {
+      const std::size_t m = std::min(chunk, n - first);
+      block_io part = net.capture_block(b, first, m);
+      if (!(part.inputs.size() == io.inputs.size()))
+        fail(errc::shape_mismatch, where + ": capture_block",
+             "returned " + std::to_string(part.inputs.size()) + " inputs for " +
+                 std::to_string(io.inputs.size()));
+      for (std::size_t i = 0; i < io.inputs.size(); ++i)
+        io.inputs[i].insert(io.inputs[i].end(), part.inputs[i].begin(), part.inputs[i].end());
+      io.outputs.insert(io.outputs.end(), part.outputs.begin(), part.outputs.end());
+    }
+    std::vector<block_layer> layers;
+    for (const layer_job& j : jobs)
+      layers.push_back({j.desc->geometry, j.desc->weight, j.desc->bias,
+                        j.quantizers->objective_config(j.desc->activation,
+                                                       "adaquant_calibrate: quantizers[layer " +
+                                                           std::to_string(j.desc->id) + "]")});
+    const std::vector<std::span<const float>> inputs(io.inputs.begin(), io.inputs.end());
+    block_objective obj(std::move(layers), b.program, inputs, io.outputs);
+    std::vector<initial_quant_params> init;
+    for (std::size_t k = 0; k < jobs.size(); ++k) {
+      std::optional<initial_quant_params> ip;
+      if (jobs[k].init) ip = jobs[k].init(*jobs[k].desc, obj.layer(k));
+      init.push_back(ip ? *ip : estimate_initial_params(obj.layer(k), *jobs[k].quantizers));
+    }
+    block_result r = block_optimize(obj, jobs[0].opt, init);
+    for (std::size_t k = 0; k < jobs.size(); ++k) {
+      jobs[k].result = std::move(r.layers[k]);
+      jobs[k].result.report.layer_id = jobs[k].desc->id;
+    }
+  } catch (...) {
+    jobs[0].error = std::current_exception();
+  }
+}
+
 // adaquant_calibrate with its checkpoint records under `unit` ("adaquant", "adaquant-w4", ...).
 template <QuantizableNetwork Net>
 calibration_report calibrate_layers(Net& net, std::span<const layer_quantizers> quantizers,
@@ -234,6 +303,20 @@ calibration_report calibrate_layers(Net& net, std::span<const layer_quantizers> 
     detail::fail(errc::invalid_argument, "adaquant_calibrate: context.capture_batch",
                  "must be > 0");
   detail::validate_options(options.layer);
+  const bool by_block = options.reconstruction == reconstruction_unit::block;
+  std::map<std::size_t, block_desc> block_at;  // first layer id -> block
+  if (by_block) {
+    if (options.order != calibration_order::sequential)
+      detail::fail(errc::invalid_argument, "adaquant_calibrate: options.reconstruction",
+                   "block reconstruction needs the sequential order");
+    if constexpr (BlockNetwork<Net>) {
+      for (block_desc& b : net.blocks()) block_at[b.layers.at(0)] = std::move(b);
+    } else {
+      detail::fail(errc::invalid_argument, "adaquant_calibrate: options.reconstruction",
+                   "block reconstruction needs a network with blocks (BlockNetwork)");
+    }
+  }
+  const std::string key_unit = by_block ? unit + "-block" : unit;
   check_cache_memory(
       layers, n,
       options.order == calibration_order::sequential ? 1 : resolve_threads(context.threads),
@@ -263,7 +346,7 @@ calibration_report calibrate_layers(Net& net, std::span<const layer_quantizers> 
   calibration_report report;
   // A layer's record, when the checkpoint holds it.
   const auto load = [&](detail::layer_job& j) {
-    if (auto r = load_record(context.checkpoint, layer_key(unit, j.desc->id))) {
+    if (auto r = load_record(context.checkpoint, layer_key(key_unit, j.desc->id))) {
       j.saved = get_quantized_layer(*r, *j.desc);
       j.result.report = get_layer_report(*r);
       r->done();
@@ -277,7 +360,7 @@ calibration_report calibrate_layers(Net& net, std::span<const layer_quantizers> 
       record_writer w;
       put_quantized_layer(w, *j.saved);
       put_layer_report(w, j.result.report);
-      save_record(context.checkpoint, layer_key(unit, j.desc->id), w);
+      save_record(context.checkpoint, layer_key(key_unit, j.desc->id), w);
     }
     net.set_quantized(*j.saved);
     report.layers.push_back(j.result.report);
@@ -287,8 +370,19 @@ calibration_report calibrate_layers(Net& net, std::span<const layer_quantizers> 
   };
 
   if (options.order == calibration_order::sequential) {
-    for (detail::layer_job& j : jobs) {
-      if (!load(j)) {
+    for (std::size_t i = 0; i < jobs.size(); ++i) {
+      detail::layer_job& j = jobs[i];
+      if constexpr (BlockNetwork<Net>) {
+        const auto b = block_at.find(j.desc->id);
+        if (b != block_at.end() && detail::block_jobs_ready(b->second, jobs, i, load)) {
+          detail::run_block(net, b->second, std::span(jobs).subspan(i, b->second.layers.size()), n,
+                            chunk);
+          for (std::size_t k = 0; k < b->second.layers.size(); ++k) finish(jobs[i + k]);
+          i += b->second.layers.size() - 1;
+          continue;
+        }
+      }
+      if (!j.saved && !load(j)) {
         capture_all(net, *j.desc, n, chunk, capture_mode::quantized, true, false, j.io);
         capture_all(net, *j.desc, n, chunk, capture_mode::full_precision, false, true, j.io);
         j.run();

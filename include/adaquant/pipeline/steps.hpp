@@ -355,6 +355,22 @@ struct recording_network {
     net.set_quantized(q);
     received[q.id] = q;
   }
+  // BlockNetwork, when Net is one.
+  std::vector<block_desc> blocks() const
+    requires BlockNetwork<Net>
+  {
+    return net.blocks();
+  }
+  block_desc block_of(std::size_t a, std::size_t b) const
+    requires BlockNetwork<Net>
+  {
+    return net.block_of(a, b);
+  }
+  block_io capture_block(const block_desc& b, std::size_t first, std::size_t count)
+    requires BlockNetwork<Net>
+  {
+    return net.capture_block(b, first, count);
+  }
 };
 
 // Step "adaquant": the driver with every layer at its activation bits and at weight bits
