@@ -74,6 +74,8 @@ what to compute
   --loss-samples N       calibration samples of bit allocation's loss      [256]
   --iterations N         AdaQuant iterations per layer                     [1000]
   --order O              sequential | parallel AdaQuant                    [sequential]
+  --reconstruction U     layer | block: AdaQuant per layer, or whole residual blocks
+                         (BRECQ; sequential order; docs/block.md)          [layer]
   --seed N               AdaQuant's seed                                   [0]
   --qdrop P              AdaQuant's QDrop: each input element keeps its float value with
                          probability P in [0, 1] while optimising       [by bits: docs/lowbit.md]

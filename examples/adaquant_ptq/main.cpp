@@ -433,6 +433,7 @@ int run(const args& a) {
           {"iterations",
            s.pipeline == "advanced" ? nlohmann::json(s.iterations) : nlohmann::json(nullptr)},
           {"order", s.order},
+          {"reconstruction", s.reconstruction},
           {"seed", s.seed},
           {"qdrop", s.qdrop ? nlohmann::json(*s.qdrop) : nlohmann::json("default")},
           {"weight_rounding", s.weight_rounding.empty() ? "default" : s.weight_rounding},

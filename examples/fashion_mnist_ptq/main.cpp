@@ -15,6 +15,7 @@
 //                     [--qdrop P]   (AdaQuant's QDrop probability in [0, 1]; default by bits)
 //                     [--lr-weight R] [--lr-quant R]   (AdaQuant's relative rates)
 //                     [--weight-rounding learned_step|adaround]   (default by bits)
+//                     [--reconstruction layer|block]   (AdaQuant per layer or per block)
 //                     [--adaround-lambda L]   (AdaRound's regulariser weight, >= 0)
 //                     [--loss-samples 256]   (calibration images of bit allocation's loss)
 //                     [--models DIR] [--data DIR]   (default: the repository's models/, Debian's
@@ -225,6 +226,7 @@ int run(const args& a, session& s) {
         {"seed", p.seed},
         {"qdrop", p.qdrop ? nlohmann::json(*p.qdrop) : nlohmann::json("default")},
         {"weight_rounding", p.weight_rounding.empty() ? "default" : p.weight_rounding},
+        {"reconstruction", p.reconstruction},
         {"adaround_lambda",
          p.adaround_lambda ? nlohmann::json(*p.adaround_lambda) : nlohmann::json("default")},
         {"loss_samples", a.loss_samples},

@@ -120,6 +120,9 @@ TEST_CASE("the pipeline flags both CLIs share parse into one settings struct", "
       {{"--bn-target", "x"}, "--bn-target: must be one of running, fp, got 'x'"},
       {{"--qdrop", "1.5"}, "--qdrop: must be in [0, 1]"},
       {{"--weight-rounding", "up"}, "--weight-rounding: must be one of learned_step, adaround"},
+      {{"--reconstruction", "net"}, "--reconstruction: must be one of layer, block, got 'net'"},
+      {{"--reconstruction", "block", "--order", "parallel"},
+       "--reconstruction: block needs --order sequential"},
       {{"--adaround-lambda", "-1"}, "--adaround-lambda: must be >= 0"},
       {{"--lr-quant", "0"}, "--lr-quant: must be > 0"},
   };
@@ -129,6 +132,13 @@ TEST_CASE("the pipeline flags both CLIs share parse into one settings struct", "
     adaquant_test::expect_error([&] { ex::check_pipeline_settings(cli, t); },
                                 aq::errc::invalid_argument, "tool: " + message);
   }
+  // Block reconstruction reaches the advanced pipeline's AdaQuant options.
+  ex::pipeline_settings blocks{.pipeline = "advanced"};
+  (void)parse_shared(cli, {"--reconstruction", "block"}, blocks);
+  ex::check_pipeline_settings(cli, blocks);
+  CHECK(ex::advanced_config_of(blocks).adaquant->reconstruction ==
+        aq::reconstruction_unit::block);
+  CHECK(ex::advanced_config_of(s).adaquant->reconstruction == aq::reconstruction_unit::layer);
   // Values that do not parse fail while parsing, naming the flag.
   ex::pipeline_settings t;
   adaquant_test::expect_error(

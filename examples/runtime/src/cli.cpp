@@ -87,6 +87,8 @@ advanced_config advanced_config_of(const pipeline_settings& s) {
   if (s.adaround_lambda) c.adaquant->layer.adaround.lambda = static_cast<float>(*s.adaround_lambda);
   c.adaquant->order =
       s.order == "parallel" ? calibration_order::parallel : calibration_order::sequential;
+  c.adaquant->reconstruction =
+      s.reconstruction == "block" ? reconstruction_unit::block : reconstruction_unit::layer;
   c.bit_allocation = bit_allocation_of(s);
   c.bn_tuning = bn_tuning_of(s);
   c.bias_tuning = s.bias;
@@ -115,6 +117,8 @@ bool parse_pipeline_flag(const cli& c, const std::string& f,
     s.iterations = c.to_count(f, value());
   else if (f == "--order")
     s.order = value();
+  else if (f == "--reconstruction")
+    s.reconstruction = value();
   else if (f == "--seed")
     s.seed = static_cast<std::uint64_t>(c.to_count(f, value()));
   else if (f == "--qdrop")
@@ -141,6 +145,9 @@ bool parse_pipeline_flag(const cli& c, const std::string& f,
 void check_pipeline_settings(const cli& c, const pipeline_settings& s) {
   c.one_of("--pipeline", s.pipeline, {"naive", "light", "advanced"});
   c.one_of("--order", s.order, {"sequential", "parallel"});
+  c.one_of("--reconstruction", s.reconstruction, {"layer", "block"});
+  if (s.reconstruction == "block" && s.order != "sequential")
+    c.fail("--reconstruction: block needs --order sequential");
   c.one_of("--bn-target", s.bn_target, {"running", "fp"});
   for (const auto& [flag, b] : {std::pair{"--wbits", s.wbits}, std::pair{"--abits", s.abits}})
     if (b < 2 || b > 16)

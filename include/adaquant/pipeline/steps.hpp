@@ -383,6 +383,8 @@ calibration_report adaquant_step(Net& net, pipeline_state& st, calibration_optio
                                  const std::string& unit = "adaquant") {
   recording_network<Net> rec{net, {}};
   co.order = order;
+  // Bit allocation's candidate forms (parallel order, full-precision inputs) stay per layer.
+  if (order == calibration_order::parallel) co.reconstruction = reconstruction_unit::layer;
   std::vector<layer_quantizers> quantizers;
   for (std::size_t i = 0; i < st.layers.size(); ++i)
     quantizers.push_back(st.quantizers(i, wbits[i]));

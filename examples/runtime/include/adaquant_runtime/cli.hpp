@@ -35,6 +35,7 @@ struct pipeline_settings {
   int bit_rounds = bit_allocation_budget{}.rounds;  // loss tables bit allocation measures
   std::size_t iterations = 1000;                    // AdaQuant per layer; 0: AdaQuant's default
   std::string order = "sequential";                 // sequential | parallel AdaQuant
+  std::string reconstruction = "layer";             // layer | block (BRECQ; sequential only)
   std::uint64_t seed = 0;                           // AdaQuant's
   std::optional<double> qdrop{};                    // AdaQuant's QDrop probability; empty: by bits
   std::optional<double> lr_weight{};                // AdaQuant's relative rate of V; empty: default
@@ -63,7 +64,8 @@ pipeline_report run_pipeline(Net& net, const pipeline_settings& s, const executi
 // The pipeline flags both CLIs take, parsed and checked in one place (one wording):
 //   --pipeline naive|light|advanced   --wbits B   --abits B   --all-layers
 //   --max-size-ratio R   --bit-options B,B,..   --bit-rounds N
-//   --iterations N   --order sequential|parallel   --seed N   --qdrop P   --lr-weight R
+//   --iterations N   --order sequential|parallel   --reconstruction layer|block   --seed N
+//   --qdrop P   --lr-weight R
 //   --lr-quant R   --weight-rounding learned_step|adaround   --adaround-lambda L
 //   --no-bn-tuning   --bn-target running|fp   --no-bias
 // parse_pipeline_flag: when `flag` is one of them, reads its value (value() returns the next
