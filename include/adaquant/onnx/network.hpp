@@ -42,12 +42,23 @@
 // `threads` threads by index; results are identical for any thread count. Construction runs
 // nothing (the calibration inputs' shapes are checked; their values, e.g. token ids, when first
 // run), and a pass holds no copy of its samples: memory grows with the live values only.
+//
+// Memory. A pass keeps every value live before the last captured layer, for its samples. Steps
+// that capture both modes (bias correction, BN tuning to full-precision statistics, bias tuning,
+// AdaQuant) would hold that twice; so while a quantized pass holds state, a full-precision
+// capture of outputs only keeps its state before the latest node (between where it resumes and
+// the layer) whose live values take at most network_options::full_precision_keep_limit elements
+// per sample (default: the largest layer input; onnx/live_values.hpp), else where it resumed,
+// and recomputes the layers from there. Same values, more time: in
+// a residual block the block input stays live beside each layer's input, so the full-precision
+// state stays at the block input and the block's layers are recomputed per capture.
 
 #include <adaquant/calibrate/block_network.hpp>
 #include <adaquant/calibrate/network.hpp>
 #include <adaquant/core/parallel.hpp>
 #include <adaquant/onnx/embedding.hpp>
 #include <adaquant/onnx/graph.hpp>
+#include <adaquant/onnx/live_values.hpp>
 #include <adaquant/onnx/products.hpp>
 #include <adaquant/pipeline/network.hpp>
 
@@ -70,6 +81,11 @@ class resumable_pass {
   void invalidate_from(std::size_t node) noexcept { dirty_ = std::min(dirty_, node); }
   [[nodiscard]] std::size_t dirty() const noexcept { return dirty_; }
   [[nodiscard]] const run_state& kept() const noexcept { return state_; }
+  [[nodiscard]] bool has_state() const noexcept { return has_state_; }
+  // The node run(g, last, ...) starts at: the kept state's, or 0 when it starts over.
+  [[nodiscard]] std::size_t start_point(std::size_t last) const noexcept {
+    return has_state_ && state_.next <= std::min(dirty_, last) ? state_.next : 0;
+  }
   // Forgets the kept state (its memory); the next run starts over.
   void release() noexcept {
     state_ = {};
@@ -105,7 +121,10 @@ struct network_options {
   // run in float.
   std::optional<activation_products_options> activation_products;
   std::size_t loss_samples = 256;  // calibration samples of calibration_loss()
-  std::size_t threads = 0;         // 0: every core
+  // Elements per sample a full-precision pass may keep while quantized passes hold state too
+  // (see "Memory" above); unset: the largest layer input; graph::npos: no limit.
+  std::optional<std::size_t> full_precision_keep_limit;
+  std::size_t threads = 0;  // 0: every core
 };
 
 struct layer_origin {
@@ -192,6 +211,14 @@ class onnx_network {
     return products_;
   }
 
+  // Elements the passes of `mode` keep to resume from (all samples; see "Memory" above).
+  [[nodiscard]] std::size_t kept_elements(capture_mode mode) const {
+    std::size_t e = 0;
+    for (const auto& [key, pass] : passes_)
+      if (std::get<0>(key) == mode)
+        for (const auto& [v, t] : pass.kept().live) e += t.f.size() + t.i.size();
+    return e;
+  }
   [[nodiscard]] const graph& full_precision() const noexcept { return fp_; }
   [[nodiscard]] const graph& quantized() const noexcept { return q_; }
   [[nodiscard]] const std::vector<layer_report_entry>& layer_report() const noexcept {
@@ -237,6 +264,15 @@ class onnx_network {
   std::vector<resumable_pass> loss_passes_;
   std::vector<std::size_t> loss_begin_;
   tensor fp_logits_;
+  std::vector<std::size_t> live_;  // elements per sample live before each node (fp_)
+  std::size_t fp_keep_limit_ = graph::npos;
+  // Where a full-precision pass capturing layer_id keeps its state (see "Memory" above).
+  [[nodiscard]] std::size_t fp_keep_point(const resumable_pass& pass, std::size_t layer_id) const {
+    const std::size_t start = pass.start_point(layer_id);
+    for (std::size_t k = layer_id; k > start; --k)
+      if (live_[k] <= fp_keep_limit_) return k;
+    return start;
+  }
 };
 
 static_assert(PipelineNetwork<onnx_network>);
@@ -337,6 +373,18 @@ inline onnx_network::onnx_network(const model& m, std::vector<tensor> calibratio
     d.bias = n.layer->bias;
     layers_.push_back(d);
   }
+  live_ = detail::live_elements(fp_);
+  if (opt.full_precision_keep_limit) {
+    fp_keep_limit_ = *opt.full_precision_keep_limit;
+  } else {
+    fp_keep_limit_ = 0;
+    for (const layer_desc& d : layers_) {
+      std::size_t e = 1;
+      for (const std::int64_t x : fp_.probe_shape(fp_.at(d.id).inputs[0]))
+        e *= static_cast<std::size_t>(x);
+      fp_keep_limit_ = std::max(fp_keep_limit_, e / static_cast<std::size_t>(fp_.probe_batch()));
+    }
+  }
   resolve_token_mask(m, opt.token_mask);
   // m.proto, not proto_: proto_ is still empty here when m is moved in (the constructor above).
   embeddings_ = find_embedding_tables(fp_, m.proto);
@@ -423,29 +471,37 @@ inline adaquant::layer_io onnx_network::capture(std::size_t layer_id, std::size_
     for (std::size_t r = 0; r < count * rows; ++r) io.row_mask[r] = m[first * rows + r] != 0;
   }
   if (count == 0) return io;
+  // Full-precision outputs while quantized passes hold state: keep within the limit (see above).
+  bool bounded = mode == capture_mode::full_precision && !want.inputs;
+  if (bounded) {
+    bounded = false;
+    for (const auto& [key, qp] : passes_)
+      bounded = bounded || (std::get<0>(key) == capture_mode::quantized && qp.has_state());
+  }
+  std::vector<std::size_t> keep(parts, layer_id);
+  if (bounded)
+    for (std::size_t p = 0; p < parts; ++p) keep[p] = fp_keep_point(*pass[p], layer_id);
   parallel_for(parts, threads_, [&](std::size_t p) {
     const tensor out = pass[p]
-                           ->run(run, layer_id, {out_v}, layer_id,
+                           ->run(run, layer_id, {out_v}, keep[p],
                                  [&] { return calibration_items(begin[p], begin[p + 1]); })
                            .at(0);
-    const tensor& in = pass[p]->kept().live.at(in_v);
     const std::size_t at = begin[p] - first;
-    if (want.inputs && n.op_type == "Conv") {
-      const op_env env{n, run.opset(), run.limits(), run.source(), nullptr};
-      const detail::window g =
-          detail::conv_window(env, in.shape, n.layer->weight.shape, n.attr_int("group", 1));
-      if (!g.symmetric_pads()) {
-        tensor in4 = in;
-        if (in4.rank() == 3) in4.shape.insert(in4.shape.begin() + 2, 1);
-        const std::vector<float> padded = detail::pad_nchw(in4, g.pt, g.pb, g.pl, g.pr);
-        std::copy(padded.begin(), padded.end(),
-                  io.inputs.begin() + static_cast<std::ptrdiff_t>(at * in_per));
-      } else {
-        std::copy(in.f.begin(), in.f.end(),
-                  io.inputs.begin() + static_cast<std::ptrdiff_t>(at * in_per));
+    if (want.inputs) {  // kept before layer_id (only captures of outputs alone keep earlier)
+      const tensor& in = pass[p]->kept().live.at(in_v);
+      std::vector<float> padded;
+      if (n.op_type == "Conv") {
+        const op_env env{n, run.opset(), run.limits(), run.source(), nullptr};
+        const detail::window g =
+            detail::conv_window(env, in.shape, n.layer->weight.shape, n.attr_int("group", 1));
+        if (!g.symmetric_pads()) {
+          tensor in4 = in;
+          if (in4.rank() == 3) in4.shape.insert(in4.shape.begin() + 2, 1);
+          padded = detail::pad_nchw(in4, g.pt, g.pb, g.pl, g.pr);
+        }
       }
-    } else if (want.inputs) {
-      std::copy(in.f.begin(), in.f.end(),
+      const std::vector<float>& from = padded.empty() ? in.f : padded;
+      std::copy(from.begin(), from.end(),
                 io.inputs.begin() + static_cast<std::ptrdiff_t>(at * in_per));
     }
     if (want.outputs)
