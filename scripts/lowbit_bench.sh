@@ -5,8 +5,9 @@
 # below 4 weight bits AdaRound, below 4 input bits QDrop p = 0.5), with the uniform rows the
 # allocations are compared with (w4a4 at 13%; at 8% only w2a4 fits). Comparison rows: *_q0 without
 # QDrop (--qdrop 0), *_ls with AdaQuant's learned step instead of AdaRound, *_l01 / *_l003 with
-# AdaRound's lambda at 0.1 / 0.03. Too slow for scripts/demo.sh: about 5-15 minutes per ResNet run and 10-45 per
-# MobileNetV2 run on a shared 2-core machine (bit allocation rows: AdaQuant at 2, 3 and 4 bits).
+# AdaRound's lambda at 0.1 / 0.03. Too slow for scripts/demo.sh: about 5-15 minutes per ResNet
+# run and 10-45 per MobileNetV2 run on a shared 2-core machine (bit allocation rows: AdaQuant at
+# 2, 3 and 4 bits, about three times longer).
 # The two models run as two processes side by side (one thread each). Prints one markdown table
 # and writes every run's JSON to out/lowbit/.
 #   LOWBIT_MODELS="resnet mobilenetv2"   models to run
