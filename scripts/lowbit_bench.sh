@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # Below 4 bits (docs/lowbit.md): the advanced pipeline at W3A3, W2A4, W2A2, every layer 4-bit and
-# bit allocation at 13% and 8% of FP32 weights, on both reference models, at its defaults (1000
-# AdaQuant iterations, seed 0, 1000 calibration images, full 10k test set); each low-bit row also
-# with the pre-QDrop behaviour (--qdrop 0) for comparison; rows *_ar run AdaRound
-# (--weight-rounding adaround) instead of AdaQuant's learned step. Too slow for scripts/demo.sh: about
-# 1-4 minutes per ResNet run and 3-15 per MobileNetV2 run on a shared 2-core machine.
+# bit allocation at 13% and 8% of FP32 weights over {2, 3, 4, 8} bits, on both reference models, at
+# its defaults (1000 AdaQuant iterations, seed 0, 1000 calibration images, full 10k test set;
+# below 4 weight bits AdaRound, below 4 input bits QDrop p = 0.5), with the uniform rows the
+# allocations are compared with (w4a4 at 13%; at 8% only w2a4 fits). Comparison rows: *_q0 without
+# QDrop (--qdrop 0), *_ls with AdaQuant's learned step instead of AdaRound, *_l01 / *_l003 with
+# AdaRound's lambda at 0.1 / 0.03. Too slow for scripts/demo.sh: about 5-15 minutes per ResNet
+# run and 10-45 per MobileNetV2 run on a shared 2-core machine (bit allocation rows: AdaQuant at
+# 2, 3 and 4 bits, about three times longer).
 # The two models run as two processes side by side (one thread each). Prints one markdown table
 # and writes every run's JSON to out/lowbit/.
 #   LOWBIT_MODELS="resnet mobilenetv2"   models to run
@@ -18,7 +21,7 @@ ptq="$here/build/examples/fashion_mnist_ptq/fashion_mnist_ptq"
 out="$here/out/lowbit"
 mkdir -p "$out"
 models=${LOWBIT_MODELS:-resnet mobilenetv2}
-rows=${LOWBIT_ROWS:-w3a3 w3a3_q0 w2a4 w2a2 w2a2_q0 w4a4_all w4a4 ba13 ba8}
+rows=${LOWBIT_ROWS:-w3a3 w2a4 w2a2 w4a4_all w4a4 ba13 ba8}
 
 row_args() {
   case $1 in
@@ -27,9 +30,15 @@ row_args() {
     w2a4) echo "--wbits 2 --abits 4" ;;
     w2a2) echo "--wbits 2 --abits 2" ;;
     w2a2_q0) echo "--wbits 2 --abits 2 --qdrop 0" ;;
-    w3a3_ar) echo "--wbits 3 --abits 3 --weight-rounding adaround" ;;
-    w2a4_ar) echo "--wbits 2 --abits 4 --weight-rounding adaround" ;;
-    w2a2_ar) echo "--wbits 2 --abits 2 --weight-rounding adaround" ;;
+    w3a3_ls) echo "--wbits 3 --abits 3 --weight-rounding learned_step" ;;
+    w2a4_ls) echo "--wbits 2 --abits 4 --weight-rounding learned_step" ;;
+    w2a2_ls) echo "--wbits 2 --abits 2 --weight-rounding learned_step" ;;
+    w3a3_l01) echo "--wbits 3 --abits 3 --adaround-lambda 0.1" ;;
+    w2a4_l01) echo "--wbits 2 --abits 4 --adaround-lambda 0.1" ;;
+    w2a2_l01) echo "--wbits 2 --abits 2 --adaround-lambda 0.1" ;;
+    w3a3_l003) echo "--wbits 3 --abits 3 --adaround-lambda 0.03" ;;
+    w2a4_l003) echo "--wbits 2 --abits 4 --adaround-lambda 0.03" ;;
+    w2a2_l003) echo "--wbits 2 --abits 2 --adaround-lambda 0.03" ;;
     w4a4_all) echo "--wbits 4 --abits 4 --all-layers" ;;
     w4a4) echo "--wbits 4 --abits 4" ;;
     ba13) echo "--wbits 4 --abits 4 --max-size-ratio 0.13" ;;

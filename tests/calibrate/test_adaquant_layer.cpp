@@ -22,11 +22,14 @@ layer_result run(const random_layer& L, const adaquant_options& o, int bits = 4,
                  output_activation act = output_activation::none) {
   return adaquant_layer(L.geometry, L.w, L.b, L.x, L.y, act, quantizers(bits), o);
 }
+// The learned step at every bit-width (unset, layers below 4 weight bits would get AdaRound,
+// whose own tests are in tests/objectives/test_adaround.cpp; the default is checked below).
 adaquant_options fast_options(std::size_t iters = 300) {
   adaquant_options o;
   o.iterations = iters;
   o.batch_size = 32;
   o.eval_every = 25;
+  o.rounding = weight_rounding::learned_step;
   return o;
 }
 bool bit_equal(std::span<const float> a, std::span<const float> b) {
@@ -52,6 +55,15 @@ TEST_CASE("AdaQuant beats round-to-nearest with MSE-optimal ranges on random lay
       CHECK(rep.mse_after < want * rep.mse_before);
       CHECK(rep.heldout_after < want * rep.heldout_before);
       for (float v : r.weights) CHECK(std::isfinite(v));
+      if (bits == 4) continue;
+      // The default below 4 weight bits, AdaRound, improves on the same layers too.
+      adaquant_options by_default = fast_options();
+      by_default.rounding.reset();
+      const layer_report ra = run(*L, by_default, bits).report;
+      WARN("  default (AdaRound): " << to_string(ra));
+      CHECK(ra.mse_after < ra.mse_before);
+      CHECK(ra.heldout_after < ra.heldout_before);
+      CHECK(ra.heldout_before == rep.heldout_before);  // same start
     }
   }
 }
@@ -263,19 +275,20 @@ TEST_CASE("Bad options get a clear error", "[adaquant][errors]") {
     FAIL("no throw for 17 bits");
   } catch (const error& e) {
     CHECK(e.code() == errc::invalid_argument);
-    CHECK_THAT(std::string(e.what()), Catch::Contains("adaquant_layer: quantizers.weights.scheme.bits"));
+    CHECK_THAT(std::string(e.what()),
+               Catch::Contains("adaquant_layer: quantizers.weights.scheme.bits"));
   }
   // Quantizers the objective cannot take.
   layer_quantizers q = quantizers(4);
   q.activations->rounding = rounding_mode::onnx;
-  CHECK_THROWS_WITH(adaquant_layer(L.geometry, L.w, L.b, L.x, L.y, output_activation::none, q,
-                                   fast_options(10)),
-                    Catch::Contains("quantizers.activations.rounding"));
+  CHECK_THROWS_WITH(
+      adaquant_layer(L.geometry, L.w, L.b, L.x, L.y, output_activation::none, q, fast_options(10)),
+      Catch::Contains("quantizers.activations.rounding"));
   q = quantizers(4);
   q.weights.gran = granularity::per_channel(1);
-  CHECK_THROWS_WITH(adaquant_layer(L.geometry, L.w, L.b, L.x, L.y, output_activation::none, q,
-                                   fast_options(10)),
-                    Catch::Contains("quantizers.weights.gran"));
+  CHECK_THROWS_WITH(
+      adaquant_layer(L.geometry, L.w, L.b, L.x, L.y, output_activation::none, q, fast_options(10)),
+      Catch::Contains("quantizers.weights.gran"));
   // Quantizers that differ from the objective's configuration.
   q = quantizers(4);
   layer_objective obj(L.geometry, L.w, L.b, L.x, L.y,

@@ -11,6 +11,7 @@
 #include <catch2/catch.hpp>
 
 #include <cmath>
+#include <cstring>
 #include <limits>
 
 using namespace adaquant;
@@ -236,6 +237,37 @@ TEST_CASE("AdaRound through the optimiser: hardened integers, no worse than roun
   o.rounding = weight_rounding::learned_step;
   adaquant_test::expect_error([&] { (void)adaquant_optimize(obj, o, init); },
                               errc::invalid_argument, "options.rounding");
+}
+
+TEST_CASE("AdaRound default: below 4 weight bits (default_rounding)", "[objective][adaround]") {
+  const layer_geometry g = linear_geom(16, 6);
+  random_layer L(g, 40, 23, true);
+  adaquant_options o;
+  o.iterations = 40;
+  o.batch_size = 8;
+  o.eval_every = 10;
+  const auto same = [](const std::vector<float>& a, const std::vector<float>& b) {
+    return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
+  };
+  for (int wbits : {2, 3, 4, 8}) {
+    INFO("weight bits " << wbits);
+    layer_quant_config cfg = low_bit();
+    cfg.weight_scheme.bits = wbits;
+    const weight_rounding expected =
+        wbits < 4 ? weight_rounding::adaround : weight_rounding::learned_step;
+    CHECK(default_rounding(cfg) == expected);
+    // Unset and explicit default each on a fresh objective (AdaRound changes the objective).
+    layer_objective by_default(g, L.w, L.b, L.x, L.y, cfg), explicit_r(g, L.w, L.b, L.x, L.y, cfg);
+    const initial_quant_params init = estimate_initial_params(by_default, quantizers_of(cfg));
+    o.rounding.reset();
+    const layer_result rd = adaquant_optimize(by_default, o, init);
+    o.rounding = expected;
+    const layer_result re = adaquant_optimize(explicit_r, o, init);
+    CHECK(by_default.adaround() == (expected == weight_rounding::adaround));
+    CHECK(same(rd.weights, re.weights));
+    CHECK(same(rd.bias, re.bias));
+    CHECK(same(rd.state.weight_offset, re.state.weight_offset));
+  }
 }
 
 TEST_CASE("AdaRound: settings outside their domains are errors naming the option",

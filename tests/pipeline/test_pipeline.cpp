@@ -156,6 +156,24 @@ TEST_CASE("below 4 activation bits the advanced pipeline uses QDrop by default",
   CHECK(differs);
 }
 
+TEST_CASE("below 4 weight bits the advanced pipeline uses AdaRound by default", "[adaround]") {
+  toy::network by_default(200), explicit_r(200), step(200);
+  auto c = advanced(2, 4);
+  c.adaquant->layer.iterations = 40;
+  (void)aq::advanced_pipeline(by_default, c, ctx);
+  c.adaquant->layer.rounding = aq::weight_rounding::adaround;
+  (void)aq::advanced_pipeline(explicit_r, c, ctx);
+  c.adaquant->layer.rounding = aq::weight_rounding::learned_step;
+  (void)aq::advanced_pipeline(step, c, ctx);
+  bool differs = false;
+  for (const auto& [id, q] : by_default.quantized()) {
+    CHECK(q.weight == explicit_r.quantized().at(id).weight);
+    CHECK(q.bias == explicit_r.quantized().at(id).bias);
+    differs = differs || q.weight != step.quantized().at(id).weight;
+  }
+  CHECK(differs);
+}
+
 TEST_CASE("the advanced pipeline with AdaRound (and QDrop) beats light at W2A3", "[adaround]") {
   toy::network l(400), r(400);
   (void)aq::light_pipeline(l, light(2, 3), ctx);

@@ -94,8 +94,10 @@ struct light_config {
 struct advanced_config {
   quantization_spec quant{};
   // AdaQuant per layer (nullopt: round-to-nearest from the quantizers' ranges instead). Its
-  // bit-width-dependent default: QDrop (adaquant_options::qdrop unset) with p = 0.5 on layers
-  // whose input is quantized to fewer than 4 bits (default_qdrop; measured in docs/lowbit.md).
+  // bit-width-dependent defaults (measured in docs/lowbit.md): QDrop (adaquant_options::qdrop
+  // unset) with p = 0.5 on layers whose input is quantized to fewer than 4 bits (default_qdrop);
+  // AdaRound (adaquant_options::rounding unset) on layers whose weights are quantized to fewer
+  // than 4 bits (default_rounding).
   std::optional<calibration_options> adaquant = calibration_options{};
   std::optional<bit_allocation_budget> bit_allocation{};
   std::optional<bn_tuning_options> bn_tuning = bn_tuning_options{};
