@@ -15,7 +15,8 @@
 // sequential: each layer's inputs come from the network with the already-quantized preceding
 //             layers (capture_mode::quantized), over all calibration samples; its targets are
 //             the full-precision outputs (capture_mode::full_precision). Quantization errors of
-//             earlier layers are thus compensated by later ones.
+//             earlier layers are thus compensated by later ones. The layer's steps use
+//             context.threads (chunks of options.layer.chunk_macs: results do not depend on it).
 // Memory: samples are captured in chunks of context.capture_batch; the cache of one layer (inputs
 // and outputs of all calibration samples) is held at a time in sequential mode, `threads` layers'
 // caches in parallel mode.
@@ -128,8 +129,8 @@ layer_io capture_valid_rows(Net& net, const layer_desc& d, std::size_t first, st
   if (!(linear && io.row_mask.size() == m * rows))
     fail(errc::shape_mismatch,
          "adaquant_calibrate: capture(layer " + std::to_string(d.id) + ").row_mask",
-         linear ? "has " + std::to_string(io.row_mask.size()) + " entries for " + std::to_string(m) +
-                      " samples of " + std::to_string(rows) + " rows"
+         linear ? "has " + std::to_string(io.row_mask.size()) + " entries for " +
+                      std::to_string(m) + " samples of " + std::to_string(rows) + " rows"
                 : std::string("must be empty for a convolution"));
   layer_io valid;
   if (want_inputs) append_valid_rows(io.inputs, io.row_mask, in / rows, valid.inputs);
@@ -174,6 +175,7 @@ struct layer_job {
   std::exception_ptr error;
   std::function<std::optional<initial_quant_params>(const layer_desc&, const layer_objective&)>
       init;
+  std::size_t threads = 1;  // for the layer's steps (adaquant_optimize)
 
   void run() {
     try {
@@ -184,7 +186,7 @@ struct layer_job {
       std::optional<initial_quant_params> ip;
       if (init) ip = init(*desc, obj);
       if (!ip) ip = estimate_initial_params(obj, *quantizers);
-      result = adaquant_optimize(obj, opt, *ip);
+      result = adaquant_optimize(obj, opt, *ip, threads);
       result.report.layer_id = desc->id;
     } catch (...) {
       error = std::current_exception();
@@ -291,6 +293,7 @@ calibration_report calibrate_layers(Net& net, std::span<const layer_quantizers> 
       if (!load(j)) {
         capture_all(net, *j.desc, n, chunk, capture_mode::quantized, true, false, j.io);
         capture_all(net, *j.desc, n, chunk, capture_mode::full_precision, false, true, j.io);
+        j.threads = resolve_threads(context.threads);
         j.run();
       }
       finish(j);
