@@ -168,6 +168,20 @@ void BM_adaquant_step_resnet18_layer4_3x3(benchmark::State& st) {
 void BM_adaquant_step_resnet18_downsample_1x1(benchmark::State& st) {
   imagenet_step(st, resnet_conv(64, 128, 56, 1, 2), st.range(0) != 0);
 }
+// The FP32 forward of ResNet-18's layer shapes at batch 8 (tools/torch_adaquant_step.py times
+// PyTorch's on the same shapes).
+void BM_fp32_forward_resnet18_layer1_3x3_b8(benchmark::State& st) {
+  fp32_forward(st, resnet_conv(64, 64, 56, 3, 1), 8);
+}
+void BM_fp32_forward_resnet18_layer3_3x3_b8(benchmark::State& st) {
+  fp32_forward(st, resnet_conv(256, 256, 14, 3, 1), 8);
+}
+void BM_fp32_forward_resnet18_downsample_1x1_b8(benchmark::State& st) {
+  fp32_forward(st, resnet_conv(64, 128, 56, 1, 2), 8);
+}
+BENCHMARK(BM_fp32_forward_resnet18_layer1_3x3_b8)->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_fp32_forward_resnet18_layer3_3x3_b8)->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_fp32_forward_resnet18_downsample_1x1_b8)->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_adaquant_step_resnet18_layer1_3x3)->Arg(1)->Arg(0)->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_adaquant_step_resnet18_layer4_3x3)->Arg(1)->Arg(0)->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_adaquant_step_resnet18_downsample_1x1)->Arg(1)->Arg(0)->Unit(benchmark::kMillisecond);
