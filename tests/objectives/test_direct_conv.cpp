@@ -4,7 +4,9 @@
 // Geometries cover stride, dilation, asymmetric kernels, groups, unpadded 1x1, channel counts
 // that leave a partial vector and every register-block split, and position counts that leave a
 // partial position block. An output depends only on its own sample: a batch equals its samples
-// computed one at a time. Groups of fewer than 8 channels (depthwise) keep im2col + GEMM.
+// computed one at a time. Groups of fewer than 8 channels (depthwise) keep im2col + GEMM. The
+// adjoint (dL/dX of a stride-1 convolution, direct_conv2d_adjoint) against the scatter of every
+// tap's dy * w.
 #include "support/adaquant_test_util.hpp"
 
 #include <adaquant/core/numeric.hpp>
@@ -87,6 +89,7 @@ TEST_CASE("conv2d_forward's direct path equals the scalar expression bit for bit
           "[objective][forward][direct]") {
   const std::vector<conv2d_geometry> shapes = {
       geom(3, 8, 5, 6, 3, 3, 1, 1, 1, 1),     // one vector, 30 positions
+      geom(2, 8, 13, 12, 3, 3, 1, 1, 1, 1),   // 182 positions: two tiles of positions
       geom(5, 9, 7, 5, 3, 2, 2, 1, 1, 1),     // partial second vector, stride 2
       geom(4, 17, 6, 6, 3, 3, 1, 2, 2, 1),    // 3 vectors, dilation 2
       geom(6, 24, 4, 5, 1, 1, 1, 0, 1, 1),    // unpadded 1x1, read in place
@@ -142,4 +145,53 @@ TEST_CASE("conv2d_forward keeps im2col + GEMM for groups of fewer than 8 channel
       max_err = std::max(max_err, static_cast<double>(std::abs(y[i] - want[i])));
     CHECK(max_err < 1e-5);
   }
+}
+
+TEST_CASE("direct_conv2d_adjoint is the convolution's adjoint (dL/dX) at stride 1",
+          "[objective][backward][direct]") {
+  const std::vector<conv2d_geometry> shapes = {
+      geom(8, 9, 5, 6, 3, 3, 1, 1, 1, 1),    // padding 1 (rows) and 2 (columns)
+      geom(16, 12, 6, 7, 3, 2, 1, 1, 2, 2),  // groups of 8 inputs, dilation 2
+      geom(9, 5, 4, 5, 1, 1, 1, 0, 1, 1),    // 1x1: 5 outputs, 9 inputs
+      geom(8, 8, 6, 6, 3, 3, 1, 0, 1, 1)};   // no padding: the adjoint pads by 2
+  for (const conv2d_geometry& c : shapes) {
+    INFO(describe(c));
+    REQUIRE(adaquant::detail::direct_adjoint_applies(c));
+    const adaquant::layer_geometry g = adaquant::layer_geometry::of(c);
+    const std::size_t batch = 2, cg = c.in_channels / c.groups, og = c.out_channels / c.groups;
+    const std::size_t oh = c.out_h(), ow = c.out_w();
+    const std::vector<float> dy = adaquant_test::randn(batch * g.output_per_sample(), 1.0f, 5);
+    const std::vector<float> w = adaquant_test::randn(g.weight_size(), 0.2f, 6);
+    std::vector<float> dx(batch * g.input_per_sample(), -7.0f), wt, ws;
+    adaquant::detail::direct_conv2d_adjoint(c, batch, dy.data(), w.data(), dx.data(), wt, ws);
+    std::vector<double> want(dx.size(), 0.0);
+    for (std::size_t n = 0; n < batch; ++n)
+      for (std::size_t o = 0; o < c.out_channels; ++o)
+        for (std::size_t oy = 0; oy < oh; ++oy)
+          for (std::size_t ox = 0; ox < ow; ++ox)
+            for (std::size_t ci = 0; ci < cg; ++ci)
+              for (std::size_t i = 0; i < c.kernel_h; ++i)
+                for (std::size_t j = 0; j < c.kernel_w; ++j) {
+                  const long iy =
+                      static_cast<long>(oy + i * c.dilation_h) - static_cast<long>(c.pad_h);
+                  const long ix =
+                      static_cast<long>(ox + j * c.dilation_w) - static_cast<long>(c.pad_w);
+                  if (iy < 0 || ix < 0 || iy >= static_cast<long>(c.in_h) ||
+                      ix >= static_cast<long>(c.in_w))
+                    continue;
+                  const std::size_t xi = (o / og) * cg + ci;
+                  want[((n * c.in_channels + xi) * c.in_h + static_cast<std::size_t>(iy)) * c.in_w +
+                       static_cast<std::size_t>(ix)] +=
+                      static_cast<double>(dy[((n * c.out_channels + o) * oh + oy) * ow + ox]) *
+                      w[((o * cg + ci) * c.kernel_h + i) * c.kernel_w + j];
+                }
+    double max_err = 0.0;
+    for (std::size_t i = 0; i < dx.size(); ++i)
+      max_err = std::max(max_err, std::abs(dx[i] - want[i]));
+    CHECK(max_err < 1e-5);
+  }
+  // Where it does not apply: stride 2, padding beyond the dilated kernel, narrow input groups.
+  CHECK_FALSE(adaquant::detail::direct_adjoint_applies(geom(8, 8, 6, 6, 3, 3, 2, 1, 1, 1)));
+  CHECK_FALSE(adaquant::detail::direct_adjoint_applies(geom(8, 8, 6, 6, 1, 1, 1, 1, 1, 1)));
+  CHECK_FALSE(adaquant::detail::direct_adjoint_applies(geom(4, 8, 6, 6, 3, 3, 1, 1, 1, 1)));
 }

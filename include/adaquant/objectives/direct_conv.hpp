@@ -20,6 +20,7 @@
 namespace adaquant::detail {
 
 inline constexpr std::size_t direct_conv_min_channels = 8;
+inline constexpr std::size_t direct_conv_tile = 128;  // output positions per tile
 
 [[nodiscard]] inline bool direct_conv_applies(const conv2d_geometry& g) noexcept {
   const std::size_t hp = g.in_h + 2 * g.pad_h, wp = g.in_w + 2 * g.pad_w;
@@ -79,13 +80,59 @@ inline void direct_conv2d(const conv2d_geometry& g, std::size_t batch, const flo
             std::memcpy(padded + (c * hp + r + g.pad_h) * wp + g.pad_w,
                         xs + (c * g.in_h + r) * g.in_w, g.in_w * sizeof(float));
       float* ys = y + (n * g.out_channels + gr * og) * P;
-      for (const auto& [v0, take] : blocks) {
-        const std::size_t c0 = v0 * lanes, cn = std::min(take * lanes, og - c0);
-        gather_product_run(unpadded ? xs : padded, base.data(), P, off.data(), k, packed + k * c0,
-                           take * lanes, b ? b + gr * og + c0 : nullptr, cn, ys + c0 * P, P);
+      // Tiles of positions outside the channel blocks: the input rows a tile reads stay in
+      // cache across the blocks.
+      for (std::size_t p0 = 0; p0 < P; p0 += direct_conv_tile) {
+        const std::size_t pn = std::min<std::size_t>(direct_conv_tile, P - p0);
+        for (const auto& [v0, take] : blocks) {
+          const std::size_t c0 = v0 * lanes, cn = std::min(take * lanes, og - c0);
+          gather_product_run(unpadded ? xs : padded, base.data() + p0, pn, off.data(), k,
+                             packed + k * c0, take * lanes, b ? b + gr * og + c0 : nullptr, cn,
+                             ys + c0 * P + p0, P);
+        }
       }
     }
   }
+}
+
+}  // namespace adaquant::detail
+
+namespace adaquant::detail {
+
+// The adjoint of a stride-1 convolution (dL/dX from dL/dY) is itself a direct convolution: of dY
+// with the weights transposed (input and output channels swapped within each group) and flipped,
+// at padding dilation * (kernel - 1) - pad, so that it returns X's height and width.
+[[nodiscard]] inline conv2d_geometry adjoint_geometry(const conv2d_geometry& g) noexcept {
+  conv2d_geometry a = g;
+  a.in_channels = g.out_channels;
+  a.out_channels = g.in_channels;
+  a.in_h = g.out_h();
+  a.in_w = g.out_w();
+  a.pad_h = g.dilation_h * (g.kernel_h - 1) - g.pad_h;
+  a.pad_w = g.dilation_w * (g.kernel_w - 1) - g.pad_w;
+  return a;
+}
+[[nodiscard]] inline bool direct_adjoint_applies(const conv2d_geometry& g) noexcept {
+  return g.stride_h == 1 && g.stride_w == 1 && g.pad_h <= g.dilation_h * (g.kernel_h - 1) &&
+         g.pad_w <= g.dilation_w * (g.kernel_w - 1) && direct_conv_applies(adjoint_geometry(g));
+}
+
+// dx [batch, in_c, in_h, in_w] = the adjoint applied to dy [batch, out_c, out_h, out_w]
+// (overwritten, not added); wt, ws: scratch. Needs direct_adjoint_applies(g).
+inline void direct_conv2d_adjoint(const conv2d_geometry& g, std::size_t batch, const float* dy,
+                                  const float* w, float* dx, std::vector<float>& wt,
+                                  std::vector<float>& ws) {
+  const std::size_t cg = g.in_channels / g.groups, og = g.out_channels / g.groups;
+  const std::size_t kh = g.kernel_h, kw = g.kernel_w;
+  wt.resize(g.out_channels * cg * kh * kw);
+  for (std::size_t gr = 0; gr < g.groups; ++gr)
+    for (std::size_t o = 0; o < og; ++o)
+      for (std::size_t c = 0; c < cg; ++c)
+        for (std::size_t i = 0; i < kh; ++i)
+          for (std::size_t j = 0; j < kw; ++j)
+            wt[(((gr * cg + c) * og + o) * kh + (kh - 1 - i)) * kw + (kw - 1 - j)] =
+                w[(((gr * og + o) * cg + c) * kh + i) * kw + j];
+  direct_conv2d(adjoint_geometry(g), batch, dy, wt.data(), nullptr, dx, ws);
 }
 
 }  // namespace adaquant::detail
