@@ -406,7 +406,7 @@ class layer_objective {
       const std::size_t kp = g_.weights_per_channel() * g_.out_positions();
       cols_.resize(keep ? B * c.groups * kp : kp);
       detail::conv2d_forward_raw(c, B, xq, wq_.data(), s.bias.data(), yq_.data(), cols_.data(),
-                                 keep);
+                                 keep, &conv_ws_);
     }
     if (keep) dy_.resize(B * out);
     const float dscale = 2.0f / static_cast<float>(B * out);
@@ -511,6 +511,9 @@ class layer_objective {
         row_map(dxq_.data(), static_cast<Index>(B), static_cast<Index>(in)).noalias() =
             const_row_map(dy_.data(), static_cast<Index>(B), static_cast<Index>(oc)) *
             const_row_map(wq_.data(), static_cast<Index>(oc), static_cast<Index>(k));
+      } else if (detail::direct_adjoint_applies(g_.conv)) {
+        detail::direct_conv2d_adjoint(g_.conv, B, dy_.data(), wq_.data(), dxq_.data(), wt_,
+                                      conv_ws_);
       } else {
         const std::size_t groups = g_.conv.groups, cg = oc / groups;
         dcols_.resize(k * P);
@@ -540,6 +543,7 @@ class layer_objective {
   std::size_t n_ = 0;
   weight_grouping wg_;
   std::vector<float> wf_, wq_, xb_, xq_, yq_, dy_, cols_, dwq_, dxq_, dcols_;
+  std::vector<float> wt_, conv_ws_;  // direct convolutions: flipped weights, scratch
   bool adaround_ = false;
   float zeta_ = 1.1f, gamma_ = -0.1f;
   std::vector<float> floor_, dvdw_;  // AdaRound: floor(W / s0), s h'(V)
