@@ -195,3 +195,50 @@ TEST_CASE("direct_conv2d_adjoint is the convolution's adjoint (dL/dX) at stride 
   CHECK_FALSE(adaquant::detail::direct_adjoint_applies(geom(8, 8, 6, 6, 1, 1, 1, 1, 1, 1)));
   CHECK_FALSE(adaquant::detail::direct_adjoint_applies(geom(4, 8, 6, 6, 3, 3, 1, 1, 1, 1)));
 }
+
+TEST_CASE("direct_conv2d_weight_grad is the weight gradient sum over samples and positions",
+          "[objective][backward][direct]") {
+  const std::vector<conv2d_geometry> shapes = {
+      geom(3, 9, 5, 6, 3, 3, 1, 1, 1, 1),   // padding 1 (rows) and 2 (columns)
+      geom(4, 16, 7, 6, 3, 2, 2, 1, 1, 2),  // stride 2, groups of 8 outputs
+      geom(5, 24, 6, 6, 3, 3, 1, 2, 2, 1),  // dilation 2, 3 vectors
+      geom(6, 8, 4, 5, 1, 1, 2, 0, 1, 1)};  // 1x1 stride 2
+  for (const conv2d_geometry& c : shapes) {
+    INFO(describe(c));
+    REQUIRE(adaquant::detail::direct_weight_grad_applies(c, 3));
+    const adaquant::layer_geometry g = adaquant::layer_geometry::of(c);
+    const std::size_t batch = 3, cg = c.in_channels / c.groups, og = c.out_channels / c.groups;
+    const std::size_t oh = c.out_h(), ow = c.out_w(), k = g.weights_per_channel();
+    const std::vector<float> x = adaquant_test::randn(batch * g.input_per_sample(), 1.0f, 15);
+    const std::vector<float> dy = adaquant_test::randn(batch * g.output_per_sample(), 1.0f, 16);
+    std::vector<float> dw(g.weight_size(), -7.0f), ws;
+    adaquant::detail::direct_conv2d_weight_grad(c, batch, x.data(), dy.data(), dw.data(), ws);
+    double max_err = 0.0;
+    for (std::size_t o = 0; o < c.out_channels; ++o)
+      for (std::size_t ci = 0; ci < cg; ++ci)
+        for (std::size_t i = 0; i < c.kernel_h; ++i)
+          for (std::size_t j = 0; j < c.kernel_w; ++j) {
+            double want = 0.0;
+            for (std::size_t n = 0; n < batch; ++n)
+              for (std::size_t oy = 0; oy < oh; ++oy)
+                for (std::size_t ox = 0; ox < ow; ++ox) {
+                  const long iy = static_cast<long>(oy * c.stride_h + i * c.dilation_h) -
+                                  static_cast<long>(c.pad_h);
+                  const long ix = static_cast<long>(ox * c.stride_w + j * c.dilation_w) -
+                                  static_cast<long>(c.pad_w);
+                  if (iy < 0 || ix < 0 || iy >= static_cast<long>(c.in_h) ||
+                      ix >= static_cast<long>(c.in_w))
+                    continue;
+                  const std::size_t xi = (o / og) * cg + ci;
+                  want += static_cast<double>(
+                              x[((n * c.in_channels + xi) * c.in_h + static_cast<std::size_t>(iy)) *
+                                    c.in_w +
+                                static_cast<std::size_t>(ix)]) *
+                          dy[((n * c.out_channels + o) * oh + oy) * ow + ox];
+                }
+            const float got = dw[o * k + (ci * c.kernel_h + i) * c.kernel_w + j];
+            max_err = std::max(max_err, std::abs(got - want));
+          }
+    CHECK(max_err < 1e-5);
+  }
+}

@@ -136,3 +136,75 @@ inline void direct_conv2d_adjoint(const conv2d_geometry& g, std::size_t batch, c
 }
 
 }  // namespace adaquant::detail
+
+namespace adaquant::detail {
+
+// The weight gradient of a convolution as a gathered product whose depth is (sample, output
+// position): dw[o, k] = sum over n, p in that order of x_pad[n][window(p) + tap(k)] * dy[n, o, p],
+// each product fused. Needs direct_conv_applies(g) and the padded batch indexable by 32 bits.
+[[nodiscard]] inline bool direct_weight_grad_applies(const conv2d_geometry& g,
+                                                     std::size_t batch) noexcept {
+  const double padded = static_cast<double>(batch) * static_cast<double>(g.in_channels / g.groups) *
+                        static_cast<double>(g.in_h + 2 * g.pad_h) *
+                        static_cast<double>(g.in_w + 2 * g.pad_w);
+  return direct_conv_applies(g) &&
+         padded < static_cast<double>(std::numeric_limits<gather_index>::max());
+}
+
+// dw [out_c, in_c / groups * kh * kw] (overwritten) from x [batch, in_c, in_h, in_w] and
+// dy [batch, out_c, out_h, out_w]; ws: scratch.
+inline void direct_conv2d_weight_grad(const conv2d_geometry& g, std::size_t batch, const float* x,
+                                      const float* dy, float* dw, std::vector<float>& ws) {
+  constexpr std::size_t lanes = simd::lanes;
+  const std::size_t cg = g.in_channels / g.groups, og = g.out_channels / g.groups;
+  const std::size_t hp = g.in_h + 2 * g.pad_h, wp = g.in_w + 2 * g.pad_w, plane = cg * hp * wp;
+  const std::size_t k = cg * g.kernel_h * g.kernel_w, oh = g.out_h(), ow = g.out_w(), P = oh * ow,
+                    depth = batch * P;
+  const std::size_t ldw = (og + lanes - 1) / lanes * lanes;
+  std::vector<gather_index> tap(k), pos(depth);
+  for (std::size_t c = 0; c < cg; ++c)
+    for (std::size_t i = 0; i < g.kernel_h; ++i)
+      for (std::size_t j = 0; j < g.kernel_w; ++j)
+        tap[(c * g.kernel_h + i) * g.kernel_w + j] =
+            static_cast<gather_index>(c * hp * wp + i * g.dilation_h * wp + j * g.dilation_w);
+  for (std::size_t n = 0; n < batch; ++n)
+    for (std::size_t y0 = 0; y0 < oh; ++y0)
+      for (std::size_t x0 = 0; x0 < ow; ++x0)
+        pos[n * P + y0 * ow + x0] =
+            static_cast<gather_index>(n * plane + y0 * g.stride_h * wp + x0 * g.stride_w);
+  std::vector<std::pair<std::size_t, std::size_t>> blocks;  // as direct_conv2d
+  for (std::size_t v = 0, vectors = ldw / lanes; v < vectors;) {
+    const std::size_t left = vectors - v, take = left == 1 ? 1 : left % 2 == 1 ? 3 : 2;
+    blocks.emplace_back(v, take);
+    v += take;
+  }
+  ws.resize(batch * plane + depth * ldw);
+  float* padded = ws.data();
+  float* packed = ws.data() + batch * plane;
+  const std::size_t in_n = g.in_channels * g.in_h * g.in_w;
+  for (std::size_t gr = 0; gr < g.groups; ++gr) {
+    std::fill(padded, padded + batch * plane, 0.0f);
+    for (std::size_t n = 0; n < batch; ++n)
+      for (std::size_t c = 0; c < cg; ++c)
+        for (std::size_t r = 0; r < g.in_h; ++r)
+          std::memcpy(padded + n * plane + (c * hp + r + g.pad_h) * wp + g.pad_w,
+                      x + n * in_n + ((gr * cg + c) * g.in_h + r) * g.in_w, g.in_w * sizeof(float));
+    std::fill(packed, packed + depth * ldw, 0.0f);
+    for (const auto& [v0, take] : blocks) {
+      float* pb = packed + depth * v0 * lanes;
+      const std::size_t width = take * lanes, c0 = v0 * lanes, cn = std::min(width, og - c0);
+      for (std::size_t n = 0; n < batch; ++n)
+        for (std::size_t j = 0; j < cn; ++j) {
+          const float* d = dy + (n * g.out_channels + gr * og + c0 + j) * P;
+          for (std::size_t p = 0; p < P; ++p) pb[(n * P + p) * width + j] = d[p];
+        }
+    }
+    for (const auto& [v0, take] : blocks) {
+      const std::size_t c0 = v0 * lanes, cn = std::min(take * lanes, og - c0);
+      gather_product_run(padded, tap.data(), k, pos.data(), depth, packed + depth * c0,
+                         take * lanes, nullptr, cn, dw + (gr * og + c0) * k, k);
+    }
+  }
+}
+
+}  // namespace adaquant::detail
