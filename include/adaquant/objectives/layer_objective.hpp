@@ -404,9 +404,11 @@ class layer_objective {
     } else {
       const conv2d_geometry& c = g_.conv;
       const std::size_t kp = g_.weights_per_channel() * g_.out_positions();
-      cols_.resize(keep ? B * c.groups * kp : kp);
+      // The im2col columns are kept for dW unless dW is a direct product too.
+      const bool cols = keep && !detail::direct_weight_grad_applies(c, B);
+      cols_.resize(cols ? B * c.groups * kp : kp);
       detail::conv2d_forward_raw(c, B, xq, wq_.data(), s.bias.data(), yq_.data(), cols_.data(),
-                                 keep, &conv_ws_);
+                                 cols, &conv_ws_);
     }
     if (keep) dy_.resize(B * out);
     const float dscale = 2.0f / static_cast<float>(B * out);
@@ -473,6 +475,8 @@ class layer_objective {
         row_map(dwq_.data(), static_cast<Index>(oc), static_cast<Index>(k)).noalias() =
             const_row_map(dy_.data(), static_cast<Index>(B), static_cast<Index>(oc)).transpose() *
             const_row_map(xq, static_cast<Index>(B), static_cast<Index>(k));
+      } else if (detail::direct_weight_grad_applies(g_.conv, B)) {
+        detail::direct_conv2d_weight_grad(g_.conv, B, xq, dy_.data(), dwq_.data(), conv_ws_);
       } else {
         const std::size_t groups = g_.conv.groups, cg = oc / groups;
         for (std::size_t gr = 0; gr < groups; ++gr) {
