@@ -64,8 +64,8 @@ void adaquant_step(benchmark::State& st, const layer_geometry& g, std::size_t n,
   layer_quant_config cfg;  // W4 per channel symmetric, A<abits> per tensor affine
   cfg.act_scheme.bits = abits;
   layer_objective obj(g, d.w, d.b, d.x, d.y, cfg);
-  const initial_quant_params init =
-      estimate_initial_params(obj, quantizers_of(obj.config(), range_method::min_max, range_method::min_max));
+  const initial_quant_params init = estimate_initial_params(
+      obj, quantizers_of(obj.config(), range_method::min_max, range_method::min_max));
   layer_state s = obj.initial_state(init.weight, init.act);
   const std::size_t oc = g.out_channels(), k = g.weights_per_channel();
   adam av(s.weight_offset.size()), ab(oc), aws(oc), aas(1);
@@ -82,6 +82,29 @@ void adaquant_step(benchmark::State& st, const layer_geometry& g, std::size_t n,
     benchmark::DoNotOptimize(loss);
     benchmark::ClobberMemory();
   }
+  st.SetItemsProcessed(static_cast<std::int64_t>(st.iterations()));
+}
+
+// One step through detail::chunked_gradient: the step's samples in chunks of
+// adaquant_options::chunk_macs, on st.range(0) threads (real time: the threads' wall clock).
+void chunked_step(benchmark::State& st, const layer_geometry& g, std::size_t n) {
+  const layer_data d(g, n);
+  layer_quant_config cfg;
+  layer_objective obj(g, d.w, d.b, d.x, d.y, cfg);
+  const initial_quant_params init = estimate_initial_params(
+      obj, quantizers_of(obj.config(), range_method::min_max, range_method::min_max));
+  const layer_state s = obj.initial_state(init.weight, init.act);
+  const std::size_t chunk = detail::chunk_samples(adaquant_options{}.chunk_macs, g, n);
+  detail::chunked_gradient step(obj, chunk, static_cast<std::size_t>(st.range(0)));
+  std::vector<std::size_t> batch(n);
+  for (std::size_t i = 0; i < n; ++i) batch[i] = i;
+  layer_state grad;
+  for (auto _ : st) {
+    const double loss = step(s, batch, grad, {}, {});
+    benchmark::DoNotOptimize(loss);
+    benchmark::ClobberMemory();
+  }
+  st.counters["chunks"] = static_cast<double>((n + chunk - 1) / chunk);
   st.SetItemsProcessed(static_cast<std::int64_t>(st.iterations()));
 }
 
@@ -145,9 +168,43 @@ void BM_adaquant_step_resnet18_layer4_3x3(benchmark::State& st) {
 void BM_adaquant_step_resnet18_downsample_1x1(benchmark::State& st) {
   imagenet_step(st, resnet_conv(64, 128, 56, 1, 2), st.range(0) != 0);
 }
+// The FP32 forward of ResNet-18's layer shapes at batch 8 (tools/torch_adaquant_step.py times
+// PyTorch's on the same shapes).
+void BM_fp32_forward_resnet18_layer1_3x3_b8(benchmark::State& st) {
+  fp32_forward(st, resnet_conv(64, 64, 56, 3, 1), 8);
+}
+void BM_fp32_forward_resnet18_layer3_3x3_b8(benchmark::State& st) {
+  fp32_forward(st, resnet_conv(256, 256, 14, 3, 1), 8);
+}
+void BM_fp32_forward_resnet18_downsample_1x1_b8(benchmark::State& st) {
+  fp32_forward(st, resnet_conv(64, 128, 56, 1, 2), 8);
+}
+BENCHMARK(BM_fp32_forward_resnet18_layer1_3x3_b8)->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_fp32_forward_resnet18_layer3_3x3_b8)->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_fp32_forward_resnet18_downsample_1x1_b8)->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_adaquant_step_resnet18_layer1_3x3)->Arg(1)->Arg(0)->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_adaquant_step_resnet18_layer4_3x3)->Arg(1)->Arg(0)->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_adaquant_step_resnet18_downsample_1x1)->Arg(1)->Arg(0)->Unit(benchmark::kMillisecond);
+
+// A step's gradient on 1 and 2 threads: the conv at batch 32 (8 chunks of 4 samples) and
+// ResNet-18's downsample at its bounded step (19 samples, 5 chunks).
+void BM_chunked_step_conv64_3x3_14x14_b32(benchmark::State& st) {
+  chunked_step(st, conv_shape(), 32);
+}
+void BM_chunked_step_resnet18_downsample_1x1(benchmark::State& st) {
+  const layer_geometry g = resnet_conv(64, 128, 56, 1, 2);
+  chunked_step(st, g, step_samples(adaquant_options{}, g));
+}
+BENCHMARK(BM_chunked_step_conv64_3x3_14x14_b32)
+    ->Arg(1)
+    ->Arg(2)
+    ->UseRealTime()
+    ->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_chunked_step_resnet18_downsample_1x1)
+    ->Arg(1)
+    ->Arg(2)
+    ->UseRealTime()
+    ->Unit(benchmark::kMillisecond);
 
 BENCHMARK(BM_adaquant_step_conv64_3x3_14x14_b32)->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_fp32_forward_conv64_3x3_14x14_b32)->Unit(benchmark::kMillisecond);

@@ -8,6 +8,9 @@ Shapes and bit widths as adaquant_bench (benchmarks/adaquant_bench.cpp):
     conv   64 -> 64, 3x3, padding 1, 14x14, batch 32        W4A4
     linear 512 -> 512, batch 256                              W4A4
     token  256 -> 1024 over 32 x 64 = 2048 rows               W4A8
+and, forward only, ResNet-18's layer shapes at batch 8 (adaquant_bench's
+BM_fp32_forward_resnet18_*): 64 -> 64 3x3 at 56x56, 256 -> 256 3x3 at 14x14, and the 1x1
+downsample 64 -> 128 at stride 2 from 56x56.
 One AdaQuant step, as adaquant's objective computes it: the input fake-quantized per tensor
 (affine, learnable scale and zero point), the weight W + V fake-quantized per output channel
 (symmetric, learnable scales), straight-through rounding with LSQ-style scale gradients, the
@@ -44,11 +47,17 @@ def shapes():
         "conv64_3x3_14x14_b32": dict(kind="conv", x=(32, 64, 14, 14), w=(64, 64, 3, 3), wbits=4, abits=4),
         "linear512_b256": dict(kind="linear", x=(256, 512), w=(512, 512), wbits=4, abits=4),
         "token256x1024_32x64": dict(kind="linear", x=(32 * 64, 256), w=(1024, 256), wbits=4, abits=8),
+        "resnet18_layer1_3x3_b8": dict(kind="conv", x=(8, 64, 56, 56), w=(64, 64, 3, 3), forward_only=True),
+        "resnet18_layer3_3x3_b8": dict(kind="conv", x=(8, 256, 14, 14), w=(256, 256, 3, 3), forward_only=True),
+        "resnet18_downsample_1x1_b8": dict(kind="conv", x=(8, 64, 56, 56), w=(128, 64, 1, 1), stride=2,
+                                           padding=0, forward_only=True),
     }
 
 
-def layer(kind, x, w, b):
-    return F.conv2d(x, w, b, padding=1) if kind == "conv" else F.linear(x, w, b)
+def layer(s, x, w, b):
+    if s["kind"] == "conv":
+        return F.conv2d(x, w, b, stride=s.get("stride", 1), padding=s.get("padding", 1))
+    return F.linear(x, w, b)
 
 
 def timed(fn, repeats, warmup=3):
@@ -68,8 +77,14 @@ def measure(name, s, repeats):
     x = torch.relu(torch.randn(*s["x"], generator=g))
     w = 0.05 * torch.randn(*s["w"], generator=g)
     b = 0.1 * torch.randn(s["w"][0], generator=g)
-    with torch.no_grad():
-        y = layer(s["kind"], x, w, b)
+    def forward():
+        with torch.no_grad():
+            return layer(s, x, w, b)
+
+    fwd = timed(forward, repeats)
+    if s.get("forward_only"):
+        return {"forward_cpu_s": fwd[0], "forward_wall_s": fwd[1]}
+    y = forward()
     oc = s["w"][0]
     per_channel = (oc,) + (1,) * (len(s["w"]) - 1)
     qw = 2 ** (s["wbits"] - 1) - 1
@@ -86,22 +101,18 @@ def measure(name, s, repeats):
     def step():
         xq = fake_quant(x, a_scale, a_zero, 0, qa)
         wq = fake_quant(w + v, ws, 0.0, -qw - 1, qw)
-        loss = F.mse_loss(layer(s["kind"], xq, wq, bias), y)
+        loss = F.mse_loss(layer(s, xq, wq, bias), y)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
 
-    def forward():
-        with torch.no_grad():
-            layer(s["kind"], x, w, b)
-
-    fwd = timed(forward, repeats)
     stp = timed(step, repeats)
     return {"forward_cpu_s": fwd[0], "forward_wall_s": fwd[1], "step_cpu_s": stp[0], "step_wall_s": stp[1]}
 
 
 def run_bench(path, repeats):
-    out = subprocess.run([path, "--benchmark_filter=adaquant_step|fp32_forward", "--benchmark_format=json",
+    # Not the ImageNet-size steps (BM_adaquant_step_resnet18_*: seconds each, no PyTorch twin here).
+    out = subprocess.run([path, "--benchmark_filter=adaquant_step_[clw]|fp32_forward", "--benchmark_format=json",
                           f"--benchmark_repetitions={max(3, repeats // 10)}",
                           "--benchmark_report_aggregates_only=true"],
                          check=True, capture_output=True, text=True).stdout
@@ -129,10 +140,19 @@ def main():
     ours = run_bench(a.bench, a.repeats) if a.bench else {}
     for name, s in shapes().items():
         r = measure(name, s, a.repeats)
+        fwd_name = next((k for k in ours if k.startswith("BM_fp32_forward") and k.endswith(name)), None)
+        if s.get("forward_only"):
+            line = f"{name}: PyTorch forward {1e3 * r['forward_cpu_s']:.2f} ms, CPU"
+            if fwd_name:
+                r["adaquant_forward_cpu_s"] = ours[fwd_name]
+                line += (f"; adaquant forward {1e3 * ours[fwd_name]:.2f} ms; adaquant's speed-up over PyTorch "
+                         f"{r['forward_cpu_s'] / ours[fwd_name]:.2f}x")
+            print(line)
+            report["layers"][name] = r
+            continue
         line = (f"{name}: PyTorch forward {1e3 * r['forward_cpu_s']:.2f} ms, step {1e3 * r['step_cpu_s']:.2f} ms "
                 f"(step/forward {r['step_cpu_s'] / r['forward_cpu_s']:.2f}x), CPU")
         step_name = next((k for k in ours if k.startswith("BM_adaquant_step") and k.endswith(name)), None)
-        fwd_name = next((k for k in ours if k.startswith("BM_fp32_forward") and k.endswith(name)), None)
         if step_name and fwd_name:
             r["adaquant_forward_cpu_s"], r["adaquant_step_cpu_s"] = ours[fwd_name], ours[step_name]
             line += (f"; adaquant forward {1e3 * ours[fwd_name]:.2f} ms, step {1e3 * ours[step_name]:.2f} ms "

@@ -268,6 +268,11 @@ TEST_CASE("Bad options get a clear error", "[adaquant][errors]") {
   o.step_macs = std::nan("");
   expect(o, errc::invalid_argument, "options.step_macs");
   o = fast_options(10);
+  o.chunk_macs = -1.0;
+  expect(o, errc::invalid_argument, "options.chunk_macs");
+  o.chunk_macs = std::nan("");
+  expect(o, errc::invalid_argument, "options.chunk_macs");
+  o = fast_options(10);
   o.holdout_fraction = 0.95f;
   expect(o, errc::invalid_argument, "holdout_fraction");
   try {
@@ -305,5 +310,82 @@ TEST_CASE("Bad options get a clear error", "[adaquant][errors]") {
   } catch (const error& e) {
     CHECK(e.code() == errc::shape_mismatch);
     CHECK_THAT(std::string(e.what()), Catch::Contains("weight params"));
+  }
+}
+
+TEST_CASE("chunk_samples cuts a step by the layer's multiply-adds", "[adaquant][layer][chunks]") {
+  const double dflt = adaquant_options{}.chunk_macs;
+  // Fashion-MNIST's largest layer (0.59 MMAC per sample): a 50-sample step is one chunk.
+  CHECK(detail::chunk_samples(dflt, conv_geom(64, 64, 4, 4, 3, 1, 1), 50) == 50);
+  // ResNet-18's 1x1 downsample 64 -> 128 at 28x28 (6.4 MMAC): 19 samples in chunks of 4.
+  CHECK(detail::chunk_samples(dflt, conv_geom(64, 128, 28, 28, 1, 1, 0), 19) == 4);
+  CHECK(detail::chunk_samples(dflt, conv_geom(64, 64, 56, 56, 3, 1, 1), 1) == 1);
+  CHECK(detail::chunk_samples(1.0, linear_geom(8, 4), 7) == 1);  // never 0
+  CHECK(detail::chunk_samples(0.0, linear_geom(8, 4), 7) == 7);  // 0: one chunk
+  CHECK(detail::chunk_samples(100.0, linear_geom(8, 4), 7) == 3);
+}
+
+TEST_CASE("A chunked step's loss and gradient are the whole batch's, up to rounding",
+          "[adaquant][layer][chunks]") {
+  const random_layer L(conv_geom(3, 8, 6, 6, 3, 1, 1), 12, 21);
+  layer_quant_config cfg;
+  layer_objective obj(L.geometry, L.w, L.b, L.x, L.y, cfg);
+  const auto init = estimate_initial_params(obj, quantizers_of(cfg));
+  layer_state s = obj.initial_state(init.weight, init.act);
+  for (std::size_t i = 0; i < s.weight_offset.size(); ++i)
+    s.weight_offset[i] = 0.01f * static_cast<float>(static_cast<int>(i % 7) - 3);
+  const std::vector<std::size_t> batch = {3, 0, 7, 11, 5, 9, 1, 4, 8, 2, 10};
+  layer_state whole, chunked;
+  const double l_whole = obj.gradient(s, batch, whole);
+  detail::chunked_gradient step(obj, 3, 2);  // chunks of 3, 3, 3, 2 samples on 2 threads
+  const double l_chunked = step(s, batch, chunked, {}, {});
+  CHECK(l_chunked == Approx(l_whole).epsilon(1e-6));
+  const auto close = [](const std::vector<float>& a, const std::vector<float>& b) {
+    REQUIRE(a.size() == b.size());
+    double num = 0.0, den = 0.0;
+    for (std::size_t i = 0; i < a.size(); ++i) {
+      num += (static_cast<double>(a[i]) - b[i]) * (static_cast<double>(a[i]) - b[i]);
+      den += static_cast<double>(b[i]) * b[i];
+    }
+    return std::sqrt(num) <= 1e-5 * std::sqrt(den) + 1e-12;
+  };
+  CHECK(close(chunked.weight_offset, whole.weight_offset));
+  CHECK(close(chunked.bias, whole.bias));
+  CHECK(close(chunked.weight_scale, whole.weight_scale));
+  CHECK(chunked.act_scale == Approx(whole.act_scale).epsilon(1e-5));
+  CHECK(chunked.act_zero_point == Approx(whole.act_zero_point).epsilon(1e-5).margin(1e-9));
+}
+
+TEST_CASE("Chunked steps: bit-identical for 1, 2 and 3 threads; small steps stay one chunk",
+          "[adaquant][layer][chunks]") {
+  const random_layer L(conv_geom(8, 8, 6, 6, 3, 1, 1), 96, 11);  // 20736 MACs per sample
+  const layer_quantizers q = quantizers(4);
+  const auto optimize = [&](const adaquant_options& o, std::size_t threads) {
+    layer_objective obj(L.geometry, L.w, L.b, L.x, L.y,
+                        q.objective_config(output_activation::none, "test"));
+    return adaquant_optimize(obj, o, estimate_initial_params(obj, q), threads);
+  };
+  adaquant_options o = fast_options(60);
+  o.chunk_macs = 0.0;
+  const layer_result single = optimize(o, 1);
+  o.chunk_macs = adaquant_options{}.chunk_macs;  // 32 samples are one chunk
+  const layer_result dflt = optimize(o, 2);
+  CHECK(bit_equal(single.weights, dflt.weights));
+  CHECK(bit_equal(single.state.weight_offset, dflt.state.weight_offset));
+  CHECK(single.report.mse_after == dflt.report.mse_after);
+  for (const float qdrop : {0.0f, 0.5f}) {
+    INFO("qdrop " << qdrop);
+    o.qdrop = qdrop;
+    o.chunk_macs = 5.0 * 20736;  // chunks of 5 samples: 6 of 5 and one of 2
+    const layer_result t1 = optimize(o, 1), t2 = optimize(o, 2), t3 = optimize(o, 3);
+    for (const layer_result* r : {&t2, &t3}) {
+      CHECK(bit_equal(t1.weights, r->weights));
+      CHECK(bit_equal(t1.state.weight_offset, r->state.weight_offset));
+      CHECK(bit_equal(t1.bias, r->bias));
+      CHECK(bit_equal(t1.state.weight_scale, r->state.weight_scale));
+      CHECK(t1.state.act_scale == r->state.act_scale);
+      CHECK(t1.report.mse_after == r->report.mse_after);
+    }
+    CHECK(t1.report.mse_after < t1.report.mse_before);
   }
 }

@@ -174,23 +174,39 @@ TEST_CASE("Parallel results do not depend on the thread count; runs are repeatab
   CHECK(same_quantization(s1, s2));
 }
 
+// Calibrates two nets with o on 1 and 2 threads; true when they quantize alike. into: the 1-thread
+// net, for further comparisons.
+bool same_for_1_and_2_threads(const calibration_options& o, tiny_net& into) {
+  tiny_net b(48);
+  (void)adaquant_calibrate(into, w4a8, o, context(1));
+  (void)adaquant_calibrate(b, w4a8, o, context(2));
+  return same_quantization(into, b);
+}
+
 TEST_CASE("A step bound (step_macs): results do not depend on the thread count",
           "[driver][step_macs]") {
   calibration_options o = options(calibration_order::parallel, 40);
   o.layer.step_macs = 1.0;  // one sample per step on every layer
-  tiny_net a(48), b(48), plain(48);
-  (void)adaquant_calibrate(a, w4a8, o, context(1));
-  (void)adaquant_calibrate(b, w4a8, o, context(2));
-  CHECK(same_quantization(a, b));
+  tiny_net a(48), plain(48);
+  CHECK(same_for_1_and_2_threads(o, a));
   o.layer.step_macs = 0.0;
   (void)adaquant_calibrate(plain, w4a8, o, context(2));
   CHECK_FALSE(same_quantization(a, plain));
-  tiny_net s1(48), s2(48);
+  tiny_net s1(48);
   calibration_options q = options(calibration_order::sequential, 40);
   q.layer.step_macs = 1.0;
-  (void)adaquant_calibrate(s1, w4a8, q, context(1));
-  (void)adaquant_calibrate(s2, w4a8, q, context(2));
-  CHECK(same_quantization(s1, s2));
+  CHECK(same_for_1_and_2_threads(q, s1));
+}
+
+TEST_CASE("Sequential order splits steps into chunks: results do not depend on the thread count",
+          "[driver][chunks]") {
+  calibration_options o = options(calibration_order::sequential, 40);
+  o.layer.chunk_macs = 1.0;  // one sample per chunk on every layer
+  tiny_net a(48), plain(48);
+  CHECK(same_for_1_and_2_threads(o, a));
+  o.layer.chunk_macs = 0.0;
+  (void)adaquant_calibrate(plain, w4a8, o, context(2));
+  CHECK_FALSE(same_quantization(a, plain));  // the summation order changed
 }
 
 TEST_CASE("QDrop: results do not depend on the thread count and differ from no drop",

@@ -97,6 +97,18 @@ TEST_CASE("conv2d objective: gradients match central differences of the surrogat
     check(conv_geom(4, 6, 7, 7, 3, 2, 2, 2, 2), cfg, 3, true);
   }
   SECTION("depthwise 3x3, stride 2") { check(conv_geom(5, 5, 6, 6, 3, 2, 1, 1, 5), cfg, 4, true); }
+  // Groups of >= 8 channels: the direct forward (objectives/direct_conv.hpp), and at stride 1
+  // its adjoint for dL/dX.
+  SECTION("direct convolution: 8 -> 9 channels, 3x3, padding 1") {
+    check(conv_geom(8, 9, 5, 6, 3, 1, 1), cfg, 3, true);
+  }
+  SECTION("direct convolution: groups 2 of 8 channels, dilation 2, padding 2, asymmetric") {
+    cfg.act_scheme = {4, true, false, false};
+    check(conv_geom(16, 16, 6, 6, 3, 1, 2, 2, 2), cfg, 3, false);
+  }
+  SECTION("direct convolution: 8 -> 8 channels, stride 2 (no adjoint path)") {
+    check(conv_geom(8, 8, 7, 6, 3, 2, 1), cfg, 3, true);
+  }
   SECTION("1x1 with ReLU6") {
     cfg.activation = output_activation::relu6;
     check(conv_geom(6, 3, 4, 4, 1), cfg, 3, false);

@@ -51,6 +51,7 @@
 // per block along axis 1, block-wise weights on a convolution other than 1x1, inputs not per
 // tensor, two rounding policies), a non-finite loss during optimisation (errc::non_finite).
 
+#include <adaquant/calibrate/chunked_gradient.hpp>
 #include <adaquant/calibrate/report.hpp>
 #include <adaquant/core/error.hpp>
 #include <adaquant/objectives/layer_objective.hpp>
@@ -140,6 +141,11 @@ struct adaquant_options {
   // samples (the Fashion-MNIST models' largest is 0.6 MMAC); an ImageNet-size 3x3 convolution
   // at 56x56 (116 MMAC per sample) gets 1 sample per step (docs/scale.md).
   double step_macs = 1.28e8;
+  // How a step splits for threads (calibrate/chunked_gradient.hpp): chunks of floor(chunk_macs /
+  // MACs per sample) samples, at least 1, whose gradients are computed in parallel and summed in
+  // chunk order; bit-identical for any thread count. A step within chunk_macs is one chunk (the
+  // Fashion-MNIST models' steps, up to 0.64 MMAC per sample at 50 samples); 0: never split.
+  double chunk_macs = 3.2e7;
   std::size_t iterations = 1000;
   std::uint64_t seed = 0;
   bool bounded_offset = false;    // |V| <= s_w / 2
@@ -238,6 +244,9 @@ inline void validate_options(const adaquant_options& o) {
   if (!(o.batch_size > 0)) bad("batch_size", "must be > 0");
   if (!(o.step_macs >= 0.0 && std::isfinite(o.step_macs)))
     bad("step_macs", "must be finite and >= 0 (0: no bound), got " + std::to_string(o.step_macs));
+  if (!(o.chunk_macs >= 0.0 && std::isfinite(o.chunk_macs)))
+    bad("chunk_macs",
+        "must be finite and >= 0 (0: never split), got " + std::to_string(o.chunk_macs));
   if (!(o.iterations > 0)) bad("iterations", "must be > 0");
   if (!(o.eval_every > 0)) bad("eval_every", "must be > 0");
   if (o.qdrop) input_drop{*o.qdrop, 0}.validate("adaquant: options.qdrop");
@@ -546,9 +555,10 @@ inline void fill_result(layer_objective& obj, layer_state state, layer_result& r
 }  // namespace detail
 
 // Optimises one layer from the starting parameters `init` (e.g. estimate_initial_params). The
-// objective's config (grids, rounding, activation) is used.
+// objective's config (grids, rounding, activation) is used. threads (0: every core) compute a
+// step's chunks (options.chunk_macs) in parallel; the result does not depend on it.
 inline layer_result adaquant_optimize(layer_objective& obj, const adaquant_options& opt,
-                                      const initial_quant_params& init) {
+                                      const initial_quant_params& init, std::size_t threads = 1) {
   detail::validate_options(opt);
   const auto t0 = std::chrono::steady_clock::now();
   const layer_quant_config& cfg = obj.config();
@@ -571,12 +581,13 @@ inline layer_result adaquant_optimize(layer_objective& obj, const adaquant_optio
   layer_state grad;
   const std::size_t B = std::min(step_samples(opt, g), split.train.size());
   const float qdrop = opt.qdrop ? *opt.qdrop : default_qdrop(cfg);
+  detail::chunked_gradient step_gradient(obj, detail::chunk_samples(opt.chunk_macs, g, B), threads);
 
   detail::run_steps(
       opt, split, B, rng, state, rep, "adaquant: loss",
       [&](layer_state& st, std::span<const std::size_t> batch, std::size_t it) {
         const double loss =
-            obj.gradient(st, batch, grad, opt.train, {qdrop, detail::mix_seed(opt.seed, it)});
+            step_gradient(st, batch, grad, opt.train, {qdrop, detail::mix_seed(opt.seed, it)});
         if (std::isfinite(loss)) trainer.step(st, grad, it);
         return loss;
       },

@@ -15,7 +15,8 @@
 // sequential: each layer's inputs come from the network with the already-quantized preceding
 //             layers (capture_mode::quantized), over all calibration samples; its targets are
 //             the full-precision outputs (capture_mode::full_precision). Quantization errors of
-//             earlier layers are thus compensated by later ones.
+//             earlier layers are thus compensated by later ones. The layer's steps use
+//             context.threads (chunks of options.layer.chunk_macs: results do not depend on it).
 // Memory: samples are captured in chunks of context.capture_batch; the cache of one layer (inputs
 // and outputs of all calibration samples) is held at a time in sequential mode, `threads` layers'
 // caches in parallel mode.
@@ -184,6 +185,7 @@ struct layer_job {
   std::exception_ptr error;
   std::function<std::optional<initial_quant_params>(const layer_desc&, const layer_objective&)>
       init;
+  std::size_t threads = 1;  // for the layer's steps (adaquant_optimize)
 
   void run() {
     try {
@@ -194,7 +196,7 @@ struct layer_job {
       std::optional<initial_quant_params> ip;
       if (init) ip = init(*desc, obj);
       if (!ip) ip = estimate_initial_params(obj, *quantizers);
-      result = adaquant_optimize(obj, opt, *ip);
+      result = adaquant_optimize(obj, opt, *ip, threads);
       result.report.layer_id = desc->id;
     } catch (...) {
       error = std::current_exception();
@@ -385,6 +387,7 @@ calibration_report calibrate_layers(Net& net, std::span<const layer_quantizers> 
       if (!j.saved && !load(j)) {
         capture_all(net, *j.desc, n, chunk, capture_mode::quantized, true, false, j.io);
         capture_all(net, *j.desc, n, chunk, capture_mode::full_precision, false, true, j.io);
+        j.threads = resolve_threads(context.threads);
         j.run();
       }
       finish(j);

@@ -4,7 +4,8 @@
 // per layer or per sample, each piece seeded by what it is, not by where it runs.
 //
 //   threads        0: every core. Range estimation runs this many layers at once, AdaQuant in
-//                  parallel order at least this many, captures split their samples.
+//                  parallel order at least this many, in sequential order a step's chunks of
+//                  samples (adaquant_options::chunk_macs), captures split their samples.
 //   capture_batch  calibration samples per capture call (the peak size of one capture).
 //   progress       called with (step, done, total) as long steps advance, from the calling thread.
 //   memory_limit   bytes the calibration caches may take (calibrate/memory.hpp checks it before

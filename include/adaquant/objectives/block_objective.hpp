@@ -199,6 +199,7 @@ class block_objective {
     detail::adaround_weights_state ar;
     detail::quantized_weight_buffers wb;
     std::vector<float> xq, cols, dwq, dxq, dcols, dx;
+    std::vector<float> wt, conv_ws;  // direct convolutions: flipped weights, scratch
     std::vector<std::uint8_t> xmask, keep;
   };
 
@@ -336,8 +337,10 @@ class block_objective {
       detail::linear_forward_raw(g.linear, B, xin, w, b, y);
     } else {
       const std::size_t kp = g.weights_per_channel() * g.out_positions();
-      u.cols.resize(train ? B * g.conv.groups * kp : kp);
-      detail::conv2d_forward_raw(g.conv, B, xin, w, b, y, u.cols.data(), train);
+      // The im2col columns are kept for dW unless dW is a direct product too.
+      const bool cols = train && !detail::direct_weight_grad_applies(g.conv, B);
+      u.cols.resize(cols ? B * g.conv.groups * kp : kp);
+      detail::conv2d_forward_raw(g.conv, B, xin, w, b, y, u.cols.data(), cols, &u.conv_ws);
     }
   }
 
@@ -407,14 +410,15 @@ class block_objective {
     const float* xin = cfg.quantize_activations ? u.xq.data() : x;
     if (which.weight_offset || which.weight_quant) {
       u.dwq.resize(g.weight_size());
-      detail::weight_product_gradient(g, B, dy, xin, u.cols.data(), u.dwq.data());
+      detail::weight_product_gradient(g, B, dy, xin, u.cols.data(), u.dwq.data(), u.conv_ws);
       detail::weight_quant_backward(cfg, u.wg, s, u.wb, u.ar.on, u.dwq.data(), which, grad);
     }
     const bool need_dx = slot >= prog_.inputs();
     const bool want_a = which.act_quant && cfg.quantize_activations;
     if (!need_dx && !want_a) return;
     u.dxq.resize(B * in);
-    detail::input_product_gradient(g, B, dy, u.wb.wq.data(), u.dxq.data(), u.dcols);
+    detail::input_product_gradient(g, B, dy, u.wb.wq.data(), u.dxq.data(), u.dcols, u.wt,
+                                   u.conv_ws);
     const float* dx = u.dxq.data();
     if (cfg.quantize_activations) {
       u.dx.resize(need_dx ? B * in : 0);

@@ -1,8 +1,10 @@
 #pragma once
 // Full-precision forward passes of the layers AdaQuant optimises (geometry.hpp for the layouts),
-// with Eigen GEMM: linear as one GEMM over the batch, conv2d as im2col + one GEMM per sample and
-// group. The same code computes the quantized forward inside the objectives, so a benchmark of
-// one AdaQuant step against these is like for like.
+// linear as one Eigen GEMM over the batch, conv2d as a direct convolution (objectives/
+// direct_conv.hpp: every output summed in tap order, independent of the batch) or, for groups of
+// fewer than 8 output channels (depthwise), im2col + one GEMM per sample and group. The same code
+// computes the quantized forward inside the objectives, so a benchmark of one AdaQuant step
+// against these is like for like.
 //
 // linear_forward(g, x, w, b, y, act) / conv2d_forward(g, x, w, b, y, act):
 //   batch = x.size() / input_per_sample; b may be empty (no bias).
@@ -10,6 +12,7 @@
 // each other (errc::shape_mismatch), empty input (errc::empty_input).
 
 #include <adaquant/core/error.hpp>
+#include <adaquant/objectives/direct_conv.hpp>
 #include <adaquant/objectives/geometry.hpp>
 #include <adaquant/objectives/im2col.hpp>
 
@@ -116,14 +119,25 @@ inline void linear_forward_raw(const linear_geometry& g, std::size_t batch, cons
   if (b) Y.rowwise() += Eigen::Map<const Eigen::RowVectorXf>(b, out);
 }
 
-// y[B, out_c, P]; cols: workspace of K * P floats per (sample, group) when keep_cols, else K * P.
+// y[B, out_c, P]. cols: the im2col columns, K * P floats per (sample, group) when keep_cols (kept
+// for the backward pass), else scratch of K * P floats for the GEMM path (unused by the direct
+// path). direct: scratch of the direct path (a local buffer when null).
 inline void conv2d_forward_raw(const conv2d_geometry& g, std::size_t batch, const float* x,
                                const float* w, const float* b, float* y, float* cols,
-                               bool keep_cols) {
+                               bool keep_cols, std::vector<float>* direct = nullptr) {
   const std::size_t cout = g.out_channels / g.groups;
   const std::size_t K = g.in_channels / g.groups * g.kernel_h * g.kernel_w;
   const std::size_t P = g.out_h() * g.out_w();
   const std::size_t in_n = g.in_channels * g.in_h * g.in_w;
+  if (direct_conv_applies(g)) {
+    std::vector<float> local;
+    direct_conv2d(g, batch, x, w, b, y, direct ? *direct : local);
+    if (keep_cols)
+      for (std::size_t n = 0; n < batch; ++n)
+        for (std::size_t gr = 0; gr < g.groups; ++gr)
+          im2col(g, x + n * in_n, gr, cols + (n * g.groups + gr) * K * P);
+    return;
+  }
   for (std::size_t n = 0; n < batch; ++n)
     for (std::size_t gr = 0; gr < g.groups; ++gr) {
       float* c = keep_cols ? cols + (n * g.groups + gr) * K * P : cols;
@@ -177,7 +191,7 @@ inline void linear_forward(const linear_geometry& g, std::span<const float> x,
     for (float& v : y) v = detail::apply_activation(act, v);
 }
 
-// workspace: reused between calls to avoid reallocating the im2col buffer (may be null).
+// workspace: reused between calls to avoid reallocating scratch buffers (may be null).
 inline void conv2d_forward(const conv2d_geometry& g, std::span<const float> x,
                            std::span<const float> w, std::span<const float> b, std::span<float> y,
                            output_activation act = output_activation::none,
@@ -186,11 +200,15 @@ inline void conv2d_forward(const conv2d_geometry& g, std::span<const float> x,
                                                         b.size(), y.size(), "conv2d_forward");
   std::vector<float> local;
   std::vector<float>& ws = workspace ? *workspace : local;
-  const std::size_t need =
-      g.in_channels / g.groups * g.kernel_h * g.kernel_w * g.out_h() * g.out_w();
-  if (ws.size() < need) ws.resize(need);
-  detail::conv2d_forward_raw(g, batch, x.data(), w.data(), b.empty() ? nullptr : b.data(), y.data(),
-                             ws.data(), false);
+  const float* bias = b.empty() ? nullptr : b.data();
+  if (detail::direct_conv_applies(g)) {
+    detail::conv2d_forward_raw(g, batch, x.data(), w.data(), bias, y.data(), nullptr, false, &ws);
+  } else {
+    const std::size_t need =
+        g.in_channels / g.groups * g.kernel_h * g.kernel_w * g.out_h() * g.out_w();
+    if (ws.size() < need) ws.resize(need);
+    detail::conv2d_forward_raw(g, batch, x.data(), w.data(), bias, y.data(), ws.data(), false);
+  }
   if (act != output_activation::none)
     for (float& v : y) v = detail::apply_activation(act, v);
 }

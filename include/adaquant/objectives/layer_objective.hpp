@@ -343,9 +343,11 @@ class layer_objective {
     } else {
       const conv2d_geometry& c = g_.conv;
       const std::size_t kp = g_.weights_per_channel() * g_.out_positions();
-      cols_.resize(keep ? B * c.groups * kp : kp);
+      // The im2col columns are kept for dW unless dW is a direct product too.
+      const bool cols = keep && !detail::direct_weight_grad_applies(c, B);
+      cols_.resize(cols ? B * c.groups * kp : kp);
       detail::conv2d_forward_raw(c, B, xq, wb_.wq.data(), s.bias.data(), yq_.data(), cols_.data(),
-                                 keep);
+                                 cols, &conv_ws_);
     }
     if (keep) dy_.resize(B * out);
     const float dscale = 2.0f / static_cast<float>(B * out);
@@ -382,12 +384,13 @@ class layer_objective {
     const float* xq = cfg_.quantize_activations ? xq_.data() : xb_.data();
     if (want_w) {
       dwq_.resize(g_.weight_size());
-      detail::weight_product_gradient(g_, B, dy_.data(), xq, cols_.data(), dwq_.data());
+      detail::weight_product_gradient(g_, B, dy_.data(), xq, cols_.data(), dwq_.data(), conv_ws_);
       detail::weight_quant_backward(cfg_, wg_, s, wb_, ar_.on, dwq_.data(), which, grad);
     }
     if (want_a) {
       dxq_.resize(B * in);
-      detail::input_product_gradient(g_, B, dy_.data(), wb_.wq.data(), dxq_.data(), dcols_);
+      detail::input_product_gradient(g_, B, dy_.data(), wb_.wq.data(), dxq_.data(), dcols_, wt_,
+                                     conv_ws_);
       double gs = 0.0, gz = 0.0;
       detail::fq_backward_run(xb_.data(), xq_.data(), xmask_.data(), dxq_.data(), B * in,
                               s.act_scale, nullptr, gs, gz);
@@ -404,6 +407,7 @@ class layer_objective {
   detail::quantized_weight_buffers wb_;
   detail::adaround_weights_state ar_;
   std::vector<float> xb_, xq_, yq_, dy_, cols_, dwq_, dxq_, dcols_;
+  std::vector<float> wt_, conv_ws_;  // direct convolutions: flipped weights, scratch
   std::vector<std::uint8_t> xmask_, keep_;
 };
 

@@ -161,16 +161,22 @@ inline void bias_gradient(const float* dy, std::size_t B, std::size_t oc, std::s
   for (std::size_t c = 0; c < oc; ++c) grad[c] = static_cast<float>(acc[c]);
 }
 
-// dWq [oc, k] = dY^T Xq (linear) or sum over samples of dY C^T per group (conv2d, C the kept
-// im2col columns of the forward).
+// dWq [oc, k] = dY^T Xq (linear), or for conv2d the direct product over (sample, position)
+// (objectives/direct_conv.hpp) where direct_weight_grad_applies, else the sum over samples of
+// dY C^T per group (C the im2col columns the forward kept). ws: scratch of the direct product.
 inline void weight_product_gradient(const layer_geometry& g, std::size_t B, const float* dy,
-                                    const float* xq, const float* cols, float* dwq) {
+                                    const float* xq, const float* cols, float* dwq,
+                                    std::vector<float>& ws) {
   using Eigen::Index;
   const std::size_t oc = g.out_channels(), k = g.weights_per_channel(), P = g.out_positions();
   if (g.kind == layer_kind::linear) {
     row_map(dwq, static_cast<Index>(oc), static_cast<Index>(k)).noalias() =
         const_row_map(dy, static_cast<Index>(B), static_cast<Index>(oc)).transpose() *
         const_row_map(xq, static_cast<Index>(B), static_cast<Index>(k));
+    return;
+  }
+  if (direct_weight_grad_applies(g.conv, B)) {
+    direct_conv2d_weight_grad(g.conv, B, xq, dy, dwq, ws);
     return;
   }
   const std::size_t groups = g.conv.groups, cg = oc / groups;
@@ -188,9 +194,12 @@ inline void weight_product_gradient(const layer_geometry& g, std::size_t B, cons
   }
 }
 
-// dXq [B, in] = dY Wq (linear) or col2im of Wq^T dY (conv2d); dcols: workspace.
+// dXq [B, in] = dY Wq (linear), or for conv2d the direct adjoint convolution where
+// direct_adjoint_applies (objectives/direct_conv.hpp; wt, ws: its flipped weights and scratch),
+// else col2im of Wq^T dY (dcols: workspace).
 inline void input_product_gradient(const layer_geometry& g, std::size_t B, const float* dy,
-                                   const float* wq, float* dxq, std::vector<float>& dcols) {
+                                   const float* wq, float* dxq, std::vector<float>& dcols,
+                                   std::vector<float>& wt, std::vector<float>& ws) {
   using Eigen::Index;
   const std::size_t oc = g.out_channels(), k = g.weights_per_channel(), P = g.out_positions();
   const std::size_t in = g.input_per_sample();
@@ -198,6 +207,10 @@ inline void input_product_gradient(const layer_geometry& g, std::size_t B, const
     row_map(dxq, static_cast<Index>(B), static_cast<Index>(in)).noalias() =
         const_row_map(dy, static_cast<Index>(B), static_cast<Index>(oc)) *
         const_row_map(wq, static_cast<Index>(oc), static_cast<Index>(k));
+    return;
+  }
+  if (direct_adjoint_applies(g.conv)) {
+    direct_conv2d_adjoint(g.conv, B, dy, wq, dxq, wt, ws);
     return;
   }
   const std::size_t groups = g.conv.groups, cg = oc / groups;

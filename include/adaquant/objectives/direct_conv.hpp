@@ -1,0 +1,210 @@
+#pragma once
+// Direct 2-D convolution for the forward passes (objectives/forward.hpp): no im2col matrix, one
+// gathered product per sample and group (kernels/conv.hpp) over the zero-padded input. Each output
+//   y[n, o, p] = b[o] + sum over taps k in (input channel, row, column) order of x_pad * w,
+// every product fused into the sum (mul_add), so an output depends only on its own inputs and
+// weights: not on the batch, the samples beside it, the vector width or the thread. Used where a
+// group has at least direct_conv_min_channels output channels (fewer fill too few vector lanes)
+// and its padded input is indexable by 32 bits; elsewhere the forward keeps im2col + GEMM.
+
+#include <adaquant/kernels/conv.hpp>
+#include <adaquant/objectives/geometry.hpp>
+
+#include <algorithm>
+#include <cstddef>
+#include <cstring>
+#include <limits>
+#include <utility>
+#include <vector>
+
+namespace adaquant::detail {
+
+inline constexpr std::size_t direct_conv_min_channels = 8;
+inline constexpr std::size_t direct_conv_tile = 128;  // output positions per tile
+
+[[nodiscard]] inline bool direct_conv_applies(const conv2d_geometry& g) noexcept {
+  const std::size_t hp = g.in_h + 2 * g.pad_h, wp = g.in_w + 2 * g.pad_w;
+  const double plane = static_cast<double>(g.in_channels / g.groups) * static_cast<double>(hp) *
+                       static_cast<double>(wp);
+  return g.out_channels / g.groups >= direct_conv_min_channels &&
+         plane < static_cast<double>(std::numeric_limits<gather_index>::max());
+}
+
+// y [batch, out_c, P] = conv(x, w) + b (b may be null); ws: scratch, resized as needed.
+inline void direct_conv2d(const conv2d_geometry& g, std::size_t batch, const float* x,
+                          const float* w, const float* b, float* y, std::vector<float>& ws) {
+  constexpr std::size_t lanes = simd::lanes;
+  const std::size_t cg = g.in_channels / g.groups, og = g.out_channels / g.groups;
+  const std::size_t hp = g.in_h + 2 * g.pad_h, wp = g.in_w + 2 * g.pad_w;
+  const std::size_t k = cg * g.kernel_h * g.kernel_w, oh = g.out_h(), ow = g.out_w(), P = oh * ow;
+  const std::size_t ldw = (og + lanes - 1) / lanes * lanes;  // zero weights pad the last vector
+  std::vector<gather_index> base(P), off(k);
+  for (std::size_t y0 = 0; y0 < oh; ++y0)
+    for (std::size_t x0 = 0; x0 < ow; ++x0)
+      base[y0 * ow + x0] = static_cast<gather_index>(y0 * g.stride_h * wp + x0 * g.stride_w);
+  for (std::size_t c = 0; c < cg; ++c)
+    for (std::size_t i = 0; i < g.kernel_h; ++i)
+      for (std::size_t j = 0; j < g.kernel_w; ++j)
+        off[(c * g.kernel_h + i) * g.kernel_w + j] =
+            static_cast<gather_index>(c * hp * wp + i * g.dilation_h * wp + j * g.dilation_w);
+  // Channel blocks of 1 to 3 vectors as the kernel splits them, each packed [k][block width] so
+  // that a block streams its taps from consecutive memory.
+  std::vector<std::pair<std::size_t, std::size_t>> blocks;  // (first vector, vectors)
+  for (std::size_t v = 0, vectors = ldw / lanes; v < vectors;) {
+    const std::size_t left = vectors - v, take = left == 1 ? 1 : left % 2 == 1 ? 3 : 2;
+    blocks.emplace_back(v, take);
+    v += take;
+  }
+  const bool unpadded = g.pad_h == 0 && g.pad_w == 0;  // read x in place
+  const std::size_t plane = unpadded ? 0 : cg * hp * wp;
+  ws.resize(k * ldw + plane);
+  float* packed = ws.data();
+  float* padded = ws.data() + k * ldw;
+  std::fill(padded, padded + plane, 0.0f);  // the borders stay 0
+  const std::size_t in_n = g.in_channels * g.in_h * g.in_w;
+  for (std::size_t gr = 0; gr < g.groups; ++gr) {
+    std::fill(packed, packed + k * ldw, 0.0f);
+    for (const auto& [v0, take] : blocks) {
+      float* pb = packed + k * v0 * lanes;
+      const std::size_t width = take * lanes, c0 = v0 * lanes, cn = std::min(width, og - c0);
+      for (std::size_t j = 0; j < cn; ++j) {
+        const float* wr = w + (gr * og + c0 + j) * k;
+        for (std::size_t r = 0; r < k; ++r) pb[r * width + j] = wr[r];
+      }
+    }
+    for (std::size_t n = 0; n < batch; ++n) {
+      const float* xs = x + n * in_n + gr * cg * g.in_h * g.in_w;
+      if (!unpadded)
+        for (std::size_t c = 0; c < cg; ++c)
+          for (std::size_t r = 0; r < g.in_h; ++r)
+            std::memcpy(padded + (c * hp + r + g.pad_h) * wp + g.pad_w,
+                        xs + (c * g.in_h + r) * g.in_w, g.in_w * sizeof(float));
+      float* ys = y + (n * g.out_channels + gr * og) * P;
+      // Tiles of positions outside the channel blocks: the input rows a tile reads stay in
+      // cache across the blocks.
+      for (std::size_t p0 = 0; p0 < P; p0 += direct_conv_tile) {
+        const std::size_t pn = std::min<std::size_t>(direct_conv_tile, P - p0);
+        for (const auto& [v0, take] : blocks) {
+          const std::size_t c0 = v0 * lanes, cn = std::min(take * lanes, og - c0);
+          gather_product_run(unpadded ? xs : padded, base.data() + p0, pn, off.data(), k,
+                             packed + k * c0, take * lanes, b ? b + gr * og + c0 : nullptr, cn,
+                             ys + c0 * P + p0, P);
+        }
+      }
+    }
+  }
+}
+
+}  // namespace adaquant::detail
+
+namespace adaquant::detail {
+
+// The adjoint of a stride-1 convolution (dL/dX from dL/dY) is itself a direct convolution: of dY
+// with the weights transposed (input and output channels swapped within each group) and flipped,
+// at padding dilation * (kernel - 1) - pad, so that it returns X's height and width.
+[[nodiscard]] inline conv2d_geometry adjoint_geometry(const conv2d_geometry& g) noexcept {
+  conv2d_geometry a = g;
+  a.in_channels = g.out_channels;
+  a.out_channels = g.in_channels;
+  a.in_h = g.out_h();
+  a.in_w = g.out_w();
+  a.pad_h = g.dilation_h * (g.kernel_h - 1) - g.pad_h;
+  a.pad_w = g.dilation_w * (g.kernel_w - 1) - g.pad_w;
+  return a;
+}
+[[nodiscard]] inline bool direct_adjoint_applies(const conv2d_geometry& g) noexcept {
+  return g.stride_h == 1 && g.stride_w == 1 && g.pad_h <= g.dilation_h * (g.kernel_h - 1) &&
+         g.pad_w <= g.dilation_w * (g.kernel_w - 1) && direct_conv_applies(adjoint_geometry(g));
+}
+
+// dx [batch, in_c, in_h, in_w] = the adjoint applied to dy [batch, out_c, out_h, out_w]
+// (overwritten, not added); wt, ws: scratch. Needs direct_adjoint_applies(g).
+inline void direct_conv2d_adjoint(const conv2d_geometry& g, std::size_t batch, const float* dy,
+                                  const float* w, float* dx, std::vector<float>& wt,
+                                  std::vector<float>& ws) {
+  const std::size_t cg = g.in_channels / g.groups, og = g.out_channels / g.groups;
+  const std::size_t kh = g.kernel_h, kw = g.kernel_w;
+  wt.resize(g.out_channels * cg * kh * kw);
+  for (std::size_t gr = 0; gr < g.groups; ++gr)
+    for (std::size_t o = 0; o < og; ++o)
+      for (std::size_t c = 0; c < cg; ++c)
+        for (std::size_t i = 0; i < kh; ++i)
+          for (std::size_t j = 0; j < kw; ++j)
+            wt[(((gr * cg + c) * og + o) * kh + (kh - 1 - i)) * kw + (kw - 1 - j)] =
+                w[(((gr * og + o) * cg + c) * kh + i) * kw + j];
+  direct_conv2d(adjoint_geometry(g), batch, dy, wt.data(), nullptr, dx, ws);
+}
+
+}  // namespace adaquant::detail
+
+namespace adaquant::detail {
+
+// The weight gradient of a convolution as a gathered product whose depth is (sample, output
+// position): dw[o, k] = sum over n, p in that order of x_pad[n][window(p) + tap(k)] * dy[n, o, p],
+// each product fused. Needs direct_conv_applies(g) and the padded batch indexable by 32 bits.
+[[nodiscard]] inline bool direct_weight_grad_applies(const conv2d_geometry& g,
+                                                     std::size_t batch) noexcept {
+  const double padded = static_cast<double>(batch) * static_cast<double>(g.in_channels / g.groups) *
+                        static_cast<double>(g.in_h + 2 * g.pad_h) *
+                        static_cast<double>(g.in_w + 2 * g.pad_w);
+  return direct_conv_applies(g) &&
+         padded < static_cast<double>(std::numeric_limits<gather_index>::max());
+}
+
+// dw [out_c, in_c / groups * kh * kw] (overwritten) from x [batch, in_c, in_h, in_w] and
+// dy [batch, out_c, out_h, out_w]; ws: scratch.
+inline void direct_conv2d_weight_grad(const conv2d_geometry& g, std::size_t batch, const float* x,
+                                      const float* dy, float* dw, std::vector<float>& ws) {
+  constexpr std::size_t lanes = simd::lanes;
+  const std::size_t cg = g.in_channels / g.groups, og = g.out_channels / g.groups;
+  const std::size_t hp = g.in_h + 2 * g.pad_h, wp = g.in_w + 2 * g.pad_w, plane = cg * hp * wp;
+  const std::size_t k = cg * g.kernel_h * g.kernel_w, oh = g.out_h(), ow = g.out_w(), P = oh * ow,
+                    depth = batch * P;
+  const std::size_t ldw = (og + lanes - 1) / lanes * lanes;
+  std::vector<gather_index> tap(k), pos(depth);
+  for (std::size_t c = 0; c < cg; ++c)
+    for (std::size_t i = 0; i < g.kernel_h; ++i)
+      for (std::size_t j = 0; j < g.kernel_w; ++j)
+        tap[(c * g.kernel_h + i) * g.kernel_w + j] =
+            static_cast<gather_index>(c * hp * wp + i * g.dilation_h * wp + j * g.dilation_w);
+  for (std::size_t n = 0; n < batch; ++n)
+    for (std::size_t y0 = 0; y0 < oh; ++y0)
+      for (std::size_t x0 = 0; x0 < ow; ++x0)
+        pos[n * P + y0 * ow + x0] =
+            static_cast<gather_index>(n * plane + y0 * g.stride_h * wp + x0 * g.stride_w);
+  std::vector<std::pair<std::size_t, std::size_t>> blocks;  // as direct_conv2d
+  for (std::size_t v = 0, vectors = ldw / lanes; v < vectors;) {
+    const std::size_t left = vectors - v, take = left == 1 ? 1 : left % 2 == 1 ? 3 : 2;
+    blocks.emplace_back(v, take);
+    v += take;
+  }
+  ws.resize(batch * plane + depth * ldw);
+  float* padded = ws.data();
+  float* packed = ws.data() + batch * plane;
+  const std::size_t in_n = g.in_channels * g.in_h * g.in_w;
+  for (std::size_t gr = 0; gr < g.groups; ++gr) {
+    std::fill(padded, padded + batch * plane, 0.0f);
+    for (std::size_t n = 0; n < batch; ++n)
+      for (std::size_t c = 0; c < cg; ++c)
+        for (std::size_t r = 0; r < g.in_h; ++r)
+          std::memcpy(padded + n * plane + (c * hp + r + g.pad_h) * wp + g.pad_w,
+                      x + n * in_n + ((gr * cg + c) * g.in_h + r) * g.in_w, g.in_w * sizeof(float));
+    std::fill(packed, packed + depth * ldw, 0.0f);
+    for (const auto& [v0, take] : blocks) {
+      float* pb = packed + depth * v0 * lanes;
+      const std::size_t width = take * lanes, c0 = v0 * lanes, cn = std::min(width, og - c0);
+      for (std::size_t n = 0; n < batch; ++n)
+        for (std::size_t j = 0; j < cn; ++j) {
+          const float* d = dy + (n * g.out_channels + gr * og + c0 + j) * P;
+          for (std::size_t p = 0; p < P; ++p) pb[(n * P + p) * width + j] = d[p];
+        }
+    }
+    for (const auto& [v0, take] : blocks) {
+      const std::size_t c0 = v0 * lanes, cn = std::min(take * lanes, og - c0);
+      gather_product_run(padded, tap.data(), k, pos.data(), depth, packed + depth * c0,
+                         take * lanes, nullptr, cn, dw + (gr * og + c0) * k, k);
+    }
+  }
+}
+
+}  // namespace adaquant::detail

@@ -1,0 +1,244 @@
+// The forward convolution (objectives/forward.hpp, direct path of objectives/direct_conv.hpp)
+// equals its defining scalar expression bit for bit: every output is the bias plus the taps of
+// the zero-padded input in (input channel, row, column) order, each product fused (mul_add).
+// Geometries cover stride, dilation, asymmetric kernels, groups, unpadded 1x1, channel counts
+// that leave a partial vector and every register-block split, and position counts that leave a
+// partial position block. An output depends only on its own sample: a batch equals its samples
+// computed one at a time. Groups of fewer than 8 channels (depthwise) keep im2col + GEMM. The
+// adjoint (dL/dX of a stride-1 convolution, direct_conv2d_adjoint) against the scatter of every
+// tap's dy * w.
+#include "support/adaquant_test_util.hpp"
+
+#include <adaquant/core/numeric.hpp>
+#include <adaquant/objectives/forward.hpp>
+
+#include <catch2/catch.hpp>
+
+#include <cstring>
+#include <string>
+#include <vector>
+
+using adaquant::conv2d_geometry;
+
+namespace {
+
+// The defining expression, one output at a time over the padded input.
+std::vector<float> reference_conv(const conv2d_geometry& g, std::size_t batch,
+                                  const std::vector<float>& x, const std::vector<float>& w,
+                                  const std::vector<float>& b) {
+  const std::size_t cg = g.in_channels / g.groups, og = g.out_channels / g.groups;
+  const std::size_t oh = g.out_h(), ow = g.out_w();
+  std::vector<float> y(batch * g.out_channels * oh * ow);
+  for (std::size_t n = 0; n < batch; ++n)
+    for (std::size_t o = 0; o < g.out_channels; ++o)
+      for (std::size_t oy = 0; oy < oh; ++oy)
+        for (std::size_t ox = 0; ox < ow; ++ox) {
+          float acc = b.empty() ? 0.0f : b[o];
+          for (std::size_t c = 0; c < cg; ++c)
+            for (std::size_t i = 0; i < g.kernel_h; ++i)
+              for (std::size_t j = 0; j < g.kernel_w; ++j) {
+                const long iy = static_cast<long>(oy * g.stride_h + i * g.dilation_h) -
+                                static_cast<long>(g.pad_h);
+                const long ix = static_cast<long>(ox * g.stride_w + j * g.dilation_w) -
+                                static_cast<long>(g.pad_w);
+                const bool in = iy >= 0 && ix >= 0 && iy < static_cast<long>(g.in_h) &&
+                                ix < static_cast<long>(g.in_w);
+                const std::size_t ci = (o / og) * cg + c;
+                const float xv =
+                    in ? x[((n * g.in_channels + ci) * g.in_h + static_cast<std::size_t>(iy)) *
+                               g.in_w +
+                           static_cast<std::size_t>(ix)]
+                       : 0.0f;
+                acc = adaquant::detail::mul_add(
+                    xv, w[((o * cg + c) * g.kernel_h + i) * g.kernel_w + j], acc);
+              }
+          y[((n * g.out_channels + o) * oh + oy) * ow + ox] = acc;
+        }
+  return y;
+}
+
+conv2d_geometry geom(std::size_t cin, std::size_t cout, std::size_t h, std::size_t w,
+                     std::size_t kh, std::size_t kw, std::size_t stride, std::size_t pad,
+                     std::size_t dil, std::size_t groups) {
+  conv2d_geometry c;
+  c.in_channels = cin;
+  c.out_channels = cout;
+  c.in_h = h;
+  c.in_w = w;
+  c.kernel_h = kh;
+  c.kernel_w = kw;
+  c.stride_h = c.stride_w = stride;
+  c.pad_h = pad;
+  c.pad_w = pad ? pad + 1 : 0;
+  c.dilation_h = c.dilation_w = dil;
+  c.groups = groups;
+  return c;
+}
+
+std::string describe(const conv2d_geometry& c) {
+  return std::to_string(c.in_channels) + "->" + std::to_string(c.out_channels) + " " +
+         std::to_string(c.in_h) + "x" + std::to_string(c.in_w) + " k" + std::to_string(c.kernel_h) +
+         "x" + std::to_string(c.kernel_w) + " s" + std::to_string(c.stride_h) + " p" +
+         std::to_string(c.pad_h) + " d" + std::to_string(c.dilation_h) + " g" +
+         std::to_string(c.groups);
+}
+
+}  // namespace
+
+TEST_CASE("conv2d_forward's direct path equals the scalar expression bit for bit",
+          "[objective][forward][direct]") {
+  const std::vector<conv2d_geometry> shapes = {
+      geom(3, 8, 5, 6, 3, 3, 1, 1, 1, 1),     // one vector, 30 positions
+      geom(2, 8, 13, 12, 3, 3, 1, 1, 1, 1),   // 182 positions: two tiles of positions
+      geom(5, 9, 7, 5, 3, 2, 2, 1, 1, 1),     // partial second vector, stride 2
+      geom(4, 17, 6, 6, 3, 3, 1, 2, 2, 1),    // 3 vectors, dilation 2
+      geom(6, 24, 4, 5, 1, 1, 1, 0, 1, 1),    // unpadded 1x1, read in place
+      geom(4, 40, 9, 9, 3, 3, 2, 1, 1, 2),    // groups of 20: one block of 3 vectors, partial
+      geom(8, 64, 3, 3, 3, 3, 1, 1, 1, 1),    // 8 vectors: blocks of 2
+      geom(3, 40, 4, 4, 3, 3, 1, 1, 1, 1),    // 5 vectors: a block of 3, then 2
+      geom(16, 56, 5, 5, 2, 3, 1, 0, 1, 2)};  // groups of 28: 2 blocks of 2, the last partial
+  for (const conv2d_geometry& c : shapes) {
+    INFO(describe(c));
+    REQUIRE(adaquant::detail::direct_conv_applies(c));
+    const adaquant::layer_geometry g = adaquant::layer_geometry::of(c);
+    for (const bool bias : {true, false}) {
+      const std::size_t batch = 3;
+      const std::vector<float> x = adaquant_test::randn(batch * g.input_per_sample(), 1.0f, 7);
+      const std::vector<float> w = adaquant_test::randn(g.weight_size(), 0.2f, 8);
+      const std::vector<float> b =
+          bias ? adaquant_test::randn(c.out_channels, 0.5f, 9) : std::vector<float>{};
+      std::vector<float> y(batch * g.output_per_sample(), -7.0f), ws;
+      adaquant::conv2d_forward(c, x, w, b, y, adaquant::output_activation::none, &ws);
+      const std::vector<float> want = reference_conv(c, batch, x, w, b);
+      std::size_t differ = 0;
+      for (std::size_t i = 0; i < y.size(); ++i) differ += y[i] != want[i];
+      CHECK(differ == 0);
+      // Sample by sample, with the scratch buffer reused: the same bits.
+      for (std::size_t n = 0; n < batch; ++n) {
+        std::vector<float> one(g.output_per_sample());
+        const std::size_t in = g.input_per_sample(), out = g.output_per_sample();
+        adaquant::conv2d_forward(c, std::span<const float>(x).subspan(n * in, in), w, b, one,
+                                 adaquant::output_activation::none, &ws);
+        CHECK(std::memcmp(one.data(), y.data() + n * out, out * sizeof(float)) == 0);
+      }
+    }
+  }
+}
+
+TEST_CASE("conv2d_forward keeps im2col + GEMM for groups of fewer than 8 channels",
+          "[objective][forward][direct]") {
+  const conv2d_geometry depthwise = geom(6, 6, 5, 5, 3, 3, 1, 1, 1, 6);
+  const conv2d_geometry narrow = geom(3, 7, 5, 5, 3, 3, 1, 1, 1, 1);
+  CHECK_FALSE(adaquant::detail::direct_conv_applies(depthwise));
+  CHECK_FALSE(adaquant::detail::direct_conv_applies(narrow));
+  for (const conv2d_geometry& c : {depthwise, narrow}) {
+    INFO(describe(c));
+    const adaquant::layer_geometry g = adaquant::layer_geometry::of(c);
+    const std::vector<float> x = adaquant_test::randn(2 * g.input_per_sample(), 1.0f, 3);
+    const std::vector<float> w = adaquant_test::randn(g.weight_size(), 0.2f, 4);
+    const std::vector<float> b = adaquant_test::randn(c.out_channels, 0.5f, 5);
+    std::vector<float> y(2 * g.output_per_sample());
+    adaquant::conv2d_forward(c, x, w, b, y);
+    const std::vector<float> want = reference_conv(c, 2, x, w, b);
+    double max_err = 0.0;
+    for (std::size_t i = 0; i < y.size(); ++i)
+      max_err = std::max(max_err, static_cast<double>(std::abs(y[i] - want[i])));
+    CHECK(max_err < 1e-5);
+  }
+}
+
+TEST_CASE("direct_conv2d_adjoint is the convolution's adjoint (dL/dX) at stride 1",
+          "[objective][backward][direct]") {
+  const std::vector<conv2d_geometry> shapes = {
+      geom(8, 9, 5, 6, 3, 3, 1, 1, 1, 1),    // padding 1 (rows) and 2 (columns)
+      geom(16, 12, 6, 7, 3, 2, 1, 1, 2, 2),  // groups of 8 inputs, dilation 2
+      geom(9, 5, 4, 5, 1, 1, 1, 0, 1, 1),    // 1x1: 5 outputs, 9 inputs
+      geom(8, 8, 6, 6, 3, 3, 1, 0, 1, 1)};   // no padding: the adjoint pads by 2
+  for (const conv2d_geometry& c : shapes) {
+    INFO(describe(c));
+    REQUIRE(adaquant::detail::direct_adjoint_applies(c));
+    const adaquant::layer_geometry g = adaquant::layer_geometry::of(c);
+    const std::size_t batch = 2, cg = c.in_channels / c.groups, og = c.out_channels / c.groups;
+    const std::size_t oh = c.out_h(), ow = c.out_w();
+    const std::vector<float> dy = adaquant_test::randn(batch * g.output_per_sample(), 1.0f, 5);
+    const std::vector<float> w = adaquant_test::randn(g.weight_size(), 0.2f, 6);
+    std::vector<float> dx(batch * g.input_per_sample(), -7.0f), wt, ws;
+    adaquant::detail::direct_conv2d_adjoint(c, batch, dy.data(), w.data(), dx.data(), wt, ws);
+    std::vector<double> want(dx.size(), 0.0);
+    for (std::size_t n = 0; n < batch; ++n)
+      for (std::size_t o = 0; o < c.out_channels; ++o)
+        for (std::size_t oy = 0; oy < oh; ++oy)
+          for (std::size_t ox = 0; ox < ow; ++ox)
+            for (std::size_t ci = 0; ci < cg; ++ci)
+              for (std::size_t i = 0; i < c.kernel_h; ++i)
+                for (std::size_t j = 0; j < c.kernel_w; ++j) {
+                  const long iy =
+                      static_cast<long>(oy + i * c.dilation_h) - static_cast<long>(c.pad_h);
+                  const long ix =
+                      static_cast<long>(ox + j * c.dilation_w) - static_cast<long>(c.pad_w);
+                  if (iy < 0 || ix < 0 || iy >= static_cast<long>(c.in_h) ||
+                      ix >= static_cast<long>(c.in_w))
+                    continue;
+                  const std::size_t xi = (o / og) * cg + ci;
+                  want[((n * c.in_channels + xi) * c.in_h + static_cast<std::size_t>(iy)) * c.in_w +
+                       static_cast<std::size_t>(ix)] +=
+                      static_cast<double>(dy[((n * c.out_channels + o) * oh + oy) * ow + ox]) *
+                      w[((o * cg + ci) * c.kernel_h + i) * c.kernel_w + j];
+                }
+    double max_err = 0.0;
+    for (std::size_t i = 0; i < dx.size(); ++i)
+      max_err = std::max(max_err, std::abs(dx[i] - want[i]));
+    CHECK(max_err < 1e-5);
+  }
+  // Where it does not apply: stride 2, padding beyond the dilated kernel, narrow input groups.
+  CHECK_FALSE(adaquant::detail::direct_adjoint_applies(geom(8, 8, 6, 6, 3, 3, 2, 1, 1, 1)));
+  CHECK_FALSE(adaquant::detail::direct_adjoint_applies(geom(8, 8, 6, 6, 1, 1, 1, 1, 1, 1)));
+  CHECK_FALSE(adaquant::detail::direct_adjoint_applies(geom(4, 8, 6, 6, 3, 3, 1, 1, 1, 1)));
+}
+
+TEST_CASE("direct_conv2d_weight_grad is the weight gradient sum over samples and positions",
+          "[objective][backward][direct]") {
+  const std::vector<conv2d_geometry> shapes = {
+      geom(3, 9, 5, 6, 3, 3, 1, 1, 1, 1),   // padding 1 (rows) and 2 (columns)
+      geom(4, 16, 7, 6, 3, 2, 2, 1, 1, 2),  // stride 2, groups of 8 outputs
+      geom(5, 24, 6, 6, 3, 3, 1, 2, 2, 1),  // dilation 2, 3 vectors
+      geom(6, 8, 4, 5, 1, 1, 2, 0, 1, 1)};  // 1x1 stride 2
+  for (const conv2d_geometry& c : shapes) {
+    INFO(describe(c));
+    REQUIRE(adaquant::detail::direct_weight_grad_applies(c, 3));
+    const adaquant::layer_geometry g = adaquant::layer_geometry::of(c);
+    const std::size_t batch = 3, cg = c.in_channels / c.groups, og = c.out_channels / c.groups;
+    const std::size_t oh = c.out_h(), ow = c.out_w(), k = g.weights_per_channel();
+    const std::vector<float> x = adaquant_test::randn(batch * g.input_per_sample(), 1.0f, 15);
+    const std::vector<float> dy = adaquant_test::randn(batch * g.output_per_sample(), 1.0f, 16);
+    std::vector<float> dw(g.weight_size(), -7.0f), ws;
+    adaquant::detail::direct_conv2d_weight_grad(c, batch, x.data(), dy.data(), dw.data(), ws);
+    double max_err = 0.0;
+    for (std::size_t o = 0; o < c.out_channels; ++o)
+      for (std::size_t ci = 0; ci < cg; ++ci)
+        for (std::size_t i = 0; i < c.kernel_h; ++i)
+          for (std::size_t j = 0; j < c.kernel_w; ++j) {
+            double want = 0.0;
+            for (std::size_t n = 0; n < batch; ++n)
+              for (std::size_t oy = 0; oy < oh; ++oy)
+                for (std::size_t ox = 0; ox < ow; ++ox) {
+                  const long iy = static_cast<long>(oy * c.stride_h + i * c.dilation_h) -
+                                  static_cast<long>(c.pad_h);
+                  const long ix = static_cast<long>(ox * c.stride_w + j * c.dilation_w) -
+                                  static_cast<long>(c.pad_w);
+                  if (iy < 0 || ix < 0 || iy >= static_cast<long>(c.in_h) ||
+                      ix >= static_cast<long>(c.in_w))
+                    continue;
+                  const std::size_t xi = (o / og) * cg + ci;
+                  want += static_cast<double>(
+                              x[((n * c.in_channels + xi) * c.in_h + static_cast<std::size_t>(iy)) *
+                                    c.in_w +
+                                static_cast<std::size_t>(ix)]) *
+                          dy[((n * c.out_channels + o) * oh + oy) * ow + ox];
+                }
+            const float got = dw[o * k + (ci * c.kernel_h + i) * c.kernel_w + j];
+            max_err = std::max(max_err, std::abs(got - want));
+          }
+    CHECK(max_err < 1e-5);
+  }
+}
