@@ -101,6 +101,9 @@ ex::run_identity checkpoint_identity(const args& a, const std::vector<input_decl
   // per sample: a checkpoint written under another value is refused.
   id.push_back({"argument", "adaquant_options::step_macs",
                 std::to_string(aq::adaquant_options{}.step_macs)});
+  // Likewise where a step splits into chunks (summed in another order than one chunk's).
+  id.push_back({"argument", "adaquant_options::chunk_macs",
+                std::to_string(aq::adaquant_options{}.chunk_macs)});
   if (a.act_products) {
     id.push_back({"argument", "--act-products-bits", std::to_string(a.act_products)});
     id.push_back({"argument", "--act-products-range", a.act_products_range});

@@ -99,6 +99,9 @@ TEST_CASE("Block reconstruction lowers the block output error below round-to-nea
     const auto init = estimate_block_initial_params(obj, {&q, 1});
     adaquant_options o = fast_options(300);
     o.qdrop = 0.0f;
+    // The learned step at both widths (the default below 4 bits is AdaRound, which in 300
+    // iterations does not improve on this small block's held-out error: best iteration 0).
+    o.rounding = weight_rounding::learned_step;
     const block_result r = block_optimize(obj, o, init);
     WARN("W" << bits << "A" << bits << " block: " << to_string(r.report));
     // Held-out selection: never worse than the start. Measured on this block (6 channels, 86
