@@ -153,9 +153,16 @@ inline block_desc onnx_network::block_of(std::size_t first_layer_id,
   if (kf == layers_.size() || kl == layers_.size() || kf > kl)
     adaquant::detail::fail(errc::invalid_argument, where,
                            "the ids must be quantizable layers, the first not after the last");
-  // Through the ops after the last layer, up to the next layer.
+  // Through the ops after the last layer up to the next layer, as many as make a block (a
+  // residual block's add and ReLU, not the pooling after the network's last block); when none
+  // does, the error of the longest run.
   const std::size_t end = kl + 1 < layers_.size() ? layers_[kl + 1].id : fp_.nodes().size();
-  return block_of_nodes(first_layer_id, end - 1);
+  for (std::size_t last = end - 1;; --last) try {
+      return block_of_nodes(first_layer_id, last);
+    } catch (const error&) {
+      if (last == last_layer_id) break;
+    }
+  return block_of_nodes(first_layer_id, end - 1);  // throws: the longest run's error
 }
 
 inline std::vector<block_desc> onnx_network::blocks() const {
