@@ -60,6 +60,11 @@ TEST_CASE("light beats naive and advanced beats light at W3A4 on the final outpu
   REQUIRE(ra.steps.size() == 3);
   CHECK(ra.steps[0].name == "adaquant");
   CHECK(ra.steps[2].name == "bias_tuning");
+  for (const auto* r : {&rl, &ra})  // every step reports its CPU time (AdaQuant's did not)
+    for (const aq::step_report& s : r->steps) {
+      INFO(s.name);
+      CHECK(s.cpu_seconds > 0.0);
+    }
 }
 
 TEST_CASE("each light step lowers the output error of a coarse quantization") {
@@ -106,6 +111,7 @@ TEST_CASE("bit allocation meets the size budget and spends bits where they matte
   for (int b : r.weight_bits) CHECK((b == 2 || b == 3 || b == 4 || b == 8));
   CHECK(r.steps[1].name == "bit_allocation");
   CHECK(r.steps[1].summary.rfind("optimal", 0) == 0);
+  CHECK((r.steps[0].cpu_seconds > 0.0 && r.steps[1].cpu_seconds > 0.0));
   CHECK(std::isfinite(net.output_mse()));
 }
 
@@ -120,6 +126,7 @@ TEST_CASE("advanced bit allocation chooses among AdaQuant-calibrated options wit
   CHECK(r.steps[0].summary.find("2 bits:") != std::string::npos);
   CHECK(r.steps[1].name == "bit_allocation");
   CHECK(r.steps[1].summary.rfind("optimal", 0) == 0);
+  CHECK((r.steps[0].cpu_seconds > 0.0 && r.steps[1].cpu_seconds > 0.0));
   CHECK(std::isfinite(net.output_mse()));
 }
 

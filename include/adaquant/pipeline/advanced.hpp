@@ -38,7 +38,6 @@ pipeline_report advanced_pipeline(Net& net, const advanced_config& cfg,
     (void)detail::selected_blocks(net, *cfg.adaquant, st.layers);  // its errors, up front
   }
   pipeline_report rep;
-  auto t = std::chrono::steady_clock::now();
   const auto layer_summary = [](const calibration_report& r) {
     double before = 0, after = 0;
     for (const auto& l : r.layers) {
@@ -52,45 +51,49 @@ pipeline_report advanced_pipeline(Net& net, const advanced_config& cfg,
   };
   if (!cfg.bit_allocation) {
     if (cfg.adaquant) {
-      const calibration_report r =
-          detail::adaquant_step(net, st, *cfg.adaquant, cfg.adaquant->order, st.wbits, ctx);
-      rep.steps.push_back({"adaquant", detail::seconds_since(t), layer_summary(r)});
+      detail::timed_step(rep, "adaquant", [&] {
+        return layer_summary(
+            detail::adaquant_step(net, st, *cfg.adaquant, cfg.adaquant->order, st.wbits, ctx));
+      });
     } else {
-      detail::range_step(net, st, ctx);
-      rep.steps.push_back({"ranges", detail::seconds_since(t), "round-to-nearest"});
+      detail::timed_step(rep, "ranges", [&] {
+        detail::range_step(net, st, ctx);
+        return std::string("round-to-nearest");
+      });
     }
   } else {
     const bit_allocation_budget& ba = *cfg.bit_allocation;
-    // Round-to-nearest forms first: the 8-bit options and the base configuration.
-    detail::range_step(net, st, ctx);
     const std::size_t n = st.layers.size();
     std::vector<detail::layer_options> options(n);
-    const std::vector<quantized_layer> rtn = st.q;  // round-to-nearest, original bias
-    std::vector<int> rtn_bits(ba.weight_bits);
-    rtn_bits.push_back(8);
-    std::string summary;
-    for (int b : ba.weight_bits) {
-      if (b >= 8 || !cfg.adaquant) continue;
-      std::vector<int> wb(n);
-      for (std::size_t i = 0; i < n; ++i) wb[i] = detail::layer_bits(st.quant, i, n, b);
-      const calibration_report r =
-          detail::adaquant_step(net, st, *cfg.adaquant, calibration_order::parallel, wb, ctx,
-                                "adaquant-w" + std::to_string(b));
-      summary += (summary.empty() ? "" : "; ") + std::to_string(b) + " bits: " + layer_summary(r);
-      for (std::size_t i = 0; i < n; ++i) options[i][wb[i]] = st.q[i];
-    }
-    // Round-to-nearest forms where AdaQuant did not run (8 bits, and the fixed layers' base).
-    for (std::size_t i = 0; i < n; ++i)
-      for (int b : rtn_bits)
-        if (!options[i].count(b)) {
-          quantized_layer q = rtn[i];
-          detail::quantize_weights(st.layers[i], st.quant.weights.with_bits(b), q);
-          options[i][b] = std::move(q);
-        }
-    rep.steps.push_back({"adaquant", detail::seconds_since(t), summary});
-    t = std::chrono::steady_clock::now();
-    const std::string chosen = detail::bit_allocation_step(net, st, ba, options, ctx);
-    rep.steps.push_back({"bit_allocation", detail::seconds_since(t), chosen});
+    detail::timed_step(rep, "adaquant", [&] {
+      // Round-to-nearest forms first: the 8-bit options and the base configuration.
+      detail::range_step(net, st, ctx);
+      const std::vector<quantized_layer> rtn = st.q;  // round-to-nearest, original bias
+      std::vector<int> rtn_bits(ba.weight_bits);
+      rtn_bits.push_back(8);
+      std::string summary;
+      for (int b : ba.weight_bits) {
+        if (b >= 8 || !cfg.adaquant) continue;
+        std::vector<int> wb(n);
+        for (std::size_t i = 0; i < n; ++i) wb[i] = detail::layer_bits(st.quant, i, n, b);
+        const calibration_report r =
+            detail::adaquant_step(net, st, *cfg.adaquant, calibration_order::parallel, wb, ctx,
+                                  "adaquant-w" + std::to_string(b));
+        summary += (summary.empty() ? "" : "; ") + std::to_string(b) + " bits: " + layer_summary(r);
+        for (std::size_t i = 0; i < n; ++i) options[i][wb[i]] = st.q[i];
+      }
+      // Round-to-nearest forms where AdaQuant did not run (8 bits, and the fixed layers' base).
+      for (std::size_t i = 0; i < n; ++i)
+        for (int b : rtn_bits)
+          if (!options[i].count(b)) {
+            quantized_layer q = rtn[i];
+            detail::quantize_weights(st.layers[i], st.quant.weights.with_bits(b), q);
+            options[i][b] = std::move(q);
+          }
+      return summary;
+    });
+    detail::timed_step(rep, "bit_allocation",
+                       [&] { return detail::bit_allocation_step(net, st, ba, options, ctx); });
   }
   if (cfg.bn_tuning)
     detail::timed_step(rep, "bn_tuning",
