@@ -15,7 +15,9 @@
 // batch norms are identities); an unfolded batch_norm or a global_avg_pool is not supported in a
 // block. The automatic blocks are the runs of two or more layers between the points of the node
 // order where exactly one value is live, extended through the layer-free runs after them that the
-// program takes (a residual block's final ReLU); a run with an unsupported node stays per layer.
+// program takes (a residual block's final ReLU; calibrate/automatic_blocks.hpp); a run with an
+// unsupported node stays per layer. capture_block reads a block's inputs from quantized() and its
+// output from full_precision(), through the cached passes and thread split captures use.
 
 #include <adaquant_runtime/network.hpp>
 #include <adaquant_runtime/resumable_forward.hpp>
