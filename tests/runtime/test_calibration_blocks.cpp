@@ -179,10 +179,10 @@ TEST_CASE("User-named runtime blocks outside the program are errors naming the n
 TEST_CASE("Runtime block captures and calibration by block do not depend on the thread count",
           "[calibration][block]") {
   const network net = resnet_fm(true);
-  const tensor x = images(10, 24);
+  const tensor x = images(6, 24);
   adaquant::calibration_options co;
-  co.layer.iterations = 4;
-  co.layer.batch_size = 5;
+  co.layer.iterations = 2;
+  co.layer.batch_size = 3;
   co.reconstruction = adaquant::reconstruction_unit::block;
   const adaquant::layer_quantizers q{adaquant::quantizer_spec::weights(4),
                                      adaquant::quantizer_spec::activations(4)};
@@ -192,7 +192,7 @@ TEST_CASE("Runtime block captures and calibration by block do not depend on the 
   for (const std::size_t threads : {1u, 2u}) {
     calibration_network cn(net, x, threads);
     const adaquant::calibration_report r =
-        adaquant::adaquant_calibrate(cn, q, co, {threads, 4, {}});
+        adaquant::adaquant_calibrate(cn, q, co, {threads, 3, {}});
     REQUIRE(r.layers.size() == cn.quantizable_layers().size());
     // A block's layers share its report (the output MSE).
     std::size_t shared = 0, in_blocks = 0;
@@ -202,7 +202,7 @@ TEST_CASE("Runtime block captures and calibration by block do not depend on the 
     CHECK(shared == in_blocks);
     for (const auto& d : cn.quantizable_layers()) CHECK(cn.quantized().at(d.id).input_transform);
     logits.push_back(cn.quantized().forward(x));
-    last_block.push_back(cn.capture_block(cn.blocks().back(), 1, 7));
+    last_block.push_back(cn.capture_block(cn.blocks().back(), 1, 5));
     last_input = static_cast<std::size_t>(cn.blocks().back().input_values.at(0));
     last_output = static_cast<std::size_t>(cn.blocks().back().output_value);
   }
@@ -210,6 +210,6 @@ TEST_CASE("Runtime block captures and calibration by block do not depend on the 
   CHECK(last_block[0].inputs == last_block[1].inputs);
   CHECK(last_block[0].outputs == last_block[1].outputs);
   // The inputs come from the quantized network, the output from the full-precision one.
-  CHECK(last_block[0].inputs[0] != net.forward_until(x.items(1, 8), last_input).values());
-  CHECK(last_block[0].outputs == net.forward_until(x.items(1, 8), last_output).values());
+  CHECK(last_block[0].inputs[0] != net.forward_until(x.items(1, 6), last_input).values());
+  CHECK(last_block[0].outputs == net.forward_until(x.items(1, 6), last_output).values());
 }
