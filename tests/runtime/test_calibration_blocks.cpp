@@ -26,12 +26,13 @@ using adaquant_test::expect_error;
 using test_helpers::randn;
 
 namespace {
-network resnet_fm(bool fold) {
-  network net = code_built::load(ADAQUANT_MODELS_DIR,
-                                 load_reference_sidecar(ADAQUANT_MODELS_DIR, "resnet_fm"));
+network reference_model(const std::string& name, bool fold) {
+  network net =
+      code_built::load(ADAQUANT_MODELS_DIR, load_reference_sidecar(ADAQUANT_MODELS_DIR, name));
   if (fold) fold_batch_norms(net);
   return net;
 }
+network resnet_fm(bool fold) { return reference_model("resnet_fm", fold); }
 
 // n images of Normal(0, 1) pixels.
 tensor images(std::size_t n, unsigned seed) {
@@ -111,6 +112,19 @@ TEST_CASE("The ResNet-style model's automatic blocks are its residual blocks",
                     c2 = unfolded.index_of("blocks.1.conv2");
   expect_error([&] { (void)cu.block_of(c1, c2); }, errc::invalid_argument,
                "\"blocks.1.bn1\" (batch_norm) is not folded");
+  // MobileNetV2-style: the inverted-residual blocks with a residual add (expand, depthwise,
+  // project); the blocks without one are runs where a single value stays live, calibrated per
+  // layer.
+  const network mobilenet = reference_model("mobilenetv2_fm", true);
+  calibration_network cm(mobilenet, x, 1);
+  const std::vector<block_desc> mb = cm.blocks();
+  CHECK(mb.size() == 3);
+  for (const block_desc& b : mb) {
+    INFO(b.name);
+    CHECK(b.layers.size() == 3);
+    CHECK(count_ops(b, block_op_kind::add) == 1);
+    CHECK(count_ops(b, block_op_kind::relu6) == 2);
+  }
 }
 
 TEST_CASE("A runtime block's program reproduces the captured network values",
