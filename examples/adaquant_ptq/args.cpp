@@ -76,6 +76,8 @@ what to compute
   --order O              sequential | parallel AdaQuant                    [sequential]
   --reconstruction U     layer | block: AdaQuant per layer, or whole residual blocks
                          (BRECQ; sequential order; docs/block.md)          [layer]
+  --blocks B             with --reconstruction block: auto (the residual blocks), N (runs
+                         of up to N layers) or FIRST..LAST,... (ONNX node names) [auto]
   --seed N               AdaQuant's seed                                   [0]
   --qdrop P              AdaQuant's QDrop: each input element keeps its float value with
                          probability P in [0, 1] while optimising       [by bits: docs/lowbit.md]

@@ -238,6 +238,8 @@ int run(const args& a) {
     throw aq::error(aq::errc::invalid_argument,
                     "adaquant_ptq: " + a.model + ": no quantizable layer" + why);
   }
+  const auto blocks_named =
+      ex::named_blocks(cli, s, [&](const std::string& name) { return net.layer_named(name); });
   ax::eval_options ev;
   ev.threads = a.threads;
   ev.batch = a.eval_batch;
@@ -285,7 +287,7 @@ int run(const args& a) {
     }
   aq::pipeline_report rep;
   if (s.pipeline == "advanced") {
-    aq::advanced_config c = ex::advanced_config_of(s);
+    aq::advanced_config c = ex::advanced_config_of(s, blocks_named);
     c.quant = q8;
     rep = aq::advanced_pipeline(rec, c, ctx);
   } else {
@@ -437,6 +439,7 @@ int run(const args& a) {
            s.pipeline == "advanced" ? nlohmann::json(s.iterations) : nlohmann::json(nullptr)},
           {"order", s.order},
           {"reconstruction", s.reconstruction},
+          {"blocks", s.blocks},
           {"seed", s.seed},
           {"qdrop", s.qdrop ? nlohmann::json(*s.qdrop) : nlohmann::json("default")},
           {"weight_rounding", s.weight_rounding.empty() ? "default" : s.weight_rounding},

@@ -16,6 +16,8 @@
 //                     [--lr-weight R] [--lr-quant R]   (AdaQuant's relative rates)
 //                     [--weight-rounding learned_step|adaround]   (default by bits)
 //                     [--reconstruction layer|block]   (AdaQuant per layer or per block)
+//                     [--blocks auto|N|FIRST..LAST,...]   (which blocks: automatic, runs of
+//                                                         up to N layers, or named)
 //                     [--adaround-lambda L]   (AdaRound's regulariser weight, >= 0)
 //                     [--loss-samples 256]   (calibration images of bit allocation's loss)
 //                     [--models DIR] [--data DIR]   (default: the repository's models/, Debian's
@@ -192,7 +194,9 @@ int run(const args& a, session& s) {
   const ax::eval_result& fp = *m.fp32;
 
   const aq::execution_context ctx{a.threads, 100, ex::pipeline_progress_bar(a.quiet)};
-  const aq::pipeline_report rep = ex::run_pipeline(net, p, ctx);
+  const aq::pipeline_report rep = ex::run_pipeline(
+      net, p, ctx,
+      ex::named_blocks(cli, p, [&](const std::string& n) { return net.layer_named(n); }));
   const bool first_last_8bit = ex::quantization_of(p).first_last_8bit;
 
   const ax::eval_result qr = evaluate(net, m, true, a, "quant eval");
@@ -227,6 +231,7 @@ int run(const args& a, session& s) {
         {"qdrop", p.qdrop ? nlohmann::json(*p.qdrop) : nlohmann::json("default")},
         {"weight_rounding", p.weight_rounding.empty() ? "default" : p.weight_rounding},
         {"reconstruction", p.reconstruction},
+        {"blocks", p.blocks},
         {"adaround_lambda",
          p.adaround_lambda ? nlohmann::json(*p.adaround_lambda) : nlohmann::json("default")},
         {"loss_samples", a.loss_samples},

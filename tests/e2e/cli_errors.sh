@@ -40,6 +40,14 @@ expect_error "--seed: must be >= 0" --model resnet --pipeline advanced --seed -1
 expect_error "--threads: must be >= 0" --model resnet --pipeline advanced --threads -2
 expect_error "--abits: must be in [2, 16], got 17" --model resnet --pipeline light --abits 17
 expect_error "--order: must be one of sequential, parallel" --model resnet --pipeline advanced --order random
+expect_error "--blocks: needs --reconstruction block" --model resnet --pipeline advanced --blocks 3
+expect_error "--blocks: a run needs at least 2 layers, got 1" --model resnet --pipeline advanced \
+  --reconstruction block --blocks 1
+# Named blocks are resolved and checked on the model before the pipeline changes anything.
+expect_error "--blocks: no quantizable layer named 'nosuch'" --model resnet --pipeline advanced \
+  --reconstruction block --blocks nosuch../stem/Conv --calib 8 --test-limit 50
+expect_error "options.blocks.named[0]" --model resnet --pipeline advanced --reconstruction block \
+  --blocks /stem/Conv../blocks.0/conv1/Conv --calib 8 --test-limit 50
 
 # --plan: every line is checked before anything runs, so nothing is written.
 expect_plan_error() {  # expect_plan_error "message fragment" plan-lines

@@ -143,3 +143,108 @@ TEST_CASE("Sequential calibration by block quantizes every layer of the network"
   onnx_test::expect_error([&] { (void)adaquant_calibrate(net, q, co); }, errc::invalid_argument,
                           {"options.reconstruction", "sequential"});
 }
+
+TEST_CASE("Runs of up to N layers keep the automatic blocks whole and join the layers between",
+          "[onnx][block][select]") {
+  for (const std::string name : {"resnet_fm", "mobilenetv2_fm"}) {
+    INFO(name);
+    aq::onnx_network net = model_network(name, 2);
+    const auto layers = net.quantizable_layers();
+    const std::vector<block_desc> automatic = net.blocks();
+    for (const std::size_t n : {2u, 3u, 4u}) {
+      INFO("max_layers " << n);
+      const std::vector<block_desc> runs = select_blocks(net, {n, {}}, layers, "test");
+      std::size_t covered = 0, next = 0;
+      for (const block_desc& b : runs) {
+        CHECK(b.layers.size() >= 2);
+        CHECK(b.layers.size() <= n);
+        CHECK(b.first_node >= next);  // in order, not overlapping
+        next = b.last_node + 1;
+        covered += b.layers.size();
+        // The same block as block_of names it.
+        CHECK(net.block_of(b.layers.front(), b.layers.back()).program.ops.size() ==
+              b.program.ops.size());
+      }
+      // Every automatic block that fits in N layers lies inside one run.
+      for (const block_desc& a : automatic) {
+        if (a.layers.size() > n) continue;
+        INFO(a.name);
+        CHECK(std::any_of(runs.begin(), runs.end(), [&](const block_desc& r) {
+          return r.first_node <= a.first_node && a.last_node <= r.last_node;
+        }));
+      }
+      std::size_t in_automatic = 0;
+      for (const block_desc& a : automatic)
+        in_automatic += a.layers.size() <= n ? a.layers.size() : 0;
+      CHECK(covered >= in_automatic);
+    }
+    // MobileNetV2's inverted-residual blocks without an add (expand, depthwise, project) become
+    // blocks of 3 too: more layers are in blocks than in the automatic ones.
+    if (name == "mobilenetv2_fm") {
+      std::size_t covered = 0, in_automatic = 0;
+      for (const block_desc& b : select_blocks(net, {3, {}}, layers, "test"))
+        covered += b.layers.size();
+      for (const block_desc& a : automatic) in_automatic += a.layers.size();
+      CHECK(covered > in_automatic);
+    }
+  }
+}
+
+TEST_CASE("Named blocks are exactly the ones named; bad selections are errors before any change",
+          "[onnx][block][select][errors]") {
+  aq::onnx_network net = model_network("resnet_fm", 12);
+  const auto layers = net.quantizable_layers();
+  const std::vector<block_desc> automatic = net.blocks();
+  REQUIRE(automatic.size() >= 2);
+  const auto& a0 = automatic[0].layers;
+  const auto& a1 = automatic[1].layers;
+  block_selection s;
+  s.named = {{a1.front(), a1.back()}};
+  const std::vector<block_desc> one = select_blocks(net, s, layers, "test");
+  REQUIRE(one.size() == 1);
+  CHECK(one[0].layers == a1);
+
+  const auto rejected = [&](const block_selection& sel, std::initializer_list<const char*> words) {
+    calibration_options co;
+    co.layer.iterations = 5;
+    co.reconstruction = reconstruction_unit::block;
+    co.blocks = sel;
+    const layer_quantizers q{quantizer_spec::weights(3), quantizer_spec::activations(4)};
+    onnx_test::expect_error([&] { (void)adaquant_calibrate(net, q, co); }, errc::invalid_argument,
+                            words);
+    for (const layer_desc& d : layers)  // nothing was changed
+      CHECK(!net.quantized().at(d.id).layer->input_quant);
+  };
+  // Out of order, overlapping, not a block (ends inside a residual block), max_layers 1, both.
+  rejected({0, {{a1.front(), a1.back()}, {a0.front(), a0.back()}}},
+           {"options.blocks.named[1]", "execution order"});
+  rejected({0, {{a0.front(), a0.back()}, {a0.back(), a1.back()}}}, {"options.blocks.named[1]"});
+  rejected({0, {{layers[0].id, layers[1].id}}},
+           {"options.blocks.named[0]", "a block has one output"});
+  rejected({1, {}}, {"options.blocks.max_layers", ">= 2"});
+  rejected({3, {{a0.front(), a0.back()}}}, {"options.blocks", "alternatives"});
+  // Blocks selected without block reconstruction.
+  calibration_options co;
+  co.blocks.max_layers = 3;
+  const layer_quantizers q{quantizer_spec::weights(3), quantizer_spec::activations(4)};
+  onnx_test::expect_error([&] { (void)adaquant_calibrate(net, q, co); }, errc::invalid_argument,
+                          {"options.blocks", "reconstruction is layer"});
+}
+
+TEST_CASE("The memory check counts a block's cache", "[onnx][block][select][errors]") {
+  aq::onnx_network net = model_network("resnet_fm", 12);
+  const auto layers = net.quantizable_layers();
+  const cache_estimate layer = estimate_cache(layers, 12, 1);
+  calibration_options co;
+  co.layer.iterations = 5;
+  co.reconstruction = reconstruction_unit::block;
+  co.blocks.max_layers = 4;
+  execution_context ctx;
+  ctx.memory_limit = static_cast<std::size_t>(layer.bytes) + 1;  // one layer's cache fits
+  const layer_quantizers q{quantizer_spec::weights(3), quantizer_spec::activations(4)};
+  onnx_test::expect_error([&] { (void)adaquant_calibrate(net, q, co, ctx); }, errc::infeasible,
+                          {"adaquant_calibrate", "block", "context.memory_limit"});
+  co.reconstruction = reconstruction_unit::layer;
+  co.blocks = {};
+  CHECK_NOTHROW(adaquant_calibrate(net, q, co, ctx));
+}

@@ -123,9 +123,8 @@ TEST_CASE("The ResNet-style model's automatic blocks are its residual blocks",
     CHECK(b.program.inputs() == 1);
     CHECK(count_ops(b, block_op_kind::add) == 1);
     CHECK(count_ops(b, block_op_kind::relu) == 2);
-    // block_of runs up to the next layer: past the last block lies the global average pool.
-    if (k + 1 < blocks.size())
-      CHECK(cn.block_of(b.layers.front(), b.layers.back()).last_node == b.last_node);
+    // block_of takes the add and ReLU, and stops before the pooling after the last block.
+    CHECK(cn.block_of(b.layers.front(), b.layers.back()).last_node == b.last_node);
   }
   // Unfolded batch norms are not in a block program: no automatic blocks.
   const network unfolded = resnet_fm(false);
@@ -148,6 +147,14 @@ TEST_CASE("The ResNet-style model's automatic blocks are its residual blocks",
     CHECK(count_ops(b, block_op_kind::add) == 1);
     CHECK(count_ops(b, block_op_kind::relu6) == 2);
   }
+  // Runs of up to 3 layers (block_of on every run) also make the plain inverted-residual blocks.
+  std::size_t covered = 0;
+  const auto ml = cm.quantizable_layers();
+  for (const block_desc& b : adaquant::select_blocks(cm, {3, {}}, ml, "test")) {
+    CHECK(b.layers.size() >= 2);
+    covered += b.layers.size();
+  }
+  CHECK(covered > 3 * 3);
 }
 
 TEST_CASE("A runtime block's program reproduces the captured network values",

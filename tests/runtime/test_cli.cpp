@@ -124,6 +124,13 @@ TEST_CASE("the pipeline flags both CLIs share parse into one settings struct", "
       {{"--reconstruction", "block", "--order", "parallel"},
        "--reconstruction: block needs --order sequential"},
       {{"--adaround-lambda", "-1"}, "--adaround-lambda: must be >= 0"},
+      {{"--blocks", "3"}, "--blocks: needs --reconstruction block"},
+      {{"--reconstruction", "block", "--blocks", "1"},
+       "--blocks: a run needs at least 2 layers, got 1"},
+      {{"--reconstruction", "block", "--blocks", "a..b,c"},
+       "--blocks: 'c' is not FIRST..LAST (layer names)"},
+      {{"--reconstruction", "block", "--blocks", "..b"},
+       "--blocks: '..b' is not FIRST..LAST (layer names)"},
       {{"--lr-quant", "0"}, "--lr-quant: must be > 0"},
   };
   for (const auto& [argv, message] : bad) {
@@ -136,9 +143,29 @@ TEST_CASE("the pipeline flags both CLIs share parse into one settings struct", "
   ex::pipeline_settings blocks{.pipeline = "advanced"};
   (void)parse_shared(cli, {"--reconstruction", "block"}, blocks);
   ex::check_pipeline_settings(cli, blocks);
-  CHECK(ex::advanced_config_of(blocks).adaquant->reconstruction ==
-        aq::reconstruction_unit::block);
+  CHECK(ex::advanced_config_of(blocks).adaquant->reconstruction == aq::reconstruction_unit::block);
   CHECK(ex::advanced_config_of(s).adaquant->reconstruction == aq::reconstruction_unit::layer);
+  CHECK(ex::advanced_config_of(blocks).adaquant->blocks.automatic());
+  // --blocks N: runs of up to N layers; --blocks A..B,C..D: named blocks, resolved by the tool.
+  (void)parse_shared(cli, {"--blocks", "3"}, blocks);
+  ex::check_pipeline_settings(cli, blocks);
+  CHECK(ex::advanced_config_of(blocks).adaquant->blocks.max_layers == 3);
+  (void)parse_shared(cli, {"--blocks", "conv1..conv2,conv4..fc"}, blocks);
+  ex::check_pipeline_settings(cli, blocks);
+  const ex::layer_lookup lookup = [](const std::string& n) -> std::optional<std::size_t> {
+    if (n == "conv1") return 1;
+    if (n == "conv2") return 2;
+    if (n == "conv4") return 4;
+    return std::nullopt;
+  };
+  adaquant_test::expect_error([&] { (void)ex::named_blocks(cli, blocks, lookup); },
+                              aq::errc::invalid_argument,
+                              "tool: --blocks: no quantizable layer named 'fc'");
+  (void)parse_shared(cli, {"--blocks", "conv1..conv2,conv4..conv4"}, blocks);
+  const auto ids = ex::named_blocks(cli, blocks, lookup);
+  CHECK(ids == std::vector<std::pair<std::size_t, std::size_t>>{{1, 2}, {4, 4}});
+  const aq::advanced_config named = ex::advanced_config_of(blocks, ids);
+  CHECK((named.adaquant->blocks.named == ids && named.adaquant->blocks.max_layers == 0));
   // Values that do not parse fail while parsing, naming the flag.
   ex::pipeline_settings t;
   adaquant_test::expect_error(

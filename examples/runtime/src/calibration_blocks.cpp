@@ -109,9 +109,9 @@ block_desc calibration_network::block_of(std::size_t first_layer_id,
   if (kf == layers_.size() || kl == layers_.size() || kf > kl)
     detail::fail(errc::invalid_argument, where,
                  "the ids must be quantizable layers, the first not after the last");
-  // Through the nodes after the last layer, up to the next layer.
   const std::size_t end = kl + 1 < layers_.size() ? layers_[kl + 1].id : net_.size();
-  return block_of_nodes(first_layer_id, end - 1);
+  return block_through(first_layer_id, last_layer_id, end,
+                       [&](std::size_t a, std::size_t b) { return block_of_nodes(a, b); });
 }
 
 std::vector<block_desc> calibration_network::blocks() const {

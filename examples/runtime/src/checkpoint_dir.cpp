@@ -96,7 +96,7 @@ run_identity settings_identity(const pipeline_settings& s) {
   // A member added to pipeline_settings stops the build here until it is part of the identity.
   const auto& [pipeline, wbits, abits, weight_block, weight_only, all_layers, weight_range,
                act_range, percentile, rounding, max_size_ratio, bit_options, bit_rounds, iterations,
-               order, reconstruction, seed, qdrop, lr_weight, lr_quant, weight_rounding,
+               order, reconstruction, blocks, seed, qdrop, lr_weight, lr_quant, weight_rounding,
                adaround_lambda, bn_tuning, bn_target, bias] = s;
   const auto number = [](double v) {  // the shortest text that reads back as v
     char buf[40];
@@ -132,6 +132,7 @@ run_identity settings_identity(const pipeline_settings& s) {
           {"argument", "--iterations", std::to_string(iterations)},
           {"argument", "--order", order},
           {"argument", "--reconstruction", reconstruction},
+          {"argument", "--blocks", blocks},
           {"argument", "--seed", std::to_string(seed)},
           {"argument", "--qdrop", qdrop ? number(*qdrop) : "default"},
           {"argument", "--lr-weight", lr_weight ? number(*lr_weight) : "default"},

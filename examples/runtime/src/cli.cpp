@@ -71,7 +71,46 @@ light_config light_config_of(const pipeline_settings& s) {
   return c;
 }
 
-advanced_config advanced_config_of(const pipeline_settings& s) {
+block_spec parse_block_spec(const cli& c, const std::string& v) {
+  block_spec b;
+  if (v == "auto") return b;
+  if (!v.empty() &&
+      std::all_of(v.begin(), v.end(), [](char ch) { return ch >= '0' && ch <= '9'; })) {
+    b.max_layers = c.to_count("--blocks", v);
+    if (b.max_layers < 2) c.fail("--blocks: a run needs at least 2 layers, got " + v);
+    return b;
+  }
+  for (std::size_t at = 0; at <= v.size();) {
+    const std::size_t end = std::min(v.find(',', at), v.size());
+    const std::string item = v.substr(at, end - at);
+    const std::size_t dots = item.find("..");
+    if (dots == std::string::npos || dots == 0 || dots + 2 == item.size())
+      c.fail("--blocks: '" + item +
+             "' is not FIRST..LAST (layer names); want auto, a number >= 2, or FIRST..LAST,...");
+    b.named.emplace_back(item.substr(0, dots), item.substr(dots + 2));
+    at = end + 1;
+  }
+  return b;
+}
+
+std::vector<std::pair<std::size_t, std::size_t>> named_blocks(const cli& c,
+                                                              const pipeline_settings& s,
+                                                              const layer_lookup& layer_id) {
+  std::vector<std::pair<std::size_t, std::size_t>> ids;
+  for (const auto& [first, last] : parse_block_spec(c, s.blocks).named) {
+    std::pair<std::size_t, std::size_t> r;
+    for (const auto& [name, id] : {std::pair{&first, &r.first}, std::pair{&last, &r.second}}) {
+      const std::optional<std::size_t> found = layer_id(*name);
+      if (!found) c.fail("--blocks: no quantizable layer named '" + *name + "'");
+      *id = *found;
+    }
+    ids.push_back(r);
+  }
+  return ids;
+}
+
+advanced_config advanced_config_of(const pipeline_settings& s,
+                                   std::vector<std::pair<std::size_t, std::size_t>> named) {
   advanced_config c;
   c.quant = quantization_of(s);
   c.adaquant->layer.seed = s.seed;
@@ -89,6 +128,11 @@ advanced_config advanced_config_of(const pipeline_settings& s) {
       s.order == "parallel" ? calibration_order::parallel : calibration_order::sequential;
   c.adaquant->reconstruction =
       s.reconstruction == "block" ? reconstruction_unit::block : reconstruction_unit::layer;
+  if (s.blocks != "auto") {
+    c.adaquant->blocks.named = std::move(named);
+    if (c.adaquant->blocks.named.empty())
+      c.adaquant->blocks.max_layers = static_cast<std::size_t>(std::stoull(s.blocks));
+  }
   c.bit_allocation = bit_allocation_of(s);
   c.bn_tuning = bn_tuning_of(s);
   c.bias_tuning = s.bias;
@@ -119,6 +163,8 @@ bool parse_pipeline_flag(const cli& c, const std::string& f,
     s.order = value();
   else if (f == "--reconstruction")
     s.reconstruction = value();
+  else if (f == "--blocks")
+    s.blocks = value();
   else if (f == "--seed")
     s.seed = static_cast<std::uint64_t>(c.to_count(f, value()));
   else if (f == "--qdrop")
@@ -148,6 +194,9 @@ void check_pipeline_settings(const cli& c, const pipeline_settings& s) {
   c.one_of("--reconstruction", s.reconstruction, {"layer", "block"});
   if (s.reconstruction == "block" && s.order != "sequential")
     c.fail("--reconstruction: block needs --order sequential");
+  (void)parse_block_spec(c, s.blocks);
+  if (s.blocks != "auto" && s.reconstruction != "block")
+    c.fail("--blocks: needs --reconstruction block");
   c.one_of("--bn-target", s.bn_target, {"running", "fp"});
   for (const auto& [flag, b] : {std::pair{"--wbits", s.wbits}, std::pair{"--abits", s.abits}})
     if (b < 2 || b > 16)

@@ -69,8 +69,11 @@ struct calibration_options {
   adaquant_options layer{};  // for every layer (its seed is mixed with the layer id)
   calibration_order order = calibration_order::sequential;
   // block: sequential order only, on a network offering blocks; checkpoint records then go under
-  // "<unit>-block" (a block's layers are optimised together).
+  // "<unit>-block<blocks.key()>" (a block's layers are optimised together).
   reconstruction_unit reconstruction = reconstruction_unit::layer;
+  // Which blocks, with reconstruction_unit::block (calibrate/block_network.hpp); anything but
+  // the automatic blocks with reconstruction_unit::layer is an error.
+  block_selection blocks{};
   // Optional per-layer override of the optimisation; return false to skip (keep full precision).
   std::function<bool(const layer_desc&, adaquant_options&)> configure;
   // Optional per-layer initial parameters (otherwise the quantizers' range methods). Called on
@@ -219,6 +222,22 @@ inline quantized_layer to_quantized(std::size_t id, const layer_result& r,
   return q;
 }
 
+// Floats per sample block reconstruction holds for b: its inputs and output, and each layer's
+// inputs and outputs inside it (block_objective's full-precision run).
+inline std::size_t block_cache_per_sample(const block_desc& b, std::span<const layer_desc> layers) {
+  std::size_t per = 0;
+  for (std::size_t s : b.program.input_sizes) per += s;
+  std::vector<layer_geometry> geoms;
+  for (std::size_t id : b.layers)
+    for (const layer_desc& d : layers)
+      if (d.id == id) {
+        per += d.geometry.input_per_sample() + d.geometry.output_per_sample();
+        geoms.push_back(d.geometry);
+      }
+  return per +
+         b.program.slot_sizes(geoms, "adaquant_calibrate: block " + b.name).at(b.program.output);
+}
+
 // Whether jobs[i ..] are block b's layers, in order, none found in the checkpoint (load(job)
 // tells, and keeps what it found).
 template <class Load>
@@ -278,6 +297,30 @@ void run_block(Net& net, const block_desc& b, std::span<layer_job> jobs, std::si
   }
 }
 
+// The blocks options select on net (layers: its quantizable_layers()), none for reconstruction by
+// layer; errc::invalid_argument (before anything changes) for blocks selected without block
+// reconstruction, block reconstruction in parallel order or on a network without blocks, and
+// whatever select_blocks refuses.
+template <QuantizableNetwork Net>
+std::vector<block_desc> selected_blocks(const Net& net, const calibration_options& options,
+                                        std::span<const layer_desc> layers) {
+  if (options.reconstruction != reconstruction_unit::block) {
+    if (!options.blocks.automatic())
+      fail(errc::invalid_argument, "adaquant_calibrate: options.blocks",
+           "selects blocks but options.reconstruction is layer");
+    return {};
+  }
+  if (options.order != calibration_order::sequential)
+    fail(errc::invalid_argument, "adaquant_calibrate: options.reconstruction",
+         "block reconstruction needs the sequential order");
+  if constexpr (BlockNetwork<Net>) {
+    return select_blocks(net, options.blocks, layers, "adaquant_calibrate: options.blocks");
+  } else {
+    fail(errc::invalid_argument, "adaquant_calibrate: options.reconstruction",
+         "block reconstruction needs a network with blocks (BlockNetwork)");
+  }
+}
+
 // adaquant_calibrate with its checkpoint records under `unit` ("adaquant", "adaquant-w4", ...).
 template <QuantizableNetwork Net>
 calibration_report calibrate_layers(Net& net, std::span<const layer_quantizers> quantizers,
@@ -307,22 +350,21 @@ calibration_report calibrate_layers(Net& net, std::span<const layer_quantizers> 
   detail::validate_options(options.layer);
   const bool by_block = options.reconstruction == reconstruction_unit::block;
   std::map<std::size_t, block_desc> block_at;  // first layer id -> block
-  if (by_block) {
-    if (options.order != calibration_order::sequential)
-      detail::fail(errc::invalid_argument, "adaquant_calibrate: options.reconstruction",
-                   "block reconstruction needs the sequential order");
-    if constexpr (BlockNetwork<Net>) {
-      for (block_desc& b : net.blocks()) block_at[b.layers.at(0)] = std::move(b);
-    } else {
-      detail::fail(errc::invalid_argument, "adaquant_calibrate: options.reconstruction",
-                   "block reconstruction needs a network with blocks (BlockNetwork)");
-    }
+  cache_estimate block_cache;                  // the largest block's
+  for (block_desc& b : selected_blocks(net, options, layers)) {
+    const std::size_t per = detail::block_cache_per_sample(b, layers);
+    if (per > block_cache.per_sample) block_cache = {0.0, b.layers.at(0), per, b.name};
+    block_at[b.layers.at(0)] = std::move(b);
   }
-  const std::string key_unit = by_block ? unit + "-block" : unit;
-  check_cache_memory(
-      layers, n,
-      options.order == calibration_order::sequential ? 1 : resolve_threads(context.threads),
-      context, "adaquant_calibrate");
+  const std::string key_unit = by_block ? unit + "-block" + options.blocks.key() : unit;
+  const std::size_t concurrent =
+      options.order == calibration_order::sequential ? 1 : resolve_threads(context.threads);
+  check_cache_memory(layers, n, concurrent, context, "adaquant_calibrate");
+  if (!block_cache.block.empty()) {
+    block_cache.bytes =
+        static_cast<double>(n) * static_cast<double>(block_cache.per_sample) * sizeof(float);
+    check_cache_memory(block_cache, n, 1, context, "adaquant_calibrate");
+  }
   const std::size_t chunk = context.capture_batch;
 
   // Per-layer options, decided up front so that they do not depend on the order of execution.

@@ -8,7 +8,9 @@
 // cache times `concurrent`; working memory of the objective (gradients, packed weights) and
 // the network's own activations come on top. When the estimate exceeds the limit
 // (execution_context::memory_limit, or the memory the system reports available), the run fails
-// with errc::infeasible naming the layer and the figures, before the network is changed.
+// with errc::infeasible naming the layer and the figures, before the network is changed. Block
+// reconstruction holds a block's cache instead: its inputs and output, and every layer's inputs
+// and outputs inside it (calibrate/driver.hpp checks the largest block's too).
 
 #include <adaquant/calibrate/network.hpp>
 #include <adaquant/core/error.hpp>
@@ -39,6 +41,7 @@ struct cache_estimate {
   double bytes = 0.0;          // the largest layer's cache times `concurrent`
   std::size_t layer_id = 0;    // that layer
   std::size_t per_sample = 0;  // its floats per sample (inputs + outputs)
+  std::string block{};         // not empty: the cache is this block's (calibrate/driver.hpp)
 };
 
 [[nodiscard]] inline cache_estimate estimate_cache(std::span<const layer_desc> layers,
@@ -53,25 +56,31 @@ struct cache_estimate {
   return e;
 }
 
-// Fails (errc::infeasible, named by `where`) when the caches would not fit.
-inline void check_cache_memory(std::span<const layer_desc> layers, std::size_t samples,
-                               std::size_t concurrent, const execution_context& ctx,
-                               const std::string& where) {
+// Fails (errc::infeasible, named by `where`) when the cache e would not fit.
+inline void check_cache_memory(const cache_estimate& e, std::size_t samples, std::size_t concurrent,
+                               const execution_context& ctx, const std::string& where) {
   const std::optional<std::size_t> limit =
       ctx.memory_limit ? std::optional<std::size_t>(ctx.memory_limit) : available_memory();
-  if (!limit) return;
-  const cache_estimate e = estimate_cache(layers, samples, concurrent);
-  if (e.bytes <= static_cast<double>(*limit)) return;
+  if (!limit || e.bytes <= static_cast<double>(*limit)) return;
   constexpr double mib = 1024.0 * 1024.0;
+  const std::string unit =
+      e.block.empty() ? "layer " + std::to_string(e.layer_id) : "block " + e.block;
   char buf[400];
   std::snprintf(buf, sizeof buf,
-                "the calibration caches need about %.1f MiB (layer %zu: %zu samples x %zu floats "
-                "of inputs and outputs x 4 bytes, %zu layer(s) at a time), more than the %.1f MiB "
+                "the calibration caches need about %.1f MiB (%s: %zu samples x %zu floats "
+                "of inputs and outputs x 4 bytes, %zu at a time), more than the %.1f MiB "
                 "%s; use fewer calibration samples or threads",
-                e.bytes / mib, e.layer_id, samples, e.per_sample, concurrent,
+                e.bytes / mib, unit.c_str(), samples, e.per_sample, concurrent,
                 static_cast<double>(*limit) / mib,
                 ctx.memory_limit ? "of context.memory_limit" : "the system reports available");
   detail::fail(errc::infeasible, where, buf);
+}
+
+// The same for the largest layer's cache (estimate_cache).
+inline void check_cache_memory(std::span<const layer_desc> layers, std::size_t samples,
+                               std::size_t concurrent, const execution_context& ctx,
+                               const std::string& where) {
+  check_cache_memory(estimate_cache(layers, samples, concurrent), samples, concurrent, ctx, where);
 }
 
 // A capture batch (execution_context::capture_batch) whose largest layer's inputs and outputs

@@ -69,6 +69,7 @@
 #include <numeric>
 #include <optional>
 #include <span>
+#include <string_view>
 #include <tuple>
 #include <utility>
 
@@ -227,6 +228,12 @@ class onnx_network {
   // The graph input used as token mask; empty when none.
   [[nodiscard]] const std::string& token_mask() const noexcept { return mask_name_; }
   [[nodiscard]] std::vector<layer_origin> layer_origins() const;
+  // The id of the quantizable layer whose ONNX node is named `node_name`; empty when none.
+  [[nodiscard]] std::optional<std::size_t> layer_named(std::string_view node_name) const {
+    for (const layer_desc& d : layers_)
+      if (fp_.at(d.id).name == node_name) return d.id;
+    return std::nullopt;
+  }
   // Embedding tables (onnx/embedding.hpp) and the Gathers of constants left float.
   [[nodiscard]] const embedding_scan& embeddings() const noexcept { return embeddings_; }
   // The quantized graph's Gather q.node reads q.table instead of the float table.

@@ -154,9 +154,9 @@ inline block_desc onnx_network::block_of(std::size_t first_layer_id,
   if (kf == layers_.size() || kl == layers_.size() || kf > kl)
     adaquant::detail::fail(errc::invalid_argument, where,
                            "the ids must be quantizable layers, the first not after the last");
-  // Through the ops after the last layer, up to the next layer.
   const std::size_t end = kl + 1 < layers_.size() ? layers_[kl + 1].id : fp_.nodes().size();
-  return block_of_nodes(first_layer_id, end - 1);
+  return block_through(first_layer_id, last_layer_id, end,
+                       [&](std::size_t a, std::size_t b) { return block_of_nodes(a, b); });
 }
 
 inline std::vector<block_desc> onnx_network::blocks() const {

@@ -33,7 +33,10 @@ pipeline_report advanced_pipeline(Net& net, const advanced_config& cfg,
   detail::pipeline_state st = detail::init_state(net, cfg.quant, fn);
   check_cache_memory(st.layers, net.calibration_size(), resolve_threads(ctx.threads), ctx, fn);
   if (cfg.bit_allocation) detail::check_bit_allocation<Net>(st, *cfg.bit_allocation, fn);
-  if (cfg.adaquant) detail::validate_options(cfg.adaquant->layer);
+  if (cfg.adaquant) {
+    detail::validate_options(cfg.adaquant->layer);
+    (void)detail::selected_blocks(net, *cfg.adaquant, st.layers);  // its errors, up front
+  }
   pipeline_report rep;
   auto t = std::chrono::steady_clock::now();
   const auto layer_summary = [](const calibration_report& r) {

@@ -19,8 +19,8 @@
 
 #include <algorithm>
 #include <chrono>
-#include <ctime>
 #include <cstdio>
+#include <ctime>
 #include <map>
 #include <string>
 #include <utility>
@@ -103,8 +103,8 @@ inline void observe_per_sample(channel_moments& m, const layer_desc& d,
                                const std::vector<float>& out) {
   const std::size_t per = d.geometry.per_row().output_per_sample();
   for (std::size_t s = 0; s < out.size() / per; ++s)
-    m.observe_view(tensor_view<const float>(out.data() + s * per,
-                                            {1, d.geometry.out_channels(), d.geometry.out_positions()}));
+    m.observe_view(tensor_view<const float>(
+        out.data() + s * per, {1, d.geometry.out_channels(), d.geometry.out_positions()}));
 }
 
 // outputs [rows, C, P] of layer d -= bias per channel: the layer's output before its bias.
@@ -144,8 +144,8 @@ inline void quantize_weights(const layer_desc& d, const quantizer_spec& spec, qu
 // inputs of every layer; up to ctx.threads layers are estimated at a time (captures stay in
 // order), as many as keep their inputs together within the largest layer's inputs: small layers
 // share the threads, and the step's memory does not grow with the thread count (the passes'
-// kept state, which holds the layer's input once more, comes on top). Layers are independent here, so those found in the checkpoint
-// are installed first, and the grouping changes no result.
+// kept state, which holds the layer's input once more, comes on top). Layers are independent here,
+// so those found in the checkpoint are installed first, and the grouping changes no result.
 template <PipelineNetwork Net>
 void range_step(Net& net, pipeline_state& st, const execution_context& ctx) {
   const std::size_t n = st.layers.size();
@@ -234,9 +234,11 @@ std::size_t bn_tuning_layers(Net& net, pipeline_state& st, const bn_tuning_optio
       if (fp_target)
         observe_per_sample(
             mf, d,
-            capture_valid_rows(net, d, first, count, capture_mode::full_precision, false, true).outputs);
+            capture_valid_rows(net, d, first, count, capture_mode::full_precision, false, true)
+                .outputs);
     });
-    const bn_retune_result r = fp_target ? match_output_moments(mf, m, bn->eps) : retune_batch_norm(*bn, m);
+    const bn_retune_result r =
+        fp_target ? match_output_moments(mf, m, bn->eps) : retune_batch_norm(*bn, m);
     // Same integers, scales multiplied by r (every block of channel c by r_c): the weights stay
     // on their (rescaled) grid.
     const auto shape = weight_matrix(d).shape();
@@ -279,7 +281,8 @@ double bias_correction_step(Net& net, pipeline_state& st, const execution_contex
       for_each_chunk(samples, ctx.capture_batch, [&](std::size_t first, std::size_t count) {
         const layer_io fp =
             capture_valid_rows(net, d, first, count, capture_mode::full_precision, false, true);
-        const layer_io qo = capture_valid_rows(net, d, first, count, capture_mode::quantized, false, true);
+        const layer_io qo =
+            capture_valid_rows(net, d, first, count, capture_mode::quantized, false, true);
         bc.observe(outputs_view(d, fp.outputs), outputs_view(d, qo.outputs));
       });
       for (float v : bc.correction())
@@ -356,19 +359,12 @@ struct recording_network {
     received[q.id] = q;
   }
   // BlockNetwork, when Net is one.
-  std::vector<block_desc> blocks() const
-    requires BlockNetwork<Net>
-  {
-    return net.blocks();
-  }
-  block_desc block_of(std::size_t a, std::size_t b) const
-    requires BlockNetwork<Net>
-  {
+  std::vector<block_desc> blocks() const requires BlockNetwork<Net> { return net.blocks(); }
+  block_desc block_of(std::size_t a, std::size_t b) const requires BlockNetwork<Net> {
     return net.block_of(a, b);
   }
-  block_io capture_block(const block_desc& b, std::size_t first, std::size_t count)
-    requires BlockNetwork<Net>
-  {
+  block_io capture_block(const block_desc& b, std::size_t first,
+                         std::size_t count) requires BlockNetwork<Net> {
     return net.capture_block(b, first, count);
   }
 };
@@ -384,7 +380,10 @@ calibration_report adaquant_step(Net& net, pipeline_state& st, calibration_optio
   recording_network<Net> rec{net, {}};
   co.order = order;
   // Bit allocation's candidate forms (parallel order, full-precision inputs) stay per layer.
-  if (order == calibration_order::parallel) co.reconstruction = reconstruction_unit::layer;
+  if (order == calibration_order::parallel) {
+    co.reconstruction = reconstruction_unit::layer;
+    co.blocks = {};
+  }
   std::vector<layer_quantizers> quantizers;
   for (std::size_t i = 0; i < st.layers.size(); ++i)
     quantizers.push_back(st.quantizers(i, wbits[i]));

@@ -36,6 +36,7 @@ struct pipeline_settings {
   std::size_t iterations = 1000;                    // AdaQuant per layer; 0: AdaQuant's default
   std::string order = "sequential";                 // sequential | parallel AdaQuant
   std::string reconstruction = "layer";             // layer | block (BRECQ; sequential only)
+  std::string blocks = "auto";                      // auto | N | FIRST..LAST,... (block_spec)
   std::uint64_t seed = 0;                           // AdaQuant's
   std::optional<double> qdrop{};                    // AdaQuant's QDrop probability; empty: by bits
   std::optional<double> lr_weight{};                // AdaQuant's relative rate of V; empty: default
@@ -47,24 +48,43 @@ struct pipeline_settings {
   bool bias = true;                         // bias correction (light) / bias tuning (advanced)
 };
 
-// The configs the settings describe: every setting has its one place here.
+// --blocks, parsed: "auto" (the network's automatic blocks), N >= 2 (runs of up to N layers) or
+// FIRST..LAST[,FIRST..LAST...] (blocks by the names of their first and last layers).
+struct block_spec {
+  std::size_t max_layers = 0;
+  std::vector<std::pair<std::string, std::string>> named;
+};
+[[nodiscard]] block_spec parse_block_spec(const struct cli& c, const std::string& v);
+
+// Named blocks' layer ids: layer_id(name) gives the id of the quantizable layer of that name, or
+// nothing; "--blocks: no layer named '<name>'" otherwise. Empty unless --blocks names blocks.
+using layer_lookup = std::function<std::optional<std::size_t>(const std::string&)>;
+[[nodiscard]] std::vector<std::pair<std::size_t, std::size_t>> named_blocks(
+    const struct cli& c, const pipeline_settings& s, const layer_lookup& layer_id);
+
+// The configs the settings describe: every setting has its one place here. advanced_config_of
+// takes the named blocks' ids (named_blocks) when --blocks names blocks.
 [[nodiscard]] quantization_spec quantization_of(const pipeline_settings& s);
 [[nodiscard]] std::optional<bit_allocation_budget> bit_allocation_of(const pipeline_settings& s);
 [[nodiscard]] std::optional<bn_tuning_options> bn_tuning_of(const pipeline_settings& s);
 [[nodiscard]] light_config light_config_of(const pipeline_settings& s);  // naive and light
-[[nodiscard]] advanced_config advanced_config_of(const pipeline_settings& s);
+[[nodiscard]] advanced_config advanced_config_of(
+    const pipeline_settings& s, std::vector<std::pair<std::size_t, std::size_t>> named = {});
 
 // The advanced pipeline for "advanced", else the light one (naive is a light configuration).
 template <PipelineNetwork Net>
-pipeline_report run_pipeline(Net& net, const pipeline_settings& s, const execution_context& ctx) {
-  return s.pipeline == "advanced" ? advanced_pipeline(net, advanced_config_of(s), ctx)
-                                  : light_pipeline(net, light_config_of(s), ctx);
+pipeline_report run_pipeline(Net& net, const pipeline_settings& s, const execution_context& ctx,
+                             std::vector<std::pair<std::size_t, std::size_t>> named = {}) {
+  return s.pipeline == "advanced"
+             ? advanced_pipeline(net, advanced_config_of(s, std::move(named)), ctx)
+             : light_pipeline(net, light_config_of(s), ctx);
 }
 
 // The pipeline flags both CLIs take, parsed and checked in one place (one wording):
 //   --pipeline naive|light|advanced   --wbits B   --abits B   --all-layers
 //   --max-size-ratio R   --bit-options B,B,..   --bit-rounds N
-//   --iterations N   --order sequential|parallel   --reconstruction layer|block   --seed N
+//   --iterations N   --order sequential|parallel   --reconstruction layer|block
+//   --blocks auto|N|FIRST..LAST,...   --seed N
 //   --qdrop P   --lr-weight R
 //   --lr-quant R   --weight-rounding learned_step|adaround   --adaround-lambda L
 //   --no-bn-tuning   --bn-target running|fp   --no-bias
