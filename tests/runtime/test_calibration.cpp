@@ -1,5 +1,7 @@
 // The runtime as an adaquant::QuantizableNetwork: layer descriptions, captures in both modes, and
 // a short AdaQuant calibration through the real driver.
+#include "test_helpers.hpp"
+
 #include <adaquant_runtime/calibration.hpp>
 
 #include <adaquant/calibrate/driver.hpp>
@@ -9,15 +11,9 @@
 #include <random>
 
 using namespace adaquant::examples;
+using test_helpers::randn;
 
 namespace {
-tensor randn(std::vector<std::size_t> shape, std::mt19937& rng, float sd) {
-  tensor t(std::move(shape));
-  std::normal_distribution<float> nd(0.0f, sd);
-  for (float& v : t.span()) v = nd(rng);
-  return t;
-}
-
 // conv-BN-ReLU -> depthwise-BN-ReLU6 -> 1x1 conv + residual -> pool -> linear, BN folded.
 network folded_net(std::mt19937& rng) {
   network net;

@@ -1,5 +1,8 @@
 #pragma once
-// Builders for small valid and invalid loader inputs, shared by the runtime tests.
+// Builders for small valid and invalid loader inputs and random tensors, shared by the runtime
+// tests.
+
+#include <adaquant_runtime/tensor.hpp>
 
 #include <zlib.h>
 
@@ -68,6 +71,15 @@ inline std::filesystem::path temp_dir(const std::string& tag) {
 inline void write_file(const std::filesystem::path& p, const bytes& b) {
   std::ofstream f(p, std::ios::binary);
   f.write(reinterpret_cast<const char*>(b.data()), static_cast<std::streamsize>(b.size()));
+}
+
+// Normal(0, sd) values of the given shape.
+inline adaquant::examples::tensor randn(std::vector<std::size_t> shape, std::mt19937& rng,
+                                        float sd) {
+  adaquant::examples::tensor t(std::move(shape));
+  std::normal_distribution<float> nd(0.0f, sd);
+  for (float& v : t.span()) v = nd(rng);
+  return t;
 }
 
 }  // namespace test_helpers

@@ -59,7 +59,12 @@ calibration_network::calibration_network(network net, tensor calibration_inputs,
   if (!(inputs_.rank() == 4 && inputs_.dim(0) > 0))
     detail::fail(errc::shape_mismatch, "calibration_network: calibration_inputs",
                  "expected a non-empty N x C x H x W tensor, got " + shape_string(inputs_.shape()));
-  const auto shapes = item_shapes(net_, inputs_.dim(1), inputs_.dim(2), inputs_.dim(3));
+  shapes_ = item_shapes(net_, inputs_.dim(1), inputs_.dim(2), inputs_.dim(3));
+  const auto& shapes = shapes_;
+  last_read_.assign(net_.size(), 0);
+  for (std::size_t i = 1; i < net_.size(); ++i)
+    for (const std::size_t v : net_.at(i).inputs) last_read_[v] = std::max(last_read_[v], i);
+  last_read_.back() = net_.size();
   for (const std::size_t i : net_.quantizable_layers()) {
     const node& n = net_.at(i);
     const auto in = shapes[n.inputs[0]];
@@ -119,17 +124,7 @@ adaquant::layer_io calibration_network::capture(std::size_t layer_id, std::size_
                  "samples beyond the " + std::to_string(calibration_size()) + " held");
   const network& run = mode == capture_mode::quantized ? quantized_net_ : net_;
   const std::size_t input_value = run.at(layer_id).inputs[0];
-  // One part per thread; the parts (and so the cached passes) depend only on (first, count).
-  const std::size_t parts = std::max<std::size_t>(1, std::min(threads_, count));
-  std::vector<resumable_forward*> pass(parts);
-  std::vector<std::size_t> begin(parts + 1);
-  for (std::size_t p = 0; p <= parts; ++p) begin[p] = first + count * p / parts;
-  for (std::size_t p = 0; p < parts; ++p) {
-    const std::size_t b = begin[p], n = begin[p + 1] - b;
-    auto [it, fresh] = passes_.try_emplace({mode, b, n});
-    if (fresh) it->second = resumable_forward(inputs_.items(b, b + n));
-    pass[p] = &it->second;
-  }
+  const sample_split parts = passes_for(mode, first, count);
   adaquant::layer_io io;
   const layer_desc* d = nullptr;
   for (const layer_desc& l : layers_)
@@ -138,14 +133,30 @@ adaquant::layer_io calibration_network::capture(std::size_t layer_id, std::size_
                     out_per = d->geometry.output_per_sample();
   io.inputs.resize(count * in_per);
   io.outputs.resize(count * out_per);
-  parallel_for(parts, threads_, [&](std::size_t p) {
-    const tensor out = pass[p]->run(run, layer_id, layer_id);
-    const tensor& in = pass[p]->kept().live.at(input_value);
-    const std::size_t at = begin[p] - first;
+  parallel_for(parts.pass.size(), threads_, [&](std::size_t p) {
+    const tensor out = parts.pass[p]->run(run, layer_id, layer_id);
+    const tensor& in = parts.pass[p]->kept().live.at(input_value);
+    const std::size_t at = parts.begin[p] - first;
     std::copy(in.data(), in.data() + in.size(), io.inputs.begin() + at * in_per);
     std::copy(out.data(), out.data() + out.size(), io.outputs.begin() + at * out_per);
   });
   return io;
+}
+
+calibration_network::sample_split calibration_network::passes_for(capture_mode mode,
+                                                                  std::size_t first,
+                                                                  std::size_t count) {
+  // One part per thread; the parts (and so the cached passes) depend only on (first, count).
+  const std::size_t parts = std::max<std::size_t>(1, std::min(threads_, count));
+  sample_split s{std::vector<std::size_t>(parts + 1), std::vector<resumable_forward*>(parts)};
+  for (std::size_t p = 0; p <= parts; ++p) s.begin[p] = first + count * p / parts;
+  for (std::size_t p = 0; p < parts; ++p) {
+    const std::size_t b = s.begin[p], n = s.begin[p + 1] - b;
+    auto [it, fresh] = passes_.try_emplace({mode, b, n});
+    if (fresh) it->second = resumable_forward(inputs_.items(b, b + n));
+    s.pass[p] = &it->second;
+  }
+  return s;
 }
 
 void calibration_network::set_quantized(const quantized_layer& q) {

@@ -7,8 +7,9 @@
 // size, Identity and Dropout (and folded batch norms, which are Identity); nodes computing only
 // constants are skipped. A conv whose input the network pads explicitly (asymmetric pads) is not
 // supported in a block. Automatic blocks are the runs between the points of the node order where
-// exactly one per-sample value is live.
+// exactly one per-sample value is live (calibrate/automatic_blocks.hpp).
 
+#include <adaquant/calibrate/automatic_blocks.hpp>
 #include <adaquant/onnx/network.hpp>
 
 #include <algorithm>
@@ -153,16 +154,9 @@ inline block_desc onnx_network::block_of(std::size_t first_layer_id,
   if (kf == layers_.size() || kl == layers_.size() || kf > kl)
     adaquant::detail::fail(errc::invalid_argument, where,
                            "the ids must be quantizable layers, the first not after the last");
-  // Through the ops after the last layer up to the next layer, as many as make a block (a
-  // residual block's add and ReLU, not the pooling after the network's last block); when none
-  // does, the error of the longest run.
   const std::size_t end = kl + 1 < layers_.size() ? layers_[kl + 1].id : fp_.nodes().size();
-  for (std::size_t last = end - 1;; --last) try {
-      return block_of_nodes(first_layer_id, last);
-    } catch (const error&) {
-      if (last == last_layer_id) break;
-    }
-  return block_of_nodes(first_layer_id, end - 1);  // throws: the longest run's error
+  return block_through(first_layer_id, last_layer_id, end,
+                       [&](std::size_t a, std::size_t b) { return block_of_nodes(a, b); });
 }
 
 inline std::vector<block_desc> onnx_network::blocks() const {
@@ -187,28 +181,13 @@ inline std::vector<block_desc> onnx_network::blocks() const {
     if (live == 1) cuts.push_back(i);
   }
   cuts.push_back(N);
-  std::vector<block_desc> out;
   const auto layers_in = [&](std::size_t a, std::size_t c) {
     std::size_t n = 0;
     for (std::size_t i = a; i < c; ++i) n += g.at(i).layer.has_value();
     return n;
   };
-  for (std::size_t j = 0, a = 0; j < cuts.size(); a = cuts[j++]) {
-    if (layers_in(a, cuts[j]) < 2) continue;
-    try {
-      block_desc d = block_of_nodes(a, cuts[j] - 1);
-      // Through the layer-free runs after it that the program takes (the block's final ReLU).
-      while (j + 1 < cuts.size() && layers_in(cuts[j], cuts[j + 1]) == 0) try {
-          d = block_of_nodes(a, cuts[j + 1] - 1);
-          ++j;
-        } catch (const error&) {
-          break;
-        }
-      out.push_back(std::move(d));
-    } catch (const error&) {  // an op the program does not take: per layer
-    }
-  }
-  return out;
+  return automatic_blocks(0, cuts, layers_in,
+                          [&](std::size_t a, std::size_t b) { return block_of_nodes(a, b); });
 }
 
 inline block_io onnx_network::capture_block(const block_desc& b, std::size_t first,

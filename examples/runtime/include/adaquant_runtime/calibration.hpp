@@ -9,12 +9,23 @@
 // layer after layer while quantizing them in order reruns only the layers from the earliest one
 // changed since; the samples of a capture are split across `threads` threads (every image is
 // computed on its own, so results are identical for any thread count).
+//
+// Block reconstruction (calibrate/block_network.hpp has the contract): a block program takes the
+// conv2d/linear layers, relu, relu6, add (of two values of one shape) and identity nodes (folded
+// batch norms are identities); an unfolded batch_norm or a global_avg_pool is not supported in a
+// block. The automatic blocks are the runs of two or more layers between the points of the node
+// order where exactly one value is live, extended through the layer-free runs after them that the
+// program takes (a residual block's final ReLU; calibrate/automatic_blocks.hpp); a run with an
+// unsupported node stays per layer. capture_block reads a block's inputs from quantized() and its
+// output from full_precision(), through the cached passes and thread split captures use.
 
 #include <adaquant_runtime/network.hpp>
 #include <adaquant_runtime/resumable_forward.hpp>
 
+#include <adaquant/calibrate/block_network.hpp>
 #include <adaquant/calibrate/network.hpp>
 
+#include <array>
 #include <map>
 #include <tuple>
 
@@ -31,7 +42,16 @@ class calibration_network {
   [[nodiscard]] adaquant::layer_io capture(std::size_t layer_id, std::size_t first,
                                            std::size_t count, capture_mode mode);
   void set_quantized(const quantized_layer& q);
+  // --- adaquant::BlockNetwork (src/calibration_blocks.cpp) ---
+  [[nodiscard]] std::vector<block_desc> blocks() const;
+  [[nodiscard]] block_desc block_of(std::size_t first_layer_id, std::size_t last_layer_id) const;
+  [[nodiscard]] block_io capture_block(const block_desc& b, std::size_t first, std::size_t count);
   // ---
+
+  // The block of nodes [a, b] (1 <= a <= b < size): its external inputs are the values read
+  // there and produced before a, its output the one value produced there and read after b (or
+  // the network's output). Errors as block_of's.
+  [[nodiscard]] block_desc block_of_nodes(std::size_t a, std::size_t b) const;
 
   // The full-precision network, and a copy with every set_quantized layer applied (quantized
   // weights and bias, input fake-quantized per tensor when quantize_input): evaluate this one.
@@ -43,6 +63,18 @@ class calibration_network {
   tensor inputs_;
   std::size_t threads_;
   std::vector<layer_desc> layers_;
+  std::vector<std::array<std::size_t, 3>> shapes_;  // per value: C, H, W of one sample
+  std::vector<std::size_t> last_read_;              // per value: its last reader (size(): output)
+  [[nodiscard]] std::size_t per_sample(std::size_t v) const {
+    return shapes_[v][0] * shapes_[v][1] * shapes_[v][2];
+  }
+  // The split of samples [first, first + count) across threads (part p: [begin[p], begin[p + 1]))
+  // and each part's cached pass in `mode`.
+  struct sample_split {
+    std::vector<std::size_t> begin;
+    std::vector<resumable_forward*> pass;
+  };
+  sample_split passes_for(capture_mode mode, std::size_t first, std::size_t count);
   // (mode, first sample, count) -> that batch's resumable pass through net_ or quantized_net_.
   std::map<std::tuple<capture_mode, std::size_t, std::size_t>, resumable_forward> passes_;
 };
@@ -52,5 +84,6 @@ class calibration_network {
 void apply_quantized_layer(network& net, const quantized_layer& q);
 
 static_assert(QuantizableNetwork<calibration_network>);
+static_assert(BlockNetwork<calibration_network>);
 
 }  // namespace adaquant::examples
