@@ -5,7 +5,8 @@
 # below 4 weight bits AdaRound, below 4 input bits QDrop p = 0.5), with the uniform rows the
 # allocations are compared with (w4a4 at 13%; at 8% only w2a4 fits). Comparison rows: *_q0 without
 # QDrop (--qdrop 0), *_ls with AdaQuant's learned step instead of AdaRound, *_l01 / *_l003 with
-# AdaRound's lambda at 0.1 / 0.03. Too slow for scripts/demo.sh: about 5-15 minutes per ResNet
+# AdaRound's lambda at 0.1 / 0.03, *_blk with block reconstruction (the residual blocks), *_b3 with
+# blocks of up to 3 layers (--blocks 3). Too slow for scripts/demo.sh: about 5-15 minutes per ResNet
 # run and 10-45 per MobileNetV2 run on a shared 2-core machine (bit allocation rows: AdaQuant at
 # 2, 3 and 4 bits, about three times longer).
 # The two models run as two processes side by side (one thread each). Prints one markdown table
@@ -39,6 +40,12 @@ row_args() {
     w3a3_l003) echo "--wbits 3 --abits 3 --adaround-lambda 0.03" ;;
     w2a4_l003) echo "--wbits 2 --abits 4 --adaround-lambda 0.03" ;;
     w2a2_l003) echo "--wbits 2 --abits 2 --adaround-lambda 0.03" ;;
+    w3a3_blk) echo "--wbits 3 --abits 3 --reconstruction block" ;;
+    w2a4_blk) echo "--wbits 2 --abits 4 --reconstruction block" ;;
+    w2a2_blk) echo "--wbits 2 --abits 2 --reconstruction block" ;;
+    w3a3_b3) echo "--wbits 3 --abits 3 --reconstruction block --blocks 3" ;;
+    w2a4_b3) echo "--wbits 2 --abits 4 --reconstruction block --blocks 3" ;;
+    w2a2_b3) echo "--wbits 2 --abits 2 --reconstruction block --blocks 3" ;;
     w4a4_all) echo "--wbits 4 --abits 4 --all-layers" ;;
     w4a4) echo "--wbits 4 --abits 4" ;;
     ba13) echo "--wbits 4 --abits 4 --max-size-ratio 0.13" ;;
