@@ -245,11 +245,13 @@ TEST_CASE("direct_conv2d_weight_grad is the weight gradient sum over samples and
 
 TEST_CASE("The direct products give the same bits on 1, 2 and 3 threads",
           "[objective][forward][backward][direct][threads]") {
-  // Several tiles of positions (and of taps for dW), several channel blocks, padded and in place.
+  // Several tiles of positions (and of taps for dW), several channel blocks, padded and in place;
+  // threads 1 against the scalar expression, 2 and 3 against threads 1.
   const std::vector<conv2d_geometry> shapes = {
       geom(16, 40, 13, 12, 3, 3, 1, 1, 1, 1),  // 156 positions, 144 taps, blocks of 3 and 2
       geom(8, 24, 6, 7, 1, 1, 1, 0, 1, 1),     // unpadded 1x1, read in place
-      geom(16, 32, 9, 9, 3, 3, 1, 1, 1, 2)};   // groups of 16
+      geom(16, 32, 9, 9, 3, 3, 1, 1, 1, 2),    // groups of 16
+      geom(64, 128, 5, 4, 3, 3, 1, 1, 1, 1)};  // 288 KiB of weights: channel blocks outermost
   const auto same = [](const std::vector<float>& a, const std::vector<float>& b) {
     return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
   };

@@ -25,7 +25,11 @@
 namespace adaquant::detail {
 
 inline constexpr std::size_t direct_conv_min_channels = 8;
-inline constexpr std::size_t direct_conv_tile = 128;  // output positions per tile
+// Output positions per tile: a multiple of every kernel block's positions (4, 6, 8, 12).
+inline constexpr std::size_t direct_conv_tile = 120;
+// Packed weights above this many bytes do not stay in L2 across a tile's channel blocks: the
+// blocks then go outermost, each one's weights reused over every sample and tile.
+inline constexpr std::size_t direct_conv_l2_bytes = std::size_t{256} << 10;
 // Threads worth starting for a product of `macs` multiply-adds: one per 4e6 (starting a thread
 // costs about as much as 1e6), at most `threads`.
 [[nodiscard]] inline std::size_t direct_conv_threads(double macs, std::size_t threads) noexcept {
@@ -56,6 +60,11 @@ void split_units(std::size_t units, std::size_t threads, F&& f) {
     v += take;
   }
   return blocks;
+}
+
+// Scratch shared by the products never shrinks: growing it again would clear the tail each time.
+inline void grow(std::vector<float>& ws, std::size_t n) {
+  if (ws.size() < n) ws.resize(n);
 }
 
 // dst [channels][h + 2 pad_h][w + 2 pad_w] = x [channels][h][w] with zero borders, written whole
@@ -106,10 +115,12 @@ inline void direct_conv2d(const conv2d_geometry& g, std::size_t batch, const flo
   // Each block packed [k][block width] so that it streams its taps from consecutive memory.
   const auto blocks = channel_blocks(ldw / lanes);
   const bool unpadded = g.pad_h == 0 && g.pad_w == 0;  // read x in place
-  // On several threads every sample is padded first (one plane each), else one plane in turn.
-  const bool split = threads > 1;
-  const std::size_t plane = unpadded ? 0 : cg * hp * wp, planes = split ? batch : 1;
-  ws.resize(k * ldw + plane * planes);
+  const bool weights_outer = k * ldw * sizeof(float) > direct_conv_l2_bytes;
+  // With the blocks outermost or on several threads every sample is padded first (one plane
+  // each), else one plane in turn.
+  const bool all_padded = threads > 1 || weights_outer;
+  const std::size_t plane = unpadded ? 0 : cg * hp * wp, planes = all_padded ? batch : 1;
+  grow(ws, k * ldw + plane * planes);
   float* packed = ws.data();
   float* padded = ws.data() + k * ldw;
   const std::size_t in_n = g.in_channels * g.in_h * g.in_w,
@@ -129,13 +140,15 @@ inline void direct_conv2d(const conv2d_geometry& g, std::size_t batch, const flo
                  dst);
     };
     // Unit (sample, tile, block): tiles of positions outside the channel blocks, so the input
-    // rows a tile reads stay in cache across the blocks.
+    // rows a tile reads stay in cache across the blocks; (block, sample, tile) for large weights.
+    const std::size_t nb = blocks.size();
     const auto unit = [&](std::size_t u) {
-      const std::size_t bi = u % blocks.size(), t = u / blocks.size() % tiles;
-      const std::size_t n = u / blocks.size() / tiles;
-      if (!split && !unpadded && t == 0 && bi == 0) pad(n, padded);
-      const float* src =
-          unpadded ? x + n * in_n + gr * cg * g.in_h * g.in_w : padded + (split ? n * plane : 0);
+      const std::size_t bi = weights_outer ? u / (batch * tiles) : u % nb;
+      const std::size_t st = weights_outer ? u % (batch * tiles) : u / nb;  // sample * tiles + tile
+      const std::size_t n = st / tiles, t = st % tiles;
+      if (!all_padded && !unpadded && t == 0 && bi == 0) pad(n, padded);
+      const float* src = unpadded ? x + n * in_n + gr * cg * g.in_h * g.in_w
+                                  : padded + (all_padded ? n * plane : 0);
       const std::size_t p0 = t * direct_conv_tile, pn = std::min(direct_conv_tile, P - p0);
       const auto [v0, take] = blocks[bi];
       const std::size_t c0 = v0 * lanes, cn = std::min(take * lanes, og - c0);
@@ -143,7 +156,7 @@ inline void direct_conv2d(const conv2d_geometry& g, std::size_t batch, const flo
                          b ? b + gr * og + c0 : nullptr, cn,
                          y + (n * g.out_channels + gr * og + c0) * P + p0, P);
     };
-    if (split && !unpadded)
+    if (all_padded && !unpadded)
       for (std::size_t n = 0; n < batch; ++n) pad(n, padded + n * plane);
     split_units(batch * tiles * blocks.size(), threads, unit);
   }
@@ -231,7 +244,7 @@ inline void direct_conv2d_weight_grad(const conv2d_geometry& g, std::size_t batc
             static_cast<gather_index>(n * plane + y0 * g.stride_h * wp + x0 * g.stride_w);
   const auto blocks = channel_blocks(ldw / lanes);
   const std::size_t tiles = (k + direct_conv_tile - 1) / direct_conv_tile;
-  ws.resize(batch * plane + depth * ldw);
+  grow(ws, batch * plane + depth * ldw);
   float* padded = ws.data();
   float* packed = ws.data() + batch * plane;
   const std::size_t in_n = g.in_channels * g.in_h * g.in_w;
