@@ -117,9 +117,10 @@ class layer_objective {
   [[nodiscard]] const weight_grouping& weight_groups() const noexcept { return wg_; }
 
   // Execution only: the direct convolutions of value() and gradient() split their outputs over
-  // up to `threads` threads (objectives/direct_conv.hpp; 0: every core; one per 4e6 multiply-adds
-  // of a pass). Same bits for any count.
+  // up to `threads` threads (objectives/direct_conv.hpp; 0: every core), one per `grain`
+  // multiply-adds of a pass (default 4e6). Same bits for any count.
   void set_threads(std::size_t threads) noexcept { threads_ = resolve_threads(threads); }
+  void set_thread_grain(double macs) noexcept { grain_ = macs; }
   [[nodiscard]] std::size_t threads() const noexcept { return threads_; }
 
   // The state that reproduces plain round-to-nearest with the given quantization parameters:
@@ -327,7 +328,7 @@ class layer_objective {
   [[nodiscard]] std::size_t conv_threads(std::size_t batch) const noexcept {
     const double macs = static_cast<double>(batch) * static_cast<double>(g_.out_positions()) *
                         static_cast<double>(g_.weight_size());
-    return detail::direct_conv_threads(macs, threads_);
+    return detail::direct_conv_threads(macs, threads_, grain_);
   }
 
   void quantize_weights(const layer_state& s, bool want_mask, bool relaxed) {
@@ -418,6 +419,7 @@ class layer_objective {
   layer_quant_config cfg_;
   std::span<const float> w_, b0_, x_, y_;
   std::size_t n_ = 0, threads_ = 1;
+  double grain_ = detail::direct_conv_grain;
   weight_grouping wg_;
   detail::quantized_weight_buffers wb_;
   detail::adaround_weights_state ar_;
