@@ -35,6 +35,14 @@ adaquant_options fast_options(std::size_t iters = 300) {
 bool bit_equal(std::span<const float> a, std::span<const float> b) {
   return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
 }
+// The objective's starting state with small nonzero offsets V (so the gradients are generic).
+layer_state offset_state(const layer_objective& obj) {
+  const auto init = estimate_initial_params(obj, quantizers_of(obj.config()));
+  layer_state s = obj.initial_state(init.weight, init.act);
+  for (std::size_t i = 0; i < s.weight_offset.size(); ++i)
+    s.weight_offset[i] = 0.01f * static_cast<float>(static_cast<int>(i % 7) - 3);
+  return s;
+}
 }  // namespace
 
 TEST_CASE("AdaQuant beats round-to-nearest with MSE-optimal ranges on random layers",
@@ -328,12 +336,8 @@ TEST_CASE("chunk_samples cuts a step by the layer's multiply-adds", "[adaquant][
 TEST_CASE("A chunked step's loss and gradient are the whole batch's, up to rounding",
           "[adaquant][layer][chunks]") {
   const random_layer L(conv_geom(3, 8, 6, 6, 3, 1, 1), 12, 21);
-  layer_quant_config cfg;
-  layer_objective obj(L.geometry, L.w, L.b, L.x, L.y, cfg);
-  const auto init = estimate_initial_params(obj, quantizers_of(cfg));
-  layer_state s = obj.initial_state(init.weight, init.act);
-  for (std::size_t i = 0; i < s.weight_offset.size(); ++i)
-    s.weight_offset[i] = 0.01f * static_cast<float>(static_cast<int>(i % 7) - 3);
+  layer_objective obj(L.geometry, L.w, L.b, L.x, L.y, layer_quant_config{});
+  const layer_state s = offset_state(obj);
   const std::vector<std::size_t> batch = {3, 0, 7, 11, 5, 9, 1, 4, 8, 2, 10};
   layer_state whole, chunked;
   const double l_whole = obj.gradient(s, batch, whole);
@@ -387,5 +391,47 @@ TEST_CASE("Chunked steps: bit-identical for 1, 2 and 3 threads; small steps stay
       CHECK(t1.report.mse_after == r->report.mse_after);
     }
     CHECK(t1.report.mse_after < t1.report.mse_before);
+  }
+}
+
+TEST_CASE("A one-chunk step splits its convolutions over threads: the same bits on 1, 2 and 3",
+          "[adaquant][layer][chunks][threads]") {
+  // 16 -> 16 3x3 at 8x8 (stride 1: every product direct) and at 12x12 stride 2 (dL/dX by im2col
+  // + GEMM, the forward and dW direct); 4 samples in one chunk, every pass worth 3 threads at a
+  // grain of 1e5 multiply-adds (the default 4e6 needs layers too slow for this test).
+  for (const layer_geometry& geom :
+       {conv_geom(16, 16, 8, 8, 3, 1, 1), conv_geom(16, 16, 12, 12, 3, 2, 1)}) {
+    const random_layer L(geom, 4, 31);
+    INFO("stride " << geom.conv.stride_h);
+    const double macs = 4.0 * static_cast<double>(geom.out_positions() * geom.weight_size());
+    REQUIRE(detail::direct_conv_threads(macs, 3, 1e5) == 3);
+    layer_objective obj(L.geometry, L.w, L.b, L.x, L.y, layer_quant_config{});
+    obj.set_thread_grain(1e5);
+    const layer_state s = offset_state(obj);
+    const std::vector<std::size_t> batch = {3, 0, 2, 1};
+    const double v1 = obj.value(s);
+    layer_state g1;
+    double l1 = 0.0;
+    for (const std::size_t t : {1, 2, 3}) {
+      layer_state gt;
+      detail::chunked_gradient step(obj, batch.size(), t);
+      const double l = step(s, batch, gt, {}, {0.5f, 5});  // with QDrop
+      CHECK(obj.threads() == 1);                           // restored after the step
+      if (t == 1) {
+        g1 = gt;
+        l1 = l;
+        continue;
+      }
+      INFO("threads " << t);
+      CHECK(l == l1);
+      CHECK(bit_equal(gt.weight_offset, g1.weight_offset));
+      CHECK(bit_equal(gt.bias, g1.bias));
+      CHECK(bit_equal(gt.weight_scale, g1.weight_scale));
+      CHECK(gt.act_scale == g1.act_scale);
+      CHECK(gt.act_zero_point == g1.act_zero_point);
+      obj.set_threads(t);
+      CHECK(obj.value(s) == v1);
+      obj.set_threads(1);
+    }
   }
 }

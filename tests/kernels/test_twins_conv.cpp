@@ -1,6 +1,6 @@
 // The direct-convolution kernels equal their scalar twins bit for bit. gather_product: channel
 // counts across every register-block split (1 to 7 vectors, with partial last vectors), position
-// counts across every remainder of the 4-position blocks, with and without bias, and sentinels
+// counts up to one full block of 12 positions and a remainder, with and without bias, and sentinels
 // around every output row (a partial block must not write past its positions or channels).
 // tap_sum: every length up to 5 blocks of 4 vectors plus tails, 1 to 9 taps and more taps than
 // the tail's pointer buffer holds. Also: outputs depend only on their own inputs (a position
@@ -31,12 +31,15 @@ gather_case make_gather(std::size_t positions, std::size_t depth, std::size_t ch
   g.positions = positions;
   g.depth = depth;
   g.channels = channels;
-  g.ldw = (channels + lanes - 1) / lanes * lanes + (seed % 2 ? lanes : 0);  // padded, sometimes more
+  g.ldw =
+      (channels + lanes - 1) / lanes * lanes + (seed % 2 ? lanes : 0);  // padded, sometimes more
   g.x = finite_test_data(positions * 3 + depth * 5 + 16, 0.25f, seed);
   g.w = finite_test_data(depth * g.ldw, 0.1f, seed + 1);
   g.bias = finite_test_data(channels, 1.0f, seed + 2);
-  for (std::size_t p = 0; p < positions; ++p) g.base.push_back(static_cast<ad::gather_index>((p * 7) % (positions * 3 + 1)));
-  for (std::size_t k = 0; k < depth; ++k) g.off.push_back(static_cast<ad::gather_index>((k * 5 + k % 3) % (depth * 5 + 16)));
+  for (std::size_t p = 0; p < positions; ++p)
+    g.base.push_back(static_cast<ad::gather_index>((p * 7) % (positions * 3 + 1)));
+  for (std::size_t k = 0; k < depth; ++k)
+    g.off.push_back(static_cast<ad::gather_index>((k * 5 + k % 3) % (depth * 5 + 16)));
   return g;
 }
 
@@ -46,16 +49,17 @@ std::vector<float> run_gather(const gather_case& g, bool with_bias) {
   const std::size_t ld = g.positions + 2;
   std::vector<float> out((g.channels + 1) * ld, sentinel);
   ad::gather_product_run<Simd>(g.x.data(), g.base.data(), g.positions, g.off.data(), g.depth,
-                               g.w.data(), g.ldw, with_bias ? g.bias.data() : nullptr,
-                               g.channels, out.data(), ld);
+                               g.w.data(), g.ldw, with_bias ? g.bias.data() : nullptr, g.channels,
+                               out.data(), ld);
   return out;
 }
 
 }  // namespace
 
 TEST_CASE("gather_product: SIMD == scalar twin for every channel split and position tail") {
-  for (std::size_t channels = 1; channels <= 7 * lanes + 1; channels += (channels < 2 * lanes + 2 ? 1 : lanes - 1))
-    for (std::size_t positions = 1; positions <= 9; ++positions)
+  for (std::size_t channels = 1; channels <= 7 * lanes + 1;
+       channels += (channels < 2 * lanes + 2 ? 1 : lanes - 1))
+    for (std::size_t positions = 1; positions <= 13; ++positions)
       for (const std::size_t depth : {std::size_t{1}, std::size_t{9}, std::size_t{20}})
         for (const bool with_bias : {false, true}) {
           const auto seed = static_cast<std::uint32_t>(channels * 131 + positions * 7 + depth);
@@ -87,8 +91,8 @@ TEST_CASE("gather_product: the sum in tap order from the bias, each output alone
     }
   // One position alone (a partial block) gives the bits it had inside a full block.
   std::vector<float> one(g.channels, sentinel);
-  ad::gather_product_run<true>(g.x.data(), g.base.data() + 2, 1, g.off.data(), g.depth,
-                               g.w.data(), g.ldw, g.bias.data(), g.channels, one.data(), 1);
+  ad::gather_product_run<true>(g.x.data(), g.base.data() + 2, 1, g.off.data(), g.depth, g.w.data(),
+                               g.ldw, g.bias.data(), g.channels, one.data(), 1);
   for (std::size_t c = 0; c < g.channels; ++c) REQUIRE(same_bits(one[c], all[c * ld + 2]));
 }
 

@@ -242,3 +242,45 @@ TEST_CASE("direct_conv2d_weight_grad is the weight gradient sum over samples and
     CHECK(max_err < 1e-5);
   }
 }
+
+TEST_CASE("The direct products give the same bits on 1, 2 and 3 threads",
+          "[objective][forward][backward][direct][threads]") {
+  // Several tiles of positions (and of taps for dW), several channel blocks, padded and in place;
+  // threads 1 against the scalar expression, 2 and 3 against threads 1.
+  const std::vector<conv2d_geometry> shapes = {
+      geom(16, 40, 13, 12, 3, 3, 1, 1, 1, 1),  // 156 positions, 144 taps, blocks of 3 and 2
+      geom(16, 32, 6, 7, 1, 1, 1, 0, 1, 2),    // groups of 16, unpadded 1x1 read in place
+      geom(64, 128, 3, 3, 3, 3, 1, 1, 1, 1)};  // 288 KiB of weights: channel blocks outermost
+  const auto same = [](const std::vector<float>& a, const std::vector<float>& b) {
+    return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
+  };
+  for (const conv2d_geometry& c : shapes) {
+    INFO(describe(c));
+    REQUIRE(adaquant::detail::direct_adjoint_applies(c));
+    const adaquant::layer_geometry g = adaquant::layer_geometry::of(c);
+    const std::size_t batch = 2;  // each thread count starts threads: slow under sanitizers
+    const std::vector<float> x = adaquant_test::randn(batch * g.input_per_sample(), 1.0f, 21);
+    const std::vector<float> w = adaquant_test::randn(g.weight_size(), 0.2f, 22);
+    const std::vector<float> b = adaquant_test::randn(c.out_channels, 0.5f, 23);
+    const std::vector<float> dy = adaquant_test::randn(batch * g.output_per_sample(), 1.0f, 24);
+    std::vector<float> y1, dx1, dw1;
+    for (const std::size_t t : {1, 2, 3}) {
+      INFO("threads " << t);
+      std::vector<float> y(batch * g.output_per_sample(), -7.0f), ws, wt;
+      std::vector<float> dx(batch * g.input_per_sample(), -7.0f), dw(g.weight_size(), -7.0f);
+      adaquant::detail::direct_conv2d(c, batch, x.data(), w.data(), b.data(), y.data(), ws, t);
+      adaquant::detail::direct_conv2d_adjoint(c, batch, dy.data(), w.data(), dx.data(), wt, ws, t);
+      adaquant::detail::direct_conv2d_weight_grad(c, batch, x.data(), dy.data(), dw.data(), ws, t);
+      if (t == 1) {
+        CHECK(same(y, reference_conv(c, batch, x, w, b)));
+        y1 = y;
+        dx1 = dx;
+        dw1 = dw;
+      } else {
+        CHECK(same(y, y1));
+        CHECK(same(dx, dx1));
+        CHECK(same(dw, dw1));
+      }
+    }
+  }
+}

@@ -311,13 +311,15 @@ inline void fill_result(layer_objective& obj, layer_state state, layer_result& r
 
 // Optimises one layer from the starting parameters `init` (e.g. estimate_initial_params). The
 // objective's config (grids, rounding, activation) is used. threads (0: every core) compute a
-// step's chunks (options.chunk_macs) in parallel; the result does not depend on it.
+// step's chunks (options.chunk_macs) in parallel, and split each sample's convolutions where a
+// step has fewer chunks than threads and in the evaluations; the result does not depend on it.
 inline layer_result adaquant_optimize(layer_objective& obj, const adaquant_options& opt,
                                       const initial_quant_params& init, std::size_t threads = 1) {
   detail::validate_options(opt);
   const auto t0 = std::chrono::steady_clock::now();
   const layer_quant_config& cfg = obj.config();
   const layer_geometry& g = obj.geometry();
+  const detail::scoped_threads eval_threads(obj, threads);  // value(); the steps set their own
 
   layer_state state;
   const bool ada = detail::start_state(obj, opt, init, state, [&](layer_state& s) {

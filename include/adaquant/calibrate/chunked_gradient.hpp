@@ -10,7 +10,9 @@
 // samples (the objective only supplies scratch buffers; QDrop's mask is keyed by sample index), so
 // the result is bit-identical for any thread count. One chunk (B <= c) is the objective's own
 // single-piece gradient, unchanged. Thread t computes chunks t, t + T, ... with its own objective
-// (a copy of the caller's: objectives own scratch buffers).
+// (a copy of the caller's: objectives own scratch buffers). With fewer chunks than threads, each
+// chunk's objective splits its convolutions over threads / chunks threads
+// (layer_objective::set_threads; same bits), so a one-sample step still uses every thread.
 
 #include <adaquant/core/numeric.hpp>
 #include <adaquant/core/parallel.hpp>
@@ -47,6 +49,21 @@ inline void add_weighted(layer_state& sum, const layer_state& part, float w, boo
   sum.act_zero_point = mul_add(w, part.act_zero_point, first ? 0.0f : sum.act_zero_point);
 }
 
+// Sets an objective's thread count (layer_objective::set_threads) for a scope.
+class scoped_threads {
+ public:
+  scoped_threads(layer_objective& obj, std::size_t threads) : o_(obj), old_(obj.threads()) {
+    o_.set_threads(threads);
+  }
+  ~scoped_threads() { o_.set_threads(old_); }
+  scoped_threads(const scoped_threads&) = delete;
+  scoped_threads& operator=(const scoped_threads&) = delete;
+
+ private:
+  layer_objective& o_;
+  std::size_t old_;
+};
+
 class chunked_gradient {
  public:
   // obj: the caller's objective (thread 0 uses it; copies serve the others); chunk: samples per
@@ -58,9 +75,12 @@ class chunked_gradient {
   double operator()(const layer_state& s, std::span<const std::size_t> batch, layer_state& grad,
                     const trainable_groups& which, const input_drop& drop) {
     const std::size_t B = batch.size(), chunks = (B + chunk_ - 1) / chunk_;
+    const std::size_t width = std::min(threads_, std::max<std::size_t>(chunks, 1));
+    const std::size_t inner = std::max<std::size_t>(1, threads_ / width);
+    const scoped_threads keep(obj_, inner);
     if (chunks <= 1) return obj_.gradient(s, batch, grad, which, drop);
-    const std::size_t width = std::min(threads_, chunks);
     while (helpers_.size() + 1 < width) helpers_.push_back(obj_);
+    for (layer_objective& h : helpers_) h.set_threads(inner);
     parts_.resize(chunks);
     loss_.resize(chunks);
     parallel_for(width, width, [&](std::size_t t) {

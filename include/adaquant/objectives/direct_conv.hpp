@@ -6,7 +6,12 @@
 // weights: not on the batch, the samples beside it, the vector width or the thread. Used where a
 // group has at least direct_conv_min_channels output channels (fewer fill too few vector lanes)
 // and its padded input is indexable by 32 bits; elsewhere the forward keeps im2col + GEMM.
+//
+// Threads: the products below split their outputs into units (sample, tile of positions, channel
+// block), which the threads take in turn. An output is computed whole by one
+// thread, by the same sequence of operations, so the results do not depend on the thread count.
 
+#include <adaquant/core/parallel.hpp>
 #include <adaquant/kernels/conv.hpp>
 #include <adaquant/objectives/geometry.hpp>
 
@@ -20,7 +25,65 @@
 namespace adaquant::detail {
 
 inline constexpr std::size_t direct_conv_min_channels = 8;
-inline constexpr std::size_t direct_conv_tile = 128;  // output positions per tile
+// Output positions per tile: a multiple of every kernel block's positions (4, 6, 8, 12).
+inline constexpr std::size_t direct_conv_tile = 120;
+// Packed weights above this many bytes do not stay in L2 across a tile's channel blocks: the
+// blocks then go outermost, each one's weights reused over every sample and tile.
+inline constexpr std::size_t direct_conv_l2_bytes = std::size_t{256} << 10;
+// Threads worth starting for a product of `macs` multiply-adds: one per `grain` of them (the
+// default 4e6: starting a thread costs about as much as 1e6), at most `threads`.
+inline constexpr double direct_conv_grain = 4.0e6;
+[[nodiscard]] inline std::size_t direct_conv_threads(double macs, std::size_t threads,
+                                                     double grain = direct_conv_grain) noexcept {
+  const double most = std::max(1.0, std::min(macs / std::max(grain, 1.0), 1024.0));
+  return std::min(threads, static_cast<std::size_t>(most));
+}
+
+// f(u) for u in [0, units) on up to `threads` threads, each taking the next unit when free (a
+// thread the system holds back delays only the unit it holds).
+template <class F>
+void split_units(std::size_t units, std::size_t threads, F&& f) {
+  if (threads <= 1) {
+    for (std::size_t u = 0; u < units; ++u) f(u);
+    return;
+  }
+  parallel_for(units, threads, f);
+}
+
+// Channel blocks of 1 to 3 vectors as the kernel splits them: (first vector, vectors).
+[[nodiscard]] inline std::vector<std::pair<std::size_t, std::size_t>> channel_blocks(
+    std::size_t vectors) {
+  std::vector<std::pair<std::size_t, std::size_t>> blocks;
+  for (std::size_t v = 0; v < vectors;) {
+    const std::size_t left = vectors - v, take = left == 1 ? 1 : left % 2 == 1 ? 3 : 2;
+    blocks.emplace_back(v, take);
+    v += take;
+  }
+  return blocks;
+}
+
+// Scratch shared by the products never shrinks: growing it again would clear the tail each time.
+inline void grow(std::vector<float>& ws, std::size_t n) {
+  if (ws.size() < n) ws.resize(n);
+}
+
+// dst [channels][h + 2 pad_h][w + 2 pad_w] = x [channels][h][w] with zero borders, written whole
+// (no separate clearing pass).
+inline void pad_planes(const float* x, std::size_t channels, std::size_t h, std::size_t w,
+                       std::size_t pad_h, std::size_t pad_w, float* dst) noexcept {
+  const std::size_t wp = w + 2 * pad_w;
+  for (std::size_t c = 0; c < channels; ++c) {
+    std::fill_n(dst, pad_h * wp, 0.0f);
+    dst += pad_h * wp;
+    for (std::size_t r = 0; r < h; ++r, dst += wp) {
+      std::fill_n(dst, pad_w, 0.0f);
+      std::memcpy(dst + pad_w, x + (c * h + r) * w, w * sizeof(float));
+      std::fill_n(dst + pad_w + w, pad_w, 0.0f);
+    }
+    std::fill_n(dst, pad_h * wp, 0.0f);
+    dst += pad_h * wp;
+  }
+}
 
 [[nodiscard]] inline bool direct_conv_applies(const conv2d_geometry& g) noexcept {
   const std::size_t hp = g.in_h + 2 * g.pad_h, wp = g.in_w + 2 * g.pad_w;
@@ -30,9 +93,11 @@ inline constexpr std::size_t direct_conv_tile = 128;  // output positions per ti
          plane < static_cast<double>(std::numeric_limits<gather_index>::max());
 }
 
-// y [batch, out_c, P] = conv(x, w) + b (b may be null); ws: scratch, resized as needed.
+// y [batch, out_c, P] = conv(x, w) + b (b may be null); ws: scratch, resized as needed; threads:
+// at most this many (file comment).
 inline void direct_conv2d(const conv2d_geometry& g, std::size_t batch, const float* x,
-                          const float* w, const float* b, float* y, std::vector<float>& ws) {
+                          const float* w, const float* b, float* y, std::vector<float>& ws,
+                          std::size_t threads = 1) {
   constexpr std::size_t lanes = simd::lanes;
   const std::size_t cg = g.in_channels / g.groups, og = g.out_channels / g.groups;
   const std::size_t hp = g.in_h + 2 * g.pad_h, wp = g.in_w + 2 * g.pad_w;
@@ -47,51 +112,54 @@ inline void direct_conv2d(const conv2d_geometry& g, std::size_t batch, const flo
       for (std::size_t j = 0; j < g.kernel_w; ++j)
         off[(c * g.kernel_h + i) * g.kernel_w + j] =
             static_cast<gather_index>(c * hp * wp + i * g.dilation_h * wp + j * g.dilation_w);
-  // Channel blocks of 1 to 3 vectors as the kernel splits them, each packed [k][block width] so
-  // that a block streams its taps from consecutive memory.
-  std::vector<std::pair<std::size_t, std::size_t>> blocks;  // (first vector, vectors)
-  for (std::size_t v = 0, vectors = ldw / lanes; v < vectors;) {
-    const std::size_t left = vectors - v, take = left == 1 ? 1 : left % 2 == 1 ? 3 : 2;
-    blocks.emplace_back(v, take);
-    v += take;
-  }
+  // Each block packed [k][block width] so that it streams its taps from consecutive memory.
+  const auto blocks = channel_blocks(ldw / lanes);
   const bool unpadded = g.pad_h == 0 && g.pad_w == 0;  // read x in place
-  const std::size_t plane = unpadded ? 0 : cg * hp * wp;
-  ws.resize(k * ldw + plane);
+  const bool weights_outer = k * ldw * sizeof(float) > direct_conv_l2_bytes;
+  // With the blocks outermost or on several threads every sample is padded first (one plane
+  // each), else one plane in turn.
+  const bool all_padded = threads > 1 || weights_outer;
+  const std::size_t plane = unpadded ? 0 : cg * hp * wp, planes = all_padded ? batch : 1;
+  grow(ws, k * ldw + plane * planes);
   float* packed = ws.data();
   float* padded = ws.data() + k * ldw;
-  std::fill(padded, padded + plane, 0.0f);  // the borders stay 0
-  const std::size_t in_n = g.in_channels * g.in_h * g.in_w;
+  const std::size_t in_n = g.in_channels * g.in_h * g.in_w,
+                    tiles = (P + direct_conv_tile - 1) / direct_conv_tile;
   for (std::size_t gr = 0; gr < g.groups; ++gr) {
-    std::fill(packed, packed + k * ldw, 0.0f);
     for (const auto& [v0, take] : blocks) {
       float* pb = packed + k * v0 * lanes;
       const std::size_t width = take * lanes, c0 = v0 * lanes, cn = std::min(width, og - c0);
-      for (std::size_t j = 0; j < cn; ++j) {
-        const float* wr = w + (gr * og + c0 + j) * k;
-        for (std::size_t r = 0; r < k; ++r) pb[r * width + j] = wr[r];
-      }
-    }
-    for (std::size_t n = 0; n < batch; ++n) {
-      const float* xs = x + n * in_n + gr * cg * g.in_h * g.in_w;
-      if (!unpadded)
-        for (std::size_t c = 0; c < cg; ++c)
-          for (std::size_t r = 0; r < g.in_h; ++r)
-            std::memcpy(padded + (c * hp + r + g.pad_h) * wp + g.pad_w,
-                        xs + (c * g.in_h + r) * g.in_w, g.in_w * sizeof(float));
-      float* ys = y + (n * g.out_channels + gr * og) * P;
-      // Tiles of positions outside the channel blocks: the input rows a tile reads stay in
-      // cache across the blocks.
-      for (std::size_t p0 = 0; p0 < P; p0 += direct_conv_tile) {
-        const std::size_t pn = std::min<std::size_t>(direct_conv_tile, P - p0);
-        for (const auto& [v0, take] : blocks) {
-          const std::size_t c0 = v0 * lanes, cn = std::min(take * lanes, og - c0);
-          gather_product_run(unpadded ? xs : padded, base.data() + p0, pn, off.data(), k,
-                             packed + k * c0, take * lanes, b ? b + gr * og + c0 : nullptr, cn,
-                             ys + c0 * P + p0, P);
+      if (cn < width) std::fill(pb, pb + k * width, 0.0f);  // the missing channels stay 0
+      for (std::size_t r0 = 0; r0 < k; r0 += 16)  // 16 taps at a time: the rows stay in L1
+        for (std::size_t j = 0; j < cn; ++j) {
+          const float* wr = w + (gr * og + c0 + j) * k;
+          for (std::size_t r = r0; r < std::min(k, r0 + 16); ++r) pb[r * width + j] = wr[r];
         }
-      }
     }
+    const auto pad = [&](std::size_t n, float* dst) {
+      pad_planes(x + n * in_n + gr * cg * g.in_h * g.in_w, cg, g.in_h, g.in_w, g.pad_h, g.pad_w,
+                 dst);
+    };
+    // Unit (sample, tile, block): tiles of positions outside the channel blocks, so the input
+    // rows a tile reads stay in cache across the blocks; (block, sample, tile) for large weights.
+    const std::size_t nb = blocks.size();
+    const auto unit = [&](std::size_t u) {
+      const std::size_t bi = weights_outer ? u / (batch * tiles) : u % nb;
+      const std::size_t st = weights_outer ? u % (batch * tiles) : u / nb;  // sample * tiles + tile
+      const std::size_t n = st / tiles, t = st % tiles;
+      if (!all_padded && !unpadded && t == 0 && bi == 0) pad(n, padded);
+      const float* src = unpadded ? x + n * in_n + gr * cg * g.in_h * g.in_w
+                                  : padded + (all_padded ? n * plane : 0);
+      const std::size_t p0 = t * direct_conv_tile, pn = std::min(direct_conv_tile, P - p0);
+      const auto [v0, take] = blocks[bi];
+      const std::size_t c0 = v0 * lanes, cn = std::min(take * lanes, og - c0);
+      gather_product_run(src, base.data() + p0, pn, off.data(), k, packed + k * c0, take * lanes,
+                         b ? b + gr * og + c0 : nullptr, cn,
+                         y + (n * g.out_channels + gr * og + c0) * P + p0, P);
+    };
+    if (all_padded && !unpadded)
+      for (std::size_t n = 0; n < batch; ++n) pad(n, padded + n * plane);
+    split_units(batch * tiles * blocks.size(), threads, unit);
   }
 }
 
@@ -118,10 +186,11 @@ namespace adaquant::detail {
 }
 
 // dx [batch, in_c, in_h, in_w] = the adjoint applied to dy [batch, out_c, out_h, out_w]
-// (overwritten, not added); wt, ws: scratch. Needs direct_adjoint_applies(g).
+// (overwritten, not added); wt, ws: scratch; threads as direct_conv2d. Needs
+// direct_adjoint_applies(g).
 inline void direct_conv2d_adjoint(const conv2d_geometry& g, std::size_t batch, const float* dy,
                                   const float* w, float* dx, std::vector<float>& wt,
-                                  std::vector<float>& ws) {
+                                  std::vector<float>& ws, std::size_t threads = 1) {
   const std::size_t cg = g.in_channels / g.groups, og = g.out_channels / g.groups;
   const std::size_t kh = g.kernel_h, kw = g.kernel_w;
   wt.resize(g.out_channels * cg * kh * kw);
@@ -132,7 +201,7 @@ inline void direct_conv2d_adjoint(const conv2d_geometry& g, std::size_t batch, c
           for (std::size_t j = 0; j < kw; ++j)
             wt[(((gr * cg + c) * og + o) * kh + (kh - 1 - i)) * kw + (kw - 1 - j)] =
                 w[(((gr * og + o) * cg + c) * kh + i) * kw + j];
-  direct_conv2d(adjoint_geometry(g), batch, dy, wt.data(), nullptr, dx, ws);
+  direct_conv2d(adjoint_geometry(g), batch, dy, wt.data(), nullptr, dx, ws, threads);
 }
 
 }  // namespace adaquant::detail
@@ -152,9 +221,11 @@ namespace adaquant::detail {
 }
 
 // dw [out_c, in_c / groups * kh * kw] (overwritten) from x [batch, in_c, in_h, in_w] and
-// dy [batch, out_c, out_h, out_w]; ws: scratch.
+// dy [batch, out_c, out_h, out_w]; ws: scratch; threads: at most this many (units: channel block,
+// tile of taps).
 inline void direct_conv2d_weight_grad(const conv2d_geometry& g, std::size_t batch, const float* x,
-                                      const float* dy, float* dw, std::vector<float>& ws) {
+                                      const float* dy, float* dw, std::vector<float>& ws,
+                                      std::size_t threads = 1) {
   constexpr std::size_t lanes = simd::lanes;
   const std::size_t cg = g.in_channels / g.groups, og = g.out_channels / g.groups;
   const std::size_t hp = g.in_h + 2 * g.pad_h, wp = g.in_w + 2 * g.pad_w, plane = cg * hp * wp;
@@ -172,38 +243,33 @@ inline void direct_conv2d_weight_grad(const conv2d_geometry& g, std::size_t batc
       for (std::size_t x0 = 0; x0 < ow; ++x0)
         pos[n * P + y0 * ow + x0] =
             static_cast<gather_index>(n * plane + y0 * g.stride_h * wp + x0 * g.stride_w);
-  std::vector<std::pair<std::size_t, std::size_t>> blocks;  // as direct_conv2d
-  for (std::size_t v = 0, vectors = ldw / lanes; v < vectors;) {
-    const std::size_t left = vectors - v, take = left == 1 ? 1 : left % 2 == 1 ? 3 : 2;
-    blocks.emplace_back(v, take);
-    v += take;
-  }
-  ws.resize(batch * plane + depth * ldw);
+  const auto blocks = channel_blocks(ldw / lanes);
+  const std::size_t tiles = (k + direct_conv_tile - 1) / direct_conv_tile;
+  grow(ws, batch * plane + depth * ldw);
   float* padded = ws.data();
   float* packed = ws.data() + batch * plane;
   const std::size_t in_n = g.in_channels * g.in_h * g.in_w;
   for (std::size_t gr = 0; gr < g.groups; ++gr) {
-    std::fill(padded, padded + batch * plane, 0.0f);
     for (std::size_t n = 0; n < batch; ++n)
-      for (std::size_t c = 0; c < cg; ++c)
-        for (std::size_t r = 0; r < g.in_h; ++r)
-          std::memcpy(padded + n * plane + (c * hp + r + g.pad_h) * wp + g.pad_w,
-                      x + n * in_n + ((gr * cg + c) * g.in_h + r) * g.in_w, g.in_w * sizeof(float));
-    std::fill(packed, packed + depth * ldw, 0.0f);
+      pad_planes(x + n * in_n + gr * cg * g.in_h * g.in_w, cg, g.in_h, g.in_w, g.pad_h, g.pad_w,
+                 padded + n * plane);
     for (const auto& [v0, take] : blocks) {
       float* pb = packed + depth * v0 * lanes;
       const std::size_t width = take * lanes, c0 = v0 * lanes, cn = std::min(width, og - c0);
+      if (cn < width) std::fill(pb, pb + depth * width, 0.0f);  // the missing channels stay 0
       for (std::size_t n = 0; n < batch; ++n)
         for (std::size_t j = 0; j < cn; ++j) {
           const float* d = dy + (n * g.out_channels + gr * og + c0 + j) * P;
           for (std::size_t p = 0; p < P; ++p) pb[(n * P + p) * width + j] = d[p];
         }
     }
-    for (const auto& [v0, take] : blocks) {
+    split_units(blocks.size() * tiles, threads, [&](std::size_t u) {
+      const auto [v0, take] = blocks[u / tiles];
       const std::size_t c0 = v0 * lanes, cn = std::min(take * lanes, og - c0);
-      gather_product_run(padded, tap.data(), k, pos.data(), depth, packed + depth * c0,
-                         take * lanes, nullptr, cn, dw + (gr * og + c0) * k, k);
-    }
+      const std::size_t t0 = u % tiles * direct_conv_tile, tn = std::min(direct_conv_tile, k - t0);
+      gather_product_run(padded, tap.data() + t0, tn, pos.data(), depth, packed + depth * c0,
+                         take * lanes, nullptr, cn, dw + (gr * og + c0) * k + t0, k);
+    });
   }
 }
 

@@ -121,17 +121,19 @@ inline void linear_forward_raw(const linear_geometry& g, std::size_t batch, cons
 
 // y[B, out_c, P]. cols: the im2col columns, K * P floats per (sample, group) when keep_cols (kept
 // for the backward pass), else scratch of K * P floats for the GEMM path (unused by the direct
-// path). direct: scratch of the direct path (a local buffer when null).
+// path). direct: scratch of the direct path (a local buffer when null); threads: the direct
+// path's (the results do not depend on them).
 inline void conv2d_forward_raw(const conv2d_geometry& g, std::size_t batch, const float* x,
                                const float* w, const float* b, float* y, float* cols,
-                               bool keep_cols, std::vector<float>* direct = nullptr) {
+                               bool keep_cols, std::vector<float>* direct = nullptr,
+                               std::size_t threads = 1) {
   const std::size_t cout = g.out_channels / g.groups;
   const std::size_t K = g.in_channels / g.groups * g.kernel_h * g.kernel_w;
   const std::size_t P = g.out_h() * g.out_w();
   const std::size_t in_n = g.in_channels * g.in_h * g.in_w;
   if (direct_conv_applies(g)) {
     std::vector<float> local;
-    direct_conv2d(g, batch, x, w, b, y, direct ? *direct : local);
+    direct_conv2d(g, batch, x, w, b, y, direct ? *direct : local, threads);
     if (keep_cols)
       for (std::size_t n = 0; n < batch; ++n)
         for (std::size_t gr = 0; gr < g.groups; ++gr)

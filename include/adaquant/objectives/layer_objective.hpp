@@ -29,7 +29,8 @@
 // hardened rounding (up where h(V) >= 0.5).
 //
 // The objective references X, Y, W and the bias (the caller keeps them alive) and owns scratch
-// buffers: use one objective per thread. Layout: X [N, in] / [N, C, H, W], Y [N, out] /
+// buffers: use one objective per thread (set_threads lets one objective's convolutions use
+// several; the results do not depend on it). Layout: X [N, in] / [N, C, H, W], Y [N, out] /
 // [N, out_c, out_h, out_w] (PyTorch's). A linear geometry with rows > 1 is taken per row
 // (geometry.per_row()): every token is a sample, X [N * rows, in], Y [N * rows, out]. Cost of
 // gradient() per sample: the forward GEMM, dWq and (when the activation quantizer is trained) dXq:
@@ -42,6 +43,7 @@
 // not positive (errc::invalid_argument); a sample index >= N (errc::invalid_argument).
 
 #include <adaquant/core/error.hpp>
+#include <adaquant/core/parallel.hpp>
 #include <adaquant/kernels/fake_quant.hpp>
 #include <adaquant/kernels/fake_quant_backward.hpp>
 #include <adaquant/objectives/adaround.hpp>
@@ -113,6 +115,13 @@ class layer_objective {
   [[nodiscard]] std::span<const float> targets() const noexcept { return y_; }
   // The weight groups (one scale and zero point each): output channels or blocks of inputs.
   [[nodiscard]] const weight_grouping& weight_groups() const noexcept { return wg_; }
+
+  // Execution only: the direct convolutions of value() and gradient() split their outputs over
+  // up to `threads` threads (objectives/direct_conv.hpp; 0: every core), one per `grain`
+  // multiply-adds of a pass (default 4e6). Same bits for any count.
+  void set_threads(std::size_t threads) noexcept { threads_ = resolve_threads(threads); }
+  void set_thread_grain(double macs) noexcept { grain_ = macs; }
+  [[nodiscard]] std::size_t threads() const noexcept { return threads_; }
 
   // The state that reproduces plain round-to-nearest with the given quantization parameters:
   // V = 0, b' = bias, scales and zero points copied. act is ignored when activations are not
@@ -316,6 +325,12 @@ class layer_objective {
     return std::max<std::size_t>(1, (std::size_t{1} << 22) / per);
   }
 
+  [[nodiscard]] std::size_t conv_threads(std::size_t batch) const noexcept {
+    const double macs = static_cast<double>(batch) * static_cast<double>(g_.out_positions()) *
+                        static_cast<double>(g_.weight_size());
+    return detail::direct_conv_threads(macs, threads_, grain_);
+  }
+
   void quantize_weights(const layer_state& s, bool want_mask, bool relaxed) {
     detail::quantize_layer_weights(g_, cfg_, wg_, w_, ar_, s, want_mask, relaxed, wb_);
   }
@@ -347,7 +362,7 @@ class layer_objective {
       const bool cols = keep && !detail::direct_weight_grad_applies(c, B);
       cols_.resize(cols ? B * c.groups * kp : kp);
       detail::conv2d_forward_raw(c, B, xq, wb_.wq.data(), s.bias.data(), yq_.data(), cols_.data(),
-                                 cols, &conv_ws_);
+                                 cols, &conv_ws_, conv_threads(B));
     }
     if (keep) dy_.resize(B * out);
     const float dscale = 2.0f / static_cast<float>(B * out);
@@ -384,13 +399,14 @@ class layer_objective {
     const float* xq = cfg_.quantize_activations ? xq_.data() : xb_.data();
     if (want_w) {
       dwq_.resize(g_.weight_size());
-      detail::weight_product_gradient(g_, B, dy_.data(), xq, cols_.data(), dwq_.data(), conv_ws_);
+      detail::weight_product_gradient(g_, B, dy_.data(), xq, cols_.data(), dwq_.data(), conv_ws_,
+                                      conv_threads(B));
       detail::weight_quant_backward(cfg_, wg_, s, wb_, ar_.on, dwq_.data(), which, grad);
     }
     if (want_a) {
       dxq_.resize(B * in);
       detail::input_product_gradient(g_, B, dy_.data(), wb_.wq.data(), dxq_.data(), dcols_, wt_,
-                                     conv_ws_);
+                                     conv_ws_, conv_threads(B));
       double gs = 0.0, gz = 0.0;
       detail::fq_backward_run(xb_.data(), xq_.data(), xmask_.data(), dxq_.data(), B * in,
                               s.act_scale, nullptr, gs, gz);
@@ -402,7 +418,8 @@ class layer_objective {
   layer_geometry g_;
   layer_quant_config cfg_;
   std::span<const float> w_, b0_, x_, y_;
-  std::size_t n_ = 0;
+  std::size_t n_ = 0, threads_ = 1;
+  double grain_ = detail::direct_conv_grain;
   weight_grouping wg_;
   detail::quantized_weight_buffers wb_;
   detail::adaround_weights_state ar_;

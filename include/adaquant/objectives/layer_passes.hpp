@@ -163,10 +163,11 @@ inline void bias_gradient(const float* dy, std::size_t B, std::size_t oc, std::s
 
 // dWq [oc, k] = dY^T Xq (linear), or for conv2d the direct product over (sample, position)
 // (objectives/direct_conv.hpp) where direct_weight_grad_applies, else the sum over samples of
-// dY C^T per group (C the im2col columns the forward kept). ws: scratch of the direct product.
+// dY C^T per group (C the im2col columns the forward kept). ws: scratch of the direct product;
+// threads: the direct product's.
 inline void weight_product_gradient(const layer_geometry& g, std::size_t B, const float* dy,
                                     const float* xq, const float* cols, float* dwq,
-                                    std::vector<float>& ws) {
+                                    std::vector<float>& ws, std::size_t threads = 1) {
   using Eigen::Index;
   const std::size_t oc = g.out_channels(), k = g.weights_per_channel(), P = g.out_positions();
   if (g.kind == layer_kind::linear) {
@@ -176,7 +177,7 @@ inline void weight_product_gradient(const layer_geometry& g, std::size_t B, cons
     return;
   }
   if (direct_weight_grad_applies(g.conv, B)) {
-    direct_conv2d_weight_grad(g.conv, B, xq, dy, dwq, ws);
+    direct_conv2d_weight_grad(g.conv, B, xq, dy, dwq, ws, threads);
     return;
   }
   const std::size_t groups = g.conv.groups, cg = oc / groups;
@@ -196,10 +197,11 @@ inline void weight_product_gradient(const layer_geometry& g, std::size_t B, cons
 
 // dXq [B, in] = dY Wq (linear), or for conv2d the direct adjoint convolution where
 // direct_adjoint_applies (objectives/direct_conv.hpp; wt, ws: its flipped weights and scratch),
-// else col2im of Wq^T dY (dcols: workspace).
+// else col2im of Wq^T dY (dcols: workspace). threads: the direct adjoint's.
 inline void input_product_gradient(const layer_geometry& g, std::size_t B, const float* dy,
                                    const float* wq, float* dxq, std::vector<float>& dcols,
-                                   std::vector<float>& wt, std::vector<float>& ws) {
+                                   std::vector<float>& wt, std::vector<float>& ws,
+                                   std::size_t threads = 1) {
   using Eigen::Index;
   const std::size_t oc = g.out_channels(), k = g.weights_per_channel(), P = g.out_positions();
   const std::size_t in = g.input_per_sample();
@@ -210,7 +212,7 @@ inline void input_product_gradient(const layer_geometry& g, std::size_t B, const
     return;
   }
   if (direct_adjoint_applies(g.conv)) {
-    direct_conv2d_adjoint(g.conv, B, dy, wq, dxq, wt, ws);
+    direct_conv2d_adjoint(g.conv, B, dy, wq, dxq, wt, ws, threads);
     return;
   }
   const std::size_t groups = g.conv.groups, cg = oc / groups;

@@ -1,11 +1,12 @@
 #pragma once
 // xsimd body of the gathered product (numerics: kernels/reference_conv.hpp, the scalar twin).
 // Output channels are the vector lanes: a register block of V <= 3 weight vectors (V * lanes
-// output channels) times 4 output positions accumulates 4 V vectors, and each tap costs V weight
-// loads, 4 broadcasts of input values and 4 V multiply-adds. Each lane performs exactly the twin's
-// sequence of mul_adds for its channel, so the result does not depend on the vector width. The
-// 4 positions x lanes channels of a block are transposed in registers (SSE and AVX widths; other
-// widths through a small buffer) and stored as 4 consecutive positions of each channel's row.
+// output channels) times P output positions (gather_block_positions) accumulates P V vectors,
+// and each tap costs V weight loads, P broadcasts of input values and P V multiply-adds. Each lane
+// performs exactly the twin's sequence of mul_adds for its channel, so the result does not depend
+// on the vector width. Each 4 positions x lanes channels of a block are transposed in registers
+// (SSE and AVX widths; other widths through a small buffer) and stored as 4 consecutive positions
+// of each channel's row.
 
 #include <adaquant/kernels/reference_conv.hpp>
 #include <adaquant/kernels/simd/batch_io.hpp>
@@ -15,7 +16,19 @@
 
 namespace adaquant::detail::simd {
 
-inline constexpr std::size_t gather_block_positions = 4;
+// Output positions per register block of V weight vectors: enough independent accumulators to
+// hide the multiply-add latency, within the registers (AVX-512: 32, narrower targets 16; with 16
+// a third weight vector stays a memory operand). Measured on AVX-512 (conv 64 -> 64 3x3): 4
+// positions x 2 vectors (8 accumulators) ran at about a third of 12 x 2.
+template <std::size_t V>
+inline constexpr std::size_t gather_block_positions =
+#if defined(__AVX512F__)
+    V == 2 ? 12 : 8;
+#else
+    V == 3   ? 4
+    : V == 2 ? 6
+             : 8;
+#endif
 
 // Pins a value in a register: GCC otherwise folds the weight loads into every multiply-add as
 // memory operands, which makes the block load-bound (one load per multiply-add).
@@ -38,8 +51,10 @@ inline void store_transposed_4(const std::array<B, 4>& rows, float* out, std::si
                                std::size_t limit) noexcept {
 #if defined(__AVX__)
   if constexpr (B::size == 8) {
-    const __m256 t0 = _mm256_unpacklo_ps(rows[0], rows[1]), t1 = _mm256_unpackhi_ps(rows[0], rows[1]);
-    const __m256 t2 = _mm256_unpacklo_ps(rows[2], rows[3]), t3 = _mm256_unpackhi_ps(rows[2], rows[3]);
+    const __m256 t0 = _mm256_unpacklo_ps(rows[0], rows[1]),
+                 t1 = _mm256_unpackhi_ps(rows[0], rows[1]);
+    const __m256 t2 = _mm256_unpacklo_ps(rows[2], rows[3]),
+                 t3 = _mm256_unpackhi_ps(rows[2], rows[3]);
     // u_k = [channel k | channel k + 4], 4 positions each.
     const __m256 u[4] = {_mm256_shuffle_ps(t0, t2, 0x44), _mm256_shuffle_ps(t0, t2, 0xEE),
                          _mm256_shuffle_ps(t1, t3, 0x44), _mm256_shuffle_ps(t1, t3, 0xEE)};
@@ -55,7 +70,8 @@ inline void store_transposed_4(const std::array<B, 4>& rows, float* out, std::si
     __m128 r0 = rows[0], r1 = rows[1], r2 = rows[2], r3 = rows[3];
     _MM_TRANSPOSE4_PS(r0, r1, r2, r3);
     const __m128 c[4] = {r0, r1, r2, r3};
-    for (std::size_t k = 0; k < std::min<std::size_t>(limit, 4); ++k) _mm_storeu_ps(out + k * ldo, c[k]);
+    for (std::size_t k = 0; k < std::min<std::size_t>(limit, 4); ++k)
+      _mm_storeu_ps(out + k * ldo, c[k]);
     return;
   }
 #endif
@@ -65,14 +81,13 @@ inline void store_transposed_4(const std::array<B, 4>& rows, float* out, std::si
     for (std::size_t p = 0; p < 4; ++p) out[l * ldo + p] = buf[p * B::size + l];
 }
 
-// 4 positions x V weight vectors; channels >= limit and positions >= valid are not stored (a
+// P positions x V weight vectors; channels >= limit and positions >= valid are not stored (a
 // last, partial block repeats its last position in the missing slots).
-template <std::size_t V>
+template <std::size_t V, std::size_t P>
 inline void gather_block(const float* x, const gather_index* base, std::size_t valid,
                          const gather_index* off, std::size_t depth, const float* w,
                          std::size_t ldw, const fbatch* init, float* out, std::size_t ldo,
                          std::size_t limit) noexcept {
-  constexpr std::size_t P = gather_block_positions;
   std::array<fbatch, V * P> acc;
   for (std::size_t p = 0; p < P; ++p)
     for (std::size_t v = 0; v < V; ++v) acc[p * V + v] = init[v];
@@ -82,7 +97,7 @@ inline void gather_block(const float* x, const gather_index* base, std::size_t v
     std::array<fbatch, V> wv;
     for (std::size_t v = 0; v < V; ++v) {
       wv[v] = fbatch::load_unaligned(w + k * ldw + v * lanes);
-      if (v < 2) keep_in_register(wv[v]);  // a third stays a memory operand: 16 registers
+      if (v < 2) keep_in_register(wv[v]);  // with 16 registers a third stays a memory operand
     }
     const gather_index o = off[k];
     for (std::size_t p = 0; p < P; ++p) {
@@ -93,13 +108,18 @@ inline void gather_block(const float* x, const gather_index* base, std::size_t v
   for (std::size_t v = 0; v < V && v * lanes < limit; ++v) {
     const std::size_t n = std::min(lanes, limit - v * lanes);
     float* ov = out + v * lanes * ldo;
-    if (valid == P) {
-      store_transposed_4<fbatch>({acc[v], acc[V + v], acc[2 * V + v], acc[3 * V + v]}, ov, ldo, n);
-    } else {
-      alignas(64) std::array<float, P * lanes> buf;
-      for (std::size_t p = 0; p < P; ++p) acc[p * V + v].store_aligned(buf.data() + p * lanes);
+    for (std::size_t q = 0; q < valid; q += 4) {
+      if (q + 4 <= valid) {
+        store_transposed_4<fbatch>(
+            {acc[q * V + v], acc[(q + 1) * V + v], acc[(q + 2) * V + v], acc[(q + 3) * V + v]},
+            ov + q, ldo, n);
+        continue;
+      }
+      alignas(64) std::array<float, 4 * lanes> buf;
+      for (std::size_t p = q; p < valid; ++p)
+        acc[p * V + v].store_aligned(buf.data() + (p - q) * lanes);
       for (std::size_t l = 0; l < n; ++l)
-        for (std::size_t p = 0; p < valid; ++p) ov[l * ldo + p] = buf[p * lanes + l];
+        for (std::size_t p = q; p < valid; ++p) ov[l * ldo + p] = buf[(p - q) * lanes + l];
     }
   }
 }
@@ -110,14 +130,14 @@ inline void gather_columns(const float* x, const gather_index* base, std::size_t
                            const gather_index* off, std::size_t depth, const float* w,
                            std::size_t ldw, const float* bias, float* out, std::size_t ldo,
                            std::size_t limit) noexcept {
-  constexpr std::size_t P = gather_block_positions;
+  constexpr std::size_t P = gather_block_positions<V>;
   alignas(64) std::array<float, V * lanes> b{};
   if (bias) std::copy_n(bias, std::min(V * lanes, limit), b.begin());
   std::array<fbatch, V> init;
   for (std::size_t v = 0; v < V; ++v) init[v] = fbatch::load_aligned(b.data() + v * lanes);
   for (std::size_t p = 0; p < positions; p += P)
-    gather_block<V>(x, base + p, std::min(P, positions - p), off, depth, w, ldw, init.data(),
-                    out + p, ldo, limit);
+    gather_block<V, P>(x, base + p, std::min(P, positions - p), off, depth, w, ldw, init.data(),
+                       out + p, ldo, limit);
 }
 
 inline void gather_product(const float* x, const gather_index* base, std::size_t positions,
