@@ -65,12 +65,13 @@ inline void check_cache_memory(const cache_estimate& e, std::size_t samples, std
   constexpr double mib = 1024.0 * 1024.0;
   const std::string unit =
       e.block.empty() ? "layer " + std::to_string(e.layer_id) : "block " + e.block;
-  char buf[400];
+  const char* units = e.block.empty() ? "layer(s)" : "block(s)";
+  char buf[1024];  // room for long node names in a block's name
   std::snprintf(buf, sizeof buf,
                 "the calibration caches need about %.1f MiB (%s: %zu samples x %zu floats "
-                "of inputs and outputs x 4 bytes, %zu at a time), more than the %.1f MiB "
+                "of inputs and outputs x 4 bytes, %zu %s at a time), more than the %.1f MiB "
                 "%s; use fewer calibration samples or threads",
-                e.bytes / mib, unit.c_str(), samples, e.per_sample, concurrent,
+                e.bytes / mib, unit.c_str(), samples, e.per_sample, concurrent, units,
                 static_cast<double>(*limit) / mib,
                 ctx.memory_limit ? "of context.memory_limit" : "the system reports available");
   detail::fail(errc::infeasible, where, buf);
