@@ -116,8 +116,9 @@ struct batch_sampler {
 
 // AdaRound's regulariser weight per weight group (objectives/adaround.hpp): lambda s0_g^2 E[x^2] /
 // C, E[x^2] the mean square of the layer's cached inputs.
-inline std::vector<float> adaround_step_cost(const layer_objective& obj,
-                                             std::span<const float> scale0, float lambda) {
+inline std::vector<float> adaround_regulariser_weights(const layer_objective& obj,
+                                                       std::span<const float> scale0,
+                                                       float lambda) {
   double ex2 = 0.0;
   const auto x = obj.inputs();
   for (float v : x) ex2 += static_cast<double>(v) * v;
@@ -160,7 +161,7 @@ class layer_trainer {
     lr_v_.resize(wg_.groups());
     lr_b_.resize(oc_);
     lr_ws_.resize(wg_.groups());
-    if (ada_) reg_weight_ = adaround_step_cost(obj, scale0_, opt.adaround.lambda);
+    if (ada_) reg_weight_ = adaround_regulariser_weights(obj, scale0_, opt.adaround.lambda);
     // Per-channel RMS of the targets: the unit of the relative bias rate.
     if (opt.lr.mode == lr_mode::relative) {
       const auto y = obj.targets();
