@@ -85,7 +85,7 @@ what to compute
   --lr-quant R           AdaQuant's relative rate of the quantizer scales  [1e-3]
   --weight-rounding M    learned_step | adaround: how AdaQuant learns the weights
                          (AdaRound: learned up/down rounding)          [by bits: docs/lowbit.md]
-  --adaround-lambda L    AdaRound's regulariser weight, >= 0               [0.01]
+  --adaround-lambda L    AdaRound's regulariser weight, >= 0               [1000]
   --no-bn-tuning         skip BN tuning
   --bn-target T          running | fp: BN tuning's reference statistics    [running]
   --no-bias              skip bias correction (light) / bias tuning (advanced)

@@ -99,15 +99,19 @@ TEST_CASE("Block reconstruction lowers the block output error below round-to-nea
     const auto init = estimate_block_initial_params(obj, {&q, 1});
     adaquant_options o = fast_options(300);
     o.qdrop = 0.0f;
-    // The learned step at both widths (the default below 4 bits is AdaRound, which in 300
-    // iterations does not improve on this small block's held-out error: best iteration 0).
-    o.rounding = weight_rounding::learned_step;
+    // Each width's default: the learned step at 4 bits, AdaRound at 3.
     const block_result r = block_optimize(obj, o, init);
     WARN("W" << bits << "A" << bits << " block: " << to_string(r.report));
     // Held-out selection: never worse than the start. Measured on this block (6 channels, 86
-    // training samples): x1.17 at W4A4, x1.05 at W3A3.
+    // training samples): x1.15 / x1.19 (train / held-out) at W4A4, x1.14 / x1.07 at W3A3 (before
+    // AdaRound's regulariser was scaled to the layer, W3A3 did not improve at all: best
+    // iteration 0).
     CHECK(r.report.heldout_after <= r.report.heldout_before);
-    CHECK(r.report.mse_after < (bits == 4 ? 0.95 : 0.99) * r.report.mse_before);
+    CHECK(r.report.mse_after < (bits == 4 ? 0.95 : 0.92) * r.report.mse_before);
+    if (bits == 3) {
+      CHECK(r.report.best_iteration > 0);
+      CHECK(r.report.heldout_after < 0.97 * r.report.heldout_before);
+    }
     REQUIRE(r.layers.size() == 2);
     for (const layer_result& l : r.layers)
       for (float v : l.weights) CHECK(std::isfinite(v));

@@ -114,6 +114,23 @@ struct batch_sampler {
   }
 };
 
+// AdaRound's regulariser weight per weight group (objectives/adaround.hpp): lambda s0_g^2 E[x^2] /
+// C, E[x^2] the mean square of the layer's cached inputs.
+inline std::vector<float> adaround_regulariser_weights(const layer_objective& obj,
+                                                       std::span<const float> scale0,
+                                                       float lambda) {
+  double ex2 = 0.0;
+  const auto x = obj.inputs();
+  for (float v : x) ex2 += static_cast<double>(v) * v;
+  ex2 /= static_cast<double>(std::max<std::size_t>(x.size(), 1));
+  const double c =
+      static_cast<double>(lambda) * ex2 / static_cast<double>(obj.geometry().out_channels());
+  std::vector<float> w(scale0.size());
+  for (std::size_t g = 0; g < w.size(); ++g)
+    w[g] = static_cast<float>(c * static_cast<double>(scale0[g]) * scale0[g]);
+  return w;
+}
+
 // Adam over one layer's trainable groups with adaquant_options' learning rates (relative or
 // absolute, scheduled), AdaRound's regulariser, and the clamps of scales, zero points and
 // (bounded_offset) V.
@@ -144,6 +161,7 @@ class layer_trainer {
     lr_v_.resize(wg_.groups());
     lr_b_.resize(oc_);
     lr_ws_.resize(wg_.groups());
+    if (ada_) reg_weight_ = adaround_regulariser_weights(obj, scale0_, opt.adaround.lambda);
     // Per-channel RMS of the targets: the unit of the relative bias rate.
     if (opt.lr.mode == lr_mode::relative) {
       const auto y = obj.targets();
@@ -168,8 +186,12 @@ class layer_trainer {
     if (ada_ && tr.weight_offset) {
       const float beta = opt.adaround.beta(it, opt.iterations);
       if (beta > 0.0f && opt.adaround.lambda > 0.0f)
-        adaround_regulariser(state.weight_offset, beta, opt.adaround.zeta, opt.adaround.gamma,
-                             opt.adaround.lambda / static_cast<float>(oc_), grad.weight_offset);
+        for (std::size_t gr = 0; gr < wg_.groups(); ++gr) {
+          const std::size_t at = wg_.first(gr), n = wg_.length(gr);
+          adaround_regulariser(std::span<const float>(state.weight_offset).subspan(at, n), beta,
+                               opt.adaround.zeta, opt.adaround.gamma, reg_weight_[gr],
+                               std::span<float>(grad.weight_offset).subspan(at, n));
+        }
     }
     const bool rel = opt.lr.mode == lr_mode::relative;
     const float r_v = f * opt.lr.weight, r_b = f * opt.lr.bias;
@@ -219,7 +241,7 @@ class layer_trainer {
   std::size_t oc_ = 0, k_ = 0;
   std::vector<float> scale0_;
   float act_scale0_ = 1.0f;
-  std::vector<float> bias_unit_, lr_v_, lr_b_, lr_ws_;
+  std::vector<float> bias_unit_, lr_v_, lr_b_, lr_ws_, reg_weight_;
   adam opt_v_, opt_b_, opt_ws_, opt_wz_, opt_as_, opt_az_;
 };
 

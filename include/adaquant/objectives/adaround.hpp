@@ -16,14 +16,20 @@
 //
 // Loss of a training step (calibrate/adaquant.hpp):
 //
-//   L = MSE + lambda / C * sum_i (1 - |2 h(V_i) - 1|^beta)
+//   L = MSE + lambda * sum_g c_g sum_{i in g} (1 - |2 h(V_i) - 1|^beta),   c_g = s0_g^2 E[x^2] / C
 //
 // MSE is the layer objective with the relaxed weights (a mean over samples and output elements),
-// C the layer's output channels: the paper's code sums the reconstruction error over output
-// channels and averages over the rest, so lambda / C here is its lambda. beta: no regulariser for
-// the first `warmup` fraction of the iterations, then beta falls linearly from beta_start to
-// beta_end at the last step (large beta: only weights near h = 0.5 feel it; small beta: every
-// weight is pushed to 0 or 1).
+// C the layer's output channels, E[x^2] the mean square of the layer's cached (float) inputs and
+// s0_g the starting scale of weight group g: c_g is what one weight of g moved by one step adds to
+// the MSE when the inputs are uncorrelated, so lambda is a pure number and the balance between
+// the two terms does not depend on the layer's units. (The paper's code weighs the regulariser by
+// a bare 0.01 against an error summed over output channels: lambda / C in our units, which
+// depends on the scales of W and X. Measured on layers fed with Fashion-MNIST images, that weight
+// is 10-100 times too small for 300-1000 steps: a fifth to a third of the h were still between
+// 0.01 and 0.99 at the last step, and hardening them lost most of the gain (docs/lowbit.md).)
+// beta: no regulariser for the first `warmup` fraction of the iterations, then beta falls
+// linearly from beta_start to beta_end at the last step (large beta: only weights near h = 0 or 1
+// feel it; small beta: every weight is pushed to 0 or 1).
 //
 // Gradients. dw_q / dV = s * h'(V) * mask (mask: the clamp is not active; h'(V) = (zeta - gamma)
 // sigmoid(V) (1 - sigmoid(V)) where the rectification is not active, else 0), dw_q / ds =
@@ -59,13 +65,13 @@ enum class weight_rounding {
 
 // AdaRound's settings; the maths is in this file's comment.
 struct adaround_options {
-  float lambda = 0.01f;      // regulariser weight (the paper's 0.01)
+  float lambda = 1000.0f;    // regulariser weight, in units of c_g (see above)
   float beta_start = 20.0f;  // annealing of the regulariser's exponent ...
   float beta_end = 2.0f;     // ... linear from beta_start to beta_end
   float warmup = 0.2f;       // fraction of the iterations without the regulariser, in [0, 1)
   float zeta = 1.1f;         // rectified sigmoid's stretch: h = clamp(sigmoid (zeta - gamma) +
   float gamma = -0.1f;       // gamma, 0, 1), zeta > 1, gamma < 0
-  float lr = 1e-2f;          // Adam's rate on V (logit units per step, constant)
+  float lr = 3e-2f;          // Adam's rate on V (logit units per step, constant)
 
   // Throws errc::invalid_argument naming `where`.<member> for a value outside its domain (NaN
   // included): lambda >= 0, beta_start >= beta_end > 0, warmup in [0, 1), zeta > 1, gamma < 0,
