@@ -1,6 +1,8 @@
 #pragma once
 // Loads and stores shared by the SIMD kernels.
 
+#include <adaquant/core/numeric.hpp>
+
 #include <xsimd/xsimd.hpp>
 
 #include <cstddef>
@@ -14,6 +16,20 @@ namespace adaquant::detail::simd {
 
 using fbatch = xsimd::batch<float>;
 inline constexpr std::size_t lanes = fbatch::size;
+
+// a * b + c rounded once, as the scalar twins' mul_add (std::fma where the target has FMA).
+// xsimd 8.1 has no fused multiply-add for AVX-512: its fma there is x * y + z, fused or not as
+// the compiler contracts the expression around it, so a kernel could round differently from its
+// twin (found by the Adam twin test on an AVX-512 machine). The kernels call this overload.
+using detail::mul_add;
+#if defined(__AVX512F__) && defined(__FMA__)
+template <class A>
+requires(xsimd::batch<float, A>::size ==
+         16) xsimd::batch<float, A> mul_add(const xsimd::batch<float, A>& a,
+                                            const xsimd::batch<float, A>& b,
+                                            const xsimd::batch<float, A>& c)
+noexcept { return _mm512_fmadd_ps(a, b, c); }
+#endif
 
 // Outputs at least this large are written with non-temporal stores: they do not fit in cache, so
 // bypassing it avoids reading every destination line before writing it (as memcpy does).
