@@ -47,6 +47,7 @@ row_args() {
     w2a4_b3) echo "--wbits 2 --abits 4 --reconstruction block --blocks 3" ;;
     w2a2_b3) echo "--wbits 2 --abits 2 --reconstruction block --blocks 3" ;;
     w4a4_all) echo "--wbits 4 --abits 4 --all-layers" ;;
+    w4a4_all_b3) echo "--wbits 4 --abits 4 --all-layers --reconstruction block --blocks 3" ;;
     w4a4) echo "--wbits 4 --abits 4" ;;
     ba13) echo "--wbits 4 --abits 4 --max-size-ratio 0.13" ;;
     ba8) echo "--wbits 4 --abits 4 --max-size-ratio 0.08" ;;
