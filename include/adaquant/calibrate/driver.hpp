@@ -353,18 +353,17 @@ calibration_report calibrate_layers(Net& net, std::span<const layer_quantizers> 
   cache_estimate block_cache;                  // the largest block's
   for (block_desc& b : selected_blocks(net, options, layers)) {
     const std::size_t per = detail::block_cache_per_sample(b, layers);
-    if (per > block_cache.per_sample) block_cache = {0.0, b.layers.at(0), per, b.name};
+    if (per > block_cache.per_sample)
+      block_cache = {static_cast<double>(n) * static_cast<double>(per) * sizeof(float),
+                     b.layers.at(0), per, b.name};
     block_at[b.layers.at(0)] = std::move(b);
   }
   const std::string key_unit = by_block ? unit + "-block" + options.blocks.key() : unit;
   const std::size_t concurrent =
       options.order == calibration_order::sequential ? 1 : resolve_threads(context.threads);
   check_cache_memory(layers, n, concurrent, context, "adaquant_calibrate");
-  if (!block_cache.block.empty()) {
-    block_cache.bytes =
-        static_cast<double>(n) * static_cast<double>(block_cache.per_sample) * sizeof(float);
+  if (!block_cache.block.empty())
     check_cache_memory(block_cache, n, 1, context, "adaquant_calibrate");
-  }
   const std::size_t chunk = context.capture_batch;
 
   // Per-layer options, decided up front so that they do not depend on the order of execution.
