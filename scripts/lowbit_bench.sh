@@ -2,13 +2,13 @@
 # Below 4 bits (docs/lowbit.md): the advanced pipeline at W3A3, W2A4, W2A2, every layer 4-bit and
 # bit allocation at 13% and 8% of FP32 weights over {2, 3, 4, 8} bits, on both reference models, at
 # its defaults (1000 AdaQuant iterations, seed 0, 1000 calibration images, full 10k test set;
-# below 4 weight bits AdaRound, below 4 input bits QDrop p = 0.5), with the uniform rows the
-# allocations are compared with (w4a4 at 13%; at 8% only w2a4 fits). Comparison rows: *_q0 without
-# QDrop (--qdrop 0), *_ls with AdaQuant's learned step instead of AdaRound, *_l01 / *_l003 with
-# AdaRound's lambda at 0.1 / 0.03, *_blk with block reconstruction (the residual blocks), *_b3 with
-# blocks of up to 3 layers (--blocks 3). Too slow for scripts/demo.sh: about 5-15 minutes per ResNet
-# run and 10-45 per MobileNetV2 run on a shared 2-core machine (bit allocation rows: AdaQuant at
-# 2, 3 and 4 bits, about three times longer).
+# below 4 weight bits AdaRound and block reconstruction of the residual blocks, below 4 input bits
+# QDrop p = 0.5), with the uniform rows the allocations are compared with (w4a4 at 13%; at 8% only
+# w2a4 fits). Comparison rows: *_q0 without QDrop (--qdrop 0), *_ls with AdaQuant's learned step
+# instead of AdaRound, *_l01 / *_l003 with AdaRound's lambda at 0.1 / 0.03, *_lay per layer
+# instead of by block, *_b3 with blocks of up to 3 layers (--blocks 3). Too slow for
+# scripts/demo.sh: about 5-15 minutes per ResNet run and 10-45 per MobileNetV2 run on a shared
+# 2-core machine (bit allocation rows: AdaQuant at 2, 3 and 4 bits, about three times longer).
 # The two models run as two processes side by side (one thread each). Prints one markdown table
 # and writes every run's JSON to out/lowbit/.
 #   LOWBIT_MODELS="resnet mobilenetv2"   models to run
@@ -40,9 +40,9 @@ row_args() {
     w3a3_l003) echo "--wbits 3 --abits 3 --adaround-lambda 0.03" ;;
     w2a4_l003) echo "--wbits 2 --abits 4 --adaround-lambda 0.03" ;;
     w2a2_l003) echo "--wbits 2 --abits 2 --adaround-lambda 0.03" ;;
-    w3a3_blk) echo "--wbits 3 --abits 3 --reconstruction block" ;;
-    w2a4_blk) echo "--wbits 2 --abits 4 --reconstruction block" ;;
-    w2a2_blk) echo "--wbits 2 --abits 2 --reconstruction block" ;;
+    w3a3_lay) echo "--wbits 3 --abits 3 --reconstruction layer" ;;
+    w2a4_lay) echo "--wbits 2 --abits 4 --reconstruction layer" ;;
+    w2a2_lay) echo "--wbits 2 --abits 2 --reconstruction layer" ;;
     w3a3_b3) echo "--wbits 3 --abits 3 --reconstruction block --blocks 3" ;;
     w2a4_b3) echo "--wbits 2 --abits 4 --reconstruction block --blocks 3" ;;
     w2a2_b3) echo "--wbits 2 --abits 2 --reconstruction block --blocks 3" ;;

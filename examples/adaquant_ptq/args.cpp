@@ -75,8 +75,9 @@ what to compute
   --iterations N         AdaQuant iterations per layer                     [1000]
   --order O              sequential | parallel AdaQuant                    [sequential]
   --reconstruction U     layer | block: AdaQuant per layer, or whole residual blocks
-                         (BRECQ; sequential order; docs/block.md)          [layer]
-  --blocks B             with --reconstruction block: auto (the residual blocks), N (runs
+                         (BRECQ; sequential order; docs/block.md)  [by bits: block below 4
+                         weight bits in sequential order, else layer]
+  --blocks B             with block reconstruction: auto (the residual blocks), N (runs
                          of up to N layers) or FIRST..LAST,... (ONNX node names) [auto]
   --seed N               AdaQuant's seed                                   [0]
   --qdrop P              AdaQuant's QDrop: each input element keeps its float value with

@@ -438,7 +438,7 @@ int run(const args& a) {
           {"iterations",
            s.pipeline == "advanced" ? nlohmann::json(s.iterations) : nlohmann::json(nullptr)},
           {"order", s.order},
-          {"reconstruction", s.reconstruction},
+          {"reconstruction", s.reconstruction.empty() ? "default" : s.reconstruction},
           {"blocks", s.blocks},
           {"seed", s.seed},
           {"qdrop", s.qdrop ? nlohmann::json(*s.qdrop) : nlohmann::json("default")},

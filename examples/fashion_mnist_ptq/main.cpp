@@ -15,7 +15,8 @@
 //                     [--qdrop P]   (AdaQuant's QDrop probability in [0, 1]; default by bits)
 //                     [--lr-weight R] [--lr-quant R]   (AdaQuant's relative rates)
 //                     [--weight-rounding learned_step|adaround]   (default by bits)
-//                     [--reconstruction layer|block]   (AdaQuant per layer or per block)
+//                     [--reconstruction layer|block]   (AdaQuant per layer or per block;
+//                                                      default by bits)
 //                     [--blocks auto|N|FIRST..LAST,...]   (which blocks: automatic, runs of
 //                                                         up to N layers, or named)
 //                     [--adaround-lambda L]   (AdaRound's regulariser weight, >= 0)
@@ -230,7 +231,7 @@ int run(const args& a, session& s) {
         {"seed", p.seed},
         {"qdrop", p.qdrop ? nlohmann::json(*p.qdrop) : nlohmann::json("default")},
         {"weight_rounding", p.weight_rounding.empty() ? "default" : p.weight_rounding},
-        {"reconstruction", p.reconstruction},
+        {"reconstruction", p.reconstruction.empty() ? "default" : p.reconstruction},
         {"blocks", p.blocks},
         {"adaround_lambda",
          p.adaround_lambda ? nlohmann::json(*p.adaround_lambda) : nlohmann::json("default")},

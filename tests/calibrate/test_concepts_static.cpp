@@ -21,9 +21,7 @@ struct no_set_quantized {
 struct capture_returns_floats {
   std::size_t calibration_size() const { return 0; }
   std::vector<aq::layer_desc> quantizable_layers() const { return {}; }
-  std::vector<float> capture(std::size_t, std::size_t, std::size_t, aq::capture_mode) {
-    return {};
-  }
+  std::vector<float> capture(std::size_t, std::size_t, std::size_t, aq::capture_mode) { return {}; }
   void set_quantized(const aq::quantized_layer&) {}
 };
 struct size_not_const {  // the drivers read the size through a const reference
@@ -68,11 +66,29 @@ TEST_CASE("block reconstruction on a network without blocks is refused before an
       d.weight = w;
       return {d};
     }
+    aq::layer_io capture(std::size_t, std::size_t, std::size_t m, aq::capture_mode) {
+      aq::layer_io io;  // x = (0.1 j mod 0.7), y = W x with W all 0.5
+      for (std::size_t j = 0; j < 3 * m; ++j) io.inputs.push_back(0.1f * static_cast<float>(j % 7));
+      for (std::size_t r = 0; r < m; ++r)
+        for (std::size_t o = 0; o < 2; ++o)
+          io.outputs.push_back(0.5f *
+                               (io.inputs[3 * r] + io.inputs[3 * r + 1] + io.inputs[3 * r + 2]));
+      return io;
+    }
   } net;
   aq::calibration_options co;
   co.reconstruction = aq::reconstruction_unit::block;
   CHECK_THROWS_WITH(aq::adaquant_calibrate(net, aq::layer_quantizers{}, co),
                     Catch::Contains("needs a network with blocks"));
+  // By bits (the default), such a network is calibrated per layer, at any bits; selected blocks
+  // are an error.
+  co.reconstruction.reset();
+  co.layer.iterations = 2;
+  const aq::layer_quantizers w2{aq::quantizer_spec::weights(2), std::nullopt};
+  CHECK(aq::adaquant_calibrate(net, w2, co).layers.size() == 1);
+  co.blocks.max_layers = 2;
+  CHECK_THROWS_WITH(aq::adaquant_calibrate(net, w2, co),
+                    Catch::Contains("the network has no blocks"));
 }
 
 TEST_CASE("a network with no calibration samples is refused at run time, not at compile time") {

@@ -40,7 +40,7 @@ expect_error "--seed: must be >= 0" --model resnet --pipeline advanced --seed -1
 expect_error "--threads: must be >= 0" --model resnet --pipeline advanced --threads -2
 expect_error "--abits: must be in [2, 16], got 17" --model resnet --pipeline light --abits 17
 expect_error "--order: must be one of sequential, parallel" --model resnet --pipeline advanced --order random
-expect_error "--blocks: needs --reconstruction block" --model resnet --pipeline advanced --blocks 3
+expect_error "--blocks: needs block reconstruction" --model resnet --pipeline advanced --blocks 3
 expect_error "--blocks: a run needs at least 2 layers, got 1" --model resnet --pipeline advanced \
   --reconstruction block --blocks 1
 # Named blocks are resolved and checked on the model before the pipeline changes anything.

@@ -13,6 +13,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <functional>
 
 namespace aq = adaquant::onnx;
 using namespace adaquant;
@@ -223,12 +224,71 @@ TEST_CASE("Named blocks are exactly the ones named; bad selections are errors be
            {"options.blocks.named[0]", "a block has one output"});
   rejected({1, {}}, {"options.blocks.max_layers", ">= 2"});
   rejected({3, {{a0.front(), a0.back()}}}, {"options.blocks", "alternatives"});
-  // Blocks selected without block reconstruction.
+  // Blocks selected where no block is reconstructed: by layer, or by bits in parallel order.
   calibration_options co;
   co.blocks.max_layers = 3;
+  co.reconstruction = reconstruction_unit::layer;
   const layer_quantizers q{quantizer_spec::weights(3), quantizer_spec::activations(4)};
   onnx_test::expect_error([&] { (void)adaquant_calibrate(net, q, co); }, errc::invalid_argument,
                           {"options.blocks", "reconstruction is layer"});
+  co.reconstruction.reset();
+  co.order = calibration_order::parallel;
+  onnx_test::expect_error([&] { (void)adaquant_calibrate(net, q, co); }, errc::invalid_argument,
+                          {"options.blocks", "the order is parallel"});
+  for (const layer_desc& d : layers) CHECK(!net.quantized().at(d.id).layer->input_quant);
+}
+
+TEST_CASE("By default a block is reconstructed whole when a layer in it has weights below 4 bits",
+          "[onnx][block][calibrate]") {
+  const auto run = [](const std::function<int(std::size_t)>& wbits, const calibration_options& co) {
+    aq::onnx_network net = model_network("resnet_fm", 12);
+    const auto layers = net.quantizable_layers();
+    std::vector<layer_quantizers> q;
+    for (std::size_t i = 0; i < layers.size(); ++i)
+      q.push_back({quantizer_spec::weights(wbits(i)), quantizer_spec::activations(4)});
+    const calibration_report r = adaquant_calibrate(net, std::span<const layer_quantizers>(q), co);
+    std::vector<std::vector<float>> weights;
+    for (const layer_desc& d : layers) weights.push_back(net.quantized().at(d.id).layer->weight.f);
+    return std::pair{r, weights};
+  };
+  const auto same = [](const auto& a, const auto& b) {
+    REQUIRE(a.first.layers.size() == b.first.layers.size());
+    for (std::size_t k = 0; k < a.first.layers.size(); ++k) {
+      INFO("layer " << k);
+      CHECK(a.first.layers[k].mse_before == b.first.layers[k].mse_before);
+      CHECK(a.first.layers[k].mse_after == b.first.layers[k].mse_after);
+    }
+    CHECK(a.second == b.second);
+  };
+  const aq::onnx_network probe = model_network("resnet_fm", 2);
+  const auto layers = probe.quantizable_layers();
+  const block_desc first = probe.blocks().at(0);
+  const auto in_first = [&](std::size_t i) {
+    return std::find(first.layers.begin(), first.layers.end(), layers[i].id) != first.layers.end();
+  };
+  calibration_options by_bits;
+  by_bits.layer.iterations = 5;
+  by_bits.layer.batch_size = 4;
+  // The first residual block at 3 bits, every other layer at 4: only that block is taken whole,
+  // the same as block reconstruction of exactly that block.
+  const auto mixed = [&](std::size_t i) { return in_first(i) ? 3 : 4; };
+  calibration_options named = by_bits;
+  named.reconstruction = reconstruction_unit::block;
+  named.blocks.named = {{first.layers.front(), first.layers.back()}};
+  const auto a = run(mixed, by_bits);
+  same(a, run(mixed, named));
+  std::size_t shared = 0;  // a block's layers share its report
+  for (std::size_t k = 0; k + 1 < a.first.layers.size(); ++k)
+    shared += a.first.layers[k].mse_before == a.first.layers[k + 1].mse_before;
+  CHECK(shared == first.layers.size() - 1);
+  // Every layer at 4 bits: per layer, as reconstruction_unit::layer.
+  calibration_options layer = by_bits;
+  layer.reconstruction = reconstruction_unit::layer;
+  same(run([](std::size_t) { return 4; }, by_bits), run([](std::size_t) { return 4; }, layer));
+  // In parallel order, by bits is per layer (no error, unlike reconstruction_unit::block).
+  by_bits.order = layer.order = calibration_order::parallel;
+  const auto three = [](std::size_t) { return 3; };
+  same(run(three, by_bits), run(three, layer));
 }
 
 TEST_CASE("The memory check counts a block's cache", "[onnx][block][select][errors]") {

@@ -124,7 +124,11 @@ TEST_CASE("the pipeline flags both CLIs share parse into one settings struct", "
       {{"--reconstruction", "block", "--order", "parallel"},
        "--reconstruction: block needs --order sequential"},
       {{"--adaround-lambda", "-1"}, "--adaround-lambda: must be >= 0"},
-      {{"--blocks", "3"}, "--blocks: needs --reconstruction block"},
+      {{"--blocks", "3"}, "--blocks: needs block reconstruction"},
+      {{"--blocks", "3", "--wbits", "2", "--reconstruction", "layer"},
+       "--blocks: needs block reconstruction"},
+      {{"--blocks", "3", "--wbits", "3", "--order", "parallel"},
+       "--blocks: needs block reconstruction"},
       {{"--reconstruction", "block", "--blocks", "1"},
        "--blocks: a run needs at least 2 layers, got 1"},
       {{"--reconstruction", "block", "--blocks", "a..b,c"},
@@ -144,7 +148,16 @@ TEST_CASE("the pipeline flags both CLIs share parse into one settings struct", "
   (void)parse_shared(cli, {"--reconstruction", "block"}, blocks);
   ex::check_pipeline_settings(cli, blocks);
   CHECK(ex::advanced_config_of(blocks).adaquant->reconstruction == aq::reconstruction_unit::block);
-  CHECK(ex::advanced_config_of(s).adaquant->reconstruction == aq::reconstruction_unit::layer);
+  CHECK(!ex::advanced_config_of(s).adaquant->reconstruction);  // by bits
+  ex::pipeline_settings by_layer{.pipeline = "advanced"};
+  (void)parse_shared(cli, {"--reconstruction", "layer"}, by_layer);
+  CHECK(ex::advanced_config_of(by_layer).adaquant->reconstruction ==
+        aq::reconstruction_unit::layer);
+  // Below 4 weight bits, blocks may be selected without --reconstruction (by bits).
+  ex::pipeline_settings low{.pipeline = "advanced"};
+  (void)parse_shared(cli, {"--wbits", "3", "--blocks", "3"}, low);
+  ex::check_pipeline_settings(cli, low);
+  CHECK(ex::advanced_config_of(low).adaquant->blocks.max_layers == 3);
   CHECK(ex::advanced_config_of(blocks).adaquant->blocks.automatic());
   // --blocks N: runs of up to N layers; --blocks A..B,C..D: named blocks, resolved by the tool.
   (void)parse_shared(cli, {"--blocks", "3"}, blocks);

@@ -131,7 +131,7 @@ run_identity settings_identity(const pipeline_settings& s) {
           {"argument", "--bit-rounds", std::to_string(bit_rounds)},
           {"argument", "--iterations", std::to_string(iterations)},
           {"argument", "--order", order},
-          {"argument", "--reconstruction", reconstruction},
+          {"argument", "--reconstruction", reconstruction.empty() ? "default" : reconstruction},
           {"argument", "--blocks", blocks},
           {"argument", "--seed", std::to_string(seed)},
           {"argument", "--qdrop", qdrop ? number(*qdrop) : "default"},

@@ -126,8 +126,9 @@ advanced_config advanced_config_of(const pipeline_settings& s,
   if (s.adaround_lambda) c.adaquant->layer.adaround.lambda = static_cast<float>(*s.adaround_lambda);
   c.adaquant->order =
       s.order == "parallel" ? calibration_order::parallel : calibration_order::sequential;
-  c.adaquant->reconstruction =
-      s.reconstruction == "block" ? reconstruction_unit::block : reconstruction_unit::layer;
+  if (!s.reconstruction.empty())
+    c.adaquant->reconstruction =
+        s.reconstruction == "block" ? reconstruction_unit::block : reconstruction_unit::layer;
   if (s.blocks != "auto") {
     c.adaquant->blocks.named = std::move(named);
     if (c.adaquant->blocks.named.empty())
@@ -191,12 +192,19 @@ bool parse_pipeline_flag(const cli& c, const std::string& f,
 void check_pipeline_settings(const cli& c, const pipeline_settings& s) {
   c.one_of("--pipeline", s.pipeline, {"naive", "light", "advanced"});
   c.one_of("--order", s.order, {"sequential", "parallel"});
-  c.one_of("--reconstruction", s.reconstruction, {"layer", "block"});
+  if (!s.reconstruction.empty()) c.one_of("--reconstruction", s.reconstruction, {"layer", "block"});
   if (s.reconstruction == "block" && s.order != "sequential")
     c.fail("--reconstruction: block needs --order sequential");
   (void)parse_block_spec(c, s.blocks);
-  if (s.blocks != "auto" && s.reconstruction != "block")
-    c.fail("--blocks: needs --reconstruction block");
+  // By bits, blocks are reconstructed in sequential order below 4 weight bits: elsewhere --blocks
+  // would select blocks nothing reconstructs.
+  const int wbits[] = {s.wbits};
+  if (s.blocks != "auto" && s.reconstruction != "block" &&
+      (s.reconstruction == "layer" || s.order != "sequential" ||
+       !default_block_reconstruction(wbits)))
+    c.fail(
+        "--blocks: needs block reconstruction (--reconstruction block, or by default below 4 "
+        "weight bits in sequential order)");
   c.one_of("--bn-target", s.bn_target, {"running", "fp"});
   for (const auto& [flag, b] : {std::pair{"--wbits", s.wbits}, std::pair{"--abits", s.abits}})
     if (b < 2 || b > 16)

@@ -97,7 +97,9 @@ struct advanced_config {
   // bit-width-dependent defaults (measured in docs/lowbit.md): QDrop (adaquant_options::qdrop
   // unset) with p = 0.5 on layers whose input is quantized to fewer than 4 bits (default_qdrop);
   // AdaRound (adaquant_options::rounding unset) on layers whose weights are quantized to fewer
-  // than 4 bits (default_rounding).
+  // than 4 bits (default_rounding); block reconstruction (calibration_options::reconstruction
+  // unset) of the selected blocks holding such a layer, in sequential order on a network with
+  // blocks (default_block_reconstruction).
   std::optional<calibration_options> adaquant = calibration_options{};
   std::optional<bit_allocation_budget> bit_allocation{};
   std::optional<bn_tuning_options> bn_tuning = bn_tuning_options{};

@@ -35,13 +35,13 @@ struct pipeline_settings {
   int bit_rounds = bit_allocation_budget{}.rounds;  // loss tables bit allocation measures
   std::size_t iterations = 1000;                    // AdaQuant per layer; 0: AdaQuant's default
   std::string order = "sequential";                 // sequential | parallel AdaQuant
-  std::string reconstruction = "layer";             // layer | block (BRECQ; sequential only)
-  std::string blocks = "auto";                      // auto | N | FIRST..LAST,... (block_spec)
-  std::uint64_t seed = 0;                           // AdaQuant's
-  std::optional<double> qdrop{};                    // AdaQuant's QDrop probability; empty: by bits
-  std::optional<double> lr_weight{};                // AdaQuant's relative rate of V; empty: default
-  std::optional<double> lr_quant{};         // ... of both quantizers' scales; empty: default
-  std::string weight_rounding{};            // learned_step | adaround; empty: by bits
+  std::string reconstruction{};       // layer | block (BRECQ; sequential only); empty: by bits
+  std::string blocks = "auto";        // auto | N | FIRST..LAST,... (block_spec)
+  std::uint64_t seed = 0;             // AdaQuant's
+  std::optional<double> qdrop{};      // AdaQuant's QDrop probability; empty: by bits
+  std::optional<double> lr_weight{};  // AdaQuant's relative rate of V; empty: default
+  std::optional<double> lr_quant{};   // ... of both quantizers' scales; empty: default
+  std::string weight_rounding{};      // learned_step | adaround; empty: by bits
   std::optional<double> adaround_lambda{};  // AdaRound's regulariser weight; empty: default
   bool bn_tuning = true;                    // light/advanced
   std::string bn_target = "running";        // running | fp: BN tuning's reference statistics
