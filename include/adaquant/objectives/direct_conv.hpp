@@ -30,8 +30,9 @@ inline constexpr std::size_t direct_conv_tile = 120;
 // Packed weights above this many bytes do not stay in L2 across a tile's channel blocks: the
 // blocks then go outermost, each one's weights reused over every sample and tile.
 inline constexpr std::size_t direct_conv_l2_bytes = std::size_t{256} << 10;
-// Threads worth starting for a product of `macs` multiply-adds: one per `grain` of them (the
-// default 4e6: starting a thread costs about as much as 1e6), at most `threads`.
+// Threads worth using for a product of `macs` multiply-adds: one per `grain` of them, at most
+// `threads`. The default 4e6 dates from when each call started its threads (a start cost about
+// as much as 1e6); handing work to the persistent pool costs less, not yet re-tuned.
 inline constexpr double direct_conv_grain = 4.0e6;
 [[nodiscard]] inline std::size_t direct_conv_threads(double macs, std::size_t threads,
                                                      double grain = direct_conv_grain) noexcept {
