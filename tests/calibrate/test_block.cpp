@@ -32,15 +32,16 @@ adaquant_options fast_options(std::size_t iters = 150) {
 // conv 3x3, relu, conv 3x3, + input, relu; targets are the full-precision block's outputs, inputs
 // are ReLU'd Gaussians.
 struct residual_case {
-  layer_geometry g = conv_geom(6, 6, 6, 6, 3, 1, 1);
+  layer_geometry g;
   std::vector<float> w0, b0, w1, b1, x, t;
   block_program prog;
-  explicit residual_case(std::size_t n) {
+  explicit residual_case(std::size_t n, std::size_t channels = 6)
+      : g(conv_geom(channels, channels, 6, 6, 3, 1, 1)) {
     const float sd = 1.0f / std::sqrt(static_cast<float>(g.weights_per_channel()));
     w0 = randn(g.weight_size(), sd, 1);
     w1 = randn(g.weight_size(), sd, 2);
-    b0 = randn(6, 0.1f, 3);
-    b1 = randn(6, 0.1f, 4);
+    b0 = randn(channels, 0.1f, 3);
+    b1 = randn(channels, 0.1f, 4);
     x = randn(n * g.input_per_sample(), 1.0f, 5, 0.3f);
     for (float& v : x) v = v > 0.0f ? v : 0.0f;
     std::vector<float> h(x.size()), y(x.size());
@@ -118,22 +119,30 @@ TEST_CASE("Block reconstruction lowers the block output error below round-to-nea
   }
 }
 
-TEST_CASE("Block reconstruction is deterministic", "[block][calibrate]") {
-  const residual_case rc(40);
-  const auto run = [&] {
+TEST_CASE("Block reconstruction is deterministic, for any thread count", "[block][calibrate]") {
+  // 8 channels: the direct convolutions, which split over threads (grain 1: every pass does).
+  const residual_case rc(40, 8);
+  const auto run = [&](std::size_t threads) {
     block_objective obj = rc.objective(3);
+    obj.set_thread_grain(1.0);
     const layer_quantizers q = quantizers_of(obj.layer(0).config());
     adaquant_options o = fast_options(60);
     o.qdrop = 0.5f;
-    return block_optimize(obj, o, estimate_block_initial_params(obj, {&q, 1}));
+    block_result r = block_optimize(obj, o, estimate_block_initial_params(obj, {&q, 1}), threads);
+    CHECK(obj.threads() == 1);  // restored
+    return r;
   };
-  const block_result a = run(), b = run();
-  for (std::size_t k = 0; k < 2; ++k) {
-    CHECK(same_bits(a.layers[k].weights, b.layers[k].weights));
-    CHECK(same_bits(a.layers[k].bias, b.layers[k].bias));
-    CHECK(a.layers[k].act_params.scale == b.layers[k].act_params.scale);
+  const block_result a = run(1);
+  for (const std::size_t threads : {1u, 2u, 3u}) {
+    INFO(threads << " threads");
+    const block_result b = run(threads);
+    for (std::size_t k = 0; k < 2; ++k) {
+      CHECK(same_bits(a.layers[k].weights, b.layers[k].weights));
+      CHECK(same_bits(a.layers[k].bias, b.layers[k].bias));
+      CHECK(a.layers[k].act_params.scale == b.layers[k].act_params.scale);
+    }
+    CHECK(a.report.mse_after == b.report.mse_after);
   }
-  CHECK(a.report.mse_after == b.report.mse_after);
 }
 
 TEST_CASE("Block reconstruction refuses bad options and initial parameters",

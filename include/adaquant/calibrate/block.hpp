@@ -3,8 +3,8 @@
 // (objectives/block_objective.hpp, which has the maths) with Adam over mini-batches of the cached
 // samples, every layer's trainable groups jointly, starting from round-to-nearest.
 //
-//   estimate_block_initial_params(objective, quantizers)          -> one initial_quant_params per
-//   layer block_optimize(objective, options, initial params)             -> block_result
+//   estimate_block_initial_params(objective, quantizers)   -> initial_quant_params per layer
+//   block_optimize(objective, options, initial params, threads = 1)        -> block_result
 //
 // Each layer's groups move exactly as in adaquant_optimize (calibrate/adaquant.hpp): the same
 // relative (or absolute) learning rates, schedule, AdaRound (options.rounding, or
@@ -14,7 +14,9 @@
 // (every eval_every steps on the block's held-out MSE, the starting point included, so never
 // worse than round-to-nearest on held-out data) and early stopping are adaquant_optimize's.
 // options.step_macs bounds the samples per step by the sum of the layers' multiply-adds.
-// Deterministic: the seed fixes the split, the batches and the QDrop streams; one thread.
+// Deterministic: the seed fixes the split, the batches and the QDrop streams. `threads` splits
+// each layer's direct convolutions inside a step (block_objective::set_threads): same bits for
+// any count.
 // Errors: those of block_objective and adaquant_optimize's option checks; an init list whose length
 // is not the number of layers (errc::shape_mismatch); a non-finite loss (errc::non_finite).
 
@@ -67,8 +69,10 @@ struct block_result {
 }
 
 inline block_result block_optimize(block_objective& obj, const adaquant_options& opt,
-                                   std::span<const initial_quant_params> init) {
+                                   std::span<const initial_quant_params> init,
+                                   std::size_t threads = 1) {
   detail::validate_options(opt);
+  const detail::scoped_threads conv_threads(obj, threads);
   const auto t0 = std::chrono::steady_clock::now();
   const std::size_t K = obj.layers();
   if (!(init.size() == K))

@@ -49,10 +49,12 @@ inline void add_weighted(layer_state& sum, const layer_state& part, float w, boo
   sum.act_zero_point = mul_add(w, part.act_zero_point, first ? 0.0f : sum.act_zero_point);
 }
 
-// Sets an objective's thread count (layer_objective::set_threads) for a scope.
+// Sets an objective's thread count (layer_objective::set_threads, block_objective::set_threads)
+// for a scope.
+template <class Objective>  // layer_objective or block_objective
 class scoped_threads {
  public:
-  scoped_threads(layer_objective& obj, std::size_t threads) : o_(obj), old_(obj.threads()) {
+  scoped_threads(Objective& obj, std::size_t threads) : o_(obj), old_(obj.threads()) {
     o_.set_threads(threads);
   }
   ~scoped_threads() { o_.set_threads(old_); }
@@ -60,7 +62,7 @@ class scoped_threads {
   scoped_threads& operator=(const scoped_threads&) = delete;
 
  private:
-  layer_objective& o_;
+  Objective& o_;
   std::size_t old_;
 };
 

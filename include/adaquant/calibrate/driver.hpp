@@ -266,10 +266,11 @@ bool block_jobs_ready(const block_desc& b, std::vector<layer_job>& jobs, std::si
 
 // Block reconstruction of b's layers (jobs, in order): the block's inputs from the quantized
 // network and its full-precision output over the n calibration samples (captured in chunks),
-// then block_optimize with the first layer's options. Results (or the error) go into the jobs.
+// then block_optimize with the first layer's options on `threads`. Results (or the error) go into
+// the jobs.
 template <BlockNetwork Net>
 void run_block(Net& net, const block_desc& b, std::span<layer_job> jobs, std::size_t n,
-               std::size_t chunk) {
+               std::size_t chunk, std::size_t threads) {
   try {
     const std::string where = "adaquant_calibrate: block " + b.name;
     block_io io;
@@ -299,7 +300,7 @@ void run_block(Net& net, const block_desc& b, std::span<layer_job> jobs, std::si
       if (jobs[k].init) ip = jobs[k].init(*jobs[k].desc, obj.layer(k));
       init.push_back(ip ? *ip : estimate_initial_params(obj.layer(k), *jobs[k].quantizers));
     }
-    block_result r = block_optimize(obj, jobs[0].opt, init);
+    block_result r = block_optimize(obj, jobs[0].opt, init, threads);
     for (std::size_t k = 0; k < jobs.size(); ++k) {
       jobs[k].result = std::move(r.layers[k]);
       jobs[k].result.report.layer_id = jobs[k].desc->id;
@@ -443,7 +444,7 @@ calibration_report calibrate_layers(Net& net, std::span<const layer_quantizers> 
         const auto b = block_at.find(j.desc->id);
         if (b != block_at.end() && detail::block_jobs_ready(b->second, jobs, i, load)) {
           detail::run_block(net, b->second, std::span(jobs).subspan(i, b->second.layers.size()), n,
-                            chunk);
+                            chunk, resolve_threads(context.threads));
           for (std::size_t k = 0; k < b->second.layers.size(); ++k) finish(jobs[i + k]);
           i += b->second.layers.size() - 1;
           continue;

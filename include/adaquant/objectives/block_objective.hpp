@@ -37,7 +37,8 @@
 // runs over all samples (float weights, float inputs) to give each layer its own cached input and
 // output; layer(k) is a layer_objective over them, for starting parameters
 // (estimate_initial_params), initial_state, use_adaround and the integer grids of a result. Memory:
-// N times the inputs and outputs of every layer, plus per-step buffers. One objective per thread.
+// N times the inputs and outputs of every layer, plus per-step buffers. One objective per thread
+// (set_threads lets one objective's convolutions use more).
 //
 // Errors: a program that does not fit the layers (block_program::slot_sizes); a number of input
 // spans other than the program's inputs (errc::shape_mismatch); no samples (errc::empty_input);
@@ -137,6 +138,13 @@ class block_objective {
   // Layer k on its full-precision inputs and outputs inside the block (see the file comment).
   [[nodiscard]] layer_objective& layer(std::size_t k) { return objs_.at(k); }
   [[nodiscard]] const layer_objective& layer(std::size_t k) const { return objs_.at(k); }
+
+  // Execution only, as layer_objective::set_threads: each layer's direct convolutions split their
+  // outputs over up to `threads` threads (0: every core), one per `grain` multiply-adds of a pass.
+  // Same bits for any count.
+  void set_threads(std::size_t threads) noexcept { threads_ = resolve_threads(threads); }
+  void set_thread_grain(double macs) noexcept { grain_ = macs; }
+  [[nodiscard]] std::size_t threads() const noexcept { return threads_; }
 
   // AdaRound for layer k from now on (layer_objective::use_adaround; s becomes its logits).
   void use_adaround(std::size_t k, layer_state& s, float zeta, float gamma) {
@@ -312,6 +320,13 @@ class block_objective {
     return total;
   }
 
+  [[nodiscard]] std::size_t conv_threads(const layer_geometry& g,
+                                         std::size_t batch) const noexcept {
+    const double macs = static_cast<double>(batch) * static_cast<double>(g.out_positions()) *
+                        static_cast<double>(g.weight_size());
+    return detail::direct_conv_threads(macs, threads_, grain_);
+  }
+
   void layer_forward(const layer_state* s, std::size_t k, std::span<const std::size_t> batch,
                      const float* x, float* y, bool train, std::uint64_t seed) {
     const layer_geometry& g = layers_[k].geometry;
@@ -340,7 +355,8 @@ class block_objective {
       // The im2col columns are kept for dW unless dW is a direct product too.
       const bool cols = train && !detail::direct_weight_grad_applies(g.conv, B);
       u.cols.resize(cols ? B * g.conv.groups * kp : kp);
-      detail::conv2d_forward_raw(g.conv, B, xin, w, b, y, u.cols.data(), cols, &u.conv_ws);
+      detail::conv2d_forward_raw(g.conv, B, xin, w, b, y, u.cols.data(), cols, &u.conv_ws,
+                                 conv_threads(g, B));
     }
   }
 
@@ -410,15 +426,16 @@ class block_objective {
     const float* xin = cfg.quantize_activations ? u.xq.data() : x;
     if (which.weight_offset || which.weight_quant) {
       u.dwq.resize(g.weight_size());
-      detail::weight_product_gradient(g, B, dy, xin, u.cols.data(), u.dwq.data(), u.conv_ws);
+      detail::weight_product_gradient(g, B, dy, xin, u.cols.data(), u.dwq.data(), u.conv_ws,
+                                      conv_threads(g, B));
       detail::weight_quant_backward(cfg, u.wg, s, u.wb, u.ar.on, u.dwq.data(), which, grad);
     }
     const bool need_dx = slot >= prog_.inputs();
     const bool want_a = which.act_quant && cfg.quantize_activations;
     if (!need_dx && !want_a) return;
     u.dxq.resize(B * in);
-    detail::input_product_gradient(g, B, dy, u.wb.wq.data(), u.dxq.data(), u.dcols, u.wt,
-                                   u.conv_ws);
+    detail::input_product_gradient(g, B, dy, u.wb.wq.data(), u.dxq.data(), u.dcols, u.wt, u.conv_ws,
+                                   conv_threads(g, B));
     const float* dx = u.dxq.data();
     if (cfg.quantize_activations) {
       u.dx.resize(need_dx ? B * in : 0);
@@ -448,6 +465,8 @@ class block_objective {
   std::vector<layer_objective> objs_;
   std::vector<std::vector<float>> vals_, grads_;
   std::vector<float> dy_, keep_p_;
+  std::size_t threads_ = 1;
+  double grain_ = detail::direct_conv_grain;
 };
 
 }  // namespace adaquant
