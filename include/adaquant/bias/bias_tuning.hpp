@@ -144,11 +144,14 @@ inline float tune_channel(const bias_channel& ch, float b0, double& before, doub
 }
 }  // namespace detail
 
-// u, y_fp: [N, C, P] (P = output positions; 1 for a linear layer); bias: the current C biases.
-[[nodiscard]] inline bias_tuning_result tune_bias(tensor_view<const float> u,
-                                                  tensor_view<const float> y_fp,
-                                                  std::span<const float> bias,
-                                                  output_activation act) {
+// Channels [first, first + C) of a layer, given as u, y_fp: [N, C, P] and their current biases:
+// their tuned biases go to r.bias[first ...] and their losses are added to r's sums in channel
+// order, so a layer tuned in consecutive groups of channels gets the bits of one tune_bias call
+// while holding one group's outputs. Errors: as tune_bias, and r.bias shorter than first + C
+// (errc::shape_mismatch).
+inline void tune_bias_channels(tensor_view<const float> u, tensor_view<const float> y_fp,
+                               std::span<const float> bias, output_activation act,
+                               std::size_t first, bias_tuning_result& r) {
   constexpr const char* fn = "tune_bias";
   if (!(u.shape() == y_fp.shape()))
     detail::fail(errc::shape_mismatch, std::string(fn) + ": y_fp",
@@ -167,15 +170,27 @@ inline float tune_channel(const bias_channel& ch, float b0, double& before, doub
     if (!std::isfinite(bias[k]))
       detail::fail(errc::non_finite, std::string(fn) + ": bias",
                    "NaN or inf in channel " + std::to_string(k));
-  bias_tuning_result r;
-  r.bias.assign(bias.begin(), bias.end());
+  if (!(first + c <= r.bias.size()))
+    detail::fail(errc::shape_mismatch, std::string(fn) + ": r.bias",
+                 "has " + std::to_string(r.bias.size()) + " channels, not " +
+                     std::to_string(first) + " + " + std::to_string(c));
   for (std::size_t k = 0; k < c; ++k) {
     const detail::bias_channel ch{u.data() + k * p, y_fp.data() + k * p, n, p, c * p, act};
     double before = 0.0, after = 0.0;
-    r.bias[k] = detail::tune_channel(ch, bias[k], before, after);
+    r.bias[first + k] = detail::tune_channel(ch, bias[k], before, after);
     r.loss_before += before;
     r.loss_after += after;
   }
+}
+
+// u, y_fp: [N, C, P] (P = output positions; 1 for a linear layer); bias: the current C biases.
+[[nodiscard]] inline bias_tuning_result tune_bias(tensor_view<const float> u,
+                                                  tensor_view<const float> y_fp,
+                                                  std::span<const float> bias,
+                                                  output_activation act) {
+  bias_tuning_result r;
+  r.bias.assign(bias.begin(), bias.end());
+  tune_bias_channels(u, y_fp, bias, act, 0, r);
   return r;
 }
 
