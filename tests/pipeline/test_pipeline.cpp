@@ -60,6 +60,8 @@ TEST_CASE("light beats naive and advanced beats light at W3A4 on the final outpu
   REQUIRE(ra.steps.size() == 3);
   CHECK(ra.steps[0].name == "adaquant");
   CHECK(ra.steps[2].name == "bias_tuning");
+  // 12 inputs -> 24 outputs: bias tuning takes the first layer in two groups of channels.
+  CHECK(aq::detail::bias_tuning_groups(c.quantizable_layers()[0]) == 2);
   for (const auto* r : {&rl, &ra})  // every step reports its CPU time (AdaQuant's did not)
     for (const aq::step_report& s : r->steps) {
       INFO(s.name);

@@ -49,18 +49,20 @@ inline bool activation_linear(output_activation a, float z) noexcept {
   return a == output_activation::none || (z > 0.0f && (a == output_activation::relu || z < 6.0f));
 }
 
-// One channel: the values u and targets t (= act(y_fp)) over samples, `count` runs of `inner`
-// consecutive floats starting every `stride` floats.
+// One channel: the values u and full-precision outputs y over samples, `count` runs of `inner`
+// consecutive floats starting every `stride` floats. The targets act(y) are formed on each
+// visit, not stored: a stored copy would be a third array the size of the layer's outputs.
 struct bias_channel {
   const float* u;
-  const float* t;
+  const float* y;
   std::size_t count, inner, stride;
   output_activation act;
 
   template <class F>
   void for_each(F&& f) const {
     for (std::size_t n = 0; n < count; ++n)
-      for (std::size_t i = 0; i < inner; ++i) f(u[n * stride + i], t[n * stride + i]);
+      for (std::size_t i = 0; i < inner; ++i)
+        f(u[n * stride + i], activation_value(act, y[n * stride + i]));
   }
   [[nodiscard]] double loss(float b) const {
     double s = 0.0;
@@ -109,8 +111,8 @@ inline float tune_channel(const bias_channel& ch, float b0, double& before, doub
   // far right for ReLU6).
   const bool left = g > 0.0;
   float lo = b0, hi = b0;
-  float step = std::max(h > 0.0 ? static_cast<float>(std::abs(g / h)) : 0.0f,
-                        1e-6f * (1.0f + std::abs(b0)));
+  float step =
+      std::max(h > 0.0 ? static_cast<float>(std::abs(g / h)) : 0.0f, 1e-6f * (1.0f + std::abs(b0)));
   bool bracketed = false;
   for (int k = 0; k < 64 && !bracketed; ++k, step *= 2.0f) {
     const float probe = left ? b0 - step : b0 + step;
@@ -142,19 +144,22 @@ inline float tune_channel(const bias_channel& ch, float b0, double& before, doub
 }
 }  // namespace detail
 
-// u, y_fp: [N, C, P] (P = output positions; 1 for a linear layer); bias: the current C biases.
-[[nodiscard]] inline bias_tuning_result tune_bias(tensor_view<const float> u,
-                                                  tensor_view<const float> y_fp,
-                                                  std::span<const float> bias,
-                                                  output_activation act) {
+// Channels [first, first + C) of a layer, given as u, y_fp: [N, C, P] and their current biases:
+// their tuned biases go to r.bias[first ...] and their losses are added to r's sums in channel
+// order, so a layer tuned in consecutive groups of channels gets the bits of one tune_bias call
+// while holding one group's outputs. Errors: as tune_bias, and r.bias shorter than first + C
+// (errc::shape_mismatch).
+inline void tune_bias_channels(tensor_view<const float> u, tensor_view<const float> y_fp,
+                               std::span<const float> bias, output_activation act,
+                               std::size_t first, bias_tuning_result& r) {
   constexpr const char* fn = "tune_bias";
   if (!(u.shape() == y_fp.shape()))
     detail::fail(errc::shape_mismatch, std::string(fn) + ": y_fp",
                  "shape " + to_string(y_fp.shape()) + " differs from u " + to_string(u.shape()));
   if (!(u.rank() == 3 && u.extent(1) == bias.size()))
-    detail::fail(errc::shape_mismatch, std::string(fn) + ": u",
-                 "expected [N, " + std::to_string(bias.size()) + ", P], got " +
-                     to_string(u.shape()));
+    detail::fail(
+        errc::shape_mismatch, std::string(fn) + ": u",
+        "expected [N, " + std::to_string(bias.size()) + ", P], got " + to_string(u.shape()));
   const std::size_t n = u.extent(0), c = u.extent(1), p = u.extent(2);
   if (!(n > 0 && p > 0)) detail::fail(errc::empty_input, std::string(fn) + ": u", "no samples");
   for (std::size_t i = 0; i < n * c * p; ++i)
@@ -165,18 +170,27 @@ inline float tune_channel(const bias_channel& ch, float b0, double& before, doub
     if (!std::isfinite(bias[k]))
       detail::fail(errc::non_finite, std::string(fn) + ": bias",
                    "NaN or inf in channel " + std::to_string(k));
-  // Targets act(y_fp), once.
-  std::vector<float> t(n * c * p);
-  for (std::size_t i = 0; i < t.size(); ++i) t[i] = detail::activation_value(act, y_fp.data()[i]);
-  bias_tuning_result r;
-  r.bias.assign(bias.begin(), bias.end());
+  if (!(first + c <= r.bias.size()))
+    detail::fail(errc::shape_mismatch, std::string(fn) + ": r.bias",
+                 "has " + std::to_string(r.bias.size()) + " channels, not " +
+                     std::to_string(first) + " + " + std::to_string(c));
   for (std::size_t k = 0; k < c; ++k) {
-    const detail::bias_channel ch{u.data() + k * p, t.data() + k * p, n, p, c * p, act};
+    const detail::bias_channel ch{u.data() + k * p, y_fp.data() + k * p, n, p, c * p, act};
     double before = 0.0, after = 0.0;
-    r.bias[k] = detail::tune_channel(ch, bias[k], before, after);
+    r.bias[first + k] = detail::tune_channel(ch, bias[k], before, after);
     r.loss_before += before;
     r.loss_after += after;
   }
+}
+
+// u, y_fp: [N, C, P] (P = output positions; 1 for a linear layer); bias: the current C biases.
+[[nodiscard]] inline bias_tuning_result tune_bias(tensor_view<const float> u,
+                                                  tensor_view<const float> y_fp,
+                                                  std::span<const float> bias,
+                                                  output_activation act) {
+  bias_tuning_result r;
+  r.bias.assign(bias.begin(), bias.end());
+  tune_bias_channels(u, y_fp, bias, act, 0, r);
   return r;
 }
 

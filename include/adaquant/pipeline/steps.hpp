@@ -22,6 +22,7 @@
 #include <cstdio>
 #include <ctime>
 #include <map>
+#include <span>
 #include <string>
 #include <utility>
 #include <vector>
@@ -107,14 +108,43 @@ inline void observe_per_sample(channel_moments& m, const layer_desc& d,
         out.data() + s * per, {1, d.geometry.out_channels(), d.geometry.out_positions()}));
 }
 
-// outputs [rows, C, P] of layer d -= bias per channel: the layer's output before its bias.
-inline void remove_bias(const layer_desc& d, const std::vector<float>& bias,
-                        std::vector<float>& outputs) {
-  const std::size_t oc = d.geometry.out_channels(), pos = d.geometry.out_positions();
+// outputs [rows, C, P] -= bias per channel (C = bias.size(), P = pos): the layer's output before
+// its bias.
+inline void remove_bias(std::span<const float> bias, std::size_t pos, std::vector<float>& outputs) {
+  const std::size_t oc = bias.size();
   const std::size_t samples = outputs.size() / (oc * pos);
   for (std::size_t s = 0; s < samples; ++s)
     for (std::size_t c = 0; c < oc; ++c)
       for (std::size_t p = 0; p < pos; ++p) outputs[(s * oc + c) * pos + p] -= bias[c];
+}
+
+// How many groups of output channels bias tuning takes layer d in. It holds u and y_fp of one
+// group at a time, and takes as few groups as keep the two within the layer's AdaQuant cache
+// (inputs + outputs): ceil(2 * out / (in + out)), so one unless the outputs outweigh the inputs
+// (two for a stem convolution), at most one group per channel. Each group captures the layer's
+// outputs once more.
+inline std::size_t bias_tuning_groups(const layer_desc& d) {
+  const std::size_t in = d.geometry.input_per_sample(), out = d.geometry.output_per_sample();
+  return std::min(d.geometry.out_channels(), (2 * out + in + out - 1) / (in + out));
+}
+
+// Channels [c0, c1) of layer d's outputs in `mode` over all calibration samples, as
+// [rows, c1 - c0, P] (rows as capture_valid_rows gives them: samples, or valid tokens), captured
+// in chunks of `chunk` samples.
+template <QuantizableNetwork Net>
+std::vector<float> capture_output_channels(Net& net, const layer_desc& d, capture_mode mode,
+                                           std::size_t c0, std::size_t c1, std::size_t chunk) {
+  const std::size_t oc = d.geometry.out_channels(), pos = d.geometry.out_positions();
+  const std::size_t samples = net.calibration_size();
+  std::vector<float> out;  // reserved at its bound: no regrowth doubling it
+  out.reserve(samples * (d.geometry.output_per_sample() / oc) * (c1 - c0));
+  for_each_chunk(samples, chunk, [&](std::size_t first, std::size_t count) {
+    const layer_io io = capture_valid_rows(net, d, first, count, mode, false, true);
+    for (std::size_t r = 0; r < io.outputs.size() / (oc * pos); ++r)
+      out.insert(out.end(), io.outputs.begin() + static_cast<std::ptrdiff_t>((r * oc + c0) * pos),
+                 io.outputs.begin() + static_cast<std::ptrdiff_t>((r * oc + c1) * pos));
+  });
+  return out;
 }
 
 // Round-to-nearest weights of a layer with the weight quantizer `spec`, per channel or per block
@@ -229,7 +259,7 @@ std::size_t bn_tuning_layers(Net& net, pipeline_state& st, const bn_tuning_optio
     channel_moments m(oc, 1), mf(oc, 1);
     for_each_chunk(samples, ctx.capture_batch, [&](std::size_t first, std::size_t count) {
       layer_io io = capture_valid_rows(net, d, first, count, capture_mode::quantized, false, true);
-      remove_bias(d, q.bias, io.outputs);  // u = Q x
+      remove_bias(q.bias, d.geometry.out_positions(), io.outputs);  // u = Q x
       observe_per_sample(m, d, io.outputs);
       if (fp_target)
         observe_per_sample(
@@ -313,13 +343,25 @@ std::pair<double, double> bias_tuning_step(Net& net, pipeline_state& st,
       q = std::move(saved->layer);
       mse = std::move(saved->figures);
     } else {
-      layer_io qo = capture_layer(net, d, capture_mode::quantized, false, true, ctx.capture_batch);
-      const layer_io fp =
-          capture_layer(net, d, capture_mode::full_precision, false, true, ctx.capture_batch);
-      remove_bias(d, q.bias, qo.outputs);  // u = Q(W) Q(x)
-      const bias_tuning_result r =
-          tune_bias(outputs_view(d, qo.outputs), outputs_view(d, fp.outputs), q.bias, d.activation);
-      const auto elements = static_cast<double>(qo.outputs.size());
+      // By groups of channels (bias_tuning_groups): the same bits as all channels at once.
+      const std::size_t oc = d.geometry.out_channels(), groups = bias_tuning_groups(d);
+      const std::size_t pos = d.geometry.out_positions();
+      bias_tuning_result r{q.bias, 0.0, 0.0};
+      double elements = 0.0;
+      for (std::size_t g = 0; g < groups; ++g) {
+        const std::size_t c0 = oc * g / groups, c1 = oc * (g + 1) / groups;
+        const std::span<const float> bias(q.bias.data() + c0, c1 - c0);
+        std::vector<float> u =
+            capture_output_channels(net, d, capture_mode::quantized, c0, c1, ctx.capture_batch);
+        const std::vector<float> y = capture_output_channels(net, d, capture_mode::full_precision,
+                                                             c0, c1, ctx.capture_batch);
+        remove_bias(bias, pos, u);  // u = Q(W) Q(x)
+        const std::size_t rows = u.size() / ((c1 - c0) * pos);
+        tune_bias_channels(tensor_view<const float>(u.data(), {rows, c1 - c0, pos}),
+                           tensor_view<const float>(y.data(), {rows, c1 - c0, pos}), bias,
+                           d.activation, c0, r);
+        elements += static_cast<double>(u.size());
+      }
       mse = {r.loss_before / elements, r.loss_after / elements};
       q.bias = r.bias;
       save_layer(ctx.checkpoint, "bias_tuning", q, mse);
