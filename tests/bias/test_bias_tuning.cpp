@@ -17,8 +17,10 @@ std::atomic<bool> watching{false};
 std::atomic<std::size_t> largest_allocation{0};
 }  // namespace
 
-// None of the three inlined: GCC would pair malloc with operator delete, or operator new with
-// free, and warn (-Wmismatched-new-delete).
+// Every form that frees with the deletes below is replaced: a sanitizer's own nothrow new paired
+// with these deletes is an alloc-dealloc mismatch (Catch allocates with it). None of them inlined:
+// GCC would pair malloc with operator delete, or operator new with free, and warn
+// (-Wmismatched-new-delete).
 [[gnu::noinline]] void* operator new(std::size_t size) {
   if (watching) {
     std::size_t seen = largest_allocation;
@@ -28,8 +30,18 @@ std::atomic<std::size_t> largest_allocation{0};
   if (void* ptr = std::malloc(size == 0 ? 1 : size)) return ptr;
   throw std::bad_alloc();
 }
+[[gnu::noinline]] void* operator new(std::size_t size, const std::nothrow_t&) noexcept {
+  try {
+    return ::operator new(size);
+  } catch (...) {
+    return nullptr;
+  }
+}
 [[gnu::noinline]] void operator delete(void* ptr) noexcept { std::free(ptr); }
 [[gnu::noinline]] void operator delete(void* ptr, std::size_t) noexcept { std::free(ptr); }
+[[gnu::noinline]] void operator delete(void* ptr, const std::nothrow_t&) noexcept {
+  std::free(ptr);
+}
 
 namespace aq = adaquant;
 using act = aq::output_activation;
