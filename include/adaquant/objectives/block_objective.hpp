@@ -322,9 +322,7 @@ class block_objective {
 
   [[nodiscard]] std::size_t conv_threads(const layer_geometry& g,
                                          std::size_t batch) const noexcept {
-    const double macs = static_cast<double>(batch) * static_cast<double>(g.out_positions()) *
-                        static_cast<double>(g.weight_size());
-    return detail::direct_conv_threads(macs, threads_, grain_);
+    return detail::direct_conv_threads(g, batch, threads_, grain_);
   }
 
   void layer_forward(const layer_state* s, std::size_t k, std::span<const std::size_t> batch,

@@ -39,6 +39,15 @@ inline constexpr double direct_conv_grain = 4.0e6;
   const double most = std::max(1.0, std::min(macs / std::max(grain, 1.0), 1024.0));
   return std::min(threads, static_cast<std::size_t>(most));
 }
+// The same for one pass of layer g over `batch` samples (its multiply-adds: batch x output
+// positions x weights).
+[[nodiscard]] inline std::size_t direct_conv_threads(const layer_geometry& g, std::size_t batch,
+                                                     std::size_t threads,
+                                                     double grain = direct_conv_grain) noexcept {
+  return direct_conv_threads(static_cast<double>(batch) * static_cast<double>(g.out_positions()) *
+                                 static_cast<double>(g.weight_size()),
+                             threads, grain);
+}
 
 // f(u) for u in [0, units) on up to `threads` threads, each taking the next unit when free (a
 // thread the system holds back delays only the unit it holds).

@@ -326,9 +326,7 @@ class layer_objective {
   }
 
   [[nodiscard]] std::size_t conv_threads(std::size_t batch) const noexcept {
-    const double macs = static_cast<double>(batch) * static_cast<double>(g_.out_positions()) *
-                        static_cast<double>(g_.weight_size());
-    return detail::direct_conv_threads(macs, threads_, grain_);
+    return detail::direct_conv_threads(g_, batch, threads_, grain_);
   }
 
   void quantize_weights(const layer_state& s, bool want_mask, bool relaxed) {
