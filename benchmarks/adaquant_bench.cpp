@@ -77,7 +77,7 @@ void adaquant_step(benchmark::State& st, const layer_geometry& g, std::size_t n,
   layer_state grad;
   const auto step = [&] {
     const double loss = obj.gradient(s, batch, grad);
-    av.step(s.weight_offset, grad.weight_offset, lr_v, k);
+    av.step(s.weight_offset, grad.weight_offset, lr_v, k, 0, threads);  // as layer_trainer
     ab.step(s.bias, grad.bias, lr_b, 1);
     aws.step(s.weight_scale, grad.weight_scale, lr_s, 1);
     aas.step(s.act_scale, grad.act_scale, 1e-5f);

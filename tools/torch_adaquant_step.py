@@ -126,6 +126,20 @@ def run_bench(path, repeats):
     return res
 
 
+def warn_reference_blas():
+    """Debian's python3-torch calls whichever libblas.so.3 the system's alternatives select; with
+    the reference BLAS (package libblas3 alone) its linear layers run about 27x slower on this
+    machine, which would flatter adaquant. The tool packages include OpenBLAS
+    (`source scripts/deps.sh && adaquant_install_tool_deps`)."""
+    import glob
+    import os
+    for lib in glob.glob("/usr/lib/*/libblas.so.3"):
+        real = os.path.realpath(lib)
+        if not any(k in real for k in ("openblas", "blis", "mkl", "atlas")):
+            print(f"torch_adaquant_step: warning: {lib} is the reference BLAS ({real}); PyTorch's "
+                  "GEMMs will be slow. Install libopenblas0-pthread.", file=sys.stderr)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--bench", help="path of adaquant_bench, run after PyTorch for the ratios")
@@ -135,6 +149,7 @@ def main():
     a = ap.parse_args()
     if a.threads < 1 or a.repeats < 1:
         sys.exit("torch_adaquant_step: --threads and --repeats must be >= 1")
+    warn_reference_blas()
     torch.set_num_threads(a.threads)
     report = {"torch": torch.__version__, "threads": a.threads, "layers": {}}
     ours = run_bench(a.bench, a.repeats) if a.bench else {}

@@ -398,16 +398,26 @@ TEST_CASE("A one-chunk step splits its convolutions over threads: the same bits 
           "[adaquant][layer][chunks][threads]") {
   // 16 -> 16 3x3 at 8x8 (stride 1: every product direct) and at 12x12 stride 2 (dL/dX by im2col
   // + GEMM, the forward and dW direct); 4 samples in one chunk, every pass worth 3 threads at a
-  // grain of 1e5 multiply-adds (the default 4e6 needs layers too slow for this test).
-  for (const layer_geometry& geom :
-       {conv_geom(16, 16, 8, 8, 3, 1, 1), conv_geom(16, 16, 12, 12, 3, 2, 1)}) {
+  // grain of 1e5 multiply-adds (the default 4e6 needs layers too slow for this test). 64 -> 128
+  // 3x3 at 4x4 has enough weights (detail::weight_parallel_min) for the weight passes (packing,
+  // transposition, fake quantization and its backward; learned step and AdaRound) to split too.
+  struct shape_case {
+    layer_geometry geom;
+    bool adaround;
+  };
+  for (const auto& [geom, adaround] : {shape_case{conv_geom(16, 16, 8, 8, 3, 1, 1), false},
+                                       shape_case{conv_geom(16, 16, 12, 12, 3, 2, 1), false},
+                                       shape_case{conv_geom(64, 128, 4, 4, 3, 1, 1), false},
+                                       shape_case{conv_geom(64, 128, 4, 4, 3, 1, 1), true}}) {
     const random_layer L(geom, 4, 31);
-    INFO("stride " << geom.conv.stride_h);
+    INFO("stride " << geom.conv.stride_h << ", " << geom.weight_size() << " weights"
+                   << (adaround ? ", AdaRound" : ""));
     const double macs = 4.0 * static_cast<double>(geom.out_positions() * geom.weight_size());
     REQUIRE(detail::direct_conv_threads(macs, 3, 1e5) == 3);
     layer_objective obj(L.geometry, L.w, L.b, L.x, L.y, layer_quant_config{});
     obj.set_thread_grain(1e5);
-    const layer_state s = offset_state(obj);
+    layer_state s = offset_state(obj);
+    if (adaround) obj.use_adaround(s, 1.1f, -0.1f);
     const std::vector<std::size_t> batch = {3, 0, 2, 1};
     const double v1 = obj.value(s);
     layer_state g1;

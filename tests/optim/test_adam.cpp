@@ -5,6 +5,7 @@
 #include <catch2/catch.hpp>
 
 #include <cmath>
+#include <cstring>
 #include <vector>
 
 using namespace adaquant;
@@ -60,6 +61,47 @@ TEST_CASE("adam with rows: each row's blocks have their own rate, the last block
     CHECK(e.code() == errc::shape_mismatch);
     CHECK_THAT(std::string(e.what()),
                Catch::Contains("6 rates in blocks of 4 in rows of 10 for 30 parameters"));
+  }
+}
+
+TEST_CASE("adam gives the same bits on 1, 2 and 3 threads", "[adam][threads]") {
+  // Large enough to split (adam::adam_parallel_min elements per thread): rows of 1000 in blocks of
+  // 300 (the last one partial) with a rate each, and one rate for the whole group.
+  const std::size_t row = 1000, block = 300, n = (3 * adam::adam_parallel_min / row + 7) * row;
+  REQUIRE(n % row == 0);
+  std::vector<float> lr(n / row * 4);
+  for (std::size_t i = 0; i < lr.size(); ++i) lr[i] = 1e-3f * static_cast<float>(1 + i % 13);
+  std::vector<float> g(n);
+  for (std::size_t i = 0; i < n; ++i) g[i] = std::sin(0.37f * static_cast<float>(i));
+  for (const bool one_rate : {false, true}) {
+    INFO((one_rate ? "one rate" : "rates per block"));
+    std::vector<float> x1;
+    for (const std::size_t t : {1, 2, 3}) {
+      INFO("threads " << t);
+      std::vector<float> x(n, 0.5f);
+      adam opt(n);
+      for (int s = 0; s < 3; ++s) {
+        if (one_rate)
+          opt.step(x, g, std::vector<float>{0.01f}, 1, 0, t);
+        else
+          opt.step(x, g, lr, block, row, t);
+      }
+      if (t == 1) {
+        x1 = x;
+        CHECK(x[n - 1] != 0.5f);
+      } else {
+        CHECK(std::memcmp(x.data(), x1.data(), n * sizeof(float)) == 0);
+      }
+    }
+    // Against element-wise steps of one element with its own rate (the unsplit definition).
+    for (const std::size_t i : {std::size_t{0}, std::size_t{299}, std::size_t{300}, n / 2, n - 1}) {
+      adam one(1);
+      float y = 0.5f;
+      const float rate = one_rate ? 0.01f : lr[(i / row) * 4 + (i % row) / block];
+      for (int s = 0; s < 3; ++s) one.step(y, g[i], rate);
+      INFO("element " << i);
+      CHECK(x1[i] == y);
+    }
   }
 }
 

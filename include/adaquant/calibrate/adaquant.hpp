@@ -137,9 +137,11 @@ inline std::vector<float> adaround_regulariser_weights(const layer_objective& ob
 class layer_trainer {
  public:
   // obj.targets() (full-precision outputs) give the unit of the relative bias rate.
+  // threads: Adam's update of the weight offsets (adam::step; same bits for any count).
   layer_trainer(const layer_objective& obj, const adaquant_options& opt, const layer_state& state,
-                bool adaround)
+                bool adaround, std::size_t threads = 1)
       : opt_(opt),
+        threads_(threads),
         cfg_(obj.config()),
         wg_(obj.weight_groups()),
         ada_(adaround),
@@ -201,7 +203,8 @@ class layer_trainer {
       lr_v_[gr] = ada_ ? opt.adaround.lr : rel ? r_v * state.weight_scale[gr] : r_v;
       lr_ws_[gr] = rel ? r_wq * state.weight_scale[gr] : r_wq;
     }
-    if (tr.weight_offset) opt_v_.step(state.weight_offset, grad.weight_offset, lr_v_, wg_.size, k_);
+    if (tr.weight_offset)
+      opt_v_.step(state.weight_offset, grad.weight_offset, lr_v_, wg_.size, k_, threads_);
     if (tr.bias) opt_b_.step(state.bias, grad.bias, lr_b_, 1);
     if (tr.weight_quant) {
       opt_ws_.step(state.weight_scale, grad.weight_scale, lr_ws_, 1);
@@ -235,6 +238,7 @@ class layer_trainer {
 
  private:
   const adaquant_options& opt_;
+  std::size_t threads_ = 1;
   layer_quant_config cfg_;
   weight_grouping wg_;
   bool ada_ = false, train_act_ = false, w_zp_ = false, a_zp_ = false;
@@ -356,7 +360,7 @@ inline layer_result adaquant_optimize(layer_objective& obj, const adaquant_optio
   layer_report rep = detail::report_before(
       split, [&](std::span<const std::size_t> samples) { return obj.value(state, samples); });
 
-  detail::layer_trainer trainer(obj, opt, state, ada);
+  detail::layer_trainer trainer(obj, opt, state, ada, threads);
   layer_state grad;
   const std::size_t B = std::min(step_samples(opt, g), split.train.size());
   const float qdrop = opt.qdrop ? *opt.qdrop : default_qdrop(cfg);

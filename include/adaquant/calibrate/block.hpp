@@ -99,7 +99,8 @@ inline block_result block_optimize(block_objective& obj, const adaquant_options&
 
   std::vector<detail::layer_trainer> trainers;
   trainers.reserve(K);
-  for (std::size_t k = 0; k < K; ++k) trainers.emplace_back(obj.layer(k), opt, state[k], ada[k]);
+  for (std::size_t k = 0; k < K; ++k)
+    trainers.emplace_back(obj.layer(k), opt, state[k], ada[k], threads);
   std::vector<layer_state> grad;
   const std::size_t B = std::min(block_step_samples(opt, obj), split.train.size());
   detail::run_steps(

@@ -194,7 +194,7 @@ class block_objective {
     for (std::size_t k = 0; k < units_.size(); ++k)
       detail::quantize_layer_weights(layers_[k].geometry, layers_[k].config, units_[k].wg,
                                      layers_[k].weight, units_[k].ar, s[k], true, units_[k].ar.on,
-                                     units_[k].wb);
+                                     units_[k].wb, threads_);
     const double sum = forward(s.data(), batch, true, seed, false);
     grads.resize(units_.size());
     backward(s.data(), batch.size(), grads, which);
@@ -256,7 +256,7 @@ class block_objective {
     for (std::size_t k = 0; k < units_.size(); ++k)
       detail::quantize_layer_weights(layers_[k].geometry, layers_[k].config, units_[k].wg,
                                      layers_[k].weight, units_[k].ar, s[k], false,
-                                     relaxed && units_[k].ar.on, units_[k].wb);
+                                     relaxed && units_[k].ar.on, units_[k].wb, threads_);
     const std::size_t chunk = eval_chunk();
     double total = 0.0;
     for (std::size_t first = 0; first < batch.size(); first += chunk)
@@ -426,7 +426,8 @@ class block_objective {
       u.dwq.resize(g.weight_size());
       detail::weight_product_gradient(g, B, dy, xin, u.cols.data(), u.dwq.data(), u.conv_ws,
                                       conv_threads(g, B));
-      detail::weight_quant_backward(cfg, u.wg, s, u.wb, u.ar.on, u.dwq.data(), which, grad);
+      detail::weight_quant_backward(cfg, u.wg, s, u.wb, u.ar.on, u.dwq.data(), which, grad,
+                                    threads_);
     }
     const bool need_dx = slot >= prog_.inputs();
     const bool want_a = which.act_quant && cfg.quantize_activations;

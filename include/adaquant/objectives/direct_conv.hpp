@@ -34,6 +34,8 @@ inline constexpr std::size_t direct_conv_l2_bytes = std::size_t{256} << 10;
 // `threads`. The default 4e6 dates from when each call started its threads (a start cost about
 // as much as 1e6); handing work to the persistent pool costs less, not yet re-tuned.
 inline constexpr double direct_conv_grain = 4.0e6;
+// Weight elements below which the weight packing and transposition stay on one thread.
+inline constexpr std::size_t weight_parallel_min = std::size_t{1} << 16;
 [[nodiscard]] inline std::size_t direct_conv_threads(double macs, std::size_t threads,
                                                      double grain = direct_conv_grain) noexcept {
   const double most = std::max(1.0, std::min(macs / std::max(grain, 1.0), 1024.0));
@@ -135,8 +137,11 @@ inline void direct_conv2d(const conv2d_geometry& g, std::size_t batch, const flo
   float* padded = ws.data() + k * ldw;
   const std::size_t in_n = g.in_channels * g.in_h * g.in_w,
                     tiles = (P + direct_conv_tile - 1) / direct_conv_tile;
+  // Packing is pure data movement, split over the blocks when the weights are large.
+  const std::size_t pack_threads = k * ldw >= weight_parallel_min ? threads : 1;
   for (std::size_t gr = 0; gr < g.groups; ++gr) {
-    for (const auto& [v0, take] : blocks) {
+    split_units(blocks.size(), pack_threads, [&](std::size_t bi) {
+      const auto [v0, take] = blocks[bi];
       float* pb = packed + k * v0 * lanes;
       const std::size_t width = take * lanes, c0 = v0 * lanes, cn = std::min(width, og - c0);
       if (cn < width) std::fill(pb, pb + k * width, 0.0f);  // the missing channels stay 0
@@ -145,7 +150,7 @@ inline void direct_conv2d(const conv2d_geometry& g, std::size_t batch, const flo
           const float* wr = w + (gr * og + c0 + j) * k;
           for (std::size_t r = r0; r < std::min(k, r0 + 16); ++r) pb[r * width + j] = wr[r];
         }
-    }
+    });
     const auto pad = [&](std::size_t n, float* dst) {
       pad_planes(x + n * in_n + gr * cg * g.in_h * g.in_w, cg, g.in_h, g.in_w, g.pad_h, g.pad_w,
                  dst);
@@ -204,13 +209,18 @@ inline void direct_conv2d_adjoint(const conv2d_geometry& g, std::size_t batch, c
   const std::size_t cg = g.in_channels / g.groups, og = g.out_channels / g.groups;
   const std::size_t kh = g.kernel_h, kw = g.kernel_w;
   wt.resize(g.out_channels * cg * kh * kw);
-  for (std::size_t gr = 0; gr < g.groups; ++gr)
-    for (std::size_t o = 0; o < og; ++o)
+  // Over (group, output channel) rows in contiguous ranges, one per thread for large weights.
+  const std::size_t rows = g.groups * og, parts = wt.size() >= weight_parallel_min ? threads : 1;
+  split_units(parts, parts, [&](std::size_t part) {
+    for (std::size_t u = rows * part / parts, e = rows * (part + 1) / parts; u < e; ++u) {
+      const std::size_t gr = u / og, o = u % og;
       for (std::size_t c = 0; c < cg; ++c)
         for (std::size_t i = 0; i < kh; ++i)
           for (std::size_t j = 0; j < kw; ++j)
             wt[(((gr * cg + c) * og + o) * kh + (kh - 1 - i)) * kw + (kw - 1 - j)] =
                 w[(((gr * og + o) * cg + c) * kh + i) * kw + j];
+    }
+  });
   direct_conv2d(adjoint_geometry(g), batch, dy, wt.data(), nullptr, dx, ws, threads);
 }
 

@@ -330,7 +330,7 @@ class layer_objective {
   }
 
   void quantize_weights(const layer_state& s, bool want_mask, bool relaxed) {
-    detail::quantize_layer_weights(g_, cfg_, wg_, w_, ar_, s, want_mask, relaxed, wb_);
+    detail::quantize_layer_weights(g_, cfg_, wg_, w_, ar_, s, want_mask, relaxed, wb_, threads_);
   }
 
   // Quantized forward over `batch` (weights already quantized); returns the sum of squared errors.
@@ -399,7 +399,7 @@ class layer_objective {
       dwq_.resize(g_.weight_size());
       detail::weight_product_gradient(g_, B, dy_.data(), xq, cols_.data(), dwq_.data(), conv_ws_,
                                       conv_threads(B));
-      detail::weight_quant_backward(cfg_, wg_, s, wb_, ar_.on, dwq_.data(), which, grad);
+      detail::weight_quant_backward(cfg_, wg_, s, wb_, ar_.on, dwq_.data(), which, grad, threads_);
     }
     if (want_a) {
       dxq_.resize(B * in);

@@ -5,9 +5,11 @@
 // (bias, dWq and dXq products, straight-through backward into V, s_w, z_w). The maths is documented
 // once, on layer_objective. Internal: namespace adaquant::detail.
 
+#include <adaquant/core/parallel.hpp>
 #include <adaquant/kernels/fake_quant.hpp>
 #include <adaquant/kernels/fake_quant_backward.hpp>
 #include <adaquant/objectives/adaround.hpp>
+#include <adaquant/objectives/direct_conv.hpp>
 #include <adaquant/objectives/forward.hpp>
 #include <adaquant/objectives/layer_state.hpp>
 #include <adaquant/quant/quant_params.hpp>
@@ -76,10 +78,27 @@ inline void start_adaround(const layer_quant_config& cfg, const weight_grouping&
   }
 }
 
+// f(first, last) over [0, groups) in up to `threads` contiguous ranges run in parallel; one range
+// below weight_parallel_min weights (objectives/direct_conv.hpp). The weight passes below are
+// element-wise or per group, so the split never changes a bit.
+template <class F>
+void over_weight_groups(std::size_t groups, std::size_t weights, std::size_t threads, F&& f) {
+  const std::size_t parts =
+      weights >= weight_parallel_min ? std::min(std::max<std::size_t>(threads, 1), groups) : 1;
+  if (parts <= 1) {
+    f(std::size_t{0}, groups);
+    return;
+  }
+  parallel_for(parts, parts,
+               [&](std::size_t p) { f(groups * p / parts, groups * (p + 1) / parts); });
+}
+
+// threads: at most this many (over_weight_groups; per-block weights stay on one).
 inline void quantize_layer_weights(const layer_geometry& g, const layer_quant_config& cfg,
                                    const weight_grouping& wg, std::span<const float> w,
                                    const adaround_weights_state& a, const layer_state& s,
-                                   bool want_mask, bool relaxed, quantized_weight_buffers& b) {
+                                   bool want_mask, bool relaxed, quantized_weight_buffers& b,
+                                   std::size_t threads = 1) {
   const std::size_t nw = g.weight_size();
   b.wf.resize(nw);
   b.wq.resize(nw);
@@ -91,35 +110,45 @@ inline void quantize_layer_weights(const layer_geometry& g, const layer_quant_co
                              relaxed};
     b.dvdw.resize(want_mask ? nw : 0);
     std::fill(b.wf.begin(), b.wf.end(), 0.0f);
-    for (std::size_t gr = 0; gr < wg.groups(); ++gr) {
-      const std::size_t o = wg.first(gr);
-      adaround_group(grid, a.floor.data() + o, s.weight_offset.data() + o, wg.length(gr),
-                     s.weight_scale[gr], static_cast<float>(zp[gr]), b.wq.data() + o,
-                     want_mask ? b.mask.data() + o : nullptr,
-                     want_mask ? b.dvdw.data() + o : nullptr);
-    }
+    over_weight_groups(wg.groups(), nw, threads, [&](std::size_t first, std::size_t last) {
+      for (std::size_t gr = first; gr < last; ++gr) {
+        const std::size_t o = wg.first(gr);
+        adaround_group(grid, a.floor.data() + o, s.weight_offset.data() + o, wg.length(gr),
+                       s.weight_scale[gr], static_cast<float>(zp[gr]), b.wq.data() + o,
+                       want_mask ? b.mask.data() + o : nullptr,
+                       want_mask ? b.dvdw.data() + o : nullptr);
+      }
+    });
     return;
   }
-  for (std::size_t i = 0; i < nw; ++i) b.wf[i] = w[i] + s.weight_offset[i];
   const auto oc = g.out_channels(), k = g.weights_per_channel();
-  const tensor_view<const float> wf(b.wf.data(), {oc, k});
-  const tensor_view<float> wq(b.wq.data(), {oc, k});
-  const std::span<std::uint8_t> mask(b.mask);
-  with_rounding(cfg.rounding, [&](auto r) {
-    using R = decltype(r);
-    if (cfg.weight_block) {
+  if (cfg.weight_block) {
+    for (std::size_t i = 0; i < nw; ++i) b.wf[i] = w[i] + s.weight_offset[i];
+    with_rounding(cfg.rounding, [&](auto r) {
       const block_params p{s.weight_scale,           zp, cfg.weight_scheme.qmin(),
                            cfg.weight_scheme.qmax(), 1,  cfg.weight_block};
-      fake_quant_per_block<R>(wf, wq, p, mask);
-    } else {
-      channel_params p;
-      p.qmin = cfg.weight_scheme.qmin();
-      p.qmax = cfg.weight_scheme.qmax();
-      p.axis = 0;
-      p.scale = s.weight_scale;
-      p.zero_point = zp;
-      fake_quant_per_channel<R>(wf, wq, p, mask);
-    }
+      fake_quant_per_block<decltype(r)>(tensor_view<const float>(b.wf.data(), {oc, k}),
+                                        tensor_view<float>(b.wq.data(), {oc, k}), p,
+                                        std::span<std::uint8_t>(b.mask));
+    });
+    return;
+  }
+  over_weight_groups(oc, nw, threads, [&](std::size_t c0, std::size_t c1) {
+    for (std::size_t i = c0 * k; i < c1 * k; ++i) b.wf[i] = w[i] + s.weight_offset[i];
+    channel_params p;
+    p.qmin = cfg.weight_scheme.qmin();
+    p.qmax = cfg.weight_scheme.qmax();
+    p.axis = 0;
+    p.scale.assign(s.weight_scale.begin() + c0, s.weight_scale.begin() + c1);
+    p.zero_point.assign(zp.begin() + c0, zp.begin() + c1);
+    const std::span<std::uint8_t> mask =
+        want_mask ? std::span<std::uint8_t>(b.mask).subspan(c0 * k, (c1 - c0) * k)
+                  : std::span<std::uint8_t>();
+    with_rounding(cfg.rounding, [&](auto r) {
+      fake_quant_per_channel<decltype(r)>(
+          tensor_view<const float>(b.wf.data() + c0 * k, {c1 - c0, k}),
+          tensor_view<float>(b.wq.data() + c0 * k, {c1 - c0, k}), p, mask);
+    });
   });
 }
 
@@ -230,23 +259,27 @@ inline void input_product_gradient(const layer_geometry& g, std::size_t B, const
 
 // Straight-through backward of the weight quantizer from dWq into grad's V, s_w and z_w (each
 // only when trained; grad's vectors already sized).
+// threads: at most this many (over_weight_groups).
 inline void weight_quant_backward(const layer_quant_config& cfg, const weight_grouping& wg,
                                   const layer_state& s, const quantized_weight_buffers& b,
                                   bool adaround, const float* dwq, const trainable_groups& which,
-                                  layer_state& grad) {
-  for (std::size_t gr = 0; gr < wg.groups(); ++gr) {
-    double gs = 0.0, gz = 0.0;
-    const std::size_t o = wg.first(gr);
-    fq_backward_run(b.wf.data() + o, b.wq.data() + o, b.mask.data() + o, dwq + o, wg.length(gr),
-                    s.weight_scale[gr],
-                    which.weight_offset ? grad.weight_offset.data() + o : nullptr, gs, gz);
-    if (adaround && which.weight_offset)
-      for (std::size_t i = o, e = o + wg.length(gr); i < e; ++i) grad.weight_offset[i] *= b.dvdw[i];
-    if (which.weight_quant) {
-      grad.weight_scale[gr] = static_cast<float>(gs);
-      if (!cfg.weight_scheme.symmetric) grad.weight_zero_point[gr] = static_cast<float>(gz);
+                                  layer_state& grad, std::size_t threads = 1) {
+  over_weight_groups(wg.groups(), b.wf.size(), threads, [&](std::size_t first, std::size_t last) {
+    for (std::size_t gr = first; gr < last; ++gr) {
+      double gs = 0.0, gz = 0.0;
+      const std::size_t o = wg.first(gr);
+      fq_backward_run(b.wf.data() + o, b.wq.data() + o, b.mask.data() + o, dwq + o, wg.length(gr),
+                      s.weight_scale[gr],
+                      which.weight_offset ? grad.weight_offset.data() + o : nullptr, gs, gz);
+      if (adaround && which.weight_offset)
+        for (std::size_t i = o, e = o + wg.length(gr); i < e; ++i)
+          grad.weight_offset[i] *= b.dvdw[i];
+      if (which.weight_quant) {
+        grad.weight_scale[gr] = static_cast<float>(gs);
+        if (!cfg.weight_scheme.symmetric) grad.weight_zero_point[gr] = static_cast<float>(gz);
+      }
     }
-  }
+  });
 }
 
 }  // namespace adaquant::detail

@@ -11,11 +11,15 @@
 // their own rate: lr_i = lr[(i / row) * ceil(row / block) + (i % row) / block] (per-block
 // weights, granularity::per_block).
 // Element-wise, fixed order: deterministic. The update itself is the kernel of kernels/adam.hpp.
+// step(..., threads) splits a large group (at least adam_parallel_min elements per thread) into
+// contiguous ranges of whole rate blocks updated in parallel: the same bits for any thread count
+// (each element's update reads only its own m, v, g and rate).
 // Errors: sizes that disagree (errc::shape_mismatch); a negative or non-finite rate
 // (errc::invalid_argument); a non-finite gradient (errc::non_finite, naming its index).
 
 #include <adaquant/core/error.hpp>
 #include <adaquant/core/numeric.hpp>
+#include <adaquant/core/parallel.hpp>
 #include <adaquant/kernels/adam.hpp>
 
 #include <algorithm>
@@ -50,9 +54,10 @@ class adam {
   [[nodiscard]] std::size_t size() const noexcept { return m_.size(); }
   [[nodiscard]] std::size_t steps() const noexcept { return t_; }
 
-  // row == 0: one row of x.size() elements, whose blocks must then all be full.
+  // row == 0: one row of x.size() elements, whose blocks must then all be full. threads: at most
+  // this many (0: every core; see above).
   void step(std::span<float> x, std::span<const float> grad, std::span<const float> lr,
-            std::size_t block = 1, std::size_t row = 0) {
+            std::size_t block = 1, std::size_t row = 0, std::size_t threads = 1) {
     constexpr const char* fn = "adam::step";
     if (!(x.size() == m_.size() && grad.size() == m_.size()))
       detail::fail(errc::shape_mismatch, std::string(fn) + ": grad",
@@ -82,20 +87,38 @@ class adam {
     const float c1 = 1.0f - static_cast<float>(std::pow(double{cfg_.beta1}, double(t_)));
     const float c2 = 1.0f - static_cast<float>(std::pow(double{cfg_.beta2}, double(t_)));
     detail::adam_coeffs k{cfg_.beta1, cfg_.beta2, cfg_.epsilon, 0.0f, 1.0f / c1, 1.0f / c2};
-    if (lr.size() == 1) {
-      k.lr = lr[0];
-      detail::adam_update_run(x.data(), m_.data(), v_.data(), grad.data(), x.size(), k);
-      return;
-    }
-    std::size_t rate = 0;
-    for (std::size_t start = 0; start < x.size(); start += r)
-      for (std::size_t first = start; first < start + r; first += block) {
-        k.lr = lr[rate++];
-        const std::size_t n = std::min(block, start + r - first);
+    // Units: rate blocks (one rate: runs of adam_parallel_min elements), split into `width`
+    // contiguous ranges.
+    const std::size_t per_row = (r + block - 1) / block;
+    const std::size_t units =
+        lr.size() == 1 ? (x.size() + adam_parallel_min - 1) / adam_parallel_min : rates;
+    const std::size_t width =
+        std::max<std::size_t>(1, std::min(resolve_threads(threads), x.size() / adam_parallel_min));
+    const auto update = [&](std::size_t part) {
+      detail::adam_coeffs kc = k;
+      for (std::size_t u = units * part / width, e = units * (part + 1) / width; u < e; ++u) {
+        std::size_t first = 0, n = 0;
+        if (lr.size() == 1) {
+          kc.lr = lr[0];
+          first = u * adam_parallel_min;
+          n = std::min(adam_parallel_min, x.size() - first);
+        } else {
+          kc.lr = lr[u];
+          const std::size_t start = u / per_row * r;
+          first = start + u % per_row * block;
+          n = std::min(block, start + r - first);
+        }
         detail::adam_update_run(x.data() + first, m_.data() + first, v_.data() + first,
-                                grad.data() + first, n, k);
+                                grad.data() + first, n, kc);
       }
+    };
+    if (width == 1)
+      update(0);
+    else
+      parallel_for(width, width, update);
   }
+  // Elements per thread below which step() does not split a group.
+  static constexpr std::size_t adam_parallel_min = std::size_t{1} << 16;
 
   // One scalar parameter.
   void step(float& x, float grad, float lr) {
