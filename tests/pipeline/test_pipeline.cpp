@@ -124,12 +124,44 @@ TEST_CASE("advanced bit allocation chooses among AdaQuant-calibrated options wit
   c.bit_allocation = aq::bit_allocation_budget{0.1, {2, 3, 4}};
   const auto r = aq::advanced_pipeline(net, c, ctx);
   CHECK(r.size_ratio() <= 0.1 + 1e-12);
-  REQUIRE(r.steps.size() == 4);
+  REQUIRE(r.steps.size() == 5);
   CHECK(r.steps[0].summary.find("2 bits:") != std::string::npos);
   CHECK(r.steps[1].name == "bit_allocation");
   CHECK(r.steps[1].summary.rfind("optimal", 0) == 0);
+  CHECK(r.steps[2].name == "adaquant_chosen");
   CHECK((r.steps[0].cpu_seconds > 0.0 && r.steps[1].cpu_seconds > 0.0));
   CHECK(std::isfinite(net.output_mse()));
+}
+
+TEST_CASE("the chosen bits calibrated again in sequential order never raise the chosen loss") {
+  // Same budget and bits with and without recalibrate_allocation, no later step: the choice is
+  // the same, and the calibration loss with it is no higher (strictly lower when kept).
+  for (const double budget : {0.1, 0.16}) {
+    INFO("budget " << budget);
+    toy::network with(300), without(300);
+    auto c = advanced(4, 8);
+    c.adaquant->layer.iterations = 100;
+    c.bit_allocation = aq::bit_allocation_budget{budget, {2, 3, 4}};
+    c.bn_tuning.reset();
+    c.bias_tuning = false;
+    const auto r = aq::advanced_pipeline(with, c, ctx);
+    c.recalibrate_allocation = false;
+    const auto r0 = aq::advanced_pipeline(without, c, ctx);
+    REQUIRE(r.steps.size() == 3);
+    REQUIRE(r0.steps.size() == 2);
+    CHECK(r.weight_bits == r0.weight_bits);
+    const double loss = with.calibration_loss(), chosen = without.calibration_loss();
+    const std::string& summary = r.steps[2].summary;
+    INFO(summary);
+    if (summary.find(": kept") != std::string::npos) {
+      CHECK(loss < chosen);
+    } else {
+      CHECK(summary.find("restored") != std::string::npos);
+      CHECK(loss == chosen);
+      for (const auto& [id, q] : without.quantized())
+        CHECK(q.weight == with.quantized().at(id).weight);
+    }
+  }
 }
 
 TEST_CASE("pipelines are deterministic: the same seed gives bit-identical parameters") {

@@ -94,6 +94,27 @@ pipeline_report advanced_pipeline(Net& net, const advanced_config& cfg,
     });
     detail::timed_step(rep, "bit_allocation",
                        [&] { return detail::bit_allocation_step(net, st, ba, options, ctx); });
+    if constexpr (LossNetwork<Net>) {
+      if (cfg.recalibrate_allocation && cfg.adaquant &&
+          cfg.adaquant->order == calibration_order::sequential)
+        detail::timed_step(rep, "adaquant_chosen", [&] {
+          const double chosen_loss = static_cast<double>(net.calibration_loss());
+          const std::vector<quantized_layer> chosen = st.q;
+          const calibration_report r =
+              detail::adaquant_step(net, st, *cfg.adaquant, calibration_order::sequential, st.wbits,
+                                    ctx, "adaquant-chosen");
+          const double loss = static_cast<double>(net.calibration_loss());
+          const bool keep = loss < chosen_loss;
+          if (!keep) {
+            st.q = chosen;
+            for (const quantized_layer& q : st.q) net.set_quantized(q);
+          }
+          char buf[200];
+          std::snprintf(buf, sizeof buf, "%s; loss %.5g -> %.5g: %s", layer_summary(r).c_str(),
+                        chosen_loss, loss, keep ? "kept" : "not lower, the chosen forms restored");
+          return std::string(buf);
+        });
+    }
   }
   if (cfg.bn_tuning)
     detail::timed_step(rep, "bn_tuning",

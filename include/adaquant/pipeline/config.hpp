@@ -102,6 +102,11 @@ struct advanced_config {
   // blocks (default_block_reconstruction).
   std::optional<calibration_options> adaquant = calibration_options{};
   std::optional<bit_allocation_budget> bit_allocation{};
+  // With bit allocation and AdaQuant in sequential order: the chosen bits are calibrated again in
+  // sequential order (each layer on the quantized inputs of the ones before it, as a uniform run
+  // is; the candidate forms were calibrated on full-precision inputs), and the result is kept
+  // only when it lowers the calibration loss bit allocation chose by; else the chosen forms stay.
+  bool recalibrate_allocation = true;
   std::optional<bn_tuning_options> bn_tuning = bn_tuning_options{};
   bool bias_tuning = true;  // per layer, only the bias refitted to AdaQuant's objective
 };
