@@ -103,6 +103,32 @@ struct tiny_net {
   }
 };
 static_assert(QuantizableNetwork<tiny_net>);
+
+// tiny_net lending its quantized captures' inputs back (held_inputs), one run per sample, from
+// storage it keeps per (layer, first sample); `lend` false: it declines, `short_by` > 0: it lends
+// that many floats too few.
+struct lending_net : tiny_net {
+  using tiny_net::tiny_net;
+  bool lend = true;
+  std::size_t short_by = 0, lent = 0;
+  std::map<std::pair<std::size_t, std::size_t>, std::vector<float>> held;
+  layer_io capture(std::size_t id, std::size_t first, std::size_t count, capture_mode mode) {
+    layer_io io = tiny_net::capture(id, first, count, mode);
+    if (mode == capture_mode::quantized) held[{id, first}] = io.inputs;
+    return io;
+  }
+  std::optional<std::vector<std::span<const float>>> held_inputs(std::size_t id, std::size_t first,
+                                                                 std::size_t count) {
+    if (!lend) return std::nullopt;
+    const std::vector<float>& x = held.at({id, first});
+    const std::size_t per = x.size() / count;
+    std::vector<std::span<const float>> runs;
+    for (std::size_t i = 0; i < count; ++i) runs.emplace_back(x.data() + i * per, per);
+    runs.back() = runs.back().first(per - short_by);
+    ++lent;
+    return runs;
+  }
+};
 static_assert(!QuantizableNetwork<int>);
 
 calibration_options options(calibration_order order, std::size_t iterations = 150) {
@@ -372,4 +398,38 @@ TEST_CASE("capture_batch_within: samples whose largest layer's inputs and output
   CHECK(capture_batch_within(layers, 1000 * per * 4, 100) == 100);   // at most `most`
   CHECK(capture_batch_within(layers, 1, 100) == 1);                  // at least 1
   CHECK(capture_batch_within({}, 1 << 20, 100) == 100);              // no layers
+}
+
+TEST_CASE("Sequential order reads the inputs a network lends: the same bits as copies",
+          "[driver][held_inputs]") {
+  calibration_options o = options(calibration_order::sequential, 40);
+  tiny_net copied(48);
+  lending_net lender(48), decliner(48);
+  decliner.lend = false;
+  (void)adaquant_calibrate(copied, w4a8, o, context(2));
+  (void)adaquant_calibrate(lender, w4a8, o, context(2));
+  (void)adaquant_calibrate(decliner, w4a8, o, context(2));
+  CHECK(lender.lent == 3 * 2);  // 3 layers, 48 samples in chunks of 24
+  CHECK(decliner.lent == 0);
+  CHECK(same_quantization(copied, lender));
+  CHECK(same_quantization(copied, decliner));
+  // MSE clipping of the inputs over runs that split its blocks, and AdaRound's regulariser.
+  o.layer.rounding = weight_rounding::adaround;
+  const layer_quantizers w3a3{quantizer_spec::weights(3), quantizer_spec::activations(3)};
+  tiny_net copied3(48);
+  lending_net lender3(48);
+  (void)adaquant_calibrate(copied3, w3a3, o, context(1));
+  (void)adaquant_calibrate(lender3, w3a3, o, context(1));
+  CHECK(same_quantization(copied3, lender3));
+  lending_net liar(8);
+  liar.short_by = 1;
+  try {
+    (void)adaquant_calibrate(liar, w4a8, options(calibration_order::sequential, 5));
+    FAIL("no throw");
+  } catch (const error& e) {
+    CHECK(e.code() == errc::shape_mismatch);
+    CHECK_THAT(std::string(e.what()),
+               Catch::Contains("held_inputs(layer 1)") && Catch::Contains("not whole samples"));
+  }
+  CHECK_FALSE(liar.layers[0].q.has_value());
 }

@@ -80,7 +80,7 @@ TEST_CASE("A block's program reproduces the network's layer inputs and outputs",
       block_objective obj(bl, b.program, in, io.outputs);
       for (std::size_t k = 0; k < b.layers.size(); ++k) {
         const layer_io ref = net.capture(b.layers[k], 0, 3, capture_mode::full_precision);
-        const auto mine = obj.layer(k).inputs();
+        const auto mine = obj.layer(k).inputs().contiguous();
         REQUIRE(mine.size() == ref.inputs.size());
         double worst = 0.0;
         for (std::size_t i = 0; i < mine.size(); ++i)

@@ -152,6 +152,45 @@ TEST_CASE("full-precision captures keep within the limit while quantized passes 
   CHECK(zero.kept_elements(capture_mode::full_precision) == samples * 72);
 }
 
+TEST_CASE("held_inputs lends what a quantized capture just returned, from the kept state",
+          "[onnx][network][held_inputs]") {
+  constexpr std::int64_t samples = 12;
+  for (const std::size_t threads : {std::size_t{1}, std::size_t{2}}) {
+    auto net = make_residual(threads, samples, std::nullopt);
+    auto copy = make_residual(threads, samples, std::nullopt);
+    const auto layers = net.quantizable_layers();
+    const std::size_t conv_b = layers[1].id;
+    CHECK_FALSE(net.held_inputs(conv_b, 0, 5).has_value());  // nothing captured yet
+    (void)net.capture(conv_b, 0, 5, capture_mode::quantized, {false, false});
+    const std::size_t kept = net.kept_elements(capture_mode::quantized);
+    const auto held = net.held_inputs(conv_b, 0, 5);
+    REQUIRE(held.has_value());
+    CHECK(held->size() == threads);  // one run per pass of the capture
+    std::vector<float> lent;
+    for (const auto r : *held) lent.insert(lent.end(), r.begin(), r.end());
+    CHECK(lent == copy.capture(conv_b, 0, 5, capture_mode::quantized, {true, false}).inputs);
+    CHECK(net.kept_elements(capture_mode::quantized) == kept);  // a view, not a copy
+    CHECK((*held)[0].data() ==
+          net.held_inputs(conv_b, 0, 5)->at(0).data());            // the same memory each time
+    CHECK_FALSE(net.held_inputs(conv_b, 5, 7).has_value());        // other samples: not captured
+    CHECK_FALSE(net.held_inputs(layers[2].id, 0, 5).has_value());  // the passes are not there
+    // An earlier layer quantized: the kept state is stale, nothing is lent.
+    adaquant::quantized_layer q;
+    q.id = layers[0].id;
+    q.weight.assign(layers[0].weight.begin(), layers[0].weight.end());
+    q.bias.assign(layers[0].geometry.out_channels(), 0.0f);
+    q.weight_params = {{1.0f, 1.0f}, {0, 0}, -8, 7, 0};
+    q.act_params = {0.1f, 0, -8, 7};
+    net.set_quantized(q);
+    CHECK_FALSE(net.held_inputs(conv_b, 0, 5).has_value());
+  }
+}
+
+// The pipelines' AdaQuant step sees the network through a wrapper that must pass the lending on.
+static_assert(requires(adaquant::detail::recording_network<aq::onnx_network> & r) {
+  r.held_inputs(0, 0, 1);
+});
+
 TEST_CASE("the full-precision keep limit changes no pipeline result, any chunk and thread count",
           "[onnx][network]") {
   constexpr std::int64_t samples = 12;

@@ -185,7 +185,7 @@ TEST_CASE("A runtime block's program reproduces the captured network values",
     adaquant::block_objective obj(bl, b.program, {io.inputs[0]}, io.outputs);
     for (std::size_t k = 0; k < b.layers.size(); ++k) {
       const adaquant::layer_io ref = cn.capture(b.layers[k], 0, 2, capture_mode::full_precision);
-      const auto got = obj.layer(k).inputs();
+      const auto got = obj.layer(k).inputs().contiguous();
       REQUIRE(got.size() == ref.inputs.size());
       CHECK(worst_difference(got, ref.inputs) < 1e-4);
     }

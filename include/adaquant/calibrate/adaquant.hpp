@@ -120,9 +120,9 @@ inline std::vector<float> adaround_regulariser_weights(const layer_objective& ob
                                                        std::span<const float> scale0,
                                                        float lambda) {
   double ex2 = 0.0;
-  const auto x = obj.inputs();
-  for (float v : x) ex2 += static_cast<double>(v) * v;
-  ex2 /= static_cast<double>(std::max<std::size_t>(x.size(), 1));
+  for (std::span<const float> run : obj.inputs().runs())
+    for (float v : run) ex2 += static_cast<double>(v) * v;
+  ex2 /= static_cast<double>(std::max<std::size_t>(obj.inputs().elements(), 1));
   const double c =
       static_cast<double>(lambda) * ex2 / static_cast<double>(obj.geometry().out_channels());
   std::vector<float> w(scale0.size());

@@ -261,8 +261,7 @@ inline void validate_options(const adaquant_options& o) {
     p.weight = estimate_channel_params(w, q.weights, zero_range::use_epsilon);
   }
   if (q.activations)
-    p.act = estimate_tensor_params(tensor_view<const float>(obj.inputs()), *q.activations,
-                                   zero_range::use_epsilon);
+    p.act = estimate_tensor_params(obj.inputs(), *q.activations, zero_range::use_epsilon);
   else
     p.act = quant_params{1.0f, 0, cfg.act_scheme.qmin(), cfg.act_scheme.qmax()};
   return p;

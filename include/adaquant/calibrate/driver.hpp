@@ -19,7 +19,8 @@
 //             context.threads (chunks of options.layer.chunk_macs: results do not depend on it).
 // Memory: samples are captured in chunks of context.capture_batch; the cache of one layer (inputs
 // and outputs of all calibration samples) is held at a time in sequential mode, `threads` layers'
-// caches in parallel mode.
+// caches in parallel mode. In sequential mode a network that lends the inputs it holds anyway
+// (held_inputs, calibrate/network.hpp) is not copied: the objective reads them where they are.
 // Checkpoints (context.checkpoint, core/checkpoint.hpp): each finished layer's result and report
 // are saved under "adaquant.layer-<id>"; a layer found there is installed without being
 // calibrated again, with the result and report it had.
@@ -195,6 +196,10 @@ struct layer_job {
   const layer_quantizers* quantizers = nullptr;
   adaquant_options opt;
   layer_io io;
+  // Sequential order: the inputs as runs (views the network lends, or owned_inputs' chunks);
+  // empty: io.inputs.
+  std::vector<std::span<const float>> input_runs;
+  std::vector<std::vector<float>> owned_inputs;
   layer_result result;
   std::optional<quantized_layer> saved;  // found in the checkpoint: not run again
   std::exception_ptr error;
@@ -207,7 +212,10 @@ struct layer_job {
       const layer_quant_config cfg =
           quantizers->objective_config(desc->activation, "adaquant_calibrate: quantizers[layer " +
                                                              std::to_string(desc->id) + "]");
-      layer_objective obj(desc->geometry, desc->weight, desc->bias, io.inputs, io.outputs, cfg);
+      layer_objective obj(
+          desc->geometry, desc->weight, desc->bias,
+          input_runs.empty() ? std::vector<std::span<const float>>{io.inputs} : input_runs,
+          io.outputs, cfg);
       std::optional<initial_quant_params> ip;
       if (init) ip = init(*desc, obj);
       if (!ip) ip = estimate_initial_params(obj, *quantizers);
@@ -217,8 +225,54 @@ struct layer_job {
       error = std::current_exception();
     }
     io = {};  // release the cache as soon as the layer is done
+    input_runs = {};
+    owned_inputs = {};
   }
 };
+
+// The quantized inputs of layer d over samples [0, n), captured in chunks, into j.input_runs:
+// views of what the network holds anyway where it lends them (held_inputs, calibrate/network.hpp),
+// else one copied chunk each (capture_valid_rows: padding rows left out).
+template <QuantizableNetwork Net>
+void capture_input_runs(Net& net, const layer_desc& d, std::size_t n, std::size_t chunk,
+                        layer_job& j) {
+  const std::size_t in = d.geometry.input_per_sample();
+  const std::size_t row = d.geometry.per_row().input_per_sample();
+  const std::string where = "adaquant_calibrate: held_inputs(layer " + std::to_string(d.id) + ")";
+  j.input_runs.clear();
+  j.owned_inputs.clear();
+  std::size_t total = 0;
+  for (std::size_t first = 0; first < n; first += chunk) {
+    const std::size_t m = std::min(chunk, n - first);
+    if constexpr (requires { net.held_inputs(d.id, first, m); }) {
+      (void)capture_checked(net, d, first, m, capture_mode::quantized, false, false);
+      if (auto held = net.held_inputs(d.id, first, m)) {
+        std::size_t got = 0;
+        for (std::span<const float> r : *held) {
+          if (!(r.size() % in == 0))
+            fail(errc::shape_mismatch, where,
+                 "lent a run of " + std::to_string(r.size()) + " floats, not whole samples of " +
+                     std::to_string(in));
+          got += r.size();
+        }
+        if (!(got == m * in))
+          fail(errc::shape_mismatch, where,
+               "lent " + std::to_string(got) + " floats for " + std::to_string(m) + " samples of " +
+                   std::to_string(in));
+        j.input_runs.insert(j.input_runs.end(), held->begin(), held->end());
+        total += got;
+        continue;
+      }
+    }
+    layer_io io = capture_valid_rows(net, d, first, m, capture_mode::quantized, true, false);
+    total += io.inputs.size();
+    j.owned_inputs.push_back(std::move(io.inputs));  // moving keeps the buffer: views stay valid
+    j.input_runs.emplace_back(j.owned_inputs.back());
+  }
+  if (!(n == 0 || total / row > 0))
+    fail(errc::empty_input, "adaquant_calibrate: capture(layer " + std::to_string(d.id) + ")",
+         "row_mask marks every row of the calibration samples as padding");
+}
 
 inline quantized_layer to_quantized(std::size_t id, const layer_result& r,
                                     const layer_quantizers& quantizers) {
@@ -451,7 +505,7 @@ calibration_report calibrate_layers(Net& net, std::span<const layer_quantizers> 
         }
       }
       if (!j.saved && !load(j)) {
-        capture_all(net, *j.desc, n, chunk, capture_mode::quantized, true, false, j.io);
+        capture_input_runs(net, *j.desc, n, chunk, j);
         capture_all(net, *j.desc, n, chunk, capture_mode::full_precision, false, true, j.io);
         j.threads = resolve_threads(context.threads);
         j.run();

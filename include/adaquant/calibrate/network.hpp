@@ -26,6 +26,16 @@
 // only the parts `want` names (the other vector may stay empty); the drivers call it when the
 // network has it, so a step that needs only outputs does not hold a copy of the inputs.
 //
+// Optionally, `std::optional<std::vector<std::span<const float>>> held_inputs(std::size_t id,
+// std::size_t first, std::size_t count)`: right after capture(id, first, count,
+// capture_mode::quantized, ...), the inputs that capture returns, as views of memory the network
+// holds anyway (e.g. the state its quantized passes resume from): runs of whole samples in sample
+// order. std::nullopt when it does not hold them in that form (a layer with a row_mask must
+// return it); the driver then asks capture for a copy. The views must stay valid until the
+// network's next set_quantized call or quantized capture of any of those samples: the sequential
+// driver reads them while it optimises that one layer, and so does not hold the layer's inputs
+// twice (calibrate/driver.hpp).
+//
 // Any framework can implement this with per-layer hooks: record a layer's input/output, replace
 // its weights, transform its input. See tests/adaquant/test_driver.cpp for a 40-line example.
 

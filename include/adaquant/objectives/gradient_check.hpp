@@ -168,7 +168,7 @@ inline double straight_through_surrogate(const layer_objective& obj, const layer
     batch = all;
   }
   const std::size_t in = g.input_per_sample(), out = g.output_per_sample(), B = batch.size();
-  const auto X = obj.inputs();
+  const sample_rows& X = obj.inputs();
   const auto Y = obj.targets();
 
   // Anchor decisions.
@@ -180,7 +180,7 @@ inline double straight_through_surrogate(const layer_objective& obj, const layer
     with_rounding(cfg.rounding, [&](auto r) {
       using R = decltype(r);
       for (std::size_t n = 0; n < B; ++n)
-        std::copy_n(X.data() + batch[n] * in, in, xb0.data() + n * in);
+        std::copy_n(X.row(batch[n]), in, xb0.data() + n * in);
       fa.residual.resize(B * in);
       fa.region.resize(B * in);
       detail::freeze<R>(xb0.data(), B * in, anchor.act_scale, anchor.act_zero_point, aqmin, aqmax,
@@ -195,7 +195,7 @@ inline double straight_through_surrogate(const layer_objective& obj, const layer
   std::vector<double> xq(B * in);
   for (std::size_t n = 0; n < B; ++n)
     for (std::size_t e = 0; e < in; ++e) {
-      const double v = X[batch[n] * in + e];
+      const double v = X.row(batch[n])[e];
       const bool quantized = cfg.quantize_activations && (keep.empty() || !keep[n * in + e]);
       xq[n * in + e] = quantized ? detail::frozen_value(v, s.act_scale, s.act_zero_point, aqmin,
                                                         aqmax, fa.region[n * in + e],

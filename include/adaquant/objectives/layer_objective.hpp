@@ -28,6 +28,8 @@
 // z) - z), relaxed_value() is what it differentiates, and value() and quantized_weights() use the
 // hardened rounding (up where h(V) >= 0.5).
 //
+// X may be given as one array or as several runs of whole samples (objectives/sample_rows.hpp:
+// e.g. the chunks a network holds anyway); every result is the same bit for bit either way.
 // The objective references X, Y, W and the bias (the caller keeps them alive) and owns scratch
 // buffers: use one objective per thread (set_threads lets one objective's convolutions use
 // several; the results do not depend on it). Layout: X [N, in] / [N, C, H, W], Y [N, out] /
@@ -51,6 +53,7 @@
 #include <adaquant/objectives/input_drop.hpp>
 #include <adaquant/objectives/layer_passes.hpp>
 #include <adaquant/objectives/layer_state.hpp>
+#include <adaquant/objectives/sample_rows.hpp>
 #include <adaquant/quant/quant_params.hpp>
 #include <adaquant/quant/rounding.hpp>
 #include <adaquant/quant/scheme.hpp>
@@ -73,7 +76,13 @@ class layer_objective {
   layer_objective(const layer_geometry& geometry, std::span<const float> weight,
                   std::span<const float> bias, std::span<const float> inputs,
                   std::span<const float> targets, const layer_quant_config& config)
-      : g_(geometry.per_row()), cfg_(config), w_(weight), b0_(bias), x_(inputs), y_(targets) {
+      : layer_objective(geometry, weight, bias, std::vector<std::span<const float>>{inputs},
+                        targets, config) {}
+  // The same with X in runs of whole samples, in sample order.
+  layer_objective(const layer_geometry& geometry, std::span<const float> weight,
+                  std::span<const float> bias, std::vector<std::span<const float>> input_runs,
+                  std::span<const float> targets, const layer_quant_config& config)
+      : g_(geometry.per_row()), cfg_(config), w_(weight), b0_(bias), y_(targets) {
     constexpr const char* fn = "layer_objective";
     const std::string f(fn);
     g_.validate(f + ": geometry");
@@ -89,12 +98,17 @@ class layer_objective {
       detail::fail(errc::shape_mismatch, f + ": bias",
                    "has " + std::to_string(b0_.size()) + " elements, expected 0 or " +
                        std::to_string(g_.out_channels()));
-    if (!(!x_.empty())) detail::fail(errc::empty_input, f + ": inputs", "no calibration samples");
-    if (!(x_.size() % g_.input_per_sample() == 0))
-      detail::fail(errc::shape_mismatch, f + ": inputs",
-                   std::to_string(x_.size()) + " elements is not a multiple of the " +
-                       std::to_string(g_.input_per_sample()) + " inputs per sample");
-    n_ = x_.size() / g_.input_per_sample();
+    std::size_t total = 0;
+    for (std::span<const float> r : input_runs) total += r.size();
+    if (!(total > 0)) detail::fail(errc::empty_input, f + ": inputs", "no calibration samples");
+    for (std::size_t r = 0; r < input_runs.size(); ++r)
+      if (!(input_runs[r].size() % g_.input_per_sample() == 0))
+        detail::fail(errc::shape_mismatch,
+                     f + ": inputs" + (input_runs.size() > 1 ? "[" + std::to_string(r) + "]" : ""),
+                     std::to_string(input_runs[r].size()) + " elements is not a multiple of the " +
+                         std::to_string(g_.input_per_sample()) + " inputs per sample");
+    x_ = sample_rows(std::move(input_runs), g_.input_per_sample());
+    n_ = x_.samples();
     if (!(y_.size() == n_ * g_.output_per_sample()))
       detail::fail(errc::shape_mismatch, f + ": targets",
                    "has " + std::to_string(y_.size()) + " elements, " + std::to_string(n_) +
@@ -102,7 +116,8 @@ class layer_objective {
                        std::to_string(n_ * g_.output_per_sample()));
     detail::check_all_finite(w_, f + ": weight");
     detail::check_all_finite(b0_, f + ": bias");
-    detail::check_all_finite(x_, f + ": inputs");
+    for (std::size_t r = 0, at = 0; r < x_.runs().size(); at += x_.runs()[r++].size())
+      detail::check_all_finite(x_.runs()[r], f + ": inputs", at);
     detail::check_all_finite(y_, f + ": targets");
   }
 
@@ -111,7 +126,7 @@ class layer_objective {
   [[nodiscard]] std::size_t samples() const noexcept { return n_; }
   [[nodiscard]] std::span<const float> weight() const noexcept { return w_; }
   [[nodiscard]] std::span<const float> bias() const noexcept { return b0_; }
-  [[nodiscard]] std::span<const float> inputs() const noexcept { return x_; }
+  [[nodiscard]] const sample_rows& inputs() const noexcept { return x_; }
   [[nodiscard]] std::span<const float> targets() const noexcept { return y_; }
   // The weight groups (one scale and zero point each): output channels or blocks of inputs.
   [[nodiscard]] const weight_grouping& weight_groups() const noexcept { return wg_; }
@@ -340,7 +355,7 @@ class layer_objective {
     const std::size_t B = batch.size(), in = g_.input_per_sample(), out = g_.output_per_sample();
     xb_.resize(B * in);
     for (std::size_t n = 0; n < B; ++n)
-      std::memcpy(xb_.data() + n * in, x_.data() + batch[n] * in, in * sizeof(float));
+      std::memcpy(xb_.data() + n * in, x_.row(batch[n]), in * sizeof(float));
     const float* xq = xb_.data();
     if (cfg_.quantize_activations) {
       xq_.resize(B * in);
@@ -415,7 +430,9 @@ class layer_objective {
 
   layer_geometry g_;
   layer_quant_config cfg_;
-  std::span<const float> w_, b0_, x_, y_;
+  std::span<const float> w_, b0_;
+  sample_rows x_;
+  std::span<const float> y_;
   std::size_t n_ = 0, threads_ = 1;
   double grain_ = detail::direct_conv_grain;
   weight_grouping wg_;

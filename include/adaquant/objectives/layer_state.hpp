@@ -106,11 +106,13 @@ inline std::int32_t round_zero_point(float z, std::int32_t qmin, std::int32_t qm
   if (r > static_cast<float>(qmax)) return qmax;
   return static_cast<std::int32_t>(r);
 }
-inline void check_all_finite(std::span<const float> v, const std::string& where) {
+// offset: the index of v[0] in the array `where` names (v may be one run of it).
+inline void check_all_finite(std::span<const float> v, const std::string& where,
+                             std::size_t offset = 0) {
   for (std::size_t i = 0; i < v.size(); ++i)
     if (!is_finite(v[i]))
       fail(errc::non_finite, where,
-           "element " + std::to_string(i) + " is " +
+           "element " + std::to_string(offset + i) + " is " +
                (v[i] != v[i] ? std::string("NaN") : std::string("infinite")));
 }
 }  // namespace detail

@@ -52,6 +52,8 @@
 // and recomputes the layers from there. Same values, more time: in
 // a residual block the block input stays live beside each layer's input, so the full-precision
 // state stays at the block input and the block's layers are recomputed per capture.
+// held_inputs() lends the layer's input from the quantized passes' kept state, so sequential
+// AdaQuant does not hold it a second time (calibrate/network.hpp).
 
 #include <adaquant/calibrate/block_network.hpp>
 #include <adaquant/calibrate/network.hpp>
@@ -168,6 +170,11 @@ class onnx_network {
                                            std::size_t count, capture_mode mode,
                                            capture_parts want = {});
   void set_quantized(const quantized_layer& q);
+  // The inputs a quantized capture of layer_id over [first, first + count) just returned, as
+  // views of the passes' resume states (calibrate/network.hpp); std::nullopt for a layer with a
+  // token mask or an explicitly padded input, or when the passes are not at the layer.
+  [[nodiscard]] std::optional<std::vector<std::span<const float>>> held_inputs(
+      std::size_t layer_id, std::size_t first, std::size_t count) const;
   [[nodiscard]] const batch_norm_params* folded_batch_norm(std::size_t id) const {
     const auto it = fp_.folded_batch_norms().find(id);
     return it == fp_.folded_batch_norms().end() ? nullptr : &it->second;
@@ -252,6 +259,17 @@ class onnx_network {
   void resolve_token_mask(const model& m, const std::optional<std::string>& name);
   void find_products(const std::optional<activation_products_options>& opt);
   void estimate_product(activation_product& p);
+  // Samples [first, first + count) split over the passes of one capture: boundaries, parts + 1.
+  [[nodiscard]] std::vector<std::size_t> pass_bounds(std::size_t first, std::size_t count) const {
+    const std::size_t parts = std::max<std::size_t>(1, std::min(threads_, count));
+    std::vector<std::size_t> begin(parts + 1);
+    for (std::size_t p = 0; p <= parts; ++p) begin[p] = first + count * p / parts;
+    return begin;
+  }
+  // The input of layer node n as its layer_desc sees it: `in`, or `in` padded explicitly when
+  // the conv's pads are asymmetric (then returned; empty otherwise).
+  [[nodiscard]] std::vector<float> explicit_padding(const graph& run, const node& n,
+                                                    const tensor& in) const;
   // The quantized graph changed at `node`: quantized passes and loss passes resume before it,
   // and the range estimates of the products after it are dropped (re-estimated when next needed).
   void invalidate_quantized_from(std::size_t node);
@@ -458,10 +476,9 @@ inline adaquant::layer_io onnx_network::capture(std::size_t layer_id, std::size_
   const graph& run = mode == capture_mode::quantized ? q_ : fp_;
   const node& n = run.at(layer_id);
   const int in_v = n.inputs[0], out_v = n.outputs[0];
-  const std::size_t parts = std::max<std::size_t>(1, std::min(threads_, count));
+  const std::vector<std::size_t> begin = pass_bounds(first, count);
+  const std::size_t parts = begin.size() - 1;
   std::vector<resumable_pass*> pass(parts);
-  std::vector<std::size_t> begin(parts + 1);
-  for (std::size_t p = 0; p <= parts; ++p) begin[p] = first + count * p / parts;
   for (std::size_t p = 0; p < parts; ++p) {
     const std::size_t b = begin[p], c = begin[p + 1] - b;
     pass[p] = &passes_[{mode, b, c}];
@@ -496,17 +513,7 @@ inline adaquant::layer_io onnx_network::capture(std::size_t layer_id, std::size_
     const std::size_t at = begin[p] - first;
     if (want.inputs) {  // kept before layer_id (only captures of outputs alone keep earlier)
       const tensor& in = pass[p]->kept().live.at(in_v);
-      std::vector<float> padded;
-      if (n.op_type == "Conv") {
-        const op_env env{n, run.opset(), run.limits(), run.source(), nullptr};
-        const detail::window g =
-            detail::conv_window(env, in.shape, n.layer->weight.shape, n.attr_int("group", 1));
-        if (!g.symmetric_pads()) {
-          tensor in4 = in;
-          if (in4.rank() == 3) in4.shape.insert(in4.shape.begin() + 2, 1);
-          padded = detail::pad_nchw(in4, g.pt, g.pb, g.pl, g.pr);
-        }
-      }
+      const std::vector<float> padded = explicit_padding(run, n, in);
       const std::vector<float>& from = padded.empty() ? in.f : padded;
       std::copy(from.begin(), from.end(),
                 io.inputs.begin() + static_cast<std::ptrdiff_t>(at * in_per));
@@ -516,6 +523,41 @@ inline adaquant::layer_io onnx_network::capture(std::size_t layer_id, std::size_
                 io.outputs.begin() + static_cast<std::ptrdiff_t>(at * out_per));
   });
   return io;
+}
+
+inline std::vector<float> onnx_network::explicit_padding(const graph& run, const node& n,
+                                                         const tensor& in) const {
+  if (n.op_type != "Conv") return {};
+  const op_env env{n, run.opset(), run.limits(), run.source(), nullptr};
+  const detail::window g =
+      detail::conv_window(env, in.shape, n.layer->weight.shape, n.attr_int("group", 1));
+  if (g.symmetric_pads()) return {};
+  tensor in4 = in;
+  if (in4.rank() == 3) in4.shape.insert(in4.shape.begin() + 2, 1);
+  return detail::pad_nchw(in4, g.pt, g.pb, g.pl, g.pr);
+}
+
+inline std::optional<std::vector<std::span<const float>>> onnx_network::held_inputs(
+    std::size_t layer_id, std::size_t first, std::size_t count) const {
+  const layer_desc& d = desc(layer_id);
+  const std::size_t rows = d.geometry.kind == layer_kind::linear ? d.geometry.linear.rows : 1;
+  if ((rows > 1 && mask_input_ != graph::npos) || !(first <= samples_ && count <= samples_ - first))
+    return std::nullopt;
+  const node& n = q_.at(layer_id);
+  const std::vector<std::size_t> begin = pass_bounds(first, count);
+  std::vector<std::span<const float>> runs;
+  for (std::size_t p = 0; p + 1 < begin.size(); ++p) {
+    const auto it = passes_.find({capture_mode::quantized, begin[p], begin[p + 1] - begin[p]});
+    if (it == passes_.end() || it->second.start_point(layer_id) != layer_id) return std::nullopt;
+    const auto v = it->second.kept().live.find(n.inputs[0]);
+    if (v == it->second.kept().live.end()) return std::nullopt;
+    const tensor& in = v->second;
+    if (!(in.f.size() == (begin[p + 1] - begin[p]) * d.geometry.input_per_sample()) ||
+        !explicit_padding(q_, n, in).empty())
+      return std::nullopt;
+    runs.emplace_back(in.f);
+  }
+  return runs;
 }
 
 inline void onnx_network::set_quantized(const quantized_layer& q) {

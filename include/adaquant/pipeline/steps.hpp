@@ -396,6 +396,12 @@ struct recording_network {
     n.capture(id, first, count, m, want);
   }
   { return net.capture(id, first, count, m, want); }
+  std::optional<std::vector<std::span<const float>>> held_inputs(std::size_t id, std::size_t first,
+                                                                 std::size_t count) requires
+      requires(Net& n) {
+    n.held_inputs(id, first, count);
+  }
+  { return net.held_inputs(id, first, count); }
   void set_quantized(const quantized_layer& q) {
     net.set_quantized(q);
     received[q.id] = q;

@@ -55,20 +55,22 @@ fbatch fake_quant_error(const fbatch& v, const fbatch& vs, const fbatch& vinv, c
   return y - v;
 }
 
-// Returns sum_i |fq(x_i) - x_i|^p. Two batches per step, one partial sum per lane of each, so the
-// vector part ends at n - n % error_partials.
+// Adds the errors of x[0, n) to the partial sums acc[error_partials] (element i to
+// acc[i % error_partials]); n must be a multiple of error_partials. Continuing from acc, the sums
+// are those of one call over the concatenated arrays.
 template <RoundingPolicy R>
-double quant_error(const float* x, std::size_t n, const quant_params& q, double p) noexcept {
+void quant_error_partials(const float* x, std::size_t n, const quant_params& q, double p,
+                          double* acc) noexcept {
   constexpr std::size_t parts = error_partials, h = dbatch::size;
+  if (n == 0) return;
   const auto [ylo, yhi] = dequant_bounds(q);
   const fbatch vs(q.scale), vinv(q.inv_scale()), vylo(ylo), vyhi(yhi);
-  const std::size_t vn = n - n % parts;
-  alignas(64) double acc[parts] = {};
   if (p == 2.0 || p == 1.0) {
     // Four accumulators: partials [0, h), [h, 2h), ... of each step. Products of widened
     // floats are exact, so FMA contraction cannot change a bit.
-    dbatch a0(0.0), a1(0.0), a2(0.0), a3(0.0);
-    for (std::size_t i = 0; i < vn; i += parts) {
+    dbatch a0 = dbatch::load_unaligned(acc), a1 = dbatch::load_unaligned(acc + h),
+           a2 = dbatch::load_unaligned(acc + 2 * h), a3 = dbatch::load_unaligned(acc + 3 * h);
+    for (std::size_t i = 0; i < n; i += parts) {
       const fbatch d0 = fake_quant_error<R>(fbatch::load_unaligned(x + i), vs, vinv, vylo, vyhi);
       const fbatch d1 =
           fake_quant_error<R>(fbatch::load_unaligned(x + i + lanes), vs, vinv, vylo, vyhi);
@@ -87,19 +89,29 @@ double quant_error(const float* x, std::size_t n, const quant_params& q, double 
         a3 += xsimd::abs(w3);
       }
     }
-    a0.store_aligned(acc);
-    a1.store_aligned(acc + h);
-    a2.store_aligned(acc + 2 * h);
-    a3.store_aligned(acc + 3 * h);
+    a0.store_unaligned(acc);
+    a1.store_unaligned(acc + h);
+    a2.store_unaligned(acc + 2 * h);
+    a3.store_unaligned(acc + 3 * h);
   } else {
     alignas(64) float d[parts];
-    for (std::size_t i = 0; i < vn; i += parts) {
+    for (std::size_t i = 0; i < n; i += parts) {
       fake_quant_error<R>(fbatch::load_unaligned(x + i), vs, vinv, vylo, vyhi).store_aligned(d);
       fake_quant_error<R>(fbatch::load_unaligned(x + i + lanes), vs, vinv, vylo, vyhi)
           .store_aligned(d + lanes);
       for (std::size_t j = 0; j < parts; ++j) acc[j] += error_term(d[j], p);
     }
   }
+}
+
+// Returns sum_i |fq(x_i) - x_i|^p. Two batches per step, one partial sum per lane of each, so the
+// vector part ends at n - n % error_partials.
+template <RoundingPolicy R>
+double quant_error(const float* x, std::size_t n, const quant_params& q, double p) noexcept {
+  constexpr std::size_t parts = error_partials;
+  const std::size_t vn = n - n % parts;
+  alignas(64) double acc[parts] = {};
+  quant_error_partials<R>(x, vn, q, p, acc);
   double total = 0.0;
   for (std::size_t j = 0; j < parts; ++j) total += acc[j];
   return quant_error_ref<R>(x + vn, n - vn, q, p, total);
