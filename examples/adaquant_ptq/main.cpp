@@ -29,6 +29,7 @@
 #include <fstream>
 #include <map>
 #include <optional>
+#include <span>
 #include <string>
 #include <vector>
 #if defined(__GLIBC__)
@@ -68,6 +69,11 @@ struct recording_network {
                        aq::capture_parts want) {
     return net.capture(id, first, count, m, want);
   }
+  // Sequential AdaQuant reads a layer's inputs from the network's kept state (no second copy).
+  std::optional<std::vector<std::span<const float>>> held_inputs(std::size_t id, std::size_t first,
+                                                                 std::size_t count) const {
+    return net.held_inputs(id, first, count);
+  }
   // The weights stay in the network's quantized graph only (export reads them back from there).
   void set_quantized(const aq::quantized_layer& q) {
     net.set_quantized(q);
@@ -81,6 +87,9 @@ struct recording_network {
   double calibration_loss() { return net.calibration_loss(); }
 };
 static_assert(aq::PipelineNetwork<recording_network> && aq::LossNetwork<recording_network>);
+static_assert(requires(aq::detail::recording_network<recording_network> & r) {
+  r.held_inputs(0, 0, 1);  // the pipeline's own wrapper passes the lending on
+});
 
 // What identifies a run for --checkpoint: the settings, the other flags that change a result (as
 // resolved), the model's and the calibration data's bytes.
@@ -228,8 +237,19 @@ int run(const args& a) {
     }
   }
   const std::int64_t calib_samples = calib[0].shape[0];
-  // The network keeps the only copy of the calibration inputs and of the ModelProto.
+  // The network keeps the only copy of the calibration inputs. The ModelProto (another copy of
+  // the weights) is dropped for the run and read again for the export, from the same bytes.
+  const std::string model_sha256 = ex::sha256_file(a.model);
   ax::onnx_network net(std::move(m), std::move(calib), no);
+  if (!a.fp32_only) net.drop_model_proto();
+  // While quantized passes hold state, a full-precision pass keeps at most a quarter of the
+  // widest layer's inputs and outputs per sample and recomputes from there (same results): on
+  // ResNet-50 its state then stays out of the first stage's wide tensors, and the run stays within
+  // its memory bound (README, Scale).
+  std::size_t widest = 0;
+  for (const aq::layer_desc& d : net.quantizable_layers())
+    widest = std::max(widest, d.geometry.input_per_sample() + d.geometry.output_per_sample());
+  net.set_full_precision_keep_limit(std::min(net.full_precision_keep_limit(), widest / 4));
   const std::map<std::string, std::size_t> kept_float = float_nodes(net);
   if (!a.fp32_only && net.quantizable_layers().empty()) {
     std::string why;
@@ -322,7 +342,13 @@ int run(const args& a) {
   eo.signed_8bit_weights = a.int8_weights;
   ::onnx::ModelProto out;
   const ax::export_parts parts{exported, embeddings, products};
-  ax::export_qdq(net.model_proto(), parts, eo, out);
+  if (ex::sha256_file(a.model) != model_sha256)
+    throw aq::error(aq::errc::corrupt_data,
+                    "adaquant_ptq: " + a.model +
+                        ": the model file changed during the run; the export needs the file "
+                        "that was calibrated");
+  const ::onnx::ModelProto original = std::move(ax::load_model(a.model).proto);
+  ax::export_qdq(original, parts, eo, out);
 
   // Accuracy of our own simulation.
   std::optional<ax::eval_result> fp, qr;
@@ -337,7 +363,7 @@ int run(const args& a) {
 
   // Outputs, each atomically.
   ax::write_model(out, a.output);
-  if (!a.encodings.empty()) ax::write_encodings(net.model_proto(), parts, a.encodings, eo);
+  if (!a.encodings.empty()) ax::write_encodings(original, parts, a.encodings, eo);
   if (!a.logits.empty()) {
     std::vector<std::size_t> shape;
     for (std::int64_t d : qr->logits.shape) shape.push_back(static_cast<std::size_t>(d));
@@ -410,7 +436,7 @@ int run(const args& a) {
     };
     nlohmann::json j = {
         {"tool", "adaquant_ptq"},
-        {"model", {{"path", a.model}, {"sha256", ex::sha256_file(a.model)}}},
+        {"model", {{"path", a.model}, {"sha256", model_sha256}}},
         {"calib", {{"files", files(calib_files)}, {"samples", calib_samples}}},
         {"settings",
          {{"pipeline", s.pipeline},

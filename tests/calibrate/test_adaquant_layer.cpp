@@ -399,7 +399,7 @@ TEST_CASE("A one-chunk step splits its convolutions over threads: the same bits 
   // 16 -> 16 3x3 at 8x8 (stride 1: every product direct) and at 12x12 stride 2 (dL/dX by im2col
   // + GEMM, the forward and dW direct); 4 samples in one chunk, every pass worth 3 threads at a
   // grain of 1e5 multiply-adds (the default 4e6 needs layers too slow for this test). 64 -> 128
-  // 3x3 at 4x4 has enough weights (detail::weight_parallel_min) for the weight passes (packing,
+  // 3x3 at 4x4 has enough weights (detail::parallel_min_elements) for the weight passes (packing,
   // transposition, fake quantization and its backward; learned step and AdaRound) to split too.
   struct shape_case {
     layer_geometry geom;

@@ -45,6 +45,10 @@ namespace detail {
 
 // How long an idle worker, or a caller waiting for its helpers, polls before blocking.
 inline constexpr std::chrono::microseconds pool_spin{50};
+// Elements per thread below which an element-wise pass the size of a layer's weights (Adam's
+// update, weight fake quantization and its backward, weight packing and transposition) stays on
+// one thread: handing it to the pool would cost about as much as it saves.
+inline constexpr std::size_t parallel_min_elements = std::size_t{1} << 16;
 
 inline void cpu_relax() noexcept {
 #if defined(__x86_64__) || defined(__i386__)

@@ -34,8 +34,6 @@ inline constexpr std::size_t direct_conv_l2_bytes = std::size_t{256} << 10;
 // `threads`. The default 4e6 dates from when each call started its threads (a start cost about
 // as much as 1e6); handing work to the persistent pool costs less, not yet re-tuned.
 inline constexpr double direct_conv_grain = 4.0e6;
-// Weight elements below which the weight packing and transposition stay on one thread.
-inline constexpr std::size_t weight_parallel_min = std::size_t{1} << 16;
 [[nodiscard]] inline std::size_t direct_conv_threads(double macs, std::size_t threads,
                                                      double grain = direct_conv_grain) noexcept {
   const double most = std::max(1.0, std::min(macs / std::max(grain, 1.0), 1024.0));
@@ -138,7 +136,7 @@ inline void direct_conv2d(const conv2d_geometry& g, std::size_t batch, const flo
   const std::size_t in_n = g.in_channels * g.in_h * g.in_w,
                     tiles = (P + direct_conv_tile - 1) / direct_conv_tile;
   // Packing is pure data movement, split over the blocks when the weights are large.
-  const std::size_t pack_threads = k * ldw >= weight_parallel_min ? threads : 1;
+  const std::size_t pack_threads = k * ldw >= parallel_min_elements ? threads : 1;
   for (std::size_t gr = 0; gr < g.groups; ++gr) {
     split_units(blocks.size(), pack_threads, [&](std::size_t bi) {
       const auto [v0, take] = blocks[bi];
@@ -210,7 +208,7 @@ inline void direct_conv2d_adjoint(const conv2d_geometry& g, std::size_t batch, c
   const std::size_t kh = g.kernel_h, kw = g.kernel_w;
   wt.resize(g.out_channels * cg * kh * kw);
   // Over (group, output channel) rows in contiguous ranges, one per thread for large weights.
-  const std::size_t rows = g.groups * og, parts = wt.size() >= weight_parallel_min ? threads : 1;
+  const std::size_t rows = g.groups * og, parts = wt.size() >= parallel_min_elements ? threads : 1;
   split_units(parts, parts, [&](std::size_t part) {
     for (std::size_t u = rows * part / parts, e = rows * (part + 1) / parts; u < e; ++u) {
       const std::size_t gr = u / og, o = u % og;

@@ -79,12 +79,12 @@ inline void start_adaround(const layer_quant_config& cfg, const weight_grouping&
 }
 
 // f(first, last) over [0, groups) in up to `threads` contiguous ranges run in parallel; one range
-// below weight_parallel_min weights (objectives/direct_conv.hpp). The weight passes below are
+// below parallel_min_elements weights (objectives/direct_conv.hpp). The weight passes below are
 // element-wise or per group, so the split never changes a bit.
 template <class F>
 void over_weight_groups(std::size_t groups, std::size_t weights, std::size_t threads, F&& f) {
   const std::size_t parts =
-      weights >= weight_parallel_min ? std::min(std::max<std::size_t>(threads, 1), groups) : 1;
+      weights >= parallel_min_elements ? std::min(std::max<std::size_t>(threads, 1), groups) : 1;
   if (parts <= 1) {
     f(std::size_t{0}, groups);
     return;

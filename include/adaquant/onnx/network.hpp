@@ -246,6 +246,16 @@ class onnx_network {
   // The quantized graph's Gather q.node reads q.table instead of the float table.
   void set_embedding(const quantized_embedding& q);
   [[nodiscard]] const ::onnx::ModelProto& model_proto() const noexcept { return proto_; }
+  // The full-precision keep limit in force (network_options::full_precision_keep_limit, "Memory"
+  // above); changing it changes memory and time, never a result.
+  [[nodiscard]] std::size_t full_precision_keep_limit() const noexcept { return fp_keep_limit_; }
+  void set_full_precision_keep_limit(std::size_t elements) noexcept { fp_keep_limit_ = elements; }
+  // Frees the ModelProto (a copy of the weights the graphs do not need); model_proto() is then
+  // empty, and an exporter reads the file again (adaquant_ptq does).
+  void drop_model_proto() {
+    ::onnx::ModelProto empty;
+    empty.Swap(&proto_);
+  }
 
  private:
   onnx_network(const model& m, std::vector<tensor> calibration, network_options opt,

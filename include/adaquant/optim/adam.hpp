@@ -117,8 +117,8 @@ class adam {
     else
       parallel_for(width, width, update);
   }
-  // Elements per thread below which step() does not split a group.
-  static constexpr std::size_t adam_parallel_min = std::size_t{1} << 16;
+  // Elements per thread below which step() does not split a group (core/parallel.hpp).
+  static constexpr std::size_t adam_parallel_min = detail::parallel_min_elements;
 
   // One scalar parameter.
   void step(float& x, float grad, float lr) {
