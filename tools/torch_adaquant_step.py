@@ -2,7 +2,8 @@
 """PyTorch's side of adaquant_bench: the same layers' FP32 forward and one AdaQuant step.
 
     python3 tools/torch_adaquant_step.py [--bench build/benchmarks/adaquant_bench]
-                                         [--threads 1] [--repeats 30] [--json out.json]
+                                         [--threads 1] [--repeats 30] [--warmup-s 1.0]
+                                         [--json out.json]
 
 Shapes and bit widths as adaquant_bench (benchmarks/adaquant_bench.cpp):
     conv   64 -> 64, 3x3, padding 1, 14x14, batch 32        W4A4
@@ -20,9 +21,19 @@ threads (default 1, as adaquant_bench's single-threaded objective).
 
 With --bench, adaquant_bench runs in the same process tree right after (Google Benchmark JSON,
 CPU time), and the script prints the ratios that matter: our forward and step against PyTorch's,
-and each framework's step against its own forward. A speed-up below 1 means PyTorch is faster. Times are medians of --repeats runs after
-warm-up, CPU seconds of this process (time.process_time) and wall seconds.
+and each framework's step against its own forward. A speed-up below 1 means PyTorch is faster.
+Times are medians of --repeats runs, CPU seconds of the measuring process (time.process_time) and
+wall seconds, after a warm-up of at least --warmup-s seconds per function: oneDNN ran the
+14x14 conv's forward 4-6x slower for its first hundred or so calls on this machine.
+
+PyTorch is measured twice, each in its own process: with glibc's default allocator settings, and
+with glibc told to keep freed memory (MALLOC_MMAP_THRESHOLD_ and MALLOC_TRIM_THRESHOLD_ at 4 GiB).
+With the defaults, PyTorch's step returned its large buffers to the system and took them back
+every step (about 1300 page faults and a third of its time in the kernel at the 14x14 conv), and
+its step time moved between 11 and 30 ms from run to run; kept, it was 10.4-10.5 ms in every run.
+The ratios are taken against the faster of the two, per figure.
 """
+import os
 import argparse
 import json
 import statistics
@@ -60,9 +71,11 @@ def layer(s, x, w, b):
     return F.linear(x, w, b)
 
 
-def timed(fn, repeats, warmup=3):
-    for _ in range(warmup):
+def timed(fn, repeats, warmup_s):
+    start, calls = time.perf_counter(), 0
+    while calls < 3 or time.perf_counter() - start < warmup_s:
         fn()
+        calls += 1
     cpu, wall = [], []
     for _ in range(repeats):
         c, t = time.process_time(), time.perf_counter()
@@ -72,7 +85,7 @@ def timed(fn, repeats, warmup=3):
     return statistics.median(cpu), statistics.median(wall)
 
 
-def measure(name, s, repeats):
+def measure(name, s, repeats, warmup_s):
     g = torch.Generator().manual_seed(0)
     x = torch.relu(torch.randn(*s["x"], generator=g))
     w = 0.05 * torch.randn(*s["w"], generator=g)
@@ -81,7 +94,7 @@ def measure(name, s, repeats):
         with torch.no_grad():
             return layer(s, x, w, b)
 
-    fwd = timed(forward, repeats)
+    fwd = timed(forward, repeats, warmup_s)
     if s.get("forward_only"):
         return {"forward_cpu_s": fwd[0], "forward_wall_s": fwd[1]}
     y = forward()
@@ -106,7 +119,7 @@ def measure(name, s, repeats):
         loss.backward()
         opt.step()
 
-    stp = timed(step, repeats)
+    stp = timed(step, repeats, warmup_s)
     return {"forward_cpu_s": fwd[0], "forward_wall_s": fwd[1], "step_cpu_s": stp[0], "step_wall_s": stp[1]}
 
 
@@ -140,40 +153,67 @@ def warn_reference_blas():
                   "GEMMs will be slow. Install libopenblas0-pthread.", file=sys.stderr)
 
 
+KEEP_MEMORY = {"MALLOC_MMAP_THRESHOLD_": str(4 << 30), "MALLOC_TRIM_THRESHOLD_": str(4 << 30)}
+
+
+def torch_worker(a):
+    """Measures every shape in this process and prints the figures as JSON."""
+    torch.set_num_threads(a.threads)
+    out = {name: measure(name, s, a.repeats, a.warmup_s) for name, s in shapes().items()}
+    json.dump(out, sys.stdout)
+
+
+def torch_runs(a):
+    """PyTorch's figures under both allocator settings (module docstring), each in a subprocess."""
+    runs = {}
+    for label, extra in (("default", {}), ("kept", KEEP_MEMORY)):
+        env = dict(os.environ, **extra)
+        cmd = [sys.executable, os.path.abspath(__file__), "--worker", f"--threads={a.threads}",
+               f"--repeats={a.repeats}", f"--warmup-s={a.warmup_s}"]
+        runs[label] = json.loads(subprocess.run(cmd, env=env, check=True, capture_output=True,
+                                                text=True).stdout)
+    return runs
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--bench", help="path of adaquant_bench, run after PyTorch for the ratios")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--repeats", type=int, default=30)
+    ap.add_argument("--warmup-s", type=float, default=1.0)
     ap.add_argument("--json")
+    ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     a = ap.parse_args()
-    if a.threads < 1 or a.repeats < 1:
-        sys.exit("torch_adaquant_step: --threads and --repeats must be >= 1")
+    if a.threads < 1 or a.repeats < 1 or not a.warmup_s >= 0:
+        sys.exit("torch_adaquant_step: --threads and --repeats must be >= 1, --warmup-s >= 0")
+    if a.worker:
+        torch_worker(a)
+        return
     warn_reference_blas()
-    torch.set_num_threads(a.threads)
-    report = {"torch": torch.__version__, "threads": a.threads, "layers": {}}
+    runs = torch_runs(a)
+    report = {"torch": torch.__version__, "threads": a.threads, "allocator_runs": runs, "layers": {}}
     ours = run_bench(a.bench, a.repeats) if a.bench else {}
+    ms = lambda v: f"{1e3 * v:.2f} ms"
     for name, s in shapes().items():
-        r = measure(name, s, a.repeats)
-        fwd_name = next((k for k in ours if k.startswith("BM_fp32_forward") and k.endswith(name)), None)
+        # Per figure the faster of the two allocator settings (module docstring).
+        r = {k: min(runs["default"][name][k], runs["kept"][name][k]) for k in runs["kept"][name]}
         if s.get("forward_only"):
-            line = f"{name}: PyTorch forward {1e3 * r['forward_cpu_s']:.2f} ms, CPU"
-            if fwd_name:
-                r["adaquant_forward_cpu_s"] = ours[fwd_name]
-                line += (f"; adaquant forward {1e3 * ours[fwd_name]:.2f} ms; adaquant's speed-up over PyTorch "
-                         f"{r['forward_cpu_s'] / ours[fwd_name]:.2f}x")
-            print(line)
-            report["layers"][name] = r
-            continue
-        line = (f"{name}: PyTorch forward {1e3 * r['forward_cpu_s']:.2f} ms, step {1e3 * r['step_cpu_s']:.2f} ms "
-                f"(step/forward {r['step_cpu_s'] / r['forward_cpu_s']:.2f}x), CPU")
+            line = f"{name}: PyTorch forward {ms(r['forward_cpu_s'])}, CPU"
+        else:
+            line = (f"{name}: PyTorch forward {ms(r['forward_cpu_s'])}, step {ms(r['step_cpu_s'])} "
+                    f"(default allocator {ms(runs['default'][name]['step_cpu_s'])}; "
+                    f"step/forward {r['step_cpu_s'] / r['forward_cpu_s']:.2f}x), CPU")
+        fwd_name = next((k for k in ours if k.startswith("BM_fp32_forward") and k.endswith(name)), None)
         step_name = next((k for k in ours if k.startswith("BM_adaquant_step") and k.endswith(name)), None)
-        if step_name and fwd_name:
-            r["adaquant_forward_cpu_s"], r["adaquant_step_cpu_s"] = ours[fwd_name], ours[step_name]
-            line += (f"; adaquant forward {1e3 * ours[fwd_name]:.2f} ms, step {1e3 * ours[step_name]:.2f} ms "
-                     f"(step/forward {ours[step_name] / ours[fwd_name]:.2f}x); adaquant's speed-up over PyTorch "
-                     f"(PyTorch time / adaquant time): forward "
-                     f"{r['forward_cpu_s'] / ours[fwd_name]:.2f}x, step {r['step_cpu_s'] / ours[step_name]:.2f}x")
+        if fwd_name:
+            r["adaquant_forward_cpu_s"] = ours[fwd_name]
+            line += (f"; adaquant forward {ms(ours[fwd_name])}, speed-up over PyTorch "
+                     f"(PyTorch time / adaquant time) {r['forward_cpu_s'] / ours[fwd_name]:.2f}x")
+        if step_name and fwd_name and not s.get("forward_only"):
+            r["adaquant_step_cpu_s"] = ours[step_name]
+            line += (f"; adaquant step {ms(ours[step_name])} (step/forward "
+                     f"{ours[step_name] / ours[fwd_name]:.2f}x), speed-up over PyTorch "
+                     f"{r['step_cpu_s'] / ours[step_name]:.2f}x")
         print(line)
         report["layers"][name] = r
     if a.json:

@@ -1,6 +1,7 @@
 // The direct-convolution kernels equal their scalar twins bit for bit. gather_product: channel
 // counts across every register-block split (1 to 7 vectors, with partial last vectors), position
-// counts up to one full block of 12 positions and a remainder, with and without bias, and sentinels
+// counts up to two full blocks of 14 positions (AVX-512; 4-8 elsewhere) and every remainder (the
+// last positions take a block of 4 or 8 where they fit), with and without bias, and sentinels
 // around every output row (a partial block must not write past its positions or channels).
 // tap_sum: every length up to 5 blocks of 4 vectors plus tails, 1 to 9 taps and more taps than
 // the tail's pointer buffer holds. Also: outputs depend only on their own inputs (a position
@@ -59,7 +60,7 @@ std::vector<float> run_gather(const gather_case& g, bool with_bias) {
 TEST_CASE("gather_product: SIMD == scalar twin for every channel split and position tail") {
   for (std::size_t channels = 1; channels <= 7 * lanes + 1;
        channels += (channels < 2 * lanes + 2 ? 1 : lanes - 1))
-    for (std::size_t positions = 1; positions <= 13; ++positions)
+    for (std::size_t positions = 1; positions <= 31; ++positions)
       for (const std::size_t depth : {std::size_t{1}, std::size_t{9}, std::size_t{20}})
         for (const bool with_bias : {false, true}) {
           const auto seed = static_cast<std::uint32_t>(channels * 131 + positions * 7 + depth);

@@ -284,3 +284,54 @@ TEST_CASE("The direct products give the same bits on 1, 2 and 3 threads",
     }
   }
 }
+
+TEST_CASE("Inputs padded once by padded_batch give the products' bits, across shape changes",
+          "[objective][forward][backward][direct][padded]") {
+  // A training step pads its quantized inputs once for the forward and dL/dW and dL/dY once for
+  // the adjoint (padded_batch keeps the zero borders between fills). The results equal the
+  // products that pad for themselves; one padded_batch serves shapes in turn (a smaller batch, a
+  // different plane, back again), so stale interiors on a new shape's borders would show.
+  const std::vector<conv2d_geometry> shapes = {
+      geom(16, 40, 13, 12, 3, 3, 1, 1, 1, 1),  // pads 1 x 2: 156 positions, blocks of 3 and 2
+      geom(16, 32, 6, 7, 3, 3, 1, 1, 1, 2),    // two groups of 16: a sample spans both groups
+      geom(16, 40, 13, 12, 3, 3, 1, 1, 1, 1),  // the first shape again, after the second
+      geom(24, 16, 9, 5, 5, 5, 1, 2, 1, 1)};   // pads 2 x 3, a 5x5 kernel
+  const auto same = [](const std::vector<float>& a, const std::vector<float>& b) {
+    return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
+  };
+  adaquant::detail::padded_batch xpad, dypad;
+  std::size_t batch = 3;
+  for (const conv2d_geometry& c : shapes) {
+    INFO(describe(c) << " batch " << batch);
+    REQUIRE(adaquant::detail::direct_adjoint_applies(c));
+    REQUIRE(adaquant::detail::direct_weight_grad_applies(c, batch, true));
+    const adaquant::layer_geometry g = adaquant::layer_geometry::of(c);
+    const conv2d_geometry a = adaquant::detail::adjoint_geometry(c);
+    const std::vector<float> x = adaquant_test::randn(batch * g.input_per_sample(), 1.0f, 31);
+    const std::vector<float> w = adaquant_test::randn(g.weight_size(), 0.2f, 32);
+    const std::vector<float> b = adaquant_test::randn(c.out_channels, 0.5f, 33);
+    const std::vector<float> dy = adaquant_test::randn(batch * g.output_per_sample(), 1.0f, 34);
+    for (const std::size_t t : {1, 2}) {
+      INFO("threads " << t);
+      std::vector<float> ws, wt, y(batch * g.output_per_sample()), y_p(y.size());
+      std::vector<float> dx(batch * g.input_per_sample()), dx_p(dx.size());
+      std::vector<float> dw(g.weight_size()), dw_p(dw.size());
+      adaquant::detail::direct_conv2d(c, batch, x.data(), w.data(), b.data(), y.data(), ws, t);
+      adaquant::detail::direct_conv2d_adjoint(c, batch, dy.data(), w.data(), dx.data(), wt, ws, t);
+      adaquant::detail::direct_conv2d_weight_grad(c, batch, x.data(), dy.data(), dw.data(), ws, t);
+      const float* xp = xpad.fill(x.data(), batch, c.in_channels, c.in_h, c.in_w, c.pad_h, c.pad_w);
+      const float* dyp =
+          dypad.fill(dy.data(), batch, a.in_channels, a.in_h, a.in_w, a.pad_h, a.pad_w);
+      adaquant::detail::direct_conv2d(c, batch, xp, w.data(), b.data(), y_p.data(), ws, t, true);
+      adaquant::detail::direct_conv2d_adjoint(c, batch, dyp, w.data(), dx_p.data(), wt, ws, t,
+                                              true);
+      adaquant::detail::direct_conv2d_weight_grad(c, batch, xp, dy.data(), dw_p.data(), ws, t,
+                                                  true);
+      CHECK(same(y_p, y));
+      CHECK(same(y, reference_conv(c, batch, x, w, b)));
+      CHECK(same(dx_p, dx));
+      CHECK(same(dw_p, dw));
+    }
+    batch = batch == 3 ? 2 : 3;
+  }
+}

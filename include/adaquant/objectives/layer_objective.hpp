@@ -374,8 +374,19 @@ class layer_objective {
       // The im2col columns are kept for dW unless dW is a direct product too.
       const bool cols = keep && !detail::direct_weight_grad_applies(c, B);
       cols_.resize(cols ? B * c.groups * kp : kp);
-      detail::conv2d_forward_raw(c, B, xq, wb_.wq.data(), s.bias.data(), yq_.data(), cols_.data(),
-                                 cols, &conv_ws_, conv_threads(B));
+      xq_padded_ = nullptr;
+      if (keep && detail::direct_conv_applies(c) &&
+          detail::direct_weight_grad_applies(c, B, true)) {
+        // Padded once for the forward and dL/dW (unpadded layers read xq as it is).
+        xq_padded_ = c.pad_h == 0 && c.pad_w == 0
+                         ? xq
+                         : xpad_.fill(xq, B, c.in_channels, c.in_h, c.in_w, c.pad_h, c.pad_w);
+        detail::direct_conv2d(c, B, xq_padded_, wb_.wq.data(), s.bias.data(), yq_.data(), conv_ws_,
+                              conv_threads(B), true);
+      } else {
+        detail::conv2d_forward_raw(c, B, xq, wb_.wq.data(), s.bias.data(), yq_.data(), cols_.data(),
+                                   cols, &conv_ws_, conv_threads(B));
+      }
     }
     if (keep) dy_.resize(B * out);
     const float dscale = 2.0f / static_cast<float>(B * out);
@@ -413,13 +424,20 @@ class layer_objective {
     if (want_w) {
       dwq_.resize(g_.weight_size());
       detail::weight_product_gradient(g_, B, dy_.data(), xq, cols_.data(), dwq_.data(), conv_ws_,
-                                      conv_threads(B));
+                                      conv_threads(B), xq_padded_);
       detail::weight_quant_backward(cfg_, wg_, s, wb_, ar_.on, dwq_.data(), which, grad, threads_);
     }
     if (want_a) {
       dxq_.resize(B * in);
+      const float* dy_padded = nullptr;
+      if (g_.kind == layer_kind::conv2d && detail::direct_adjoint_applies(g_.conv)) {
+        const conv2d_geometry a = detail::adjoint_geometry(g_.conv);
+        dy_padded = a.pad_h == 0 && a.pad_w == 0 ? dy_.data()
+                                                 : dypad_.fill(dy_.data(), B, a.in_channels, a.in_h,
+                                                               a.in_w, a.pad_h, a.pad_w);
+      }
       detail::input_product_gradient(g_, B, dy_.data(), wb_.wq.data(), dxq_.data(), dcols_, wt_,
-                                     conv_ws_, conv_threads(B));
+                                     conv_ws_, conv_threads(B), dy_padded);
       double gs = 0.0, gz = 0.0;
       detail::fq_backward_run(xb_.data(), xq_.data(), xmask_.data(), dxq_.data(), B * in,
                               s.act_scale, nullptr, gs, gz);
@@ -440,6 +458,10 @@ class layer_objective {
   detail::adaround_weights_state ar_;
   std::vector<float> xb_, xq_, yq_, dy_, cols_, dwq_, dxq_, dcols_;
   std::vector<float> wt_, conv_ws_;  // direct convolutions: flipped weights, scratch
+  // A training step's padded inputs (xpad_, or xq itself when the layer has no padding; null
+  // when the products are not direct) and padded dL/dY for the adjoint.
+  detail::padded_batch xpad_, dypad_;
+  const float* xq_padded_ = nullptr;
   std::vector<std::uint8_t> xmask_, keep_;
 };
 

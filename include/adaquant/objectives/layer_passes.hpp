@@ -179,11 +179,19 @@ inline void bias_gradient(const float* dy, std::size_t B, std::size_t oc, std::s
         }
     }
   } else {
+    // Eight partial sums per (sample, channel), position p into sum p % 8, added in lane order:
+    // one chain of P dependent double additions was latency-bound (about 5 % of a conv step).
+    constexpr std::size_t L = 8;
     for (std::size_t n = 0; n < B; ++n)
       for (std::size_t c = 0; c < oc; ++c) {
         const float* d = dy + (n * oc + c) * P;
+        double part[L] = {};
+        std::size_t p = 0;
+        for (; p + L <= P; p += L)
+          for (std::size_t j = 0; j < L; ++j) part[j] += static_cast<double>(d[p + j]);
+        for (std::size_t j = 0; p < P; ++p, ++j) part[j] += static_cast<double>(d[p]);
         double a = 0.0;
-        for (std::size_t p = 0; p < P; ++p) a += static_cast<double>(d[p]);
+        for (std::size_t j = 0; j < L; ++j) a += part[j];
         acc[c] += a;
       }
   }
@@ -193,16 +201,21 @@ inline void bias_gradient(const float* dy, std::size_t B, std::size_t oc, std::s
 // dWq [oc, k] = dY^T Xq (linear), or for conv2d the direct product over (sample, position)
 // (objectives/direct_conv.hpp) where direct_weight_grad_applies, else the sum over samples of
 // dY C^T per group (C the im2col columns the forward kept). ws: scratch of the direct product;
-// threads: the direct product's.
+// threads: the direct product's; xq_padded: xq already padded (padded_batch), or null.
 inline void weight_product_gradient(const layer_geometry& g, std::size_t B, const float* dy,
                                     const float* xq, const float* cols, float* dwq,
-                                    std::vector<float>& ws, std::size_t threads = 1) {
+                                    std::vector<float>& ws, std::size_t threads = 1,
+                                    const float* xq_padded = nullptr) {
   using Eigen::Index;
   const std::size_t oc = g.out_channels(), k = g.weights_per_channel(), P = g.out_positions();
   if (g.kind == layer_kind::linear) {
     row_map(dwq, static_cast<Index>(oc), static_cast<Index>(k)).noalias() =
         const_row_map(dy, static_cast<Index>(B), static_cast<Index>(oc)).transpose() *
         const_row_map(xq, static_cast<Index>(B), static_cast<Index>(k));
+    return;
+  }
+  if (xq_padded && direct_weight_grad_applies(g.conv, B, true)) {
+    direct_conv2d_weight_grad(g.conv, B, xq_padded, dy, dwq, ws, threads, true);
     return;
   }
   if (direct_weight_grad_applies(g.conv, B)) {
@@ -226,11 +239,12 @@ inline void weight_product_gradient(const layer_geometry& g, std::size_t B, cons
 
 // dXq [B, in] = dY Wq (linear), or for conv2d the direct adjoint convolution where
 // direct_adjoint_applies (objectives/direct_conv.hpp; wt, ws: its flipped weights and scratch),
-// else col2im of Wq^T dY (dcols: workspace). threads: the direct adjoint's.
+// else col2im of Wq^T dY (dcols: workspace). threads: the direct adjoint's; dy_padded: dy already
+// padded at the adjoint's padding (padded_batch), or null.
 inline void input_product_gradient(const layer_geometry& g, std::size_t B, const float* dy,
                                    const float* wq, float* dxq, std::vector<float>& dcols,
                                    std::vector<float>& wt, std::vector<float>& ws,
-                                   std::size_t threads = 1) {
+                                   std::size_t threads = 1, const float* dy_padded = nullptr) {
   using Eigen::Index;
   const std::size_t oc = g.out_channels(), k = g.weights_per_channel(), P = g.out_positions();
   const std::size_t in = g.input_per_sample();
@@ -241,7 +255,10 @@ inline void input_product_gradient(const layer_geometry& g, std::size_t B, const
     return;
   }
   if (direct_adjoint_applies(g.conv)) {
-    direct_conv2d_adjoint(g.conv, B, dy, wq, dxq, wt, ws, threads);
+    if (dy_padded)
+      direct_conv2d_adjoint(g.conv, B, dy_padded, wq, dxq, wt, ws, threads, true);
+    else
+      direct_conv2d_adjoint(g.conv, B, dy, wq, dxq, wt, ws, threads);
     return;
   }
   const std::size_t groups = g.conv.groups, cg = oc / groups;
