@@ -71,6 +71,11 @@ what to compute
   --bit-options LIST     weight bits bit allocation chooses from           [2,3,4,8]
   --bit-rounds N         bit allocation: loss tables measured, each around the previous
                          round's choice (1 = the paper's one-shot table)   [4]
+  --no-recalibrate-allocation
+                         advanced with bit allocation: keep the allocation's
+                         parallel-order calibration instead of calibrating the
+                         chosen bits again in sequential order (kept only when
+                         it lowers the calibration loss; about twice the time)
   --loss-samples N       calibration samples of bit allocation's loss      [256]
   --iterations N         AdaQuant iterations per layer                     [1000]
   --order O              sequential | parallel AdaQuant                    [sequential]

@@ -10,6 +10,8 @@
 //                     [--no-bias] [--all-layers] [--order sequential|parallel] [--quiet]
 //                     [--bit-options 2,3,4,8]   (weight bits bit allocation chooses from)
 //                     [--bit-rounds 4]   (loss tables bit allocation measures; 1 = one-shot)
+//                     [--no-recalibrate-allocation]   (advanced: chosen bits not calibrated
+//                                                     again in sequential order)
 //                     [--threads N]   (0 = every core; results do not depend on it)
 //                     [--bn-target running|fp]   (BN tuning's reference statistics)
 //                     [--qdrop P]   (AdaQuant's QDrop probability in [0, 1]; default by bits)

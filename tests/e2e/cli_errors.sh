@@ -27,6 +27,7 @@ expect_error "smallest achievable" --model resnet --pipeline light --max-size-ra
 expect_error "unknown argument" --model resnet --pipeline light --frobnicate
 expect_error "not an integer" --model resnet --pipeline light --calib ten
 expect_error "--bn-target: must be one of running, fp, got 'x'" --model resnet --pipeline light --bn-target x
+expect_error "--no-recalibrate-allocation: only the advanced pipeline with bit allocation" --model resnet --pipeline advanced --no-recalibrate-allocation
 expect_error "--qdrop: must be in [0, 1]" --model resnet --pipeline advanced --qdrop 1.5
 expect_error "--qdrop: must be in [0, 1]" --model resnet --pipeline advanced --qdrop nan
 expect_error "--qdrop: must be in [0, 1]" --model resnet --pipeline advanced --qdrop -0.1

@@ -118,3 +118,25 @@ TEST_CASE("tap_sum: SIMD == scalar twin for all lengths and tap counts") {
       }
     }
 }
+
+TEST_CASE("transpose: SIMD == scalar twin, tiles and edges, nothing written outside") {
+  // Rows and columns across the 8 x 8 tiles and their edges, strided source and destination.
+  for (std::size_t rows = 1; rows <= 19; rows += (rows < 10 ? 1 : 9))
+    for (std::size_t cols = 1; cols <= 27; cols += (cols < 18 ? 1 : 9)) {
+      const std::size_t lds = cols + 3, ldo = rows + 5;
+      const auto src =
+          finite_test_data(rows * lds, 1.0f, static_cast<std::uint32_t>(rows * 31 + cols));
+      std::vector<float> a((cols + 1) * ldo, sentinel), b = a;
+      ad::transpose_run<true>(src.data(), lds, rows, cols, a.data(), ldo);
+      ad::transpose_run<false>(src.data(), lds, rows, cols, b.data(), ldo);
+      INFO("rows=" << rows << " cols=" << cols);
+      for (std::size_t p = 0; p <= cols; ++p)
+        for (std::size_t r = 0; r < ldo; ++r) {
+          REQUIRE(same_bits(a[p * ldo + r], b[p * ldo + r]));
+          if (p < cols && r < rows)
+            REQUIRE(same_bits(a[p * ldo + r], src[r * lds + p]));
+          else
+            REQUIRE(a[p * ldo + r] == sentinel);
+        }
+    }
+}

@@ -71,6 +71,7 @@ TEST_CASE("the pipeline flags both CLIs share parse into one settings struct", "
                                   "2,4",
                                   "--bit-rounds",
                                   "2",
+                                  "--no-recalibrate-allocation",
                                   "--iterations",
                                   "300",
                                   "--order",
@@ -98,6 +99,7 @@ TEST_CASE("the pipeline flags both CLIs share parse into one settings struct", "
   CHECK(s.max_size_ratio == 0.08);
   CHECK(s.bit_options == std::vector<int>{2, 4});
   CHECK((s.bit_rounds == 2 && s.iterations == 300 && s.order == "parallel" && s.seed == 7));
+  CHECK(!s.recalibrate_allocation);
   CHECK((s.qdrop == 0.25 && s.lr_weight == 0.004 && s.lr_quant == 0.002));
   CHECK((s.weight_rounding == "adaround" && s.adaround_lambda == 0.1));
   CHECK((!s.bn_tuning && s.bn_target == "fp" && !s.bias));
@@ -106,6 +108,9 @@ TEST_CASE("the pipeline flags both CLIs share parse into one settings struct", "
   CHECK(c.adaquant->layer.iterations == 300);
   CHECK(c.adaquant->layer.rounding == aq::weight_rounding::adaround);
   CHECK(c.adaquant->order == aq::calibration_order::parallel);
+  CHECK(!c.recalibrate_allocation);
+  CHECK(
+      ex::advanced_config_of(ex::pipeline_settings{.pipeline = "advanced"}).recalibrate_allocation);
 
   // Out of their domains: one message per setting, naming the flag.
   const std::vector<std::pair<std::vector<std::string>, std::string>> bad = {
@@ -136,6 +141,8 @@ TEST_CASE("the pipeline flags both CLIs share parse into one settings struct", "
       {{"--reconstruction", "block", "--blocks", "..b"},
        "--blocks: '..b' is not FIRST..LAST (layer names)"},
       {{"--lr-quant", "0"}, "--lr-quant: must be > 0"},
+      {{"--no-recalibrate-allocation", "--max-size-ratio", "0.1"},
+       "--no-recalibrate-allocation: only the advanced pipeline with bit allocation"},
   };
   for (const auto& [argv, message] : bad) {
     ex::pipeline_settings t{.pipeline = "light"};

@@ -95,9 +95,10 @@ bool is_bookkeeping(const fs::path& p) {
 run_identity settings_identity(const pipeline_settings& s) {
   // A member added to pipeline_settings stops the build here until it is part of the identity.
   const auto& [pipeline, wbits, abits, weight_block, weight_only, all_layers, weight_range,
-               act_range, percentile, rounding, max_size_ratio, bit_options, bit_rounds, iterations,
-               order, reconstruction, blocks, seed, qdrop, lr_weight, lr_quant, weight_rounding,
-               adaround_lambda, bn_tuning, bn_target, bias] = s;
+               act_range, percentile, rounding, max_size_ratio, bit_options, bit_rounds,
+               recalibrate_allocation, iterations, order, reconstruction, blocks, seed, qdrop,
+               lr_weight, lr_quant, weight_rounding, adaround_lambda, bn_tuning, bn_target, bias] =
+      s;
   const auto number = [](double v) {  // the shortest text that reads back as v
     char buf[40];
     return std::string(buf, std::to_chars(buf, buf + sizeof buf, v).ptr);
@@ -129,6 +130,7 @@ run_identity settings_identity(const pipeline_settings& s) {
           {"argument", "--max-size-ratio", max_size_ratio ? number(*max_size_ratio) : "off"},
           {"argument", "--bit-options", bits},
           {"argument", "--bit-rounds", std::to_string(bit_rounds)},
+          {"argument", "--no-recalibrate-allocation", on(!recalibrate_allocation)},
           {"argument", "--iterations", std::to_string(iterations)},
           {"argument", "--order", order},
           {"argument", "--reconstruction", reconstruction.empty() ? "default" : reconstruction},

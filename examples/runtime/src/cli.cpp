@@ -135,6 +135,7 @@ advanced_config advanced_config_of(const pipeline_settings& s,
       c.adaquant->blocks.max_layers = static_cast<std::size_t>(std::stoull(s.blocks));
   }
   c.bit_allocation = bit_allocation_of(s);
+  c.recalibrate_allocation = s.recalibrate_allocation;
   c.bn_tuning = bn_tuning_of(s);
   c.bias_tuning = s.bias;
   return c;
@@ -158,6 +159,8 @@ bool parse_pipeline_flag(const cli& c, const std::string& f,
     for (long long b : c.to_list(f, value())) s.bit_options.push_back(static_cast<int>(b));
   } else if (f == "--bit-rounds")
     s.bit_rounds = static_cast<int>(c.to_int(f, value()));
+  else if (f == "--no-recalibrate-allocation")
+    s.recalibrate_allocation = false;
   else if (f == "--iterations")
     s.iterations = c.to_count(f, value());
   else if (f == "--order")
@@ -214,6 +217,10 @@ void check_pipeline_settings(const cli& c, const pipeline_settings& s) {
   if (s.max_size_ratio && !(*s.max_size_ratio > 0.0 && *s.max_size_ratio <= 1.0))
     c.fail("--max-size-ratio: must be in (0, 1]");
   if (s.bit_rounds < 1) c.fail("--bit-rounds: must be >= 1");
+  if (!s.recalibrate_allocation && (s.pipeline != "advanced" || !s.max_size_ratio))
+    c.fail(
+        "--no-recalibrate-allocation: only the advanced pipeline with bit allocation "
+        "(--max-size-ratio) recalibrates the chosen bits");
   if (s.iterations == 0) c.fail("--iterations: must be > 0");
   if (s.qdrop && !(*s.qdrop >= 0.0 && *s.qdrop <= 1.0)) c.fail("--qdrop: must be in [0, 1]");
   if (!s.weight_rounding.empty())

@@ -8,9 +8,10 @@
 // (input channel, row, column). The SIMD kernel reads whole vectors of w: ldw must be at least
 // `channels` rounded up to a multiple of simd::lanes (the columns past `channels` are read, with
 // any finite values, and never affect an output). The sum starts
-// from bias[c] (0 when bias is null) and adds the taps in k order, each product fused into the sum where the target has FMA
-// (mul_add). An output therefore depends only on its own inputs and weights: not on the number
-// of positions or channels computed beside it, the vector width or the thread.
+// from bias[c] (0 when bias is null) and adds the taps in k order, each product fused into the sum
+// where the target has FMA (mul_add). An output therefore depends only on its own inputs and
+// weights: not on the number of positions or channels computed beside it, the vector width or the
+// thread.
 
 #include <adaquant/core/numeric.hpp>
 
@@ -23,8 +24,8 @@ using gather_index = std::uint32_t;  // offsets into one sample's padded input
 
 inline void gather_product_ref(const float* x, const gather_index* base, std::size_t positions,
                                const gather_index* off, std::size_t depth, const float* w,
-                               std::size_t ldw, const float* bias, std::size_t channels,
-                               float* out, std::size_t ldo) noexcept {
+                               std::size_t ldw, const float* bias, std::size_t channels, float* out,
+                               std::size_t ldo) noexcept {
   for (std::size_t p = 0; p < positions; ++p) {
     const float* xp = x + base[p];
     for (std::size_t c = 0; c < channels; ++c) {
@@ -45,6 +46,13 @@ inline void tap_sum_ref(const float* const* src, const float* w, std::size_t tap
     for (std::size_t t = 0; t < taps; ++t) acc = mul_add(w[t], src[t][q], acc);
     out[q] = acc;
   }
+}
+
+// out[p * ldo + r] = src[r * lds + p] for r < rows, p < cols (dL/dW packs dY position-major).
+inline void transpose_ref(const float* src, std::size_t lds, std::size_t rows, std::size_t cols,
+                          float* out, std::size_t ldo) noexcept {
+  for (std::size_t r = 0; r < rows; ++r)
+    for (std::size_t p = 0; p < cols; ++p) out[p * ldo + r] = src[r * lds + p];
 }
 
 }  // namespace adaquant::detail

@@ -306,11 +306,9 @@ inline void direct_conv2d_weight_grad(const conv2d_geometry& g, std::size_t batc
       float* pb = packed + depth * v0 * lanes;
       const std::size_t width = take * lanes, c0 = v0 * lanes, cn = std::min(width, og - c0);
       if (cn < width) std::fill(pb, pb + depth * width, 0.0f);  // the missing channels stay 0
-      for (std::size_t n = 0; n < batch; ++n)
-        for (std::size_t j = 0; j < cn; ++j) {
-          const float* d = dy + (n * g.out_channels + gr * og + c0 + j) * P;
-          for (std::size_t p = 0; p < P; ++p) pb[(n * P + p) * width + j] = d[p];
-        }
+      for (std::size_t n = 0; n < batch; ++n)  // pb[n P + p][j] = dy[n][gr og + c0 + j][p]
+        transpose_run(dy + (n * g.out_channels + gr * og + c0) * P, P, cn, P, pb + n * P * width,
+                      width);
     }
     split_units(blocks.size() * tiles, threads, [&](std::size_t u) {
       const auto [v0, take] = blocks[u / tiles];

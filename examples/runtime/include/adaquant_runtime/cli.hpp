@@ -33,15 +33,16 @@ struct pipeline_settings {
   std::optional<double> max_size_ratio{};  // bit allocation's budget; empty: no bit allocation
   std::vector<int> bit_options{2, 3, 4, 8};         // weight bits bit allocation chooses from
   int bit_rounds = bit_allocation_budget{}.rounds;  // loss tables bit allocation measures
-  std::size_t iterations = 1000;                    // AdaQuant per layer; 0: AdaQuant's default
-  std::string order = "sequential";                 // sequential | parallel AdaQuant
-  std::string reconstruction{};       // layer | block (BRECQ; sequential only); empty: by bits
-  std::string blocks = "auto";        // auto | N | FIRST..LAST,... (block_spec)
-  std::uint64_t seed = 0;             // AdaQuant's
-  std::optional<double> qdrop{};      // AdaQuant's QDrop probability; empty: by bits
-  std::optional<double> lr_weight{};  // AdaQuant's relative rate of V; empty: default
-  std::optional<double> lr_quant{};   // ... of both quantizers' scales; empty: default
-  std::string weight_rounding{};      // learned_step | adaround; empty: by bits
+  bool recalibrate_allocation = true;  // advanced: the chosen bits calibrated again, sequentially
+  std::size_t iterations = 1000;       // AdaQuant per layer; 0: AdaQuant's default
+  std::string order = "sequential";    // sequential | parallel AdaQuant
+  std::string reconstruction{};        // layer | block (BRECQ; sequential only); empty: by bits
+  std::string blocks = "auto";         // auto | N | FIRST..LAST,... (block_spec)
+  std::uint64_t seed = 0;              // AdaQuant's
+  std::optional<double> qdrop{};       // AdaQuant's QDrop probability; empty: by bits
+  std::optional<double> lr_weight{};   // AdaQuant's relative rate of V; empty: default
+  std::optional<double> lr_quant{};    // ... of both quantizers' scales; empty: default
+  std::string weight_rounding{};       // learned_step | adaround; empty: by bits
   std::optional<double> adaround_lambda{};  // AdaRound's regulariser weight; empty: default
   bool bn_tuning = true;                    // light/advanced
   std::string bn_target = "running";        // running | fp: BN tuning's reference statistics
@@ -82,7 +83,7 @@ pipeline_report run_pipeline(Net& net, const pipeline_settings& s, const executi
 
 // The pipeline flags both CLIs take, parsed and checked in one place (one wording):
 //   --pipeline naive|light|advanced   --wbits B   --abits B   --all-layers
-//   --max-size-ratio R   --bit-options B,B,..   --bit-rounds N
+//   --max-size-ratio R   --bit-options B,B,..   --bit-rounds N   --no-recalibrate-allocation
 //   --iterations N   --order sequential|parallel   --reconstruction layer|block
 //   --blocks auto|N|FIRST..LAST,...   --seed N
 //   --qdrop P   --lr-weight R
