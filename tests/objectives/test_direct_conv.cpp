@@ -334,4 +334,7 @@ TEST_CASE("Inputs padded once by padded_batch give the products' bits, across sh
     }
     batch = batch == 3 ? 2 : 3;
   }
+  // Nothing to pad: the input is already in the padded layout and comes back as it is.
+  const std::vector<float> x = adaquant_test::randn(2 * 3 * 4 * 5, 1.0f, 35);
+  CHECK(xpad.fill(x.data(), 2, 3, 4, 5, 0, 0) == x.data());
 }

@@ -81,35 +81,38 @@ inline void grow(std::vector<float>& ws, std::size_t n) {
 // dst [channels][h + 2 pad_h][w + 2 pad_w] = x [channels][h][w] with zero borders: cleared in one
 // call, then the rows copied (on 14 x 14 planes, 5 % faster than writing each border row and
 // column separately, whose many short memsets cost more than the second pass over the planes).
+// The interiors alone: dst's borders are left as they are.
+inline void copy_plane_interiors(const float* x, std::size_t planes, std::size_t h, std::size_t w,
+                                 std::size_t pad_h, std::size_t pad_w, float* dst) noexcept {
+  const std::size_t wp = w + 2 * pad_w, hp = h + 2 * pad_h;
+  dst += pad_h * wp + pad_w;
+  for (std::size_t c = 0; c < planes; ++c, dst += hp * wp, x += h * w)
+    for (std::size_t r = 0; r < h; ++r) std::memcpy(dst + r * wp, x + r * w, w * sizeof(float));
+}
 inline void pad_planes(const float* x, std::size_t channels, std::size_t h, std::size_t w,
                        std::size_t pad_h, std::size_t pad_w, float* dst) noexcept {
-  const std::size_t wp = w + 2 * pad_w, hp = h + 2 * pad_h;
-  std::memset(dst, 0, channels * hp * wp * sizeof(float));
-  dst += pad_h * wp + pad_w;
-  for (std::size_t c = 0; c < channels; ++c, dst += hp * wp, x += h * w)
-    for (std::size_t r = 0; r < h; ++r) std::memcpy(dst + r * wp, x + r * w, w * sizeof(float));
+  std::memset(dst, 0, channels * (h + 2 * pad_h) * (w + 2 * pad_w) * sizeof(float));
+  copy_plane_interiors(x, channels, h, w, pad_h, pad_w, dst);
 }
 
 // A batch laid out as the direct products read a padded input ([batch][channels][h + 2 pad_h]
 // [w + 2 pad_w], zero borders), kept between calls: the borders are written when the buffer grows
 // or the shape changes, only the planes' interiors on every fill. A training step pads its
-// quantized inputs once for the forward and dL/dW, and dL/dY once for the adjoint.
+// quantized inputs once for the forward and dL/dW, and dL/dY once for the adjoint. Without
+// padding x is already in that layout: fill returns x itself.
 class padded_batch {
  public:
   const float* fill(const float* x, std::size_t batch, std::size_t channels, std::size_t h,
                     std::size_t w, std::size_t pad_h, std::size_t pad_w) {
-    const std::size_t hp = h + 2 * pad_h, wp = w + 2 * pad_w, n = batch * channels * hp * wp;
+    if (pad_h == 0 && pad_w == 0) return x;
+    const std::size_t n = batch * channels * (h + 2 * pad_h) * (w + 2 * pad_w);
     const std::array<std::size_t, 5> shape{channels, h, w, pad_h, pad_w};
     if (shape != shape_ || buf_.size() < n) {
-      // A new shape: every border rewritten (the old interior may lie on the new borders).
-      if (shape != shape_) buf_.clear();
+      // Every border rewritten: on a new shape the old interiors may lie on the new borders.
       shape_ = shape;
-      if (buf_.size() < n) buf_.resize(n, 0.0f);
-      std::fill(buf_.begin(), buf_.end(), 0.0f);
+      buf_.assign(std::max(buf_.size(), n), 0.0f);
     }
-    float* dst = buf_.data() + pad_h * wp + pad_w;
-    for (std::size_t plane = 0; plane < batch * channels; ++plane, dst += hp * wp, x += h * w)
-      for (std::size_t r = 0; r < h; ++r) std::copy_n(x + r * w, w, dst + r * wp);
+    copy_plane_interiors(x, batch * channels, h, w, pad_h, pad_w, buf_.data());
     return buf_.data();
   }
 

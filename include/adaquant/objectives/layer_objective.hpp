@@ -375,12 +375,9 @@ class layer_objective {
       const bool cols = keep && !detail::direct_weight_grad_applies(c, B);
       cols_.resize(cols ? B * c.groups * kp : kp);
       xq_padded_ = nullptr;
-      if (keep && detail::direct_conv_applies(c) &&
-          detail::direct_weight_grad_applies(c, B, true)) {
-        // Padded once for the forward and dL/dW (unpadded layers read xq as it is).
-        xq_padded_ = c.pad_h == 0 && c.pad_w == 0
-                         ? xq
-                         : xpad_.fill(xq, B, c.in_channels, c.in_h, c.in_w, c.pad_h, c.pad_w);
+      if (keep && detail::direct_weight_grad_applies(c, B, true)) {
+        // Padded once for the forward and dL/dW.
+        xq_padded_ = xpad_.fill(xq, B, c.in_channels, c.in_h, c.in_w, c.pad_h, c.pad_w);
         detail::direct_conv2d(c, B, xq_padded_, wb_.wq.data(), s.bias.data(), yq_.data(), conv_ws_,
                               conv_threads(B), true);
       } else {
@@ -432,9 +429,7 @@ class layer_objective {
       const float* dy_padded = nullptr;
       if (g_.kind == layer_kind::conv2d && detail::direct_adjoint_applies(g_.conv)) {
         const conv2d_geometry a = detail::adjoint_geometry(g_.conv);
-        dy_padded = a.pad_h == 0 && a.pad_w == 0 ? dy_.data()
-                                                 : dypad_.fill(dy_.data(), B, a.in_channels, a.in_h,
-                                                               a.in_w, a.pad_h, a.pad_w);
+        dy_padded = dypad_.fill(dy_.data(), B, a.in_channels, a.in_h, a.in_w, a.pad_h, a.pad_w);
       }
       detail::input_product_gradient(g_, B, dy_.data(), wb_.wq.data(), dxq_.data(), dcols_, wt_,
                                      conv_ws_, conv_threads(B), dy_padded);
@@ -458,8 +453,8 @@ class layer_objective {
   detail::adaround_weights_state ar_;
   std::vector<float> xb_, xq_, yq_, dy_, cols_, dwq_, dxq_, dcols_;
   std::vector<float> wt_, conv_ws_;  // direct convolutions: flipped weights, scratch
-  // A training step's padded inputs (xpad_, or xq itself when the layer has no padding; null
-  // when the products are not direct) and padded dL/dY for the adjoint.
+  // A training step's padded inputs (null when the products are not direct) and padded dL/dY for
+  // the adjoint (padded_batch returns its input itself where nothing is padded).
   detail::padded_batch xpad_, dypad_;
   const float* xq_padded_ = nullptr;
   std::vector<std::uint8_t> xmask_, keep_;
