@@ -2,13 +2,11 @@
 # The main job: quantize the two reference models (ResNet- and MobileNetV2-style, trained on
 # Fashion-MNIST, loaded from models/*.onnx through the ONNX importer) with the naive, light and
 # advanced pipelines; accuracy on the full 10k test set.
-# Then the text model (models/text_classifier.onnx, a 4-layer transformer encoder; data from
-# Debian's fortunes package, scripts/text_data.sh) through adaquant_ptq: naive and light W8A8,
-# advanced W4A8 and W4A4, advanced W4A8 with the attention products' operands quantized too
-# (--act-products), weight-only W4A16 in blocks of 32 (round-to-nearest and AdaQuant), bit
-# allocation at 13% size; top-1 on its 1615 test sequences (docs/text.md has the other rows:
-# advanced W8A8, W3A16, the products' range study). The token embedding is
-# quantized per row at 8 bits in every run (adaquant_ptq's default).
+# Then the text model (models/text_classifier.onnx, a 4-layer transformer encoder) through
+# adaquant_ptq (scripts/text_bench.sh): naive and light W8A8, advanced W4A8, weight-only W4A16 in
+# blocks of 32 round-to-nearest; top-1 on its 1615 test sequences. scripts/text_bench.sh runs
+# those and four slower rows (advanced W4A4, W4A8 with the attention products quantized, W4A16
+# with AdaQuant, bit allocation at 13%).
 # Prints two markdown tables and writes every run's JSON to out/demo/ (text runs in
 # out/demo/text/), with the picture of top-1 against weight size, out/demo/accuracy_vs_size.svg
 # (tools/plot_results.py). DEMO_CALIB=N changes the images' calibration size (default 1000);
@@ -25,6 +23,7 @@ calib=${DEMO_CALIB:-1000}
 # AdaQuant iterations per layer (the paper's code uses up to 1000; 200 keeps the demo within
 # 15 minutes on 2 cores, see README).
 iters=${DEMO_ITERATIONS:-200}
+text_rows="naive_w8a8 light_w8a8 advanced_w4a8 naive_w4a16_block32"
 
 # One process runs every line (data loaded and each model's FP32 accuracy measured once).
 plan="$out/plan.txt"
@@ -63,42 +62,11 @@ done < "$plan"
 echo
 echo "$table" | tee "$out/results.md"
 
-# The text model. Each run quantizes the 25 layers (24 token-wise MatMuls and the classifier),
-# calibrating on 1000 sequences; padding tokens count nowhere (docs/text.md).
+# The text model's quick rows (scripts/text_bench.sh runs all eight; the others are in
+# docs/text.md).
 if [ "${DEMO_TEXT:-1}" != 0 ]; then
-  text="$here/out/text"
-  "$here/scripts/text_data.sh" "$text" >/dev/null
-  aq_ptq="$here/build/examples/adaquant_ptq/adaquant_ptq"
-  mkdir -p "$out/text"
-  text_plan=(
-    "naive_w8a8 --pipeline naive --wbits 8 --abits 8"
-    "light_w8a8 --pipeline light --wbits 8 --abits 8"
-    "advanced_w4a8 --pipeline advanced --wbits 4 --abits 8"
-    "advanced_w4a4 --pipeline advanced --wbits 4 --abits 4"
-    "advanced_w4a8_products --pipeline advanced --wbits 4 --abits 8 --act-products"
-    "naive_w4a16_block32 --pipeline naive --weight-only --wbits 4 --weight-granularity block:32 --all-layers"
-    "advanced_w4a16_block32 --pipeline advanced --weight-only --wbits 4 --weight-granularity block:32 --all-layers"
-    "advanced_w4a4_size13 --pipeline advanced --wbits 4 --abits 4 --max-size-ratio 0.13 --bit-options 2,4,8"
-  )
-  for line in "${text_plan[@]}"; do
-    name=${line%% *}
-    # shellcheck disable=SC2086
-    "$aq_ptq" --model "$here/models/text_classifier.onnx" --calib "$text/calib" \
-      --test-data "$text/test" --test-labels "$text/test_labels.npy" --iterations "$iters" --seed 0 \
-      ${line#* } --output "$out/text/$name.onnx" --json "$out/text/$name.json" --quiet >/dev/null
-  done
   echo
-  python3 - "$out/text" "${text_plan[@]%% *}" <<'PY' | tee "$out/text/results.md"
-import json, sys
-d, names = sys.argv[1], sys.argv[2:]
-print("| model | run | first/last 8-bit | weights % of FP32 | FP32 top-1 | quantized top-1 | delta | seconds |")
-print("|---|---|---|---|---|---|---|---|")
-for n in names:
-    j = json.load(open(f"{d}/{n}.json"))
-    fp, q = 100 * j["fp32_top1"], 100 * j["quant_top1"]
-    print(f"| text_classifier | {n} | {str(j['settings']['first_last_8bit']).lower()} | "
-          f"{100 * j['size_ratio']:.1f} | {fp:.2f} | {q:.2f} | {q - fp:+.2f} | {j['seconds']:.0f} |")
-PY
+  TEXT_OUT="$out/text" TEXT_ITERATIONS="$iters" TEXT_ROWS="$text_rows" "$here/scripts/text_bench.sh"
   extra+=("$out/text")
 fi
 

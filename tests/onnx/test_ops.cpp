@@ -3,9 +3,11 @@
 
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <array>
 #include <bit>
 #include <cmath>
+#include <cstring>
 #include <random>
 
 using namespace onnx_test;
@@ -124,15 +126,23 @@ TEST_CASE("broadcasting arithmetic", "[onnx][ops]") {
 TEST_CASE("pooling", "[onnx][ops]") {
   const auto x = f({1, 1, 3, 3}, {1, 2, 3, 4, 5, 6, 7, 8, 9});
   check(run_op("GlobalAveragePool", x), {1, 1, 1, 1}, {5});
-  check(run_op("MaxPool", x, {}, [](auto& n) { attr_ints(n, "kernel_shape", {2, 2}); }), {1, 1, 2, 2}, {5, 6, 8, 9});
-  check(run_op("MaxPool", x, {}, [](auto& n) {
-          attr_ints(n, "kernel_shape", {2, 2});
-          attr_ints(n, "strides", {2, 2});
-          attr_i(n, "ceil_mode", 1);
-        }),
+  check(run_op("MaxPool", x, {},
+               [](auto& n) {
+                 attr_ints(n, "kernel_shape", {2, 2});
+               }),
         {1, 1, 2, 2}, {5, 6, 8, 9});
-  check(run_op("AveragePool", x, {}, [](auto& n) { attr_ints(n, "kernel_shape", {2, 2}); }), {1, 1, 2, 2},
-        {3, 4, 6, 7});
+  check(run_op("MaxPool", x, {},
+               [](auto& n) {
+                 attr_ints(n, "kernel_shape", {2, 2});
+                 attr_ints(n, "strides", {2, 2});
+                 attr_i(n, "ceil_mode", 1);
+               }),
+        {1, 1, 2, 2}, {5, 6, 8, 9});
+  check(run_op("AveragePool", x, {},
+               [](auto& n) {
+                 attr_ints(n, "kernel_shape", {2, 2});
+               }),
+        {1, 1, 2, 2}, {3, 4, 6, 7});
   // Padding excluded from the count unless count_include_pad.
   check(run_op("AveragePool", x, {}, [](auto& n) {
           attr_ints(n, "kernel_shape", {2, 2});
@@ -214,12 +224,13 @@ TEST_CASE("Resize: nearest and linear", "[onnx][ops]") {
 }
 
 namespace {
-// y[n, o, oh, ow] = bias[o] + sum x[n, g cg + ci, oh sh - pt + i dh, ow sw - pl + j dw] w[o, ci, i, j]
-// in double: the reference for the direct conv kernels (gathered product, depthwise planes).
-std::vector<double> conv_reference(const aq::tensor& x, const aq::tensor& w, const std::vector<float>& bias,
-                                   std::int64_t groups, std::array<std::int64_t, 2> s,
-                                   std::array<std::int64_t, 2> d, std::array<std::int64_t, 4> pads,
-                                   std::int64_t ho, std::int64_t wo) {
+// y[n, o, oh, ow] = bias[o] + sum x[n, g cg + ci, oh sh - pt + i dh, ow sw - pl + j dw] w[o, ci, i,
+// j] in double: the reference for the direct conv kernels (gathered product, depthwise planes).
+std::vector<double> conv_reference(const aq::tensor& x, const aq::tensor& w,
+                                   const std::vector<float>& bias, std::int64_t groups,
+                                   std::array<std::int64_t, 2> s, std::array<std::int64_t, 2> d,
+                                   std::array<std::int64_t, 4> pads, std::int64_t ho,
+                                   std::int64_t wo) {
   const std::int64_t n = x.shape[0], c = x.shape[1], h = x.shape[2], wd = x.shape[3];
   const std::int64_t o = w.shape[0], cg = w.shape[1], kh = w.shape[2], kw = w.shape[3], og = o / groups;
   std::vector<double> y(static_cast<std::size_t>(n * o * ho * wo));
@@ -323,4 +334,79 @@ TEST_CASE("Conv: the direct kernels against a reference loop over many geometrie
       const std::size_t half = y.f.size() / 2;
       for (std::size_t k = 0; k < half; ++k) REQUIRE(std::bit_cast<std::uint32_t>(y1.f[k]) == std::bit_cast<std::uint32_t>(y.f[half + k]));
     }
+}
+
+TEST_CASE("linear_batch: a row's bits do not depend on the batch around it", "[onnx][ops]") {
+  std::mt19937 rng(7);
+  std::normal_distribution<float> nd;
+  // Batches across the padded block's edges; the last shape's packed weights exceed what a
+  // thread keeps (gemm_workspace::keep), so Eigen allocates them for that product.
+  const std::size_t block = aq::detail::padded_batch(1);
+  for (const auto& [out, in] : std::array<std::pair<std::size_t, std::size_t>, 4>{
+           {{5, 3}, {64, 128}, {130, 33}, {1100, 1000}}}) {
+    INFO(out << " x " << in);
+    std::vector<float> w(out * in);
+    for (float& v : w) v = nd(rng);
+    for (const std::size_t samples : {std::size_t{1}, block - 1, block, block + 1, 2 * block + 3}) {
+      INFO(samples << " samples");
+      std::vector<float> x(samples * in), y(samples * out, std::nanf("")), one(out);
+      for (float& v : x) v = nd(rng);
+      aq::detail::linear_batch(w.data(), out, in, x.data(), samples, y.data());
+      for (std::size_t s = 0; s < samples; ++s) {
+        aq::detail::linear_batch(w.data(), out, in, x.data() + s * in, 1, one.data());
+        REQUIRE(std::memcmp(one.data(), y.data() + s * out, out * sizeof(float)) == 0);
+      }
+      // Against a double-precision sum (every element written, none left NaN).
+      const std::size_t s = samples - 1;
+      for (std::size_t o = 0; o < out; o += 7) {
+        double want = 0;
+        for (std::size_t k = 0; k < in; ++k) want += double(w[o * in + k]) * x[s * in + k];
+        REQUIRE_THAT(y[s * out + o], WithinAbs(want, 1e-3 * std::sqrt(double(in))));
+      }
+    }
+  }
+}
+
+TEST_CASE("op_env: recycled storage is zeroed by make and reused by make_for_overwrite",
+          "[onnx][ops]") {
+  aq::node n;
+  n.name = "n";
+  n.op_type = "Add";
+  const aq::exec_limits limits;
+  const std::string source = "test";
+  std::vector<std::vector<float>> pool;
+  const aq::op_env env{n, 17, limits, source, &pool};
+  aq::tensor a = env.make_for_overwrite({64, 128});
+  std::fill(a.f.begin(), a.f.end(), 3.0f);
+  const float* storage = a.f.data();
+  env.recycle(a);
+  REQUIRE(pool.size() == 1);
+  REQUIRE(a.f.empty());
+  // Reused (same storage), zero-filled by make.
+  const aq::tensor z = env.make(aq::dtype::float32, {32, 200});
+  CHECK(z.f.data() == storage);
+  CHECK(z.shape == aq::shape_t{32, 200});
+  CHECK(std::all_of(z.f.begin(), z.f.end(), [](float v) { return v == 0.0f; }));
+  CHECK(pool.empty());
+  // Storage more than twice the request is left in the pool; small tensors are not pooled.
+  aq::tensor big = env.make_for_overwrite({64, 128});
+  env.recycle(big);
+  const aq::tensor small = env.make_for_overwrite({10, 10});
+  CHECK(pool.size() == 1);
+  aq::tensor tiny = small;
+  env.recycle(tiny);
+  CHECK(pool.size() == 1);
+  // The element limit holds for recycled requests too.
+  const aq::exec_limits tight{100, 1e13};
+  const aq::op_env small_env{n, 17, tight, source, &pool};
+  CHECK_THROWS_WITH(small_env.make_for_overwrite({11, 10}),
+                    Catch::Contains("node \"n\"") && Catch::Contains("exceeds the limit"));
+  // copy_of: a copy in recycled storage, or the movable input itself.
+  aq::tensor x = f({2, 3}, {1, 2, 3, 4, 5, 6});
+  const aq::tensor c = env.copy_of(x, nullptr);
+  CHECK(c.f == x.f);
+  CHECK(c.shape == x.shape);
+  const float* xs = x.f.data();
+  const aq::tensor m = env.copy_of(x, &x);
+  CHECK(m.f.data() == xs);
 }

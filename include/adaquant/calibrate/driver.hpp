@@ -131,6 +131,9 @@ inline void append_valid_rows(const std::vector<float>& src, const std::vector<s
     dst.insert(dst.end(), src.begin(), src.end());
     return;
   }
+  const auto valid = static_cast<std::size_t>(
+      std::count_if(mask.begin(), mask.end(), [](std::uint8_t b) { return b != 0; }));
+  dst.reserve(dst.size() + valid * per_row);  // one allocation, not one per growth step
   for (std::size_t r = 0; r < mask.size(); ++r)
     if (mask[r])
       dst.insert(dst.end(), src.begin() + static_cast<std::ptrdiff_t>(r * per_row),

@@ -4,11 +4,11 @@
 // Eigen's product front end picks GEMV, a coefficient-wise loop or GEMM by size, and GEMM's cache
 // blocking depends on all three sizes; each choice sums a dot product in another order. Here one
 // dimension of every product is the batch (one column per sample of Gemm and MatMul; Conv runs
-// direct, kernels/conv.hpp) and the others are fixed by the layer. So this calls the GEMM kernel directly, with
-// cache blocking computed from the fixed dimensions and a nominal batch dimension, block sizes
-// rounded to the kernel's register blocks (mr rows, nr columns), and the batch dimension padded
-// to a multiple of both: every row and column of the batch then takes the same kernel path
-// through the same k-blocks, whatever the batch size.
+// direct, kernels/conv.hpp) and the others are fixed by the layer. So this calls the GEMM kernel
+// directly, with cache blocking computed from the fixed dimensions and a nominal batch dimension,
+// block sizes rounded to the kernel's register blocks (mr rows, nr columns), and the batch
+// dimension padded to a multiple of both: every row and column of the batch then takes the same
+// kernel path through the same k-blocks, whatever the batch size.
 
 #include <Eigen/Core>
 
@@ -32,6 +32,11 @@ class fixed_blocking : public Eigen::internal::level3_blocking<float, float> {
     m_mc = std::max<Eigen::Index>(mr, m - m % mr);
     m_nc = std::max<Eigen::Index>(nr, n - n % nr);
   }
+  // Packing space for the two blocks (null: Eigen allocates it).
+  void lend(float* a, float* b) noexcept {
+    m_blockA = a;
+    m_blockB = b;
+  }
 };
 
 // The batch dimension rounded up to a multiple of both register blocks.
@@ -39,6 +44,22 @@ class fixed_blocking : public Eigen::internal::level3_blocking<float, float> {
   constexpr auto b = std::lcm(static_cast<std::size_t>(gebp_float::mr), static_cast<std::size_t>(gebp_float::nr));
   return (n + b - 1) / b * b;
 }
+
+// Packing space for gemm's operand blocks, kept per thread between calls: without it Eigen
+// allocates both blocks on every product, and blocks above the allocator's mmap threshold come
+// back from the system zeroed, page by page, each time (on the text model that page faulting
+// took most of a forward pass). Blocks of more than `keep` floats are allocated per call, so what
+// a thread keeps stays small beside the activations.
+struct gemm_workspace {
+  static constexpr std::size_t keep = std::size_t{1} << 20;  // floats (4 MiB) per block
+  std::vector<float, Eigen::aligned_allocator<float>> a, b;
+  // Storage of at least n floats in v, or null when n is above `keep` (Eigen allocates then).
+  static float* reserve(std::vector<float, Eigen::aligned_allocator<float>>& v, std::size_t n) {
+    if (n > keep) return nullptr;
+    if (v.size() < n) v.resize(n);
+    return v.data();
+  }
+};
 
 // C[m, n] (column-major, leading dimension ldc) = A[m, k] * B[k, n] with A and B in the given
 // storage orders (leading dimensions lda, ldb). batch_rows: m is the batch dimension (padded with
@@ -52,27 +73,34 @@ void gemm(bool batch_rows, std::size_t m, std::size_t n, std::size_t k, const fl
   fixed_blocking blocking(batch_rows ? fixed_blocking::nominal : static_cast<Index>(m),
                           batch_rows ? static_cast<Index>(n) : fixed_blocking::nominal,
                           static_cast<Index>(k));
-  Eigen::internal::general_matrix_matrix_product<Index, float, LhsOrder, false, float, RhsOrder,
-                                                 false, Eigen::ColMajor, 1>::
-      run(static_cast<Index>(m), static_cast<Index>(n), static_cast<Index>(k), a,
-          static_cast<Index>(lda), b, static_cast<Index>(ldb), c, 1, static_cast<Index>(ldc),
-          1.0f, blocking, nullptr);
+  // The block sizes general_matrix_matrix_product uses (its sequential path).
+  thread_local gemm_workspace ws;
+  const auto kc = static_cast<std::size_t>(blocking.kc());
+  blocking.lend(
+      gemm_workspace::reserve(ws.a, kc * std::min(m, static_cast<std::size_t>(blocking.mc()))),
+      gemm_workspace::reserve(ws.b, kc * std::min(n, static_cast<std::size_t>(blocking.nc()))));
+  Eigen::internal::general_matrix_matrix_product<
+      Index, float, LhsOrder, false, float, RhsOrder, false, Eigen::ColMajor,
+      1>::run(static_cast<Index>(m), static_cast<Index>(n), static_cast<Index>(k), a,
+              static_cast<Index>(lda), b, static_cast<Index>(ldb), c, 1, static_cast<Index>(ldc),
+              1.0f, blocking, nullptr);
 }
 
 // Y[s][o] = sum_k W[o][k] X[s][k] for s < samples: a linear layer over a batch (rows of X are
-// samples). The result of a sample does not depend on `samples`.
+// samples). The result of a sample does not depend on `samples`: the whole multiples of
+// padded_batch's block are multiplied in place, the rest through a zero-padded block (every
+// column takes the same kernel path either way).
 inline void linear_batch(const float* w, std::size_t out, std::size_t in, const float* x,
                          std::size_t samples, float* y) {
-  const std::size_t np = padded_batch(samples);
-  std::vector<float> xp, yp(np * out);
-  const float* xb = x;
-  if (np != samples) {
-    xp.assign(np * in, 0.0f);
-    std::copy(x, x + samples * in, xp.begin());
-    xb = xp.data();
-  }
-  gemm<Eigen::RowMajor, Eigen::ColMajor>(false, out, np, in, w, in, xb, in, yp.data(), out);
-  std::copy(yp.begin(), yp.begin() + static_cast<std::ptrdiff_t>(samples * out), y);
+  const std::size_t block = padded_batch(1), whole = samples / block * block;
+  if (whole) gemm<Eigen::RowMajor, Eigen::ColMajor>(false, out, whole, in, w, in, x, in, y, out);
+  const std::size_t rest = samples - whole;
+  if (!rest) return;
+  std::vector<float> xp(block * in, 0.0f), yp(block * out);
+  std::copy(x + whole * in, x + samples * in, xp.begin());
+  gemm<Eigen::RowMajor, Eigen::ColMajor>(false, out, block, in, w, in, xp.data(), in, yp.data(),
+                                         out);
+  std::copy(yp.begin(), yp.begin() + static_cast<std::ptrdiff_t>(rest * out), y + whole * out);
 }
 
 }  // namespace adaquant::onnx::detail

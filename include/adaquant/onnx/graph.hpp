@@ -234,7 +234,7 @@ inline std::vector<tensor> graph::run_from(run_state s, std::size_t last, const 
   std::vector<tensor> outs;
   std::vector<const tensor*> in;
   // Storage of released values, for make_for_overwrite; per thread and kept across runs, so the
-  // next batch's first outputs reuse the last batch's (at most 4 activations' worth).
+  // next batch's first outputs reuse the last batch's (op_env::recycle's few activations).
   thread_local std::vector<std::vector<float>> recycled;
   const std::size_t end = nodes_.empty() ? 0 : last + 1;
   for (std::size_t i = s.next; i < end; ++i) {
@@ -267,14 +267,9 @@ inline std::vector<tensor> graph::run_from(run_state s, std::size_t last, const 
       have[static_cast<std::size_t>(v)] = true;
     }
     for (const int v : n.inputs)
-      if (v >= 0 && last_use_[static_cast<std::size_t>(v)] == i && !wanted[static_cast<std::size_t>(v)] &&
-          !is_pinned(static_cast<std::size_t>(v))) {
-        std::vector<float>& f = values[static_cast<std::size_t>(v)].f;
-        if (f.size() >= 4096) {  // activations, not small shape tensors; at most a few kept
-          if (recycled.size() == 4) recycled.erase(recycled.begin());
-          recycled.push_back(std::move(f));
-        }
-        values[static_cast<std::size_t>(v)] = tensor();
+      if (v >= 0 && last_use_[static_cast<std::size_t>(v)] == i &&
+          !wanted[static_cast<std::size_t>(v)] && !is_pinned(static_cast<std::size_t>(v))) {
+        env.recycle(values[static_cast<std::size_t>(v)]);
         have[static_cast<std::size_t>(v)] = false;
       }
   }

@@ -516,10 +516,11 @@ inline adaquant::layer_io onnx_network::capture(std::size_t layer_id, std::size_
   if (bounded)
     for (std::size_t p = 0; p < parts; ++p) keep[p] = fp_keep_point(*pass[p], layer_id);
   parallel_for(parts, threads_, [&](std::size_t p) {
-    const tensor out = pass[p]
-                           ->run(run, layer_id, {out_v}, keep[p],
-                                 [&] { return calibration_items(begin[p], begin[p + 1]); })
-                           .at(0);
+    const tensor out =
+        std::move(pass[p]
+                      ->run(run, layer_id, {out_v}, keep[p],
+                            [&] { return calibration_items(begin[p], begin[p + 1]); })
+                      .at(0));
     const std::size_t at = begin[p] - first;
     if (want.inputs) {  // kept before layer_id (only captures of outputs alone keep earlier)
       const tensor& in = pass[p]->kept().live.at(in_v);
@@ -669,6 +670,13 @@ inline std::vector<tensor> onnx_network::forward(const std::vector<tensor>& inpu
       t.shape = parts[0][k].shape;
       t.shape.at(0) = static_cast<std::int64_t>(n);
     }
+    std::size_t nf = 0, ni = 0;
+    for (const auto& p : parts) {
+      nf += p[k].f.size();
+      ni += p[k].i.size();
+    }
+    t.f.reserve(nf);
+    t.i.reserve(ni);
     for (auto& p : parts) {
       const tensor& s = p[k];
       t.f.insert(t.f.end(), s.f.begin(), s.f.end());

@@ -285,7 +285,7 @@ inline void conv(const op_env& env, const tensor& x_in, const tensor& w, const f
   tensor xq;
   const tensor* xp = &x_in;
   if (input_quant) {
-    fake_quant_copy(x_in, xq, *input_quant, input_rounding);
+    xq = env.fake_quant_copy(x_in, *input_quant, input_rounding);
     xp = &xq;
   }
   const tensor& x = *xp;
@@ -299,16 +299,17 @@ inline void conv(const op_env& env, const tensor& x_in, const tensor& w, const f
   float* yp = y.f.data();
   if (!(cg == 1 && og == 1)) {
     direct_conv(env, x.f.data(), n, c, w.f.data(), o, groups, g, bias, yp);
-    return;
+  } else {
+    const std::int64_t hw = g.h * g.w;
+    depthwise_planes planes(g);
+    for (std::int64_t ni = 0; ni < n; ++ni)
+      for (std::int64_t ci = 0; ci < o; ++ci) {
+        float* plane = yp + (ni * o + ci) * p;
+        planes.run(x.f.data() + (ni * c + ci) * hw, w.f.data() + ci * g.kh * g.kw,
+                   bias ? bias[ci] : 0.0f, plane);
+      }
   }
-  const std::int64_t hw = g.h * g.w;
-  depthwise_planes planes(g);
-  for (std::int64_t ni = 0; ni < n; ++ni)
-    for (std::int64_t ci = 0; ci < o; ++ci) {
-      float* plane = yp + (ni * o + ci) * p;
-      planes.run(x.f.data() + (ni * c + ci) * hw, w.f.data() + ci * g.kh * g.kw,
-                 bias ? bias[ci] : 0.0f, plane);
-    }
+  env.recycle(xq);
 }
 
 // ConvTranspose (float only, direct loops): y[n, g*og + oc, oh, ow] +=

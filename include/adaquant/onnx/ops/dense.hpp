@@ -25,7 +25,7 @@ inline void linear_rows(const op_env& env, const tensor& x_in, const layer_param
   const tensor* xp = &x_in;
   tensor xq;
   if (l.input_quant) {
-    fake_quant_copy(x_in, xq, *l.input_quant, l.input_rounding);
+    xq = env.fake_quant_copy(x_in, *l.input_quant, l.input_rounding);
     xp = &xq;
   }
   const tensor& x = *xp;
@@ -38,8 +38,9 @@ inline void linear_rows(const op_env& env, const tensor& x_in, const layer_param
   env.check_macs(static_cast<double>(rows) * in * out);
   shape_t ys = x.shape;
   ys.back() = static_cast<std::int64_t>(out);
-  y = env.make(dtype::float32, ys);
+  y = env.make_for_overwrite(ys);  // linear_batch writes every element
   linear_batch(l.weight.f.data(), out, in, x.f.data(), rows, y.f.data());
+  env.recycle(xq);
   if (!l.bias.empty())
     for (std::size_t r = 0; r < rows; ++r)
       for (std::size_t o = 0; o < out; ++o) y.f[r * out + o] += l.bias[o];
@@ -100,7 +101,7 @@ inline void matmul(const op_env& env, const tensor& a0, const tensor& b0, tensor
   ys.push_back(n);
   const std::size_t nb = checked_count(batch, env.where());
   env.check_macs(static_cast<double>(nb) * m * n * k);
-  y = env.make(dtype::float32, ys);
+  y = env.make_for_overwrite(ys);  // the products below write every element
   // Batch index -> offsets into a and b (broadcast).
   const auto sa = broadcast_strides(abatch, batch), sb = broadcast_strides(bbatch, batch);
   std::vector<std::size_t> idx(batch.size(), 0);
@@ -131,7 +132,8 @@ inline void matmul(const op_env& env, const tensor& a0, const tensor& b0, tensor
 }
 
 // Inference BatchNormalization over axis 1: y = x * s + (beta - mean * s), s = gamma/sqrt(var+eps).
-inline void batch_norm(const op_env& env, const std::vector<const tensor*>& in, tensor& y) {
+inline void batch_norm(const op_env& env, const std::vector<const tensor*>& in, tensor& y,
+                       tensor* movable = nullptr) {
   if (env.n.attr_int("training_mode", 0) != 0) env.fail_unsupported("training_mode 1");
   const tensor& x = *in[0];
   if (!x.floating() || x.rank() < 2) env.fail(errc::shape_mismatch, "expected a float [N, C, ...] input");
@@ -140,8 +142,9 @@ inline void batch_norm(const op_env& env, const std::vector<const tensor*>& in, 
     if (!(in.size() > k && in[k] && in[k]->floating() && in[k]->size() == c))
       env.fail(errc::shape_mismatch, "scale, B, mean and var must hold " + std::to_string(c) + " floats");
   const float eps = env.n.attr_float("epsilon", 1e-5f);
-  y = x;
-  const std::size_t n = static_cast<std::size_t>(x.shape[0]), hw = n * c != 0 ? x.size() / (n * c) : 0;
+  const std::size_t n = static_cast<std::size_t>(x.shape[0]),
+                    hw = n * c != 0 ? x.size() / (n * c) : 0;
+  y = env.copy_of(x, movable);  // x is not read after this (it may have been moved)
   for (std::size_t ci = 0; ci < c; ++ci) {
     const float s = in[1]->f[ci] / std::sqrt(in[4]->f[ci] + eps);
     const float shift = in[2]->f[ci] - in[3]->f[ci] * s;
@@ -163,14 +166,14 @@ inline split3 split_at(const shape_t& s, std::size_t axis, std::size_t axis_end)
   return r;
 }
 
-inline void softmax(const op_env& env, const tensor& x, tensor& y) {
+inline void softmax(const op_env& env, const tensor& x, tensor& y, tensor* movable = nullptr) {
   if (!x.floating()) env.fail(errc::shape_mismatch, "Softmax of a non-float tensor");
-  y = x;
-  if (x.size() == 0) return;
   // opset < 13: flatten to [prod(0..axis), prod(axis..)] and normalise rows; 13+: along axis.
   const bool old = env.opset < 13;
   const std::size_t ax = env.axis(env.n.attr_int("axis", old ? 1 : -1), std::max<std::size_t>(x.rank(), 1));
   const split3 s = split_at(x.shape, ax, old ? x.rank() : ax + 1);
+  y = env.copy_of(x, movable);  // x is not read after this (it may have been moved)
+  if (y.size() == 0) return;
   std::vector<double> e(s.mid);
   for (std::size_t o = 0; o < s.outer; ++o)
     for (std::size_t i = 0; i < s.inner; ++i) {
@@ -190,7 +193,7 @@ inline void softmax(const op_env& env, const tensor& x, tensor& y) {
 }
 
 inline void layer_norm(const op_env& env, const std::vector<const tensor*>& in,
-                       std::vector<tensor>& out) {
+                       std::vector<tensor>& out, tensor* movable = nullptr) {
   const tensor& x = *in[0];
   if (!x.floating() || in.size() < 2 || !in[1] || !in[1]->floating())
     env.fail(errc::shape_mismatch, "expected float X and Scale");
@@ -203,9 +206,9 @@ inline void layer_norm(const op_env& env, const std::vector<const tensor*>& in,
   if (!(sc->size() == cols || sc->size() == 1) || (b && !(b->floating() && (b->size() == cols || b->size() == 1))))
     env.fail(errc::shape_mismatch, "Scale and B must cover the normalised axes");
   out.resize(3);
-  out[0] = x;
   shape_t ms = x.shape;
   for (std::size_t d = ax; d < ms.size(); ++d) ms[d] = 1;
+  out[0] = env.copy_of(x, movable);  // x is not read after this (it may have been moved)
   out[1] = env.make(dtype::float32, ms);
   out[2] = env.make(dtype::float32, ms);
   for (std::size_t r = 0; r < rows; ++r) {

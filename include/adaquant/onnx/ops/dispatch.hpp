@@ -53,16 +53,17 @@ inline void run_node(const op_env& env, const std::vector<const tensor*>& in,
     else if (op == "Gemm")
       gemm(env, need(0), need(1), in.size() > 2 ? in[2] : nullptr, out[0]);
     else if (n.operands) {  // both operands fake-quantized first
-      tensor a, b;
-      fake_quant_copy(need(0), a, n.operands->a, n.operands->rounding);
-      fake_quant_copy(need(1), b, n.operands->b, n.operands->rounding);
+      tensor a = env.fake_quant_copy(need(0), n.operands->a, n.operands->rounding);
+      tensor b = env.fake_quant_copy(need(1), n.operands->b, n.operands->rounding);
       matmul(env, a, b, out[0]);
+      env.recycle(a);
+      env.recycle(b);
     } else {
       matmul(env, need(0), need(1), out[0]);
     }
   } else if (op == "BatchNormalization") {
     extra_outputs(1);
-    batch_norm(env, in, out[0]);
+    batch_norm(env, in, out[0], mv);
   } else if (op == "Add" || op == "Sub" || op == "Mul" || op == "Div" || op == "Pow") {
     binary_op(env, need(0), need(1), out[0], mv);
   } else if (op == "Relu" || op == "Sigmoid" || op == "Tanh" || op == "Erf" || op == "Sqrt" ||
@@ -82,11 +83,11 @@ inline void run_node(const op_env& env, const std::vector<const tensor*>& in,
   } else if (op == "ReduceMean") {
     reduce_mean(env, in, out[0]);
   } else if (op == "Softmax") {
-    softmax(env, need(0), out[0]);
+    softmax(env, need(0), out[0], mv);
   } else if (op == "LayerNormalization") {
     std::vector<tensor> o3;
     need(0);
-    layer_norm(env, in, o3);
+    layer_norm(env, in, o3, mv);
     for (std::size_t k = 0; k < out.size() && k < 3; ++k) out[k] = std::move(o3[k]);
   } else if (op == "GlobalAveragePool" || op == "GlobalMaxPool") {
     global_pool(env, need(0), out[0]);

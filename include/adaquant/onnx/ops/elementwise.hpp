@@ -165,10 +165,7 @@ inline void unary_op(const op_env& env, const std::vector<const tensor*>& in, te
   const std::string& op = env.n.op_type;
   const dtype type = in.at(0)->type;
   const bool floating = in[0]->floating();
-  if (movable)
-    out = std::move(*movable);
-  else
-    out = *in[0];
+  out = env.copy_of(*in[0], movable);
   const tensor& x = out;  // the input's type and shape; values are read from out in place
   if (op == "Identity" || op == "Dropout") return;
   if (!floating) {

@@ -2,8 +2,8 @@
 // A node of a compiled graph, its attributes, and what every op kernel shares: the error helper
 // naming the file and node, and the limits that bound what an untrusted model may allocate.
 
-#include <adaquant/onnx/load.hpp>
 #include <adaquant/kernels/fake_quant.hpp>
+#include <adaquant/onnx/load.hpp>
 #include <adaquant/quant/quant_params.hpp>
 #include <adaquant/quant/rounding.hpp>
 
@@ -47,12 +47,17 @@ struct layer_params {
 };
 
 // out = x fake-quantized per tensor with q, rounding as `r` says (a layer's input quantizer).
-inline void fake_quant_copy(const tensor& x, tensor& out, const quant_params& q, rounding_mode r) {
-  out = x;
+// out.f (sized as x.f) = x.f fake-quantized per tensor with q, rounding as `r` says.
+inline void fake_quant_floats(const tensor& x, tensor& out, const quant_params& q,
+                              rounding_mode r) {
   with_rounding(r, [&]<class R>(R) {
     fake_quant_per_tensor<R>(tensor_view<const float>(std::span<const float>(x.f)),
                              tensor_view<float>(std::span<float>(out.f)), q);
   });
+}
+inline void fake_quant_copy(const tensor& x, tensor& out, const quant_params& q, rounding_mode r) {
+  out = x;
+  fake_quant_floats(x, out, q, r);
 }
 
 // Per-tensor quantizers on both inputs of a MatMul of two activations (quantized copies only;
@@ -112,33 +117,76 @@ struct op_env {
   [[noreturn]] void fail_unsupported(const std::string& why) const {
     throw unsupported(where() + ": " + why);
   }
-  // A new tensor, after checking the element count against the limits.
+  // A new zero tensor, after checking the element count against the limits (float storage
+  // recycled as make_for_overwrite's, then zero-filled).
   [[nodiscard]] tensor make(dtype t, shape_t s) const {
-    const std::size_t n_el = onnx::detail::checked_count(s, where());
-    if (n_el > limits.max_elements)
-      fail(errc::invalid_argument, "output of shape " + shape_string(s) + " exceeds the limit of " +
-                                       std::to_string(limits.max_elements) + " elements");
+    if (is_float(t)) {
+      tensor out = make_for_overwrite(std::move(s));
+      std::fill(out.f.begin(), out.f.end(), 0.0f);
+      return out;
+    }
+    check_limit(s);
     return tensor::zeros(t, std::move(s));
   }
   // As make, for a float tensor whose every element the op writes: the smallest recycled storage
   // that holds it with at most twice its size (elements it already had are not zero-filled),
-  // else make's. The bound keeps values a pass keeps alive (its saved state) from pinning
-  // storage several times their size.
+  // else new zero storage. The bound keeps values a pass keeps alive (its saved state) from
+  // pinning storage several times their size.
   [[nodiscard]] tensor make_for_overwrite(shape_t s) const {
-    const std::size_t n_el = onnx::detail::checked_count(s, where());
-    if (!recycled || n_el > limits.max_elements) return make(dtype::float32, std::move(s));
-    auto it = recycled->end();
-    for (auto r = recycled->begin(); r != recycled->end(); ++r)
-      if (r->capacity() >= n_el && r->capacity() / 2 <= n_el &&
-          (it == recycled->end() || r->capacity() < it->capacity()))
-        it = r;
-    if (it == recycled->end()) return make(dtype::float32, std::move(s));
+    const std::size_t n_el = check_limit(s);
     tensor out;
     out.shape = std::move(s);
+    auto it = recycled ? recycled->end() : decltype(recycled->end()){};
+    if (recycled)
+      for (auto r = recycled->begin(); r != recycled->end(); ++r)
+        if (r->capacity() >= n_el && r->capacity() / 2 <= n_el &&
+            (it == recycled->end() || r->capacity() < it->capacity()))
+          it = r;
+    if (!recycled || it == recycled->end()) {
+      out.f.assign(n_el, 0.0f);
+      return out;
+    }
     out.f = std::move(*it);
     out.f.resize(n_el);
     recycled->erase(it);
     return out;
+  }
+  // The start of an op that rewrites its input in place: x's own storage when `movable` (input 0
+  // read for the last time), else a copy of x in recycled storage.
+  [[nodiscard]] tensor copy_of(const tensor& x, tensor* movable) const {
+    if (movable) return std::move(*movable);
+    if (!x.floating()) return x;
+    tensor out = make_for_overwrite(x.shape);
+    out.type = x.type;
+    std::copy(x.f.begin(), x.f.end(), out.f.begin());
+    return out;
+  }
+  // x fake-quantized per tensor with q, rounding as `r` says (a layer's input quantizer), in
+  // recycled storage.
+  [[nodiscard]] tensor fake_quant_copy(const tensor& x, const quant_params& q,
+                                       rounding_mode r) const {
+    if (!x.floating()) return x;  // the op rejects it
+    tensor out = make_for_overwrite(x.shape);
+    fake_quant_floats(x, out, q, r);
+    return out;
+  }
+  // Hands t's float storage to the pool make_for_overwrite draws from (activations only, not
+  // small shape tensors; the pool keeps the last few, per thread).
+  void recycle(tensor& t) const {
+    static constexpr std::size_t pool = 4, smallest = 4096;
+    if (recycled && t.f.capacity() >= smallest) {
+      if (recycled->size() == pool) recycled->erase(recycled->begin());
+      recycled->push_back(std::move(t.f));
+    }
+    t = tensor();
+  }
+  // The element count of shape s, checked against the limits.
+  std::size_t check_limit(const shape_t& s) const {
+    const std::size_t n_el = onnx::detail::checked_count(s, where());
+    if (n_el > limits.max_elements)
+      fail(errc::invalid_argument, "output of shape " + shape_string(s) + " exceeds the limit of " +
+                                       std::to_string(limits.max_elements) + " elements");
+    return n_el;
   }
   void check_macs(double macs) const {
     if (macs > limits.max_macs)
