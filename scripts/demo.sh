@@ -3,10 +3,10 @@
 # Fashion-MNIST, loaded from models/*.onnx through the ONNX importer) with the naive, light and
 # advanced pipelines; accuracy on the full 10k test set.
 # Then the text model (models/text_classifier.onnx, a 4-layer transformer encoder) through
-# adaquant_ptq (scripts/text_bench.sh): naive and light W8A8, advanced W4A8, weight-only W4A16 in
-# blocks of 32 round-to-nearest; top-1 on its 1615 test sequences. scripts/text_bench.sh runs
-# those and four slower rows (advanced W4A4, W4A8 with the attention products quantized, W4A16
-# with AdaQuant, bit allocation at 13%).
+# adaquant_ptq (scripts/text_bench.sh): naive and light W8A8, advanced W4A8 and W4A4,
+# weight-only W4A16 in blocks of 32 round-to-nearest; top-1 on its 1615 test sequences.
+# scripts/text_bench.sh runs those and three slower rows (W4A8 with the attention products
+# quantized, W4A16 with AdaQuant, bit allocation at 13%).
 # Prints two markdown tables and writes every run's JSON to out/demo/ (text runs in
 # out/demo/text/), with the picture of top-1 against weight size, out/demo/accuracy_vs_size.svg
 # (tools/plot_results.py). DEMO_CALIB=N changes the images' calibration size (default 1000);
@@ -23,7 +23,7 @@ calib=${DEMO_CALIB:-1000}
 # AdaQuant iterations per layer (the paper's code uses up to 1000; 200 keeps the demo within
 # 15 minutes on 2 cores, see README).
 iters=${DEMO_ITERATIONS:-200}
-text_rows="naive_w8a8 light_w8a8 advanced_w4a8 naive_w4a16_block32"
+text_rows="naive_w8a8 light_w8a8 advanced_w4a8 advanced_w4a4 naive_w4a16_block32"
 
 # One process runs every line (data loaded and each model's FP32 accuracy measured once).
 plan="$out/plan.txt"

@@ -7,8 +7,8 @@
 # advanced W8A8, W3A16, the products' range study). Each run quantizes the 25 layers (24
 # token-wise MatMuls and the classifier), calibrating on 1000 sequences (padding tokens count
 # nowhere); the token embedding is quantized per row at 8 bits in every run (adaquant_ptq's
-# default). scripts/demo.sh runs the quick rows (TEXT_ROWS below); all eight take about 12
-# minutes on 2 cores. Prints a markdown table (also OUT/results.md) and writes every run's JSON
+# default). scripts/demo.sh runs five of them (TEXT_ROWS); all eight take about 10 minutes on 2
+# cores. Prints a markdown table (also OUT/results.md) and writes every run's JSON
 # and quantized model to OUT.
 #   TEXT_OUT=DIR          where the runs go (default out/text_bench)
 #   TEXT_ROWS="a b ..."   rows to run (names below; default all)

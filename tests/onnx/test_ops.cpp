@@ -340,10 +340,10 @@ TEST_CASE("linear_batch: a row's bits do not depend on the batch around it", "[o
   std::mt19937 rng(7);
   std::normal_distribution<float> nd;
   // Batches across the padded block's edges; the last shape's packed weights exceed what a
-  // thread keeps (gemm_workspace::keep), so Eigen allocates them for that product.
+  // thread keeps (thread_scratch::keep), so that product packs them into storage of its own.
   const std::size_t block = aq::detail::padded_batch(1);
   for (const auto& [out, in] : std::array<std::pair<std::size_t, std::size_t>, 4>{
-           {{5, 3}, {64, 128}, {130, 33}, {1100, 1000}}}) {
+           {{5, 3}, {64, 128}, {130, 33}, {2200, 2000}}}) {
     INFO(out << " x " << in);
     std::vector<float> w(out * in);
     for (float& v : w) v = nd(rng);

@@ -10,6 +10,8 @@
 // dimension padded to a multiple of both: every row and column of the batch then takes the same
 // kernel path through the same k-blocks, whatever the batch size.
 
+#include <adaquant/onnx/scratch.hpp>
+
 #include <Eigen/Core>
 
 #include <algorithm>
@@ -45,22 +47,6 @@ class fixed_blocking : public Eigen::internal::level3_blocking<float, float> {
   return (n + b - 1) / b * b;
 }
 
-// Packing space for gemm's operand blocks, kept per thread between calls: without it Eigen
-// allocates both blocks on every product, and blocks above the allocator's mmap threshold come
-// back from the system zeroed, page by page, each time (on the text model that page faulting
-// took most of a forward pass). Blocks of more than `keep` floats are allocated per call, so what
-// a thread keeps stays small beside the activations.
-struct gemm_workspace {
-  static constexpr std::size_t keep = std::size_t{1} << 20;  // floats (4 MiB) per block
-  std::vector<float, Eigen::aligned_allocator<float>> a, b;
-  // Storage of at least n floats in v, or null when n is above `keep` (Eigen allocates then).
-  static float* reserve(std::vector<float, Eigen::aligned_allocator<float>>& v, std::size_t n) {
-    if (n > keep) return nullptr;
-    if (v.size() < n) v.resize(n);
-    return v.data();
-  }
-};
-
 // C[m, n] (column-major, leading dimension ldc) = A[m, k] * B[k, n] with A and B in the given
 // storage orders (leading dimensions lda, ldb). batch_rows: m is the batch dimension (padded with
 // padded_batch), else n is.
@@ -73,12 +59,17 @@ void gemm(bool batch_rows, std::size_t m, std::size_t n, std::size_t k, const fl
   fixed_blocking blocking(batch_rows ? fixed_blocking::nominal : static_cast<Index>(m),
                           batch_rows ? static_cast<Index>(n) : fixed_blocking::nominal,
                           static_cast<Index>(k));
-  // The block sizes general_matrix_matrix_product uses (its sequential path).
-  thread_local gemm_workspace ws;
-  const auto kc = static_cast<std::size_t>(blocking.kc());
-  blocking.lend(
-      gemm_workspace::reserve(ws.a, kc * std::min(m, static_cast<std::size_t>(blocking.mc()))),
-      gemm_workspace::reserve(ws.b, kc * std::min(n, static_cast<std::size_t>(blocking.nc()))));
+  // Packing space for both operand blocks, of the sizes general_matrix_matrix_product's
+  // sequential path uses (else it allocates them on every product).
+  struct block_a;
+  struct block_b;
+  using aligned = Eigen::aligned_allocator<float>;
+  const auto kc = static_cast<std::size_t>(blocking.kc()),
+             mc = static_cast<std::size_t>(blocking.mc()),
+             nc = static_cast<std::size_t>(blocking.nc());
+  const thread_scratch<block_a, aligned> pa(kc * std::min(m, mc));
+  const thread_scratch<block_b, aligned> pb(kc * std::min(n, nc));
+  blocking.lend(pa.data(), pb.data());
   Eigen::internal::general_matrix_matrix_product<
       Index, float, LhsOrder, false, float, RhsOrder, false, Eigen::ColMajor,
       1>::run(static_cast<Index>(m), static_cast<Index>(n), static_cast<Index>(k), a,

@@ -234,7 +234,7 @@ inline std::vector<tensor> graph::run_from(run_state s, std::size_t last, const 
   std::vector<tensor> outs;
   std::vector<const tensor*> in;
   // Storage of released values, for make_for_overwrite; per thread and kept across runs, so the
-  // next batch's first outputs reuse the last batch's (op_env::recycle's few activations).
+  // next batch's first outputs reuse the last batch's (recycle_into keeps a few).
   thread_local std::vector<std::vector<float>> recycled;
   const std::size_t end = nodes_.empty() ? 0 : last + 1;
   for (std::size_t i = s.next; i < end; ++i) {

@@ -9,6 +9,7 @@
 #include <adaquant/core/numeric.hpp>
 #include <adaquant/kernels/conv.hpp>
 #include <adaquant/onnx/ops/node.hpp>
+#include <adaquant/onnx/scratch.hpp>
 
 #include <algorithm>
 #include <cmath>
@@ -245,13 +246,20 @@ inline void direct_conv(const op_env& env, const float* x, std::int64_t n, std::
     blocks.emplace_back(v, take);
     v += take;
   }
-  std::vector<float> packed(static_cast<std::size_t>(k * ldw));
+  struct packed_tag;
+  struct padded_tag;
+  const auto packed_size = static_cast<std::size_t>(k * ldw);
+  const thread_scratch<packed_tag> packed_space(packed_size);
+  float* const packed = packed_space.data();
   const bool unpadded = g.pt == 0 && g.pb == 0 && g.pl == 0 && g.pr == 0;  // read x in place
-  std::vector<float> padded(unpadded ? 0 : static_cast<std::size_t>(cg * hp * wp), 0.0f);  // borders stay 0
+  const std::size_t padded_size = unpadded ? 0 : static_cast<std::size_t>(cg * hp * wp);
+  const thread_scratch<padded_tag> padded_space(padded_size);
+  float* const padded = padded_space.data();
+  std::fill(padded, padded + padded_size, 0.0f);  // borders stay 0
   for (std::int64_t gi = 0; gi < groups; ++gi) {
-    std::fill(packed.begin(), packed.end(), 0.0f);
+    std::fill(packed, packed + packed_size, 0.0f);
     for (const auto& [v0, take] : blocks) {
-      float* pb = packed.data() + k * v0 * lanes;
+      float* pb = packed + k * v0 * lanes;
       const std::int64_t width = take * lanes, c0 = v0 * lanes, cn = std::min(width, og - c0);
       for (std::int64_t j = 0; j < cn; ++j)
         for (std::int64_t r = 0; r < k; ++r) pb[r * width + j] = w[(gi * og + c0 + j) * k + r];
@@ -261,13 +269,13 @@ inline void direct_conv(const op_env& env, const float* x, std::int64_t n, std::
       if (!unpadded)
         for (std::int64_t ci = 0; ci < cg; ++ci)
           for (std::int64_t r = 0; r < g.h; ++r)
-            copy_row(padded.data() + (ci * hp + r + g.pt) * wp + g.pl, xs + (ci * g.h + r) * g.w, g.w);
+            copy_row(padded + (ci * hp + r + g.pt) * wp + g.pl, xs + (ci * g.h + r) * g.w, g.w);
       float* ys = y + (ni * o + gi * og) * p;
       for (const auto& [v0, take] : blocks) {
         const std::int64_t c0 = v0 * lanes, cn = std::min(take * lanes, og - c0);
         adaquant::detail::gather_product_run(
-            unpadded ? xs : padded.data(), base.data(), static_cast<std::size_t>(p), off.data(),
-            static_cast<std::size_t>(k), packed.data() + k * c0, static_cast<std::size_t>(take * lanes),
+            unpadded ? xs : padded, base.data(), static_cast<std::size_t>(p), off.data(),
+            static_cast<std::size_t>(k), packed + k * c0, static_cast<std::size_t>(take * lanes),
             bias ? bias + gi * og + c0 : nullptr, static_cast<std::size_t>(cn), ys + c0 * p,
             static_cast<std::size_t>(p));
       }

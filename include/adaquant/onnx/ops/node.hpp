@@ -98,6 +98,17 @@ struct node {
   }
 };
 
+// Hands t's float storage to `pool` (null: none) and empties t: activations only, not small
+// shape tensors; the pool keeps the last few.
+inline void recycle_into(std::vector<std::vector<float>>* pool, tensor& t) {
+  static constexpr std::size_t kept = 4, smallest = 4096;
+  if (pool && t.f.capacity() >= smallest) {
+    if (pool->size() == kept) pool->erase(pool->begin());
+    pool->push_back(std::move(t.f));
+  }
+  t = tensor();
+}
+
 // Everything a kernel needs besides its inputs.
 struct op_env {
   const node& n;
@@ -170,16 +181,8 @@ struct op_env {
     fake_quant_floats(x, out, q, r);
     return out;
   }
-  // Hands t's float storage to the pool make_for_overwrite draws from (activations only, not
-  // small shape tensors; the pool keeps the last few, per thread).
-  void recycle(tensor& t) const {
-    static constexpr std::size_t pool = 4, smallest = 4096;
-    if (recycled && t.f.capacity() >= smallest) {
-      if (recycled->size() == pool) recycled->erase(recycled->begin());
-      recycled->push_back(std::move(t.f));
-    }
-    t = tensor();
-  }
+  // Hands t's float storage to the pool make_for_overwrite draws from (recycle_into).
+  void recycle(tensor& t) const { recycle_into(recycled, t); }
   // The element count of shape s, checked against the limits.
   std::size_t check_limit(const shape_t& s) const {
     const std::size_t n_el = onnx::detail::checked_count(s, where());
