@@ -382,9 +382,10 @@ TEST_CASE("op_env: recycled storage is zeroed by make and reused by make_for_ove
   env.recycle(a);
   REQUIRE(pool.size() == 1);
   REQUIRE(a.f.empty());
-  // Reused (same storage), zero-filled by make.
-  const aq::tensor z = env.make(aq::dtype::float32, {32, 200});
+  // Reused (same storage), zero-filled by make, of the type asked for.
+  const aq::tensor z = env.make(aq::dtype::float64, {32, 200});
   CHECK(z.f.data() == storage);
+  CHECK(z.type == aq::dtype::float64);
   CHECK(z.shape == aq::shape_t{32, 200});
   CHECK(std::all_of(z.f.begin(), z.f.end(), [](float v) { return v == 0.0f; }));
   CHECK(pool.empty());

@@ -133,6 +133,7 @@ struct op_env {
   [[nodiscard]] tensor make(dtype t, shape_t s) const {
     if (is_float(t)) {
       tensor out = make_for_overwrite(std::move(s));
+      out.type = t;
       std::fill(out.f.begin(), out.f.end(), 0.0f);
       return out;
     }
