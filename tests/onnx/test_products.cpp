@@ -97,8 +97,8 @@ aq::network_options product_options(std::size_t threads, adaquant::range_method 
 }
 
 aq::tensor fake_quant(const aq::tensor& x, const adaquant::quant_params& q) {
-  aq::tensor out;
-  aq::fake_quant_copy(x, out, q, adaquant::rounding_mode::onnx);
+  aq::tensor out = x;
+  aq::fake_quant_floats(x, out, q, adaquant::rounding_mode::onnx);
   return out;
 }
 

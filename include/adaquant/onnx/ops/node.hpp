@@ -46,18 +46,14 @@ struct layer_params {
   float weight_scale = 1.0f;       // Gemm alpha folded into the weight
 };
 
-// out = x fake-quantized per tensor with q, rounding as `r` says (a layer's input quantizer).
-// out.f (sized as x.f) = x.f fake-quantized per tensor with q, rounding as `r` says.
+// out.f (sized as x.f) = x.f fake-quantized per tensor with q, rounding as `r` says (a layer's
+// input quantizer; op_env::fake_quant_copy gives the copy in recycled storage).
 inline void fake_quant_floats(const tensor& x, tensor& out, const quant_params& q,
                               rounding_mode r) {
   with_rounding(r, [&]<class R>(R) {
     fake_quant_per_tensor<R>(tensor_view<const float>(std::span<const float>(x.f)),
                              tensor_view<float>(std::span<float>(out.f)), q);
   });
-}
-inline void fake_quant_copy(const tensor& x, tensor& out, const quant_params& q, rounding_mode r) {
-  out = x;
-  fake_quant_floats(x, out, q, r);
 }
 
 // Per-tensor quantizers on both inputs of a MatMul of two activations (quantized copies only;
@@ -148,19 +144,20 @@ struct op_env {
     const std::size_t n_el = check_limit(s);
     tensor out;
     out.shape = std::move(s);
-    auto it = recycled ? recycled->end() : decltype(recycled->end()){};
-    if (recycled)
+    if (recycled) {
+      auto it = recycled->end();
       for (auto r = recycled->begin(); r != recycled->end(); ++r)
         if (r->capacity() >= n_el && r->capacity() / 2 <= n_el &&
             (it == recycled->end() || r->capacity() < it->capacity()))
           it = r;
-    if (!recycled || it == recycled->end()) {
-      out.f.assign(n_el, 0.0f);
-      return out;
+      if (it != recycled->end()) {
+        out.f = std::move(*it);
+        out.f.resize(n_el);
+        recycled->erase(it);
+        return out;
+      }
     }
-    out.f = std::move(*it);
-    out.f.resize(n_el);
-    recycled->erase(it);
+    out.f.assign(n_el, 0.0f);
     return out;
   }
   // The start of an op that rewrites its input in place: x's own storage when `movable` (input 0
