@@ -13,6 +13,8 @@
 
 #include <optional>
 #include <string>
+#include <thread>
+#include <vector>
 
 using namespace onnx_test;
 using adaquant::capture_mode;
@@ -221,4 +223,45 @@ TEST_CASE("the full-precision keep limit changes no pipeline result, any chunk a
       check_same_quantized(reference, net);
     }
   }
+}
+
+TEST_CASE("a saved run state holds storage of its own size, not the pooled storage it sat in",
+          "[onnx][graph]") {
+  // x [8, 1, 60, 60] -> MaxPool 2x2 -> m [8, 1, 30, 30] -> Conv 1x1 (2 channels) -> c -> Relu -> r
+  // -> Conv 1x1 (1 channel) -> y. x's storage (28800 floats) is released after the pool, and the
+  // first conv's output (14400, half of it) is made in it; the Relu rewrites c in place, so r
+  // sits in twice its size. The state saved before the last conv keeps r.
+  builder b(13);
+  b.input("x", {-1, 1, 60, 60});
+  b.init_f("w1", {2, 1, 1, 1}, {0.5f, -0.25f});
+  b.init_f("w2", {1, 2, 1, 1}, {1.0f, 2.0f});
+  auto& pool = b.node("MaxPool", {"x"}, {"m"}, "pool");
+  attr_ints(pool, "kernel_shape", {2, 2});
+  attr_ints(pool, "strides", {2, 2});
+  b.node("Conv", {"m", "w1"}, {"c"}, "conv1");
+  b.node("Relu", {"c"}, {"r"}, "relu");
+  b.node("Conv", {"r", "w2"}, {"y"}, "conv2");
+  b.output("y");
+  const aq::graph g = aq::graph::compile(b.load("pooled_state.onnx"));
+  const std::size_t last = node_named(g, "conv2");
+  const aq::tensor x({8, 1, 60, 60}, pseudo_random(28800, 41, 2.0f));
+  const std::vector<float> expected = g.forward({x}).at(0).f;
+  // A fresh thread: its storage pool starts empty, so x's storage is the one reused.
+  std::optional<aq::run_state> saved;
+  std::vector<float> out;
+  std::thread([&] {
+    aq::run_state s;
+    out = g.run_from(g.start({x}), last, g.output_values(), last, &s).at(0).f;
+    saved = std::move(s);
+  }).join();
+  REQUIRE(saved.has_value());
+  CHECK(out == expected);
+  CHECK(saved->next == last);
+  REQUIRE(saved->live.size() == 1);
+  const aq::tensor& r = saved->live.begin()->second;
+  CHECK(r.shape == aq::shape_t{8, 2, 30, 30});
+  CHECK(r.f.size() == 14400);
+  CHECK(r.f.capacity() == r.f.size());
+  // The saved state resumes to the same output.
+  CHECK(g.run_from(std::move(*saved), last, g.output_values()).at(0).f == expected);
 }

@@ -286,8 +286,22 @@ inline std::vector<tensor> graph::run_from(run_state s, std::size_t last, const 
     else
       result.push_back(*t);
   }
+  // The saved state holds storage of its own size: a value in pooled storage may sit in up to
+  // twice its size (make_for_overwrite), and a pass keeps its state while the others run (a
+  // capture keeps every pass's state before a layer: ResNet-50's stride-2 blocks, whose outputs
+  // are half their inputs, would keep 400 MB more).
   for (std::size_t v = 0; v < nv; ++v)
-    if (is_pinned(v)) saved->live.emplace(static_cast<int>(v), std::move(values[v]));
+    if (is_pinned(v)) {
+      tensor& t = values[v];
+      if (t.f.capacity() > t.f.size()) {
+        std::vector<float> own(t.f.begin(), t.f.end());
+        std::swap(own, t.f);
+        tensor old;
+        old.f = std::move(own);
+        recycle_into(&recycled, old);
+      }
+      saved->live.emplace(static_cast<int>(v), std::move(t));
+    }
   return result;
 }
 
