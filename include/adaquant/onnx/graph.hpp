@@ -101,8 +101,18 @@ class graph {
   [[nodiscard]] std::vector<tensor> forward(std::vector<tensor> inputs) const {
     return run_from(start(std::move(inputs)), nodes_.empty() ? 0 : nodes_.size() - 1, outputs_);
   }
+  // Hands t's float storage to this thread's pool, which the next runs on the thread draw their
+  // outputs from (op_env::recycle's rule), and empties t: for a run's output the caller has
+  // copied.
+  static void recycle(tensor& t) { recycle_into(&storage_pool(), t); }
 
  private:
+  // Storage of released values, for make_for_overwrite; per thread and kept across runs, so the
+  // next batch's first outputs reuse the last batch's (recycle_into keeps a few).
+  static std::vector<std::vector<float>>& storage_pool() {
+    thread_local std::vector<std::vector<float>> pool;
+    return pool;
+  }
   [[nodiscard]] tensor constant(int v, std::int64_t batch) const;
   [[nodiscard]] bool is_constant(int v) const { return constants_[static_cast<std::size_t>(v)].has_value(); }
   void detect_layers(const compile_options& opt);
@@ -233,9 +243,7 @@ inline std::vector<tensor> graph::run_from(run_state s, std::size_t last, const 
   };
   std::vector<tensor> outs;
   std::vector<const tensor*> in;
-  // Storage of released values, for make_for_overwrite; per thread and kept across runs, so the
-  // next batch's first outputs reuse the last batch's (recycle_into keeps a few).
-  thread_local std::vector<std::vector<float>> recycled;
+  std::vector<std::vector<float>>& recycled = storage_pool();
   const std::size_t end = nodes_.empty() ? 0 : last + 1;
   for (std::size_t i = s.next; i < end; ++i) {
     if (saved && i == save_before) save(i);

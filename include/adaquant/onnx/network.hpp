@@ -62,13 +62,12 @@
 #include <adaquant/onnx/graph.hpp>
 #include <adaquant/onnx/live_values.hpp>
 #include <adaquant/onnx/products.hpp>
+#include <adaquant/onnx/resumable_pass.hpp>
 #include <adaquant/pipeline/network.hpp>
 
 #include <algorithm>
 #include <cctype>
-#include <cmath>
 #include <map>
-#include <numeric>
 #include <optional>
 #include <span>
 #include <string_view>
@@ -76,45 +75,6 @@
 #include <utility>
 
 namespace adaquant::onnx {
-
-// One batch's forward pass that remembers where it stood (see the runtime's resumable_forward).
-// It holds no copy of its inputs: run() asks for them (make_inputs()) only when it starts over.
-class resumable_pass {
- public:
-  void invalidate_from(std::size_t node) noexcept { dirty_ = std::min(dirty_, node); }
-  [[nodiscard]] std::size_t dirty() const noexcept { return dirty_; }
-  [[nodiscard]] const run_state& kept() const noexcept { return state_; }
-  [[nodiscard]] bool has_state() const noexcept { return has_state_; }
-  // The node run(g, last, ...) starts at: the kept state's, or 0 when it starts over.
-  [[nodiscard]] std::size_t start_point(std::size_t last) const noexcept {
-    return has_state_ && state_.next <= std::min(dirty_, last) ? state_.next : 0;
-  }
-  // Forgets the kept state (its memory); the next run starts over.
-  void release() noexcept {
-    state_ = {};
-    has_state_ = false;
-  }
-
-  // Values `want` after running through node `last`; keeps the state before node keep_before
-  // (clamped to [resume point, last]).
-  template <class MakeInputs>
-  std::vector<tensor> run(const graph& g, std::size_t last, const std::vector<int>& want,
-                          std::size_t keep_before, MakeInputs&& make_inputs) {
-    const bool resume = has_state_ && state_.next <= std::min(dirty_, last);
-    run_state from = resume ? std::move(state_) : g.start(make_inputs());
-    keep_before = std::clamp(keep_before, from.next, last);
-    has_state_ = false;
-    std::vector<tensor> out = g.run_from(std::move(from), last, want, keep_before, &state_);
-    has_state_ = true;
-    dirty_ = graph::npos;
-    return out;
-  }
-
- private:
-  run_state state_;
-  bool has_state_ = false;
-  std::size_t dirty_ = graph::npos;
-};
 
 struct network_options {
   compile_options compile;  // sample_shapes default to the calibration inputs' items
@@ -313,32 +273,6 @@ class onnx_network {
 static_assert(PipelineNetwork<onnx_network>);
 static_assert(BlockNetwork<onnx_network>);
 
-namespace detail {
-
-// x [n, c, h, w] padded with zeros: pt rows on top, pb below, pl and pr columns.
-inline std::vector<float> pad_nchw(const tensor& x, std::int64_t pt, std::int64_t pb,
-                                   std::int64_t pl, std::int64_t pr) {
-  const std::int64_t n = x.shape[0], c = x.shape[1], h = x.shape[2], w = x.shape[3];
-  const std::int64_t hp = h + pt + pb, wp = w + pl + pr;
-  std::vector<float> out(static_cast<std::size_t>(n * c * hp * wp), 0.0f);
-  for (std::int64_t p = 0; p < n * c; ++p)
-    for (std::int64_t i = 0; i < h; ++i)
-      std::copy_n(x.f.data() + (p * h + i) * w, w, out.data() + (p * hp + i + pt) * wp + pl);
-  return out;
-}
-
-// log softmax of one row, in double.
-inline void log_softmax(const float* z, std::size_t k, std::vector<double>& out) {
-  const double m = *std::max_element(z, z + k);
-  double sum = 0.0;
-  for (std::size_t j = 0; j < k; ++j) sum += std::exp(z[j] - m);
-  const double lse = m + std::log(sum);
-  out.resize(k);
-  for (std::size_t j = 0; j < k; ++j) out[j] = z[j] - lse;
-}
-
-}  // namespace detail
-
 inline onnx_network::onnx_network(const model& m, std::vector<tensor> calibration,
                                   network_options opt, ::onnx::ModelProto proto)
     : proto_(std::move(proto)),
@@ -475,102 +409,6 @@ inline void onnx_network::resolve_token_mask(const model& m,
   }
 }
 
-inline adaquant::layer_io onnx_network::capture(std::size_t layer_id, std::size_t first,
-                                                std::size_t count, capture_mode mode,
-                                                capture_parts want) {
-  const layer_desc& d = desc(layer_id);
-  if (!(first <= samples_ && count <= samples_ - first))
-    adaquant::detail::fail(errc::invalid_argument, "onnx_network::capture: first, count",
-                           "samples beyond the " + std::to_string(samples_) + " held");
-  if (mode == capture_mode::quantized) estimate_activation_products(layer_id);
-  const graph& run = mode == capture_mode::quantized ? q_ : fp_;
-  const node& n = run.at(layer_id);
-  const int in_v = n.inputs[0], out_v = n.outputs[0];
-  const std::vector<std::size_t> begin = pass_bounds(first, count);
-  const std::size_t parts = begin.size() - 1;
-  std::vector<resumable_pass*> pass(parts);
-  for (std::size_t p = 0; p < parts; ++p) {
-    const std::size_t b = begin[p], c = begin[p + 1] - b;
-    pass[p] = &passes_[{mode, b, c}];
-  }
-  adaquant::layer_io io;
-  const std::size_t in_per = d.geometry.input_per_sample(),
-                    out_per = d.geometry.output_per_sample();
-  if (want.inputs) io.inputs.resize(count * in_per);
-  if (want.outputs) io.outputs.resize(count * out_per);
-  const std::size_t rows = d.geometry.kind == layer_kind::linear ? d.geometry.linear.rows : 1;
-  if (rows > 1 && mask_input_ != graph::npos) {
-    const std::vector<std::int64_t>& m = calibration_[mask_input_].i;
-    io.row_mask.resize(count * rows);
-    for (std::size_t r = 0; r < count * rows; ++r) io.row_mask[r] = m[first * rows + r] != 0;
-  }
-  if (count == 0) return io;
-  // Full-precision outputs while quantized passes hold state: keep within the limit (see above).
-  bool bounded = mode == capture_mode::full_precision && !want.inputs;
-  if (bounded) {
-    bounded = false;
-    for (const auto& [key, qp] : passes_)
-      bounded = bounded || (std::get<0>(key) == capture_mode::quantized && qp.has_state());
-  }
-  std::vector<std::size_t> keep(parts, layer_id);
-  if (bounded)
-    for (std::size_t p = 0; p < parts; ++p) keep[p] = fp_keep_point(*pass[p], layer_id);
-  parallel_for(parts, threads_, [&](std::size_t p) {
-    const tensor out =
-        std::move(pass[p]
-                      ->run(run, layer_id, {out_v}, keep[p],
-                            [&] { return calibration_items(begin[p], begin[p + 1]); })
-                      .at(0));
-    const std::size_t at = begin[p] - first;
-    if (want.inputs) {  // kept before layer_id (only captures of outputs alone keep earlier)
-      const tensor& in = pass[p]->kept().live.at(in_v);
-      const std::vector<float> padded = explicit_padding(run, n, in);
-      const std::vector<float>& from = padded.empty() ? in.f : padded;
-      std::copy(from.begin(), from.end(),
-                io.inputs.begin() + static_cast<std::ptrdiff_t>(at * in_per));
-    }
-    if (want.outputs)
-      std::copy(out.f.begin(), out.f.end(),
-                io.outputs.begin() + static_cast<std::ptrdiff_t>(at * out_per));
-  });
-  return io;
-}
-
-inline std::vector<float> onnx_network::explicit_padding(const graph& run, const node& n,
-                                                         const tensor& in) const {
-  if (n.op_type != "Conv") return {};
-  const op_env env{n, run.opset(), run.limits(), run.source(), nullptr};
-  const detail::window g =
-      detail::conv_window(env, in.shape, n.layer->weight.shape, n.attr_int("group", 1));
-  if (g.symmetric_pads()) return {};
-  tensor in4 = in;
-  if (in4.rank() == 3) in4.shape.insert(in4.shape.begin() + 2, 1);
-  return detail::pad_nchw(in4, g.pt, g.pb, g.pl, g.pr);
-}
-
-inline std::optional<std::vector<std::span<const float>>> onnx_network::held_inputs(
-    std::size_t layer_id, std::size_t first, std::size_t count) const {
-  const layer_desc& d = desc(layer_id);
-  const std::size_t rows = d.geometry.kind == layer_kind::linear ? d.geometry.linear.rows : 1;
-  if ((rows > 1 && mask_input_ != graph::npos) || !(first <= samples_ && count <= samples_ - first))
-    return std::nullopt;
-  const node& n = q_.at(layer_id);
-  const std::vector<std::size_t> begin = pass_bounds(first, count);
-  std::vector<std::span<const float>> runs;
-  for (std::size_t p = 0; p + 1 < begin.size(); ++p) {
-    const auto it = passes_.find({capture_mode::quantized, begin[p], begin[p + 1] - begin[p]});
-    if (it == passes_.end() || it->second.start_point(layer_id) != layer_id) return std::nullopt;
-    const auto v = it->second.kept().live.find(n.inputs[0]);
-    if (v == it->second.kept().live.end()) return std::nullopt;
-    const tensor& in = v->second;
-    if (!(in.f.size() == (begin[p + 1] - begin[p]) * d.geometry.input_per_sample()) ||
-        !explicit_padding(q_, n, in).empty())
-      return std::nullopt;
-    runs.emplace_back(in.f);
-  }
-  return runs;
-}
-
 inline void onnx_network::set_quantized(const quantized_layer& q) {
   const layer_desc& d = desc(q.id);
   if (!(q.weight.size() == d.weight.size() && q.bias.size() == d.geometry.out_channels()))
@@ -609,105 +447,6 @@ inline void onnx_network::set_embedding(const quantized_embedding& q) {
   invalidate_quantized_from(q.node);
 }
 
-inline double onnx_network::calibration_loss() {
-  if (loss_passes_.empty()) return 0.0;
-  estimate_activation_products();
-  if (fp_logits_.rank() == 0) {  // on first use: a network that never asks pays no forward pass
-    eval_options eo;
-    eo.threads = threads_;
-    fp_logits_ = forward(calibration_items(0, loss_begin_.back()), eo).at(0);
-  }
-  const std::size_t n = static_cast<std::size_t>(fp_logits_.shape[0]);
-  const std::size_t k = n ? fp_logits_.size() / n : 0;
-  const std::size_t last = q_.nodes().empty() ? 0 : q_.nodes().size() - 1;
-  const int out_v = q_.output_values().at(0);
-  std::vector<double> loss(n, 0.0);
-  parallel_for(loss_passes_.size(), loss_passes_.size(), [&](std::size_t p) {
-    resumable_pass& pass = loss_passes_[p];
-    const tensor logits =
-        pass.run(q_, last, {out_v}, pass.dirty(),
-                 [&] { return calibration_items(loss_begin_[p], loss_begin_[p + 1]); })
-            .at(0);
-    const std::size_t b = loss_begin_[p];
-    std::vector<double> lp, lq;
-    for (std::size_t i = 0; i + b < loss_begin_[p + 1]; ++i) {
-      detail::log_softmax(fp_logits_.f.data() + (b + i) * k, k, lp);
-      detail::log_softmax(logits.f.data() + i * k, k, lq);
-      double kl = 0.0;
-      for (std::size_t j = 0; j < k; ++j) kl += std::exp(lp[j]) * (lp[j] - lq[j]);
-      loss[b + i] = kl;
-    }
-  });
-  return std::accumulate(loss.begin(), loss.end(), 0.0) / static_cast<double>(n);
-}
-
-inline std::vector<tensor> onnx_network::forward(const std::vector<tensor>& inputs,
-                                                 const eval_options& opt) const {
-  const graph& g = opt.quantized ? q_ : fp_;
-  if (opt.quantized)
-    for (const activation_product& p : products_)
-      if (!p.estimated)
-        adaquant::detail::fail(errc::invalid_argument, "onnx_network::forward",
-                               "the operand ranges of product \"" + p.name +
-                                   "\" are not estimated yet: call estimate_activation_products()");
-  if (inputs.empty() || inputs[0].rank() == 0)
-    adaquant::detail::fail(errc::shape_mismatch, "onnx_network::forward: inputs",
-                           "expected [samples, ...] tensors");
-  const std::size_t n = static_cast<std::size_t>(inputs[0].shape[0]);
-  const std::size_t batch = std::max<std::size_t>(1, opt.batch);
-  const std::size_t chunks = (n + batch - 1) / batch;
-  std::vector<std::vector<tensor>> parts(chunks);
-  parallel_for(chunks, resolve_threads(opt.threads), [&](std::size_t c) {
-    std::vector<tensor> in;
-    for (const tensor& t : inputs) in.push_back(t.items(c * batch, std::min(n, (c + 1) * batch)));
-    parts[c] = g.forward(std::move(in));
-  });
-  std::vector<tensor> out;
-  for (std::size_t k = 0; k < g.output_values().size(); ++k) {
-    tensor t;
-    if (chunks) {
-      t.type = parts[0][k].type;
-      t.shape = parts[0][k].shape;
-      t.shape.at(0) = static_cast<std::int64_t>(n);
-    }
-    std::size_t nf = 0, ni = 0;
-    for (const auto& p : parts) {
-      nf += p[k].f.size();
-      ni += p[k].i.size();
-    }
-    t.f.reserve(nf);
-    t.i.reserve(ni);
-    for (auto& p : parts) {
-      const tensor& s = p[k];
-      t.f.insert(t.f.end(), s.f.begin(), s.f.end());
-      t.i.insert(t.i.end(), s.i.begin(), s.i.end());
-    }
-    out.push_back(std::move(t));
-  }
-  return out;
-}
-
-inline eval_result onnx_network::evaluate(const std::vector<tensor>& inputs,
-                                          std::span<const std::int64_t> labels,
-                                          const eval_options& opt) const {
-  eval_result r;
-  r.logits = forward(inputs, opt).at(0);
-  const std::size_t n = static_cast<std::size_t>(r.logits.shape.at(0));
-  if (labels.size() != n || !r.logits.floating())
-    adaquant::detail::fail(
-        errc::shape_mismatch, "onnx_network::evaluate: labels",
-        std::to_string(labels.size()) + " labels for " + std::to_string(n) + " samples");
-  const std::size_t k = n ? r.logits.size() / n : 0;
-  r.samples = n;
-  for (std::size_t i = 0; i < n; ++i) {
-    const float* z = r.logits.f.data() + i * k;
-    const auto best = static_cast<std::int64_t>(std::max_element(z, z + k) - z);
-    r.correct += best == labels[i];
-  }
-  r.accuracy = n ? static_cast<double>(r.correct) / static_cast<double>(n) : 0.0;
-  return r;
-}
-
 inline std::vector<layer_origin> onnx_network::layer_origins() const {
   std::vector<layer_origin> out;
   for (const layer_desc& d : layers_) {
@@ -722,4 +461,5 @@ inline std::vector<layer_origin> onnx_network::layer_origins() const {
 }  // namespace adaquant::onnx
 
 #include <adaquant/onnx/network_blocks.hpp>
+#include <adaquant/onnx/network_passes.hpp>
 #include <adaquant/onnx/network_products.hpp>
