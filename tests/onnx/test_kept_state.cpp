@@ -11,6 +11,7 @@
 
 #include <catch2/catch.hpp>
 
+#include <cstdint>
 #include <optional>
 #include <string>
 #include <thread>
@@ -264,4 +265,42 @@ TEST_CASE("a saved run state holds storage of its own size, not the pooled stora
   CHECK(r.f.capacity() == r.f.size());
   // The saved state resumes to the same output.
   CHECK(g.run_from(std::move(*saved), last, g.output_values()).at(0).f == expected);
+}
+
+TEST_CASE("graph::recycle hands storage to the thread's next run", "[onnx][graph]") {
+  // x [8, 1, 60, 60] -> MaxPool 2x2 -> m [8, 1, 30, 30] (7200 floats, a graph output).
+  builder b(13);
+  b.input("x", {-1, 1, 60, 60});
+  auto& pool = b.node("MaxPool", {"x"}, {"m"}, "pool");
+  attr_ints(pool, "kernel_shape", {2, 2});
+  attr_ints(pool, "strides", {2, 2});
+  b.output("m");
+  const aq::graph g = aq::graph::compile(b.load("recycle.onnx"));
+  const aq::tensor x({8, 1, 60, 60}, pseudo_random(28800, 43, 2.0f));
+  const std::vector<float> expected = g.forward({x}).at(0).f;
+  // A fresh thread (its pool starts empty); storage for 10000 floats holds the 7200 of m.
+  std::uintptr_t given = 0, used = 0;  // storage addresses
+  std::size_t used_capacity = 0;
+  bool emptied = false, small_emptied = false;
+  std::vector<float> out;
+  aq::tensor small_one({2, 2}, {1.0f, 2.0f, 3.0f, 4.0f});
+  std::thread([&] {  // Catch's assertions stay on the test's thread
+    aq::tensor t({10000}, std::vector<float>(10000, -1.0f));
+    given = reinterpret_cast<std::uintptr_t>(t.f.data());
+    aq::graph::recycle(t);
+    emptied = t.f.empty() && t.shape.empty();
+    std::vector<aq::tensor> outs = g.forward({x});
+    const aq::tensor& m = outs.at(0);
+    used = reinterpret_cast<std::uintptr_t>(m.f.data());
+    used_capacity = m.f.capacity();  // fresh storage would hold 7200
+    out = m.f;
+    // Small storage (below 4096 floats) is not pooled: it is freed, and the tensor emptied.
+    aq::graph::recycle(small_one);
+    small_emptied = small_one.f.empty();
+  }).join();
+  CHECK(emptied);
+  CHECK(small_emptied);
+  CHECK(used == given);
+  CHECK(used_capacity == 10000);
+  CHECK(out == expected);  // every element written over the -1s
 }
