@@ -138,8 +138,8 @@ struct op_env {
   }
   // As make, for a float tensor whose every element the op writes: the smallest recycled storage
   // that holds it with at most twice its size (elements it already had are not zero-filled),
-  // else new zero storage. The bound keeps values a pass keeps alive (its saved state) from
-  // pinning storage several times their size.
+  // else new zero storage. The bound limits what a run's values hold beyond their size (a saved
+  // state copies its values out of larger storage: graph::run_from).
   [[nodiscard]] tensor make_for_overwrite(shape_t s) const {
     const std::size_t n_el = check_limit(s);
     tensor out;
