@@ -16,6 +16,7 @@
 #include <map>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace adaquant::onnx {
@@ -302,11 +303,9 @@ inline std::vector<tensor> graph::run_from(run_state s, std::size_t last, const 
     if (is_pinned(v)) {
       tensor& t = values[v];
       if (t.f.capacity() > t.f.size()) {
-        std::vector<float> own(t.f.begin(), t.f.end());
-        std::swap(own, t.f);
-        tensor old;
-        old.f = std::move(own);
-        recycle_into(&recycled, old);
+        tensor larger;
+        larger.f = std::exchange(t.f, std::vector<float>(t.f.begin(), t.f.end()));
+        recycle_into(&recycled, larger);
       }
       saved->live.emplace(static_cast<int>(v), std::move(t));
     }
