@@ -1,6 +1,7 @@
 // One AdaQuant optimisation step (quantized forward + backward + Adam on V, bias, weight scales
 // and the activation scale) against the plain FP32 forward of the same layer, at three shapes:
-//   conv   64 -> 64 channels, 3x3, padding 1, 14x14 input, batch 32       W4A4
+//   conv   64 -> 64 channels, 3x3, padding 1, 14x14 input, batch 32       W4A4 (step also
+//          compared after a ReLU: _relu)
 //   linear 512 -> 512, batch 256                                           W4A4
 //   token  256 -> 1024 over 32 samples x 64 tokens (2048 rows: a transformer's feed-forward
 //          layer, every token a row of the objective)                      W4A8
@@ -60,10 +61,11 @@ struct layer_data {
 };
 
 void adaquant_step(benchmark::State& st, const layer_geometry& g, std::size_t n, int abits = 4,
-                   std::size_t threads = 1) {
+                   std::size_t threads = 1, output_activation act = output_activation::none) {
   const layer_data d(g, n);
   layer_quant_config cfg;  // W4 per channel symmetric, A<abits> per tensor affine
   cfg.act_scheme.bits = abits;
+  cfg.activation = act;
   layer_objective obj(g, d.w, d.b, d.x, d.y, cfg);
   obj.set_threads(threads);
   const initial_quant_params init = estimate_initial_params(
@@ -129,6 +131,11 @@ void fp32_forward(benchmark::State& st, const layer_geometry& g, std::size_t n) 
 
 void BM_adaquant_step_conv64_3x3_14x14_b32(benchmark::State& st) {
   adaquant_step(st, conv_shape(), 32);
+}
+// The same step compared after a ReLU, as AdaQuant does for a convolution a ReLU follows (most
+// of ResNet's): the error term and its slope per output element.
+void BM_adaquant_step_conv64_3x3_14x14_b32_relu(benchmark::State& st) {
+  adaquant_step(st, conv_shape(), 32, 4, 1, output_activation::relu);
 }
 void BM_fp32_forward_conv64_3x3_14x14_b32(benchmark::State& st) {
   fp32_forward(st, conv_shape(), 32);
@@ -234,6 +241,7 @@ BENCHMARK(BM_chunked_step_resnet18_downsample_1x1)
     ->Unit(benchmark::kMillisecond);
 
 BENCHMARK(BM_adaquant_step_conv64_3x3_14x14_b32)->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_adaquant_step_conv64_3x3_14x14_b32_relu)->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_fp32_forward_conv64_3x3_14x14_b32)->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_adaquant_step_linear512_b256)->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_fp32_forward_linear512_b256)->Unit(benchmark::kMillisecond);

@@ -155,6 +155,42 @@ void bm_fake_quant_backward(benchmark::State& st) {
                        static_cast<std::int64_t>(n * (4 * sizeof(float) + 1)));
 }
 
+// The squared error after a ReLU with its gradient (AdaQuant's loss), SIMD or its scalar twin,
+// outputs and targets of random sign (every second element on the ReLU's flat side). bytes/s:
+// q, t read and dy written.
+template <bool Simd>
+void bm_squared_error_relu(benchmark::State& st) {
+  const auto n = static_cast<std::size_t>(st.range(0));
+  const auto q = random_floats(n);
+  const std::vector<float> t(q.rbegin(), q.rend());
+  std::vector<float> dy(n);
+  for (auto _ : st) {
+    const double e = aq::detail::squared_error_run<Simd>(aq::detail::act_relu{}, t.data(), q.data(),
+                                                         dy.data(), 1e-3f, n);
+    benchmark::DoNotOptimize(e);
+    benchmark::ClobberMemory();
+  }
+  st.SetBytesProcessed(static_cast<std::int64_t>(st.iterations()) * 3 *
+                       static_cast<std::int64_t>(n * sizeof(float)));
+}
+
+// Bias tuning's slope sums at one bias after a ReLU (one of the Newton steps of a channel), SIMD
+// or its scalar twin. bytes/s: u and y read.
+template <bool Simd>
+void bm_bias_slope_sums_relu(benchmark::State& st) {
+  const auto n = static_cast<std::size_t>(st.range(0));
+  const auto u = random_floats(n);
+  const std::vector<float> y(u.rbegin(), u.rend());
+  for (auto _ : st) {
+    aq::detail::bias_run_sums acc;
+    aq::detail::bias_slope_sums_run<Simd>(aq::detail::act_relu{}, u.data(), y.data(), n, 0.1f, acc);
+    benchmark::DoNotOptimize(acc);
+    benchmark::ClobberMemory();
+  }
+  st.SetBytesProcessed(static_cast<std::int64_t>(st.iterations()) * 2 *
+                       static_cast<std::int64_t>(n * sizeof(float)));
+}
+
 // One Adam update of n parameters with one rate, SIMD or its scalar twin. bytes/s: x, m, v, g
 // read and x, m, v written.
 template <bool Simd>
@@ -202,6 +238,10 @@ BENCHMARK_TEMPLATE(bm_fake_quant_backward, true)
     ->Arg(resident)
     ->Unit(benchmark::kMicrosecond);
 BENCHMARK_TEMPLATE(bm_fake_quant_backward, false)->Arg(resident)->Unit(benchmark::kMicrosecond);
+BENCHMARK_TEMPLATE(bm_squared_error_relu, true)->Arg(resident)->Unit(benchmark::kMicrosecond);
+BENCHMARK_TEMPLATE(bm_squared_error_relu, false)->Arg(resident)->Unit(benchmark::kMicrosecond);
+BENCHMARK_TEMPLATE(bm_bias_slope_sums_relu, true)->Arg(resident)->Unit(benchmark::kMicrosecond);
+BENCHMARK_TEMPLATE(bm_bias_slope_sums_relu, false)->Arg(resident)->Unit(benchmark::kMicrosecond);
 BENCHMARK_TEMPLATE(bm_adam_update, true)
     ->Arg(1 << 20)
     ->Arg(resident)

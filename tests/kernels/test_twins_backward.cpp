@@ -35,14 +35,7 @@ struct backward_case {
   }
 };
 
-std::vector<std::size_t> lengths() {
-  std::vector<std::size_t> ns;
-  for (std::size_t n = 0; n < 3 * lanes + 3; ++n) ns.push_back(n);
-  const std::size_t flush = aq::detail::backward_flush;
-  for (std::size_t n : {flush - 1, flush, flush + 1, flush + lanes + 1, 2 * flush + 3 * lanes + 2})
-    ns.push_back(n);
-  return ns;
-}
+std::vector<std::size_t> lengths() { return lengths_around_flushes(aq::detail::backward_flush); }
 }  // namespace
 
 TEST_CASE("fake_quant_backward (one run): SIMD == scalar twin for all tails and offsets") {

@@ -67,3 +67,13 @@ inline bool same_bits(float a, float b) {
 inline bool same_bits(double a, double b) {
   return std::bit_cast<std::uint64_t>(a) == std::bit_cast<std::uint64_t>(b);
 }
+
+// Lengths in [0, 3 * lanes + 3) and around the flushes of a kernel's float partial sums (one
+// every `flush` elements).
+inline std::vector<std::size_t> lengths_around_flushes(std::size_t flush) {
+  std::vector<std::size_t> ns;
+  for (std::size_t n = 0; n < 3 * lanes + 3; ++n) ns.push_back(n);
+  for (std::size_t n : {flush - 1, flush, flush + 1, flush + lanes + 1, 2 * flush + 3 * lanes + 2})
+    ns.push_back(n);
+  return ns;
+}

@@ -24,6 +24,7 @@
 // the bias (errc::non_finite).
 
 #include <adaquant/core/concepts.hpp>
+#include <adaquant/kernels/loss.hpp>
 #include <adaquant/objectives/geometry.hpp>
 
 #include <cmath>
@@ -39,19 +40,17 @@ struct bias_tuning_result {
 };
 
 namespace detail {
-// act(z) and act'(z) for the three activations.
+// act(z) for the three activations.
 inline float activation_value(output_activation a, float z) noexcept {
   if (a == output_activation::none) return z;
   const float r = z > 0.0f ? z : 0.0f;
   return a == output_activation::relu6 && r > 6.0f ? 6.0f : r;
 }
-inline bool activation_linear(output_activation a, float z) noexcept {
-  return a == output_activation::none || (z > 0.0f && (a == output_activation::relu || z < 6.0f));
-}
 
 // One channel: the values u and full-precision outputs y over samples, `count` runs of `inner`
 // consecutive floats starting every `stride` floats. The targets act(y) are formed on each
-// visit, not stored: a stored copy would be a third array the size of the layer's outputs.
+// visit, not stored: a stored copy would be a third array the size of the layer's outputs. The
+// sums over a run are the loss kernels' (kernels/loss.hpp), added run after run.
 struct bias_channel {
   const float* u;
   const float* y;
@@ -64,23 +63,29 @@ struct bias_channel {
       for (std::size_t i = 0; i < inner; ++i)
         f(u[n * stride + i], activation_value(act, y[n * stride + i]));
   }
+  template <class F>
+  decltype(auto) with_act(F&& f) const {
+    if (act == output_activation::relu) return f(act_relu{});
+    if (act == output_activation::relu6) return f(act_relu6{});
+    return f(act_none{});
+  }
   [[nodiscard]] double loss(float b) const {
-    double s = 0.0;
-    for_each([&](float u, float t) {
-      const double d = static_cast<double>(activation_value(act, u + b)) - t;
-      s += d * d;
+    return with_act([&](auto a) {
+      double s = 0.0;
+      for (std::size_t n = 0; n < count; ++n)
+        s = bias_loss_run(a, u + n * stride, y + n * stride, inner, b, s);
+      return s;
     });
-    return s;
   }
   // f'(b) and f''(b) on the piece containing b.
   void derivatives(float b, double& d1, double& d2) const {
-    d1 = d2 = 0.0;
-    for_each([&](float u, float t) {
-      const float z = u + b;
-      if (!activation_linear(act, z)) return;
-      d1 += 2.0 * (static_cast<double>(z) - t);
-      d2 += 2.0;
+    bias_run_sums acc;
+    with_act([&](auto a) {
+      for (std::size_t n = 0; n < count; ++n)
+        bias_slope_sums_run(a, u + n * stride, y + n * stride, inner, b, acc);
     });
+    d1 = 2.0 * acc.slope;
+    d2 = 2.0 * acc.linear;
   }
 };
 
@@ -174,8 +179,20 @@ inline void tune_bias_channels(tensor_view<const float> u, tensor_view<const flo
     detail::fail(errc::shape_mismatch, std::string(fn) + ": r.bias",
                  "has " + std::to_string(r.bias.size()) + " channels, not " +
                      std::to_string(first) + " + " + std::to_string(c));
+  // Runs shorter than a vector (linear layers: one output per sample) are gathered into one run
+  // per channel first, so that the sums run on whole vectors.
+  const bool gather = p < detail::simd::lanes && n > 1;
+  std::vector<float> gu(gather ? n * p : 0), gy(gu.size());
   for (std::size_t k = 0; k < c; ++k) {
-    const detail::bias_channel ch{u.data() + k * p, y_fp.data() + k * p, n, p, c * p, act};
+    detail::bias_channel ch{u.data() + k * p, y_fp.data() + k * p, n, p, c * p, act};
+    if (gather) {
+      for (std::size_t i = 0; i < n; ++i)
+        for (std::size_t j = 0; j < p; ++j) {
+          gu[i * p + j] = ch.u[i * ch.stride + j];
+          gy[i * p + j] = ch.y[i * ch.stride + j];
+        }
+      ch = {gu.data(), gy.data(), 1, n * p, n * p, act};
+    }
     double before = 0.0, after = 0.0;
     r.bias[first + k] = detail::tune_channel(ch, bias[k], before, after);
     r.loss_before += before;

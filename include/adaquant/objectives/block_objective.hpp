@@ -315,8 +315,9 @@ class block_objective {
     const float dscale = 2.0f / static_cast<float>(B * out);
     double total = 0.0;
     for (std::size_t n = 0; n < B; ++n)
-      total += detail::squared_error(detail::act_none{}, t_.data() + batch[n] * out, q + n * out,
-                                     train ? dy_.data() + n * out : nullptr, dscale, out);
+      total +=
+          detail::squared_error_run(detail::act_none{}, t_.data() + batch[n] * out, q + n * out,
+                                    train ? dy_.data() + n * out : nullptr, dscale, out);
     return total;
   }
 

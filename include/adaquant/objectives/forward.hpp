@@ -12,6 +12,8 @@
 // each other (errc::shape_mismatch), empty input (errc::empty_input).
 
 #include <adaquant/core/error.hpp>
+#include <adaquant/kernels/loss.hpp>
+#include <adaquant/kernels/reference_loss.hpp>
 #include <adaquant/objectives/direct_conv.hpp>
 #include <adaquant/objectives/geometry.hpp>
 #include <adaquant/objectives/im2col.hpp>
@@ -30,33 +32,6 @@ namespace detail {
 using row_matrix = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
 using row_map = Eigen::Map<row_matrix>;
 using const_row_map = Eigen::Map<const row_matrix>;
-
-// Sum of (f(q) - f(t))^2 over n outputs; with dy, writes (f(q) - f(t)) f'(q). 8 float lanes
-// flushed into double every 512 elements: vectorisable, fixed order.
-template <class Act>
-double squared_error(Act act, const float* t, const float* q, float* dy, float dscale,
-                     std::size_t n) noexcept {
-  constexpr std::size_t L = 8, flush = 512;
-  double total = 0.0;
-  std::size_t i = 0;
-  while (i + L <= n) {
-    float acc[L] = {};
-    const std::size_t end = std::min(n - (n - i) % L, i + flush);
-    for (; i < end; i += L)
-      for (std::size_t j = 0; j < L; ++j) {
-        const float d = act.value(q[i + j]) - act.value(t[i + j]);
-        acc[j] += d * d;
-        if (dy) dy[i + j] = (d * act.slope(q[i + j])) * dscale;
-      }
-    for (std::size_t j = 0; j < L; ++j) total += static_cast<double>(acc[j]);
-  }
-  for (; i < n; ++i) {
-    const float d = act.value(q[i]) - act.value(t[i]);
-    total += static_cast<double>(d * d);
-    if (dy) dy[i] = (d * act.slope(q[i])) * dscale;
-  }
-  return total;
-}
 
 inline float apply_activation(output_activation a, float v) noexcept {
   switch (a) {
@@ -82,19 +57,8 @@ inline float activation_slope(output_activation a, float v) noexcept {
   return 1.0f;
 }
 
-// Activations as types, so loops over outputs compile without a switch per element.
-struct act_none {
-  static float value(float v) noexcept { return v; }
-  static float slope(float) noexcept { return 1.0f; }
-};
-struct act_relu {
-  static float value(float v) noexcept { return v > 0.0f ? v : 0.0f; }
-  static float slope(float v) noexcept { return v > 0.0f ? 1.0f : 0.0f; }
-};
-struct act_relu6 {
-  static float value(float v) noexcept { return v > 0.0f ? (v < 6.0f ? v : 6.0f) : 0.0f; }
-  static float slope(float v) noexcept { return (v > 0.0f && v < 6.0f) ? 1.0f : 0.0f; }
-};
+// The activation policy of a (kernels/reference_loss.hpp), so loops over outputs compile
+// without a switch per element.
 template <class F>
 decltype(auto) with_activation(output_activation a, F&& f) {
   switch (a) {

@@ -390,8 +390,8 @@ class layer_objective {
     double total = 0.0;
     for (std::size_t n = 0; n < B; ++n)
       total += detail::with_activation(cfg_.activation, [&](auto act) {
-        return detail::squared_error(act, y_.data() + batch[n] * out, yq_.data() + n * out,
-                                     keep ? dy_.data() + n * out : nullptr, dscale, out);
+        return detail::squared_error_run(act, y_.data() + batch[n] * out, yq_.data() + n * out,
+                                         keep ? dy_.data() + n * out : nullptr, dscale, out);
       });
     return total;
   }

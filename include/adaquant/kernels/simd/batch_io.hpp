@@ -29,6 +29,12 @@ requires(xsimd::batch<float, A>::size ==
                                             const xsimd::batch<float, A>& b,
                                             const xsimd::batch<float, A>& c)
 noexcept { return _mm512_fmadd_ps(a, b, c); }
+template <class A>
+requires(xsimd::batch<double, A>::size ==
+         8) xsimd::batch<double, A> mul_add(const xsimd::batch<double, A>& a,
+                                            const xsimd::batch<double, A>& b,
+                                            const xsimd::batch<double, A>& c)
+noexcept { return _mm512_fmadd_pd(a, b, c); }
 #endif
 
 // Outputs at least this large are written with non-temporal stores: they do not fit in cache, so
