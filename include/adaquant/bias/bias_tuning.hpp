@@ -25,7 +25,7 @@
 
 #include <adaquant/core/concepts.hpp>
 #include <adaquant/kernels/loss.hpp>
-#include <adaquant/objectives/geometry.hpp>
+#include <adaquant/objectives/activation.hpp>
 
 #include <cmath>
 #include <span>
@@ -40,13 +40,6 @@ struct bias_tuning_result {
 };
 
 namespace detail {
-// act(z) for the three activations.
-inline float activation_value(output_activation a, float z) noexcept {
-  if (a == output_activation::none) return z;
-  const float r = z > 0.0f ? z : 0.0f;
-  return a == output_activation::relu6 && r > 6.0f ? 6.0f : r;
-}
-
 // One channel: the values u and full-precision outputs y over samples, `count` runs of `inner`
 // consecutive floats starting every `stride` floats. The targets act(y) are formed on each
 // visit, not stored: a stored copy would be a third array the size of the layer's outputs. The
@@ -57,20 +50,8 @@ struct bias_channel {
   std::size_t count, inner, stride;
   output_activation act;
 
-  template <class F>
-  void for_each(F&& f) const {
-    for (std::size_t n = 0; n < count; ++n)
-      for (std::size_t i = 0; i < inner; ++i)
-        f(u[n * stride + i], activation_value(act, y[n * stride + i]));
-  }
-  template <class F>
-  decltype(auto) with_act(F&& f) const {
-    if (act == output_activation::relu) return f(act_relu{});
-    if (act == output_activation::relu6) return f(act_relu6{});
-    return f(act_none{});
-  }
   [[nodiscard]] double loss(float b) const {
-    return with_act([&](auto a) {
+    return with_activation(act, [&](auto a) {
       double s = 0.0;
       for (std::size_t n = 0; n < count; ++n)
         s = bias_loss_run(a, u + n * stride, y + n * stride, inner, b, s);
@@ -80,7 +61,7 @@ struct bias_channel {
   // f'(b) and f''(b) on the piece containing b.
   void derivatives(float b, double& d1, double& d2) const {
     bias_run_sums acc;
-    with_act([&](auto a) {
+    with_activation(act, [&](auto a) {
       for (std::size_t n = 0; n < count; ++n)
         bias_slope_sums_run(a, u + n * stride, y + n * stride, inner, b, acc);
     });
@@ -100,11 +81,12 @@ inline float tune_channel(const bias_channel& ch, float b0, double& before, doub
     }
   };
   if (ch.act == output_activation::none) {
-    double s = 0.0, m = 0.0;
-    ch.for_each([&](float u, float t) {
-      s += static_cast<double>(t) - u;
-      m += 1.0;
-    });
+    double s = 0.0, m = 0.0;  // act(y) = y
+    for (std::size_t n = 0; n < ch.count; ++n)
+      for (std::size_t i = 0; i < ch.inner; ++i) {
+        s += static_cast<double>(ch.y[n * ch.stride + i]) - ch.u[n * ch.stride + i];
+        m += 1.0;
+      }
     consider(static_cast<float>(s / m));
     return best;
   }

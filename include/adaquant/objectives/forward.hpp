@@ -13,7 +13,7 @@
 
 #include <adaquant/core/error.hpp>
 #include <adaquant/kernels/loss.hpp>
-#include <adaquant/kernels/reference_loss.hpp>
+#include <adaquant/objectives/activation.hpp>
 #include <adaquant/objectives/direct_conv.hpp>
 #include <adaquant/objectives/geometry.hpp>
 #include <adaquant/objectives/im2col.hpp>
@@ -34,42 +34,7 @@ using row_map = Eigen::Map<row_matrix>;
 using const_row_map = Eigen::Map<const row_matrix>;
 
 inline float apply_activation(output_activation a, float v) noexcept {
-  switch (a) {
-    case output_activation::relu:
-      return v > 0.0f ? v : 0.0f;
-    case output_activation::relu6:
-      return v > 0.0f ? (v < 6.0f ? v : 6.0f) : 0.0f;
-    case output_activation::none:
-      break;
-  }
-  return v;
-}
-// Derivative of the activation at v (0 at and beyond the kinks, like PyTorch's ReLU backward).
-inline float activation_slope(output_activation a, float v) noexcept {
-  switch (a) {
-    case output_activation::relu:
-      return v > 0.0f ? 1.0f : 0.0f;
-    case output_activation::relu6:
-      return (v > 0.0f && v < 6.0f) ? 1.0f : 0.0f;
-    case output_activation::none:
-      break;
-  }
-  return 1.0f;
-}
-
-// The activation policy of a (kernels/reference_loss.hpp), so loops over outputs compile
-// without a switch per element.
-template <class F>
-decltype(auto) with_activation(output_activation a, F&& f) {
-  switch (a) {
-    case output_activation::relu:
-      return f(act_relu{});
-    case output_activation::relu6:
-      return f(act_relu6{});
-    case output_activation::none:
-      break;
-  }
-  return f(act_none{});
+  return with_activation(a, [v](auto act) { return act.value(v); });
 }
 
 // y[B, out] = x[B, in] w^T + b.
