@@ -5,6 +5,7 @@
 //   linear 512 -> 512, batch 256                                           W4A4
 //   token  256 -> 1024 over 32 samples x 64 tokens (2048 rows: a transformer's feed-forward
 //          layer, every token a row of the objective)                      W4A8
+// Also the conv's W4A4 forward on integer codes (_on_codes), the step's forward where it applies.
 // Weights per channel, symmetric; activations per tensor, affine. Counter: steps (or forwards) per
 // second as items_per_second.
 
@@ -12,6 +13,8 @@
 
 #include <benchmark/benchmark.h>
 
+#include <algorithm>
+#include <cmath>
 #include <random>
 #include <vector>
 
@@ -140,6 +143,30 @@ void BM_adaquant_step_conv64_3x3_14x14_b32_relu(benchmark::State& st) {
 void BM_fp32_forward_conv64_3x3_14x14_b32(benchmark::State& st) {
   fp32_forward(st, conv_shape(), 32);
 }
+// The same layer's W4A4 forward on integer codes (objectives/integer_conv.hpp: what the step's
+// quantized forward runs where the CPU has AVX-512 VNNI; the scalar twin elsewhere), inputs and
+// weights already on their grids; the codes are recovered and packed on every call, as in a step.
+void BM_w4a4_forward_on_codes_conv64_3x3_14x14_b32(benchmark::State& st) {
+  const layer_data d(conv_shape(), 32);
+  const conv2d_geometry& c = d.g.conv;
+  const float sx = 0.25f;
+  std::vector<float> xq(d.x.size()), wq(d.w.size()), sw(c.out_channels, 0.02f);
+  for (std::size_t i = 0; i < xq.size(); ++i)
+    xq[i] = std::min(std::nearbyint(d.x[i] / sx), 15.0f) * sx;  // unsigned 4-bit, zero code 0
+  for (std::size_t i = 0; i < wq.size(); ++i)
+    wq[i] = std::clamp(std::nearbyint(d.w[i] / sw[0]), -8.0f, 7.0f) * sw[0];
+  std::vector<float> y(d.y.size());
+  detail::integer_conv ic(true);
+  if (!ic.run(c, 32, xq.data(), sx, 0, 16, wq.data(), sw.data(), d.b.data(), y.data(), 1))
+    st.SkipWithError("integer_conv declined its codes");
+  for (auto _ : st) {
+    benchmark::DoNotOptimize(
+        ic.run(c, 32, xq.data(), sx, 0, 16, wq.data(), sw.data(), d.b.data(), y.data(), 1));
+    benchmark::ClobberMemory();
+  }
+  st.counters["simd"] = detail::gather_product_u8_native ? 1.0 : 0.0;
+  st.SetItemsProcessed(static_cast<std::int64_t>(st.iterations()));
+}
 void BM_adaquant_step_linear512_b256(benchmark::State& st) {
   adaquant_step(st, linear_shape(), 256);
 }
@@ -243,6 +270,7 @@ BENCHMARK(BM_chunked_step_resnet18_downsample_1x1)
 BENCHMARK(BM_adaquant_step_conv64_3x3_14x14_b32)->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_adaquant_step_conv64_3x3_14x14_b32_relu)->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_fp32_forward_conv64_3x3_14x14_b32)->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_w4a4_forward_on_codes_conv64_3x3_14x14_b32)->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_adaquant_step_linear512_b256)->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_fp32_forward_linear512_b256)->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_adaquant_step_w4a8_token256x1024_32x64)->Unit(benchmark::kMillisecond);

@@ -6,21 +6,41 @@
 // partial position block. An output depends only on its own sample: a batch equals its samples
 // computed one at a time. Groups of fewer than 8 channels (depthwise) keep im2col + GEMM. The
 // adjoint (dL/dX of a stride-1 convolution, direct_conv2d_adjoint) against the scatter of every
-// tap's dy * w.
+// tap's dy * w. The integer forward (objectives/integer_conv.hpp) against its documented
+// result on codes, on 1-3 threads, and its refusals (values off the grids, grouped layers).
 #include "support/adaquant_test_util.hpp"
 
 #include <adaquant/core/numeric.hpp>
 #include <adaquant/objectives/forward.hpp>
+#include <adaquant/objectives/integer_conv.hpp>
 
 #include <catch2/catch.hpp>
 
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
 #include <cstring>
+#include <limits>
+#include <random>
 #include <string>
 #include <vector>
 
 using adaquant::conv2d_geometry;
 
 namespace {
+
+// The input pixel (row * in_w + column) that tap (i, j) of output (oy, ox) reads, or -1 in the
+// padding.
+long tap_pixel(const conv2d_geometry& g, std::size_t oy, std::size_t ox, std::size_t i,
+               std::size_t j) {
+  const long iy =
+      static_cast<long>(oy * g.stride_h + i * g.dilation_h) - static_cast<long>(g.pad_h);
+  const long ix =
+      static_cast<long>(ox * g.stride_w + j * g.dilation_w) - static_cast<long>(g.pad_w);
+  const bool in =
+      iy >= 0 && ix >= 0 && iy < static_cast<long>(g.in_h) && ix < static_cast<long>(g.in_w);
+  return in ? iy * static_cast<long>(g.in_w) + ix : -1;
+}
 
 // The defining expression, one output at a time over the padded input.
 std::vector<float> reference_conv(const conv2d_geometry& g, std::size_t batch,
@@ -37,18 +57,11 @@ std::vector<float> reference_conv(const conv2d_geometry& g, std::size_t batch,
           for (std::size_t c = 0; c < cg; ++c)
             for (std::size_t i = 0; i < g.kernel_h; ++i)
               for (std::size_t j = 0; j < g.kernel_w; ++j) {
-                const long iy = static_cast<long>(oy * g.stride_h + i * g.dilation_h) -
-                                static_cast<long>(g.pad_h);
-                const long ix = static_cast<long>(ox * g.stride_w + j * g.dilation_w) -
-                                static_cast<long>(g.pad_w);
-                const bool in = iy >= 0 && ix >= 0 && iy < static_cast<long>(g.in_h) &&
-                                ix < static_cast<long>(g.in_w);
+                const long px = tap_pixel(g, oy, ox, i, j);
                 const std::size_t ci = (o / og) * cg + c;
-                const float xv =
-                    in ? x[((n * g.in_channels + ci) * g.in_h + static_cast<std::size_t>(iy)) *
-                               g.in_w +
-                           static_cast<std::size_t>(ix)]
-                       : 0.0f;
+                const float xv = px >= 0 ? x[(n * g.in_channels + ci) * g.in_h * g.in_w +
+                                             static_cast<std::size_t>(px)]
+                                         : 0.0f;
                 acc = adaquant::detail::mul_add(
                     xv, w[((o * cg + c) * g.kernel_h + i) * g.kernel_w + j], acc);
               }
@@ -337,4 +350,161 @@ TEST_CASE("Inputs padded once by padded_batch give the products' bits, across sh
   // Nothing to pad: the input is already in the padded layout and comes back as it is.
   const std::vector<float> x = adaquant_test::randn(2 * 3 * 4 * 5, 1.0f, 35);
   CHECK(xpad.fill(x.data(), 2, 3, 4, 5, 0, 0) == x.data());
+}
+
+namespace {
+
+// Codes and grids of a layer for integer_conv: inputs u in [0, levels) with xq = (u - uz) s_x,
+// weights c in [lo, hi] with wq = c s_w[o].
+struct coded_layer {
+  std::vector<std::int32_t> u, code;
+  std::vector<float> xq, wq, sw, b;
+  float sx = 0.037f;
+  std::int32_t uz = 0, levels = 0;
+};
+
+coded_layer make_coded(const conv2d_geometry& c, std::size_t batch, std::int32_t levels,
+                       std::int32_t uz, std::int32_t lo, std::int32_t hi, std::uint32_t seed) {
+  const adaquant::layer_geometry g = adaquant::layer_geometry::of(c);
+  coded_layer L;
+  L.levels = levels;
+  L.uz = uz;
+  std::mt19937 gen(seed);
+  std::uniform_int_distribution<std::int32_t> du(0, levels - 1), dc(lo, hi);
+  for (std::size_t i = 0; i < batch * g.input_per_sample(); ++i) {
+    L.u.push_back(du(gen));
+    L.xq.push_back(static_cast<float>(L.u.back() - uz) * L.sx);
+  }
+  L.sw = adaquant_test::randn(c.out_channels, 0.01f, seed + 1, 0.03f);
+  for (float& v : L.sw) v = std::abs(v) + 0.005f;
+  const std::size_t k = g.weights_per_channel();
+  for (std::size_t i = 0; i < g.weight_size(); ++i) {
+    L.code.push_back(dc(gen));
+    L.wq.push_back(static_cast<float>(L.code.back()) * L.sw[i / k]);
+  }
+  L.b = adaquant_test::randn(c.out_channels, 0.5f, seed + 2);
+  return L;
+}
+
+// The documented result: A = sum over taps of c (u - uz) (padding: 0) as an exact integer, then
+// mul_add(float(A), s_w s_x, b).
+std::vector<float> coded_reference(const conv2d_geometry& c, std::size_t batch,
+                                   const coded_layer& L) {
+  const std::size_t oh = c.out_h(), ow = c.out_w(), ic = c.in_channels;
+  std::vector<float> y(batch * c.out_channels * oh * ow);
+  for (std::size_t n = 0; n < batch; ++n)
+    for (std::size_t o = 0; o < c.out_channels; ++o)
+      for (std::size_t oy = 0; oy < oh; ++oy)
+        for (std::size_t ox = 0; ox < ow; ++ox) {
+          std::int64_t a = 0;
+          for (std::size_t ch = 0; ch < ic; ++ch)
+            for (std::size_t i = 0; i < c.kernel_h; ++i)
+              for (std::size_t j = 0; j < c.kernel_w; ++j) {
+                const long px = tap_pixel(c, oy, ox, i, j);
+                if (px < 0) continue;
+                const std::int32_t u =
+                    L.u[(n * ic + ch) * c.in_h * c.in_w + static_cast<std::size_t>(px)];
+                a += static_cast<std::int64_t>(
+                         L.code[((o * ic + ch) * c.kernel_h + i) * c.kernel_w + j]) *
+                     (u - L.uz);
+              }
+          y[((n * c.out_channels + o) * oh + oy) * ow + ox] =
+              adaquant::detail::mul_add(static_cast<float>(a), L.sw[o] * L.sx, L.b[o]);
+        }
+  return y;
+}
+
+}  // namespace
+
+TEST_CASE("integer_conv: the forward on codes is mul_add(float(A), s_w s_x, b), A exact",
+          "[objective][forward][direct][integer]") {
+  // Channel counts that leave a partial block of 4 inputs or 16 outputs, stride, dilation,
+  // asymmetric padding, 1x1 in place, two tiles of positions; 4-bit and 8-bit grids (the 8-bit
+  // extremes would saturate a 16-bit intermediate).
+  const std::vector<conv2d_geometry> shapes = {
+      geom(3, 8, 5, 6, 3, 3, 1, 1, 1, 1),   geom(5, 9, 7, 5, 3, 2, 2, 1, 1, 1),
+      geom(4, 17, 6, 6, 3, 3, 1, 2, 2, 1),  geom(6, 24, 4, 5, 1, 1, 1, 0, 1, 1),
+      geom(13, 33, 5, 5, 3, 3, 1, 1, 1, 1), geom(16, 40, 13, 12, 3, 3, 1, 1, 1, 1)};
+  struct grid {
+    std::int32_t levels, uz, lo, hi;
+  };
+  for (const conv2d_geometry& c : shapes)
+    for (const grid gr : {grid{16, 3, -8, 7}, grid{256, 0, -128, 127}, grid{256, 255, -128, 127},
+                          grid{2, 1, -1, 1}}) {
+      INFO(describe(c) << " levels " << gr.levels << " zero code " << gr.uz);
+      const std::size_t batch = 3;
+      const coded_layer L = make_coded(c, batch, gr.levels, gr.uz, gr.lo, gr.hi, 31);
+      const std::vector<float> want = coded_reference(c, batch, L);
+      const adaquant::layer_geometry g = adaquant::layer_geometry::of(c);
+      std::vector<float> y1;
+      for (const std::size_t t : {1, 2, 3}) {
+        std::vector<float> y(batch * g.output_per_sample(), -7.0f);
+        adaquant::detail::integer_conv ic(true);
+        REQUIRE(ic.run(c, batch, L.xq.data(), L.sx, L.uz, L.levels, L.wq.data(), L.sw.data(),
+                       L.b.data(), y.data(), t));
+        std::size_t differ = 0;
+        for (std::size_t i = 0; i < y.size(); ++i) differ += std::memcmp(&y[i], &want[i], 4) != 0;
+        CHECK(differ == 0);
+      }
+      // Where the SIMD body exists the library's own choice runs it: the same bits.
+      if (adaquant::detail::gather_product_u8_native) {
+        std::vector<float> y(batch * g.output_per_sample(), -7.0f);
+        adaquant::detail::integer_conv ic;
+        REQUIRE(ic.run(c, batch, L.xq.data(), L.sx, L.uz, L.levels, L.wq.data(), L.sw.data(),
+                       L.b.data(), y.data(), 1));
+        CHECK(std::memcmp(y.data(), want.data(), y.size() * sizeof(float)) == 0);
+      }
+    }
+}
+
+TEST_CASE("integer_conv declines values off their grids and layers it does not cover",
+          "[objective][forward][direct][integer]") {
+  const conv2d_geometry c = geom(6, 16, 5, 5, 3, 3, 1, 1, 1, 1);
+  const adaquant::layer_geometry g = adaquant::layer_geometry::of(c);
+  const coded_layer L = make_coded(c, 2, 16, 8, -8, 7, 41);
+  const auto declines = [&](const coded_layer& M, const conv2d_geometry& cg) {
+    std::vector<float> y(2 * adaquant::layer_geometry::of(cg).output_per_sample(), -7.0f);
+    adaquant::detail::integer_conv ic(true);
+    const bool ran = ic.run(cg, 2, M.xq.data(), M.sx, M.uz, M.levels, M.wq.data(), M.sw.data(),
+                            M.b.data(), y.data(), 1);
+    const bool untouched = std::all_of(y.begin(), y.end(), [](float v) { return v == -7.0f; });
+    return !ran && untouched;
+  };
+  {
+    coded_layer M = L;  // a QDrop-like float input element
+    M.xq[17] = std::nextafter(M.xq[17], 10.0f);
+    CHECK(declines(M, c));
+  }
+  {
+    coded_layer M = L;  // a relaxed (AdaRound) weight
+    M.wq[5] += 0.3f * M.sw[0];
+    CHECK(declines(M, c));
+  }
+  {
+    coded_layer M = L;  // a code beyond 8 signed bits
+    M.wq[3] = 200.0f * M.sw[0];
+    CHECK(declines(M, c));
+  }
+  {
+    coded_layer M = L;  // an input beyond the grid's last code
+    M.xq[2] = static_cast<float>(M.levels - M.uz) * M.sx;
+    CHECK(declines(M, c));
+  }
+  {
+    coded_layer M = L;
+    M.xq[0] = std::numeric_limits<float>::quiet_NaN();
+    CHECK(declines(M, c));
+  }
+  {
+    coded_layer M = L;  // more than 256 input codes
+    M.levels = 257;
+    CHECK(declines(M, c));
+  }
+  CHECK(declines(L, geom(6, 16, 5, 5, 3, 3, 1, 1, 1, 2)));  // grouped
+  CHECK(declines(L, geom(6, 4, 5, 5, 3, 3, 1, 1, 1, 1)));   // fewer than 8 output channels
+  // The unchanged layer runs.
+  std::vector<float> y(2 * g.output_per_sample(), -7.0f);
+  adaquant::detail::integer_conv ic(true);
+  CHECK(ic.run(c, 2, L.xq.data(), L.sx, L.uz, L.levels, L.wq.data(), L.sw.data(), L.b.data(),
+               y.data(), 1));
 }

@@ -15,6 +15,8 @@
 
 #include <adaquant/core/numeric.hpp>
 
+#include <array>
+#include <cmath>
 #include <cstddef>
 #include <cstdint>
 
@@ -34,6 +36,57 @@ inline void gather_product_ref(const float* x, const gather_index* base, std::si
       out[c * ldo + p] = acc;
     }
   }
+}
+
+// The integer gathered product behind a quantized layer's forward on integer codes
+// (objectives/integer_conv.hpp): x holds unsigned 8-bit input codes, w signed 8-bit weight codes
+// in groups of 4 consecutive taps, and each output is
+//   acc = init[c] + sum_{g < groups} sum_{j < 4} x[base[p] + off[g] + j] * w[(g * ldw + c) * 4 + j]
+//   out[c * ldo + p] = mul_add(float(acc), scale[c], bias[c])    (bias 0 when null)
+// for p < positions, c < channels. acc is an exact 32-bit integer (the caller bounds the depth so
+// that it cannot overflow), so the order of the sum does not matter; the float conversion rounds
+// to nearest (exact below 2^24) and the one mul_add rounds once more. ldw: at least `channels`
+// rounded up to a multiple of 16 (the SIMD body reads whole 64-byte rows of w).
+inline void gather_product_u8_ref(const std::uint8_t* x, const gather_index* base,
+                                  std::size_t positions, const gather_index* off,
+                                  std::size_t groups, const std::int8_t* w, std::size_t ldw,
+                                  const std::int32_t* init, const float* scale, const float* bias,
+                                  std::size_t channels, float* out, std::size_t ldo) noexcept {
+  for (std::size_t p = 0; p < positions; ++p) {
+    const std::uint8_t* xp = x + base[p];
+    for (std::size_t c = 0; c < channels; ++c) {
+      std::int32_t acc = init[c];
+      for (std::size_t g = 0; g < groups; ++g)
+        for (std::size_t j = 0; j < 4; ++j)
+          acc += static_cast<std::int32_t>(xp[off[g] + j]) *
+                 static_cast<std::int32_t>(w[(g * ldw + c) * 4 + j]);
+      out[c * ldo + p] = mul_add(static_cast<float>(acc), scale[c], bias ? bias[c] : 0.0f);
+    }
+  }
+}
+
+// The input side of the integer product: 4 channels' codes per 32-bit word (byte j from rows[j]),
+//   t = nearbyint(rows[j][q] * inv),  out[q] |= (clamp(t, lo, hi) + zero_code) << 8 j
+// for q < n, where lo = -zero_code and hi = levels - 1 - zero_code; returns whether any value is
+// off its grid: t outside [lo, hi] or t * scale != the value (NaN included), i.e. the value is not
+// the dequantized code (t) * scale, for inv = 1 / scale.
+inline bool quad_codes_ref(const std::array<const float*, 4>& rows, std::size_t n, float scale,
+                           float inv, float lo, float hi, std::int32_t zero_code,
+                           std::uint32_t* out) noexcept {
+  bool off_grid = false;
+  for (std::size_t q = 0; q < n; ++q) {
+    std::uint32_t word = 0;
+    for (std::size_t j = 0; j < 4; ++j) {
+      const float v = rows[j][q], t = std::nearbyint(v * inv);
+      const bool bad = !(t >= lo && t <= hi) || t * scale != v;
+      off_grid |= bad;
+      const auto code =
+          static_cast<std::uint32_t>(static_cast<std::int32_t>(bad ? 0.0f : t) + zero_code);
+      word |= (code & 0xFFu) << (8 * j);
+    }
+    out[q] = word;
+  }
+  return off_grid;
 }
 
 // The weighted tap sum behind depthwise convs (one channel at a time):

@@ -38,6 +38,14 @@
 // gradient() per sample: the forward GEMM, dWq and (when the activation quantizer is trained) dXq:
 // three GEMMs.
 //
+// The convolution Q_w(W + V) * Q_a(X) itself: where both operands lie on their integer grids (a
+// conv with one group, inputs of at most 8 bits, per-channel weight codes within 8 signed bits;
+// not with QDrop's float inputs or AdaRound's relaxed weights) and the CPU has AVX-512 VNNI, it
+// is summed exactly on the integer codes and scaled once, mul_add(float(A), s_w s_a, b')
+// (objectives/integer_conv.hpp), elsewhere in float, one fused multiply-add per tap. The two
+// differ in the last bits of an output; the integer sum is the closer to the exact one. The
+// gradients' products stay in float.
+//
 // Errors: invalid geometry or schemes, or block-wise weights on a convolution other than 1x1
 // (errc::invalid_argument); sizes that disagree
 // (errc::shape_mismatch); no samples (errc::empty_input); NaN/inf in W, bias, X or Y
@@ -51,6 +59,7 @@
 #include <adaquant/objectives/adaround.hpp>
 #include <adaquant/objectives/forward.hpp>
 #include <adaquant/objectives/input_drop.hpp>
+#include <adaquant/objectives/integer_conv.hpp>
 #include <adaquant/objectives/layer_passes.hpp>
 #include <adaquant/objectives/layer_state.hpp>
 #include <adaquant/objectives/sample_rows.hpp>
@@ -340,6 +349,10 @@ class layer_objective {
     return std::max<std::size_t>(1, (std::size_t{1} << 22) / per);
   }
 
+  // The input grid's code of 0 counted from qmin (integer_conv's u_z).
+  [[nodiscard]] std::int32_t act_zero_code(const layer_state& s) const {
+    return detail::input_params(cfg_, s).zero_point - cfg_.act_scheme.qmin();
+  }
   [[nodiscard]] std::size_t conv_threads(std::size_t batch) const noexcept {
     return detail::direct_conv_threads(g_, batch, threads_, grain_);
   }
@@ -375,15 +388,24 @@ class layer_objective {
       const bool cols = keep && !detail::direct_weight_grad_applies(c, B);
       cols_.resize(cols ? B * c.groups * kp : kp);
       xq_padded_ = nullptr;
-      if (keep && detail::direct_weight_grad_applies(c, B, true)) {
-        // Padded once for the forward and dL/dW.
+      // Padded once for the forward and dL/dW.
+      if (keep && detail::direct_weight_grad_applies(c, B, true))
         xq_padded_ = xpad_.fill(xq, B, c.in_channels, c.in_h, c.in_w, c.pad_h, c.pad_w);
+      // On the integer codes where inputs and weights lie on their grids (objectives/
+      // integer_conv.hpp; not with QDrop's float elements, relaxed AdaRound weights, block-wise
+      // weights or where im2col columns are kept for dL/dW).
+      const bool on_codes =
+          !cols && cfg_.quantize_activations && !cfg_.weight_block && !(keep && !keep_.empty()) &&
+          detail::integer_conv::applies(c) &&
+          int_conv_.run(c, B, xq, s.act_scale, act_zero_code(s),
+                        cfg_.act_scheme.qmax() - cfg_.act_scheme.qmin() + 1, wb_.wq.data(),
+                        s.weight_scale.data(), s.bias.data(), yq_.data(), conv_threads(B));
+      if (!on_codes && xq_padded_)
         detail::direct_conv2d(c, B, xq_padded_, wb_.wq.data(), s.bias.data(), yq_.data(), conv_ws_,
                               conv_threads(B), true);
-      } else {
+      else if (!on_codes)
         detail::conv2d_forward_raw(c, B, xq, wb_.wq.data(), s.bias.data(), yq_.data(), cols_.data(),
                                    cols, &conv_ws_, conv_threads(B));
-      }
     }
     if (keep) dy_.resize(B * out);
     const float dscale = 2.0f / static_cast<float>(B * out);
@@ -458,6 +480,7 @@ class layer_objective {
   detail::padded_batch xpad_, dypad_;
   const float* xq_padded_ = nullptr;
   std::vector<std::uint8_t> xmask_, keep_;
+  detail::integer_conv int_conv_;
 };
 
 }  // namespace adaquant

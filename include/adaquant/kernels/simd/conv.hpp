@@ -83,6 +83,30 @@ inline void store_transposed_4(const std::array<B, 4>& rows, float* out, std::si
     for (std::size_t p = 0; p < 4; ++p) out[l * ldo + p] = buf[p * B::size + l];
 }
 
+// Stores a register block acc[p * V + v] (P positions x V vectors of channels) channel-major:
+// out[(v * lanes + l) * ldo + p] for channels v * lanes + l < limit and positions p < valid.
+template <std::size_t V, std::size_t P>
+inline void store_block(const std::array<fbatch, V * P>& acc, std::size_t valid, float* out,
+                        std::size_t ldo, std::size_t limit) noexcept {
+  for (std::size_t v = 0; v < V && v * lanes < limit; ++v) {
+    const std::size_t n = std::min(lanes, limit - v * lanes);
+    float* ov = out + v * lanes * ldo;
+    for (std::size_t q = 0; q < valid; q += 4) {
+      if (q + 4 <= valid) {
+        store_transposed_4<fbatch>(
+            {acc[q * V + v], acc[(q + 1) * V + v], acc[(q + 2) * V + v], acc[(q + 3) * V + v]},
+            ov + q, ldo, n);
+        continue;
+      }
+      alignas(64) std::array<float, 4 * lanes> buf;
+      for (std::size_t p = q; p < valid; ++p)
+        acc[p * V + v].store_aligned(buf.data() + (p - q) * lanes);
+      for (std::size_t l = 0; l < n; ++l)
+        for (std::size_t p = q; p < valid; ++p) ov[l * ldo + p] = buf[(p - q) * lanes + l];
+    }
+  }
+}
+
 // P positions x V weight vectors; channels >= limit and positions >= valid are not stored (a
 // last, partial block repeats its last position in the missing slots).
 template <std::size_t V, std::size_t P>
@@ -107,23 +131,7 @@ inline void gather_block(const float* x, const gather_index* base, std::size_t v
       for (std::size_t v = 0; v < V; ++v) acc[p * V + v] = mul_add(xb, wv[v], acc[p * V + v]);
     }
   }
-  for (std::size_t v = 0; v < V && v * lanes < limit; ++v) {
-    const std::size_t n = std::min(lanes, limit - v * lanes);
-    float* ov = out + v * lanes * ldo;
-    for (std::size_t q = 0; q < valid; q += 4) {
-      if (q + 4 <= valid) {
-        store_transposed_4<fbatch>(
-            {acc[q * V + v], acc[(q + 1) * V + v], acc[(q + 2) * V + v], acc[(q + 3) * V + v]},
-            ov + q, ldo, n);
-        continue;
-      }
-      alignas(64) std::array<float, 4 * lanes> buf;
-      for (std::size_t p = q; p < valid; ++p)
-        acc[p * V + v].store_aligned(buf.data() + (p - q) * lanes);
-      for (std::size_t l = 0; l < n; ++l)
-        for (std::size_t p = q; p < valid; ++p) ov[l * ldo + p] = buf[(p - q) * lanes + l];
-    }
-  }
+  store_block<V, P>(acc, valid, out, ldo, limit);
 }
 
 // A second block size where it divides the positions and the first does not (0: none): a 3x3
