@@ -64,7 +64,7 @@ class integer_conv {
     if (!applies(c, any_target_) || act_levels > integer_conv_levels || act_zero_code < 0 ||
         act_zero_code >= act_levels || !(act_scale > 0.0f))
       return false;
-    if (!pack_weights(c, wq, weight_scale, act_scale, act_zero_code)) return false;
+    if (!pack_weights(c, wq, weight_scale, act_scale, act_zero_code, threads)) return false;
     if (!pack_inputs(c, batch, xq, act_scale, act_zero_code, act_levels, threads)) return false;
     const std::size_t P = c.out_h() * c.out_w(),
                       tiles = (P + direct_conv_tile - 1) / direct_conv_tile;
@@ -80,34 +80,65 @@ class integer_conv {
 
  private:
   // Codes c = wq / s_w (checked: fl(c s_w) == wq, c in [-128, 127]), packed [group][ldw][4] with
-  // group (channel block of 4, kernel row, kernel column); the zero-point term and scales.
+  // group (channel block of 4, kernel row, kernel column); the zero-point term and scales. Blocks
+  // of 16 output channels on the threads: each block's codes row by row (a loop the compiler
+  // vectorizes), then its 64 bytes per group (16 channels x 4 taps) written in turn.
   bool pack_weights(const conv2d_geometry& c, const float* wq, const float* ws, float act_scale,
-                    std::int32_t uz) {
+                    std::int32_t uz, std::size_t threads) {
     const std::size_t oc = c.out_channels, ic = c.in_channels, kh = c.kernel_h, kw = c.kernel_w;
-    const std::size_t blocks = (ic + 3) / 4, k = ic * kh * kw;
+    const std::size_t blocks = (ic + 3) / 4, k = ic * kh * kw, taps = kh * kw;
+    const std::size_t groups = blocks * taps;
     ldw_ = (oc + 15) / 16 * 16;
-    w_.assign(blocks * kh * kw * ldw_ * 4, 0);
-    init_.assign(oc, 0);
+    w_.resize(groups * ldw_ * 4);
+    init_.resize(oc);
     scale_.resize(oc);
-    for (std::size_t o = 0; o < oc; ++o) {
-      const float s = ws[o];
-      if (!(s > 0.0f) || !is_finite(s)) return false;
-      const float inv = 1.0f / s;
-      std::int32_t sum = 0;
-      for (std::size_t ch = 0; ch < ic; ++ch)
-        for (std::size_t i = 0; i < kh; ++i)
-          for (std::size_t j = 0; j < kw; ++j) {
-            const float v = wq[o * k + (ch * kh + i) * kw + j];
-            const float r = std::nearbyint(v * inv);
-            if (!(r >= -128.0f && r <= 127.0f) || r * s != v) return false;
-            const std::size_t g = ((ch / 4) * kh + i) * kw + j;
-            w_[(g * ldw_ + o) * 4 + ch % 4] = static_cast<std::int8_t>(r);
-            sum += static_cast<std::int32_t>(r);
-          }
-      init_[o] = -uz * sum;
-      scale_[o] = s * act_scale;
-    }
-    return true;
+    const std::size_t units = ldw_ / 16;
+    std::vector<std::uint8_t> bad(units, 0);
+    const std::size_t pack_threads = groups * ldw_ * 4 >= parallel_min_elements ? threads : 1;
+    split_units(units, pack_threads, [&](std::size_t u) {
+      // Codes of 16 channels, [16][blocks * 4][taps], missing channels and outputs 0 (32-bit:
+      // int8 stores may alias the weights, which keeps the compiler from vectorizing the loop).
+      std::vector<std::int32_t> codes(16 * blocks * 4 * taps, 0);
+      bool off_grid = false;
+      for (std::size_t l = 0; l < 16 && u * 16 + l < oc; ++l) {
+        const std::size_t o = u * 16 + l;
+        const float s = ws[o];
+        if (!(s > 0.0f) || !is_finite(s)) {
+          off_grid = true;
+          break;
+        }
+        const float inv = 1.0f / s;
+        constexpr float magic = 12582912.0f;  // 1.5 x 2^23: rounds to nearest, ties to even
+        const float* row = wq + o * k;
+        std::int32_t* dst = codes.data() + l * blocks * 4 * taps;
+        std::int32_t sum = 0;
+        std::uint32_t off = 0;
+        for (std::size_t t = 0; t < k; ++t) {
+          // Rounded, NaN to 0, clamped: the value is on the grid iff rc * s gives it back.
+          const float v = row[t], r0 = (v * inv + magic) - magic, r = r0 == r0 ? r0 : 0.0f;
+          const float rc = std::min(std::max(r, -128.0f), 127.0f);
+          off |= static_cast<std::uint32_t>(rc * s != v);
+          const auto q = static_cast<std::int32_t>(rc);
+          dst[t] = q;
+          sum += q;
+        }
+        off_grid |= off != 0;
+        init_[o] = -uz * sum;
+        scale_[o] = s * act_scale;
+      }
+      bad[u] = off_grid;
+      if (off_grid) return;
+      const std::size_t row_len = blocks * 4 * taps;
+      for (std::size_t g = 0; g < groups; ++g) {
+        const std::size_t cb = g / taps, tap = g % taps;
+        std::int8_t* out = w_.data() + (g * ldw_ + u * 16) * 4;
+        for (std::size_t l = 0; l < 16; ++l)
+          for (std::size_t j = 0; j < 4; ++j)
+            out[l * 4 + j] =
+                static_cast<std::int8_t>(codes[l * row_len + (cb * 4 + j) * taps + tap]);
+      }
+    });
+    return std::find(bad.begin(), bad.end(), std::uint8_t{1}) == bad.end();
   }
 
   // Input codes u = xq / s_x + u_z (checked), in blocks of 4 channels with borders (and missing
