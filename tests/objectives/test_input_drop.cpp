@@ -95,9 +95,10 @@ TEST_CASE("QDrop p = 0 is the plain objective bit for bit; p = 1 is the float-in
   CHECK(plain.act_scale != 0.0f);  // the fully quantized input does have a gradient
   CHECK(v1 != v_plain);
 
-  // Through the optimiser, on 4-bit inputs (no QDrop by default): qdrop = 0 runs exactly as
-  // without the setting.
+  // Through the optimiser, on W4A4 (no QDrop by default): qdrop = 0 runs exactly as without the
+  // setting.
   layer_quant_config a4 = low_bit();
+  a4.weight_scheme.bits = 4;
   a4.act_scheme.bits = 4;
   layer_objective obj4(g, L.w, L.b, L.x, L.y, a4);
   adaquant_options o;
@@ -179,27 +180,32 @@ TEST_CASE("QDrop: gradients (input quantizer's included) match central differenc
   }
 }
 
-TEST_CASE("QDrop default: by the layer's input bits (default_qdrop)", "[objective][qdrop]") {
+TEST_CASE("QDrop default: by the layer's input and weight bits (default_qdrop)",
+          "[objective][qdrop]") {
   const layer_geometry g = linear_geom(16, 6);
   random_layer L(g, 40, 21, true);
   adaquant_options o;
   o.iterations = 40;
   o.batch_size = 8;
   o.eval_every = 10;
-  for (int abits : {2, 3, 4, 8}) {
-    INFO("input bits " << abits);
-    layer_quant_config cfg = low_bit();
-    cfg.act_scheme.bits = abits;
-    layer_objective obj(g, L.w, L.b, L.x, L.y, cfg);
-    const initial_quant_params init = estimate_initial_params(obj, quantizers_of(cfg));
-    o.qdrop.reset();
-    const layer_result by_default = adaquant_optimize(obj, o, init);
-    o.qdrop = default_qdrop(cfg);
-    const layer_result explicit_p = adaquant_optimize(obj, o, init);
-    CHECK(same_state(by_default.state, explicit_p.state));
-    if (abits == 2) CHECK(default_qdrop(cfg) == 0.5f);
-    if (abits >= 4) CHECK(default_qdrop(cfg) == 0.0f);
+  for (int wbits : {2, 3, 4, 8})
+    for (int abits : {2, 3, 4, 8}) {
+      INFO("weight bits " << wbits << ", input bits " << abits);
+      layer_quant_config cfg = low_bit();
+      cfg.weight_scheme.bits = wbits;
+      cfg.act_scheme.bits = abits;
+      CHECK(default_qdrop(cfg) == (wbits < 4 || abits < 4 ? 0.5f : 0.0f));
+      layer_objective obj(g, L.w, L.b, L.x, L.y, cfg);
+      const initial_quant_params init = estimate_initial_params(obj, quantizers_of(cfg));
+      o.qdrop.reset();
+      const layer_result by_default = adaquant_optimize(obj, o, init);
+      o.qdrop = default_qdrop(cfg);
+      const layer_result explicit_p = adaquant_optimize(obj, o, init);
+      CHECK(same_state(by_default.state, explicit_p.state));
+    }
+  for (int wbits : {2, 8}) {  // weight-only layers: no input to drop
+    layer_quant_config wo = low_bit(false);
+    wo.weight_scheme.bits = wbits;
+    CHECK(default_qdrop(wo) == 0.0f);
   }
-  layer_quant_config wo = low_bit(false);
-  CHECK(default_qdrop(wo) == 0.0f);
 }

@@ -4,6 +4,7 @@
 #include <catch2/catch.hpp>
 
 #include <limits>
+#include <utility>
 
 #include "support/expect_error.hpp"
 #include "toy_network.hpp"
@@ -179,22 +180,29 @@ TEST_CASE("pipelines are deterministic: the same seed gives bit-identical parame
   }
 }
 
-TEST_CASE("below 4 activation bits the advanced pipeline uses QDrop by default", "[qdrop]") {
-  toy::network by_default(200), explicit_p(200), none(200);
-  auto c = advanced(4, 2);
-  c.adaquant->layer.iterations = 40;
-  (void)aq::advanced_pipeline(by_default, c, ctx);
-  c.adaquant->layer.qdrop = 0.5f;
-  (void)aq::advanced_pipeline(explicit_p, c, ctx);
-  c.adaquant->layer.qdrop = 0.0f;
-  (void)aq::advanced_pipeline(none, c, ctx);
-  bool differs = false;
-  for (const auto& [id, q] : by_default.quantized()) {
-    CHECK(q.weight == explicit_p.quantized().at(id).weight);
-    CHECK(q.bias == explicit_p.quantized().at(id).bias);
-    differs = differs || q.weight != none.quantized().at(id).weight;
+TEST_CASE("below 4 activation or weight bits the advanced pipeline uses QDrop by default",
+          "[qdrop]") {
+  for (const auto& [wbits, abits] : {std::pair{4, 2}, std::pair{2, 4}, std::pair{4, 4}}) {
+    INFO("W" << wbits << "A" << abits);
+    toy::network by_default(200), explicit_p(200), none(200);
+    auto c = advanced(wbits, abits);
+    c.adaquant->layer.iterations = 40;
+    (void)aq::advanced_pipeline(by_default, c, ctx);
+    c.adaquant->layer.qdrop = 0.5f;
+    (void)aq::advanced_pipeline(explicit_p, c, ctx);
+    c.adaquant->layer.qdrop = 0.0f;
+    (void)aq::advanced_pipeline(none, c, ctx);
+    // Below 4 bits the default is p = 0.5 (and differs from no drop); at W4A4 it is no drop.
+    const toy::network& expected = wbits < 4 || abits < 4 ? explicit_p : none;
+    const toy::network& other = wbits < 4 || abits < 4 ? none : explicit_p;
+    bool differs = false;
+    for (const auto& [id, q] : by_default.quantized()) {
+      CHECK(q.weight == expected.quantized().at(id).weight);
+      CHECK(q.bias == expected.quantized().at(id).bias);
+      differs = differs || q.weight != other.quantized().at(id).weight;
+    }
+    CHECK(differs);
   }
-  CHECK(differs);
 }
 
 TEST_CASE("below 4 weight bits the advanced pipeline uses AdaRound by default", "[adaround]") {
