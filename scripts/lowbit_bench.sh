@@ -13,6 +13,8 @@
 # and writes every run's JSON to out/lowbit/.
 #   LOWBIT_MODELS="resnet mobilenetv2"   models to run
 #   LOWBIT_ROWS="w3a3 w2a4 ..."          rows to run (names below)
+#   LOWBIT_SEEDS="0 1 2"                 AdaQuant seeds (default 0); with more than one, a row's
+#                                        line gives each seed's delta and their mean
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 source "$here/scripts/deps.sh"
@@ -55,29 +57,54 @@ row_args() {
   esac
 }
 
+seeds=${LOWBIT_SEEDS:-0}
+for s in $seeds; do
+  case $s in '' | *[!0-9]*) echo "lowbit_bench.sh: LOWBIT_SEEDS: not a seed: $s" >&2; exit 2 ;; esac
+done
+for r in $rows; do row_args "$r" > /dev/null; done  # every row name checked before any run
+# One run's name: the row, with the seed unless it is 0 (seed 0's names are the ones before seeds).
+run_name() { if [ "$2" = 0 ]; then echo "$1"; else echo "$1_s$2"; fi; }
 json_field() { sed -n "s/^  \"$2\": \(.*\),\$/\1/p" "$1" | head -1 | tr -d '"'; }
 
 start=$(date +%s)
 pids=()
 for model in $models; do
   plan="$out/$model.plan"
-  for r in $rows; do echo "$r --model $model $(row_args "$r")"; done > "$plan"
+  for sd in $seeds; do
+    for r in $rows; do echo "$(run_name "$r" "$sd") --model $model $(row_args "$r") --seed $sd"; done
+  done > "$plan"
   "$ptq" --plan "$plan" --json-dir "$out" --pipeline advanced --threads 1 --quiet \
     > "$out/$model.log" 2>&1 &
   pids+=($!)
 done
 for p in "${pids[@]}"; do wait "$p"; done
 
-table="| model | run | weights % of FP32 | FP32 top-1 | quantized top-1 | delta | seconds |
-|---|---|---|---|---|---|---|"
+table="| model | run | seed(s) | weights % of FP32 | FP32 top-1 | quantized top-1 (mean) | delta | seconds (mean) |
+|---|---|---|---|---|---|---|---|"
 for model in $models; do
   for r in $rows; do
-    j="$out/${model}_${r}.json"
-    fp=$(json_field "$j" fp32_top1)
-    q=$(json_field "$j" quant_top1)
-    table+=$'\n'$(awk -v m="$model" -v n="$r" -v r="$(json_field "$j" size_ratio)" -v fp="$fp" \
-      -v q="$q" -v s="$(json_field "$j" seconds)" \
-      'BEGIN { printf "| %s | %s | %.1f | %.2f | %.2f | %+.2f | %.0f |", m, n, 100 * r, 100 * fp, 100 * q, 100 * (q - fp), s }')
+    deltas="" sum=0 n=0 q="" r_size="" fp="" secs=0 qsum=0
+    for sd in $seeds; do
+      j="$out/${model}_$(run_name "$r" "$sd").json"
+      fp=$(json_field "$j" fp32_top1)
+      q=$(json_field "$j" quant_top1)
+      r_size=$(json_field "$j" size_ratio)
+      d=$(awk -v q="$q" -v fp="$fp" 'BEGIN { printf "%+.2f", 100 * (q - fp) }')
+      deltas+="${deltas:+ / }$d"
+      sum=$(awk -v a="$sum" -v d="$d" 'BEGIN { print a + d }')
+      qsum=$(awk -v a="$qsum" -v q="$q" 'BEGIN { print a + q }')
+      secs=$(awk -v a="$secs" -v s="$(json_field "$j" seconds)" 'BEGIN { print a + s }')
+      n=$((n + 1))
+    done
+    if [ "$n" -gt 1 ]; then
+      delta=$(awk -v s="$sum" -v n="$n" -v ds="$deltas" 'BEGIN { printf "%s: mean %+.2f", ds, s / n }')
+    else
+      delta=$deltas
+    fi
+    quant=$(awk -v q="$qsum" -v n="$n" 'BEGIN { printf "%.2f", 100 * q / n }')  # mean over seeds
+    table+=$'\n'$(awk -v m="$model" -v n="$r" -v sd="$seeds" -v r="$r_size" -v fp="$fp" \
+      -v q="$quant" -v d="$delta" -v s="$secs" -v k="$n" \
+      'BEGIN { printf "| %s | %s | %s | %.1f | %.2f | %s | %s | %.0f |", m, n, sd, 100 * r, 100 * fp, q, d, s / k }')
   done
 done
 echo

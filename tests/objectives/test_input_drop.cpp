@@ -203,9 +203,15 @@ TEST_CASE("QDrop default: by the layer's input and weight bits (default_qdrop)",
       const layer_result explicit_p = adaquant_optimize(obj, o, init);
       CHECK(same_state(by_default.state, explicit_p.state));
     }
+  // In a network quantized below 4 bits somewhere, 8-bit layers drop too.
+  layer_quant_config w8a8 = low_bit();
+  w8a8.weight_scheme.bits = w8a8.act_scheme.bits = 8;
+  CHECK(default_qdrop(w8a8, true) == 0.5f);
+  CHECK(default_qdrop(w8a8, false) == 0.0f);
   for (int wbits : {2, 8}) {  // weight-only layers: no input to drop
     layer_quant_config wo = low_bit(false);
     wo.weight_scheme.bits = wbits;
     CHECK(default_qdrop(wo) == 0.0f);
+    CHECK(default_qdrop(wo, true) == 0.0f);
   }
 }

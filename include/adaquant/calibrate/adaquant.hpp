@@ -36,7 +36,7 @@
 // AdaRound-style). Scales are kept >= 1e-3 of their initial value, zero points inside the grid.
 // QDrop (qdrop; objectives/input_drop.hpp): training steps keep each input element float with
 // probability p; by default (default_qdrop) p = 0.5 on layers with inputs or weights below 4
-// bits, else 0
+// bits, else 0 (adaquant_calibrate: p = 0.5 on every layer of a network below 4 bits somewhere)
 // (docs/lowbit.md).
 // AdaRound (rounding = weight_rounding::adaround; objectives/adaround.hpp has the maths): W stays
 // fixed and V holds rounding logits, started at round-to-nearest, trained with Adam at the

@@ -142,14 +142,18 @@ struct layer_result {
 };
 
 // The QDrop probability a layer gets when adaquant_options::qdrop is not set: 0.5 when its input
-// is quantized and either the input or the weights are quantized to fewer than 4 bits, else 0.
-// Measured with the advanced pipeline on the Fashion-MNIST reference models (docs/lowbit.md):
-// p = 0.5 gained 0.5 points of top-1 at W2A2 on both, 0.4 at MobileNetV2 W3A3 (ResNet W3A3 -0.1,
-// noise); at W2A4 (4-bit inputs) MobileNetV2 gained 0.29 on the mean of seeds 0-2 (0.14-0.39 on
-// each seed) and ResNet moved by +0.02 (noise).
-[[nodiscard]] inline float default_qdrop(const layer_quant_config& c) noexcept {
-  return c.quantize_activations && (c.act_scheme.bits < 4 || c.weight_scheme.bits < 4) ? 0.5f
-                                                                                       : 0.0f;
+// is quantized and the network it belongs to is quantized below 4 bits somewhere (weights or
+// inputs of any layer: network_below_4_bits; adaquant_calibrate passes it), or the layer itself
+// is (its weights or its input); else 0. So below 4 bits every layer with a quantized input drops,
+// the first/last layers at 8 bits included. Measured with the advanced pipeline on the
+// Fashion-MNIST reference models (docs/lowbit.md): p = 0.5 gained 0.5 points of top-1 at W2A2 on
+// both, 0.4 at MobileNetV2 W3A3 (ResNet W3A3 -0.1, noise); at MobileNetV2 W2A4 dropping on every
+// layer gained 0.30 on the mean of seeds 0-3 (on each seed), dropping only on the 2-bit layers
+// 0.05.
+[[nodiscard]] inline float default_qdrop(const layer_quant_config& c,
+                                         bool network_below_4_bits = false) noexcept {
+  const bool low = network_below_4_bits || c.act_scheme.bits < 4 || c.weight_scheme.bits < 4;
+  return c.quantize_activations && low ? 0.5f : 0.0f;
 }
 
 // The weight rounding a layer gets when adaquant_options::rounding is not set: AdaRound when its

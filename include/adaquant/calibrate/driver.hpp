@@ -448,6 +448,11 @@ calibration_report calibrate_layers(Net& net, std::span<const layer_quantizers> 
     check_cache_memory(block_cache, n, 1, context, "adaquant_calibrate");
   const std::size_t chunk = context.capture_batch;
 
+  // QDrop's default is the network's (default_qdrop): every layer with a quantized input drops
+  // when any layer's weights or inputs are below 4 bits.
+  const bool below_4_bits = std::any_of(quantizers.begin(), quantizers.end(), [](const auto& q) {
+    return q.weights.scheme.bits < 4 || (q.activations && q.activations->scheme.bits < 4);
+  });
   // Per-layer options, decided up front so that they do not depend on the order of execution.
   std::vector<detail::layer_job> jobs;
   jobs.reserve(layers.size());
@@ -462,6 +467,9 @@ calibration_report calibrate_layers(Net& net, std::span<const layer_quantizers> 
                         where + ".weights.gran");
     j.opt = options.layer;
     j.opt.seed = detail::layer_seed(options.layer.seed, d.id);
+    if (!j.opt.qdrop)
+      j.opt.qdrop =
+          default_qdrop(j.quantizers->objective_config(d.activation, where), below_4_bits);
     if (options.configure && !options.configure(d, j.opt)) continue;
     detail::validate_options(j.opt);
     j.init = options.initial_params;

@@ -95,8 +95,8 @@ struct advanced_config {
   quantization_spec quant{};
   // AdaQuant per layer (nullopt: round-to-nearest from the quantizers' ranges instead). Its
   // bit-width-dependent defaults (measured in docs/lowbit.md): QDrop (adaquant_options::qdrop
-  // unset) with p = 0.5 on layers whose input or weights are quantized to fewer than 4 bits
-  // (default_qdrop);
+  // unset) with p = 0.5 on every layer with a quantized input when any layer's weights or
+  // inputs are quantized to fewer than 4 bits (default_qdrop);
   // AdaRound (adaquant_options::rounding unset) on layers whose weights are quantized to fewer
   // than 4 bits (default_rounding); block reconstruction (calibration_options::reconstruction
   // unset) of the selected blocks holding such a layer, in sequential order on a network with
