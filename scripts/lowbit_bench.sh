@@ -2,8 +2,8 @@
 # Below 4 bits (docs/lowbit.md): the advanced pipeline at W3A3, W2A4, W2A2, every layer 4-bit and
 # bit allocation at 13% and 8% of FP32 weights over {2, 3, 4, 8} bits, on both reference models, at
 # its defaults (1000 AdaQuant iterations, seed 0, 1000 calibration images, full 10k test set;
-# below 4 weight bits AdaRound and block reconstruction of the residual blocks, below 4 input bits
-# QDrop p = 0.5), with the uniform rows the allocations are compared with (w4a4 at 13%; at 8% only
+# below 4 weight bits AdaRound and block reconstruction of the residual blocks, below 4 bits
+# anywhere QDrop p = 0.5 on every layer), with the uniform rows the allocations are compared with (w4a4 at 13%; at 8% only
 # w2a4 fits). Comparison rows: *_q0 without QDrop (--qdrop 0), *_ls with AdaQuant's learned step
 # instead of AdaRound, *_l01 / *_l003 with AdaRound's lambda at 0.1 / 0.03, *_lay per layer
 # instead of by block, *_b3 with blocks of up to 3 layers (--blocks 3). Too slow for
