@@ -147,9 +147,10 @@ struct layer_result {
 // is (its weights or its input); else 0. So below 4 bits every layer with a quantized input drops,
 // the first/last layers at 8 bits included. Measured with the advanced pipeline on the
 // Fashion-MNIST reference models (docs/lowbit.md): p = 0.5 gained 0.5 points of top-1 at W2A2 on
-// both, 0.4 at MobileNetV2 W3A3 (ResNet W3A3 -0.1, noise); at MobileNetV2 W2A4 dropping on every
-// layer gained 0.30 on the mean of seeds 0-3 (on each seed), dropping only on the 2-bit layers
-// 0.05.
+// both, 0.4 at MobileNetV2 W3A3 (ResNet W3A3 -0.1, noise); later, over 3-5 seeds, dropping on
+// every layer gained MobileNetV2 0.33 at W2A4 (on each of 4 seeds; dropping only on the 2-bit
+// layers: 0.18), 0.42 at W2A2 and 0.12 at W3A3, ResNet 0.02 / 0.08 at W2A4 / W3A3, and lost ResNet
+// W2A2 0.22.
 [[nodiscard]] inline float default_qdrop(const layer_quant_config& c,
                                          bool network_below_4_bits = false) noexcept {
   const bool low = network_below_4_bits || c.act_scheme.bits < 4 || c.weight_scheme.bits < 4;

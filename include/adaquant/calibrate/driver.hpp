@@ -462,14 +462,11 @@ calibration_report calibrate_layers(Net& net, std::span<const layer_quantizers> 
     j.desc = &d;
     j.quantizers = &quantizers[i];
     const std::string where = "adaquant_calibrate: quantizers[layer " + std::to_string(d.id) + "]";
-    check_weight_blocks(d.geometry,
-                        j.quantizers->objective_config(d.activation, where).weight_block,
-                        where + ".weights.gran");
+    const layer_quant_config cfg = j.quantizers->objective_config(d.activation, where);
+    check_weight_blocks(d.geometry, cfg.weight_block, where + ".weights.gran");
     j.opt = options.layer;
     j.opt.seed = detail::layer_seed(options.layer.seed, d.id);
-    if (!j.opt.qdrop)
-      j.opt.qdrop =
-          default_qdrop(j.quantizers->objective_config(d.activation, where), below_4_bits);
+    if (!j.opt.qdrop) j.opt.qdrop = default_qdrop(cfg, below_4_bits);
     if (options.configure && !options.configure(d, j.opt)) continue;
     detail::validate_options(j.opt);
     j.init = options.initial_params;
