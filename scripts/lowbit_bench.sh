@@ -3,10 +3,11 @@
 # bit allocation at 13% and 8% of FP32 weights over {2, 3, 4, 8} bits, on both reference models, at
 # its defaults (1000 AdaQuant iterations, seed 0, 1000 calibration images, full 10k test set;
 # below 4 weight bits AdaRound and block reconstruction of the residual blocks, below 4 bits
-# anywhere QDrop p = 0.5 on every layer), with the uniform rows the allocations are compared with (w4a4 at 13%; at 8% only
-# w2a4 fits). Comparison rows: *_q0 without QDrop (--qdrop 0), *_ls with AdaQuant's learned step
-# instead of AdaRound, *_l01 / *_l003 with AdaRound's lambda at 0.1 / 0.03, *_lay per layer
-# instead of by block, *_b3 with blocks of up to 3 layers (--blocks 3). Too slow for
+# anywhere QDrop p = 0.5 on every layer), with the uniform rows the allocations are compared with
+# (w4a4 at 13%; at 8% only w2a4 fits). Comparison rows: *_q0 without QDrop (--qdrop 0), *_ls
+# with AdaQuant's learned step instead of AdaRound, *_l01 / *_l003 with AdaRound's lambda at
+# 0.1 / 0.03, *_lay per layer instead of by block, *_b3 with blocks of up to 3 layers
+# (--blocks 3). Too slow for
 # scripts/demo.sh: about 5-15 minutes per ResNet run and 10-45 per MobileNetV2 run on a shared
 # 2-core machine (bit allocation rows: AdaQuant at 2, 3 and 4 bits, about three times longer).
 # The two models run as two processes side by side (one thread each). Prints one markdown table
@@ -71,7 +72,9 @@ pids=()
 for model in $models; do
   plan="$out/$model.plan"
   for sd in $seeds; do
-    for r in $rows; do echo "$(run_name "$r" "$sd") --model $model $(row_args "$r") --seed $sd"; done
+    for r in $rows; do
+      echo "$(run_name "$r" "$sd") --model $model $(row_args "$r") --seed $sd"
+    done
   done > "$plan"
   "$ptq" --plan "$plan" --json-dir "$out" --pipeline advanced --threads 1 --quiet \
     > "$out/$model.log" 2>&1 &
@@ -79,11 +82,12 @@ for model in $models; do
 done
 for p in "${pids[@]}"; do wait "$p"; done
 
-table="| model | run | seed(s) | weights % of FP32 | FP32 top-1 | quantized top-1 (mean) | delta | seconds (mean) |
+table="| model | run | seed(s) | weights % of FP32 | FP32 top-1 | quantized top-1 (mean) | delta |\
+ seconds (mean) |
 |---|---|---|---|---|---|---|---|"
 for model in $models; do
   for r in $rows; do
-    deltas="" sum=0 n=0 q="" r_size="" fp="" secs=0 qsum=0
+    deltas="" sum=0 n=0 secs=0 qsum=0
     for sd in $seeds; do
       j="$out/${model}_$(run_name "$r" "$sd").json"
       fp=$(json_field "$j" fp32_top1)
@@ -97,14 +101,16 @@ for model in $models; do
       n=$((n + 1))
     done
     if [ "$n" -gt 1 ]; then
-      delta=$(awk -v s="$sum" -v n="$n" -v ds="$deltas" 'BEGIN { printf "%s: mean %+.2f", ds, s / n }')
+      delta=$(awk -v s="$sum" -v n="$n" -v ds="$deltas" \
+        'BEGIN { printf "%s: mean %+.2f", ds, s / n }')
     else
       delta=$deltas
     fi
     quant=$(awk -v q="$qsum" -v n="$n" 'BEGIN { printf "%.2f", 100 * q / n }')  # mean over seeds
     table+=$'\n'$(awk -v m="$model" -v n="$r" -v sd="$seeds" -v r="$r_size" -v fp="$fp" \
       -v q="$quant" -v d="$delta" -v s="$secs" -v k="$n" \
-      'BEGIN { printf "| %s | %s | %s | %.1f | %.2f | %s | %s | %.0f |", m, n, sd, 100 * r, 100 * fp, q, d, s / k }')
+      'BEGIN { printf "| %s | %s | %s | %.1f | %.2f | %s | %s | %.0f |",
+               m, n, sd, 100 * r, 100 * fp, q, d, s / k }')
   done
 done
 echo
