@@ -122,18 +122,6 @@ execution
   --help                 this text
 )";
 
-// Comma-separated non-empty parts.
-std::vector<std::string> name_parts(const std::string& flag, const std::string& v) {
-  std::vector<std::string> out;
-  for (std::size_t b = 0; b <= v.size();) {
-    const std::size_t e = std::min(v.find(',', b), v.size());
-    if (e == b) cli.fail(flag + ": empty name part in '" + v + "'");
-    out.push_back(v.substr(b, e - b));
-    b = e + 1;
-  }
-  return out;
-}
-
 }  // namespace
 
 args parse(int argc, char** argv) {
@@ -177,8 +165,6 @@ args parse(int argc, char** argv) {
       s.weight_only = true;
     else if (f == "--weight-granularity")
       s.weight_block = cli.to_weight_block(f, value());
-    else if (f == "--8bit-layers")
-      a.eight_bit_layers = name_parts(f, value());
     else if (f == "--act-products")
       a.act_products = a.act_products ? a.act_products : -1;
     else if (f == "--act-products-bits") {
@@ -189,7 +175,7 @@ args parse(int argc, char** argv) {
       a.act_products_range = value();
       products_flags = true;
     } else if (f == "--act-products-8bit") {
-      a.act_products_8bit = name_parts(f, value());
+      a.act_products_8bit = cli.to_name_parts(f, value());
       products_flags = true;
     } else if (f == "--embedding-bits") {
       const std::string v = value();

@@ -21,7 +21,6 @@ constexpr const char* default_products_range = "mse";  // docs/text.md: the rang
 struct args {
   std::string model, calib, test_data, test_labels, output, encodings, json, logits, checkpoint;
   std::optional<std::string> token_mask;      // unset: auto-detect; "": none
-  std::vector<std::string> eight_bit_layers;  // --8bit-layers
   int act_products = 0;                       // operand bits of the activation products; 0: off
   std::string act_products_range = default_products_range;
   std::vector<std::string> act_products_8bit;

@@ -103,8 +103,6 @@ ex::run_identity checkpoint_identity(const args& a, const std::vector<input_decl
                   ax::shape_string(no.compile.sample_shapes[k])});
   id.push_back({"argument", "--loss-samples", std::to_string(no.loss_samples)});
   if (no.token_mask) id.push_back({"argument", "--token-mask", *no.token_mask});
-  for (const std::string& part : a.eight_bit_layers)
-    id.push_back({"argument", "--8bit-layers", part});
   id.push_back({"argument", "--embedding-bits", std::to_string(a.embedding_bits)});
   // Not a flag, but it changes AdaQuant's results on layers above step_macs / batch_size MACs
   // per sample: a checkpoint written under another value is refused.
@@ -289,15 +287,10 @@ int run(const args& a) {
                             ex::pipeline_progress_bar(a.quiet)};
   if (checkpoint) ctx.checkpoint = &*checkpoint;
   aq::quantization_spec q8 = quant;  // with the --8bit-layers positions
-  for (const std::string& part : a.eight_bit_layers) {
-    const std::size_t before = q8.fixed_8bit_layers.size();
-    const std::vector<aq::layer_desc> layers = net.quantizable_layers();
-    for (std::size_t i = 0; i < layers.size(); ++i)
-      if (net.full_precision().at(layers[i].id).name.find(part) != std::string::npos)
-        q8.fixed_8bit_layers.push_back(i);
-    if (q8.fixed_8bit_layers.size() == before)
-      cli.fail("--8bit-layers: no layer's node name contains '" + part + "'");
-  }
+  const std::vector<aq::layer_desc> layers = net.quantizable_layers();
+  q8.fixed_8bit_layers = ex::eight_bit_positions(cli, s, layers.size(), [&](std::size_t i) {
+    return net.full_precision().at(layers[i].id).name;
+  });
   // Embedding tables per row, before the pipeline: the layers calibrate on their quantized lookups.
   std::vector<ax::exported_embedding> embeddings;
   if (a.embedding_bits > 0)
@@ -447,7 +440,7 @@ int run(const args& a) {
           {"wbits", s.wbits},
           {"abits", s.abits},
           {"first_last_8bit", quant.first_last_8bit},
-          {"eight_bit_layers", a.eight_bit_layers},
+          {"eight_bit_layers", s.eight_bit_layers},
           {"embedding_bits", a.embedding_bits},
           {"token_mask", net.token_mask()},
           {"act_products",

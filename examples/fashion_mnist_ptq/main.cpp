@@ -23,6 +23,8 @@
 //                                                         up to N layers, or named)
 //                     [--adaround-lambda L]   (AdaRound's regulariser weight, >= 0)
 //                     [--loss-samples 256]   (calibration images of bit allocation's loss)
+//                     [--8bit-layers PART,...]   (layers whose ONNX node name contains a part
+//                                                 stay at 8 bits: what a bit-width hurts)
 //                     [--models DIR] [--data DIR]   (default: the repository's models/, Debian's
 //                                                    Fashion-MNIST)
 //   fashion_mnist_ptq --plan FILE --json-dir DIR [common arguments]
@@ -197,9 +199,13 @@ int run(const args& a, session& s) {
   const ax::eval_result& fp = *m.fp32;
 
   const aq::execution_context ctx{a.threads, 100, ex::pipeline_progress_bar(a.quiet)};
+  const std::vector<aq::layer_desc> layers = net.quantizable_layers();
   const aq::pipeline_report rep = ex::run_pipeline(
       net, p, ctx,
-      ex::named_blocks(cli, p, [&](const std::string& n) { return net.layer_named(n); }));
+      ex::named_blocks(cli, p, [&](const std::string& n) { return net.layer_named(n); }),
+      ex::eight_bit_positions(cli, p, layers.size(), [&](std::size_t i) {
+        return net.full_precision().at(layers[i].id).name;
+      }));
   const bool first_last_8bit = ex::quantization_of(p).first_last_8bit;
 
   const ax::eval_result qr = evaluate(net, m, true, a, "quant eval");
@@ -226,6 +232,7 @@ int run(const args& a, session& s) {
         {"max_size_ratio",
          p.max_size_ratio ? nlohmann::json(*p.max_size_ratio) : nlohmann::json(nullptr)},
         {"first_last_8bit", first_last_8bit},
+        {"eight_bit_layers", p.eight_bit_layers},
         {"fp32_top1", fp.accuracy},
         {"quant_top1", qr.accuracy},
         {"test_images", qr.samples},

@@ -50,7 +50,12 @@ expect_error "--blocks: no quantizable layer named 'nosuch'" --model resnet --pi
 expect_error "options.blocks.named[0]" --model resnet --pipeline advanced --reconstruction block \
   --blocks /stem/Conv../blocks.0/conv1/Conv --calib 8 --test-limit 50
 
-# --plan: every line is checked before anything runs, so nothing is written.
+# --plan: every line is checked before anything runs, so nothing is written.# --8bit-layers: each part must name a layer (checked on the model before the pipeline runs).
+expect_error "--8bit-layers: no layer's node name contains 'nosuch'" --model resnet \
+  --pipeline light --all-layers --8bit-layers /stem/,nosuch --calib 8 --test-limit 50
+expect_error "--8bit-layers: empty name part in '/stem/,'" --model resnet --pipeline light \
+  --8bit-layers /stem/,
+
 expect_plan_error() {  # expect_plan_error "message fragment" plan-lines
   local want=$1
   printf '%s\n' "$2" > "$work/plan.txt"
@@ -85,5 +90,14 @@ rc=$?
 if [ $rc -eq 2 ] && [[ "$out" == *"--json: folder $work/missing does not exist"* ]]; then
   passed=$((passed + 1)); else
   echo "FAILED: --json in a missing folder exited $rc, said: $out"; fails=$((fails + 1)); fi
+# --8bit-layers holds exactly the named layers at 8 bits: with --all-layers at 4 bits, the stem
+# (the first of ResNet's 17 layers) and nothing else.
+if "$ptq" --model resnet --pipeline light --all-layers --8bit-layers /stem/ --calib 8 \
+  --test-limit 50 --quiet --json "$work/eight.json" > /dev/null 2>&1 &&
+  tr -d ' \n' < "$work/eight.json" |
+    grep -q '"eight_bit_layers":\["/stem/"\],.*"layer_weight_bits":\[8,4,4,4,4,4,4,4,4,4,4,4,4,4,4,4,4\]'
+then passed=$((passed + 1)); else
+  echo "FAILED: --8bit-layers /stem/ did not hold only the stem at 8 bits: $(cat "$work/eight.json")"
+  fails=$((fails + 1)); fi
 echo "$passed passed, $fails failed"
 [ "$fails" -eq 0 ]

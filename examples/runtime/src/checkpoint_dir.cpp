@@ -94,11 +94,11 @@ bool is_bookkeeping(const fs::path& p) {
 
 run_identity settings_identity(const pipeline_settings& s) {
   // A member added to pipeline_settings stops the build here until it is part of the identity.
-  const auto& [pipeline, wbits, abits, weight_block, weight_only, all_layers, weight_range,
-               act_range, percentile, rounding, max_size_ratio, bit_options, bit_rounds,
-               recalibrate_allocation, iterations, order, reconstruction, blocks, seed, qdrop,
-               lr_weight, lr_quant, weight_rounding, adaround_lambda, bn_tuning, bn_target, bias] =
-      s;
+  const auto& [pipeline, wbits, abits, weight_block, weight_only, all_layers, eight_bit_layers,
+               weight_range, act_range, percentile, rounding, max_size_ratio, bit_options,
+               bit_rounds, recalibrate_allocation, iterations, order, reconstruction, blocks, seed,
+               qdrop, lr_weight, lr_quant, weight_rounding, adaround_lambda, bn_tuning, bn_target,
+               bias] = s;
   const auto number = [](double v) {  // the shortest text that reads back as v
     char buf[40];
     return std::string(buf, std::to_chars(buf, buf + sizeof buf, v).ptr);
@@ -109,6 +109,9 @@ run_identity settings_identity(const pipeline_settings& s) {
     if (!bits.empty()) bits += ',';
     bits += std::to_string(b);
   }
+  std::string eight_bit;
+  for (const std::string& part : eight_bit_layers)
+    eight_bit += (eight_bit.empty() ? "" : ",") + part;
   const quantization_spec q = quantization_of(s);
   (void)weight_range, (void)act_range;  // as resolved: q.weights.range, q.activations.range
   return {{"build", "adaquant",
@@ -122,6 +125,7 @@ run_identity settings_identity(const pipeline_settings& s) {
            weight_block > 0 ? "block:" + std::to_string(weight_block) : "channel"},
           {"argument", "--weight-only", on(weight_only)},
           {"argument", "--all-layers", on(all_layers)},
+          {"argument", "--8bit-layers", eight_bit.empty() ? "none" : eight_bit},
           {"argument", "--weight-range", std::string(to_string(q.weights.range))},
           {"argument", "--act-range",
            q.activations ? std::string(to_string(q.activations->range)) : "none"},

@@ -109,6 +109,23 @@ std::vector<std::pair<std::size_t, std::size_t>> named_blocks(const cli& c,
   return ids;
 }
 
+std::vector<std::size_t> eight_bit_positions(
+    const cli& c, const pipeline_settings& s, std::size_t layers,
+    const std::function<std::string(std::size_t)>& node_name) {
+  std::vector<std::size_t> out;
+  for (const std::string& part : s.eight_bit_layers) {
+    bool found = false;
+    for (std::size_t i = 0; i < layers; ++i)
+      if (node_name(i).find(part) != std::string::npos) {
+        found = true;
+        if (std::find(out.begin(), out.end(), i) == out.end()) out.push_back(i);
+      }
+    if (!found) c.fail("--8bit-layers: no layer's node name contains '" + part + "'");
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
 advanced_config advanced_config_of(const pipeline_settings& s,
                                    std::vector<std::pair<std::size_t, std::size_t>> named) {
   advanced_config c;
@@ -152,6 +169,8 @@ bool parse_pipeline_flag(const cli& c, const std::string& f,
     s.abits = static_cast<int>(c.to_int(f, value()));
   else if (f == "--all-layers")
     s.all_layers = true;
+  else if (f == "--8bit-layers")
+    s.eight_bit_layers = c.to_name_parts(f, value());
   else if (f == "--max-size-ratio")
     optional_double(s.max_size_ratio);
   else if (f == "--bit-options") {
@@ -254,6 +273,17 @@ double cli::to_double(const std::string& flag, const std::string& v) const {
       v, [](const std::string& t, std::size_t* used) { return std::stod(t, used); });
   if (!x) fail(flag + ": not a number: '" + v + "'");
   return *x;
+}
+
+std::vector<std::string> cli::to_name_parts(const std::string& flag, const std::string& v) const {
+  std::vector<std::string> out;
+  for (std::size_t b = 0; b <= v.size();) {
+    const std::size_t e = std::min(v.find(',', b), v.size());
+    if (e == b) fail(flag + ": empty name part in '" + v + "'");
+    out.push_back(v.substr(b, e - b));
+    b = e + 1;
+  }
+  return out;
 }
 
 std::vector<long long> cli::to_list(const std::string& flag, const std::string& v) const {

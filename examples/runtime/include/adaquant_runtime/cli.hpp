@@ -26,6 +26,7 @@ struct pipeline_settings {
   std::size_t weight_block = 0;            // > 0: weights per block of this many inputs
   bool weight_only = false;                // no activation quantizer: inputs stay float
   bool all_layers = false;                 // light/advanced: first and last layer not at 8 bits
+  std::vector<std::string> eight_bit_layers{};  // node-name parts: those layers stay at 8 bits
   std::string weight_range{};              // min_max | percentile | mse; empty: mse, naive: min_max
   std::string act_range{};                 // the same for the activations
   double percentile = 99.99;               // of the percentile range method
@@ -63,6 +64,13 @@ using layer_lookup = std::function<std::optional<std::size_t>(const std::string&
 [[nodiscard]] std::vector<std::pair<std::size_t, std::size_t>> named_blocks(
     const struct cli& c, const pipeline_settings& s, const layer_lookup& layer_id);
 
+// --8bit-layers' positions in the network's quantizable_layers() (quantization_spec::
+// fixed_8bit_layers): every layer whose node name, node_name(position), contains one of the
+// parts; "--8bit-layers: no layer's node name contains '<part>'" when a part matches none.
+[[nodiscard]] std::vector<std::size_t> eight_bit_positions(
+    const struct cli& c, const pipeline_settings& s, std::size_t layers,
+    const std::function<std::string(std::size_t)>& node_name);
+
 // The configs the settings describe: every setting has its one place here. advanced_config_of
 // takes the named blocks' ids (named_blocks) when --blocks names blocks.
 [[nodiscard]] quantization_spec quantization_of(const pipeline_settings& s);
@@ -73,16 +81,23 @@ using layer_lookup = std::function<std::optional<std::size_t>(const std::string&
     const pipeline_settings& s, std::vector<std::pair<std::size_t, std::size_t>> named = {});
 
 // The advanced pipeline for "advanced", else the light one (naive is a light configuration).
+// eight_bit: the --8bit-layers positions (eight_bit_positions).
 template <PipelineNetwork Net>
 pipeline_report run_pipeline(Net& net, const pipeline_settings& s, const execution_context& ctx,
-                             std::vector<std::pair<std::size_t, std::size_t>> named = {}) {
-  return s.pipeline == "advanced"
-             ? advanced_pipeline(net, advanced_config_of(s, std::move(named)), ctx)
-             : light_pipeline(net, light_config_of(s), ctx);
+                             std::vector<std::pair<std::size_t, std::size_t>> named = {},
+                             std::vector<std::size_t> eight_bit = {}) {
+  if (s.pipeline == "advanced") {
+    advanced_config c = advanced_config_of(s, std::move(named));
+    c.quant.fixed_8bit_layers = std::move(eight_bit);
+    return advanced_pipeline(net, c, ctx);
+  }
+  light_config c = light_config_of(s);
+  c.quant.fixed_8bit_layers = std::move(eight_bit);
+  return light_pipeline(net, c, ctx);
 }
 
 // The pipeline flags both CLIs take, parsed and checked in one place (one wording):
-//   --pipeline naive|light|advanced   --wbits B   --abits B   --all-layers
+//   --pipeline naive|light|advanced   --wbits B   --abits B   --all-layers   --8bit-layers P,P,..
 //   --max-size-ratio R   --bit-options B,B,..   --bit-rounds N   --no-recalibrate-allocation
 //   --iterations N   --order sequential|parallel   --reconstruction layer|block
 //   --blocks auto|N|FIRST..LAST,...   --seed N
@@ -110,6 +125,9 @@ struct cli {
   [[nodiscard]] double to_double(const std::string& flag, const std::string& v) const;
   // comma-separated integers
   [[nodiscard]] std::vector<long long> to_list(const std::string& flag, const std::string& v) const;
+  // comma-separated non-empty strings: "<flag>: empty name part in '<v>'"
+  [[nodiscard]] std::vector<std::string> to_name_parts(const std::string& flag,
+                                                       const std::string& v) const;
   // "channel" -> 0, "block:N" -> N >= 1 (pipeline_settings::weight_block)
   [[nodiscard]] std::size_t to_weight_block(const std::string& flag, const std::string& v) const;
   // "<flag>: must be one of a, b, got '<v>'"
