@@ -22,7 +22,8 @@
 //                     [--blocks auto|N|FIRST..LAST,...]   (which blocks: automatic, runs of
 //                                                         up to N layers, or named)
 //                     [--adaround-lambda L]   (AdaRound's regulariser weight, >= 0)
-//                     [--loss-samples 256]   (calibration images of bit allocation's loss)
+//                     [--loss-samples N]   (calibration images of bit allocation's loss;
+//                                           default: every calibration image)
 //                     [--8bit-layers PART,...]   (layers whose ONNX node name contains a part
 //                                                 stay at 8 bits: what a bit-width hurts)
 //                     [--models DIR] [--data DIR]   (default: the repository's models/, Debian's
@@ -73,7 +74,8 @@ struct args {
   std::string model, json;
   ex::pipeline_settings settings;  // --pipeline and what it computes
   std::size_t calib = 1000, test_limit = 0, threads = 0;
-  std::size_t loss_samples = 256;  // bit allocation's loss: the first N calibration images
+  // Bit allocation's loss: the first N calibration images; empty: all of them (--calib).
+  std::optional<std::size_t> loss_samples;
   bool quiet = false;
   std::string models_dir = ADAQUANT_MODELS_DIR, data_dir = ADAQUANT_FASHION_MNIST_DIR;
 };
@@ -114,7 +116,10 @@ args parse(const std::vector<std::string>& argv) {
   if (a.model != "resnet" && a.model != "mobilenetv2")
     cli.fail("--model must be resnet or mobilenetv2, got '" + a.model + "'");
   ex::check_pipeline_settings(cli, s);
-  if (a.loss_samples == 0) cli.fail("--loss-samples must be > 0");
+  if (a.loss_samples && *a.loss_samples == 0) cli.fail("--loss-samples must be > 0");
+  if (a.loss_samples && *a.loss_samples > a.calib)
+    cli.fail("--loss-samples must be at most --calib (" + std::to_string(a.calib) + "), got " +
+             std::to_string(*a.loss_samples));
   return a;
 }
 
@@ -191,7 +196,7 @@ int run(const args& a, session& s) {
   session::model_entry& m = it->second;
 
   ax::network_options no;
-  no.loss_samples = a.loss_samples;
+  no.loss_samples = a.loss_samples.value_or(a.calib);
   no.threads = a.threads;
   ax::onnx_network net(m.model,
                        {onnx_input(ex::calibration_images(train, m.norm, a.calib, p.seed))}, no);
@@ -244,7 +249,7 @@ int run(const args& a, session& s) {
         {"blocks", p.blocks},
         {"adaround_lambda",
          p.adaround_lambda ? nlohmann::json(*p.adaround_lambda) : nlohmann::json("default")},
-        {"loss_samples", a.loss_samples},
+        {"loss_samples", a.loss_samples.value_or(a.calib)},
         {"size_ratio", rep.size_ratio()},
         {"layer_weight_bits", rep.weight_bits},
         {"seconds", seconds},

@@ -36,6 +36,8 @@ expect_error "--weight-rounding: must be one of learned_step, adaround, got 'nea
 expect_error "--adaround-lambda: must be >= 0" --model resnet --pipeline advanced --adaround-lambda -1
 expect_error "--lr-weight: must be > 0" --model resnet --pipeline advanced --lr-weight 0
 expect_error "--loss-samples must be > 0" --model resnet --pipeline advanced --loss-samples 0
+expect_error "--loss-samples must be at most --calib (8), got 9" --model resnet \
+  --pipeline advanced --calib 8 --loss-samples 9
 expect_error "--iterations: must be > 0" --model resnet --pipeline advanced --iterations 0
 expect_error "--seed: must be >= 0" --model resnet --pipeline advanced --seed -1
 expect_error "--threads: must be >= 0" --model resnet --pipeline advanced --threads -2
@@ -91,11 +93,12 @@ if [ $rc -eq 2 ] && [[ "$out" == *"--json: folder $work/missing does not exist"*
   passed=$((passed + 1)); else
   echo "FAILED: --json in a missing folder exited $rc, said: $out"; fails=$((fails + 1)); fi
 # --8bit-layers holds exactly the named layers at 8 bits: with --all-layers at 4 bits, the stem
-# (the first of ResNet's 17 layers) and nothing else.
+# (the first of ResNet's 17 layers) and nothing else. Without --loss-samples the loss takes every
+# calibration image (--calib 8).
 if "$ptq" --model resnet --pipeline light --all-layers --8bit-layers /stem/ --calib 8 \
   --test-limit 50 --quiet --json "$work/eight.json" > /dev/null 2>&1 &&
   tr -d ' \n' < "$work/eight.json" |
-    grep -q '"eight_bit_layers":\["/stem/"\],.*"layer_weight_bits":\[8,4,4,4,4,4,4,4,4,4,4,4,4,4,4,4,4\]'
+    grep -q '"eight_bit_layers":\["/stem/"\],.*"layer_weight_bits":\[8,4,4,4,4,4,4,4,4,4,4,4,4,4,4,4,4\],"loss_samples":8,'
 then passed=$((passed + 1)); else
   echo "FAILED: --8bit-layers /stem/ did not hold only the stem at 8 bits: $(cat "$work/eight.json")"
   fails=$((fails + 1)); fi
