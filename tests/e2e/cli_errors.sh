@@ -52,12 +52,13 @@ expect_error "--blocks: no quantizable layer named 'nosuch'" --model resnet --pi
 expect_error "options.blocks.named[0]" --model resnet --pipeline advanced --reconstruction block \
   --blocks /stem/Conv../blocks.0/conv1/Conv --calib 8 --test-limit 50
 
-# --plan: every line is checked before anything runs, so nothing is written.# --8bit-layers: each part must name a layer (checked on the model before the pipeline runs).
+# --8bit-layers: each part must name a layer (checked on the model before the pipeline runs).
 expect_error "--8bit-layers: no layer's node name contains 'nosuch'" --model resnet \
   --pipeline light --all-layers --8bit-layers /stem/,nosuch --calib 8 --test-limit 50
 expect_error "--8bit-layers: empty name part in '/stem/,'" --model resnet --pipeline light \
   --8bit-layers /stem/,
 
+# --plan: every line is checked before anything runs, so nothing is written.
 expect_plan_error() {  # expect_plan_error "message fragment" plan-lines
   local want=$1
   printf '%s\n' "$2" > "$work/plan.txt"
