@@ -5,9 +5,10 @@
 #    writing half of its N-th record), then resumed on 1 thread;
 #  - killed after a random time on 2 threads, resumed on 1;
 #  - rerun on a complete folder (nothing recomputed).
-# A folder from other arguments, another model or other calibration data, a damaged or truncated
-# record, a folder of other files: exit 2 with a one-line error naming the folder or file and what
-# differs, nothing written. Kill points come from CHECKPOINT_TEST_SEED (printed; default: random).
+# A folder from other arguments, another model, other calibration data or another revision of the
+# defaults, a damaged or truncated record, a folder of other files: exit 2 with a one-line error
+# naming the folder or file and what differs, nothing written. Kill points come from
+# CHECKPOINT_TEST_SEED (printed; default: random).
 set -uo pipefail
 ptq=$1 npy_tool=$2 work=$3
 here=$(cd "$(dirname "$0")/../.." && pwd)
@@ -104,6 +105,15 @@ expect_refusal "$bad with other arguments: argument --calib-count is 0 there, 40
   ptq_run x "$work/bad" --calib-count 40
 expect_refusal "$bad with other arguments: argument --weight-rounding is default there, adaround here" \
   ptq_run x "$work/bad" --weight-rounding adaround
+# A folder made under another revision of the defaults (calibrate/adaquant_options.hpp:
+# defaults_revision): what an unset option resolves to has changed since.
+rev=$(awk -F'\t' '$1 == "build" && $2 == "defaults" { print $3 }' "$work/bad/manifest")
+cp "$work/bad/manifest" "$work/manifest.saved"
+awk -F'\t' -v OFS='\t' '$1 == "build" && $2 == "defaults" { $3 = $3 + 1 } 1' \
+  "$work/manifest.saved" > "$work/bad/manifest"
+expect_refusal "$bad by another build: build defaults is $((rev + 1)) there, $rev here" \
+  ptq_run x "$work/bad"
+cp "$work/manifest.saved" "$work/bad/manifest"
 resnet=$model model=$here/models/mobilenetv2_fm.onnx
 expect_refusal "$bad for another model: the model ($resnet there, $model here)" ptq_run x "$work/bad"
 model=$resnet

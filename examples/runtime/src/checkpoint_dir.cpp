@@ -1,5 +1,6 @@
 #include <adaquant_runtime/checkpoint_dir.hpp>
 
+#include <adaquant/calibrate/adaquant_options.hpp>
 #include <adaquant/version.hpp>
 
 #include <fcntl.h>
@@ -118,6 +119,7 @@ run_identity settings_identity(const pipeline_settings& s) {
            std::to_string(version_major) + "." + std::to_string(version_minor) + "." +
                std::to_string(version_patch)},
           {"build", "record format", std::to_string(detail::checkpoint_version)},
+          {"build", "defaults", std::to_string(defaults_revision)},
           {"argument", "--pipeline", pipeline},
           {"argument", "--wbits", std::to_string(wbits)},
           {"argument", "--abits", std::to_string(abits)},

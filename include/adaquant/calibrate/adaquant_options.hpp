@@ -3,8 +3,9 @@
 // are given and return: adaquant_options (how a layer is optimised; the meaning of every option,
 // the learning-rate modes and the defaults are documented in calibrate/adaquant.hpp),
 // layer_quantizers (what it is quantized to), initial_quant_params and layer_result, the
-// bit-width-dependent defaults (default_qdrop, default_rounding), step_samples, and the starting
-// parameters from the quantizers' ranges (quantizers_of, estimate_initial_params).
+// bit-width-dependent defaults (default_qdrop, default_rounding; their defaults_revision),
+// step_samples, and the starting parameters from the quantizers' ranges (quantizers_of,
+// estimate_initial_params).
 
 #include <adaquant/calibrate/report.hpp>
 #include <adaquant/core/error.hpp>
@@ -140,6 +141,15 @@ struct layer_result {
   quant_params act_params;  // input quantizer (meaningless if not quantized)
   layer_report report;
 };
+
+// The revision of what an option left unset resolves to: default_qdrop, default_rounding,
+// default_block_reconstruction (calibrate/driver.hpp) and the constant defaults of
+// adaquant_options. A run that leaves them unset computes other results under another revision,
+// so whoever identifies a run for a checkpoint store records it with the run's settings (the
+// example CLIs' checkpoint manifest does: a folder made under another revision is refused).
+// Raised with every change to what one of them returns (1: QDrop on every layer of a network
+// below 4 bits, AdaRound and whole blocks below 4 weight bits).
+inline constexpr std::uint32_t defaults_revision = 1;
 
 // The QDrop probability a layer gets when adaquant_options::qdrop is not set: 0.5 when its input
 // is quantized and the network it belongs to is quantized below 4 bits somewhere (weights or
