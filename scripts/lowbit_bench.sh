@@ -2,12 +2,14 @@
 # Below 4 bits (docs/lowbit.md): the advanced pipeline at W3A3, W2A4, W2A2, every layer 4-bit and
 # bit allocation at 13% and 8% of FP32 weights over {2, 3, 4, 8} bits, on both reference models, at
 # its defaults (1000 AdaQuant iterations, seed 0, 1000 calibration images, full 10k test set;
-# below 4 weight bits AdaRound and block reconstruction of the residual blocks, below 4 bits
-# anywhere QDrop p = 0.5 on every layer), with the uniform rows the allocations are compared with
+# below 4 weight bits AdaRound and block reconstruction of the residual blocks, with an input below
+# 3 bits of the whole network as one block, below 4 bits anywhere QDrop p = 0.5 on every layer),
+# with the uniform rows the allocations are compared with
 # (w4a4 at 13%; at 8% only w2a4 fits). Comparison rows: *_q0 without QDrop (--qdrop 0), *_ls
 # with AdaQuant's learned step instead of AdaRound, *_l01 / *_l003 with AdaRound's lambda at
 # 0.1 / 0.03, *_lay per layer instead of by block, *_b3 with blocks of up to 3 layers
-# (--blocks 3). Too slow for
+# (--blocks 3), w2a2_res with the residual blocks instead of the whole network
+# (--reconstruction block). Too slow for
 # scripts/demo.sh: about 5-15 minutes per ResNet run and 10-45 per MobileNetV2 run on a shared
 # 2-core machine (bit allocation rows: AdaQuant at 2, 3 and 4 bits, about three times longer).
 # The two models run as two processes side by side (one thread each). Prints one markdown table
@@ -49,6 +51,7 @@ row_args() {
     w3a3_b3) echo "--wbits 3 --abits 3 --reconstruction block --blocks 3" ;;
     w2a4_b3) echo "--wbits 2 --abits 4 --reconstruction block --blocks 3" ;;
     w2a2_b3) echo "--wbits 2 --abits 2 --reconstruction block --blocks 3" ;;
+    w2a2_res) echo "--wbits 2 --abits 2 --reconstruction block" ;;
     w4a4_all) echo "--wbits 4 --abits 4 --all-layers" ;;
     w4a4_all_b3) echo "--wbits 4 --abits 4 --all-layers --reconstruction block --blocks 3" ;;
     w4a4) echo "--wbits 4 --abits 4" ;;

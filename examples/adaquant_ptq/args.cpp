@@ -82,8 +82,10 @@ what to compute
   --reconstruction U     layer | block: AdaQuant per layer, or whole residual blocks
                          (BRECQ; sequential order; docs/block.md)  [by bits: block below 4
                          weight bits in sequential order, else layer]
-  --blocks B             with block reconstruction: auto (the residual blocks), N (runs
-                         of up to N layers) or FIRST..LAST,... (ONNX node names) [auto]
+  --blocks B             with block reconstruction: auto (the residual blocks; by bits
+                         without --reconstruction: runs of every layer when an input is
+                         below 3 bits), N (runs of up to N layers) or FIRST..LAST,...
+                         (ONNX node names)                                 [auto]
   --seed N               AdaQuant's seed                                   [0]
   --qdrop P              AdaQuant's QDrop: each input element keeps its float value with
                          probability P in [0, 1] while optimising       [by bits: docs/lowbit.md]

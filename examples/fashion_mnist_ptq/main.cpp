@@ -19,7 +19,8 @@
 //                     [--weight-rounding learned_step|adaround]   (default by bits)
 //                     [--reconstruction layer|block]   (AdaQuant per layer or per block;
 //                                                      default by bits)
-//                     [--blocks auto|N|FIRST..LAST,...]   (which blocks: automatic, runs of
+//                     [--blocks auto|N|FIRST..LAST,...]   (which blocks: automatic (without
+//                                                         --reconstruction: by bits), runs of
 //                                                         up to N layers, or named)
 //                     [--adaround-lambda L]   (AdaRound's regulariser weight, >= 0)
 //                     [--loss-samples N]   (calibration images of bit allocation's loss;

@@ -291,6 +291,73 @@ TEST_CASE("By default a block is reconstructed whole when a layer in it has weig
   same(run(three, by_bits), run(three, layer));
 }
 
+TEST_CASE("By default inputs below 3 bits select the longest runs (default_block_selection)",
+          "[onnx][block][calibrate]") {
+  const std::vector<int> w2a4{0, 4, 4}, w2a2{0, 2, 8}, w8a3{0, 3, 3}, none{0, 0};
+  CHECK(default_block_selection(w2a4, 3).automatic());
+  CHECK(default_block_selection(w8a3, 3).automatic());
+  CHECK(default_block_selection(none, 2).automatic());
+  CHECK(default_block_selection(w2a2, 3).max_layers == 3);
+  CHECK(default_block_selection(std::vector<int>{2}, 1).max_layers == 2);  // never 1
+
+  // On ResNet at W2A2 (the stem's input at 8 bits), by bits is block reconstruction of runs of
+  // up to every layer: one block from the stem through the last residual block, the classifier
+  // alone; with every input at 3 bits, the automatic residual blocks.
+  const auto run = [](int abits, const calibration_options& co) {
+    aq::onnx_network net = model_network("resnet_fm", 12);
+    const auto layers = net.quantizable_layers();
+    std::vector<layer_quantizers> q;
+    for (std::size_t i = 0; i < layers.size(); ++i)
+      q.push_back({quantizer_spec::weights(i == 0 ? 8 : 2),
+                   quantizer_spec::activations(i == 0 ? 8 : abits)});
+    const calibration_report r = adaquant_calibrate(net, std::span<const layer_quantizers>(q), co);
+    std::vector<std::vector<float>> weights;
+    for (const layer_desc& d : layers) weights.push_back(net.quantized().at(d.id).layer->weight.f);
+    return std::pair{r, weights};
+  };
+  calibration_options by_bits;
+  by_bits.layer.iterations = 5;
+  by_bits.layer.batch_size = 4;
+  const std::size_t n = model_network("resnet_fm", 2).quantizable_layers().size();
+  calibration_options runs = by_bits, automatic = by_bits;
+  runs.reconstruction = automatic.reconstruction = reconstruction_unit::block;
+  runs.blocks.max_layers = n;
+  const auto a = run(2, by_bits), b = run(2, runs), c = run(2, automatic);
+  CHECK(a.second == b.second);
+  CHECK(a.second != c.second);
+  REQUIRE(a.first.layers.size() == n);
+  for (std::size_t k = 0; k + 2 < n; ++k)  // one block's report, the classifier's its own
+    CHECK(a.first.layers[k].mse_before == a.first.layers[k + 1].mse_before);
+  CHECK(a.first.layers[n - 2].mse_before != a.first.layers[n - 1].mse_before);
+  CHECK(run(3, by_bits).second == run(3, automatic).second);
+
+  // When the whole network's cache does not fit the memory limit but the residual blocks' does,
+  // the default falls back to the residual blocks (an explicit selection would be refused).
+  const aq::onnx_network probe = model_network("resnet_fm", 12);
+  const auto layers = probe.quantizable_layers();
+  std::size_t largest = 0;  // floats per sample: the largest residual block's or layer's cache
+  for (const block_desc& blk : probe.blocks())
+    largest = std::max(largest, adaquant::detail::block_cache_per_sample(blk, layers));
+  for (const layer_desc& d : layers)
+    largest = std::max(largest, d.geometry.input_per_sample() + d.geometry.output_per_sample());
+  execution_context tight;
+  tight.memory_limit = 12 * largest * sizeof(float);
+  const auto run_in = [&](const calibration_options& co) {
+    aq::onnx_network net = model_network("resnet_fm", 12);
+    std::vector<layer_quantizers> q;
+    for (std::size_t i = 0; i < layers.size(); ++i)
+      q.push_back(
+          {quantizer_spec::weights(i == 0 ? 8 : 2), quantizer_spec::activations(i == 0 ? 8 : 2)});
+    (void)adaquant_calibrate(net, std::span<const layer_quantizers>(q), co, tight);
+    std::vector<std::vector<float>> weights;
+    for (const layer_desc& d : layers) weights.push_back(net.quantized().at(d.id).layer->weight.f);
+    return weights;
+  };
+  CHECK(run_in(by_bits) == c.second);
+  onnx_test::expect_error([&] { (void)run_in(runs); }, errc::infeasible,
+                          {"adaquant_calibrate", "block", "context.memory_limit"});
+}
+
 TEST_CASE("The memory check counts a block's cache", "[onnx][block][select][errors]") {
   aq::onnx_network net = model_network("resnet_fm", 12);
   const auto layers = net.quantizable_layers();

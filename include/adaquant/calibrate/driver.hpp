@@ -74,6 +74,25 @@ enum class reconstruction_unit { layer, block };
   return std::any_of(weight_bits.begin(), weight_bits.end(), [](int b) { return b < 4; });
 }
 
+// The blocks selected when calibration_options::blocks is left automatic and the reconstruction
+// unit is left unset: the network's automatic blocks, or, when a layer's input is quantized to
+// fewer than 3 bits (`input_bits`: each layer's, 0 where its input is not quantized), runs of up
+// to `layer_count` layers: the longest runs the network's blocks allow, on the reference models the
+// whole network before its pooling as one block. Measured with the advanced pipeline on the
+// Fashion-MNIST reference models at W2A2 (docs/lowbit.md): ResNet-style 0.52 points of top-1
+// better than its residual blocks on the mean of seeds 0-2 (better on each),
+// MobileNetV2-style 0.16 worse on the mean of seeds 0-4 (better on 3 of 5; its seeds spread by
+// 1.8 points); at W3A3 and W2A4 the whole network was no better than the residual blocks.
+// adaquant_calibrate falls back to the automatic blocks when the runs' largest cache (a block
+// caches every layer's inputs and outputs) does not fit the memory limit (calibrate/memory.hpp).
+[[nodiscard]] inline block_selection default_block_selection(std::span<const int> input_bits,
+                                                             std::size_t layer_count) {
+  block_selection s;
+  if (std::any_of(input_bits.begin(), input_bits.end(), [](int b) { return b > 0 && b < 3; }))
+    s.max_layers = std::max<std::size_t>(2, layer_count);
+  return s;
+}
+
 struct calibration_options {
   adaquant_options layer{};  // for every layer (its seed is mixed with the layer id)
   calibration_order order = calibration_order::sequential;
@@ -85,7 +104,9 @@ struct calibration_options {
   std::optional<reconstruction_unit> reconstruction{};
   // Which blocks, when blocks are reconstructed (calibrate/block_network.hpp); anything but the
   // automatic blocks with reconstruction_unit::layer, or when no block can be (parallel order, a
-  // network without blocks), is an error.
+  // network without blocks), is an error. Left automatic with `reconstruction` unset, the
+  // selection is by bits too (default_block_selection: runs of every layer when an input is below
+  // 3 bits); with reconstruction_unit::block it is the automatic blocks.
   block_selection blocks{};
   // Optional per-layer override of the optimisation; return false to skip (keep full precision).
   std::function<bool(const layer_desc&, adaquant_options&)> configure;
@@ -375,6 +396,7 @@ void run_block(Net& net, const block_desc& b, std::span<layer_job> jobs, std::si
 // default_block_reconstruction accepts.
 template <QuantizableNetwork Net>
 std::vector<block_desc> selected_blocks(const Net& net, const calibration_options& options,
+                                        const block_selection& selection,
                                         std::span<const layer_desc> layers) {
   const auto none = [&](const char* why) {
     if (!options.blocks.automatic())
@@ -391,7 +413,7 @@ std::vector<block_desc> selected_blocks(const Net& net, const calibration_option
          "block reconstruction needs the sequential order");
   }
   if constexpr (BlockNetwork<Net>) {
-    return select_blocks(net, options.blocks, layers, "adaquant_calibrate: options.blocks");
+    return select_blocks(net, selection, layers, "adaquant_calibrate: options.blocks");
   } else {
     if (!asked) return none("the network has no blocks (BlockNetwork)");
     fail(errc::invalid_argument, "adaquant_calibrate: options.reconstruction",
@@ -426,21 +448,40 @@ calibration_report calibrate_layers(Net& net, std::span<const layer_quantizers> 
   detail::validate_options(options.layer);
   std::map<std::size_t, block_desc> block_at;  // first layer id -> block
   cache_estimate block_cache;                  // the largest block's
-  for (block_desc& b : selected_blocks(net, options, layers)) {
-    if (!options.reconstruction) {
-      std::vector<int> bits;
-      for (std::size_t id : b.layers)
-        bits.push_back(quantizers[position.at(id)].weights.scheme.bits);
-      if (!default_block_reconstruction(bits)) continue;
+  // The blocks to reconstruct whole, and the largest one's cache.
+  const auto collect = [&](const block_selection& selection) {
+    block_at.clear();
+    block_cache = {};
+    for (block_desc& b : selected_blocks(net, options, selection, layers)) {
+      if (!options.reconstruction) {
+        std::vector<int> bits;
+        for (std::size_t id : b.layers)
+          bits.push_back(quantizers[position.at(id)].weights.scheme.bits);
+        if (!default_block_reconstruction(bits)) continue;
+      }
+      const std::size_t per = detail::block_cache_per_sample(b, layers);
+      if (per > block_cache.per_sample)
+        block_cache = {static_cast<double>(n) * static_cast<double>(per) * sizeof(float),
+                       b.layers.at(0), per, b.name};
+      block_at[b.layers.at(0)] = std::move(b);
     }
-    const std::size_t per = detail::block_cache_per_sample(b, layers);
-    if (per > block_cache.per_sample)
-      block_cache = {static_cast<double>(n) * static_cast<double>(per) * sizeof(float),
-                     b.layers.at(0), per, b.name};
-    block_at[b.layers.at(0)] = std::move(b);
+  };
+  block_selection selection = options.blocks;  // by bits when automatic and the unit unset
+  if (!options.reconstruction && options.blocks.automatic()) {
+    std::vector<int> input_bits;
+    for (const layer_quantizers& q : quantizers)
+      input_bits.push_back(q.activations ? q.activations->scheme.bits : 0);
+    selection = default_block_selection(input_bits, layers.size());
+  }
+  collect(selection);
+  // A selection by bits whose cache does not fit falls back to the automatic blocks (a choice
+  // the user made is checked as it is, below).
+  if (!selection.automatic() && options.blocks.automatic() && !cache_fits(block_cache, context)) {
+    selection = options.blocks;
+    collect(selection);
   }
   const bool by_block = options.reconstruction == reconstruction_unit::block || !block_at.empty();
-  const std::string key_unit = by_block ? unit + "-block" + options.blocks.key() : unit;
+  const std::string key_unit = by_block ? unit + "-block" + selection.key() : unit;
   const std::size_t concurrent =
       options.order == calibration_order::sequential ? 1 : resolve_threads(context.threads);
   check_cache_memory(layers, n, concurrent, context, "adaquant_calibrate");

@@ -56,12 +56,23 @@ struct cache_estimate {
   return e;
 }
 
+// The caches' limit: context.memory_limit, or, when that is 0, the memory the system reports
+// available (none when it reports nothing).
+[[nodiscard]] inline std::optional<std::size_t> cache_limit(const execution_context& ctx) {
+  return ctx.memory_limit ? std::optional<std::size_t>(ctx.memory_limit) : available_memory();
+}
+
+// Whether the cache e fits cache_limit (always, when there is no limit).
+[[nodiscard]] inline bool cache_fits(const cache_estimate& e, const execution_context& ctx) {
+  const std::optional<std::size_t> limit = cache_limit(ctx);
+  return !limit || e.bytes <= static_cast<double>(*limit);
+}
+
 // Fails (errc::infeasible, named by `where`) when the cache e would not fit.
 inline void check_cache_memory(const cache_estimate& e, std::size_t samples, std::size_t concurrent,
                                const execution_context& ctx, const std::string& where) {
-  const std::optional<std::size_t> limit =
-      ctx.memory_limit ? std::optional<std::size_t>(ctx.memory_limit) : available_memory();
-  if (!limit || e.bytes <= static_cast<double>(*limit)) return;
+  if (cache_fits(e, ctx)) return;
+  const std::optional<std::size_t> limit = cache_limit(ctx);
   constexpr double mib = 1024.0 * 1024.0;
   const std::string unit =
       e.block.empty() ? "layer " + std::to_string(e.layer_id) : "block " + e.block;

@@ -35,7 +35,8 @@ pipeline_report advanced_pipeline(Net& net, const advanced_config& cfg,
   if (cfg.bit_allocation) detail::check_bit_allocation<Net>(st, *cfg.bit_allocation, fn);
   if (cfg.adaquant) {
     detail::validate_options(cfg.adaquant->layer);
-    (void)detail::selected_blocks(net, *cfg.adaquant, st.layers);  // its errors, up front
+    // Its errors, up front (the selection by bits, runs of layers, raises none of its own).
+    (void)detail::selected_blocks(net, *cfg.adaquant, cfg.adaquant->blocks, st.layers);
   }
   pipeline_report rep;
   const auto layer_summary = [](const calibration_report& r) {
