@@ -293,11 +293,12 @@ TEST_CASE("By default a block is reconstructed whole when a layer in it has weig
 
 TEST_CASE("By default inputs below 3 bits select the longest runs (default_block_selection)",
           "[onnx][block][calibrate]") {
-  const std::vector<int> w2a4{0, 4, 4}, w2a2{0, 2, 8}, w8a3{0, 3, 3}, none{0, 0};
-  CHECK(default_block_selection(w2a4, 3).automatic());
-  CHECK(default_block_selection(w8a3, 3).automatic());
+  // Input bits per layer (0: not quantized).
+  const std::vector<int> a4{0, 4, 4}, a2{0, 2, 8}, a3{0, 3, 3}, none{0, 0};
+  CHECK(default_block_selection(a4, 3).automatic());
+  CHECK(default_block_selection(a3, 3).automatic());
   CHECK(default_block_selection(none, 2).automatic());
-  CHECK(default_block_selection(w2a2, 3).max_layers == 3);
+  CHECK(default_block_selection(a2, 3).max_layers == 3);
   CHECK(default_block_selection(std::vector<int>{2}, 1).max_layers == 2);  // never 1
 
   // On ResNet at W2A2 (the stem's input at 8 bits), by bits is block reconstruction of runs of

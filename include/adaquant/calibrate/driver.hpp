@@ -79,8 +79,8 @@ enum class reconstruction_unit { layer, block };
 // fewer than 3 bits (`input_bits`: each layer's, 0 where its input is not quantized), runs of up
 // to `layer_count` layers: the longest runs the network's blocks allow, on the reference models the
 // whole network before its pooling as one block. Measured with the advanced pipeline on the
-// Fashion-MNIST reference models at W2A2 (docs/lowbit.md): ResNet-style 0.52 points of top-1
-// better than its residual blocks on the mean of seeds 0-2 (better on each),
+// Fashion-MNIST reference models at W2A2 (docs/lowbit.md): ResNet-style 0.48 points of top-1
+// better than its residual blocks on the mean of seeds 0-4 (better on each),
 // MobileNetV2-style 0.16 worse on the mean of seeds 0-4 (better on 3 of 5; its seeds spread by
 // 1.8 points); at W3A3 and W2A4 the whole network was no better than the residual blocks.
 // adaquant_calibrate falls back to the automatic blocks when the runs' largest cache (a block
@@ -388,7 +388,8 @@ void run_block(Net& net, const block_desc& b, std::span<layer_job> jobs, std::si
   }
 }
 
-// The blocks options select on net (layers: its quantizable_layers()), none for reconstruction by
+// The blocks `selection` (options.blocks, or the selection by bits, default_block_selection)
+// selects on net (layers: its quantizable_layers()), none for reconstruction by
 // layer, or by bits where blocks cannot be (parallel order, a network without blocks);
 // errc::invalid_argument (before anything changes) for blocks selected where none is
 // reconstructed, block reconstruction asked for in parallel order or on a network without blocks,
