@@ -304,14 +304,15 @@ TEST_CASE("By default inputs below 3 bits select the longest runs (default_block
   // On ResNet at W2A2 (the stem's input at 8 bits), by bits is block reconstruction of runs of
   // up to every layer: one block from the stem through the last residual block, the classifier
   // alone; with every input at 3 bits, the automatic residual blocks.
-  const auto run = [](int abits, const calibration_options& co) {
+  const auto run = [](int abits, const calibration_options& co, const execution_context& ctx = {}) {
     aq::onnx_network net = model_network("resnet_fm", 12);
     const auto layers = net.quantizable_layers();
     std::vector<layer_quantizers> q;
     for (std::size_t i = 0; i < layers.size(); ++i)
       q.push_back({quantizer_spec::weights(i == 0 ? 8 : 2),
                    quantizer_spec::activations(i == 0 ? 8 : abits)});
-    const calibration_report r = adaquant_calibrate(net, std::span<const layer_quantizers>(q), co);
+    const calibration_report r =
+        adaquant_calibrate(net, std::span<const layer_quantizers>(q), co, ctx);
     std::vector<std::vector<float>> weights;
     for (const layer_desc& d : layers) weights.push_back(net.quantized().at(d.id).layer->weight.f);
     return std::pair{r, weights};
@@ -343,19 +344,8 @@ TEST_CASE("By default inputs below 3 bits select the longest runs (default_block
     largest = std::max(largest, d.geometry.input_per_sample() + d.geometry.output_per_sample());
   execution_context tight;
   tight.memory_limit = 12 * largest * sizeof(float);
-  const auto run_in = [&](const calibration_options& co) {
-    aq::onnx_network net = model_network("resnet_fm", 12);
-    std::vector<layer_quantizers> q;
-    for (std::size_t i = 0; i < layers.size(); ++i)
-      q.push_back(
-          {quantizer_spec::weights(i == 0 ? 8 : 2), quantizer_spec::activations(i == 0 ? 8 : 2)});
-    (void)adaquant_calibrate(net, std::span<const layer_quantizers>(q), co, tight);
-    std::vector<std::vector<float>> weights;
-    for (const layer_desc& d : layers) weights.push_back(net.quantized().at(d.id).layer->weight.f);
-    return weights;
-  };
-  CHECK(run_in(by_bits) == c.second);
-  onnx_test::expect_error([&] { (void)run_in(runs); }, errc::infeasible,
+  CHECK(run(2, by_bits, tight).second == c.second);
+  onnx_test::expect_error([&] { (void)run(2, runs, tight); }, errc::infeasible,
                           {"adaquant_calibrate", "block", "context.memory_limit"});
 }
 
