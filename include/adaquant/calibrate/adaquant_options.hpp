@@ -143,13 +143,13 @@ struct layer_result {
 };
 
 // The revision of what an option left unset resolves to: default_qdrop, default_rounding,
-// default_block_reconstruction and default_block_selection (calibrate/driver.hpp) and the constant
-// defaults of adaquant_options. A run that leaves them unset computes other results under another
-// revision, so whoever identifies a run for a checkpoint store records it with the run's settings
-// (the example CLIs' checkpoint manifest does: a folder made under another revision is refused).
-// Raised with every change to what one of them returns (1: QDrop on every layer of a network
-// below 4 bits, AdaRound and whole blocks below 4 weight bits; 2: with an input below 3 bits, the
-// longest runs of layers as blocks).
+// default_block_reconstruction and default_block_selection (calibrate/calibration_options.hpp) and
+// the constant defaults of adaquant_options. A run that leaves them unset computes other results
+// under another revision, so whoever identifies a run for a checkpoint store records it with the
+// run's settings (the example CLIs' checkpoint manifest does: a folder made under another revision
+// is refused). Raised with every change to what one of them returns (1: QDrop on every layer of a
+// network below 4 bits, AdaRound and whole blocks below 4 weight bits; 2: with an input below 3
+// bits, the longest runs of layers as blocks).
 inline constexpr std::uint32_t defaults_revision = 2;
 
 // The QDrop probability a layer gets when adaquant_options::qdrop is not set: 0.5 when its input
