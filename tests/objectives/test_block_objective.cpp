@@ -1,6 +1,6 @@
 // Block objective: forward against the direct double evaluation, gradients of every group against
 // central differences of the straight-through surrogate (residual block, linear chain, QDrop,
-// AdaRound, weight-only, asymmetric), determinism, program and input validation.
+// AdaRound, weight-only, asymmetric, output weights), determinism, program and input validation.
 
 #include "support/adaquant_test_util.hpp"
 #include "support/expect_error.hpp"
@@ -10,6 +10,7 @@
 
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 
@@ -100,9 +101,10 @@ std::vector<layer_state> perturbed_states(block_objective& obj) {
   return states;
 }
 
-void check_block(const random_block& rb, const layer_quant_config& cfg,
-                 const input_drop& drop = {}) {
+void check_block(const random_block& rb, const layer_quant_config& cfg, const input_drop& drop = {},
+                 std::span<const float> output_weights = {}) {
   block_objective obj = rb.objective(cfg);
+  obj.set_output_weights(output_weights);
   std::vector<layer_state> s = perturbed_states(obj);
   std::vector<std::size_t> batch;
   for (std::size_t i = 0; i < obj.samples(); i += 2) batch.push_back(i);
@@ -143,6 +145,53 @@ TEST_CASE("Block gradients match central differences with QDrop and AdaRound",
           "[block][objective][gradient]") {
   check_block(residual_block(), config(3), {0.5f, 9});
   check_block(linear_chain(), config(3), {0.5f, 9});
+}
+
+// Weights in [0, 2) per sample and output element, some exactly 0.
+std::vector<float> output_weights_for(const random_block& rb, std::uint32_t seed) {
+  std::vector<float> w = randn(rb.t.size(), 1.0f, seed);
+  for (std::size_t i = 0; i < w.size(); ++i)
+    w[i] = i % 7 == 3 ? 0.0f : std::min(std::abs(w[i]), 1.9f);
+  return w;
+}
+
+TEST_CASE("Block gradients match central differences with output weights",
+          "[block][objective][gradient]") {
+  const random_block res = residual_block(), chain = linear_chain();
+  const std::vector<float> wr = output_weights_for(res, 41), wc = output_weights_for(chain, 43);
+  check_block(res, config(4), {}, wr);
+  check_block(chain, config(3, false), {}, wc);
+  check_block(res, config(3), {0.5f, 9}, wr);
+}
+
+TEST_CASE("Output weights: all 1 is the plain loss, 0 leaves a sample out", "[block][objective]") {
+  const random_block rb = residual_block(8);
+  block_objective plain = rb.objective(config(3));
+  block_objective ones = rb.objective(config(3));
+  const std::vector<float> one(rb.t.size(), 1.0f);
+  ones.set_output_weights(one);
+  const std::vector<layer_state> s = perturbed_states(plain);
+  CHECK(ones.value(s) == Approx(plain.value(s)).epsilon(1e-6));
+  std::vector<layer_state> gp, go;
+  const std::vector<std::size_t> batch = {1, 4, 6};
+  (void)plain.gradient(s, batch, gp, {}, {0.5f, 5});
+  (void)ones.gradient(s, batch, go, {}, {0.5f, 5});
+  for (std::size_t k = 0; k < 2; ++k) {  // dL/dY = (1 * d) * scale: the same bits
+    CHECK(same_bits(gp[k].weight_offset, go[k].weight_offset));
+    CHECK(same_bits(gp[k].bias, go[k].bias));
+    CHECK(gp[k].act_scale == go[k].act_scale);
+  }
+  // Samples 0-3 weighted 0: the loss over all 8 is half the loss over samples 4-7.
+  const std::size_t out = rb.t.size() / 8;
+  std::vector<float> half(rb.t.size(), 1.0f);
+  std::fill(half.begin(), half.begin() + static_cast<std::ptrdiff_t>(4 * out), 0.0f);
+  block_objective weighted = rb.objective(config(3));
+  weighted.set_output_weights(half);
+  const std::vector<std::size_t> last = {4, 5, 6, 7};
+  CHECK(weighted.value(s) == Approx(0.5 * plain.value(s, last)).epsilon(1e-6));
+  CHECK(weighted.value(s) != Approx(plain.value(s)).epsilon(1e-3));
+  weighted.set_output_weights({});  // back to the plain loss
+  CHECK(weighted.value(s) == plain.value(s));
 }
 
 // The surrogate freezes the weight grid, which AdaRound's relaxed weights do not have: as for one
@@ -283,4 +332,13 @@ TEST_CASE("Block inputs, targets and states are validated", "[block][objective][
   s = perturbed_states(obj);
   const std::vector<std::size_t> batch = {obj.samples()};
   expect_error([&] { (void)obj.value(s, batch); }, errc::invalid_argument, "batch");
+  std::vector<float> w(rb.t.size(), 1.0f);
+  expect_error([&] { obj.set_output_weights(std::span(w).first(w.size() - 1)); },
+               errc::shape_mismatch, "set_output_weights");
+  w[3] = std::nanf("");
+  expect_error([&] { obj.set_output_weights(w); }, errc::non_finite, "set_output_weights");
+  w[3] = -0.5f;
+  expect_error([&] { obj.set_output_weights(w); }, errc::invalid_argument,
+               "set_output_weights: weight 3 (sample 0) is negative");
+  CHECK(obj.output_weights().empty());  // a refused set changes nothing
 }

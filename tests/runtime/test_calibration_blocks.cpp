@@ -1,6 +1,6 @@
 // The runtime as an adaquant::BlockNetwork: the ResNet-style reference model's automatic blocks,
-// their programs reproduce the network, captures (1 and 2 threads), errors naming the node, and
-// calibration by block through the real driver.
+// their programs reproduce the network, captures (1 and 2 threads), errors naming the node,
+// calibration by block through the real driver, and output weights reaching the block loss.
 #include "support/code_built_models.hpp"
 #include "support/expect_error.hpp"
 #include "test_helpers.hpp"
@@ -14,6 +14,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <functional>
 #include <random>
 
 using namespace adaquant::examples;
@@ -95,7 +96,79 @@ tensor run_program(const network& net, const block_desc& b, const std::vector<te
   return slot.at(b.program.output);
 }
 
+// A calibration_network whose capture_block also gives output weights (when `weight` is set):
+// weight(sample, element),
+// or, with `drop_from` > 0, none from that sample on (a network that breaks the contract).
+struct weighted_blocks {
+  calibration_network& net;
+  std::function<float(std::size_t, std::size_t)> weight;
+  std::size_t drop_from = 0;
+
+  std::size_t calibration_size() const { return net.calibration_size(); }
+  std::vector<adaquant::layer_desc> quantizable_layers() const { return net.quantizable_layers(); }
+  adaquant::layer_io capture(std::size_t id, std::size_t first, std::size_t count,
+                             capture_mode mode) {
+    return net.capture(id, first, count, mode);
+  }
+  void set_quantized(const adaquant::quantized_layer& q) { net.set_quantized(q); }
+  std::vector<block_desc> blocks() const { return net.blocks(); }
+  block_desc block_of(std::size_t a, std::size_t b) const { return net.block_of(a, b); }
+  block_io capture_block(const block_desc& b, std::size_t first, std::size_t count) {
+    block_io io = net.capture_block(b, first, count);
+    if (!weight || (drop_from > 0 && first >= drop_from)) return io;
+    const std::size_t out = io.outputs.size() / count;
+    for (std::size_t i = 0; i < io.outputs.size(); ++i)
+      io.output_weights.push_back(weight(first + i / out, i % out));
+    return io;
+  }
+};
+static_assert(adaquant::BlockNetwork<weighted_blocks>);
+
+// small_resnet on 6 random 8x8 images, block reconstruction with `iterations` steps of 3
+// samples, weights and inputs at `bits`.
+struct small_case {
+  network net;
+  tensor x;
+  adaquant::calibration_options co;
+  adaquant::layer_quantizers q;
+
+  small_case(std::size_t iterations, int bits) {
+    std::mt19937 rng(24);
+    net = small_resnet(rng);
+    x = randn({6, 1, 8, 8}, rng, 1.0f);
+    co.layer.iterations = iterations;
+    co.layer.batch_size = 3;
+    co.reconstruction = adaquant::reconstruction_unit::block;
+    q = {adaquant::quantizer_spec::weights(bits), adaquant::quantizer_spec::activations(bits)};
+  }
+};
+
 }  // namespace
+
+TEST_CASE("Output weights a network gives reach the block loss", "[calibration][block]") {
+  const small_case c(4, 3);
+  const auto& [net, x, co, q] = c;
+  // The reports of the layers in the last block: its loss before and after.
+  const auto run = [&](std::function<float(std::size_t, std::size_t)> weight,
+                       std::size_t drop_from = 0) {
+    calibration_network cn(net, x, 1);
+    weighted_blocks wn{cn, std::move(weight), drop_from};
+    const adaquant::calibration_report r = adaquant::adaquant_calibrate(wn, q, co, {1, 2, {}});
+    return std::pair{r.layers.at(r.layers.size() - 2), cn.quantized().forward(x).values()};
+  };
+  const auto [plain_report, plain_logits] = run(nullptr, 0);
+  const auto [ones_report, ones_logits] = run([](std::size_t, std::size_t) { return 1.0f; });
+  // Weight 1 everywhere is the plain loss (up to the order of its sums).
+  CHECK(ones_report.mse_before == Approx(plain_report.mse_before).epsilon(1e-6));
+  // Samples 0-2 weighted 0, 3-5 weighted 2: the loss is the last samples' only.
+  const auto [last_report, last_logits] =
+      run([](std::size_t n, std::size_t) { return n < 3 ? 0.0f : 2.0f; });
+  CHECK(last_report.mse_before != Approx(plain_report.mse_before).epsilon(1e-3));
+  CHECK(last_logits != plain_logits);
+  // Weights for the first chunk (samples 0-1) only: an error naming the block and the samples.
+  expect_error([&] { (void)run([](std::size_t, std::size_t) { return 1.0f; }, 2); },
+               errc::shape_mismatch, "capture_block: returned 0 output weights");
+}
 
 TEST_CASE("The ResNet-style model's automatic blocks are its residual blocks",
           "[calibration][block]") {
@@ -222,15 +295,8 @@ TEST_CASE("User-named runtime blocks outside the program are errors naming the n
 
 TEST_CASE("Runtime block captures and calibration by block do not depend on the thread count",
           "[calibration][block]") {
-  std::mt19937 rng(24);
-  const network net = small_resnet(rng);
-  const tensor x = randn({6, 1, 8, 8}, rng, 1.0f);
-  adaquant::calibration_options co;
-  co.layer.iterations = 2;
-  co.layer.batch_size = 3;
-  co.reconstruction = adaquant::reconstruction_unit::block;
-  const adaquant::layer_quantizers q{adaquant::quantizer_spec::weights(4),
-                                     adaquant::quantizer_spec::activations(4)};
+  const small_case c(2, 4);
+  const auto& [net, x, co, q] = c;
   std::vector<tensor> logits;
   std::vector<block_io> last_block;
   std::size_t last_input = 0, last_output = 0;

@@ -50,7 +50,8 @@ bool block_jobs_ready(const block_desc& b, std::vector<layer_job>& jobs, std::si
 }
 
 // Block reconstruction of b's layers (jobs, in order): the block's inputs from the quantized
-// network and its full-precision output over the n calibration samples (captured in chunks),
+// network and its full-precision output (and the loss's weights, when the network gives them)
+// over the n calibration samples (captured in chunks),
 // then block_optimize with the first layer's options on `threads`. Results (or the error) go into
 // the jobs.
 template <BlockNetwork Net>
@@ -60,6 +61,7 @@ void run_block(Net& net, const block_desc& b, std::span<layer_job> jobs, std::si
     const std::string where = "adaquant_calibrate: block " + b.name;
     block_io io;
     io.inputs.resize(b.program.inputs());
+    bool weighted = false;
     for (std::size_t first = 0; first < n; first += chunk) {
       const std::size_t m = std::min(chunk, n - first);
       block_io part = net.capture_block(b, first, m);
@@ -69,8 +71,17 @@ void run_block(Net& net, const block_desc& b, std::span<layer_job> jobs, std::si
                  std::to_string(io.inputs.size()));
       for (std::size_t i = 0; i < io.inputs.size(); ++i)
         io.inputs[i].insert(io.inputs[i].end(), part.inputs[i].begin(), part.inputs[i].end());
-
+      // Output weights come with every chunk (one per output) or with none.
+      if (first == 0) weighted = !part.output_weights.empty();
+      if (!(part.output_weights.size() == (weighted ? part.outputs.size() : 0)))
+        fail(errc::shape_mismatch, where + ": capture_block",
+             "returned " + std::to_string(part.output_weights.size()) + " output weights for " +
+                 std::to_string(part.outputs.size()) + " outputs of samples " +
+                 std::to_string(first) + ".." + std::to_string(first + m - 1) + " (" +
+                 (weighted ? "the first samples had weights)" : "the first samples had none)"));
       io.outputs.insert(io.outputs.end(), part.outputs.begin(), part.outputs.end());
+      io.output_weights.insert(io.output_weights.end(), part.output_weights.begin(),
+                               part.output_weights.end());
     }
     std::vector<block_layer> layers;
     for (const layer_job& j : jobs)
@@ -80,6 +91,7 @@ void run_block(Net& net, const block_desc& b, std::span<layer_job> jobs, std::si
                                                            std::to_string(j.desc->id) + "]")});
     const std::vector<std::span<const float>> inputs(io.inputs.begin(), io.inputs.end());
     block_objective obj(std::move(layers), b.program, inputs, io.outputs);
+    obj.set_output_weights(io.output_weights);
     std::vector<initial_quant_params> init;
     for (std::size_t k = 0; k < jobs.size(); ++k) {
       std::optional<initial_quant_params> ip;

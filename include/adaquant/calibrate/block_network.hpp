@@ -18,7 +18,10 @@
 //       computes it with the layers given to set_quantized quantized (capture_mode::quantized),
 //       and b's output slot in full precision (capture_mode::full_precision); layouts per sample
 //       as b.program's slots (block_program: floats per sample, objectives/geometry.hpp's
-//       layouts for layer inputs).
+//       layouts for layer inputs). Optionally also output_weights: a weight >= 0 per sample and
+//       output element for the block's loss (block_objective::set_output_weights; e.g. BRECQ's
+//       squared gradient of the network's loss w.r.t. the block's output, from a framework
+//       that can run the network backward); left empty, every output error counts the same.
 //
 // block_desc::layers are the layer ids of the block's layer ops: program op layer_of(k) applies
 // layer id layers[k], with the weights, bias and geometry quantizable_layers() gives for it.
@@ -56,6 +59,7 @@ struct block_desc {
 struct block_io {
   std::vector<std::vector<float>> inputs;  // one per external input slot
   std::vector<float> outputs;              // the output slot, full precision
+  std::vector<float> output_weights;       // empty, or one weight per element of outputs
 };
 
 template <class N>

@@ -82,6 +82,20 @@ double squared_error_ref(const float* t, const float* q, float* dy, float dscale
   return total;
 }
 
+// The squared error with a weight per element (block_objective's weighted loss): returns
+// sum_i w_i (q_i - t_i)^2 in double (each term widened from float, added in order) and writes
+// dy_i = w_i (q_i - t_i) dscale when dy is not null. Scalar only: no SIMD kernel stands for it.
+inline double weighted_squared_error_ref(const float* t, const float* q, const float* w, float* dy,
+                                         float dscale, std::size_t n) noexcept {
+  double total = 0.0;
+  for (std::size_t i = 0; i < n; ++i) {
+    const float d = q[i] - t[i];
+    total += static_cast<double>(w[i]) * static_cast<double>(d) * static_cast<double>(d);
+    if (dy) dy[i] = (w[i] * d) * dscale;
+  }
+  return total;
+}
+
 // Bias tuning's sums over a run at bias b (kernels/loss.hpp).
 struct bias_run_sums {
   double slope = 0.0;   // sum of (z - t) f'(z)

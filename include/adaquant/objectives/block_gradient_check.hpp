@@ -107,7 +107,8 @@ inline std::vector<double> block_surrogate_pass(
 }
 }  // namespace detail
 
-// L~(s; anchor) of a block over `batch` (all samples when empty), in double.
+// L~(s; anchor) of a block over `batch` (all samples when empty), in double, with the
+// objective's output weights.
 inline double block_straight_through_surrogate(const block_objective& obj,
                                                std::span<const layer_state> s,
                                                std::span<const layer_state> anchor,
@@ -129,11 +130,12 @@ inline double block_straight_through_surrogate(const block_objective& obj,
       detail::block_surrogate_pass(obj, s, anchor, fw, batch, drop, false, f);
   const std::size_t out = obj.slot_sizes()[obj.program().output];
   const auto t = obj.targets();
+  const auto w = obj.output_weights();
   double total = 0.0;
   for (std::size_t n = 0; n < batch.size(); ++n)
     for (std::size_t e = 0; e < out; ++e) {
       const double d = q[n * out + e] - static_cast<double>(t[batch[n] * out + e]);
-      total += d * d;
+      total += (w.empty() ? 1.0 : static_cast<double>(w[batch[n] * out + e])) * d * d;
     }
   return total / static_cast<double>(batch.size() * out);
 }

@@ -6,7 +6,13 @@
 // as a whole. For cached calibration samples with external inputs U (captured from the network with
 // the layers before the block quantized) and full-precision block outputs T,
 //
-//   L(theta_0, ..., theta_{K-1}) = mean over samples and output elements of ( T - F_q(U) )^2
+//   L(theta_0, ..., theta_{K-1}) = mean over samples and output elements of w * ( T - F_q(U) )^2
+//
+// with w = 1, or, after set_output_weights, a weight per sample and output element that the
+// caller gives (w >= 0): BRECQ's Fisher weighting sets w to the squared gradient of the network's
+// task loss w.r.t. the block's output, so errors count by their effect on the network's output.
+// The mean still divides by every sample's output elements, so weights with mean 1 keep the
+// loss's scale (and AdaRound's regulariser, calibrate/block.hpp) where they were.
 //
 // where F_q runs the program with every layer op replaced by its quantized layer
 //   layer_k(x) = Q_w,k(W_k + V_k) * Q_a,k(x) + b'_k
@@ -46,7 +52,9 @@
 // (errc::shape_mismatch); NaN/inf in inputs or targets (errc::non_finite); everything
 // layer_objective's constructor throws for a layer (its weights, bias, geometry, configuration);
 // a states vector of the wrong length or a state of the wrong shape (errc::shape_mismatch) or with
-// scales <= 0 (errc::invalid_argument); a sample index >= N (errc::invalid_argument).
+// scales <= 0 (errc::invalid_argument); a sample index >= N (errc::invalid_argument); output
+// weights that are not N outputs (errc::shape_mismatch), not finite (errc::non_finite) or
+// negative (errc::invalid_argument).
 
 #include <adaquant/core/error.hpp>
 #include <adaquant/objectives/block_program.hpp>
@@ -135,6 +143,24 @@ class block_objective {
   // Floats per sample of each slot.
   [[nodiscard]] std::span<const std::size_t> slot_sizes() const noexcept { return size_; }
   [[nodiscard]] std::span<const float> input(std::size_t i) const { return in_.at(i); }
+  // The loss's weights per sample and output element (empty: every weight 1; file comment).
+  // Referenced: the caller keeps them alive. N samples of the output slot, finite and >= 0.
+  void set_output_weights(std::span<const float> w) {
+    const std::string f = "block_objective::set_output_weights";
+    const std::size_t out = size_[prog_.output];
+    if (!(w.empty() || w.size() == n_ * out))
+      detail::fail(errc::shape_mismatch, f,
+                   std::to_string(w.size()) + " weights, " + std::to_string(n_) + " samples of " +
+                       std::to_string(out) + " outputs expected");
+    detail::check_all_finite(w, f);
+    for (std::size_t i = 0; i < w.size(); ++i)
+      if (!(w[i] >= 0.0f))
+        detail::fail(errc::invalid_argument, f,
+                     "weight " + std::to_string(i) + " (sample " + std::to_string(i / out) +
+                         ") is negative: " + std::to_string(w[i]));
+    w_ = w;
+  }
+  [[nodiscard]] std::span<const float> output_weights() const noexcept { return w_; }
   // Layer k on its full-precision inputs and outputs inside the block (see the file comment).
   [[nodiscard]] layer_objective& layer(std::size_t k) { return objs_.at(k); }
   [[nodiscard]] const layer_objective& layer(std::size_t k) const { return objs_.at(k); }
@@ -315,9 +341,12 @@ class block_objective {
     const float dscale = 2.0f / static_cast<float>(B * out);
     double total = 0.0;
     for (std::size_t n = 0; n < B; ++n)
-      total +=
-          detail::squared_error_run(detail::act_none{}, t_.data() + batch[n] * out, q + n * out,
-                                    train ? dy_.data() + n * out : nullptr, dscale, out);
+      total += w_.empty() ? detail::squared_error_run(
+                                detail::act_none{}, t_.data() + batch[n] * out, q + n * out,
+                                train ? dy_.data() + n * out : nullptr, dscale, out)
+                          : detail::weighted_squared_error_ref(
+                                t_.data() + batch[n] * out, q + n * out, w_.data() + batch[n] * out,
+                                train ? dy_.data() + n * out : nullptr, dscale, out);
     return total;
   }
 
@@ -457,7 +486,7 @@ class block_objective {
   std::vector<block_layer> layers_;
   block_program prog_;
   std::vector<std::span<const float>> in_;
-  std::span<const float> t_;
+  std::span<const float> t_, w_;
   std::vector<std::size_t> size_;
   std::size_t n_ = 0;
   std::vector<unit> units_;
