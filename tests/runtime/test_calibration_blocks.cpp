@@ -96,9 +96,9 @@ tensor run_program(const network& net, const block_desc& b, const std::vector<te
   return slot.at(b.program.output);
 }
 
-// A calibration_network whose capture_block also gives output weights (when `weight` is set):
-// weight(sample, element),
-// or, with `drop_from` > 0, none from that sample on (a network that breaks the contract).
+// A calibration_network whose capture_block also gives output weights, weight(sample, element),
+// when `weight` is set; with `drop_from` > 0, none from that sample on (a network that breaks the
+// contract).
 struct weighted_blocks {
   calibration_network& net;
   std::function<float(std::size_t, std::size_t)> weight;
@@ -148,7 +148,8 @@ struct small_case {
 TEST_CASE("Output weights a network gives reach the block loss", "[calibration][block]") {
   const small_case c(4, 3);
   const auto& [net, x, co, q] = c;
-  // The reports of the layers in the last block: its loss before and after.
+  // The report of a layer in the last block (its layers share the block's report) and the
+  // quantized network's logits.
   const auto run = [&](std::function<float(std::size_t, std::size_t)> weight,
                        std::size_t drop_from = 0) {
     calibration_network cn(net, x, 1);
