@@ -121,7 +121,8 @@ calibration_report calibrate_layers(Net& net, std::span<const layer_quantizers> 
   collect(selection);
   // A selection by bits whose cache does not fit falls back to the automatic blocks (a choice
   // the user made is checked as it is, below).
-  if (!selection.automatic() && options.blocks.automatic() && !cache_fits(block_cache, context)) {
+  if (!selection.automatic() && options.blocks.automatic() &&
+      !cache_fits(block_cache, cache_limit(context))) {
     selection = options.blocks;
     collect(selection);
   }

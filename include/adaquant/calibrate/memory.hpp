@@ -62,17 +62,16 @@ struct cache_estimate {
   return ctx.memory_limit ? std::optional<std::size_t>(ctx.memory_limit) : available_memory();
 }
 
-// Whether the cache e fits cache_limit (always, when there is no limit).
-[[nodiscard]] inline bool cache_fits(const cache_estimate& e, const execution_context& ctx) {
-  const std::optional<std::size_t> limit = cache_limit(ctx);
+// Whether the cache e fits `limit` (cache_limit; always, when there is none).
+[[nodiscard]] inline bool cache_fits(const cache_estimate& e, std::optional<std::size_t> limit) {
   return !limit || e.bytes <= static_cast<double>(*limit);
 }
 
 // Fails (errc::infeasible, named by `where`) when the cache e would not fit.
 inline void check_cache_memory(const cache_estimate& e, std::size_t samples, std::size_t concurrent,
                                const execution_context& ctx, const std::string& where) {
-  if (cache_fits(e, ctx)) return;
-  const std::optional<std::size_t> limit = cache_limit(ctx);
+  const std::optional<std::size_t> limit = cache_limit(ctx);  // read once: it names the limit too
+  if (cache_fits(e, limit)) return;
   constexpr double mib = 1024.0 * 1024.0;
   const std::string unit =
       e.block.empty() ? "layer " + std::to_string(e.layer_id) : "block " + e.block;
