@@ -7,6 +7,8 @@
 
 #include <cmath>
 #include <cstring>
+#include <optional>
+#include <string>
 
 using namespace adaquant;
 using adaquant_test::conv_geom;
@@ -242,6 +244,52 @@ TEST_CASE("The paper's preset runs with absolute rates and no held-out split",
   CHECK(r.report.heldout_samples == 0);
   CHECK(r.report.iterations == 50);
   CHECK(r.report.mse_after <= r.report.mse_before);
+}
+
+TEST_CASE("V's default rate: larger for weights above 4 bits with inputs below 4 bits",
+          "[adaquant][layer]") {
+  const auto config = [](int wbits, std::optional<int> abits) {
+    const layer_quantizers q{
+        quantizer_spec::weights(wbits),
+        abits ? std::optional(quantizer_spec::activations(*abits)) : std::nullopt};
+    return q.objective_config(output_activation::none, "test");
+  };
+  struct rate_case {
+    int wbits;
+    std::optional<int> abits;
+    float rate;
+  };
+  const rate_case cases[] = {
+      {8, 2, 0.032f},
+      {8, 3, 0.032f},
+      {16, 2, 0.032f},
+      {6, 2, 0.008f},
+      {5, 3, 0.004f},
+      {8, 4, 2e-3f},
+      {8, 8, 2e-3f},
+      {4, 2, 2e-3f},
+      {3, 3, 2e-3f},
+      {2, 2, 2e-3f},
+      {8, std::nullopt, 2e-3f},  // weight-only: no input
+  };
+  for (const rate_case& c : cases) {
+    INFO("W" << c.wbits << "A" << (c.abits ? std::to_string(*c.abits) : "-"));
+    CHECK(default_weight_rate(config(c.wbits, c.abits)) == c.rate);
+    CHECK(default_weight_rate(config(c.wbits, c.abits), lr_mode::absolute) == 2e-3f);
+  }
+  // Unset, a layer runs with default_weight_rate: the same bits as that rate set explicitly, and
+  // other bits than the 4-bit default rate.
+  const random_layer L(linear_geom(16, 8), 128, 9);
+  const auto train = [&](int wbits, int abits, std::optional<float> rate) {
+    adaquant_options o = fast_options(100);
+    o.lr.weight = rate;
+    return adaquant_layer(L.geometry, L.w, L.b, L.x, L.y, output_activation::none,
+                          {quantizer_spec::weights(wbits), quantizer_spec::activations(abits)}, o);
+  };
+  const layer_result w8a2 = train(8, 2, std::nullopt);
+  CHECK(bit_equal(w8a2.weights, train(8, 2, 0.032f).weights));
+  CHECK_FALSE(bit_equal(w8a2.weights, train(8, 2, 2e-3f).weights));
+  CHECK(bit_equal(train(8, 4, std::nullopt).weights, train(8, 4, 2e-3f).weights));
 }
 
 TEST_CASE("Bad options get a clear error", "[adaquant][errors]") {

@@ -20,7 +20,8 @@
 //     z_w, z_a: rate grid units, s_a: rate * s_a, b': rate * RMS of the channel's target output.
 //     Adam's step is about the rate in magnitude, so these transfer across layers and models.
 //     Defaults (weight 2e-3, bias 1e-2, weight quantizer 1e-3, act quantizer 1e-3, cosine decay
-//     to 0) let V travel up to about one quantization step over 1000 iterations. Measured on
+//     to 0) let V travel up to about one quantization step over 1000 iterations (weights above 4
+//     bits with inputs below 4 bits: up to about one 4-bit step, default_weight_rate). Measured on
 //     real-data layers (docs/adaquant.md): 2e-3 to 5e-3 works best; much larger rates let the
 //     straight-through gradient park many weights on rounding ties, where they oscillate; the
 //     cosine decay lets that settle.
@@ -164,6 +165,7 @@ class layer_trainer {
     lr_v_.resize(wg_.groups());
     lr_b_.resize(oc_);
     lr_ws_.resize(wg_.groups());
+    weight_rate_ = opt.lr.weight.value_or(default_weight_rate(cfg_, opt.lr.mode));
     if (ada_) reg_weight_ = adaround_regulariser_weights(obj, scale0_, opt.adaround.lambda);
     // Per-channel RMS of the targets: the unit of the relative bias rate.
     if (opt.lr.mode == lr_mode::relative) {
@@ -197,7 +199,7 @@ class layer_trainer {
         }
     }
     const bool rel = opt.lr.mode == lr_mode::relative;
-    const float r_v = f * opt.lr.weight, r_b = f * opt.lr.bias;
+    const float r_v = f * weight_rate_, r_b = f * opt.lr.bias;
     const float r_wq = f * opt.lr.weight_quant, r_aq = f * opt.lr.act_quant;
     for (std::size_t c = 0; c < oc_; ++c) lr_b_[c] = rel ? r_b * bias_unit_[c] : r_b;
     for (std::size_t gr = 0; gr < wg_.groups(); ++gr) {
@@ -245,7 +247,7 @@ class layer_trainer {
   bool ada_ = false, train_act_ = false, w_zp_ = false, a_zp_ = false;
   std::size_t oc_ = 0, k_ = 0;
   std::vector<float> scale0_;
-  float act_scale0_ = 1.0f;
+  float act_scale0_ = 1.0f, weight_rate_ = 0.0f;
   std::vector<float> bias_unit_, lr_v_, lr_b_, lr_ws_, reg_weight_;
   adam opt_v_, opt_b_, opt_ws_, opt_wz_, opt_as_, opt_az_;
 };

@@ -3,9 +3,9 @@
 // are given and return: adaquant_options (how a layer is optimised; the meaning of every option,
 // the learning-rate modes and the defaults are documented in calibrate/adaquant.hpp),
 // layer_quantizers (what it is quantized to), initial_quant_params and layer_result, the
-// bit-width-dependent defaults (default_qdrop, default_rounding; their defaults_revision),
-// step_samples, and the starting parameters from the quantizers' ranges (quantizers_of,
-// estimate_initial_params).
+// bit-width-dependent defaults (default_qdrop, default_rounding, default_weight_rate; their
+// defaults_revision), step_samples, and the starting parameters from the quantizers' ranges
+// (quantizers_of, estimate_initial_params).
 
 #include <adaquant/calibrate/report.hpp>
 #include <adaquant/core/error.hpp>
@@ -29,7 +29,7 @@ enum class lr_schedule { constant, cosine };
 
 struct adaquant_learning_rates {
   lr_mode mode = lr_mode::relative;
-  float weight = 2e-3f;        // V
+  std::optional<float> weight{};  // V; std::nullopt: default_weight_rate(the layer, mode)
   float bias = 1e-2f;          // b'
   float weight_quant = 1e-3f;  // s_w, z_w
   float act_quant = 1e-3f;     // s_a, z_a
@@ -143,14 +143,15 @@ struct layer_result {
 };
 
 // The revision of what an option left unset resolves to: default_qdrop, default_rounding,
-// default_block_reconstruction and default_block_selection (calibrate/calibration_options.hpp) and
-// the constant defaults of adaquant_options. A run that leaves them unset computes other results
-// under another revision, so whoever identifies a run for a checkpoint store records it with the
-// run's settings (the example CLIs' checkpoint manifest does: a folder made under another revision
-// is refused). Raised with every change to what one of them returns (1: QDrop on every layer of a
-// network below 4 bits, AdaRound and whole blocks below 4 weight bits; 2: with an input below 3
-// bits, the longest runs of layers as blocks).
-inline constexpr std::uint32_t defaults_revision = 2;
+// default_weight_rate, default_block_reconstruction and default_block_selection
+// (calibrate/calibration_options.hpp) and the constant defaults of adaquant_options. A run that
+// leaves them unset computes other results under another revision, so whoever identifies a run for
+// a checkpoint store records it with the run's settings (the example CLIs' checkpoint manifest
+// does: a folder made under another revision is refused). Raised with every change to what one of
+// them returns (1: QDrop on every layer of a network below 4 bits, AdaRound and whole blocks below
+// 4 weight bits; 2: with an input below 3 bits, the longest runs of layers as blocks; 3:
+// default_weight_rate, a larger rate of V for weights above 4 bits with inputs below 4 bits).
+inline constexpr std::uint32_t defaults_revision = 3;
 
 // The QDrop probability a layer gets when adaquant_options::qdrop is not set: 0.5 when its input
 // is quantized and the network it belongs to is quantized below 4 bits somewhere (weights or
@@ -174,6 +175,24 @@ inline constexpr std::uint32_t defaults_revision = 2;
 // 0.17-0.86 points of top-1 in five of six settings below 4 weight bits (ResNet W2A2: -0.20).
 [[nodiscard]] inline weight_rounding default_rounding(const layer_quant_config& c) noexcept {
   return c.weight_scheme.bits < 4 ? weight_rounding::adaround : weight_rounding::learned_step;
+}
+
+// The rate of V a learned-step layer gets when adaquant_learning_rates::weight is not set: 2e-3,
+// times 2^min(4, w - 4) in relative mode when the layer's weights have w > 4 bits and its input
+// is quantized below 4 bits. The relative rate is a fraction of the weight's own step (see
+// calibrate/adaquant.hpp), which lets V travel about one step over 1000 iterations: at 8 bits that
+// is 1/16 of a 4-bit step, too little to absorb the error of a 2- or 3-bit input; the factor lets
+// V travel about one 4-bit step. Measured with the advanced pipeline on the Fashion-MNIST
+// reference models (docs/lowbit.md): 16 times the rate gained at W8A2 on both models and seeds
+// (MobileNetV2 -17.04 to -7.13 points of top-1, ResNet -2.00 to -1.42); with 4-bit inputs it was
+// not consistently better, and at W4A2 four times the rate lost, hence the bounds.
+[[nodiscard]] inline float default_weight_rate(const layer_quant_config& c,
+                                               lr_mode mode = lr_mode::relative) noexcept {
+  constexpr float base = 2e-3f;
+  const int w = c.weight_scheme.bits;
+  if (mode != lr_mode::relative || w <= 4 || !c.quantize_activations || c.act_scheme.bits >= 4)
+    return base;
+  return base * static_cast<float>(1 << std::min(4, w - 4));
 }
 
 // Samples per AdaQuant step of a layer with geometry g (per row, objectives/geometry.hpp) under
@@ -230,7 +249,7 @@ inline void validate_options(const adaquant_options& o) {
       bad(name, "learning rate of a trained group must be finite and > 0, got " +
                     std::to_string(r) + " (freeze the group in options.train instead)");
   };
-  rate(o.train.weight_offset, o.lr.weight, "lr.weight");
+  if (o.lr.weight) rate(o.train.weight_offset, *o.lr.weight, "lr.weight");
   rate(o.train.bias, o.lr.bias, "lr.bias");
   rate(o.train.weight_quant, o.lr.weight_quant, "lr.weight_quant");
   rate(o.train.act_quant, o.lr.act_quant, "lr.act_quant");
