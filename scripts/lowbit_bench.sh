@@ -9,8 +9,9 @@
 # with AdaQuant's learned step instead of AdaRound, *_l01 / *_l003 with AdaRound's lambda at
 # 0.1 / 0.03, *_lay per layer instead of by block, *_b3 with blocks of up to 3 layers
 # (--blocks 3), w2a2_res with the residual blocks instead of the whole network
-# (--reconstruction block). Too slow for
-# scripts/demo.sh: about 5-15 minutes per ResNet run and 10-45 per MobileNetV2 run on a shared
+# (--reconstruction block); w8a2, w8a3, w6a2 (weights above 4 bits with inputs below 4 bits, at
+# the larger default rate of V) and their *_v0 rows at the rate 2e-3 that applied before. Too slow
+# for scripts/demo.sh: about 5-15 minutes per ResNet run and 10-45 per MobileNetV2 run on a shared
 # 2-core machine (bit allocation rows: AdaQuant at 2, 3 and 4 bits, about three times longer).
 # The two models run as two processes side by side (one thread each). Prints one markdown table
 # and writes every run's JSON to out/lowbit/.
@@ -55,6 +56,12 @@ row_args() {
     w4a4_all) echo "--wbits 4 --abits 4 --all-layers" ;;
     w4a4_all_b3) echo "--wbits 4 --abits 4 --all-layers --reconstruction block --blocks 3" ;;
     w4a4) echo "--wbits 4 --abits 4" ;;
+    w8a2) echo "--wbits 8 --abits 2" ;;
+    w8a3) echo "--wbits 8 --abits 3" ;;
+    w6a2) echo "--wbits 6 --abits 2" ;;
+    w8a2_v0) echo "--wbits 8 --abits 2 --lr-weight 0.002" ;;
+    w8a3_v0) echo "--wbits 8 --abits 3 --lr-weight 0.002" ;;
+    w6a2_v0) echo "--wbits 6 --abits 2 --lr-weight 0.002" ;;
     ba13) echo "--wbits 4 --abits 4 --max-size-ratio 0.13" ;;
     ba8) echo "--wbits 4 --abits 4 --max-size-ratio 0.08" ;;
     *) echo "lowbit_bench.sh: unknown row $1" >&2; exit 2 ;;
