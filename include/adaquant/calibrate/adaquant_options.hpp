@@ -30,9 +30,9 @@ enum class lr_schedule { constant, cosine };
 struct adaquant_learning_rates {
   lr_mode mode = lr_mode::relative;
   std::optional<float> weight{};  // V; std::nullopt: default_weight_rate(the layer, mode)
-  float bias = 1e-2f;          // b'
-  float weight_quant = 1e-3f;  // s_w, z_w
-  float act_quant = 1e-3f;     // s_a, z_a
+  float bias = 1e-2f;             // b'
+  float weight_quant = 1e-3f;     // s_w, z_w
+  float act_quant = 1e-3f;        // s_a, z_a
   lr_schedule schedule = lr_schedule::cosine;
 
   // The paper's official code: absolute rates.
