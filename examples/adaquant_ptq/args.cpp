@@ -89,7 +89,9 @@ what to compute
   --seed N               AdaQuant's seed                                   [0]
   --qdrop P              AdaQuant's QDrop: each input element keeps its float value with
                          probability P in [0, 1] while optimising       [by bits: docs/lowbit.md]
-  --lr-weight R          AdaQuant's relative rate of the weight offsets    [2e-3]
+  --lr-weight R          AdaQuant's relative rate of the weight offsets, every layer
+                         [2e-3; weights above 4 bits with inputs below 4 bits: up to 0.032,
+                         docs/lowbit.md]
   --lr-quant R           AdaQuant's relative rate of the quantizer scales  [1e-3]
   --weight-rounding M    learned_step | adaround: how AdaQuant learns the weights
                          (AdaRound: learned up/down rounding)          [by bits: docs/lowbit.md]
