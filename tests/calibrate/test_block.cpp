@@ -145,6 +145,29 @@ TEST_CASE("Block reconstruction is deterministic, for any thread count", "[block
   }
 }
 
+TEST_CASE("A block's step is bounded per layer: L * step_macs (block_step_samples)",
+          "[block][calibrate][step_macs]") {
+  const residual_case rc(40);
+  const block_objective obj = rc.objective(4);
+  // Two layers of the same shape: m multiply-adds per sample each, 2m for the block.
+  const double m = static_cast<double>(rc.g.out_positions() * rc.g.weight_size());
+  adaquant_options o = fast_options();
+  o.batch_size = 16;
+  o.step_macs = 0.0;  // no bound
+  CHECK(block_step_samples(o, obj) == 16);
+  o.step_macs = 16.0 * m;  // one layer's 16 samples: the block's 16 fit 2 * step_macs exactly
+  CHECK(block_step_samples(o, obj) == 16);
+  o.step_macs = 8.0 * m;  // 2 * 8m / 2m = 8 samples
+  CHECK(block_step_samples(o, obj) == 8);
+  o.step_macs = 5.5 * m;  // floor(11m / 2m) = 5
+  CHECK(block_step_samples(o, obj) == 5);
+  o.step_macs = 1.0;  // at least one sample
+  CHECK(block_step_samples(o, obj) == 1);
+  // As many samples as each of its layers takes on its own under the same bound.
+  o.step_macs = 8.0 * m;
+  CHECK(step_samples(o, rc.g) == 8);
+}
+
 TEST_CASE("Block reconstruction refuses bad options and initial parameters",
           "[block][calibrate][errors]") {
   using adaquant_test::expect_error;

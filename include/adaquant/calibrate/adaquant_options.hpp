@@ -93,7 +93,8 @@ struct adaquant_options {
   // split, so the step's loss and gradient stay unbiased estimates of the objective's; only
   // their variance grows. The default leaves every layer up to 2.5 MMAC per sample at 50
   // samples (the Fashion-MNIST models' largest is 0.6 MMAC); an ImageNet-size 3x3 convolution
-  // at 56x56 (116 MMAC per sample) gets 1 sample per step (docs/scale.md).
+  // at 56x56 (116 MMAC per sample) gets 1 sample per step (docs/scale.md). A block of L layers
+  // is bounded by L * step_macs (block_step_samples, calibrate/block.hpp).
   double step_macs = 1.28e8;
   // How a step splits for threads (calibrate/chunked_gradient.hpp): chunks of floor(chunk_macs /
   // MACs per sample) samples, at least 1, whose gradients are computed in parallel and summed in
@@ -150,7 +151,8 @@ struct layer_result {
 // does: a folder made under another revision is refused). Raised with every change to what one of
 // them returns (1: QDrop on every layer of a network below 4 bits, AdaRound and whole blocks below
 // 4 weight bits; 2: with an input below 3 bits, the longest runs of layers as blocks; 3:
-// default_weight_rate, a larger rate of V for weights above 4 bits with inputs below 4 bits).
+// default_weight_rate, a larger rate of V for weights above 4 bits with inputs below 4 bits, and
+// step_macs bounding a block's step per layer, block_step_samples in calibrate/block.hpp).
 inline constexpr std::uint32_t defaults_revision = 3;
 
 // The QDrop probability a layer gets when adaquant_options::qdrop is not set: 0.5 when its input
