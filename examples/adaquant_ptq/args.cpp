@@ -87,6 +87,10 @@ what to compute
                          below 3 bits), N (runs of up to N layers) or FIRST..LAST,...
                          (ONNX node names)                                 [auto]
   --seed N               AdaQuant's seed                                   [0]
+  --batch-size N         AdaQuant's samples per step                       [50]
+  --step-macs X          bound on one step's multiply-adds: a layer (a block: X per layer)
+                         whose step would exceed it takes fewer samples, at least 1;
+                         0 = no bound                                      [1.28e8]
   --qdrop P              AdaQuant's QDrop: each input element keeps its float value with
                          probability P in [0, 1] while optimising       [by bits: docs/lowbit.md]
   --lr-weight R          AdaQuant's relative rate of the weight offsets, every layer

@@ -104,11 +104,8 @@ ex::run_identity checkpoint_identity(const args& a, const std::vector<input_decl
   id.push_back({"argument", "--loss-samples", std::to_string(no.loss_samples)});
   if (no.token_mask) id.push_back({"argument", "--token-mask", *no.token_mask});
   id.push_back({"argument", "--embedding-bits", std::to_string(a.embedding_bits)});
-  // Not a flag, but it changes AdaQuant's results on layers above step_macs / batch_size MACs
-  // per sample: a checkpoint written under another value is refused.
-  id.push_back({"argument", "adaquant_options::step_macs",
-                std::to_string(aq::adaquant_options{}.step_macs)});
-  // Likewise where a step splits into chunks (summed in another order than one chunk's).
+  // Not a flag, but where a step splits into chunks changes AdaQuant's results (summed in another
+  // order than one chunk's): a checkpoint written under another value is refused.
   id.push_back({"argument", "adaquant_options::chunk_macs",
                 std::to_string(aq::adaquant_options{}.chunk_macs)});
   if (a.act_products) {

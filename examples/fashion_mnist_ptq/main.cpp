@@ -16,6 +16,8 @@
 //                     [--bn-target running|fp]   (BN tuning's reference statistics)
 //                     [--qdrop P]   (AdaQuant's QDrop probability in [0, 1]; default by bits)
 //                     [--lr-weight R] [--lr-quant R]   (AdaQuant's relative rates)
+//                     [--batch-size N] [--step-macs X]   (AdaQuant's samples per step, and
+//                                                        their bound by multiply-adds)
 //                     [--weight-rounding learned_step|adaround]   (default by bits)
 //                     [--reconstruction layer|block]   (AdaQuant per layer or per block;
 //                                                      default by bits)

@@ -292,6 +292,55 @@ TEST_CASE("V's default rate: larger for weights above 4 bits with inputs below 4
   CHECK(bit_equal(train(8, 4, std::nullopt).weights, train(8, 4, 2e-3f).weights));
 }
 
+TEST_CASE("The report records the settings a layer ran with, the defaults resolved",
+          "[adaquant][layer][report]") {
+  const random_layer L(linear_geom(16, 8), 128, 9);
+  const auto report = [&](int wbits, int abits, const adaquant_options& o) {
+    return adaquant_layer(L.geometry, L.w, L.b, L.x, L.y, output_activation::none,
+                          {quantizer_spec::weights(wbits), quantizer_spec::activations(abits)}, o)
+        .report;
+  };
+  adaquant_options o;  // every bit-width default unset
+  o.iterations = 20;
+  o.batch_size = 16;
+  // W2A2: AdaRound at its rate, QDrop 0.5.
+  const layer_report w2a2 = report(2, 2, o);
+  CHECK(w2a2.adaround);
+  CHECK(w2a2.weight_rate == o.adaround.lr);
+  CHECK(w2a2.qdrop == 0.5f);
+  CHECK(w2a2.step_samples == 16);
+  CHECK(w2a2.block_layers == 1);
+  CHECK(w2a2.block_first == w2a2.layer_id);
+  // W8A2: the learned step at the larger rate of V; W4A4: the learned step at 2e-3, no drop.
+  const layer_report w8a2 = report(8, 2, o), w4a4 = report(4, 4, o);
+  CHECK_FALSE(w8a2.adaround);
+  CHECK(w8a2.weight_rate == 0.032f);
+  CHECK(w8a2.qdrop == 0.5f);
+  CHECK_FALSE(w4a4.adaround);
+  CHECK(w4a4.weight_rate == 2e-3f);
+  CHECK(w4a4.qdrop == 0.0f);
+  // Settings a user gives are what the report says; a step bound that bites shows in it.
+  o.qdrop = 0.25f;
+  o.lr.weight = 5e-3f;
+  o.rounding = weight_rounding::learned_step;
+  o.step_macs = 3.0 * 16 * 8;  // 128 multiply-adds per sample: 3 samples per step
+  const layer_report set = report(2, 2, o);
+  CHECK_FALSE(set.adaround);
+  CHECK(set.weight_rate == 5e-3f);
+  CHECK(set.qdrop == 0.25f);
+  CHECK(set.step_samples == 3);
+  // The summary over layers: a value every layer shares has no count, others are counted.
+  CHECK(settings_summary({w2a2}) == "AdaRound; V rate 0.03; QDrop 0.5; samples per step 16");
+  CHECK(settings_summary({w2a2, w8a2, w4a4}) ==
+        "learned step (2), AdaRound (1); V rate 0.002 (1), 0.03 (1), 0.032 (1); QDrop 0 (1), "
+        "0.5 (2); samples per step 16");
+  layer_report b0 = w2a2, b1 = w2a2;
+  b0.block_layers = b1.block_layers = 2;
+  b0.block_first = b1.block_first = 4;
+  CHECK(settings_summary({b0, b1, w4a4}).rfind("1 block of 2 layers; ", 0) == 0);
+  CHECK(settings_summary({}) == "no layers");
+}
+
 TEST_CASE("Bad options get a clear error", "[adaquant][errors]") {
   const random_layer L(linear_geom(8, 4), 16, 8);
   const auto expect = [&](const adaquant_options& o, errc code, const char* name) {

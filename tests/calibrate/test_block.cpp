@@ -116,6 +116,17 @@ TEST_CASE("Block reconstruction lowers the block output error below round-to-nea
     REQUIRE(r.layers.size() == 2);
     for (const layer_result& l : r.layers)
       for (float v : l.weights) CHECK(std::isfinite(v));
+    // Each layer's report: the block's figures and the settings the layer ran with.
+    CHECK(r.report.block_layers == 2);
+    CHECK(r.report.step_samples == 16);
+    for (const layer_result& l : r.layers) {
+      CHECK(l.report.mse_after == r.report.mse_after);
+      CHECK(l.report.block_layers == 2);
+      CHECK(l.report.step_samples == 16);
+      CHECK(l.report.adaround == (bits == 3));
+      CHECK(l.report.weight_rate == (bits == 3 ? o.adaround.lr : 2e-3f));
+      CHECK(l.report.qdrop == 0.0f);
+    }
   }
 }
 

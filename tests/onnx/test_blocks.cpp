@@ -139,6 +139,24 @@ TEST_CASE("Sequential calibration by block quantizes every layer of the network"
   CHECK(shared == in_blocks);
   for (const layer_report& l : r.layers) CHECK(l.heldout_after <= l.heldout_before);
   for (const layer_desc& d : layers) CHECK(net.quantized().at(d.id).layer->input_quant);
+  // The reports name each layer's block (its first layer and size; 1 and itself alone) and the
+  // settings resolved by bits: AdaRound for 3-bit weights, QDrop 0.5 below 4 bits.
+  for (std::size_t k = 0; k < r.layers.size(); ++k) {
+    const layer_report& l = r.layers[k];
+    INFO("layer " << l.layer_id);
+    CHECK(l.layer_id == layers[k].id);
+    std::size_t size = 1, first = l.layer_id;
+    for (const block_desc& b : blocks)
+      if (std::find(b.layers.begin(), b.layers.end(), l.layer_id) != b.layers.end()) {
+        size = b.layers.size();
+        first = b.layers.front();
+      }
+    CHECK(l.block_layers == size);
+    CHECK(l.block_first == first);
+    CHECK(l.adaround);
+    CHECK(l.qdrop == 0.5f);
+    CHECK(l.step_samples == 4);
+  }
 
   co.order = calibration_order::parallel;
   onnx_test::expect_error([&] { (void)adaquant_calibrate(net, q, co); }, errc::invalid_argument,

@@ -218,3 +218,48 @@ TEST_CASE("bit allocation refuses measurements of another run's configurations")
                               aq::errc::corrupt_data,
                               "'bit_allocation.evals-0': measured another configuration");
 }
+
+TEST_CASE("a layer report round-trips through a record, the settings it ran with included") {
+  aq::layer_report l;
+  l.layer_id = 7;
+  l.train_samples = 900;
+  l.heldout_samples = 100;
+  l.mse_before = 0.5;
+  l.mse_after = 0.25;
+  l.heldout_before = 0.625;
+  l.heldout_after = 0.375;
+  l.iterations = 1000;
+  l.best_iteration = 950;
+  l.stopped_early = true;
+  l.seconds = 1.5;
+  l.adaround = true;
+  l.qdrop = 0.5f;
+  l.weight_rate = 0.032f;
+  l.step_samples = 50;
+  l.block_layers = 17;
+  l.block_first = 3;
+  aq::detail::record_writer w;
+  aq::detail::put_layer_report(w, l);
+  aq::detail::record_reader r(w.finish("adaquant.layer-7"), "adaquant.layer-7", "");
+  const aq::layer_report g = aq::detail::get_layer_report(r);
+  r.done();
+  const auto& [id, train, held, mb, ma, hb, ha, it, best, early, sec, ada, qd, rate, step, size,
+               first] = g;
+  CHECK(id == 7);
+  CHECK(train == 900);
+  CHECK(held == 100);
+  CHECK(mb == 0.5);
+  CHECK(ma == 0.25);
+  CHECK(hb == 0.625);
+  CHECK(ha == 0.375);
+  CHECK(it == 1000);
+  CHECK(best == 950);
+  CHECK(early);
+  CHECK(sec == 1.5);
+  CHECK(ada);
+  CHECK(qd == 0.5f);
+  CHECK(rate == 0.032f);
+  CHECK(step == 50);
+  CHECK(size == 17);
+  CHECK(first == 3);
+}

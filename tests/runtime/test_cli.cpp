@@ -78,6 +78,10 @@ TEST_CASE("the pipeline flags both CLIs share parse into one settings struct", "
                                   "parallel",
                                   "--seed",
                                   "7",
+                                  "--batch-size",
+                                  "20",
+                                  "--step-macs",
+                                  "1e6",
                                   "--qdrop",
                                   "0.25",
                                   "--lr-weight",
@@ -106,6 +110,12 @@ TEST_CASE("the pipeline flags both CLIs share parse into one settings struct", "
   ex::check_pipeline_settings(cli, s);  // all in their domains
   const aq::advanced_config c = ex::advanced_config_of(s);
   CHECK(c.adaquant->layer.iterations == 300);
+  CHECK((c.adaquant->layer.batch_size == 20 && c.adaquant->layer.step_macs == 1e6));
+  const aq::adaquant_options library;  // unset, the CLI's are the library's defaults
+  const aq::adaquant_options cli_default =
+      ex::advanced_config_of(ex::pipeline_settings{.pipeline = "advanced"}).adaquant->layer;
+  CHECK(
+      (cli_default.batch_size == library.batch_size && cli_default.step_macs == library.step_macs));
   CHECK(c.adaquant->layer.rounding == aq::weight_rounding::adaround);
   CHECK(c.adaquant->order == aq::calibration_order::parallel);
   CHECK(!c.recalibrate_allocation);
@@ -121,6 +131,9 @@ TEST_CASE("the pipeline flags both CLIs share parse into one settings struct", "
       {{"--max-size-ratio", "0"}, "--max-size-ratio: must be in (0, 1]"},
       {{"--bit-rounds", "0"}, "--bit-rounds: must be >= 1"},
       {{"--iterations", "0"}, "--iterations: must be > 0"},
+      {{"--batch-size", "0"}, "--batch-size: must be > 0"},
+      {{"--step-macs", "-1"}, "--step-macs: must be >= 0 (0: no bound)"},
+      {{"--step-macs", "nan"}, "--step-macs: must be >= 0 (0: no bound)"},
       {{"--order", "random"}, "--order: must be one of sequential, parallel, got 'random'"},
       {{"--bn-target", "x"}, "--bn-target: must be one of running, fp, got 'x'"},
       {{"--qdrop", "1.5"}, "--qdrop: must be in [0, 1]"},

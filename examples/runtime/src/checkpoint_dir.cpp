@@ -98,8 +98,8 @@ run_identity settings_identity(const pipeline_settings& s) {
   const auto& [pipeline, wbits, abits, weight_block, weight_only, all_layers, eight_bit_layers,
                weight_range, act_range, percentile, rounding, max_size_ratio, bit_options,
                bit_rounds, recalibrate_allocation, iterations, order, reconstruction, blocks, seed,
-               qdrop, lr_weight, lr_quant, weight_rounding, adaround_lambda, bn_tuning, bn_target,
-               bias] = s;
+               batch_size, step_macs, qdrop, lr_weight, lr_quant, weight_rounding, adaround_lambda,
+               bn_tuning, bn_target, bias] = s;
   const auto number = [](double v) {  // the shortest text that reads back as v
     char buf[40];
     return std::string(buf, std::to_chars(buf, buf + sizeof buf, v).ptr);
@@ -142,6 +142,8 @@ run_identity settings_identity(const pipeline_settings& s) {
           {"argument", "--reconstruction", reconstruction.empty() ? "default" : reconstruction},
           {"argument", "--blocks", blocks},
           {"argument", "--seed", std::to_string(seed)},
+          {"argument", "--batch-size", std::to_string(batch_size)},
+          {"argument", "--step-macs", number(step_macs)},
           {"argument", "--qdrop", qdrop ? number(*qdrop) : "default"},
           {"argument", "--lr-weight", lr_weight ? number(*lr_weight) : "default"},
           {"argument", "--lr-quant", lr_quant ? number(*lr_quant) : "default"},

@@ -131,6 +131,8 @@ advanced_config advanced_config_of(const pipeline_settings& s,
   advanced_config c;
   c.quant = quantization_of(s);
   c.adaquant->layer.seed = s.seed;
+  c.adaquant->layer.batch_size = s.batch_size;
+  c.adaquant->layer.step_macs = s.step_macs;
   if (s.qdrop) c.adaquant->layer.qdrop = static_cast<float>(*s.qdrop);
   if (s.lr_weight) c.adaquant->layer.lr.weight = static_cast<float>(*s.lr_weight);
   if (s.lr_quant)
@@ -190,6 +192,10 @@ bool parse_pipeline_flag(const cli& c, const std::string& f,
     s.blocks = value();
   else if (f == "--seed")
     s.seed = static_cast<std::uint64_t>(c.to_count(f, value()));
+  else if (f == "--batch-size")
+    s.batch_size = c.to_count(f, value());
+  else if (f == "--step-macs")
+    s.step_macs = c.to_double(f, value());
   else if (f == "--qdrop")
     optional_double(s.qdrop);
   else if (f == "--lr-weight")
@@ -241,6 +247,9 @@ void check_pipeline_settings(const cli& c, const pipeline_settings& s) {
         "--no-recalibrate-allocation: only the advanced pipeline with bit allocation "
         "(--max-size-ratio) recalibrates the chosen bits");
   if (s.iterations == 0) c.fail("--iterations: must be > 0");
+  if (s.batch_size == 0) c.fail("--batch-size: must be > 0");
+  if (!(s.step_macs >= 0.0 && std::isfinite(s.step_macs)))
+    c.fail("--step-macs: must be >= 0 (0: no bound)");
   if (s.qdrop && !(*s.qdrop >= 0.0 && *s.qdrop <= 1.0)) c.fail("--qdrop: must be in [0, 1]");
   if (!s.weight_rounding.empty())
     c.one_of("--weight-rounding", s.weight_rounding, {"learned_step", "adaround"});

@@ -165,7 +165,8 @@ class layer_trainer {
     lr_v_.resize(wg_.groups());
     lr_b_.resize(oc_);
     lr_ws_.resize(wg_.groups());
-    weight_rate_ = opt.lr.weight.value_or(default_weight_rate(cfg_, opt.lr.mode));
+    weight_rate_ =
+        ada_ ? opt.adaround.lr : opt.lr.weight.value_or(default_weight_rate(cfg_, opt.lr.mode));
     if (ada_) reg_weight_ = adaround_regulariser_weights(obj, scale0_, opt.adaround.lambda);
     // Per-channel RMS of the targets: the unit of the relative bias rate.
     if (opt.lr.mode == lr_mode::relative) {
@@ -182,6 +183,9 @@ class layer_trainer {
         bias_unit_[c] = static_cast<float>(std::sqrt(acc[c] / static_cast<double>(N * P))) + 1e-6f;
     }
   }
+
+  // The rate V moves with: the learned step's (its mode, before the schedule) or AdaRound's.
+  [[nodiscard]] float weight_rate() const noexcept { return weight_rate_; }
 
   // One Adam step at step number it (0-based) of opt.iterations.
   void step(layer_state& state, layer_state& grad, std::size_t it) {
@@ -203,7 +207,7 @@ class layer_trainer {
     const float r_wq = f * opt.lr.weight_quant, r_aq = f * opt.lr.act_quant;
     for (std::size_t c = 0; c < oc_; ++c) lr_b_[c] = rel ? r_b * bias_unit_[c] : r_b;
     for (std::size_t gr = 0; gr < wg_.groups(); ++gr) {
-      lr_v_[gr] = ada_ ? opt.adaround.lr : rel ? r_v * state.weight_scale[gr] : r_v;
+      lr_v_[gr] = ada_ ? weight_rate_ : rel ? r_v * state.weight_scale[gr] : r_v;
       lr_ws_[gr] = rel ? r_wq * state.weight_scale[gr] : r_wq;
     }
     if (tr.weight_offset)
@@ -379,6 +383,10 @@ inline layer_result adaquant_optimize(layer_objective& obj, const adaquant_optio
       },
       [&](const layer_state& st) { return obj.value(st, hold); });
 
+  rep.adaround = ada;
+  rep.qdrop = qdrop;
+  rep.weight_rate = trainer.weight_rate();
+  rep.step_samples = B;
   layer_result res;
   res.report = rep;
   res.report.mse_after = obj.value(state, split.train_sorted);

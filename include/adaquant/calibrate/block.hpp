@@ -124,11 +124,17 @@ inline block_result block_optimize(block_objective& obj, const adaquant_options&
   if (!hold.empty()) rep.heldout_after = obj.value(state, hold);
   rep.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 
+  rep.step_samples = B;
+  rep.block_layers = K;
   block_result res;
   res.report = rep;
   res.layers.resize(K);
   for (std::size_t k = 0; k < K; ++k) {
-    res.layers[k].report = rep;
+    layer_report& r = res.layers[k].report;
+    r = rep;
+    r.adaround = ada[k] != 0;
+    r.qdrop = qdrop[k];
+    r.weight_rate = trainers[k].weight_rate();
     detail::fill_result(obj.layer(k), std::move(state[k]), res.layers[k]);
   }
   return res;

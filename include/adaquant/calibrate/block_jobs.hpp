@@ -102,6 +102,7 @@ void run_block(Net& net, const block_desc& b, std::span<layer_job> jobs, std::si
     for (std::size_t k = 0; k < jobs.size(); ++k) {
       jobs[k].result = std::move(r.layers[k]);
       jobs[k].result.report.layer_id = jobs[k].desc->id;
+      jobs[k].result.report.block_first = jobs[0].desc->id;
     }
   } catch (...) {
     jobs[0].error = std::current_exception();

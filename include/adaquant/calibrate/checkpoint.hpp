@@ -113,7 +113,8 @@ inline quantized_layer get_quantized_layer(record_reader& r, const layer_desc& d
 
 inline void put_layer_report(record_writer& w, const layer_report& l) {
   const auto& [layer_id, train_samples, heldout_samples, mse_before, mse_after, heldout_before,
-               heldout_after, iterations, best_iteration, stopped_early, seconds] = l;
+               heldout_after, iterations, best_iteration, stopped_early, seconds, adaround, qdrop,
+               weight_rate, step_samples, block_layers, block_first] = l;
   w.u64(layer_id);
   w.u64(train_samples);
   w.u64(heldout_samples);
@@ -122,11 +123,18 @@ inline void put_layer_report(record_writer& w, const layer_report& l) {
   w.u64(best_iteration);
   w.u8(stopped_early ? 1 : 0);
   w.f64(seconds);
+  w.u8(adaround ? 1 : 0);
+  w.f32(qdrop);
+  w.f32(weight_rate);
+  w.u64(step_samples);
+  w.u64(block_layers);
+  w.u64(block_first);
 }
 inline layer_report get_layer_report(record_reader& r) {
   layer_report l;
   auto& [layer_id, train_samples, heldout_samples, mse_before, mse_after, heldout_before,
-         heldout_after, iterations, best_iteration, stopped_early, seconds] = l;
+         heldout_after, iterations, best_iteration, stopped_early, seconds, adaround, qdrop,
+         weight_rate, step_samples, block_layers, block_first] = l;
   layer_id = r.u64();
   train_samples = r.u64();
   heldout_samples = r.u64();
@@ -135,6 +143,12 @@ inline layer_report get_layer_report(record_reader& r) {
   best_iteration = r.u64();
   stopped_early = r.u8() != 0;
   seconds = r.f64();
+  adaround = r.u8() != 0;
+  qdrop = r.f32();
+  weight_rate = r.f32();
+  step_samples = r.u64();
+  block_layers = r.u64();
+  block_first = r.u64();
   return l;
 }
 

@@ -137,7 +137,7 @@ struct layer_job {
       if (init) ip = init(*desc, obj);
       if (!ip) ip = estimate_initial_params(obj, *quantizers);
       result = adaquant_optimize(obj, opt, *ip, threads);
-      result.report.layer_id = desc->id;
+      result.report.layer_id = result.report.block_first = desc->id;
     } catch (...) {
       error = std::current_exception();
     }

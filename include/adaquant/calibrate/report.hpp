@@ -4,6 +4,7 @@
 #include <cstddef>
 #include <cstdio>
 #include <limits>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -21,6 +22,19 @@ struct layer_report {
   std::size_t best_iteration = 0;  // step whose parameters were returned (0: the initial ones)
   bool stopped_early = false;      // held-out MSE stopped improving for `patience` evaluations
   double seconds = 0.0;            // wall time of the optimisation
+  // How the layer was optimised, the bit-width defaults resolved (calibrate/adaquant_options.hpp:
+  // default_rounding, default_qdrop, default_weight_rate; calibrate/block.hpp:
+  // block_step_samples):
+  bool adaround = false;  // AdaRound's rounding logits; false: AdaQuant's learned step
+  float qdrop = 0.0f;     // probability that a training step keeps an input element float
+  // The rate V moves with: the learned step's (in the options' lr mode, before the schedule),
+  // or AdaRound's adaround.lr.
+  float weight_rate = 0.0f;
+  std::size_t step_samples = 0;  // samples per optimisation step
+  // Block reconstruction: the block's layer count and its first layer's id (the report's MSEs
+  // are then the block output's); 1 and layer_id when the layer was optimised alone.
+  std::size_t block_layers = 1;
+  std::size_t block_first = 0;
 
   // mse_before / mse_after (inf when mse_after is 0).
   [[nodiscard]] double improvement() const noexcept {
@@ -36,14 +50,57 @@ struct calibration_report {
 
 // One line per layer, for logs and examples.
 [[nodiscard]] inline std::string to_string(const layer_report& r) {
-  char buf[320];
+  char buf[480];
+  char block[64] = "";
+  if (r.block_layers > 1)
+    std::snprintf(block, sizeof block, ", block of %zu from layer %zu", r.block_layers,
+                  r.block_first);
   std::snprintf(buf, sizeof buf,
                 "layer %zu: mse %.4g -> %.4g (x%.2f), held-out %.4g -> %.4g, %zu it (best %zu%s), "
-                "%.3f s",
+                "%.3f s; %s, V rate %g, QDrop %g, %zu samples per step%s",
                 r.layer_id, r.mse_before, r.mse_after, r.improvement(), r.heldout_before,
                 r.heldout_after, r.iterations, r.best_iteration,
-                r.stopped_early ? ", stopped early" : "", r.seconds);
+                r.stopped_early ? ", stopped early" : "", r.seconds,
+                r.adaround ? "AdaRound" : "learned step", static_cast<double>(r.weight_rate),
+                static_cast<double>(r.qdrop), r.step_samples, block);
   return buf;
+}
+
+// The settings a calibration ran with, over its layers: its blocks, and each setting's values
+// with their layer counts, e.g. "1 block of 16 layers; learned step (2), AdaRound (15); V rate
+// 0.002 (2), 0.03 (15); QDrop 0.5; samples per step 50" (a value every layer shares has no count).
+[[nodiscard]] inline std::string settings_summary(const std::vector<layer_report>& layers) {
+  if (layers.empty()) return "no layers";
+  const auto counts = [&](auto key, auto print) {
+    std::map<decltype(key(layers[0])), std::size_t> n;
+    for (const layer_report& l : layers) ++n[key(l)];
+    std::string out;
+    for (const auto& [v, c] : n) {
+      out += (out.empty() ? "" : ", ") + print(v);
+      if (n.size() > 1) out += " (" + std::to_string(c) + ")";
+    }
+    return out;
+  };
+  const auto number = [](auto v) {
+    char b[32];
+    std::snprintf(b, sizeof b, "%g", static_cast<double>(v));
+    return std::string(b);
+  };
+  std::map<std::size_t, std::size_t> blocks;  // first layer -> layers
+  for (const layer_report& l : layers)
+    if (l.block_layers > 1) blocks[l.block_first] = l.block_layers;
+  std::size_t in_blocks = 0;
+  for (const auto& b : blocks) in_blocks += b.second;
+  std::string s;
+  if (!blocks.empty())
+    s = std::to_string(blocks.size()) + (blocks.size() == 1 ? " block of " : " blocks of ") +
+        std::to_string(in_blocks) + " layers; ";
+  s += counts([](const layer_report& l) { return l.adaround; },
+              [](bool a) { return std::string(a ? "AdaRound" : "learned step"); });
+  s += "; V rate " + counts([](const layer_report& l) { return l.weight_rate; }, number);
+  s += "; QDrop " + counts([](const layer_report& l) { return l.qdrop; }, number);
+  s += "; samples per step " + counts([](const layer_report& l) { return l.step_samples; }, number);
+  return s;
 }
 
 }  // namespace adaquant

@@ -42,13 +42,14 @@ pipeline_report advanced_pipeline(Net& net, const advanced_config& cfg,
   const auto layer_summary = [](const calibration_report& r) {
     double before = 0, after = 0;
     for (const auto& l : r.layers) {
+      if (l.layer_id != l.block_first) continue;  // a block's output error counted once
       before += l.mse_before;
       after += l.mse_after;
     }
     char buf[160];
     std::snprintf(buf, sizeof buf, "%zu layers, summed output MSE %.4g -> %.4g", r.layers.size(),
                   before, after);
-    return std::string(buf);
+    return std::string(buf) + " (" + settings_summary(r.layers) + ")";
   };
   if (!cfg.bit_allocation) {
     if (cfg.adaquant) {

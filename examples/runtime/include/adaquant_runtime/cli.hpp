@@ -40,6 +40,8 @@ struct pipeline_settings {
   std::string reconstruction{};        // layer | block (BRECQ; sequential only); empty: by bits
   std::string blocks = "auto";         // auto | N | FIRST..LAST,... (block_spec)
   std::uint64_t seed = 0;              // AdaQuant's
+  std::size_t batch_size = adaquant_options{}.batch_size;  // AdaQuant's samples per step
+  double step_macs = adaquant_options{}.step_macs;  // bound on a step's multiply-adds; 0: none
   std::optional<double> qdrop{};       // AdaQuant's QDrop probability; empty: by bits
   std::optional<double> lr_weight{};   // AdaQuant's relative rate of V; empty: default
   std::optional<double> lr_quant{};    // ... of both quantizers' scales; empty: default
