@@ -100,6 +100,9 @@ what to compute
   --weight-rounding M    learned_step | adaround: how AdaQuant learns the weights
                          (AdaRound: learned up/down rounding)          [by bits: docs/lowbit.md]
   --adaround-lambda L    AdaRound's regulariser weight, >= 0               [1000]
+  --inner-weight W       block reconstruction: weight of each layer's own error against its
+                         full-precision output inside the block, >= 0 (0: the block output's
+                         error alone)                                   [by bits: docs/lowbit.md]
   --no-bn-tuning         skip BN tuning
   --bn-target T          running | fp: BN tuning's reference statistics    [running]
   --no-bias              skip bias correction (light) / bias tuning (advanced)

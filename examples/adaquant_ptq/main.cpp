@@ -468,6 +468,8 @@ int run(const args& a) {
           {"weight_rounding", s.weight_rounding.empty() ? "default" : s.weight_rounding},
           {"adaround_lambda",
            s.adaround_lambda ? nlohmann::json(*s.adaround_lambda) : nlohmann::json("default")},
+          {"inner_weight",
+           s.inner_weight ? nlohmann::json(*s.inner_weight) : nlohmann::json("default")},
           {"bn_tuning", ex::bn_tuning_of(s).has_value()},
           {"bn_target", s.bn_target},
           {"bias", s.bias && s.pipeline != "naive"},

@@ -25,6 +25,8 @@
 //                                                         --reconstruction: by bits), runs of
 //                                                         up to N layers, or named)
 //                     [--adaround-lambda L]   (AdaRound's regulariser weight, >= 0)
+//                     [--inner-weight W]   (block reconstruction: weight of each layer's error
+//                                          inside the block, >= 0; default by bits)
 //                     [--loss-samples N]   (calibration images of bit allocation's loss;
 //                                           default: every calibration image)
 //                     [--8bit-layers PART,...]   (layers whose ONNX node name contains a part
@@ -252,6 +254,8 @@ int run(const args& a, session& s) {
         {"blocks", p.blocks},
         {"adaround_lambda",
          p.adaround_lambda ? nlohmann::json(*p.adaround_lambda) : nlohmann::json("default")},
+        {"inner_weight",
+         p.inner_weight ? nlohmann::json(*p.inner_weight) : nlohmann::json("default")},
         {"loss_samples", a.loss_samples.value_or(a.calib)},
         {"size_ratio", rep.size_ratio()},
         {"layer_weight_bits", rep.weight_bits},

@@ -337,7 +337,14 @@ TEST_CASE("The report records the settings a layer ran with, the defaults resolv
   layer_report b0 = w2a2, b1 = w2a2;
   b0.block_layers = b1.block_layers = 2;
   b0.block_first = b1.block_first = 4;
-  CHECK(settings_summary({b0, b1, w4a4}).rfind("1 block of 2 layers; ", 0) == 0);
+  b0.inner_weight = b1.inner_weight = 1.0f;
+  const std::string blocks = settings_summary({b0, b1, w4a4});
+  CHECK(blocks.rfind("1 block of 2 layers; ", 0) == 0);
+  // The inner weight counts the block's layers only, and is left out without blocks.
+  CHECK(blocks.size() > 16);
+  CHECK(blocks.substr(blocks.size() - 16) == "; inner weight 1");
+  CHECK(settings_summary({w2a2, w4a4}).find("inner weight") == std::string::npos);
+  CHECK(to_string(b0).find(", block of 2 from layer 4, inner weight 1") != std::string::npos);
   CHECK(settings_summary({}) == "no layers");
 }
 

@@ -102,7 +102,7 @@ std::vector<layer_state> perturbed_states(block_objective& obj) {
 }
 
 void check_block(const random_block& rb, const layer_quant_config& cfg, const input_drop& drop = {},
-                 std::span<const float> output_weights = {}) {
+                 std::span<const float> output_weights = {}, float inner_weight = 0.0f) {
   block_objective obj = rb.objective(cfg);
   obj.set_output_weights(output_weights);
   std::vector<layer_state> s = perturbed_states(obj);
@@ -111,6 +111,14 @@ void check_block(const random_block& rb, const layer_quant_config& cfg, const in
   const double fast = obj.value(s, batch);
   const double ref = block_straight_through_surrogate(obj, s, s, batch);
   CHECK(fast == Approx(ref).epsilon(1e-4));
+  if (inner_weight > 0.0f) {
+    // value() stays the output's error; relaxed_value() and the surrogate add the inner term.
+    obj.set_inner_weight(inner_weight);
+    const double with_inner = block_straight_through_surrogate(obj, s, s, batch);
+    CHECK(with_inner > ref);
+    CHECK(obj.value(s, batch) == fast);
+    CHECK(obj.relaxed_value(s, batch) == Approx(with_inner).epsilon(1e-4));
+  }
   const gradient_check_result r = check_block_gradient(obj, s, batch, {}, 1e-3, 24, drop);
   INFO("worst: " << r.worst << " error " << r.max_error);
   CHECK(r.checked > 50);
@@ -162,6 +170,62 @@ TEST_CASE("Block gradients match central differences with output weights",
   check_block(res, config(4), {}, wr);
   check_block(chain, config(3, false), {}, wc);
   check_block(res, config(3), {0.5f, 9}, wr);
+}
+
+TEST_CASE("Block gradients match central differences with the inner term",
+          "[block][objective][gradient]") {
+  // Residual block: a relu-read layer and an add-read one; chain: relu6, and an identity reader.
+  check_block(residual_block(), config(4), {}, {}, 0.7f);
+  check_block(linear_chain(), config(3, false), {}, {}, 2.0f);
+  check_block(residual_block(), config(3), {0.5f, 9}, output_weights_for(residual_block(), 41),
+              0.7f);
+  check_block(linear_chain(), config(2), {0.5f, 9}, {}, 0.3f);
+}
+
+TEST_CASE("The inner term supervises every layer but the output's, on the output's scale",
+          "[block][objective]") {
+  const random_block res = residual_block(8), chain = linear_chain();
+  block_objective r = res.objective(config(3));
+  block_objective c = chain.objective(config(3));
+  // Which values: after the relu that alone reads a layer's output; the raw output when an add or
+  // an identity reads it; the layer whose value is the output slot is left out.
+  const auto rv = r.inner_values();
+  REQUIRE(rv.size() == 2);
+  CHECK((rv[0].layer == 0 && rv[0].slot == 2 && rv[0].activation == block_op_kind::relu));
+  CHECK((rv[1].layer == 1 && rv[1].slot == 3 && rv[1].activation == block_op_kind::layer));
+  const auto cv = c.inner_values();
+  REQUIRE(cv.size() == 2);
+  CHECK((cv[0].layer == 0 && cv[0].slot == 2 && cv[0].activation == block_op_kind::relu6));
+  CHECK((cv[1].layer == 1 && cv[1].slot == 3 && cv[1].activation == block_op_kind::layer));
+  // c_k E[a(Y_k)^2] = E[T^2] / K' for each value.
+  for (block_objective* o : {&r, &c}) {
+    double tt = 0.0;
+    for (float t : o->targets()) tt += static_cast<double>(t) * t;
+    tt /= static_cast<double>(o->targets().size());
+    for (std::size_t j = 0; j < o->inner_values().size(); ++j) {
+      const auto& v = o->inner_values()[j];
+      const std::size_t sz = o->slot_sizes()[v.slot];
+      double ff = 0.0;
+      for (std::size_t n = 0; n < o->samples(); ++n)
+        for (std::size_t e = 0; e < sz; ++e) ff += std::pow(o->inner_target(j, n, e), 2.0);
+      ff /= static_cast<double>(o->samples() * sz);
+      CHECK(v.scale * ff == Approx(tt / 2.0).epsilon(1e-9));
+    }
+  }
+  // Weight 0 after another one: the plain objective, bit for bit.
+  const std::vector<layer_state> s = perturbed_states(r);
+  std::vector<layer_state> g0, g1;
+  block_objective off = res.objective(config(3));
+  r.set_inner_weight(1.5f);
+  r.set_inner_weight(0.0f);
+  const double l0 = off.gradient(s, {}, g0, {}, {0.5f, 2});
+  const double l1 = r.gradient(s, {}, g1, {}, {0.5f, 2});
+  CHECK(l0 == l1);
+  for (std::size_t k = 0; k < 2; ++k) {
+    CHECK(same_bits(g0[k].weight_offset, g1[k].weight_offset));
+    CHECK(same_bits(g0[k].bias, g1[k].bias));
+    CHECK(g0[k].act_scale == g1[k].act_scale);
+  }
 }
 
 TEST_CASE("Output weights: all 1 is the plain loss, 0 leaves a sample out", "[block][objective]") {
@@ -337,6 +401,12 @@ TEST_CASE("Block inputs, targets and states are validated", "[block][objective][
                errc::shape_mismatch, "set_output_weights");
   w[3] = std::nanf("");
   expect_error([&] { obj.set_output_weights(w); }, errc::non_finite, "set_output_weights");
+  for (const float mu : {-0.5f, std::nanf(""), INFINITY})
+    expect_error([&] { obj.set_inner_weight(mu); }, errc::invalid_argument, "set_inner_weight");
+  CHECK(obj.inner_weight() == 0.0f);
+  expect_error([&] { (void)obj.inner_target(2, 0, 0); }, errc::invalid_argument, "inner_target");
+  expect_error([&] { (void)obj.inner_target(0, obj.samples(), 0); }, errc::invalid_argument,
+               "inner_target");
   w[3] = -0.5f;
   expect_error([&] { obj.set_output_weights(w); }, errc::invalid_argument,
                "set_output_weights: weight 3 (sample 0) is negative");

@@ -156,6 +156,7 @@ TEST_CASE("Sequential calibration by block quantizes every layer of the network"
     CHECK(l.adaround);
     CHECK(l.qdrop == 0.5f);
     CHECK(l.step_samples == 4);
+    CHECK(l.inner_weight == 0.0f);  // residual blocks of 2-3 layers: no inner term by default
   }
 
   co.order = calibration_order::parallel;
@@ -349,6 +350,15 @@ TEST_CASE("By default inputs below 3 bits select the longest runs (default_block
   for (std::size_t k = 0; k + 2 < n; ++k)  // one block's report, the classifier's its own
     CHECK(a.first.layers[k].mse_before == a.first.layers[k + 1].mse_before);
   CHECK(a.first.layers[n - 2].mse_before != a.first.layers[n - 1].mse_before);
+  // The whole-network block trains with the inner term at its default weight, 1 (more than 3
+  // layers); the classifier alone has none. Weight 0 is the output's error alone: other weights.
+  for (std::size_t k = 0; k + 1 < n; ++k) CHECK(a.first.layers[k].inner_weight == 1.0f);
+  CHECK(a.first.layers[n - 1].inner_weight == 0.0f);
+  calibration_options plain = by_bits;
+  plain.layer.inner_weight = 0.0f;
+  const auto p = run(2, plain);
+  CHECK(p.first.layers[0].inner_weight == 0.0f);
+  CHECK(p.second != a.second);
   CHECK(run(3, by_bits).second == run(3, automatic).second);
 
   // When the whole network's cache does not fit the memory limit but the residual blocks' does,

@@ -238,13 +238,14 @@ TEST_CASE("a layer report round-trips through a record, the settings it ran with
   l.step_samples = 50;
   l.block_layers = 17;
   l.block_first = 3;
+  l.inner_weight = 0.75f;
   aq::detail::record_writer w;
   aq::detail::put_layer_report(w, l);
   aq::detail::record_reader r(w.finish("adaquant.layer-7"), "adaquant.layer-7", "");
   const aq::layer_report g = aq::detail::get_layer_report(r);
   r.done();
   const auto& [id, train, held, mb, ma, hb, ha, it, best, early, sec, ada, qd, rate, step, size,
-               first] = g;
+               first, inner] = g;
   CHECK(id == 7);
   CHECK(train == 900);
   CHECK(held == 100);
@@ -262,4 +263,5 @@ TEST_CASE("a layer report round-trips through a record, the settings it ran with
   CHECK(step == 50);
   CHECK(size == 17);
   CHECK(first == 3);
+  CHECK(inner == 0.75f);
 }

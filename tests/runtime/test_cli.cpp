@@ -92,6 +92,8 @@ TEST_CASE("the pipeline flags both CLIs share parse into one settings struct", "
                                   "adaround",
                                   "--adaround-lambda",
                                   "0.1",
+                                  "--inner-weight",
+                                  "0.5",
                                   "--no-bn-tuning",
                                   "--bn-target",
                                   "fp",
@@ -105,17 +107,19 @@ TEST_CASE("the pipeline flags both CLIs share parse into one settings struct", "
   CHECK((s.bit_rounds == 2 && s.iterations == 300 && s.order == "parallel" && s.seed == 7));
   CHECK(!s.recalibrate_allocation);
   CHECK((s.qdrop == 0.25 && s.lr_weight == 0.004 && s.lr_quant == 0.002));
-  CHECK((s.weight_rounding == "adaround" && s.adaround_lambda == 0.1));
+  CHECK((s.weight_rounding == "adaround" && s.adaround_lambda == 0.1 && s.inner_weight == 0.5));
   CHECK((!s.bn_tuning && s.bn_target == "fp" && !s.bias));
   ex::check_pipeline_settings(cli, s);  // all in their domains
   const aq::advanced_config c = ex::advanced_config_of(s);
   CHECK(c.adaquant->layer.iterations == 300);
   CHECK((c.adaquant->layer.batch_size == 20 && c.adaquant->layer.step_macs == 1e6));
+  CHECK(c.adaquant->layer.inner_weight == 0.5f);
   const aq::adaquant_options library;  // unset, the CLI's are the library's defaults
   const aq::adaquant_options cli_default =
       ex::advanced_config_of(ex::pipeline_settings{.pipeline = "advanced"}).adaquant->layer;
   CHECK(
       (cli_default.batch_size == library.batch_size && cli_default.step_macs == library.step_macs));
+  CHECK((!cli_default.inner_weight && !library.inner_weight));  // by bits, in the library
   CHECK(c.adaquant->layer.rounding == aq::weight_rounding::adaround);
   CHECK(c.adaquant->order == aq::calibration_order::parallel);
   CHECK(!c.recalibrate_allocation);
@@ -142,6 +146,8 @@ TEST_CASE("the pipeline flags both CLIs share parse into one settings struct", "
       {{"--reconstruction", "block", "--order", "parallel"},
        "--reconstruction: block needs --order sequential"},
       {{"--adaround-lambda", "-1"}, "--adaround-lambda: must be >= 0"},
+      {{"--inner-weight", "-0.1"}, "--inner-weight: must be >= 0"},
+      {{"--inner-weight", "inf"}, "--inner-weight: must be >= 0"},
       {{"--blocks", "3"}, "--blocks: needs block reconstruction"},
       {{"--blocks", "3", "--wbits", "2", "--reconstruction", "layer"},
        "--blocks: needs block reconstruction"},

@@ -99,7 +99,7 @@ run_identity settings_identity(const pipeline_settings& s) {
                weight_range, act_range, percentile, rounding, max_size_ratio, bit_options,
                bit_rounds, recalibrate_allocation, iterations, order, reconstruction, blocks, seed,
                batch_size, step_macs, qdrop, lr_weight, lr_quant, weight_rounding, adaround_lambda,
-               bn_tuning, bn_target, bias] = s;
+               inner_weight, bn_tuning, bn_target, bias] = s;
   const auto number = [](double v) {  // the shortest text that reads back as v
     char buf[40];
     return std::string(buf, std::to_chars(buf, buf + sizeof buf, v).ptr);
@@ -149,6 +149,7 @@ run_identity settings_identity(const pipeline_settings& s) {
           {"argument", "--lr-quant", lr_quant ? number(*lr_quant) : "default"},
           {"argument", "--weight-rounding", weight_rounding.empty() ? "default" : weight_rounding},
           {"argument", "--adaround-lambda", adaround_lambda ? number(*adaround_lambda) : "default"},
+          {"argument", "--inner-weight", inner_weight ? number(*inner_weight) : "default"},
           {"argument", "--no-bn-tuning", on(!bn_tuning)},
           {"argument", "--bn-target", bn_target},
           {"argument", "--no-bias", on(!bias)}};

@@ -143,6 +143,7 @@ advanced_config advanced_config_of(const pipeline_settings& s,
     c.adaquant->layer.rounding =
         s.weight_rounding == "adaround" ? weight_rounding::adaround : weight_rounding::learned_step;
   if (s.adaround_lambda) c.adaquant->layer.adaround.lambda = static_cast<float>(*s.adaround_lambda);
+  if (s.inner_weight) c.adaquant->layer.inner_weight = static_cast<float>(*s.inner_weight);
   c.adaquant->order =
       s.order == "parallel" ? calibration_order::parallel : calibration_order::sequential;
   if (!s.reconstruction.empty())
@@ -206,6 +207,8 @@ bool parse_pipeline_flag(const cli& c, const std::string& f,
     s.weight_rounding = value();
   else if (f == "--adaround-lambda")
     optional_double(s.adaround_lambda);
+  else if (f == "--inner-weight")
+    optional_double(s.inner_weight);
   else if (f == "--no-bn-tuning")
     s.bn_tuning = false;
   else if (f == "--bn-target")
@@ -255,6 +258,8 @@ void check_pipeline_settings(const cli& c, const pipeline_settings& s) {
     c.one_of("--weight-rounding", s.weight_rounding, {"learned_step", "adaround"});
   if (s.adaround_lambda && !(*s.adaround_lambda >= 0.0 && std::isfinite(*s.adaround_lambda)))
     c.fail("--adaround-lambda: must be >= 0");
+  if (s.inner_weight && !(*s.inner_weight >= 0.0 && std::isfinite(*s.inner_weight)))
+    c.fail("--inner-weight: must be >= 0 (0: the block output's error alone)");
   for (const auto& [flag, r] :
        {std::pair{"--lr-weight", s.lr_weight}, std::pair{"--lr-quant", s.lr_quant}})
     if (r && !(*r > 0.0 && std::isfinite(*r))) c.fail(std::string(flag) + ": must be > 0");

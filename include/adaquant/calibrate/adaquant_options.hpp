@@ -115,6 +115,11 @@ struct adaquant_options {
   // layer's bits). adaround: AdaRound's settings, validated whatever the rounding.
   std::optional<weight_rounding> rounding{};
   adaround_options adaround{};
+  // Block reconstruction only (calibrate/block.hpp): the weight mu of the inner term, each layer's
+  // error against its full-precision output inside the block (deep supervision;
+  // objectives/block_objective.hpp has the maths). Finite and >= 0, 0: the block output's error
+  // alone; std::nullopt: default_inner_weight(the block's layer count).
+  std::optional<float> inner_weight{};
 
   // The paper's settings (absolute rates, no held-out split).
   [[nodiscard]] static adaquant_options paper() {
@@ -144,16 +149,17 @@ struct layer_result {
 };
 
 // The revision of what an option left unset resolves to: default_qdrop, default_rounding,
-// default_weight_rate, default_block_reconstruction and default_block_selection
-// (calibrate/calibration_options.hpp) and the constant defaults of adaquant_options. A run that
-// leaves them unset computes other results under another revision, so whoever identifies a run for
-// a checkpoint store records it with the run's settings (the example CLIs' checkpoint manifest
-// does: a folder made under another revision is refused). Raised with every change to what one of
-// them returns (1: QDrop on every layer of a network below 4 bits, AdaRound and whole blocks below
-// 4 weight bits; 2: with an input below 3 bits, the longest runs of layers as blocks; 3:
-// default_weight_rate, a larger rate of V for weights above 4 bits with inputs below 4 bits, and
-// step_macs bounding a block's step per layer, block_step_samples in calibrate/block.hpp).
-inline constexpr std::uint32_t defaults_revision = 3;
+// default_weight_rate, default_inner_weight, default_block_reconstruction and
+// default_block_selection (calibrate/calibration_options.hpp) and the constant defaults of
+// adaquant_options. A run that leaves them unset computes other results under another revision, so
+// whoever identifies a run for a checkpoint store records it with the run's settings (the example
+// CLIs' checkpoint manifest does: a folder made under another revision is refused). Raised with
+// every change to what one of them returns (1: QDrop on every layer of a network below 4 bits,
+// AdaRound and whole blocks below 4 weight bits; 2: with an input below 3 bits, the longest runs of
+// layers as blocks; 3: default_weight_rate, a larger rate of V for weights above 4 bits with inputs
+// below 4 bits, and step_macs bounding a block's step per layer, block_step_samples in
+// calibrate/block.hpp; 4: default_inner_weight, the inner term on blocks of more than 3 layers).
+inline constexpr std::uint32_t defaults_revision = 4;
 
 // The QDrop probability a layer gets when adaquant_options::qdrop is not set: 0.5 when its input
 // is quantized and the network it belongs to is quantized below 4 bits somewhere (weights or
@@ -196,6 +202,19 @@ inline constexpr std::uint32_t defaults_revision = 3;
   if (mode != lr_mode::relative || w <= 4 || !c.quantize_activations || c.act_scheme.bits >= 4)
     return base;
   return base * static_cast<float>(1 << std::min(4, w - 4));
+}
+
+// The inner term's weight a block of `layers` layers gets when adaquant_options::inner_weight is
+// not set: 1 for blocks of more than 3 layers, else 0. Over a long block (the whole network, the
+// default selection at inputs below 3 bits) the output's error alone lets the inner layers drift
+// from their full-precision values and over-fit the calibration images; keeping each layer near
+// them tested better. Measured with the advanced pipeline on the Fashion-MNIST reference models
+// (docs/lowbit.md, "Deep supervision"): the whole network as one block at W2A2 gained ResNet-style
+// 0.2-0.4 points of top-1 and MobileNetV2-style 1.8-1.9 (seeds 0 / 1), and at W3A3 / W2A4 (with
+// --blocks 100) ResNet-style 0.2 / 0.1; on blocks of 2-3 layers (residual blocks) it was no better
+// (ResNet W3A3 at weight 0.1: -0.01 / +0.18 at seeds 0 / 1; MobileNetV2 W3A3: -0.24).
+[[nodiscard]] inline float default_inner_weight(std::size_t layers) noexcept {
+  return layers > 3 ? 1.0f : 0.0f;
 }
 
 // Samples per AdaQuant step of a layer with geometry g (per row, objectives/geometry.hpp) under
@@ -244,6 +263,9 @@ inline void validate_options(const adaquant_options& o) {
   if (!(o.iterations > 0)) bad("iterations", "must be > 0");
   if (!(o.eval_every > 0)) bad("eval_every", "must be > 0");
   if (o.qdrop) input_drop{*o.qdrop, 0}.validate("adaquant: options.qdrop");
+  if (o.inner_weight && !(*o.inner_weight >= 0.0f && is_finite(*o.inner_weight)))
+    bad("inner_weight", "must be finite and >= 0 (0: the block output's error alone), got " +
+                            std::to_string(*o.inner_weight));
   o.adaround.validate("adaquant: options.adaround");
   if (!(o.holdout_fraction >= 0.0f && o.holdout_fraction <= 0.9f))
     bad("holdout_fraction", "must be in [0, 0.9], got " + std::to_string(o.holdout_fraction));

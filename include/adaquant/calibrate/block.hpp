@@ -10,16 +10,16 @@
 // relative (or absolute) learning rates, schedule, AdaRound (options.rounding, or
 // default_rounding of the layer), clamps and bounded offsets, with the relative bias rate in units
 // of the RMS of the layer's own full-precision outputs inside the block; QDrop per layer
-// (options.qdrop, or default_qdrop of the layer). The split, mini-batches, held-out selection
-// (every eval_every steps on the block's held-out MSE, the starting point included, so never
-// worse than round-to-nearest on held-out data) and early stopping are adaquant_optimize's.
-// options.step_macs, times the number of layers, bounds the samples per step by the sum of the
-// layers' multiply-adds (block_step_samples).
-// Deterministic: the seed fixes the split, the batches and the QDrop streams. `threads` splits
-// each layer's direct convolutions inside a step (block_objective::set_threads): same bits for
-// any count.
-// Errors: those of block_objective and adaquant_optimize's option checks; an init list whose length
-// is not the number of layers (errc::shape_mismatch); a non-finite loss (errc::non_finite).
+// (options.qdrop, or default_qdrop of the layer); the inner term's weight (options.inner_weight, or
+// default_inner_weight of its layer count) is set on the objective. The split, mini-batches,
+// held-out selection (every eval_every steps on the block's held-out MSE, the starting point
+// included, so never worse than round-to-nearest on held-out data) and early stopping are
+// adaquant_optimize's. options.step_macs, times the number of layers, bounds the samples per step
+// by the sum of the layers' multiply-adds (block_step_samples). Deterministic: the seed fixes the
+// split, the batches and the QDrop streams. `threads` splits each layer's direct convolutions
+// inside a step (block_objective::set_threads): same bits for any count. Errors: those of
+// block_objective and adaquant_optimize's option checks; an init list whose length is not the
+// number of layers (errc::shape_mismatch); a non-finite loss (errc::non_finite).
 
 #include <adaquant/calibrate/adaquant.hpp>
 #include <adaquant/objectives/block_objective.hpp>
@@ -89,6 +89,8 @@ inline block_result block_optimize(block_objective& obj, const adaquant_options&
   std::vector<layer_state> state(K);
   std::vector<float> qdrop(K);
   std::vector<char> ada(K);
+  const float inner = opt.inner_weight ? *opt.inner_weight : default_inner_weight(K);
+  obj.set_inner_weight(inner);
   for (std::size_t k = 0; k < K; ++k) {
     const layer_objective& L = obj.layer(k);
     ada[k] = detail::start_state(L, opt, init[k], state[k], [&](layer_state& s) {
@@ -135,6 +137,7 @@ inline block_result block_optimize(block_objective& obj, const adaquant_options&
     r.adaround = ada[k] != 0;
     r.qdrop = qdrop[k];
     r.weight_rate = trainers[k].weight_rate();
+    r.inner_weight = inner;
     detail::fill_result(obj.layer(k), std::move(state[k]), res.layers[k]);
   }
   return res;

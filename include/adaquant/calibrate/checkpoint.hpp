@@ -114,7 +114,7 @@ inline quantized_layer get_quantized_layer(record_reader& r, const layer_desc& d
 inline void put_layer_report(record_writer& w, const layer_report& l) {
   const auto& [layer_id, train_samples, heldout_samples, mse_before, mse_after, heldout_before,
                heldout_after, iterations, best_iteration, stopped_early, seconds, adaround, qdrop,
-               weight_rate, step_samples, block_layers, block_first] = l;
+               weight_rate, step_samples, block_layers, block_first, inner_weight] = l;
   w.u64(layer_id);
   w.u64(train_samples);
   w.u64(heldout_samples);
@@ -129,12 +129,13 @@ inline void put_layer_report(record_writer& w, const layer_report& l) {
   w.u64(step_samples);
   w.u64(block_layers);
   w.u64(block_first);
+  w.f32(inner_weight);
 }
 inline layer_report get_layer_report(record_reader& r) {
   layer_report l;
   auto& [layer_id, train_samples, heldout_samples, mse_before, mse_after, heldout_before,
          heldout_after, iterations, best_iteration, stopped_early, seconds, adaround, qdrop,
-         weight_rate, step_samples, block_layers, block_first] = l;
+         weight_rate, step_samples, block_layers, block_first, inner_weight] = l;
   layer_id = r.u64();
   train_samples = r.u64();
   heldout_samples = r.u64();
@@ -149,6 +150,7 @@ inline layer_report get_layer_report(record_reader& r) {
   step_samples = r.u64();
   block_layers = r.u64();
   block_first = r.u64();
+  inner_weight = r.f32();
   return l;
 }
 

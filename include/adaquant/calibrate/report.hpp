@@ -35,6 +35,7 @@ struct layer_report {
   // are then the block output's); 1 and layer_id when the layer was optimised alone.
   std::size_t block_layers = 1;
   std::size_t block_first = 0;
+  float inner_weight = 0.0f;  // block reconstruction: the inner term's weight (0 alone)
 
   // mse_before / mse_after (inf when mse_after is 0).
   [[nodiscard]] double improvement() const noexcept {
@@ -51,10 +52,10 @@ struct calibration_report {
 // One line per layer, for logs and examples.
 [[nodiscard]] inline std::string to_string(const layer_report& r) {
   char buf[480];
-  char block[64] = "";
+  char block[96] = "";
   if (r.block_layers > 1)
-    std::snprintf(block, sizeof block, ", block of %zu from layer %zu", r.block_layers,
-                  r.block_first);
+    std::snprintf(block, sizeof block, ", block of %zu from layer %zu, inner weight %g",
+                  r.block_layers, r.block_first, static_cast<double>(r.inner_weight));
   std::snprintf(buf, sizeof buf,
                 "layer %zu: mse %.4g -> %.4g (x%.2f), held-out %.4g -> %.4g, %zu it (best %zu%s), "
                 "%.3f s; %s, V rate %g, QDrop %g, %zu samples per step%s",
@@ -68,12 +69,14 @@ struct calibration_report {
 
 // The settings a calibration ran with, over its layers: its blocks, and each setting's values
 // with their layer counts, e.g. "1 block of 16 layers; learned step (2), AdaRound (15); V rate
-// 0.002 (2), 0.03 (15); QDrop 0.5; samples per step 50" (a value every layer shares has no count).
+// 0.002 (2), 0.03 (15); QDrop 0.5; samples per step 50; inner weight 1" (a value every layer
+// shares has no count; the inner weight counts the layers in blocks only, and is left out without
+// blocks).
 [[nodiscard]] inline std::string settings_summary(const std::vector<layer_report>& layers) {
   if (layers.empty()) return "no layers";
-  const auto counts = [&](auto key, auto print) {
-    std::map<decltype(key(layers[0])), std::size_t> n;
-    for (const layer_report& l : layers) ++n[key(l)];
+  const auto counts_of = [](const std::vector<layer_report>& of, auto key, auto print) {
+    std::map<decltype(key(of[0])), std::size_t> n;
+    for (const layer_report& l : of) ++n[key(l)];
     std::string out;
     for (const auto& [v, c] : n) {
       out += (out.empty() ? "" : ", ") + print(v);
@@ -81,6 +84,7 @@ struct calibration_report {
     }
     return out;
   };
+  const auto counts = [&](auto key, auto print) { return counts_of(layers, key, print); };
   const auto number = [](auto v) {
     char b[32];
     std::snprintf(b, sizeof b, "%g", static_cast<double>(v));
@@ -100,6 +104,13 @@ struct calibration_report {
   s += "; V rate " + counts([](const layer_report& l) { return l.weight_rate; }, number);
   s += "; QDrop " + counts([](const layer_report& l) { return l.qdrop; }, number);
   s += "; samples per step " + counts([](const layer_report& l) { return l.step_samples; }, number);
+  if (!blocks.empty()) {
+    std::vector<layer_report> in;
+    for (const layer_report& l : layers)
+      if (l.block_layers > 1) in.push_back(l);
+    s += "; inner weight " + counts_of(
+                                 in, [](const layer_report& l) { return l.inner_weight; }, number);
+  }
   return s;
 }
 

@@ -64,8 +64,9 @@ class checkpoint_store {
 namespace detail {
 
 inline constexpr char checkpoint_magic[8] = {'a', 'd', 'a', 'q', 'c', 'k', 'p', 't'};
-// 2 added block-wise weight parameters; 3 the settings a layer ran with, in its layer_report.
-inline constexpr std::uint32_t checkpoint_version = 3;
+// 2 added block-wise weight parameters; 3 the settings a layer ran with, in its layer_report;
+// 4 the inner term's weight of block reconstruction, in the report.
+inline constexpr std::uint32_t checkpoint_version = 4;
 
 [[nodiscard]] inline std::uint64_t fnv1a64(std::string_view bytes,
                                            std::uint64_t h = 0xcbf29ce484222325ull) noexcept {

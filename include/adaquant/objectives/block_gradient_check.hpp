@@ -29,9 +29,9 @@ struct frozen_block {
   std::vector<frozen_quant> inputs;
   std::vector<std::vector<signed char>> relu;
 };
-// The program in double at states s; with `record`, f is filled from the values at s (then s
-// must be the anchor).
-inline std::vector<double> block_surrogate_pass(
+// The program in double at states s, every slot's values; with `record`, f is filled from the
+// values at s (then s must be the anchor).
+inline std::vector<std::vector<double>> block_surrogate_pass(
     const block_objective& obj, std::span<const layer_state> s, std::span<const layer_state> anchor,
     const std::vector<frozen_weights>& fw, std::span<const std::size_t> batch,
     const input_drop& drop, bool record, frozen_block& f) {
@@ -103,12 +103,13 @@ inline std::vector<double> block_surrogate_pass(
         break;
     }
   }
-  return v[prog.output];
+  return v;
 }
 }  // namespace detail
 
 // L~(s; anchor) of a block over `batch` (all samples when empty), in double, with the
-// objective's output weights.
+// objective's output weights and its inner term (block_objective's file comment), whose
+// activations take the anchor's frozen relu decisions like the rest of the program.
 inline double block_straight_through_surrogate(const block_objective& obj,
                                                std::span<const layer_state> s,
                                                std::span<const layer_state> anchor,
@@ -126,8 +127,9 @@ inline double block_straight_through_surrogate(const block_objective& obj,
   detail::frozen_block f{std::vector<detail::frozen_quant>(obj.layers()),
                          std::vector<std::vector<signed char>>(obj.program().ops.size())};
   (void)detail::block_surrogate_pass(obj, anchor, anchor, fw, batch, drop, true, f);
-  const std::vector<double> q =
+  const std::vector<std::vector<double>> v =
       detail::block_surrogate_pass(obj, s, anchor, fw, batch, drop, false, f);
+  const std::vector<double>& q = v[obj.program().output];
   const std::size_t out = obj.slot_sizes()[obj.program().output];
   const auto t = obj.targets();
   const auto w = obj.output_weights();
@@ -137,7 +139,20 @@ inline double block_straight_through_surrogate(const block_objective& obj,
       const double d = q[n * out + e] - static_cast<double>(t[batch[n] * out + e]);
       total += (w.empty() ? 1.0 : static_cast<double>(w[batch[n] * out + e])) * d * d;
     }
-  return total / static_cast<double>(batch.size() * out);
+  double inner = 0.0;
+  const auto values = obj.inner_values();
+  for (std::size_t j = 0; j < values.size() && obj.inner_weight() > 0.0f; ++j) {
+    const std::size_t sz = obj.slot_sizes()[values[j].slot];
+    double sum = 0.0;
+    for (std::size_t n = 0; n < batch.size(); ++n)
+      for (std::size_t e = 0; e < sz; ++e) {
+        const double d = v[values[j].slot][n * sz + e] - obj.inner_target(j, batch[n], e);
+        sum += d * d;
+      }
+    inner += values[j].scale * sum / static_cast<double>(batch.size() * sz);
+  }
+  return total / static_cast<double>(batch.size() * out) +
+         static_cast<double>(obj.inner_weight()) * inner;
 }
 
 // check_gradient (objectives/gradient_check.hpp) for a block: every trainable group of every

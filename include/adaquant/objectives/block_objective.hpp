@@ -33,6 +33,25 @@
 // arriving at its output slot. objectives/block_gradient_check.hpp evaluates the surrogate
 // independently in double and compares with central differences.
 //
+// Inner term (deep supervision; set_inner_weight(mu), mu >= 0, default 0): the training objective
+// adds, for every layer k whose supervised value is not the output slot,
+//
+//   mu * c_k * mean over samples and elements of ( a_k(Y_k) - a_k(Yq_k) )^2,
+//   c_k = E[T^2] / (K' * E[a_k(Y_k)^2])      (0 when E[a_k(Y_k)^2] = 0)
+//
+// where Yq_k is layer k's output in the quantized program, Y_k its output in the full-precision
+// program on the same block inputs U (cached at construction), a_k the relu or relu6 op that is
+// the only reader of layer k's output in the program (the identity otherwise; the supervised
+// value is then that op's slot), K' the number of supervised layers, and E[.] a mean over all
+// cached samples and elements. c_k makes each layer's term a relative error on the output's
+// scale, so at mu = 1 the K' terms together weigh about as much as the output's error. It keeps
+// every layer of a long block (a whole network) near its full-precision values, which the
+// output's error alone does not: measured on the Fashion-MNIST models at 2-bit inputs
+// (docs/lowbit.md, "Deep supervision") it gained test accuracy. Its gradient reaches slot
+// a_k(Yq_k) as 2 mu c_k (a_k(Yq_k) - a_k(Y_k)) / (B * elements) and flows back through the
+// program like the output's. value() is the output's MSE only (reports, held-out selection);
+// relaxed_value() and gradient() include the term.
+//
 // QDrop (input_drop, objectives/input_drop.hpp): in a training step each element of every
 // quantized layer input keeps its float value with probability p; layer k draws from the stream
 // seeded by mix_seed(drop.seed, k) with the sample's index (deterministic, independent of batch
@@ -54,7 +73,8 @@
 // a states vector of the wrong length or a state of the wrong shape (errc::shape_mismatch) or with
 // scales <= 0 (errc::invalid_argument); a sample index >= N (errc::invalid_argument); output
 // weights that are not N outputs (errc::shape_mismatch), not finite (errc::non_finite) or
-// negative (errc::invalid_argument).
+// negative (errc::invalid_argument); an inner weight that is negative or not finite
+// (errc::invalid_argument).
 
 #include <adaquant/core/error.hpp>
 #include <adaquant/objectives/block_program.hpp>
@@ -65,6 +85,7 @@
 #include <adaquant/objectives/layer_state.hpp>
 
 #include <algorithm>
+#include <cmath>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
@@ -131,6 +152,7 @@ class block_objective {
     for (std::size_t k = 0; k < layers_.size(); ++k)
       objs_.emplace_back(layers_[k].geometry, layers_[k].weight, layers_[k].bias, fp_in_[k],
                          fp_out_[k], layers_[k].config);
+    find_inner_values();
   }
   block_objective(const block_objective&) = delete;
   block_objective& operator=(const block_objective&) = delete;
@@ -161,6 +183,33 @@ class block_objective {
     w_ = w;
   }
   [[nodiscard]] std::span<const float> output_weights() const noexcept { return w_; }
+  // The inner term's weight mu (file comment); 0 turns it off.
+  void set_inner_weight(float mu) {
+    if (!(std::isfinite(mu) && mu >= 0.0f))
+      detail::fail(errc::invalid_argument, "block_objective::set_inner_weight",
+                   "must be finite and >= 0, got " + std::to_string(mu));
+    mu_ = mu;
+  }
+  [[nodiscard]] float inner_weight() const noexcept { return mu_; }
+  // The inner term's layers, in layer order: the slot compared, its activation (kind of the op
+  // applied to the layer's output: layer for none, relu or relu6) and c_k (file comment).
+  struct inner_value {
+    std::size_t layer = 0, slot = 0;
+    block_op_kind activation = block_op_kind::layer;
+    double scale = 0.0;
+  };
+  [[nodiscard]] std::span<const inner_value> inner_values() const noexcept { return inner_; }
+  // The inner term's target of inner value j (inner_values()[j]) for sample n, element e:
+  // a_k(Y_k). Throws errc::invalid_argument for an index out of range.
+  [[nodiscard]] float inner_target(std::size_t j, std::size_t n, std::size_t e) const {
+    if (!(j < inner_.size() && n < n_ && e < size_[inner_[j].slot]))
+      detail::fail(errc::invalid_argument, "block_objective::inner_target",
+                   "value " + std::to_string(j) + ", sample " + std::to_string(n) + ", element " +
+                       std::to_string(e) + " out of range (" + std::to_string(inner_.size()) +
+                       " values, " + std::to_string(n_) + " samples)");
+    const inner_value& v = inner_[j];
+    return activate(v.activation, fp_out_[v.layer][n * size_[v.slot] + e]);
+  }
   // Layer k on its full-precision inputs and outputs inside the block (see the file comment).
   [[nodiscard]] layer_objective& layer(std::size_t k) { return objs_.at(k); }
   [[nodiscard]] const layer_objective& layer(std::size_t k) const { return objs_.at(k); }
@@ -287,16 +336,87 @@ class block_objective {
     double total = 0.0;
     for (std::size_t first = 0; first < batch.size(); first += chunk)
       total += forward(s.data(), batch.subspan(first, std::min(chunk, batch.size() - first)), false,
-                       0, false);
+                       0, false, relaxed);
     return total / static_cast<double>(batch.size() * size_[prog_.output]);
+  }
+
+  [[nodiscard]] static float activate(block_op_kind a, float v) noexcept {
+    return a == block_op_kind::relu    ? detail::act_relu::value(v)
+           : a == block_op_kind::relu6 ? detail::act_relu6::value(v)
+                                       : v;
+  }
+
+  // The inner term's values (file comment): for each layer, its output slot, or the slot of the
+  // relu / relu6 that is its output's only reader; the output slot itself is left out.
+  void find_inner_values() {
+    const std::size_t I = prog_.inputs();
+    std::vector<inner_value> found;
+    for (std::size_t i = 0; i < prog_.ops.size(); ++i) {
+      if (prog_.ops[i].kind != block_op_kind::layer) continue;
+      inner_value v{prog_.ops[i].layer, I + i, block_op_kind::layer, 0.0};
+      std::size_t readers = 0, reader = 0;
+      for (std::size_t j = 0; j < prog_.ops.size(); ++j) {
+        const block_op& o = prog_.ops[j];
+        const bool binary = o.kind == block_op_kind::add;
+        const std::size_t reads = (o.a == I + i) + (binary && o.b == I + i);
+        readers += reads;
+        if (reads) reader = j;
+      }
+      if (readers == 1 && (prog_.ops[reader].kind == block_op_kind::relu ||
+                           prog_.ops[reader].kind == block_op_kind::relu6)) {
+        v.slot = I + reader;
+        v.activation = prog_.ops[reader].kind;
+      }
+      if (v.slot != prog_.output) found.push_back(v);
+    }
+    double tt = 0.0;
+    for (float x : t_) tt += static_cast<double>(x) * x;
+    tt /= static_cast<double>(t_.size());
+    for (inner_value& v : found) {
+      double ff = 0.0;
+      for (float x : fp_out_[v.layer]) {
+        const double a = activate(v.activation, x);
+        ff += a * a;
+      }
+      ff /= static_cast<double>(fp_out_[v.layer].size());
+      v.scale = ff > 0.0 ? tt / (ff * static_cast<double>(found.size())) : 0.0;
+    }
+    inner_ = std::move(found);
+  }
+
+  // The inner term over the batch in vals_, as a sum on the output's scale (times B * output
+  // elements, as forward's total); with `train`, its gradients into dinner_.
+  double inner_term(std::span<const std::size_t> batch, bool train) {
+    const std::size_t B = batch.size(), out = size_[prog_.output];
+    if (train) dinner_.resize(inner_.size());
+    double total = 0.0;
+    for (std::size_t j = 0; j < inner_.size(); ++j) {
+      const inner_value& v = inner_[j];
+      const std::size_t sz = size_[v.slot];
+      const float* q = vals_[v.slot].data();
+      const float* fp = fp_out_[v.layer].data();
+      const double c = static_cast<double>(mu_) * v.scale;
+      if (train) dinner_[j].resize(B * sz);
+      const float dscale = static_cast<float>(2.0 * c / static_cast<double>(B * sz));
+      double sum = 0.0;
+      for (std::size_t n = 0; n < B; ++n)
+        for (std::size_t e = 0; e < sz; ++e) {
+          const float d = q[n * sz + e] - activate(v.activation, fp[batch[n] * sz + e]);
+          sum += static_cast<double>(d) * d;
+          if (train) dinner_[j][n * sz + e] = dscale * d;
+        }
+      total += c * sum / static_cast<double>(sz) * static_cast<double>(out);
+    }
+    return total;
   }
 
   // The program over `batch`. s == nullptr: full precision (float weights and inputs), and with
   // `record` each layer's input and output are appended to fp_in_/fp_out_. Otherwise quantized
-  // (weights already in units_[k].wb), returning the sum of squared errors; `train` keeps what
-  // backward needs, applies QDrop and leaves dL/d(output) in dy_.
+  // (weights already in units_[k].wb), returning the sum of squared errors, plus the inner term
+  // (on the same scale) when `train` or `inner` and mu > 0; `train` keeps what backward needs,
+  // applies QDrop and leaves dL/d(output) in dy_ (and the inner term's in dinner_).
   double forward(const layer_state* s, std::span<const std::size_t> batch, bool train,
-                 std::uint64_t seed, bool record) {
+                 std::uint64_t seed, bool record, bool inner = false) {
     const std::size_t B = batch.size(), I = prog_.inputs();
     vals_.resize(prog_.slots());
     for (std::size_t i = 0; i < I; ++i) {
@@ -347,6 +467,8 @@ class block_objective {
                           : detail::weighted_squared_error_ref(
                                 t_.data() + batch[n] * out, q + n * out, w_.data() + batch[n] * out,
                                 train ? dy_.data() + n * out : nullptr, dscale, out);
+    inner_on_ = mu_ > 0.0f && (train || inner);
+    if (inner_on_) total += inner_term(batch, train);
     return total;
   }
 
@@ -394,6 +516,11 @@ class block_objective {
     grads_.resize(prog_.slots());
     for (std::size_t i = I; i < prog_.slots(); ++i) grads_[i].assign(B * size_[i], 0.0f);
     if (prog_.output >= I) std::copy(dy_.begin(), dy_.end(), grads_[prog_.output].begin());
+    if (inner_on_)
+      for (std::size_t j = 0; j < inner_.size(); ++j) {
+        float* d = grads_[inner_[j].slot].data();
+        for (std::size_t e = 0; e < dinner_[j].size(); ++e) d[e] += dinner_[j][e];
+      }
     const auto add_to = [&](std::size_t slot, const float* g, std::size_t n) {
       if (slot < I) return;
       float* d = grads_[slot].data();
@@ -494,6 +621,10 @@ class block_objective {
   std::vector<layer_objective> objs_;
   std::vector<std::vector<float>> vals_, grads_;
   std::vector<float> dy_, keep_p_;
+  float mu_ = 0.0f;
+  bool inner_on_ = false;
+  std::vector<inner_value> inner_;
+  std::vector<std::vector<float>> dinner_;
   std::size_t threads_ = 1;
   double grain_ = detail::direct_conv_grain;
 };

@@ -47,6 +47,7 @@ struct pipeline_settings {
   std::optional<double> lr_quant{};    // ... of both quantizers' scales; empty: default
   std::string weight_rounding{};       // learned_step | adaround; empty: by bits
   std::optional<double> adaround_lambda{};  // AdaRound's regulariser weight; empty: default
+  std::optional<double> inner_weight{};     // block reconstruction's inner term; empty: by bits
   bool bn_tuning = true;                    // light/advanced
   std::string bn_target = "running";        // running | fp: BN tuning's reference statistics
   bool bias = true;                         // bias correction (light) / bias tuning (advanced)
@@ -104,7 +105,7 @@ pipeline_report run_pipeline(Net& net, const pipeline_settings& s, const executi
 //   --iterations N   --order sequential|parallel   --reconstruction layer|block
 //   --blocks auto|N|FIRST..LAST,...   --seed N
 //   --qdrop P   --lr-weight R
-//   --lr-quant R   --weight-rounding learned_step|adaround   --adaround-lambda L
+//   --lr-quant R   --weight-rounding learned_step|adaround   --adaround-lambda L   --inner-weight W
 //   --no-bn-tuning   --bn-target running|fp   --no-bias
 // parse_pipeline_flag: when `flag` is one of them, reads its value (value() returns the next
 // argument, or fails when there is none) into s and returns true; else returns false and reads
