@@ -77,6 +77,7 @@
 // (errc::invalid_argument).
 
 #include <adaquant/core/error.hpp>
+#include <adaquant/objectives/block_inner_term.hpp>
 #include <adaquant/objectives/block_program.hpp>
 #include <adaquant/objectives/forward.hpp>
 #include <adaquant/objectives/input_drop.hpp>
@@ -89,6 +90,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <optional>
 #include <span>
 #include <string>
 #include <utility>
@@ -152,7 +154,7 @@ class block_objective {
     for (std::size_t k = 0; k < layers_.size(); ++k)
       objs_.emplace_back(layers_[k].geometry, layers_[k].weight, layers_[k].bias, fp_in_[k],
                          fp_out_[k], layers_[k].config);
-    find_inner_values();
+    inner_.emplace(prog_, size_, fp_out_, t_);
   }
   block_objective(const block_objective&) = delete;
   block_objective& operator=(const block_objective&) = delete;
@@ -193,22 +195,20 @@ class block_objective {
   [[nodiscard]] float inner_weight() const noexcept { return mu_; }
   // The inner term's layers, in layer order: the slot compared, its activation (kind of the op
   // applied to the layer's output: layer for none, relu or relu6) and c_k (file comment).
-  struct inner_value {
-    std::size_t layer = 0, slot = 0;
-    block_op_kind activation = block_op_kind::layer;
-    double scale = 0.0;
-  };
-  [[nodiscard]] std::span<const inner_value> inner_values() const noexcept { return inner_; }
+  using inner_value = block_inner_value;
+  [[nodiscard]] std::span<const inner_value> inner_values() const noexcept {
+    return inner_->values();
+  }
   // The inner term's target of inner value j (inner_values()[j]) for sample n, element e:
   // a_k(Y_k). Throws errc::invalid_argument for an index out of range.
   [[nodiscard]] float inner_target(std::size_t j, std::size_t n, std::size_t e) const {
-    if (!(j < inner_.size() && n < n_ && e < size_[inner_[j].slot]))
+    const auto values = inner_values();
+    if (!(j < values.size() && n < n_ && e < size_[values[j].slot]))
       detail::fail(errc::invalid_argument, "block_objective::inner_target",
                    "value " + std::to_string(j) + ", sample " + std::to_string(n) + ", element " +
-                       std::to_string(e) + " out of range (" + std::to_string(inner_.size()) +
+                       std::to_string(e) + " out of range (" + std::to_string(values.size()) +
                        " values, " + std::to_string(n_) + " samples)");
-    const inner_value& v = inner_[j];
-    return activate(v.activation, fp_out_[v.layer][n * size_[v.slot] + e]);
+    return inner_->target(fp_out_, j, n, e);
   }
   // Layer k on its full-precision inputs and outputs inside the block (see the file comment).
   [[nodiscard]] layer_objective& layer(std::size_t k) { return objs_.at(k); }
@@ -340,81 +340,11 @@ class block_objective {
     return total / static_cast<double>(batch.size() * size_[prog_.output]);
   }
 
-  [[nodiscard]] static float activate(block_op_kind a, float v) noexcept {
-    return a == block_op_kind::relu    ? detail::act_relu::value(v)
-           : a == block_op_kind::relu6 ? detail::act_relu6::value(v)
-                                       : v;
-  }
-
-  // The inner term's values (file comment): for each layer, its output slot, or the slot of the
-  // relu / relu6 that is its output's only reader; the output slot itself is left out.
-  void find_inner_values() {
-    const std::size_t I = prog_.inputs();
-    std::vector<inner_value> found;
-    for (std::size_t i = 0; i < prog_.ops.size(); ++i) {
-      if (prog_.ops[i].kind != block_op_kind::layer) continue;
-      inner_value v{prog_.ops[i].layer, I + i, block_op_kind::layer, 0.0};
-      std::size_t readers = 0, reader = 0;
-      for (std::size_t j = 0; j < prog_.ops.size(); ++j) {
-        const block_op& o = prog_.ops[j];
-        const bool binary = o.kind == block_op_kind::add;
-        const std::size_t reads = (o.a == I + i) + (binary && o.b == I + i);
-        readers += reads;
-        if (reads) reader = j;
-      }
-      if (readers == 1 && (prog_.ops[reader].kind == block_op_kind::relu ||
-                           prog_.ops[reader].kind == block_op_kind::relu6)) {
-        v.slot = I + reader;
-        v.activation = prog_.ops[reader].kind;
-      }
-      if (v.slot != prog_.output) found.push_back(v);
-    }
-    double tt = 0.0;
-    for (float x : t_) tt += static_cast<double>(x) * x;
-    tt /= static_cast<double>(t_.size());
-    for (inner_value& v : found) {
-      double ff = 0.0;
-      for (float x : fp_out_[v.layer]) {
-        const double a = activate(v.activation, x);
-        ff += a * a;
-      }
-      ff /= static_cast<double>(fp_out_[v.layer].size());
-      v.scale = ff > 0.0 ? tt / (ff * static_cast<double>(found.size())) : 0.0;
-    }
-    inner_ = std::move(found);
-  }
-
-  // The inner term over the batch in vals_, as a sum on the output's scale (times B * output
-  // elements, as forward's total); with `train`, its gradients into dinner_.
-  double inner_term(std::span<const std::size_t> batch, bool train) {
-    const std::size_t B = batch.size(), out = size_[prog_.output];
-    if (train) dinner_.resize(inner_.size());
-    double total = 0.0;
-    for (std::size_t j = 0; j < inner_.size(); ++j) {
-      const inner_value& v = inner_[j];
-      const std::size_t sz = size_[v.slot];
-      const float* q = vals_[v.slot].data();
-      const float* fp = fp_out_[v.layer].data();
-      const double c = static_cast<double>(mu_) * v.scale;
-      if (train) dinner_[j].resize(B * sz);
-      const float dscale = static_cast<float>(2.0 * c / static_cast<double>(B * sz));
-      double sum = 0.0;
-      for (std::size_t n = 0; n < B; ++n)
-        for (std::size_t e = 0; e < sz; ++e) {
-          const float d = q[n * sz + e] - activate(v.activation, fp[batch[n] * sz + e]);
-          sum += static_cast<double>(d) * d;
-          if (train) dinner_[j][n * sz + e] = dscale * d;
-        }
-      total += c * sum / static_cast<double>(sz) * static_cast<double>(out);
-    }
-    return total;
-  }
-
   // The program over `batch`. s == nullptr: full precision (float weights and inputs), and with
   // `record` each layer's input and output are appended to fp_in_/fp_out_. Otherwise quantized
   // (weights already in units_[k].wb), returning the sum of squared errors, plus the inner term
   // (on the same scale) when `train` or `inner` and mu > 0; `train` keeps what backward needs,
-  // applies QDrop and leaves dL/d(output) in dy_ (and the inner term's in dinner_).
+  // applies QDrop and leaves dL/d(output) in dy_ (and the inner term's in inner_).
   double forward(const layer_state* s, std::span<const std::size_t> batch, bool train,
                  std::uint64_t seed, bool record, bool inner = false) {
     const std::size_t B = batch.size(), I = prog_.inputs();
@@ -439,10 +369,9 @@ class block_objective {
           }
           break;
         case block_op_kind::relu:
-          for (std::size_t e = 0; e < out.size(); ++e) out[e] = detail::act_relu::value(a[e]);
-          break;
         case block_op_kind::relu6:
-          for (std::size_t e = 0; e < out.size(); ++e) out[e] = detail::act_relu6::value(a[e]);
+          for (std::size_t e = 0; e < out.size(); ++e)
+            out[e] = detail::block_activate(op.kind, a[e]);
           break;
         case block_op_kind::add: {
           const float* b = vals_[op.b].data();
@@ -468,7 +397,7 @@ class block_objective {
                                 t_.data() + batch[n] * out, q + n * out, w_.data() + batch[n] * out,
                                 train ? dy_.data() + n * out : nullptr, dscale, out);
     inner_on_ = mu_ > 0.0f && (train || inner);
-    if (inner_on_) total += inner_term(batch, train);
+    if (inner_on_) total += inner_->sum(mu_, batch, vals_, fp_out_, train);
     return total;
   }
 
@@ -516,11 +445,7 @@ class block_objective {
     grads_.resize(prog_.slots());
     for (std::size_t i = I; i < prog_.slots(); ++i) grads_[i].assign(B * size_[i], 0.0f);
     if (prog_.output >= I) std::copy(dy_.begin(), dy_.end(), grads_[prog_.output].begin());
-    if (inner_on_)
-      for (std::size_t j = 0; j < inner_.size(); ++j) {
-        float* d = grads_[inner_[j].slot].data();
-        for (std::size_t e = 0; e < dinner_[j].size(); ++e) d[e] += dinner_[j][e];
-      }
+    if (inner_on_) inner_->add_gradients(grads_);
     const auto add_to = [&](std::size_t slot, const float* g, std::size_t n) {
       if (slot < I) return;
       float* d = grads_[slot].data();
@@ -623,8 +548,7 @@ class block_objective {
   std::vector<float> dy_, keep_p_;
   float mu_ = 0.0f;
   bool inner_on_ = false;
-  std::vector<inner_value> inner_;
-  std::vector<std::vector<float>> dinner_;
+  std::optional<detail::block_inner_term> inner_;  // set at the end of construction
   std::size_t threads_ = 1;
   double grain_ = detail::direct_conv_grain;
 };
