@@ -217,14 +217,24 @@ inline constexpr std::uint32_t defaults_revision = 4;
   return layers > 3 ? 1.0f : 0.0f;
 }
 
+namespace detail {
+// Multiply-adds of one sample through a layer with geometry g.
+[[nodiscard]] inline double macs_per_sample(const layer_geometry& g) noexcept {
+  return static_cast<double>(g.out_positions()) * static_cast<double>(g.weight_size());
+}
+// batch_size, or as many samples of per_sample multiply-adds as fit in bound (at least 1); a bound
+// <= 0 does not bound.
+[[nodiscard]] inline std::size_t samples_within(std::size_t batch_size, double per_sample,
+                                                double bound) noexcept {
+  if (!(bound > 0.0) || per_sample * static_cast<double>(batch_size) <= bound) return batch_size;
+  return std::max<std::size_t>(1, static_cast<std::size_t>(bound / per_sample));
+}
+}  // namespace detail
+
 // Samples per AdaQuant step of a layer with geometry g (per row, objectives/geometry.hpp) under
 // options o: batch_size, or fewer when o.step_macs bounds the step (see adaquant_options).
 [[nodiscard]] inline std::size_t step_samples(const adaquant_options& o, const layer_geometry& g) {
-  const double per_sample =
-      static_cast<double>(g.out_positions()) * static_cast<double>(g.weight_size());
-  if (!(o.step_macs > 0.0) || per_sample * static_cast<double>(o.batch_size) <= o.step_macs)
-    return o.batch_size;
-  return std::max<std::size_t>(1, static_cast<std::size_t>(o.step_macs / per_sample));
+  return detail::samples_within(o.batch_size, detail::macs_per_sample(g), o.step_macs);
 }
 
 namespace detail {

@@ -65,14 +65,10 @@ struct block_result {
 [[nodiscard]] inline std::size_t block_step_samples(const adaquant_options& o,
                                                     const block_objective& obj) {
   double per_sample = 0.0;
-  for (std::size_t k = 0; k < obj.layers(); ++k) {
-    const layer_geometry& g = obj.layer(k).geometry();
-    per_sample += static_cast<double>(g.out_positions()) * static_cast<double>(g.weight_size());
-  }
-  const double bound = o.step_macs * static_cast<double>(obj.layers());
-  if (!(bound > 0.0) || per_sample * static_cast<double>(o.batch_size) <= bound)
-    return o.batch_size;
-  return std::max<std::size_t>(1, static_cast<std::size_t>(bound / per_sample));
+  for (std::size_t k = 0; k < obj.layers(); ++k)
+    per_sample += detail::macs_per_sample(obj.layer(k).geometry());
+  return detail::samples_within(o.batch_size, per_sample,
+                                o.step_macs * static_cast<double>(obj.layers()));
 }
 
 inline block_result block_optimize(block_objective& obj, const adaquant_options& opt,
