@@ -4,14 +4,11 @@
 // The maths is documented on the public type, block_objective (objectives/block_objective.hpp,
 // "Inner term"); this header holds its machinery, which block_objective owns.
 
-#include <adaquant/core/error.hpp>
 #include <adaquant/objectives/block_program.hpp>
 #include <adaquant/objectives/forward.hpp>
 
 #include <cstddef>
 #include <span>
-#include <string>
-#include <utility>
 #include <vector>
 
 namespace adaquant {
