@@ -103,6 +103,9 @@ what to compute
   --inner-weight W       block reconstruction: weight of each layer's own error against its
                          full-precision output inside the block, >= 0 (0: the block output's
                          error alone)                                   [by bits: docs/lowbit.md]
+  --trial-iterations N   block reconstruction: a second run of each block with N iterations;
+                         the run with the lower network loss on calibration data is kept (0:
+                         none)       [blocks of more than 3 layers: twice --iterations, else 0]
   --no-bn-tuning         skip BN tuning
   --bn-target T          running | fp: BN tuning's reference statistics    [running]
   --no-bias              skip bias correction (light) / bias tuning (advanced)

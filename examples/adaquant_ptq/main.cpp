@@ -470,6 +470,8 @@ int run(const args& a) {
            s.adaround_lambda ? nlohmann::json(*s.adaround_lambda) : nlohmann::json("default")},
           {"inner_weight",
            s.inner_weight ? nlohmann::json(*s.inner_weight) : nlohmann::json("default")},
+          {"trial_iterations",
+           s.trial_iterations ? nlohmann::json(*s.trial_iterations) : nlohmann::json("default")},
           {"bn_tuning", ex::bn_tuning_of(s).has_value()},
           {"bn_target", s.bn_target},
           {"bias", s.bias && s.pipeline != "naive"},

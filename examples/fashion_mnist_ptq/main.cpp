@@ -27,6 +27,9 @@
 //                     [--adaround-lambda L]   (AdaRound's regulariser weight, >= 0)
 //                     [--inner-weight W]   (block reconstruction: weight of each layer's error
 //                                          inside the block, >= 0; default by bits)
+//                     [--trial-iterations N]   (block reconstruction: a second run of each
+//                                              block, kept when the network's calibration loss
+//                                              is lower; 0: none; default by block length)
 //                     [--loss-samples N]   (calibration images of bit allocation's loss;
 //                                           default: every calibration image)
 //                     [--8bit-layers PART,...]   (layers whose ONNX node name contains a part
@@ -256,6 +259,8 @@ int run(const args& a, session& s) {
          p.adaround_lambda ? nlohmann::json(*p.adaround_lambda) : nlohmann::json("default")},
         {"inner_weight",
          p.inner_weight ? nlohmann::json(*p.inner_weight) : nlohmann::json("default")},
+        {"trial_iterations",
+         p.trial_iterations ? nlohmann::json(*p.trial_iterations) : nlohmann::json("default")},
         {"loss_samples", a.loss_samples.value_or(a.calib)},
         {"size_ratio", rep.size_ratio()},
         {"layer_weight_bits", rep.weight_bits},

@@ -345,6 +345,22 @@ TEST_CASE("The report records the settings a layer ran with, the defaults resolv
   CHECK(blocks.substr(blocks.size() - 16) == "; inner weight 1");
   CHECK(settings_summary({w2a2, w4a4}).find("inner weight") == std::string::npos);
   CHECK(to_string(b0).find(", block of 2 from layer 4, inner weight 1") != std::string::npos);
+  CHECK(to_string(b0).find("trial") == std::string::npos);
+  // A trial run: counted once per block (on its first layer), in the summary and each line.
+  b0.layer_id = 4;
+  b1.layer_id = 5;
+  for (layer_report* b : {&b0, &b1}) {
+    b->trial_iterations = 20;
+    b->loss_first = 2.0;
+    b->loss_trial = 1.5;
+    b->trial_kept = true;
+  }
+  const std::string trial = settings_summary({b0, b1, w4a4});
+  CHECK(trial.ends_with("; inner weight 1; trial kept in 1 of 1 block"));
+  CHECK(to_string(b1).ends_with(", trial of 20 it: network loss 2 -> 1.5, kept"));
+  b0.trial_kept = b1.trial_kept = false;
+  CHECK(settings_summary({b0, b1}).ends_with("; trial kept in 0 of 1 block"));
+  CHECK(to_string(b0).ends_with(", not kept"));
   CHECK(settings_summary({}) == "no layers");
 }
 

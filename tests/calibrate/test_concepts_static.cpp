@@ -1,8 +1,10 @@
-// Static tests of QuantizableNetwork (calibrate/network.hpp) and BlockNetwork
+// Static tests of QuantizableNetwork and LossNetwork (calibrate/network.hpp) and BlockNetwork
 // (calibrate/block_network.hpp), positive and negative.
 #include <adaquant/calibrate/driver.hpp>
 
 #include <catch2/catch.hpp>
+
+#include <string>
 
 namespace aq = adaquant;
 
@@ -44,8 +46,20 @@ struct blocks_not_a_network {
   aq::block_desc block_of(std::size_t, std::size_t) const { return {}; }
   aq::block_io capture_block(const aq::block_desc&, std::size_t, std::size_t) { return {}; }
 };
+struct with_loss : minimal {
+  double calibration_loss() { return 0.0; }
+};
+struct loss_is_text : minimal {
+  std::string calibration_loss() { return {}; }
+};
+struct loss_takes_arguments : minimal {
+  double calibration_loss(std::size_t samples) { return static_cast<double>(samples); }
+};
 }  // namespace
 
+static_assert(aq::LossNetwork<with_loss> && !aq::LossNetwork<minimal>);
+static_assert(!aq::LossNetwork<loss_is_text>);
+static_assert(!aq::LossNetwork<loss_takes_arguments>);
 static_assert(aq::BlockNetwork<with_blocks>);
 static_assert(!aq::BlockNetwork<minimal>);
 static_assert(!aq::BlockNetwork<blocks_without_capture>);

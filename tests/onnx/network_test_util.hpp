@@ -1,13 +1,17 @@
 #pragma once
-// Helpers shared by the onnx_network tests: deterministic pseudo-random values and an
-// error-code-and-message check.
+// Helpers shared by the onnx_network tests: deterministic pseudo-random values, an
+// error-code-and-message check and (in targets that define ADAQUANT_MODELS_DIR) the reference
+// models as networks.
 
 #include <adaquant/core/error.hpp>
+#include <adaquant/onnx/load.hpp>
+#include <adaquant/onnx/network.hpp>
 
 #include <catch2/catch.hpp>
 
 #include <cstdint>
 #include <initializer_list>
+#include <string>
 #include <vector>
 
 namespace onnx_test {
@@ -33,5 +37,19 @@ void expect_error(F&& f, adaquant::errc code, std::initializer_list<const char*>
     for (const char* s : parts) CHECK_THAT(e.what(), Catch::Contains(s));
   }
 }
+
+#ifdef ADAQUANT_MODELS_DIR
+// The reference model models/<name>.onnx over n calibration images of pseudo-random pixels,
+// 2 threads.
+inline adaquant::onnx::onnx_network reference_network(const std::string& name, std::size_t n) {
+  adaquant::onnx::tensor x;
+  x.shape = {static_cast<std::int64_t>(n), 1, 28, 28};
+  x.f = pseudo_random(n * 28 * 28, 7, 1.5f);
+  adaquant::onnx::network_options o;
+  o.threads = 2;
+  return adaquant::onnx::onnx_network(
+      adaquant::onnx::load_model(std::string(ADAQUANT_MODELS_DIR) + "/" + name + ".onnx"), {x}, o);
+}
+#endif
 
 }  // namespace onnx_test

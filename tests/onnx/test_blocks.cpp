@@ -20,13 +20,7 @@ using namespace adaquant;
 
 namespace {
 aq::onnx_network model_network(const std::string& name, std::size_t n) {
-  aq::tensor x;
-  x.shape = {static_cast<std::int64_t>(n), 1, 28, 28};
-  x.f = onnx_test::pseudo_random(n * 28 * 28, 7, 1.5f);
-  aq::network_options o;
-  o.threads = 2;
-  return aq::onnx_network(aq::load_model(std::string(ADAQUANT_MODELS_DIR) + "/" + name + ".onnx"),
-                          {x}, o);
+  return onnx_test::reference_network(name, n);
 }
 std::size_t count_ops(const block_program& p, block_op_kind k) {
   return static_cast<std::size_t>(

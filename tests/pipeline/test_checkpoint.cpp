@@ -239,13 +239,17 @@ TEST_CASE("a layer report round-trips through a record, the settings it ran with
   l.block_layers = 17;
   l.block_first = 3;
   l.inner_weight = 0.75f;
+  l.trial_iterations = 2000;
+  l.loss_first = 0.125;
+  l.loss_trial = 0.0625;
+  l.trial_kept = true;
   aq::detail::record_writer w;
   aq::detail::put_layer_report(w, l);
   aq::detail::record_reader r(w.finish("adaquant.layer-7"), "adaquant.layer-7", "");
   const aq::layer_report g = aq::detail::get_layer_report(r);
   r.done();
   const auto& [id, train, held, mb, ma, hb, ha, it, best, early, sec, ada, qd, rate, step, size,
-               first, inner] = g;
+               first, inner, trial, loss_first, loss_trial, kept] = g;
   CHECK(id == 7);
   CHECK(train == 900);
   CHECK(held == 100);
@@ -264,4 +268,8 @@ TEST_CASE("a layer report round-trips through a record, the settings it ran with
   CHECK(size == 17);
   CHECK(first == 3);
   CHECK(inner == 0.75f);
+  CHECK(trial == 2000);
+  CHECK(loss_first == 0.125);
+  CHECK(loss_trial == 0.0625);
+  CHECK(kept);
 }

@@ -94,6 +94,8 @@ TEST_CASE("the pipeline flags both CLIs share parse into one settings struct", "
                                   "0.1",
                                   "--inner-weight",
                                   "0.5",
+                                  "--trial-iterations",
+                                  "0",
                                   "--no-bn-tuning",
                                   "--bn-target",
                                   "fp",
@@ -114,12 +116,14 @@ TEST_CASE("the pipeline flags both CLIs share parse into one settings struct", "
   CHECK(c.adaquant->layer.iterations == 300);
   CHECK((c.adaquant->layer.batch_size == 20 && c.adaquant->layer.step_macs == 1e6));
   CHECK(c.adaquant->layer.inner_weight == 0.5f);
+  CHECK(c.adaquant->layer.trial_iterations == std::size_t{0});  // 0: no trial, not the default
   const aq::adaquant_options library;  // unset, the CLI's are the library's defaults
   const aq::adaquant_options cli_default =
       ex::advanced_config_of(ex::pipeline_settings{.pipeline = "advanced"}).adaquant->layer;
   CHECK(
       (cli_default.batch_size == library.batch_size && cli_default.step_macs == library.step_macs));
   CHECK((!cli_default.inner_weight && !library.inner_weight));  // by bits, in the library
+  CHECK((!cli_default.trial_iterations && !library.trial_iterations));
   CHECK(c.adaquant->layer.rounding == aq::weight_rounding::adaround);
   CHECK(c.adaquant->order == aq::calibration_order::parallel);
   CHECK(!c.recalibrate_allocation);
@@ -219,4 +223,9 @@ TEST_CASE("the pipeline flags both CLIs share parse into one settings struct", "
       aq::errc::invalid_argument, "tool: --wbits: not an integer: 'four'");
   adaquant_test::expect_error([&] { (void)parse_shared(cli, {"--qdrop"}, t); },
                               aq::errc::invalid_argument, "tool: --qdrop needs a value");
+  adaquant_test::expect_error(
+      [&] {
+        (void)parse_shared(cli, {"--trial-iterations", "-1"}, t);
+      },
+      aq::errc::invalid_argument, "tool: --trial-iterations: must be >= 0, got -1");
 }

@@ -99,7 +99,7 @@ run_identity settings_identity(const pipeline_settings& s) {
                weight_range, act_range, percentile, rounding, max_size_ratio, bit_options,
                bit_rounds, recalibrate_allocation, iterations, order, reconstruction, blocks, seed,
                batch_size, step_macs, qdrop, lr_weight, lr_quant, weight_rounding, adaround_lambda,
-               inner_weight, bn_tuning, bn_target, bias] = s;
+               inner_weight, trial_iterations, bn_tuning, bn_target, bias] = s;
   const auto number = [](double v) {  // the shortest text that reads back as v
     char buf[40];
     return std::string(buf, std::to_chars(buf, buf + sizeof buf, v).ptr);
@@ -150,6 +150,8 @@ run_identity settings_identity(const pipeline_settings& s) {
           {"argument", "--weight-rounding", weight_rounding.empty() ? "default" : weight_rounding},
           {"argument", "--adaround-lambda", adaround_lambda ? number(*adaround_lambda) : "default"},
           {"argument", "--inner-weight", inner_weight ? number(*inner_weight) : "default"},
+          {"argument", "--trial-iterations",
+           trial_iterations ? std::to_string(*trial_iterations) : "default"},
           {"argument", "--no-bn-tuning", on(!bn_tuning)},
           {"argument", "--bn-target", bn_target},
           {"argument", "--no-bias", on(!bias)}};

@@ -144,6 +144,7 @@ advanced_config advanced_config_of(const pipeline_settings& s,
         s.weight_rounding == "adaround" ? weight_rounding::adaround : weight_rounding::learned_step;
   if (s.adaround_lambda) c.adaquant->layer.adaround.lambda = static_cast<float>(*s.adaround_lambda);
   if (s.inner_weight) c.adaquant->layer.inner_weight = static_cast<float>(*s.inner_weight);
+  if (s.trial_iterations) c.adaquant->layer.trial_iterations = *s.trial_iterations;
   c.adaquant->order =
       s.order == "parallel" ? calibration_order::parallel : calibration_order::sequential;
   if (!s.reconstruction.empty())
@@ -209,6 +210,8 @@ bool parse_pipeline_flag(const cli& c, const std::string& f,
     optional_double(s.adaround_lambda);
   else if (f == "--inner-weight")
     optional_double(s.inner_weight);
+  else if (f == "--trial-iterations")
+    s.trial_iterations = c.to_count(f, value());
   else if (f == "--no-bn-tuning")
     s.bn_tuning = false;
   else if (f == "--bn-target")

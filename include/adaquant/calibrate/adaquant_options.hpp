@@ -120,6 +120,15 @@ struct adaquant_options {
   // objectives/block_objective.hpp has the maths). Finite and >= 0, 0: the block output's error
   // alone; std::nullopt: default_inner_weight(the block's layer count).
   std::optional<float> inner_weight{};
+  // Block reconstruction only, on a network with calibration_loss() (LossNetwork,
+  // calibrate/network.hpp): after the block's run, a second run from the same start with this
+  // many iterations (the same seed, split and batches; the schedules stretched to its length);
+  // the network's calibration_loss() with each run's layers quantized (the layers after the
+  // block in full precision) decides which run is kept, the first on a tie. It costs the trial's
+  // steps and two evaluations of the loss; it never keeps a run whose loss is higher. 0: no
+  // trial; std::nullopt: default_trial_iterations(the block's layer count, iterations). Ignored
+  // for layers optimised alone and on networks without calibration_loss().
+  std::optional<std::size_t> trial_iterations{};
 
   // The paper's settings (absolute rates, no held-out split).
   [[nodiscard]] static adaquant_options paper() {
@@ -158,8 +167,9 @@ struct layer_result {
 // AdaRound and whole blocks below 4 weight bits; 2: with an input below 3 bits, the longest runs of
 // layers as blocks; 3: default_weight_rate, a larger rate of V for weights above 4 bits with inputs
 // below 4 bits, and step_macs bounding a block's step per layer, block_step_samples in
-// calibrate/block.hpp; 4: default_inner_weight, the inner term on blocks of more than 3 layers).
-inline constexpr std::uint32_t defaults_revision = 4;
+// calibrate/block.hpp; 4: default_inner_weight, the inner term on blocks of more than 3 layers; 5:
+// default_trial_iterations, a trial run of twice the iterations on blocks of more than 3 layers).
+inline constexpr std::uint32_t defaults_revision = 5;
 
 // The QDrop probability a layer gets when adaquant_options::qdrop is not set: 0.5 when its input
 // is quantized and the network it belongs to is quantized below 4 bits somewhere (weights or
@@ -215,6 +225,19 @@ inline constexpr std::uint32_t defaults_revision = 4;
 // (ResNet W3A3 at weight 0.1: -0.01 / +0.18 at seeds 0 / 1; MobileNetV2 W3A3: -0.24).
 [[nodiscard]] inline float default_inner_weight(std::size_t layers) noexcept {
   return layers > 3 ? 1.0f : 0.0f;
+}
+
+// The trial run a block of `layers` layers gets when adaquant_options::trial_iterations is not
+// set: twice `iterations` for blocks of more than 3 layers (the whole network at inputs below 3
+// bits), else none (0). How long a long block should train is not the same for every network, and
+// the block's own loss does not tell: measured with the advanced pipeline on the Fashion-MNIST
+// reference models at W2A2 (docs/lowbit.md, "The trial run"), 2000 iterations instead of 1000
+// lowered the whole-network block's held-out error on both models, but gained ResNet-style test
+// top-1 (at 4 of 5 seeds) and lost MobileNetV2-style 0.4 (2 of 2); the network's output error
+// followed the test top-1 in each case.
+[[nodiscard]] inline std::size_t default_trial_iterations(std::size_t layers,
+                                                          std::size_t iterations) noexcept {
+  return layers > 3 ? 2 * iterations : 0;
 }
 
 namespace detail {

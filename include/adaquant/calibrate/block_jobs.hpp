@@ -2,7 +2,8 @@
 // Block reconstruction inside adaquant_calibrate (calibrate/driver.hpp): which blocks are
 // reconstructed whole (selected_blocks), what one holds in memory (block_cache_per_sample), and
 // one block's run (run_block: its inputs and full-precision output captured from the network,
-// then block_optimize, calibrate/block.hpp). Internal: everything is in adaquant::detail.
+// then block_optimize, calibrate/block.hpp, and the trial run of adaquant_options::
+// trial_iterations). Internal: everything is in adaquant::detail.
 
 #include <adaquant/calibrate/block.hpp>
 #include <adaquant/calibrate/block_network.hpp>
@@ -10,6 +11,7 @@
 #include <adaquant/calibrate/layer_job.hpp>
 #include <adaquant/core/error.hpp>
 
+#include <cmath>
 #include <cstddef>
 #include <exception>
 #include <optional>
@@ -49,11 +51,55 @@ bool block_jobs_ready(const block_desc& b, std::vector<layer_job>& jobs, std::si
   return ready;
 }
 
+// The trial run of a block whose first run gave r (run_block): with trial_iterations resolved
+// above 0, each run's layers are given to the network and its calibration_loss() measured; the
+// trial's result replaces r when its loss is lower. r's report records the trial either way.
+// A non-finite loss is an error (errc::non_finite) naming the block.
+template <LossNetwork Net>
+void trial_run(Net& net, block_objective& obj, std::span<layer_job> jobs,
+               std::span<const initial_quant_params> init, std::size_t threads,
+               const std::string& where, block_result& r) {
+  const adaquant_options& opt = jobs[0].opt;
+  const std::size_t trial = opt.trial_iterations
+                                ? *opt.trial_iterations
+                                : default_trial_iterations(jobs.size(), opt.iterations);
+  if (trial == 0) return;
+  const auto loss_of = [&](const block_result& res, const char* run) {
+    for (std::size_t k = 0; k < jobs.size(); ++k)
+      net.set_quantized(to_quantized(jobs[k].desc->id, res.layers[k], *jobs[k].quantizers));
+    const double loss = static_cast<double>(net.calibration_loss());
+    if (!std::isfinite(loss))
+      fail(errc::non_finite, where + ": calibration_loss()",
+           "is " + std::to_string(loss) + " after the " + run + " run");
+    return loss;
+  };
+  const double first = loss_of(r, "first");
+  adaquant_options o = opt;
+  o.iterations = trial;
+  block_result t = block_optimize(obj, o, init, threads);
+  const double loss = loss_of(t, "trial");
+  const double seconds = r.report.seconds + t.report.seconds;
+  const bool kept = loss < first;
+  if (kept) r = std::move(t);
+  const auto record = [&](layer_report& x) {
+    x.trial_iterations = trial;
+    x.loss_first = first;
+    x.loss_trial = loss;
+    x.trial_kept = kept;
+    x.seconds = seconds;
+  };
+  record(r.report);
+  for (layer_result& l : r.layers) record(l.report);
+}
+
 // Block reconstruction of b's layers (jobs, in order): the block's inputs from the quantized
 // network and its full-precision output (and the loss's weights, when the network gives them)
 // over the n calibration samples (captured in chunks),
-// then block_optimize with the first layer's options on `threads`. Results (or the error) go into
-// the jobs.
+// then block_optimize with the first layer's options on `threads`; then, when the network has
+// calibration_loss() and the options a trial (trial_iterations, default_trial_iterations), the
+// trial run, and the run with the lower network loss is kept (trial_run). Results (or the error)
+// go into the jobs; the network holds one of the two runs' layers, which the driver's
+// set_quantized of the results replaces.
 template <BlockNetwork Net>
 void run_block(Net& net, const block_desc& b, std::span<layer_job> jobs, std::size_t n,
                std::size_t chunk, std::size_t threads) {
@@ -99,6 +145,7 @@ void run_block(Net& net, const block_desc& b, std::span<layer_job> jobs, std::si
       init.push_back(ip ? *ip : estimate_initial_params(obj.layer(k), *jobs[k].quantizers));
     }
     block_result r = block_optimize(obj, jobs[0].opt, init, threads);
+    if constexpr (LossNetwork<Net>) trial_run(net, obj, jobs, init, threads, where, r);
     for (std::size_t k = 0; k < jobs.size(); ++k) {
       jobs[k].result = std::move(r.layers[k]);
       jobs[k].result.report.layer_id = jobs[k].desc->id;

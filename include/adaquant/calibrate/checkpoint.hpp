@@ -114,7 +114,8 @@ inline quantized_layer get_quantized_layer(record_reader& r, const layer_desc& d
 inline void put_layer_report(record_writer& w, const layer_report& l) {
   const auto& [layer_id, train_samples, heldout_samples, mse_before, mse_after, heldout_before,
                heldout_after, iterations, best_iteration, stopped_early, seconds, adaround, qdrop,
-               weight_rate, step_samples, block_layers, block_first, inner_weight] = l;
+               weight_rate, step_samples, block_layers, block_first, inner_weight, trial_iterations,
+               loss_first, loss_trial, trial_kept] = l;
   w.u64(layer_id);
   w.u64(train_samples);
   w.u64(heldout_samples);
@@ -130,12 +131,17 @@ inline void put_layer_report(record_writer& w, const layer_report& l) {
   w.u64(block_layers);
   w.u64(block_first);
   w.f32(inner_weight);
+  w.u64(trial_iterations);
+  w.f64(loss_first);
+  w.f64(loss_trial);
+  w.u8(trial_kept ? 1 : 0);
 }
 inline layer_report get_layer_report(record_reader& r) {
   layer_report l;
   auto& [layer_id, train_samples, heldout_samples, mse_before, mse_after, heldout_before,
          heldout_after, iterations, best_iteration, stopped_early, seconds, adaround, qdrop,
-         weight_rate, step_samples, block_layers, block_first, inner_weight] = l;
+         weight_rate, step_samples, block_layers, block_first, inner_weight, trial_iterations,
+         loss_first, loss_trial, trial_kept] = l;
   layer_id = r.u64();
   train_samples = r.u64();
   heldout_samples = r.u64();
@@ -151,6 +157,10 @@ inline layer_report get_layer_report(record_reader& r) {
   block_layers = r.u64();
   block_first = r.u64();
   inner_weight = r.f32();
+  trial_iterations = r.u64();
+  loss_first = r.f64();
+  loss_trial = r.f64();
+  trial_kept = r.u8() != 0;
   return l;
 }
 

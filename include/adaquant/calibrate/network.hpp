@@ -36,6 +36,12 @@
 // driver reads them while it optimises that one layer, and so does not hold the layer's inputs
 // twice (calibrate/driver.hpp).
 //
+// Optionally, `double calibration_loss()` (LossNetwork below): the loss of the network in its
+// current quantized state (every layer given to set_quantized quantized, the others in full
+// precision) on calibration data; lower is better. Bit allocation minimises it
+// (pipeline/bit_allocation.hpp), and block reconstruction's trial run (adaquant_options::
+// trial_iterations) keeps the run that gives the lower value.
+//
 // Any framework can implement this with per-layer hooks: record a layer's input/output, replace
 // its weights, transform its input. See tests/adaquant/test_driver.cpp for a 40-line example.
 
@@ -98,6 +104,11 @@ concept QuantizableNetwork = requires(N& net, const N& cnet, std::size_t id, cap
   { cnet.quantizable_layers() } -> std::convertible_to<std::vector<layer_desc>>;
   { net.capture(id, id, id, mode) } -> std::convertible_to<layer_io>;
   net.set_quantized(q);
+};
+
+template <class N>
+concept LossNetwork = requires(N& n) {
+  { n.calibration_loss() } -> std::convertible_to<double>;
 };
 
 }  // namespace adaquant

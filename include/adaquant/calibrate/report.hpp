@@ -36,6 +36,14 @@ struct layer_report {
   std::size_t block_layers = 1;
   std::size_t block_first = 0;
   float inner_weight = 0.0f;  // block reconstruction: the inner term's weight (0 alone)
+  // Block reconstruction's trial run (adaquant_options::trial_iterations): its iterations (0: no
+  // trial), the network's calibration_loss() after the first run and after the trial, and
+  // whether the trial's parameters were kept (the figures above are then the trial's; seconds
+  // counts both runs).
+  std::size_t trial_iterations = 0;
+  double loss_first = 0.0;
+  double loss_trial = 0.0;
+  bool trial_kept = false;
 
   // mse_before / mse_after (inf when mse_after is 0).
   [[nodiscard]] double improvement() const noexcept {
@@ -51,11 +59,17 @@ struct calibration_report {
 
 // One line per layer, for logs and examples.
 [[nodiscard]] inline std::string to_string(const layer_report& r) {
-  char buf[480];
-  char block[96] = "";
-  if (r.block_layers > 1)
-    std::snprintf(block, sizeof block, ", block of %zu from layer %zu, inner weight %g",
-                  r.block_layers, r.block_first, static_cast<double>(r.inner_weight));
+  char buf[640];
+  char block[240] = "";
+  if (r.block_layers > 1) {
+    const int n =
+        std::snprintf(block, sizeof block, ", block of %zu from layer %zu, inner weight %g",
+                      r.block_layers, r.block_first, static_cast<double>(r.inner_weight));
+    if (r.trial_iterations > 0 && n > 0 && static_cast<std::size_t>(n) < sizeof block)
+      std::snprintf(block + n, sizeof block - static_cast<std::size_t>(n),
+                    ", trial of %zu it: network loss %.5g -> %.5g, %s", r.trial_iterations,
+                    r.loss_first, r.loss_trial, r.trial_kept ? "kept" : "not kept");
+  }
   std::snprintf(buf, sizeof buf,
                 "layer %zu: mse %.4g -> %.4g (x%.2f), held-out %.4g -> %.4g, %zu it (best %zu%s), "
                 "%.3f s; %s, V rate %g, QDrop %g, %zu samples per step%s",
@@ -71,7 +85,7 @@ struct calibration_report {
 // with their layer counts, e.g. "1 block of 16 layers; learned step (2), AdaRound (15); V rate
 // 0.002 (2), 0.03 (15); QDrop 0.5; samples per step 50; inner weight 1" (a value every layer
 // shares has no count; the inner weight counts the layers in blocks only, and is left out without
-// blocks).
+// blocks; with trial runs, "; trial kept in K of T blocks").
 [[nodiscard]] inline std::string settings_summary(const std::vector<layer_report>& layers) {
   if (layers.empty()) return "no layers";
   const auto counts_of = [](const std::vector<layer_report>& of, auto key, auto print) {
@@ -110,6 +124,15 @@ struct calibration_report {
       if (l.block_layers > 1) in.push_back(l);
     s += "; inner weight " + counts_of(
                                  in, [](const layer_report& l) { return l.inner_weight; }, number);
+    std::size_t trials = 0, kept = 0;
+    for (const layer_report& l : in)
+      if (l.layer_id == l.block_first && l.trial_iterations > 0) {
+        ++trials;
+        kept += l.trial_kept ? 1 : 0;
+      }
+    if (trials > 0)
+      s += "; trial kept in " + std::to_string(kept) + " of " + std::to_string(trials) +
+           (trials == 1 ? " block" : " blocks");
   }
   return s;
 }

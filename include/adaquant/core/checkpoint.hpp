@@ -33,7 +33,7 @@
 // (errc::corrupt_data naming location(key)); that it comes from the same run is the caller's to
 // establish: adaquant_ptq refuses a folder whose manifest (arguments, model and data) differs.
 //
-// Record format (little-endian), version 3:
+// Record format (little-endian), version checkpoint_version (below):
 //   "adaqckpt" (8 bytes), u32 version, u32 key length K, the key (K bytes), u64 payload length P,
 //   the payload (P bytes), u64 FNV-1a 64 of everything before it.
 // Payloads hold floats and doubles as their raw bits, so a loaded result is the computed one.
@@ -65,8 +65,9 @@ namespace detail {
 
 inline constexpr char checkpoint_magic[8] = {'a', 'd', 'a', 'q', 'c', 'k', 'p', 't'};
 // 2 added block-wise weight parameters; 3 the settings a layer ran with, in its layer_report;
-// 4 the inner term's weight of block reconstruction, in the report.
-inline constexpr std::uint32_t checkpoint_version = 4;
+// 4 the inner term's weight of block reconstruction, in the report; 5 block reconstruction's trial
+// run (its iterations, the two network losses, which run was kept), in the report.
+inline constexpr std::uint32_t checkpoint_version = 5;
 
 [[nodiscard]] inline std::uint64_t fnv1a64(std::string_view bytes,
                                            std::uint64_t h = 0xcbf29ce484222325ull) noexcept {

@@ -100,7 +100,10 @@ struct advanced_config {
   // AdaRound (adaquant_options::rounding unset) on layers whose weights are quantized to fewer
   // than 4 bits (default_rounding); block reconstruction (calibration_options::reconstruction
   // unset) of the selected blocks holding such a layer, in sequential order on a network with
-  // blocks (default_block_reconstruction).
+  // blocks (default_block_reconstruction); on blocks of more than 3 layers (the whole network at
+  // inputs below 3 bits) the inner term (default_inner_weight) and, on a network with
+  // calibration_loss(), a trial run of twice the iterations, kept when it lowers that loss
+  // (default_trial_iterations).
   std::optional<calibration_options> adaquant = calibration_options{};
   std::optional<bit_allocation_budget> bit_allocation{};
   // With bit allocation and AdaQuant in sequential order: the chosen bits are calibrated again in

@@ -415,6 +415,8 @@ struct recording_network {
                          std::size_t count) requires BlockNetwork<Net> {
     return net.capture_block(b, first, count);
   }
+  // LossNetwork, when Net is one (block reconstruction's trial run).
+  double calibration_loss() requires LossNetwork<Net> { return net.calibration_loss(); }
 };
 
 // Step "adaquant": the driver with every layer at its activation bits and at weight bits

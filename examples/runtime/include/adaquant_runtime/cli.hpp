@@ -48,6 +48,8 @@ struct pipeline_settings {
   std::string weight_rounding{};       // learned_step | adaround; empty: by bits
   std::optional<double> adaround_lambda{};  // AdaRound's regulariser weight; empty: default
   std::optional<double> inner_weight{};     // block reconstruction's inner term; empty: by bits
+  // Block reconstruction's trial run (iterations; 0: none); empty: by the block's layer count.
+  std::optional<std::size_t> trial_iterations{};
   bool bn_tuning = true;                    // light/advanced
   std::string bn_target = "running";        // running | fp: BN tuning's reference statistics
   bool bias = true;                         // bias correction (light) / bias tuning (advanced)
@@ -106,6 +108,7 @@ pipeline_report run_pipeline(Net& net, const pipeline_settings& s, const executi
 //   --blocks auto|N|FIRST..LAST,...   --seed N
 //   --qdrop P   --lr-weight R
 //   --lr-quant R   --weight-rounding learned_step|adaround   --adaround-lambda L   --inner-weight W
+//   --trial-iterations N
 //   --no-bn-tuning   --bn-target running|fp   --no-bias
 // parse_pipeline_flag: when `flag` is one of them, reads its value (value() returns the next
 // argument, or fails when there is none) into s and returns true; else returns false and reads
