@@ -282,7 +282,6 @@ TEST_CASE("By default a block is reconstructed whole when a layer in it has weig
   calibration_options by_bits;
   by_bits.layer.iterations = 5;
   by_bits.layer.batch_size = 4;
-  by_bits.layer.trial_iterations = 0;  // the whole-network block's trial run: test_block_trial.cpp
   // The first residual block at 3 bits, every other layer at 4: only that block is taken whole,
   // the same as block reconstruction of exactly that block.
   const auto mixed = [&](std::size_t i) { return in_first(i) ? 3 : 4; };
