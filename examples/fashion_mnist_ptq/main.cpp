@@ -6,6 +6,7 @@
 //
 //   fashion_mnist_ptq --model resnet|mobilenetv2 --pipeline naive|light|advanced
 //                     [--wbits 4] [--abits 4] [--max-size-ratio R] [--calib 1000] [--seed 0]
+//                     (--seed: AdaQuant's, and the choice of the --calib training images)
 //                     [--json FILE] [--iterations N] [--test-limit N] [--no-bn-tuning]
 //                     [--no-bias] [--all-layers] [--order sequential|parallel] [--quiet]
 //                     [--bit-options 2,3,4,8]   (weight bits bit allocation chooses from)
