@@ -251,14 +251,19 @@ TEST_CASE("Named blocks are exactly the ones named; bad selections are errors be
   for (const layer_desc& d : layers) CHECK(!net.quantized().at(d.id).layer->input_quant);
 }
 
-TEST_CASE("By default a block is reconstructed whole when a layer in it has weights below 4 bits",
-          "[onnx][block][calibrate]") {
-  const auto run = [](const std::function<int(std::size_t)>& wbits, const calibration_options& co) {
+TEST_CASE(
+    "By default a block is reconstructed whole when a layer in it has weights below 4 bits, or "
+    "when the network's input is at 4 bits or fewer",
+    "[onnx][block][calibrate]") {
+  // The first layer's input (the image) at first_abits, every other input at 4 bits.
+  const auto run = [](const std::function<int(std::size_t)>& wbits, const calibration_options& co,
+                      int first_abits = 8) {
     aq::onnx_network net = model_network("resnet_fm", 12);
     const auto layers = net.quantizable_layers();
     std::vector<layer_quantizers> q;
     for (std::size_t i = 0; i < layers.size(); ++i)
-      q.push_back({quantizer_spec::weights(wbits(i)), quantizer_spec::activations(4)});
+      q.push_back({quantizer_spec::weights(wbits(i)),
+                   quantizer_spec::activations(i == 0 ? first_abits : 4)});
     const calibration_report r = adaquant_calibrate(net, std::span<const layer_quantizers>(q), co);
     std::vector<std::vector<float>> weights;
     for (const layer_desc& d : layers) weights.push_back(net.quantized().at(d.id).layer->weight.f);
@@ -297,7 +302,23 @@ TEST_CASE("By default a block is reconstructed whole when a layer in it has weig
   // Every layer at 4 bits: per layer, as reconstruction_unit::layer.
   calibration_options layer = by_bits;
   layer.reconstruction = reconstruction_unit::layer;
-  same(run([](std::size_t) { return 4; }, by_bits), run([](std::size_t) { return 4; }, layer));
+  const auto four = [](std::size_t) { return 4; };
+  same(run(four, by_bits), run(four, layer));
+  const std::vector<int> w4{4, 4}, w3{4, 3};
+  CHECK(!default_block_reconstruction(w4));
+  CHECK(default_block_reconstruction(w3));
+  CHECK(default_block_reconstruction(w4, 4));
+  CHECK(default_block_reconstruction(w4, 2));
+  CHECK(!default_block_reconstruction(w4, 5));
+  CHECK(!default_block_reconstruction(w4, 0));  // 0: the input is not quantized
+  // The network's input at 4 bits too: every block whole, as reconstruction_unit::block; at 5
+  // bits per layer.
+  calibration_options block = by_bits;
+  block.reconstruction = reconstruction_unit::block;
+  const auto image4 = run(four, by_bits, 4);
+  same(image4, run(four, block, 4));
+  CHECK(image4.second != run(four, layer, 4).second);
+  same(run(four, by_bits, 5), run(four, layer, 5));
   // In parallel order, by bits is per layer (no error, unlike reconstruction_unit::block).
   by_bits.order = layer.order = calibration_order::parallel;
   const auto three = [](std::size_t) { return 3; };

@@ -157,6 +157,9 @@ TEST_CASE("the pipeline flags both CLIs share parse into one settings struct", "
        "--blocks: needs block reconstruction"},
       {{"--blocks", "3", "--wbits", "3", "--order", "parallel"},
        "--blocks: needs block reconstruction"},
+      {{"--blocks", "3", "--all-layers", "--abits", "5"}, "--blocks: needs block reconstruction"},
+      {{"--blocks", "3", "--all-layers", "--8bit-layers", "/stem/"},
+       "--blocks: needs block reconstruction"},
       {{"--reconstruction", "block", "--blocks", "1"},
        "--blocks: a run needs at least 2 layers, got 1"},
       {{"--reconstruction", "block", "--blocks", "a..b,c"},
@@ -188,6 +191,11 @@ TEST_CASE("the pipeline flags both CLIs share parse into one settings struct", "
   (void)parse_shared(cli, {"--wbits", "3", "--blocks", "3"}, low);
   ex::check_pipeline_settings(cli, low);
   CHECK(ex::advanced_config_of(low).adaquant->blocks.max_layers == 3);
+  // So may they with every layer's input at 4 bits or fewer, the network's input among them.
+  ex::pipeline_settings all{.pipeline = "advanced"};
+  (void)parse_shared(cli, {"--all-layers", "--abits", "4", "--blocks", "3"}, all);
+  ex::check_pipeline_settings(cli, all);
+  CHECK(ex::advanced_config_of(all).adaquant->blocks.max_layers == 3);
   CHECK(ex::advanced_config_of(blocks).adaquant->blocks.automatic());
   // --blocks N: runs of up to N layers; --blocks A..B,C..D: named blocks, resolved by the tool.
   (void)parse_shared(cli, {"--blocks", "3"}, blocks);

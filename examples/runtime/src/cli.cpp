@@ -230,15 +230,17 @@ void check_pipeline_settings(const cli& c, const pipeline_settings& s) {
   if (s.reconstruction == "block" && s.order != "sequential")
     c.fail("--reconstruction: block needs --order sequential");
   (void)parse_block_spec(c, s.blocks);
-  // By bits, blocks are reconstructed in sequential order below 4 weight bits: elsewhere --blocks
-  // would select blocks nothing reconstructs.
+  // By bits, blocks are reconstructed in sequential order below 4 weight bits, or when the
+  // network's input is quantized to 4 bits or fewer (--all-layers with no --8bit-layers, which
+  // could hold the first layer at 8): elsewhere --blocks would select blocks nothing reconstructs.
   const int wbits[] = {s.wbits};
+  const int input_bits = s.all_layers && !s.weight_only && s.eight_bit_layers.empty() ? s.abits : 0;
   if (s.blocks != "auto" && s.reconstruction != "block" &&
       (s.reconstruction == "layer" || s.order != "sequential" ||
-       !default_block_reconstruction(wbits)))
+       !default_block_reconstruction(wbits, input_bits)))
     c.fail(
         "--blocks: needs block reconstruction (--reconstruction block, or by default below 4 "
-        "weight bits in sequential order)");
+        "weight bits, or with --all-layers at 4 input bits or fewer, in sequential order)");
   c.one_of("--bn-target", s.bn_target, {"running", "fp"});
   for (const auto& [flag, b] : {std::pair{"--wbits", s.wbits}, std::pair{"--abits", s.abits}})
     if (b < 2 || b > 16)

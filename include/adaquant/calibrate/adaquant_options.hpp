@@ -168,8 +168,10 @@ struct layer_result {
 // layers as blocks; 3: default_weight_rate, a larger rate of V for weights above 4 bits with inputs
 // below 4 bits, and step_macs bounding a block's step per layer, block_step_samples in
 // calibrate/block.hpp; 4: default_inner_weight, the inner term on blocks of more than 3 layers; 5:
-// default_trial_iterations, a trial run of twice the iterations on blocks of more than 3 layers).
-inline constexpr std::uint32_t defaults_revision = 5;
+// default_trial_iterations, a trial run of twice the iterations on blocks of more than 3 layers;
+// 6: default_block_reconstruction, whole blocks also when the network's input is quantized to 4
+// bits or fewer).
+inline constexpr std::uint32_t defaults_revision = 6;
 
 // The QDrop probability a layer gets when adaquant_options::qdrop is not set: 0.5 when its input
 // is quantized and the network it belongs to is quantized below 4 bits somewhere (weights or

@@ -23,11 +23,18 @@ enum class reconstruction_unit { layer, block };
 
 // Whether a block is reconstructed whole when calibration_options::reconstruction is not set:
 // when one of its layers' weights is quantized to fewer than 4 bits (`weight_bits`: its layers'),
-// else its layers one at a time. Measured with the advanced pipeline on the Fashion-MNIST
-// reference models (docs/block.md): whole blocks beat layers in every pair measured below 4
-// weight bits (W3A3, W2A4, W2A2; by 0.03-1.78 points of top-1).
-[[nodiscard]] inline bool default_block_reconstruction(std::span<const int> weight_bits) noexcept {
-  return std::any_of(weight_bits.begin(), weight_bits.end(), [](int b) { return b < 4; });
+// or when the network's input is quantized to 4 bits or fewer (`network_input_bits`: the input
+// bits of the network's first quantizable layer, 0 where it is not quantized); else its layers
+// one at a time. Measured with the advanced pipeline on the Fashion-MNIST reference models
+// (docs/block.md, docs/lowbit.md): whole blocks beat layers in every pair measured below 4 weight
+// bits (W3A3, W2A4, W2A2; by 0.03-1.78 points of top-1); with every layer at W4A4 (the image at 4
+// bits) they gained ResNet-style 0.15 on the mean of seeds 0-4 (on each seed) and moved
+// MobileNetV2-style by -0.04 (noise), while at W4A4 with the first/last layer at 8 bits they were
+// no better (-0.06 / +0.04 on the means of seeds 0-2).
+[[nodiscard]] inline bool default_block_reconstruction(std::span<const int> weight_bits,
+                                                       int network_input_bits = 0) noexcept {
+  return (network_input_bits > 0 && network_input_bits <= 4) ||
+         std::any_of(weight_bits.begin(), weight_bits.end(), [](int b) { return b < 4; });
 }
 
 // The blocks selected when calibration_options::blocks is left automatic and the reconstruction

@@ -94,6 +94,9 @@ calibration_report calibrate_layers(Net& net, std::span<const layer_quantizers> 
   std::map<std::size_t, block_desc> block_at;  // first layer id -> block
   cache_estimate block_cache;                  // the largest block's
   // The blocks to reconstruct whole, and the largest one's cache.
+  const int input_bits_first = quantizers.empty() || !quantizers.front().activations
+                                   ? 0
+                                   : quantizers.front().activations->scheme.bits;
   const auto collect = [&](const block_selection& selection) {
     block_at.clear();
     block_cache = {};
@@ -102,7 +105,7 @@ calibration_report calibrate_layers(Net& net, std::span<const layer_quantizers> 
         std::vector<int> bits;
         for (std::size_t id : b.layers)
           bits.push_back(quantizers[position.at(id)].weights.scheme.bits);
-        if (!default_block_reconstruction(bits)) continue;
+        if (!default_block_reconstruction(bits, input_bits_first)) continue;
       }
       const std::size_t per = detail::block_cache_per_sample(b, layers);
       if (per > block_cache.per_sample)

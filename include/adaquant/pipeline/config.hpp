@@ -99,9 +99,10 @@ struct advanced_config {
   // inputs are quantized to fewer than 4 bits (default_qdrop);
   // AdaRound (adaquant_options::rounding unset) on layers whose weights are quantized to fewer
   // than 4 bits (default_rounding); block reconstruction (calibration_options::reconstruction
-  // unset) of the selected blocks holding such a layer, in sequential order on a network with
-  // blocks (default_block_reconstruction); on blocks of more than 3 layers (the whole network at
-  // inputs below 3 bits) the inner term (default_inner_weight) and, on a network with
+  // unset) of the selected blocks holding such a layer, or of every selected block when the
+  // network's input (the first layer's) is quantized to 4 bits or fewer, in sequential order on a
+  // network with blocks (default_block_reconstruction); on blocks of more than 3 layers (the whole
+  // network at inputs below 3 bits) the inner term (default_inner_weight) and, on a network with
   // calibration_loss(), a trial run of twice the iterations, kept when it lowers that loss
   // (default_trial_iterations).
   std::optional<calibration_options> adaquant = calibration_options{};
