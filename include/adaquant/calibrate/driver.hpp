@@ -93,10 +93,10 @@ calibration_report calibrate_layers(Net& net, std::span<const layer_quantizers> 
   detail::validate_options(options.layer);
   std::map<std::size_t, block_desc> block_at;  // first layer id -> block
   cache_estimate block_cache;                  // the largest block's
+  std::vector<int> input_bits;                 // each layer's, 0 where its input is not quantized
+  for (const layer_quantizers& q : quantizers)
+    input_bits.push_back(q.activations ? q.activations->scheme.bits : 0);
   // The blocks to reconstruct whole, and the largest one's cache.
-  const int input_bits_first = quantizers.empty() || !quantizers.front().activations
-                                   ? 0
-                                   : quantizers.front().activations->scheme.bits;
   const auto collect = [&](const block_selection& selection) {
     block_at.clear();
     block_cache = {};
@@ -105,7 +105,7 @@ calibration_report calibrate_layers(Net& net, std::span<const layer_quantizers> 
         std::vector<int> bits;
         for (std::size_t id : b.layers)
           bits.push_back(quantizers[position.at(id)].weights.scheme.bits);
-        if (!default_block_reconstruction(bits, input_bits_first)) continue;
+        if (!default_block_reconstruction(bits, input_bits.front())) continue;
       }
       const std::size_t per = detail::block_cache_per_sample(b, layers);
       if (per > block_cache.per_sample)
@@ -115,12 +115,8 @@ calibration_report calibrate_layers(Net& net, std::span<const layer_quantizers> 
     }
   };
   block_selection selection = options.blocks;  // by bits when automatic and the unit unset
-  if (!options.reconstruction && options.blocks.automatic()) {
-    std::vector<int> input_bits;
-    for (const layer_quantizers& q : quantizers)
-      input_bits.push_back(q.activations ? q.activations->scheme.bits : 0);
+  if (!options.reconstruction && options.blocks.automatic())
     selection = default_block_selection(input_bits, layers.size());
-  }
   collect(selection);
   // A selection by bits whose cache does not fit falls back to the automatic blocks (a choice
   // the user made is checked as it is, below).
